@@ -1,0 +1,12 @@
+"""nasdepth: how deep and how wide should my network be, and why did my training stall."""
+
+from nasdepth.arch import ArchConfig, StageConfig, build_model
+from nasdepth.data import Dataset, load_data
+from nasdepth.errors import ConfigError, NasdepthError
+from nasdepth.train import CVResult, TrainConfig, cross_validate
+
+__all__ = [
+    "ArchConfig", "CVResult", "ConfigError", "Dataset", "NasdepthError", "StageConfig",
+    "TrainConfig", "build_model", "cross_validate", "load_data",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,44 @@
+"""One error type for everything a user can get wrong, with one message template.
+
+scikit-learn style: ``The 'folds' value in studies/x.yaml must be an int >= 2. Got 1.``
+The CLI turns a :class:`NasdepthError` into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+
+class NasdepthError(ValueError):
+    """An error caused by the user's input (a file, a key, a value), not by a bug."""
+
+
+def closest(name: str, valid: Iterable[str]) -> str | None:
+    """The valid name closest to ``name`` (for "did you mean"), or None when none is close."""
+    matches = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+class ConfigError(NasdepthError):
+    """A bad value for one key of one source (a file path, a data spec, a function argument)."""
+
+    def __init__(self, source: str, key: str, value: Any, allowed: str) -> None:
+        self.source, self.key, self.value, self.allowed = source, key, value, allowed
+        super().__init__(f"The '{key}' value in {source} must be {allowed}. Got {value!r}.")
+
+
+class UnknownNameError(ConfigError):
+    """A name that is not in a registry; the message lists the valid names and the closest."""
+
+    def __init__(self, source: str, key: str, value: Any, valid: Iterable[str]) -> None:
+        valid = sorted(str(v) for v in valid)
+        super().__init__(source, key, value, "one of " + ", ".join(valid))
+        self.valid = valid
+        self.suggestion = closest(str(value), valid)
+        if self.suggestion is not None:
+            self.args = (f"{self.args[0]} Did you mean '{self.suggestion}'?",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])

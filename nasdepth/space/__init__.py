@@ -1,0 +1,7 @@
+"""Search spaces and study files: YAML schema, validation, and Optuna sampling."""
+
+from nasdepth.space.params import Param
+from nasdepth.space.space import SearchSpace, load_space
+from nasdepth.space.study_file import StudyConfig, load_study
+
+__all__ = ["Param", "SearchSpace", "StudyConfig", "load_space", "load_study"]

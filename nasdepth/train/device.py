@@ -1,0 +1,49 @@
+"""Devices, threads and seeds: chosen on purpose, never left to chance."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from nasdepth.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: cuda, then mps, then cpu; a named device must exist."""
+    base = name.split(":")[0]
+    if base not in DEVICES:
+        raise ConfigError("the training settings", "device", name, "one of " + ", ".join(DEVICES))
+    if base == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if base == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("the training settings", "device", name, "a device this machine has")
+    return torch.device(name)
+
+
+def configure_threads(workers: int = 1) -> int:
+    """Split the CPU cores between ``workers`` processes (one intra-op pool each).
+
+    Two processes that each use every core can run many times slower from OpenMP contention,
+    so each worker gets ``cores // workers`` threads (at least one).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = max(1, (cores or 1) // max(1, workers))
+    torch.set_num_threads(threads)
+    # deep sigmoid/tanh nets with vanishing gradients produce subnormals: avoid the slow path
+    torch.set_flush_denormal(True)
+    return threads
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,41 @@
+"""Hook points of the training loop: probes and per-epoch pruning attach here.
+
+The loop calls every hook at fixed points; the defaults do nothing, so a hook overrides only
+what it needs. Hooks must not change the training result (no extra RNG draws, no parameter
+changes) and should keep their statistics on the device (no host sync per step).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class TrainHook:
+    """Base class: override the calls you need. One hook object sees every fold in turn."""
+
+    #: True where the hook needs each fold's own model every step (per-step probes); the
+    #: engine then trains such folds sequentially rather than as a vectorized ensemble.
+    needs_per_fold_model = False
+
+    def on_fit_start(self, model: nn.Module, fold: int, x_train: torch.Tensor,
+                     y_train: torch.Tensor) -> None:
+        """Before the first step of a fold (data already standardized and on the device)."""
+
+    def after_backward(self, model: nn.Module, loss: torch.Tensor) -> None:
+        """After ``loss.backward()``, before the optimizer step: gradients are available."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """After the optimizer step: parameters are updated."""
+
+    def on_epoch_end(self, model: nn.Module, fold: int, record: dict[str, Any]) -> None:
+        """After each epoch with ``record`` (epoch, train_loss, val_loss, val_accuracy).
+
+        May raise ``optuna.TrialPruned`` (the study's per-epoch pruning)."""
+
+    def on_fit_end(self, model: nn.Module, fold: int) -> dict[str, Any] | None:
+        """After the last epoch; a returned dict becomes this fold's entry in
+        ``CVResult.traces``."""
+        return None
