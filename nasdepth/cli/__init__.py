@@ -13,7 +13,10 @@ from collections.abc import Sequence
 from nasdepth.cli import run
 from nasdepth.errors import NasdepthError
 
-COMMANDS = [run]
+# one line per command module (each has register(subparsers))
+COMMANDS = [
+    run,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
