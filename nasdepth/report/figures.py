@@ -1,28 +1,303 @@
-"""Figures drawn from report tables (the numbers are computed in ``tables``)."""
+"""Figures drawn from report tables (the numbers are computed in ``tables``; nothing here
+computes a statistic the report states). Every function returns a matplotlib ``Figure`` sized
+for the page width (about 800 px at the report's 100 dpi), or ``None`` when there is nothing to
+draw."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import math
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: reports are written to files
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+WIDE = (8.0, 4.2)
+TALL = (8.0, 5.0)
 
 
-def depth_figure(trials: pd.DataFrame, path: Path) -> Path:
-    """CV accuracy against depth, coloured by block, marker by skip on/off."""
-    done = trials[trials["state"] == "COMPLETE"].copy()
-    done["skip"] = done["skip"].map({True: "skip on", False: "skip off"})
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.scatterplot(data=done, x="depth", y="cv_mean", hue="block", style="skip", s=70, ax=ax)
-    ax.errorbar(done["depth"], done["cv_mean"], yerr=done["cv_std"].fillna(0), fmt="none",
-                ecolor="grey", alpha=0.5)
-    ax.set(title="Cross-validated accuracy against depth", xlabel="depth (blocks)",
-           ylabel="CV accuracy (mean ± std over folds)")
+def metric_label(metric: str) -> str:
+    """``val_accuracy`` -> ``CV accuracy (fraction)``; log loss in nats."""
+    name = metric.removeprefix("val_").replace("_", " ")
+    unit = "nats" if "log_loss" in metric else "fraction"
+    return f"CV {name} ({unit})"
+
+
+def _group(df: pd.DataFrame) -> pd.Series:
+    skip = df["skip"].map(lambda s: "skip on" if bool(s) else "skip off")
+    return df["block"].astype(str) + ", " + skip
+
+
+def _int_x(ax: Any) -> None:
+    """Depth is a count: integer ticks only."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _baseline_lines(ax: Any, baselines: pd.DataFrame | None) -> None:
+    if baselines is None or baselines.empty:
+        return
+    for (_, row), style in zip(baselines.iterrows(), (":", "--", "-."), strict=False):
+        ax.axhline(row["cv_mean"], color="black", ls=style, lw=1,
+                   label=f"{row['model']} ({row['cv_mean']:.3f})")
+
+
+def depth_figure(folds: pd.DataFrame, depth_tab: pd.DataFrame, metric: str,
+                 baselines: pd.DataFrame | None = None) -> Figure | None:
+    """Per-fold scores (dots) and the depth table's mean ± std (bars) against depth, one colour
+    per block x skip group (side by side), with the baselines as horizontal lines."""
+    done = folds[(folds["state"] == "COMPLETE") & folds["depth"].notna()]
+    if done.empty or depth_tab.empty:
+        return None
+    done = done.assign(group=_group(done), score=done["score"].astype(float))
+    tab = depth_tab.assign(group=_group(depth_tab))
+    groups = sorted(tab["group"].unique())
+    depths = sorted(float(d) for d in tab["depth"].unique())
+    step = min(np.diff(depths)) if len(depths) > 1 else 1.0
+    width = 0.6 * step
+    colors = sns.color_palette("tab10", len(groups))
+    rng = np.random.default_rng(0)  # fixed jitter: the same study draws the same picture
+    fig, ax = plt.subplots(figsize=TALL)
+    for i, (group, color) in enumerate(zip(groups, colors, strict=True)):
+        off = (i - (len(groups) - 1) / 2) * width / max(1, len(groups))
+        g = tab[tab["group"] == group].sort_values("depth")
+        pts = done[done["group"] == group]
+        jitter = rng.uniform(-0.08, 0.08, len(pts)) * width / max(1, len(groups))
+        ax.scatter(pts["depth"].astype(float) + off + jitter, pts["score"], s=12, alpha=0.4,
+                   color=color)
+        ax.errorbar(g["depth"].astype(float) + off, g["mean"], yerr=g["std"].fillna(0),
+                    fmt="o-", capsize=3, color=color, label=group)
+    _baseline_lines(ax, baselines)
+    ax.set_xticks(depths, [fmt_int(d) for d in depths])
+    ax.set(title="CV score against depth (dots: folds; bars: mean ± std over folds)",
+           xlabel="depth (blocks)", ylabel=metric_label(metric))
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def fmt_int(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def gap_figure(depth_tab: pd.DataFrame) -> Figure | None:
+    """Mean train-minus-validation accuracy gap against depth, per block x skip group."""
+    tab = depth_tab[depth_tab["gap_mean"].notna()]
+    if tab.empty:
+        return None
+    tab = tab.assign(group=_group(tab))
+    fig, ax = plt.subplots(figsize=WIDE)
+    sns.lineplot(data=tab, x="depth", y="gap_mean", hue="group", marker="o", ax=ax)
+    ax.axhline(0, color="grey", lw=0.8)
+    _int_x(ax)
+    ax.set(title="Generalization gap against depth (overfitting begins where it rises)",
+           xlabel="depth (blocks)", ylabel="train − validation accuracy (fraction)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def one_se_figure(best: pd.DataFrame, threshold: float, recommended_depth: Any,
+                  metric: str) -> Figure | None:
+    """Best candidate per depth with ± one standard error, the one-SE threshold and the
+    recommended depth."""
+    if best.empty:
+        return None
+    fig, ax = plt.subplots(figsize=WIDE)
+    se = best["cv_se"].astype(float).fillna(0)
+    ax.errorbar(best["depth"].astype(float), best["cv_mean"].astype(float), yerr=se, fmt="o-",
+                capsize=4, label="best candidate at each depth (± 1 SE)")
+    ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"one-SE threshold "
+               f"({threshold:.3f})")
+    ax.axvline(float(recommended_depth), color="tab:green", ls=":", lw=1.5,
+               label=f"recommended depth {recommended_depth}")
+    _int_x(ax)
+    ax.set(title="Recommended depth by the one-standard-error rule", xlabel="depth (blocks)",
+           ylabel=metric_label(metric))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def width_heatmap(table: pd.DataFrame, metric: str) -> Figure | None:
+    """Mean CV score of the candidates in each width x depth cell."""
+    if table.empty:
+        return None
+    grid = table.pivot(index="width", columns="depth", values="mean").sort_index(ascending=False)
+    fig, ax = plt.subplots(figsize=(8.0, max(2.5, 0.55 * len(grid) + 1.5)))
+    sns.heatmap(grid, annot=True, fmt=".3f", cmap="viridis", ax=ax,
+                cbar_kws={"label": metric_label(metric)}, annot_kws={"fontsize": 8})
+    ax.set(title="Mean CV score by width and depth (blank: not tried)",
+           xlabel="depth (blocks)", ylabel="width (channels or units)")
+    fig.tight_layout()
+    return fig
+
+
+def matched_figure(table: pd.DataFrame, metric: str) -> Figure | None:
+    """Best score against depth within each parameter budget (labels: the width used)."""
+    if table.empty:
+        return None
+    fig, ax = plt.subplots(figsize=WIDE)
+    sns.lineplot(data=table, x="depth", y="cv_mean", hue="budget", marker="o", ax=ax)
+    for _, row in table.iterrows():
+        ax.annotate(f"w={row['width']}", (row["depth"], row["cv_mean"]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    _int_x(ax)
+    ax.set(title="Depth against width at matched parameter counts (labels: width)",
+           xlabel="depth (blocks)", ylabel=metric_label(metric))
+    ax.legend(title="parameters", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def block_figure(table: pd.DataFrame, metric: str) -> Figure | None:
+    """Best score of each block type within each parameter budget."""
+    if table.empty:
+        return None
+    fig, ax = plt.subplots(figsize=WIDE)
+    sns.barplot(data=table, x="budget", y="best", hue="block", ax=ax)
+    ax.set(title="Block types at matched parameter budgets (best candidate)",
+           xlabel="parameters (budget bin)", ylabel=metric_label(metric))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def skip_figure(table: pd.DataFrame, metric: str) -> Figure | None:
+    """Mean fold score with skip connections on and off at each depth."""
+    if table.empty:
+        return None
+    long = table.melt(id_vars="depth", value_vars=["skip_on", "skip_off"], var_name="skip",
+                      value_name="score").dropna()
+    if long.empty:
+        return None
+    long["skip"] = long["skip"].str.replace("_", " ")
+    fig, ax = plt.subplots(figsize=WIDE)
+    sns.lineplot(data=long, x="depth", y="score", hue="skip", marker="o", ax=ax)
+    _int_x(ax)
+    ax.set(title="Skip connections on against off at each depth",
+           xlabel="depth (blocks)", ylabel=metric_label(metric))
+    fig.tight_layout()
+    return fig
+
+
+def pareto_figure(scored: pd.DataFrame, fronts: dict[str, pd.DataFrame],
+                  metric: str) -> Figure | None:
+    """CV score against parameters and FLOPs (log scale), front highlighted."""
+    costs = [c for c in ("params", "flops") if c in fronts and not fronts[c].empty]
+    if not costs:
+        return None
+    fig, axes = plt.subplots(1, len(costs), figsize=(8.0, 4.0), squeeze=False, sharey=True)
+    units = {"params": "parameters (count, log scale)",
+             "flops": "FLOPs per sample, forward (log scale)"}
+    for ax, cost in zip(axes[0], costs, strict=True):
+        ok = scored[np.isfinite(scored[cost].astype(float))]
+        ax.scatter(ok[cost], ok["cv_mean"], s=18, alpha=0.5, color="grey", label="candidates")
+        front = fronts[cost]
+        ax.step(front[cost], front["cv_mean"], where="post", color="tab:red")
+        ax.scatter(front[cost], front["cv_mean"], s=30, color="tab:red", label="Pareto front")
+        ax.set_xscale("log")
+        ax.set(xlabel=units[cost], title=f"Score against {cost}")
+    axes[0][0].set_ylabel(metric_label(metric))
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def importance_figure(table: pd.DataFrame) -> Figure | None:
+    if table.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(8.0, max(2.2, 0.4 * len(table) + 1.2)))
+    sns.barplot(data=table, y="parameter", x="importance", color="tab:blue", ax=ax)
+    ax.set(title="Parameter importances", xlabel="importance (fraction of total)",
+           ylabel="parameter")
+    fig.tight_layout()
+    return fig
+
+
+def history_figure(table: pd.DataFrame, metric: str) -> Figure | None:
+    if table.empty:
+        return None
+    fig, ax = plt.subplots(figsize=WIDE)
+    ax.scatter(table["trial"], table["value"], s=18, label="trial")
+    ax.step(table["trial"], table["best_so_far"], where="post", color="tab:red",
+            label="best so far")
+    ax.set(title="Optimization history", xlabel="trial number",
+           ylabel=f"objective: {metric_label(metric)}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def verdict_figure(counts: pd.DataFrame) -> Figure | None:
+    if counts.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(8.0, max(2.2, 0.4 * len(counts) + 1.2)))
+    sns.barplot(data=counts, y="verdict", x="trials", color="tab:purple", ax=ax)
+    ax.set(title="Diagnoses: trials per verdict", xlabel="trials (count)", ylabel="verdict")
+    fig.tight_layout()
+    return fig
+
+
+# --- evidence from a trial's probe summary -------------------------------------------------
+
+def _block_matrix(epochs: list[dict[str, Any]], name: str) -> np.ndarray | None:
+    rows: list[list[Any]] = [r for r in (e.get(name) for e in epochs) if isinstance(r, list)]
+    if not rows or len(rows) != len(epochs) or not all(rows):
+        return None
+    width = max(len(r) for r in rows)
+    mat = np.full((len(rows), width), np.nan)
+    for i, r in enumerate(rows):
+        mat[i, :len(r)] = [math.nan if v is None else float(v) for v in r]
+    return mat
+
+
+def evidence_figure(trace: dict[str, Any], title: str) -> Figure | None:
+    """Gradient RMS by block over epochs (heatmap, log10), update-to-weight ratio per block and
+    the normalized losses with their baseline (1 = predicting the class frequencies), from a
+    trace-shaped probe summary (``blocks`` + per-epoch ``grad_rms``/``update_ratio`` lists)."""
+    epochs = trace.get("epochs") or []
+    blocks = [str(b) for b in trace.get("blocks") or []]
+    grad = _block_matrix(epochs, "grad_rms")
+    upd = _block_matrix(epochs, "update_ratio")
+    losses = {k: [math.nan if e.get(k) is None else float(e[k]) for e in epochs]
+              for k in ("train_loss_norm", "val_loss_norm") if any(k in e for e in epochs)}
+    panels = [p for p, ok in (("grad", grad is not None), ("upd", upd is not None),
+                              ("loss", bool(losses))) if ok]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(8.0, 3.6), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        if panel == "grad" and grad is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logged = np.log10(np.where(grad > 0, grad, np.nan))
+            labels = blocks if len(blocks) == grad.shape[1] else list(range(grad.shape[1]))
+            sns.heatmap(pd.DataFrame(logged.T, index=labels, columns=range(1, len(epochs) + 1)),
+                        cmap="magma", ax=ax, cbar_kws={"label": "log10 gradient RMS"})
+            ax.set(title="Gradient RMS by block", xlabel="epoch", ylabel="block (input → head)")
+            ax.tick_params(labelsize=6)
+        elif panel == "upd" and upd is not None:
+            x = np.arange(1, upd.shape[0] + 1)
+            for j in range(upd.shape[1]):
+                name = blocks[j] if j < len(blocks) else str(j)
+                ax.plot(x, upd[:, j], marker=".", lw=1, label=name)
+            ax.set_yscale("log")
+            ax.set(title="Update / weight ratio", xlabel="epoch", ylabel="ratio (log scale)")
+            if upd.shape[1] <= 8:
+                ax.legend(fontsize=6)
+        else:
+            for name, series in losses.items():
+                ax.plot(range(1, len(series) + 1), series, marker=".",
+                        label=name.replace("_norm", "").replace("_", " "))
+            ax.axhline(1.0, color="black", ls="--", lw=1, label="baseline (class frequencies)")
+            ax.set(title="Normalized loss", xlabel="epoch",
+                   ylabel="loss / label entropy (ratio)")
+            ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,36 +1,437 @@
-"""Report tables, computed from the storage alone (no drawing here)."""
+"""Report tables, computed from the storage alone (no drawing here).
+
+``collect(study)`` reads every trial once into tidy frames (``trials``: one row per trial;
+``folds``: one row per trial x fold); the functions below derive each report table from them.
+Every trial attribute beyond ``arch``/``summary``/``cv_folds`` may be absent: columns are then
+NaN or empty and the report says so instead of failing.
+"""
 
 from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import optuna
 import pandas as pd
 
-TRIAL_COLUMNS = ["trial", "state", "depth", "width", "block", "skip", "norm", "activation",
-                 "params", "cv_mean", "cv_std", "folds_done", "seconds", "fail_reason"]
+from nasdepth.report.stats import TTest, corrected_resampled_ttest, one_se_rule, pareto_mask
+
+ARCH_COLUMNS = ["depth", "width", "block", "skip", "norm", "activation"]
+TRIAL_COLUMNS = ["trial", "state", *ARCH_COLUMNS, "params", "flops", "cv_mean", "cv_std",
+                 "cv_se", "folds_done", "gap_mean", "test_score", "seconds", "verdict",
+                 "confidence", "fail_reason"]
+#: states that are not finished successfully and appear in the "failed and pruned" table
+PROBLEM_STATES = ("FAIL", "PRUNED", "RUNNING", "WAITING")
+
+
+@dataclass
+class StudyTables:
+    """What the report needs from a study, read once."""
+
+    name: str
+    metric: str  # the fold column scored, e.g. ``val_accuracy``
+    maximize: bool
+    directions: list[str]
+    config: dict[str, Any]
+    data: dict[str, Any]
+    trials: pd.DataFrame
+    folds: pd.DataFrame
+    diagnoses: dict[int, dict[str, Any]] = field(default_factory=dict)
+    probes: dict[int, Any] = field(default_factory=dict)
+    values: dict[int, list[float]] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> pd.DataFrame:
+        return self.trials[self.trials["state"] == "COMPLETE"]
+
+    @property
+    def scored(self) -> pd.DataFrame:
+        """Complete trials with a finite CV score."""
+        done = self.complete
+        return done[np.isfinite(done["cv_mean"].astype(float))]
+
+
+def _objective(config: dict[str, Any], directions: list[str]) -> tuple[str, bool]:
+    """The metric the study optimizes (first objective) and whether higher is better."""
+    metric = config.get("objective")
+    objectives = config.get("objectives")
+    if metric is None and isinstance(objectives, list) and objectives:
+        first = objectives[0]
+        metric = first.get("metric", first.get("name")) if isinstance(first, dict) else first
+    metric = str(metric or "val_accuracy")
+    if not metric.startswith("val_"):
+        metric = f"val_{metric}"
+    if directions:
+        return metric, directions[0] == "MAXIMIZE"
+    return metric, not metric.endswith("log_loss")
+
+
+def _test_score(attrs: dict[str, Any], metric: str) -> float:
+    """Held-out test score where a test split exists (``test`` dict or ``test_<metric>``)."""
+    plain = metric.removeprefix("val_")
+    test = attrs.get("test")
+    if isinstance(test, dict):
+        for key in (metric, plain, f"test_{plain}"):
+            if isinstance(test.get(key), int | float):
+                return float(test[key])
+    for key in (f"test_{plain}", "test_score"):
+        if isinstance(attrs.get(key), int | float):
+            return float(attrs[key])
+    return math.nan
+
+
+def _flops(attrs: dict[str, Any]) -> float:
+    value = attrs.get("flops", attrs.get("summary", {}).get("flops"))
+    if isinstance(value, dict):
+        value = value.get("flops", value.get("total"))
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def _reason(t: optuna.trial.FrozenTrial, folds_done: int) -> str:
+    for key in ("fail_reason", "prune_reason", "pruned_reason"):
+        if t.user_attrs.get(key):
+            return str(t.user_attrs[key])
+    if t.state.name == "PRUNED":
+        steps = sorted(t.intermediate_values)
+        if steps:
+            last = steps[-1]
+            return (f"pruned after {folds_done} fold(s) (last reported step {last}: "
+                    f"{t.intermediate_values[last]:.4g})")
+        return "pruned"
+    if t.state.name in ("RUNNING", "WAITING"):
+        return f"{t.state.name.lower()} when the report was written"
+    if t.state.name == "FAIL":
+        return "failed (no reason recorded)"
+    return ""
+
+
+def collect(study: optuna.Study) -> StudyTables:
+    """Read all trials of ``study`` into a :class:`StudyTables`."""
+    config = dict(study.user_attrs.get("config", {}))
+    directions = [d.name for d in study.directions]
+    metric, maximize = _objective(config, directions)
+    rows, fold_rows = [], []
+    diagnoses: dict[int, dict[str, Any]] = {}
+    probes: dict[int, Any] = {}
+    values: dict[int, list[float]] = {}
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        summary = attrs.get("summary") or {}
+        folds = pd.DataFrame(attrs.get("cv_folds") or [])
+        scores = (folds[metric].astype(float) if metric in folds
+                  else pd.Series(dtype=float))
+        arch = {k: summary.get(k) for k in ARCH_COLUMNS}
+        params = summary.get("params", attrs.get("params"))
+        diag = attrs.get("diagnosis") if isinstance(attrs.get("diagnosis"), dict) else None
+        if diag:
+            diagnoses[t.number] = diag
+        if attrs.get("probe_summary") is not None:
+            probes[t.number] = attrs["probe_summary"]
+        if t.values is not None:
+            values[t.number] = [float(v) for v in t.values]
+        k = len(scores)
+        std = float(scores.std(ddof=1)) if k > 1 else math.nan
+        rows.append({
+            "trial": t.number, "state": t.state.name, **arch,
+            "params": float(params) if isinstance(params, int | float) else math.nan,
+            "flops": _flops(attrs),
+            "cv_mean": float(scores.mean()) if k else math.nan,
+            "cv_std": std, "cv_se": std / math.sqrt(k) if k > 1 else math.nan,
+            "folds_done": k,
+            "gap_mean": float(folds["gap_accuracy"].mean()) if "gap_accuracy" in folds
+            else math.nan,
+            "test_score": _test_score(attrs, metric),
+            "seconds": float(attrs.get("wall_time", math.nan)),
+            "verdict": diag.get("verdict") if diag else None,
+            "confidence": diag.get("confidence") if diag else None,
+            "fail_reason": _reason(t, k),
+        })
+        for rec in attrs.get("cv_folds") or []:
+            fold_rows.append({"trial": t.number, "state": t.state.name, **arch,
+                              "params": rows[-1]["params"], **rec,
+                              "score": rec.get(metric, math.nan)})
+    trials = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
+    folds_df = pd.DataFrame(fold_rows)
+    if folds_df.empty:
+        folds_df = pd.DataFrame(columns=["trial", "state", *ARCH_COLUMNS, "params", "fold",
+                                         "score"])
+    return StudyTables(name=study.study_name, metric=metric, maximize=maximize,
+                       directions=directions, config=config,
+                       data=dict(study.user_attrs.get("data", {})), trials=trials,
+                       folds=folds_df, diagnoses=diagnoses, probes=probes, values=values)
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: architecture summary, CV score mean and std, state and reason."""
+    """One row per trial: architecture summary, CV score mean/std/se, state and reason."""
+    return collect(study).trials
+
+
+def top_trials(trials: pd.DataFrame, n: int = 5, *, maximize: bool = True) -> pd.DataFrame:
+    """The ``n`` best complete trials (ties: fewer parameters first)."""
+    done = trials[(trials["state"] == "COMPLETE") & np.isfinite(trials["cv_mean"].astype(float))]
+    return done.sort_values(["cv_mean", "params"], ascending=[not maximize, True]).head(n)
+
+
+def state_counts(trials: pd.DataFrame) -> dict[str, int]:
+    return {s: int((trials["state"] == s).sum())
+            for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")}
+
+
+# --- depth -------------------------------------------------------------------------------
+
+def depth_table(folds: pd.DataFrame) -> pd.DataFrame:
+    """CV score against depth, by block and skip, over the folds of complete trials: number of
+    trials and folds, mean, std (ddof=1), min and max of the fold scores, and the mean
+    train-minus-validation accuracy gap."""
+    cols = ["depth", "block", "skip", "trials", "folds", "mean", "std", "min", "max",
+            "gap_mean"]
+    done = folds[(folds["state"] == "COMPLETE") & folds["depth"].notna()]
+    if done.empty:
+        return pd.DataFrame(columns=cols)
+    gap = done["gap_accuracy"] if "gap_accuracy" in done else pd.Series(np.nan, done.index)
+    done = done.assign(gap=gap.astype(float), score=done["score"].astype(float))
+    g = done.groupby(["depth", "block", "skip"], sort=True, dropna=False)
+    out = g.agg(trials=("trial", "nunique"), folds=("score", "size"), mean=("score", "mean"),
+                std=("score", "std"), min=("score", "min"), max=("score", "max"),
+                gap_mean=("gap", "mean")).reset_index()
+    return out[cols]
+
+
+def best_per_depth(st: StudyTables) -> pd.DataFrame:
+    """The best complete candidate at each depth with its CV mean, std and standard error
+    (std / sqrt(folds)): the table the one-standard-error rule reads."""
+    done = st.scored[st.scored["depth"].notna()]
+    cols = ["depth", "trial", "block", "skip", "width", "params", "cv_mean", "cv_std",
+            "cv_se", "folds_done"]
+    if done.empty:
+        return pd.DataFrame(columns=cols)
+    order = done.sort_values(["cv_mean", "params"], ascending=[not st.maximize, True])
+    best = order.groupby("depth", sort=True).head(1).sort_values("depth")
+    return best[cols].reset_index(drop=True)
+
+
+@dataclass
+class DepthRecommendation:
+    best: pd.Series
+    recommended: pd.Series
+    threshold: float
+    ttest: TTest | None
+    shared_folds: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"best_trial": int(self.best["trial"]), "best_depth": self.best["depth"],
+                "recommended_trial": int(self.recommended["trial"]),
+                "recommended_depth": self.recommended["depth"], "threshold": self.threshold,
+                "shared_folds": self.shared_folds,
+                "ttest": None if self.ttest is None else self.ttest.to_dict()}
+
+
+def _fold_sizes(folds: pd.DataFrame, k: int) -> tuple[float, float]:
+    if {"n_train", "n_val"} <= set(folds.columns) and folds["n_train"].notna().any():
+        return float(folds["n_train"].mean()), float(folds["n_val"].mean())
+    return float(k - 1), 1.0  # k-fold: each validation fold is 1/(k-1) of its training set
+
+
+def recommend_depth(st: StudyTables) -> DepthRecommendation | None:
+    """One-standard-error depth over :func:`best_per_depth`, and the corrected resampled t-test
+    (best minus recommended) on the folds both candidates share."""
+    table = best_per_depth(st)
+    if table.empty:
+        return None
+    idx = one_se_rule(table, maximize=st.maximize)
+    best_idx = table["cv_mean"].idxmax() if st.maximize else table["cv_mean"].idxmin()
+    best, rec = table.loc[best_idx], table.loc[idx]
+    se = float(best["cv_se"]) if math.isfinite(float(best["cv_se"])) else 0.0
+    threshold = float(best["cv_mean"]) - se if st.maximize else float(best["cv_mean"]) + se
+    a = st.folds[st.folds["trial"] == best["trial"]].set_index("fold")["score"]
+    b = st.folds[st.folds["trial"] == rec["trial"]].set_index("fold")["score"]
+    shared = a.index.intersection(b.index)
+    test = None
+    if best["trial"] != rec["trial"] and len(shared) >= 2:
+        n_train, n_test = _fold_sizes(st.folds[st.folds["trial"] == best["trial"]],
+                                      len(shared))
+        test = corrected_resampled_ttest(a.loc[shared].astype(float).to_numpy(),
+                                         b.loc[shared].astype(float).to_numpy(),
+                                         n_train=n_train, n_test=n_test)
+    return DepthRecommendation(best=best, recommended=rec, threshold=threshold, ttest=test,
+                               shared_folds=len(shared))
+
+
+# --- width, blocks, skip -----------------------------------------------------------------
+
+def width_depth_table(st: StudyTables) -> pd.DataFrame:
+    """Per depth x width: number of complete candidates, their mean CV score and the best."""
+    done = st.scored[st.scored["depth"].notna() & st.scored["width"].notna()]
+    cols = ["depth", "width", "candidates", "mean", "best"]
+    if done.empty:
+        return pd.DataFrame(columns=cols)
+    g = done.groupby(["depth", "width"], sort=True)["cv_mean"]
+    best = g.max() if st.maximize else g.min()
+    out = pd.DataFrame({"candidates": g.size(), "mean": g.mean(), "best": best})
+    return out.reset_index()[cols]
+
+
+def params_bin(params: pd.Series) -> pd.Series:
+    """Budget bins of a factor of two: ``2^floor(log2(params))`` (NaN stays NaN)."""
+    p = params.astype(float)
+    return pd.Series(np.where(p > 0, 2.0 ** np.floor(np.log2(p.where(p > 0, 1.0))), np.nan),
+                     index=params.index)
+
+
+def _bin_label(lo: float) -> str:
+    return f"{int(lo):,}–{int(2 * lo) - 1:,}"
+
+
+def matched_params_table(st: StudyTables) -> pd.DataFrame:
+    """Depth against width at matched parameter counts: within each factor-of-two budget bin
+    that holds at least two depths, the best candidate at each depth (its width and score)."""
+    cols = ["budget", "bin_low", "depth", "width", "block", "skip", "params", "cv_mean", "trial"]
+    done = st.scored[st.scored["depth"].notna() & st.scored["params"].notna()]
+    if done.empty:
+        return pd.DataFrame(columns=cols)
+    done = done.assign(bin_low=params_bin(done["params"]))
+    order = done.sort_values(["cv_mean", "params"], ascending=[not st.maximize, True])
+    best = order.groupby(["bin_low", "depth"], sort=True).head(1)
+    depths = best.groupby("bin_low")["depth"].nunique()
+    best = best[best["bin_low"].isin(depths[depths >= 2].index)]
+    best = best.assign(budget=best["bin_low"].map(_bin_label))
+    return best.sort_values(["bin_low", "depth"])[cols].reset_index(drop=True)
+
+
+def block_table(st: StudyTables) -> pd.DataFrame:
+    """Block types at matched budgets: per factor-of-two parameter bin holding two or more
+    block types, each block's number of candidates, mean and best CV score."""
+    cols = ["budget", "bin_low", "block", "candidates", "mean", "best"]
+    done = st.scored[st.scored["block"].notna() & st.scored["params"].notna()]
+    if done.empty:
+        return pd.DataFrame(columns=cols)
+    done = done.assign(bin_low=params_bin(done["params"]))
+    g = done.groupby(["bin_low", "block"], sort=True)["cv_mean"]
+    out = pd.DataFrame({"candidates": g.size(), "mean": g.mean(),
+                        "best": g.max() if st.maximize else g.min()}).reset_index()
+    kinds = out.groupby("bin_low")["block"].nunique()
+    out = out[out["bin_low"].isin(kinds[kinds >= 2].index)]
+    out = out.assign(budget=out["bin_low"].map(_bin_label))
+    return out[cols].reset_index(drop=True)
+
+
+def skip_table(folds: pd.DataFrame) -> pd.DataFrame:
+    """Skip connections on against off at each depth (all blocks, complete trials): mean fold
+    score with each and the difference on minus off (NaN where one side was not tried)."""
+    cols = ["depth", "skip_on", "skip_off", "on_minus_off", "folds_on", "folds_off"]
+    done = folds[(folds["state"] == "COMPLETE") & folds["depth"].notna() & folds["skip"].notna()]
+    if done.empty:
+        return pd.DataFrame(columns=cols)
+    done = done.assign(score=done["score"].astype(float), skip=done["skip"].astype(bool))
+    mean = done.pivot_table(index="depth", columns="skip", values="score", aggfunc="mean")
+    count = done.pivot_table(index="depth", columns="skip", values="score", aggfunc="size")
+    out = pd.DataFrame(index=mean.index)
+    out["skip_on"] = mean[True] if True in mean else np.nan
+    out["skip_off"] = mean[False] if False in mean else np.nan
+    out["on_minus_off"] = out["skip_on"] - out["skip_off"]
+    out["folds_on"] = count[True] if True in count else 0
+    out["folds_off"] = count[False] if False in count else 0
+    out[["folds_on", "folds_off"]] = out[["folds_on", "folds_off"]].fillna(0).astype(int)
+    return out.reset_index()[cols]
+
+
+# --- cost, history, importances -----------------------------------------------------------
+
+def pareto_table(st: StudyTables, cost: str) -> pd.DataFrame:
+    """Complete candidates on the front of CV score against ``cost`` (``params``/``flops``),
+    sorted by cost."""
+    done = st.scored[np.isfinite(st.scored[cost].astype(float))]
+    cols = ["trial", cost, "cv_mean", "depth", "width", "block", "skip"]
+    if done.empty:
+        return pd.DataFrame(columns=cols)
+    mask = pareto_mask(done["cv_mean"], done[cost], maximize=st.maximize)
+    return done[mask].sort_values(cost)[cols].reset_index(drop=True)
+
+
+def history_table(st: StudyTables) -> pd.DataFrame:
+    """Objective (first value) of every complete trial in trial order, with the best so far."""
+    rows = [(n, v[0]) for n, v in sorted(st.values.items()) if v]
+    done = set(st.complete["trial"])
+    df = pd.DataFrame([r for r in rows if r[0] in done], columns=["trial", "value"])
+    best = df["value"].cummax() if st.maximize else df["value"].cummin()
+    return df.assign(best_so_far=best)
+
+
+def importance_table(study: optuna.Study, *, min_trials: int = 5
+                     ) -> tuple[pd.DataFrame, str]:
+    """Optuna parameter importances (PED-ANOVA; fANOVA where PED-ANOVA cannot run) of the
+    first objective. Returns the table and a note (why it is empty, or the evaluator used)."""
+    empty = pd.DataFrame(columns=["parameter", "importance"])
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(done) < min_trials:
+        return empty, (f"Parameter importances need at least {min_trials} complete trials; "
+                       f"this study has {len(done)}.")
+    varied = {p for t in done for p in t.params
+              if len({repr(u.params.get(p)) for u in done}) > 1}
+    if not varied:
+        return empty, "No parameter took more than one value: nothing to rank."
+
+    # PED-ANOVA ranks parameters by how they reach *low* target values: flip maximized ones
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+
+    def target(t: optuna.trial.FrozenTrial) -> float:
+        return sign * float(t.values[0])
+
+    notes = []
+    evaluators: list[tuple[str, type[optuna.importance.BaseImportanceEvaluator]]] = [
+        ("PED-ANOVA", optuna.importance.PedAnovaImportanceEvaluator),
+        ("fANOVA", optuna.importance.FanovaImportanceEvaluator)]
+    for label, cls in evaluators:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # the direction note, handled
+                imp = optuna.importance.get_param_importances(study, evaluator=cls(),
+                                                              target=target)
+        except Exception as exc:  # e.g. too few trials above the quantile; try the next one
+            notes.append(f"{label} could not run ({type(exc).__name__}: {exc}).")
+            continue
+        df = pd.DataFrame({"parameter": list(imp), "importance": [float(v)
+                                                                   for v in imp.values()]})
+        return df, " ".join([*notes, f"Evaluator: {label}, on {len(done)} complete trials."])
+    return empty, " ".join(notes)
+
+
+# --- diagnoses and problems ---------------------------------------------------------------
+
+def diagnoses_table(st: StudyTables) -> pd.DataFrame:
+    """One row per diagnosed trial: architecture, score, verdict, confidence, first advice."""
+    cols = ["trial", "state", "depth", "width", "block", "skip", "cv_mean", "verdict",
+            "confidence", "advice"]
     rows = []
-    for t in study.get_trials(deepcopy=False):
-        summary = t.user_attrs.get("summary", {})
-        folds = pd.DataFrame(t.user_attrs.get("cv_folds", []))
-        scores = folds["val_accuracy"] if "val_accuracy" in folds else pd.Series(dtype=float)
-        rows.append({
-            "trial": t.number,
-            "state": t.state.name,
-            **{k: summary.get(k) for k in ("depth", "width", "block", "skip", "norm",
-                                            "activation", "params")},
-            "cv_mean": float(scores.mean()) if len(scores) else np.nan,
-            "cv_std": float(scores.std(ddof=1)) if len(scores) > 1 else np.nan,
-            "folds_done": len(scores),
-            "seconds": t.user_attrs.get("wall_time", np.nan),
-            "fail_reason": t.user_attrs.get("fail_reason", ""),
-        })
-    return pd.DataFrame(rows, columns=TRIAL_COLUMNS)
+    for number, diag in sorted(st.diagnoses.items()):
+        row = st.trials[st.trials["trial"] == number].iloc[0]
+        advice = diag.get("advice") or []
+        rows.append({**{c: row[c] for c in cols[:7]}, "verdict": diag.get("verdict"),
+                     "confidence": diag.get("confidence"),
+                     "advice": "; ".join(str(a) for a in advice) if isinstance(advice, list)
+                     else str(advice)})
+    return pd.DataFrame(rows, columns=cols)
 
 
-def top_trials(trials: pd.DataFrame, n: int = 5) -> pd.DataFrame:
-    done = trials[trials["state"] == "COMPLETE"]
-    return done.sort_values(["cv_mean", "params"], ascending=[False, True]).head(n)
+def verdict_counts(diagnoses: pd.DataFrame) -> pd.DataFrame:
+    if diagnoses.empty:
+        return pd.DataFrame(columns=["verdict", "trials"])
+    counts = diagnoses["verdict"].fillna("none").value_counts()
+    return counts.rename_axis("verdict").reset_index(name="trials")
+
+
+def evidence_table(diagnosis: dict[str, Any]) -> pd.DataFrame:
+    """A diagnosis's evidence: signal, value, threshold, meaning."""
+    cols = ["signal", "value", "threshold", "meaning"]
+    ev = diagnosis.get("evidence") or []
+    rows = [{c: e.get(c) for c in cols} for e in ev if isinstance(e, dict)]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def problems_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """Failed, pruned and unfinished trials with their reasons."""
+    cols = ["trial", "state", "depth", "width", "block", "skip", "folds_done", "fail_reason"]
+    return trials[trials["state"].isin(PROBLEM_STATES)][cols].reset_index(drop=True)

@@ -1,46 +1,53 @@
-"""Write ``reports/<study>/``: ``report.md``, ``trials.csv`` and figures."""
+"""Write ``reports/<study>/``: ``index.html`` (self-contained), ``report.md`` with the same
+content and its PNG figures, and ``trials.csv``, ``folds.csv``, ``diagnoses.csv``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import optuna
+import pandas as pd
 
-from nasdepth.report.figures import depth_figure
-from nasdepth.report.tables import top_trials, trials_frame
-
-
-def _markdown_table(df) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in df.iterrows():
-        lines.append("| " + " | ".join(str(row[c]) for c in cols) + " |")
-    return "\n".join(lines)
+from nasdepth.report.content import build_report
+from nasdepth.report.html import render_html
+from nasdepth.report.markdown import render_markdown
+from nasdepth.report.tables import StudyTables, collect, diagnoses_table
 
 
-def write_report(study: optuna.Study, out_dir: str | Path) -> Path:
-    """Rebuild the report of ``study`` from its storage into ``out_dir``; returns the
-    path of ``report.md``."""
+def study_baselines(st: StudyTables) -> tuple[pd.DataFrame | None, str]:
+    """Baselines on the study's own data and folds; ``(None, why)`` where they cannot be
+    computed (data no longer loadable here, no CV settings recorded)."""
+    from nasdepth.data import load_data
+    from nasdepth.report.baselines import baseline_folds
+
+    spec, folds = st.config.get("data"), st.config.get("folds")
+    if not spec or not isinstance(folds, int):
+        return None, "the study does not record its data spec and folds."
+    try:
+        data = load_data(str(spec))
+        seed = int(st.config.get("cv_seed", st.config.get("seed", 0)) or 0)
+        return baseline_folds(data, folds=folds, seed=seed), ""
+    except Exception as exc:  # a report must still be written when the data moved away
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def write_report(study: optuna.Study, out_dir: str | Path, *, baselines: bool = True) -> Path:
+    """Rebuild the report of ``study`` from its storage into ``out_dir``; returns the path of
+    ``index.html``. ``baselines=False`` skips fitting the majority-class and logistic
+    regression baselines."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    trials = trials_frame(study)
-    trials.to_csv(out / "trials.csv", index=False)
-    counts = trials["state"].value_counts().to_dict()
-    lines = [f"# Study `{study.study_name}`", ""]
-    data = study.user_attrs.get("data", {})
-    if data:
-        lines += [f"Data: `{data.get('name')}`, {data.get('n_samples')} samples, "
-                  f"{data.get('num_classes')} classes, input shape {data.get('input_shape')}.", ""]
-    lines += ["Trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())), ""]
-    best = top_trials(trials)
-    if len(best):
-        shown = best[["trial", "depth", "width", "block", "skip", "params", "cv_mean", "cv_std"]]
-        lines += ["## Best candidates", "", _markdown_table(shown.round(4)), ""]
-        depth_figure(trials, out / "depth.png")
-        lines += ["## Accuracy against depth", "", "![CV accuracy against depth](depth.png)", ""]
-    failed = trials[trials["state"] == "FAIL"]
-    if len(failed):
-        lines += ["## Failed trials", "", _markdown_table(failed[["trial", "fail_reason"]]), ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
+    st = collect(study)
+    base, why = (study_baselines(st) if baselines else (None, "turned off."))
+    report = build_report(study, st, base, why)
+    st.trials.to_csv(out / "trials.csv", index=False)
+    st.folds.to_csv(out / "folds.csv", index=False)
+    diagnoses_table(st).to_csv(out / "diagnoses.csv", index=False)
+    if base is not None:
+        base.to_csv(out / "baselines.csv", index=False)
+    for img in report.images():
+        (out / img.name).write_bytes(img.png)
+    (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    path = out / "index.html"
+    path.write_text(render_html(report), encoding="utf-8")
     return path

@@ -1,0 +1,370 @@
+"""Assemble the report's sections from the tables (``tables``), the statistics (``stats``),
+the baselines and the figures. Reads the study only through :func:`tables.collect`."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from nasdepth.report import figures as F
+from nasdepth.report import tables as T
+from nasdepth.report.document import (
+    Block,
+    Details,
+    KeyValues,
+    Para,
+    Report,
+    Section,
+    fmt,
+    image,
+)
+from nasdepth.report.document import Table as Tab
+from nasdepth.report.stats import TTest, corrected_resampled_ttest
+
+#: stalled trials shown with full evidence (the others are listed in the verdict table)
+MAX_DETAILED = 12
+HEALTHY = ("healthy",)
+DATA_LIMITED = "data_limited_plateau"
+
+
+def _add(blocks: list[Block], item: Block | None) -> None:
+    if item is not None:
+        blocks.append(item)
+
+
+def _pm(mean: float, std: float) -> str:
+    return f"{fmt(mean)} ± {fmt(std if math.isfinite(std) else 0.0)}"
+
+
+def _ttest_text(test: TTest, a: str, b: str) -> str:
+    sig = "significant" if test.p_value < 0.05 else "not significant"
+    return (f"Paired on {test.k} shared folds (Nadeau–Bengio corrected resampled t-test, "
+            f"test/train ratio {test.test_train_ratio:.3f}): {a} − {b} = "
+            f"{test.mean_diff:+.4f}, t = {test.t:.3f}, df = {test.dof}, "
+            f"p = {test.p_value:.3g} ({sig} at the 5% level).")
+
+
+def _space_rows(study: optuna.Study) -> list[tuple[str, str]]:
+    dists: dict[str, Any] = {}
+    for t in study.get_trials(deepcopy=False):
+        for name, d in t.distributions.items():
+            dists.setdefault(name, d)
+    out = []
+    for name, d in sorted(dists.items()):
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            out.append((name, "one of " + ", ".join(fmt(c) for c in d.choices)))
+        elif isinstance(d, optuna.distributions.IntDistribution | optuna.distributions
+                        .FloatDistribution):
+            log = ", log scale" if d.log else ""
+            out.append((name, f"{fmt(d.low)} to {fmt(d.high)}{log}"))
+        else:
+            out.append((name, repr(d)))
+    return out
+
+
+# --- sections ----------------------------------------------------------------------------
+
+def summary_section(study: optuna.Study, st: T.StudyTables) -> Section:
+    cfg, data = st.config, st.data
+    blocks: list[Block] = []
+    counts = T.state_counts(st.trials)
+    items = []
+    if data:
+        shape = "x".join(str(s) for s in data.get("input_shape", []))
+        items.append(("data", f"{data.get('name')}: {fmt(data.get('n_samples'))} samples, "
+                              f"{data.get('num_classes')} classes, input shape {shape}"))
+    if cfg.get("space"):
+        items.append(("space file", str(cfg["space"])))
+    training = cfg.get("training") or {}
+    budget = [f"{cfg['trials']} trials" if cfg.get("trials") else "",
+              f"timeout {cfg['timeout']} s" if cfg.get("timeout") else "",
+              f"{cfg['folds']}-fold CV (seed {cfg.get('cv_seed')})" if cfg.get("folds") else "",
+              f"{training['epochs']} epochs per fold" if training.get("epochs") else ""]
+    items.append(("budget", ", ".join(b for b in budget if b) or "not recorded"))
+    objective = ", ".join(d.lower() for d in st.directions)
+    items.append(("objective", f"{st.metric} ({objective})"))
+    items.append(("trials", ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)
+                  or "none yet"))
+    blocks.append(KeyValues(items))
+    space = _space_rows(study)
+    if space:
+        blocks.append(Tab(pd.DataFrame(space, columns=["parameter", "values"]),
+                          "Search space (from the trials' distributions)"))
+    best = T.top_trials(st.trials, 5, maximize=st.maximize)
+    if best.empty:
+        blocks.append(Para("No trial has completed yet: the sections below fill in as trials "
+                           "finish.", "warn"))
+        return Section("Summary", blocks)
+    shown = best[["trial", "depth", "width", "block", "skip", "params", "flops"]].copy()
+    shown.insert(6, f"{st.metric} mean ± std",
+                 [_pm(m, s) for m, s in zip(best["cv_mean"], best["cv_std"], strict=True)])
+    if best["test_score"].notna().any():
+        shown["held-out test"] = best["test_score"]
+    if best["flops"].isna().all():
+        shown = shown.drop(columns="flops")
+    blocks.append(Tab(shown, "Best candidates (cross-validated on the same folds)"))
+    top = best.iloc[0]
+    blocks.append(Para(f"Best: trial {int(top['trial'])}, depth {fmt(top['depth'])}, width "
+                       f"{fmt(top['width'])}, {top['block']} blocks, skip "
+                       f"{fmt(top['skip'])}: {st.metric} {_pm(top['cv_mean'], top['cv_std'])} "
+                       f"over {int(top['folds_done'])} folds, {fmt(top['params'])} parameters."))
+    return Section("Summary", blocks)
+
+
+def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
+    blocks: list[Block] = []
+    tab = T.depth_table(st.folds)
+    if tab.empty:
+        return Section("Depth", [Para("No complete trial with a depth yet.", "note")])
+    _add(blocks, image(F.depth_figure(st.folds, tab, st.metric, baselines), "depth.png",
+                       "CV score against depth, by block and skip"))
+    rec = T.recommend_depth(st)
+    if rec is not None:
+        b, r = rec.best, rec.recommended
+        text = (f"Recommended depth: {fmt(r['depth'])} (trial {int(r['trial'])}, "
+                f"{st.metric} {fmt(r['cv_mean'])}), the smallest depth whose best candidate is "
+                f"within one standard error of the best overall (depth {fmt(b['depth'])}, "
+                f"trial {int(b['trial'])}, {fmt(b['cv_mean'])} ± {fmt(b['cv_se'])} SE; "
+                f"threshold {fmt(rec.threshold)}).")
+        blocks.append(Para(text, "warn"))
+        if rec.ttest is not None:
+            blocks.append(Para(_ttest_text(rec.ttest, "best", "recommended")))
+        elif int(b["trial"]) == int(r["trial"]):
+            blocks.append(Para("The best candidate is also the shallowest within one standard "
+                               "error: no paired comparison is needed.", "note"))
+        else:
+            blocks.append(Para(f"Only {rec.shared_folds} shared fold(s): too few for a paired "
+                               "test.", "note"))
+        best_tab = T.best_per_depth(st)
+        _add(blocks, image(F.one_se_figure(best_tab, rec.threshold, r["depth"], st.metric),
+                           "one_se.png", "Best candidate per depth with one standard error"))
+        blocks.append(Tab(best_tab, "Best candidate at each depth (SE = std / sqrt(folds))"))
+    _add(blocks, image(F.gap_figure(tab), "gap.png", "Train − validation gap against depth"))
+    blocks.append(Details("Depth table (all complete candidates' folds)", [
+        Tab(tab, "Fold scores by depth, block and skip (recomputable from folds.csv)")]))
+    return Section("Depth", blocks)
+
+
+def width_section(st: T.StudyTables) -> Section:
+    blocks: list[Block] = []
+    wd = T.width_depth_table(st)
+    if wd.empty:
+        return Section("Width", [Para("No complete trial with a width yet.", "note")])
+    _add(blocks, image(F.width_heatmap(wd, st.metric), "width_depth.png",
+                       "Mean CV score by width and depth"))
+    matched = T.matched_params_table(st)
+    if matched.empty:
+        blocks.append(Para("No parameter budget (a factor-of-two bin) holds two depths yet: the "
+                           "depth-against-width comparison at matched cost needs more trials.",
+                           "note"))
+    else:
+        _add(blocks, image(F.matched_figure(matched, st.metric), "matched_params.png",
+                           "Depth against width at matched parameter counts"))
+        blocks.append(Tab(matched.drop(columns="bin_low"),
+                          "Best candidate per depth within each parameter budget"))
+    return Section("Width", blocks)
+
+
+def blocks_section(st: T.StudyTables) -> Section:
+    blocks: list[Block] = []
+    bt = T.block_table(st)
+    if bt.empty:
+        blocks.append(Para("No parameter budget holds two block types yet.", "note"))
+    else:
+        _add(blocks, image(F.block_figure(bt, st.metric), "blocks.png",
+                           "Block types at matched budgets"))
+        blocks.append(Tab(bt.drop(columns="bin_low"), "Block types at matched budgets"))
+    sk = T.skip_table(st.folds)
+    both = sk.dropna(subset=["on_minus_off"]) if not sk.empty else sk
+    if both.empty:
+        blocks.append(Para("No depth was tried with skip connections both on and off.", "note"))
+    else:
+        _add(blocks, image(F.skip_figure(sk, st.metric), "skip.png", "Skip on against off"))
+        blocks.append(Tab(sk, "Mean fold score with skip connections on and off"))
+        worst = both.loc[both["on_minus_off"].idxmax() if st.maximize
+                         else both["on_minus_off"].idxmin()]
+        blocks.append(Para(f"The largest effect of skip connections is at depth "
+                           f"{fmt(worst['depth'])}: on − off = {worst['on_minus_off']:+.4f}."))
+    return Section("Blocks and skip connections", blocks)
+
+
+def cost_section(study: optuna.Study, st: T.StudyTables) -> Section:
+    blocks: list[Block] = []
+    fronts = {c: T.pareto_table(st, c) for c in ("params", "flops")}
+    _add(blocks, image(F.pareto_figure(st.scored, fronts, st.metric), "pareto.png",
+                       "Pareto front of CV score against cost"))
+    for cost, front in fronts.items():
+        if not front.empty:
+            blocks.append(Tab(front, f"Pareto front: {st.metric} against {cost}"))
+    if fronts["flops"].empty:
+        blocks.append(Para("No trial recorded FLOPs: the front is shown against parameters "
+                           "only.", "note"))
+    if len(st.directions) > 1:
+        best = [t for t in study.best_trials]
+        rows = [{"trial": t.number, **{f"objective {i}": v for i, v in enumerate(t.values)}}
+                for t in best]
+        blocks.append(Tab(pd.DataFrame(rows), "Optuna's Pareto-optimal trials over the "
+                          f"study's objectives ({', '.join(st.directions)})"))
+    if len(blocks) == 0:
+        blocks.append(Para("No complete trial with a parameter count yet.", "note"))
+    return Section("Cost", blocks)
+
+
+def baseline_section(st: T.StudyTables, base_folds: pd.DataFrame | None,
+                     error: str) -> Section:
+    from nasdepth.report.baselines import baseline_summary
+
+    if base_folds is None or base_folds.empty:
+        return Section("Baselines", [Para(f"Baselines were not computed: {error}", "note")])
+    summary = baseline_summary(base_folds, st.metric)
+    blocks: list[Block] = [Tab(summary, f"Baselines on the study's folds ({st.metric})")]
+    scored = st.scored
+    logreg = summary[summary["model"] == "logistic regression"]
+    if scored.empty or logreg.empty:
+        return Section("Baselines", blocks)
+    ref = float(logreg["cv_mean"].iloc[0])
+    better = (scored["cv_mean"] > ref) if st.maximize else (scored["cv_mean"] < ref)
+    best = T.top_trials(st.trials, 1, maximize=st.maximize).iloc[0]
+    if not better.any():
+        blocks.append(Para(f"No deep candidate beats logistic regression: the best, trial "
+                           f"{int(best['trial'])}, scores {fmt(best['cv_mean'])} against "
+                           f"{fmt(ref)}. Depth does not pay on this data (yet).", "warn"))
+    else:
+        blocks.append(Para(f"{int(better.sum())} of {len(scored)} complete candidates beat "
+                           f"logistic regression ({fmt(ref)}); {int((~better).sum())} do not."))
+    a = st.folds[st.folds["trial"] == best["trial"]].set_index("fold")["score"]
+    lr = base_folds[base_folds["model"] == "logistic regression"].set_index("fold")
+    shared = a.index.intersection(lr.index)
+    if len(shared) >= 2 and st.metric in lr:
+        test = corrected_resampled_ttest(
+            a.loc[shared].astype(float).to_numpy(), lr.loc[shared, st.metric].to_numpy(),
+            n_train=float(lr["n_train"].mean()), n_test=float(lr["n_val"].mean()))
+        blocks.append(Para(_ttest_text(test, f"trial {int(best['trial'])}",
+                                       "logistic regression")))
+    return Section("Baselines", blocks)
+
+
+def importance_section(study: optuna.Study, st: T.StudyTables) -> Section:
+    blocks: list[Block] = []
+    imp, note = T.importance_table(study)
+    if not imp.empty:
+        _add(blocks, image(F.importance_figure(imp), "importances.png",
+                           "Parameter importances"))
+        blocks.append(Tab(imp, "Parameter importances"))
+    blocks.append(Para(note, "note"))
+    hist = T.history_table(st)
+    _add(blocks, image(F.history_figure(hist, st.metric), "history.png",
+                       "Optimization history"))
+    return Section("What matters", blocks)
+
+
+def _trace(probe: Any) -> dict[str, Any] | None:
+    """A trace-shaped dict (``blocks`` + ``epochs``) from a probe summary, whatever wraps it."""
+    if isinstance(probe, dict):
+        if isinstance(probe.get("epochs"), list):
+            return probe
+        for key in ("trace", "mean_trace", "traces", "folds"):
+            inner = probe.get(key)
+            inner = inner[0] if isinstance(inner, list) and inner else inner
+            found = _trace(inner)
+            if found is not None:
+                return found
+    if isinstance(probe, list) and probe:
+        return _trace(probe[0])
+    return None
+
+
+def _diagnosis_blocks(number: int, diag: dict[str, Any], st: T.StudyTables) -> list[Block]:
+    out: list[Block] = []
+    conf = diag.get("confidence")
+    out.append(Para(f"Verdict: {diag.get('verdict')}"
+                    + (f" (confidence {fmt(conf)})" if conf is not None else "")))
+    ev = T.evidence_table(diag)
+    if not ev.empty:
+        out.append(Tab(ev, "Evidence"))
+    for advice in diag.get("advice") or []:
+        out.append(Para(f"Advice: {advice}"))
+    trace = _trace(st.probes.get(number))
+    if trace is not None:
+        _add(out, image(F.evidence_figure(trace, f"Trial {number}: probe evidence"),
+                        f"evidence_trial{number}.png", f"Trial {number}: probe evidence"))
+    controls = diag.get("controls")
+    if controls:
+        rows = controls if isinstance(controls, list) else [
+            {"control": k, **(v if isinstance(v, dict) else {"result": v})}
+            for k, v in controls.items()] if isinstance(controls, dict) else []
+        if rows:
+            df = pd.json_normalize(rows)
+            df = df.map(lambda v: json.dumps(v) if isinstance(v, list | dict) else v)
+            out.append(Tab(df, "Controls"))
+    return out
+
+
+def diagnoses_section(st: T.StudyTables) -> Section:
+    table = T.diagnoses_table(st)
+    if table.empty:
+        return Section("Diagnoses", [Para("No trial carries a diagnosis (the probes were off, "
+                                          "or the study predates them).", "note")])
+    counts = T.verdict_counts(table)
+    blocks: list[Block] = [Tab(counts, "Trials per verdict")]
+    _add(blocks, image(F.verdict_figure(counts), "verdicts.png", "Trials per verdict"))
+    stalled = table[~table["verdict"].isin(HEALTHY)]
+    blocks.append(Tab(stalled, "Trials that did not train healthily"))
+    for _, row in stalled.head(MAX_DETAILED).iterrows():
+        n = int(row["trial"])
+        blocks.append(Details(f"Trial {n}: {row['verdict']} (depth {fmt(row['depth'])}, "
+                              f"{row['block']}, skip {fmt(row['skip'])})",
+                              _diagnosis_blocks(n, st.diagnoses[n], st)))
+    if len(stalled) > MAX_DETAILED:
+        blocks.append(Para(f"{len(stalled) - MAX_DETAILED} more stalled trials are listed in "
+                           "diagnoses.csv.", "note"))
+    return Section("Diagnoses", blocks)
+
+
+def data_limited_section(st: T.StudyTables) -> Section | None:
+    table = T.diagnoses_table(st)
+    if table.empty:
+        return None
+    dl = table[table["verdict"] == DATA_LIMITED]
+    blocks: list[Block] = [Para(
+        "A flat loss looks like vanishing gradients, but when a shallow model and logistic "
+        "regression do no better, or the controls (shuffled labels, a shallow model) score "
+        "the same, the data — not the depth — limits the score. Skip connections or "
+        "normalization will not help these candidates; more informative data or features "
+        "would.")]
+    if dl.empty:
+        blocks.append(Para("No trial was diagnosed as a data-limited plateau.", "note"))
+    else:
+        blocks.append(Tab(dl, "Trials diagnosed as data-limited plateaus"))
+    return Section("Looks like vanishing gradients, but is data-limited", blocks)
+
+
+def problems_section(st: T.StudyTables) -> Section:
+    tab = T.problems_table(st.trials)
+    if tab.empty:
+        return Section("Failed and pruned trials", [Para("None.", "note")])
+    return Section("Failed and pruned trials", [Tab(tab, "Trials that did not complete, with "
+                                                         "their reasons")])
+
+
+def build_report(study: optuna.Study, st: T.StudyTables, base_folds: pd.DataFrame | None,
+                 base_error: str = "") -> Report:
+    """Every section of the report, in reading order."""
+    base = None
+    if base_folds is not None and not base_folds.empty:
+        from nasdepth.report.baselines import baseline_summary
+
+        base = baseline_summary(base_folds, st.metric)
+    counts = T.state_counts(st.trials)
+    subtitle = (f"{len(st.trials)} trials ({counts['COMPLETE']} complete), objective "
+                f"{st.metric}. Generated by nasdepth from the study's storage alone.")
+    sections = [summary_section(study, st), depth_section(st, base), width_section(st),
+                blocks_section(st), cost_section(study, st),
+                baseline_section(st, base_folds, base_error), importance_section(study, st),
+                diagnoses_section(st), data_limited_section(st), problems_section(st)]
+    return Report(name=st.name, subtitle=subtitle, sections=[s for s in sections if s])
+
