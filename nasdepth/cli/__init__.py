@@ -10,12 +10,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from nasdepth.cli import report
 from nasdepth.cli import run
+from nasdepth.cli import spaces
 from nasdepth.errors import NasdepthError
 
 # one line per command module (each has register(subparsers))
 COMMANDS = [
+    report,
     run,
+    spaces,
 ]
 
 

@@ -1,131 +1,382 @@
 """``SearchSpace``: a YAML file of parameters that Optuna samples into an ``ArchConfig``.
 
-Keys (each fixed or a distribution, see :mod:`nasdepth.space.params`):
+Top-level keys (each fixed or a distribution, see :mod:`nasdepth.space.params`):
 
-- ``depth``: total number of blocks, split as evenly as possible over ``stages``
-- ``stages``: number of stages; stages after the first halve the resolution (stride 2)
-- ``width``: channels (features) of the first stage; stage i has ``width * width_multiplier**i``
-- ``block``, ``skip``, ``norm``, ``activation``, ``dropout``, ``kernel_size``,
-  ``bottleneck_ratio``, ``init``, ``stem_width``
+- any ``StageConfig`` field (``block``, ``width``, ``norm``, ``bottleneck_ratio`` ...): shared
+  by every stage. ``depth`` here is the *total* number of blocks, split as evenly as possible
+  over the stages (later stages get the remainder); ``width`` is the first stage's width, stage i
+  gets ``width * width_multiplier**i``; stage i > 0 has stride 2 unless ``stride`` is set.
+- any ``ArchConfig`` field (``skip``, ``init``, ``stem_width``, ``head_hidden`` ...).
+- ``stages``: the number of stages (fixed or sampled), or a list with one mapping per stage of
+  ``StageConfig`` fields that override the shared ones for that stage (``stage2.width`` in
+  Optuna). A stage's ``depth`` is its own; setting it both per stage and shared is an error.
+- ``width_multiplier`` (default 2).
+- ``input_shape`` (e.g. ``[1, 8, 8]``, ``[30]``): the data the space is meant for; its rank
+  rules out convolution-only blocks on flat data, and a ``budget`` counts on it.
+- ``num_classes`` (default 10), used by the budget's counts.
+- ``budget: {max_params, max_flops, width_divisor}``: scale widths to the largest that fits.
+- ``name``, ``description``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import optuna
 import yaml
 
-from nasdepth.arch import ACTIVATIONS, BLOCKS, INITS, NORMS, ArchConfig, StageConfig
+from nasdepth.arch import BLOCKS, ArchConfig, StageConfig
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
+from nasdepth.space.budget import Budget
+from nasdepth.space.fields import (
+    META_KEYS,
+    accepts,
+    arch_keys,
+    check_value,
+    describe_hint,
+    group_problem,
+    shared_keys,
+    stage_keys,
+)
 from nasdepth.space.params import Param
 
-DEFAULTS: dict[str, Any] = {
-    "depth": 2, "stages": 1, "width": 32, "width_multiplier": 2, "block": "plain",
-    "skip": True, "norm": "batch", "activation": "relu", "dropout": 0.0, "kernel_size": 3,
-    "bottleneck_ratio": 0.25, "init": "default", "stem_width": None,
-}
-NAMED = {"block": BLOCKS, "norm": NORMS, "activation": ACTIVATIONS, "init": INITS}
-META_KEYS = {"name", "description"}
+# grid() refuses to list more combinations than this; size() then answers None.
+GRID_LIMIT = 20_000
+STAGE_DEFAULTS = {f.name: f.default for f in fields(StageConfig)}
 
 
 @dataclass(frozen=True)
 class SearchSpace:
     name: str
-    params: tuple[Param, ...]
+    shared: tuple[Param, ...]
+    # per-stage parameters (one tuple per stage); None: the stage count comes from `stages`
+    per_stage: tuple[tuple[Param, ...], ...] | None = None
     source: str = "the search space"
+    description: str = ""
+    input_shape: tuple[int, ...] | None = None
+    num_classes: int = 10
+    budget: Budget | None = None
+
+    @property
+    def params(self) -> tuple[Param, ...]:
+        """Every parameter in sampling order (shared first, then stage by stage)."""
+        return self.shared + tuple(p for stage in self.per_stage or () for p in stage)
 
     @classmethod
     def from_dict(cls, d: Any, source: str) -> SearchSpace:
         if not isinstance(d, dict):
             raise ConfigError(source, "search space", type(d).__name__, "a mapping of parameters")
-        params = []
+        hints = shared_keys()
+        shared: list[Param] = []
+        per_stage: tuple[tuple[Param, ...], ...] | None = None
         for key, spec in d.items():
             if key in META_KEYS:
                 continue
-            if key not in DEFAULTS:
-                raise UnknownNameError(source, "parameter", key, DEFAULTS)
-            param = Param.parse(key, spec, source)
-            for value in param.values() or []:
-                _check_value(key, value, source)
-            params.append(param)
-        names = {p.name for p in params}
-        for p in params:
-            for cond in p.when:
-                if cond not in names:
-                    raise ConfigError(source, f"{p.name}.when", cond,
-                                      "a parameter declared in this space")
-        return cls(str(d.get("name", Path(source).stem)), tuple(params), source)
-
-    def suggest(self, trial: optuna.Trial) -> ArchConfig:
-        """Sample one architecture (conditional parameters only where their condition holds)."""
-        values: dict[str, Any] = {}
-        for p in self.params:
-            if p.active(values):
-                values[p.name] = p.suggest(trial)
-        return self.to_arch(values)
-
-    def to_arch(self, values: dict[str, Any]) -> ArchConfig:
-        v = {**DEFAULTS, **values}
-        depth, n_stages = int(v["depth"]), max(1, int(v["stages"]))
-        n_stages = min(n_stages, depth)
-        per_stage = [depth // n_stages + (1 if i >= n_stages - depth % n_stages else 0)
-                     for i in range(n_stages)]
-        stages = tuple(
-            StageConfig(
-                block=v["block"], depth=d, width=int(v["width"] * v["width_multiplier"] ** i),
-                stride=1 if i == 0 else 2, kernel_size=int(v["kernel_size"]), norm=v["norm"],
-                activation=v["activation"], dropout=float(v["dropout"]),
-                bottleneck_ratio=float(v["bottleneck_ratio"]),
-            )
-            for i, d in enumerate(per_stage)
+            if key == "stages" and isinstance(spec, list):
+                per_stage = _parse_stages(spec, source)
+                continue
+            if key not in hints:
+                raise UnknownNameError(source, "parameter", key, [*hints, *META_KEYS])
+            shared.append(_checked(Param.parse(key, spec, source), hints, source))
+        ordered = _order(shared, (), source)
+        stages = None if per_stage is None else tuple(
+            _order(list(s), ordered, source) for s in per_stage)
+        space = cls(
+            name=str(d.get("name", Path(source).stem)), shared=ordered, per_stage=stages,
+            source=source, description=str(d.get("description", "")),
+            input_shape=_input_shape(d.get("input_shape"), source),
+            num_classes=_num_classes(d.get("num_classes", 10), source),
+            budget=None if d.get("budget") is None else Budget.parse(d["budget"], source),
         )
-        return ArchConfig(stages=stages, stem_width=v["stem_width"], skip=bool(v["skip"]),
-                          init=v["init"])
+        space._validate()
+        return space
 
-    def size(self) -> int | None:
-        """Number of distinct parameter combinations, or None where the space is infinite."""
-        grid = self.grid()
-        return None if grid is None else len(grid)
+    # --- sampling -------------------------------------------------------------------------
 
-    def grid(self) -> list[dict[str, Any]] | None:
-        """Every combination of values (conditional parameters only where active)."""
+    def suggest(self, trial: optuna.Trial, *, input_shape: Sequence[int] | None = None,
+                num_classes: int | None = None) -> ArchConfig:
+        """Sample one architecture (conditional parameters only where their condition holds).
+
+        ``input_shape``/``num_classes`` (the study's data) override the space's own for the
+        budget's counts."""
+        values: dict[str, Any] = {}
+        shared: dict[str, Any] = {}
+        for p in self.shared:
+            if p.active(shared):
+                values[p.key] = shared[p.name] = p.suggest(trial)
+        for stage in self.per_stage or ():
+            own: dict[str, Any] = {}
+            for p in stage:
+                if p.active(own, shared):
+                    values[p.key] = own[p.name] = p.suggest(trial)
+        return self.to_arch(values, input_shape=input_shape, num_classes=num_classes)
+
+    def scopes(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Split flat values (Optuna names, e.g. ``trial.params``) into the shared values and
+        one dict per stage, keyed by field; fixed parameters fill in, inactive ones drop."""
+        known = {p.key for p in self.params}
+        for key in values:
+            if key not in known:
+                raise UnknownNameError(self.source, "parameter", key, known)
+        shared: dict[str, Any] = {}
+        for p in self.shared:
+            if p.active(shared) and (p.key in values or p.kind == "fixed"):
+                shared[p.name] = p.decode(values[p.key]) if p.key in values else p.value
+        stages: list[dict[str, Any]] = []
+        for stage in self.per_stage or ():
+            own: dict[str, Any] = {}
+            for p in stage:
+                if p.active(own, shared) and (p.key in values or p.kind == "fixed"):
+                    own[p.name] = p.decode(values[p.key]) if p.key in values else p.value
+            stages.append(own)
+        return shared, stages
+
+    def to_arch(self, values: Mapping[str, Any], *, input_shape: Sequence[int] | None = None,
+                num_classes: int | None = None, apply_budget: bool = True) -> ArchConfig:
+        """The architecture for one set of parameter values (Optuna names)."""
+        shared, own = self.scopes(values)
+        n = len(own) if self.per_stage is not None else int(shared.get("stages", 1))
+        total = shared.get("depth")
+        if total is not None and self.per_stage is None:
+            n = min(n, int(total))  # fewer blocks than stages: fewer stages
+        own = own or [{} for _ in range(n)]
+        depths = (_split(int(total), n) if total is not None
+                  else [int(s.get("depth", STAGE_DEFAULTS["depth"])) for s in own])
+        base = shared.get("width", STAGE_DEFAULTS["width"])
+        mult = shared.get("width_multiplier", 2)
+        stage_fields = stage_keys()
+        common = {k: v for k, v in shared.items() if k in stage_fields}
+        stages = []
+        for i in range(n):
+            if depths[i] < 1:
+                continue
+            kwargs = {**common, "depth": depths[i], "width": int(round(base * mult**i)),
+                      "stride": shared.get("stride", 1 if i == 0 else 2)}
+            kwargs.update({k: v for k, v in own[i].items() if k != "depth" or total is None})
+            stages.append(StageConfig(**_as_fields(kwargs, stage_fields)))
+        arch = {k: v for k, v in shared.items() if k in arch_keys()}
+        try:
+            cfg = ArchConfig(stages=tuple(stages), **_as_fields(arch, arch_keys()))
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, NasdepthError):
+                raise
+            raise NasdepthError(f"{self.source}: cannot make an architecture of "
+                                f"{dict(values)}: {exc}") from None
+        if self.budget is not None and apply_budget:
+            shape = input_shape or self.input_shape
+            if shape is None:
+                raise ConfigError(self.source, "input_shape", None,
+                                  "set (e.g. [1, 8, 8]) for the budget to count parameters")
+            cfg = self.budget.apply(cfg, shape, num_classes or self.num_classes)
+        return cfg
+
+    # --- enumeration ----------------------------------------------------------------------
+
+    def bound(self) -> int | None:
+        """Product of the parameters' value counts (an upper bound of the grid), or None where
+        a parameter is continuous."""
+        counts = [p.values() for p in self.params]
+        if any(c is None for c in counts):
+            return None
+        return math.prod(len(c) for c in counts if c is not None)
+
+    def grid(self, limit: int = GRID_LIMIT) -> list[dict[str, Any]] | None:
+        """Every distinct combination of values (Optuna names; conditional parameters only
+        where active), or None where the space is infinite. More than ``limit`` combinations
+        raise a :class:`ConfigError`."""
+        bound = self.bound()
+        if bound is None:
+            return None
+        if bound > limit:
+            raise ConfigError(self.source, "grid", f"{bound} combinations",
+                              f"at most {limit} combinations to list")
         combos: list[dict[str, Any]] = [{}]
         for p in self.params:
-            vals = p.values()
-            if vals is None:
-                return None
-            nxt = []
+            vals = p.values() or []
+            nxt: list[dict[str, Any]] = []
             for c in combos:
-                nxt += [{**c, p.name: x} for x in vals] if p.active(c) else [c]
+                shared, stages = self.scopes(c)
+                index = self._stage_of(p)
+                active = p.active(shared) if index is None else p.active(
+                    stages[index] if index < len(stages) else {}, shared)
+                nxt += [{**c, p.key: x} for x in vals] if active else [c]
             combos = nxt
-        unique = {tuple(sorted(c.items(), key=lambda kv: kv[0])) for c in combos}
-        return [dict(u) for u in sorted(unique, key=str)]
+        unique = {tuple(sorted(c.items(), key=lambda kv: kv[0])): c for c in combos}
+        return list(unique.values())
+
+    def size(self) -> int | None:
+        """Number of distinct architectures (before any budget scaling, which is one function
+        of the rest), or None where the space is infinite or too large to list."""
+        if self.bound() is None or (self.bound() or 0) > GRID_LIMIT:
+            return None
+        grid = self.grid() or []
+        return len({self.to_arch(c, apply_budget=False) for c in grid})
 
     def describe(self) -> list[dict[str, Any]]:
+        """One row per parameter: its Optuna name, type, values and condition."""
         rows = []
         for p in self.params:
             vals = p.values()
-            rows.append({"parameter": p.name, "type": p.kind,
-                         "values": vals if vals is not None and len(vals) <= 12
-                         else f"[{p.low}, {p.high}]" + (" log" if p.log else ""),
-                         "when": p.when or ""})
+            rows.append({
+                "parameter": p.key, "type": p.kind, "values": p.describe(),
+                "count": "inf" if vals is None else str(len(vals)),
+                "when": "; ".join(f"{k} in {list(v)}" for k, v in p.when.items()),
+            })
         return rows
 
+    # --- validation -----------------------------------------------------------------------
 
-def _check_value(key: str, value: Any, source: str) -> None:
-    if key in NAMED and value not in NAMED[key]:
-        raise UnknownNameError(source, key, value, NAMED[key])
-    if key in ("depth", "stages", "width", "kernel_size") and (
-        not isinstance(value, int) or isinstance(value, bool) or value < 1
-    ):
-        raise ConfigError(source, key, value, "an int >= 1")
-    if key == "dropout" and not (isinstance(value, (int, float)) and 0 <= value < 1):
-        raise ConfigError(source, key, value, "a number in [0, 1)")
-    if key == "skip" and not isinstance(value, bool):
-        raise ConfigError(source, key, value, "true or false")
+    def _stage_of(self, param: Param) -> int | None:
+        for i, stage in enumerate(self.per_stage or ()):
+            if any(p is param for p in stage):
+                return i
+        return None
+
+    def _validate(self) -> None:
+        src = self.source
+        n_stages = len(self.per_stage or ())
+        shared_depth = next((p for p in self.shared if p.name == "depth"), None)
+        for stage in self.per_stage or ():
+            own = next((p for p in stage if p.name == "depth"), None)
+            if own is not None and shared_depth is not None:
+                raise ConfigError(src, own.key, own.describe(),
+                                  "absent when a shared 'depth' (the total) is set")
+        if shared_depth is not None and self.per_stage is not None:
+            low = min(shared_depth.values() or [shared_depth.low])
+            if low < n_stages:
+                raise ConfigError(src, "depth", low, f">= the number of stages ({n_stages}): "
+                                  "shared depth is the total over the stages")
+        if self.budget is not None and self.input_shape is None:
+            raise ConfigError(src, "input_shape", None,
+                              "set (e.g. [1, 8, 8]) when a budget counts parameters or FLOPs")
+        if self.input_shape is not None and len(self.input_shape) == 1:
+            flat_ok = sorted(n for n, b in BLOCKS.items() if not b.conv_only)
+            for p in self.params:
+                for block in (p.values() or []) if p.name == "block" else []:
+                    if block in BLOCKS and BLOCKS[block].conv_only:
+                        raise ConfigError(
+                            src, p.key, block, f"a block that runs on flat features "
+                            f"({', '.join(flat_ok)}) since input_shape {list(self.input_shape)} "
+                            "is flat")
+        bound = self.bound()
+        grouped = any("grouped" in (p.values() or []) for p in self.params if p.name == "block")
+        if grouped and self.budget is None and bound is not None and bound <= GRID_LIMIT:
+            # a budget rounds widths to valid group counts itself; an infinite or huge space
+            # leaves the check to build time
+            for combo in self.grid() or []:
+                self._check_groups(self.to_arch(combo, apply_budget=False))
+
+    def _check_groups(self, cfg: ArchConfig) -> None:
+        """Group counts must divide the width they split, where the space knows both."""
+        for i, stage in enumerate(cfg.stages):
+            problem = group_problem(stage)
+            if problem is None:
+                continue
+            label = "cardinality"
+            for p in self.params:
+                if p.name == "cardinality" and self._stage_of(p) in (None, i):
+                    label = p.key
+            raise ConfigError(self.source, label, stage.cardinality,  # type: ignore[attr-defined]
+                              f"{problem} (stage {i + 1}: width {stage.width})")
+
+
+def _split(total: int, n: int) -> list[int]:
+    """``total`` blocks over ``n`` stages, as even as possible, later stages get the rest."""
+    return [total // n + (1 if i >= n - total % n else 0) for i in range(n)]
+
+
+def _as_fields(values: Mapping[str, Any], hints: Mapping[str, Any]) -> dict[str, Any]:
+    """YAML lists become tuples where the dataclass field is a tuple."""
+    return {k: tuple(v) if isinstance(v, list) and "tuple" in str(hints.get(k)) else v
+            for k, v in values.items()}
+
+
+def _checked(p: Param, hints: Mapping[str, Any], source: str) -> Param:
+    """Check every value a parameter can take against the key's type and registry."""
+    hint = hints[p.name]
+    if p.kind in ("int", "float"):
+        if not accepts(hint, p.kind):
+            raise ConfigError(source, f"{p.key}.type", p.kind,
+                              f"categorical or a fixed value ('{p.name}' takes "
+                              f"{describe_hint(hint)})")
+        for bound in (p.low, p.high):
+            check_value(p.name, p.key, bound, hints, source)
+    else:
+        for value in p.values() or []:
+            check_value(p.name, p.key, value, hints, source)
+    return p
+
+
+def _parse_stages(spec: list[Any], source: str) -> tuple[tuple[Param, ...], ...]:
+    if not spec:
+        raise ConfigError(source, "stages", spec, "a stage count or a non-empty list of stages")
+    hints = stage_keys()
+    out = []
+    for i, stage in enumerate(spec):
+        label = f"stage{i + 1}"
+        if stage is None:
+            stage = {}
+        if not isinstance(stage, dict):
+            raise ConfigError(source, label, stage, "a mapping of stage parameters")
+        params = []
+        for key, value in stage.items():
+            if key not in hints:
+                raise UnknownNameError(source, f"{label}.{key}", key, hints)
+            params.append(_checked(Param.parse(key, value, source, f"{label}.{key}"),
+                                   hints, source))
+        out.append(tuple(params))
+    return tuple(out)
+
+
+def _order(params: list[Param], outer: Sequence[Param], source: str) -> tuple[Param, ...]:
+    """Sort so that each parameter comes after its conditions (declaration order otherwise);
+    a condition on a parameter the space does not declare is an error."""
+    names = {p.name: p for p in params}
+    outer_names = {p.name: p for p in outer}
+    for p in params:
+        for cond, allowed in p.when.items():
+            target = names.get(cond) or outer_names.get(cond)
+            if target is None:
+                raise ConfigError(source, f"{p.key}.when", cond,
+                                  "a parameter declared in this space (a condition needs the "
+                                  "parameter it tests)")
+            if target is p:
+                raise ConfigError(source, f"{p.key}.when", cond, "another parameter")
+            possible = target.values()
+            for v in allowed:
+                if possible is not None and v not in possible:
+                    raise UnknownNameError(source, f"{p.key}.when.{cond}", v,
+                                           [str(x) for x in possible])
+    done: list[Param] = []
+    pending = list(params)
+    while pending:
+        ready = [p for p in pending if all(c not in names or names[c] in done for c in p.when)]
+        if not ready:
+            raise ConfigError(source, f"{pending[0].key}.when", dict(pending[0].when),
+                              "free of cycles between conditions")
+        done += ready
+        pending = [p for p in pending if p not in ready]
+    return tuple(done)
+
+
+def _input_shape(spec: Any, source: str) -> tuple[int, ...] | None:
+    if spec is None:
+        return None
+    if (not isinstance(spec, list) or not 1 <= len(spec) <= 3
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in spec)):
+        raise ConfigError(source, "input_shape", spec,
+                          "[features], [channels, length] or [channels, height, width]")
+    return tuple(spec)
+
+
+def _num_classes(spec: Any, source: str) -> int:
+    if not isinstance(spec, int) or isinstance(spec, bool) or spec < 2:
+        raise ConfigError(source, "num_classes", spec, "an int >= 2")
+    return spec
 
 
 def load_space(path: str | Path) -> SearchSpace:
@@ -136,7 +387,5 @@ def load_space(path: str | Path) -> SearchSpace:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise NasdepthError(f"{path} is not valid YAML: {exc}") from None
+        raise NasdepthError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
     return SearchSpace.from_dict(raw, str(path))
-
-

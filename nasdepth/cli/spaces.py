@@ -1,0 +1,97 @@
+"""``nasdepth spaces check FILE...``: validate search spaces, print their parameters and size.
+
+The first bad file ends the command with one line naming the file and the key, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import optuna
+
+from nasdepth.errors import ConfigError, NasdepthError
+from nasdepth.space import SearchSpace, complexity, load_space
+
+SAMPLES = 3
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("spaces", help="search-space files: check them")
+    actions = p.add_subparsers(dest="action", required=True)
+    check = actions.add_parser(
+        "check", help="validate search spaces; print their parameters and size")
+    check.add_argument("files", nargs="+", help="search-space YAML files")
+    check.add_argument("--samples", type=int, default=SAMPLES,
+                       help="architectures to sample and build where the space fixes "
+                            f"input_shape (default {SAMPLES}; 0: none)")
+    check.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    for i, name in enumerate(args.files):
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError("nasdepth spaces check", "FILE", name,
+                              "an existing search-space file")
+        space = load_space(path)
+        lines = report(space, samples=args.samples)
+        print(("\n" if i else "") + "\n".join(lines))
+    return 0
+
+
+def report(space: SearchSpace, *, samples: int = SAMPLES) -> list[str]:
+    """The lines ``spaces check`` prints for one (valid) space."""
+    lines = [f"{space.source}: {space.name}" + (f": {space.description}"
+                                                 if space.description else "")]
+    rows = space.describe()
+    header = {"parameter": "parameter", "type": "type", "count": "n", "values": "values",
+              "when": "when"}
+    cols = list(header)
+    widths = {c: max(len(header[c]), *(len(str(r[c])) for r in rows)) if rows else len(header[c])
+              for c in cols}
+    for row in [header, *rows]:
+        lines.append("  " + "  ".join(str(row[c]).ljust(widths[c]) for c in cols).rstrip())
+    if space.input_shape is not None:
+        lines.append(f"  input_shape: {list(space.input_shape)}, num_classes: "
+                     f"{space.num_classes}")
+    if space.budget is not None:
+        b = space.budget
+        parts = [f"{k} {v:,}" for k, v in (("max_params", b.max_params),
+                                            ("max_flops", b.max_flops)) if v is not None]
+        lines.append(f"  budget: {', '.join(parts)} (widths scaled to fit; multiples of "
+                     f"{b.width_divisor})")
+    size, bound = space.size(), space.bound()
+    if size is not None:
+        lines.append(f"  {size:,} distinct architectures")
+    elif bound is None:
+        lines.append("  infinitely many architectures (continuous parameters)")
+    else:
+        lines.append(f"  up to {bound:,} combinations (too many to list)")
+    if space.input_shape is not None and samples > 0:
+        lines.append("  " + _sample_line(space, samples))
+    return lines
+
+
+def _sample_line(space: SearchSpace, samples: int) -> str:
+    """Sample and build a few architectures (meta device: shapes only) to catch what only
+    building can tell, such as a block that cannot run at the space's input size."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    counts = []
+    shape = space.input_shape or ()
+    for _ in range(samples):
+        trial = study.ask()
+        arch = space.suggest(trial)
+        try:
+            params, _flops = complexity(arch, shape, space.num_classes,
+                                        flops=False)
+        except (ValueError, RuntimeError) as exc:
+            why = " ".join(str(exc).split())
+            raise NasdepthError(f"{space.source}: the sampled architecture {trial.params} does "
+                                f"not build for input_shape {list(shape)}: {why}"
+                                ) from None
+        study.tell(trial, 0.0)
+        counts.append(params)
+    return (f"{samples} sampled architectures build: {min(counts):,} to {max(counts):,} "
+            "parameters")
