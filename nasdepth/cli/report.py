@@ -1,0 +1,48 @@
+"""``nasdepth report STUDY.yaml [--storage URL] [--out DIR]``: rebuild ``reports/<study>/``
+from the study's storage alone (any time: while workers still run, or long after)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import optuna
+
+from nasdepth.errors import NasdepthError
+from nasdepth.report import write_report
+from nasdepth.space import load_study
+from nasdepth.study import make_storage
+
+
+def _masked(url: str) -> str:
+    """The URL with any password hidden: messages end up in logs."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="(re)build a study's report from its storage")
+    p.add_argument("study", help="study YAML file, e.g. studies/quickstart.yaml")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage URL or journal file path (default: the study's)")
+    p.add_argument("--out", default=None, help="report folder (default reports/<study>)")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="skip fitting the majority-class and logistic-regression baselines")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = load_study(args.study)
+    url = args.storage or cfg.storage_url
+    if "://" not in url and not Path(url).is_file():
+        raise NasdepthError(f"No storage at {url} for study '{cfg.name}' ({args.study}): run "
+                            f"`nasdepth run {args.study}` first, or pass --storage.")
+    try:
+        study = optuna.load_study(study_name=cfg.name, storage=make_storage(url))
+    except KeyError:
+        raise NasdepthError(f"The storage {_masked(url)} holds no study named '{cfg.name}' "
+                            f"(from {args.study}).") from None
+    out = Path(args.out) if args.out else Path("reports") / cfg.name
+    path = write_report(study, out, baselines=not args.no_baselines)
+    print(f"Report: {path}")
+    return 0
