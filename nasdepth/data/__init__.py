@@ -1,8 +1,15 @@
 """Data: loading into tensors, fold splits, and preprocessing fitted on training folds."""
 
+from nasdepth.data.arrays import encode_labels, from_arrays
+from nasdepth.data.augment import AugmentConfig, augment_batch
 from nasdepth.data.dataset import Dataset
-from nasdepth.data.folds import make_folds
-from nasdepth.data.load import SOURCES, from_arrays, load_data
+from nasdepth.data.folds import CV_KINDS, CVConfig, holdout_split, make_folds, make_splits
+from nasdepth.data.load import load_data
 from nasdepth.data.preprocess import Standardizer
+from nasdepth.data.sources import SOURCES, register_source
 
-__all__ = ["SOURCES", "Dataset", "Standardizer", "from_arrays", "load_data", "make_folds"]
+__all__ = [
+    "CV_KINDS", "SOURCES", "AugmentConfig", "CVConfig", "Dataset", "Standardizer",
+    "augment_batch", "encode_labels", "from_arrays", "holdout_split", "load_data", "make_folds",
+    "make_splits", "register_source",
+]

@@ -1,58 +1,91 @@
-"""``load_data(spec)``: turn a data spec such as ``sklearn:digits`` into a :class:`Dataset`."""
+"""``load_data(spec)``: a data spec (a string or a mapping with options) -> :class:`Dataset`.
+
+Strings: ``sklearn:digits``, ``synthetic:classification``, ``torchvision:MNIST``,
+``imagefolder:PATH``, or a path ending in ``.npz``, ``.npy`` or ``.csv``. Mappings (a study
+YAML's ``data:`` section): ``{source: <string>, <option>: <value>, ...}``, for example
+``{source: synthetic:classification, n_samples: 600, label_noise: 0.2}``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
 from nasdepth.data.dataset import Dataset
+from nasdepth.data.sources import SOURCES, Source, opt_int
 from nasdepth.errors import ConfigError, UnknownNameError
 
-
-def _sklearn(name: str) -> Dataset:
-    from sklearn import datasets
-
-    loaders: dict[str, Callable] = {
-        "digits": datasets.load_digits,
-        "iris": datasets.load_iris,
-        "wine": datasets.load_wine,
-        "breast_cancer": datasets.load_breast_cancer,
-    }
-    if name not in loaders:
-        raise UnknownNameError("the data spec", "sklearn", name, loaders)
-    bunch = loaders[name]()
-    x = np.asarray(bunch.data, dtype=np.float32)
-    if name == "digits":  # 8x8 grey images: keep them as images for CNNs
-        x = x.reshape(-1, 1, 8, 8)
-    y = np.asarray(bunch.target, dtype=np.int64)
-    names = [str(n) for n in getattr(bunch, "target_names", range(int(y.max()) + 1))]
-    return from_arrays(x, y, name=f"sklearn:{name}", class_names=names)
+#: options every source takes: ``limit`` keeps a stratified, seeded subsample of that many
+#: samples (a data-limited version of a large set, e.g. 2,000 MNIST digits).
+COMMON_OPTIONS: dict[str, Any] = {"limit": None, "limit_seed": 0}
+FILE_KINDS = {".npz": "npz", ".npy": "npy", ".csv": "csv"}
 
 
-def from_arrays(x: np.ndarray, y: np.ndarray, *, name: str,
-                class_names: list[str] | None = None) -> Dataset:
-    """Check arrays and wrap them as a Dataset (labels must already be 0..C-1)."""
-    if not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).sum())
-        raise ConfigError(name, "features", f"{bad} NaN/inf values", "finite numbers")
-    num_classes = int(y.max()) + 1
-    return Dataset(
-        x=torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32),
-        y=torch.as_tensor(y, dtype=torch.long),
-        name=name,
-        num_classes=num_classes,
-        class_names=class_names or [str(i) for i in range(num_classes)],
-    )
+def split_spec(spec: str, source: str) -> tuple[str, str]:
+    """``'sklearn:digits'`` -> ``('sklearn', 'digits')``; ``'x.csv'`` -> ``('csv', 'x.csv')``."""
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in SOURCES:
+        return kind, rest
+    suffix = Path(spec).suffix.lower()
+    if suffix in FILE_KINDS:
+        return FILE_KINDS[suffix], spec
+    valid = [f"{k}:..." for k in SOURCES if k not in FILE_KINDS.values()]
+    valid += [f"PATH{s}" for s in FILE_KINDS]
+    raise UnknownNameError(source, "data", spec, valid)
 
 
-SOURCES: dict[str, Callable[[str], Dataset]] = {"sklearn": _sklearn}
+def describe(spec: Any) -> str:
+    if isinstance(spec, Mapping):
+        return f"the data spec (source: {spec.get('source')})"
+    return f"the data spec {spec!r}"
 
 
-def load_data(spec: str) -> Dataset:
-    """Load ``KIND:NAME`` (e.g. ``sklearn:digits``) into memory as tensors."""
-    kind, sep, rest = str(spec).partition(":")
-    if not sep or kind not in SOURCES:
-        raise UnknownNameError("the data spec", "data", spec, [f"{k}:..." for k in SOURCES])
-    return SOURCES[kind](rest)
+def load_data(spec: str | Mapping[str, Any], *, source: str | None = None) -> Dataset:
+    """Load ``spec`` into memory as tensors.
+
+    ``source`` names where the spec came from (a study file) in error messages.
+    """
+    label = source or describe(spec)
+    if isinstance(spec, Mapping):
+        if "source" not in spec:
+            raise ConfigError(label, "data.source", None,
+                              "set (e.g. source: synthetic:classification)")
+        options = {str(k): v for k, v in spec.items() if k != "source"}
+        spec_str = spec["source"]
+    else:
+        options, spec_str = {}, spec
+    if not isinstance(spec_str, str):
+        raise ConfigError(label, "data", spec_str, "a string such as 'sklearn:digits'")
+    kind, rest = split_spec(spec_str, label)
+    src: Source = SOURCES[kind]
+    valid = {**src.options, **COMMON_OPTIONS}
+    for key in options:
+        if key not in valid:
+            raise UnknownNameError(label, f"data option of {kind}", key, valid)
+    opts = {**valid, **options}
+    data = src.load(rest, opts, label)
+    if opts["limit"] is not None:
+        data = subsample(data, opt_int(opts, "limit", label, low=2),
+                         opt_int(opts, "limit_seed", label, low=0), label)
+    return data
+
+
+def subsample(data: Dataset, n: int, seed: int, source: str) -> Dataset:
+    """A stratified, seeded subsample of ``n`` samples (all of them when ``n >= len``)."""
+    if n >= len(data):
+        return data
+    from sklearn.model_selection import train_test_split
+
+    y = data.y_numpy
+    try:
+        keep, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y,
+                                   random_state=seed)
+    except ValueError as exc:
+        raise ConfigError(source, "data.limit", n, f"large enough to keep every class ({exc})"
+                          ) from None
+    out = data.subset(np.sort(keep))
+    out.name = f"{data.name}[{n}]"
+    return out

@@ -1,18 +1,39 @@
-"""``TrainConfig``: how one candidate is trained on one fold."""
+"""``TrainConfig``: how one candidate is trained on one fold (a study YAML's ``training:``)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from nasdepth.data.augment import AugmentConfig
 from nasdepth.errors import ConfigError, UnknownNameError
 
 OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "none")
+SCHEDULES = ("cosine", "onecycle", "none")
+PRECISIONS = ("fp32", "bf16", "fp16")
+SWITCHES = ("auto", "on", "off")
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Every training option. ``0`` switches ``grad_clip``, ``patience`` and ``threads`` off.
+
+    ``patience``: stop a fold when its validation loss has not improved by ``min_delta`` for
+    that many epochs (the model at the stopping epoch is scored). ``precision``: autocast
+    dtype on CUDA (ignored elsewhere). ``threads``: intra-op threads (0: as configured).
+    ``parallel``: train the folds as one vectorized ensemble (``auto``: where it is faster).
+    ``channels_last``: memory format for 2-D CNNs (``auto``: on for CNNs on CPU/CUDA).
+    ``compile``: ``torch.compile`` the model (costs seconds per new architecture).
+    """
+
     epochs: int = 10
     batch_size: int = 64
     optimizer: str = "adamw"
@@ -20,19 +41,42 @@ class TrainConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     schedule: str = "cosine"
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0
+    patience: int = 0
+    min_delta: float = 0.0
     device: str = "auto"
+    precision: str = "fp32"
+    threads: int = 0
+    parallel: str = "auto"
+    channels_last: str = "auto"
+    compile: bool = False
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self, source: str = "the training settings") -> TrainConfig:
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ConfigError(source, "epochs", self.epochs, "an int >= 1")
-        if not isinstance(self.batch_size, int) or self.batch_size < 2:
-            raise ConfigError(source, "batch_size", self.batch_size, "an int >= 2")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+        ints = (("epochs", 1), ("batch_size", 2), ("patience", 0), ("threads", 0))
+        for key, low in ints:
+            v = getattr(self, key)
+            if not _int(v) or v < low:
+                raise ConfigError(source, key, v, f"an int >= {low}")
+        if not (_number(self.lr) and self.lr > 0):
             raise ConfigError(source, "lr", self.lr, "a number > 0")
-        if self.optimizer not in OPTIMIZERS:
-            raise UnknownNameError(source, "optimizer", self.optimizer, OPTIMIZERS)
-        if self.schedule not in SCHEDULES:
-            raise UnknownNameError(source, "schedule", self.schedule, SCHEDULES)
+        for key in ("weight_decay", "grad_clip", "min_delta"):
+            if not (_number(getattr(self, key)) and getattr(self, key) >= 0):
+                raise ConfigError(source, key, getattr(self, key), "a number >= 0")
+        for key in ("momentum", "label_smoothing"):
+            if not (_number(getattr(self, key)) and 0 <= getattr(self, key) < 1):
+                raise ConfigError(source, key, getattr(self, key), "a number in [0, 1)")
+        for key, valid in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                           ("precision", PRECISIONS), ("parallel", SWITCHES),
+                           ("channels_last", SWITCHES)):
+            if getattr(self, key) not in valid:
+                raise UnknownNameError(source, key, getattr(self, key), valid)
+        if not isinstance(self.compile, bool):
+            raise ConfigError(source, "compile", self.compile, "true or false")
+        if not isinstance(self.device, str):
+            raise ConfigError(source, "device", self.device, "auto, cpu, cuda, cuda:N or mps")
+        self.augment.validate(source)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -41,7 +85,16 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "the training settings") -> TrainConfig:
         valid = {f.name for f in fields(cls)}
+        d = dict(d or {})
         for key in d:
             if key not in valid:
                 raise UnknownNameError(source, "training key", key, valid)
+        for key in ("parallel", "channels_last"):  # YAML true/false
+            if isinstance(d.get(key), bool):
+                d[key] = "on" if d[key] else "off"
+        if "augment" in d:
+            d["augment"] = AugmentConfig.from_dict(d["augment"], source)
         return cls(**d).validate(source)
+
+    def with_epochs(self, epochs: int | None) -> TrainConfig:
+        return self if epochs is None else replace(self, epochs=epochs).validate()

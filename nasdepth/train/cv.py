@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from nasdepth.arch import ArchConfig, build_model, count_parameters
-from nasdepth.data import Dataset, make_folds
+from nasdepth.data import CVConfig, Dataset, holdout_split, make_splits
+from nasdepth.errors import ConfigError
 from nasdepth.train.config import TrainConfig
-from nasdepth.train.device import resolve_device
-from nasdepth.train.fit import fit_fold
+from nasdepth.train.device import configure_threads, resolve_device
+from nasdepth.train.fit import FoldResult, fit_fold
 from nasdepth.train.hooks import TrainHook
+from nasdepth.train.loop import OOM_ERRORS, out_of_memory
+from nasdepth.train.parallel import fit_folds_parallel, needs_sequential
+
+log = logging.getLogger("nasdepth.train")
 
 FoldCallback = Callable[[int, dict[str, Any]], None]
 
@@ -64,6 +71,36 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
             for row in df.to_dict(orient="records")]
 
 
+def choose_parallel(mode: str | bool, data: Dataset, device: torch.device,
+                    hooks: Sequence[TrainHook], splits: Sequence[tuple[np.ndarray, np.ndarray]],
+                    training: TrainConfig) -> bool:
+    """Train the folds as one vectorized ensemble?
+
+    ``auto`` follows the measurements in PERF_NOTES: on a GPU always (one small model leaves
+    it idle); on a CPU for MLPs (overhead-bound: 1.8-2.2x) but not for CNNs (compute-bound:
+    no gain, sometimes a loss). Never where folds differ in size by more than one sample
+    (group k-fold), with per-step hooks, or with ``torch.compile``.
+    """
+    mode = {True: "on", False: "off"}.get(mode, mode) if isinstance(mode, bool) else mode
+    if mode == "off":
+        return False
+    sizes = [len(tr) for tr, _ in splits]
+    why = None
+    if max(sizes) - min(sizes) > 1:
+        why = "fold sizes differ by more than one sample"
+    elif needs_sequential(hooks):
+        why = "a hook needs each fold's model every step"
+    elif training.compile:
+        why = "compile is on"
+    if why is not None:
+        if mode == "on":
+            log.info("training folds sequentially: %s", why)
+        return False
+    if mode == "on":
+        return True
+    return device.type == "cuda" or (device.type == "cpu" and len(data.input_shape) == 1)
+
+
 def cross_validate(
     arch: ArchConfig,
     data: Dataset,
@@ -74,36 +111,95 @@ def cross_validate(
     training: TrainConfig | None = None,
     on_fold: FoldCallback | None = None,
     hooks: Sequence[TrainHook] = (),
+    cv: CVConfig | None = None,
+    parallel: str | bool | None = None,
+    source: str = "the study",
 ) -> CVResult:
-    """Train and score ``arch`` on each of ``folds`` stratified folds fixed by ``seed``.
+    """Train and score ``arch`` on every fold; the splits are fixed by the seed, so every
+    candidate sees the same folds.
 
-    ``epochs`` overrides ``training.epochs``. ``on_fold(fold, row)`` runs after every fold
-    (the study reports to Optuna there and may stop the trial by raising ``TrialPruned``).
-    ``hooks`` see every step and epoch of every fold (probes, per-epoch pruning).
+    ``cv`` (a study's ``cv:`` section) wins over ``folds`` and ``seed`` for the splits;
+    ``seed`` always seeds the models (fold k: ``seed * 1000 + k``). ``epochs`` overrides
+    ``training.epochs``; ``parallel`` overrides ``training.parallel`` (``auto``/``on``/``off``
+    or a bool). ``on_fold(fold, row)`` runs after every fold (the study reports to Optuna there
+    and may stop the trial by raising ``TrialPruned``). ``hooks`` see the training loop.
     """
-    training = (training or TrainConfig()).validate()
-    if epochs is not None:
-        training = replace(training, epochs=epochs).validate()
+    training = (training or TrainConfig()).validate().with_epochs(epochs)
+    cv = (cv or CVConfig(folds=folds, seed=seed)).validate(source)
+    if training.threads:
+        configure_threads(threads=training.threads)
     device = resolve_device(training.device)
-    splits = make_folds(data.y_numpy, folds, seed)
-    rows, history, traces = [], [], []
-    for k, (tr, va) in enumerate(splits):
-        torch.manual_seed(seed * 1000 + k)  # fresh, reproducible initialization per fold
-        model = build_model(arch, data.input_shape, data.num_classes)
-        result = fit_fold(model, data, tr, va, training=training, seed=seed * 1000 + k,
-                          device=device, fold=k, hooks=hooks)
-        result.row["params"] = count_parameters(model)
-        rows.append(result.row)
-        history += result.history
-        traces += result.traces
-        if on_fold is not None:
-            on_fold(k, result.row)
+    training.augment.check_input(data.input_shape, source)
+    # build once before any fold: a shape the architecture cannot take fails here, not midway
+    params = count_parameters(build_model(arch, data.input_shape, data.num_classes))
+    aux_weight = float(getattr(arch, "aux_weight", 0.0) or 0.0)
+    y = data.y_numpy
+    cv_idx, test_idx = holdout_split(y, cv.test_size, cv.seed, source)
+    groups = None if data.groups is None else data.groups[cv_idx]
+    splits = [(cv_idx[tr], cv_idx[va])
+              for tr, va in make_splits(y[cv_idx], cv, groups=groups, source=source,
+                                        class_names=data.class_names)]
+    sizes = [len(tr) for tr, _ in splits]
+    # equal steps for every fold (sizes differ by at most one) keeps the paths identical
+    n_used = min(sizes) if max(sizes) - min(sizes) <= 1 else None
+    seeds = [seed * 1000 + k for k in range(len(splits))]
+    mode = training.parallel if parallel is None else parallel
+    use_parallel = choose_parallel(mode, data, device, hooks, splits, training)
+
+    def fresh(k: int) -> torch.nn.Module:
+        torch.manual_seed(seeds[k])  # fresh, reproducible initialization per fold
+        return build_model(arch, data.input_shape, data.num_classes)
+
+    results: list[FoldResult] = []
+    try:
+        if use_parallel:
+            try:
+                results = fit_folds_parallel(
+                    [fresh(k) for k in range(len(splits))], data, splits, training=training,
+                    seeds=seeds, device=device, hooks=hooks, test_idx=test_idx,
+                    n_used=int(min(sizes)), aux_weight=aux_weight)
+            except OOM_ERRORS:
+                if mode not in ("auto", None):
+                    raise
+                log.warning("fold-parallel training ran out of memory; going sequential")
+                use_parallel = False
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+            except (RuntimeError, NotImplementedError) as exc:
+                if "vmap" not in str(exc).lower() and "batched" not in str(exc).lower():
+                    raise
+                log.warning("this model cannot be vmapped (%s); training folds sequentially",
+                            exc)
+                use_parallel = False
+            for k, result in enumerate(results):
+                _finish(result, k, params, cv, on_fold)
+        if not use_parallel:
+            for k, (tr, va) in enumerate(splits):
+                result = fit_fold(fresh(k), data, tr, va, training=training, seed=seeds[k],
+                                  device=device, fold=k, hooks=hooks, test_idx=test_idx,
+                                  n_used=n_used, aux_weight=aux_weight)
+                results.append(result)
+                _finish(result, k, params, cv, on_fold)
+    except OOM_ERRORS as exc:
+        raise out_of_memory(exc, device, training, params, "while cross-validating") from None
+    if not results:
+        raise ConfigError(source, "folds", cv.folds, "a split that leaves training data")
     return CVResult(
-        folds=pd.DataFrame(rows),
-        history=pd.DataFrame(history),
+        folds=pd.DataFrame([r.row for r in results]),
+        history=pd.DataFrame([h for r in results for h in r.history]),
         arch=arch,
         data=data.to_dict(),
-        settings={"folds": folds, "seed": seed, "training": training.to_dict(),
-                  "device": str(device)},
-        traces=traces,
+        settings={"folds": cv.n_splits, "seed": seed, "cv": cv.to_dict(),
+                  "training": training.to_dict(), "device": str(device),
+                  "parallel": use_parallel, "n_test": int(len(test_idx))},
+        traces=[t for r in results for t in r.traces],
     )
+
+
+def _finish(result: FoldResult, k: int, params: int, cv: CVConfig,
+            on_fold: FoldCallback | None) -> None:
+    result.row["params"] = params
+    if cv.kind == "repeated_stratified":
+        result.row["repeat"] = k // cv.folds
+    if on_fold is not None:
+        on_fold(k, result.row)

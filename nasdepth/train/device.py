@@ -29,15 +29,19 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def configure_threads(workers: int = 1) -> int:
-    """Split the CPU cores between ``workers`` processes (one intra-op pool each).
+def configure_threads(workers: int = 1, threads: int | None = None) -> int:
+    """Set the intra-op threads of this process on purpose; returns the number set.
 
-    Two processes that each use every core can run many times slower from OpenMP contention,
-    so each worker gets ``cores // workers`` threads (at least one).
+    ``threads`` given: exactly that many. Otherwise the CPU cores are split between
+    ``workers`` processes, ``cores // workers`` each (at least one): two processes that each
+    use every core can run many times slower from OpenMP contention (see PERF_NOTES).
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = max(1, (cores or 1) // max(1, workers))
-    torch.set_num_threads(threads)
+    if threads is None or threads < 1:
+        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else os.cpu_count())
+        threads = max(1, (cores or 1) // max(1, workers))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     # deep sigmoid/tanh nets with vanishing gradients produce subnormals: avoid the slow path
     torch.set_flush_denormal(True)
     return threads

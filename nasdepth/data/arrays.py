@@ -1,0 +1,115 @@
+"""Arrays -> :class:`Dataset`, with the checks every source shares (finite features, shapes,
+labels mapped to ``0..C-1``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from nasdepth.data.dataset import Dataset
+from nasdepth.errors import ConfigError
+
+log = logging.getLogger("nasdepth.data")
+
+
+def encode_labels(y: np.ndarray | Sequence, source: str,
+                  class_names: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Labels as int64 codes ``0..C-1`` and the class names.
+
+    Integer labels already ``0..C-1`` are kept; anything else (strings, ``{1, 2, 5}``,
+    integral floats) is mapped in sorted order, and a log line says so, because a silent
+    renumbering would make confusion matrices and class names lie.
+    """
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ConfigError(source, "labels", f"an array of shape {y.shape}",
+                          "one label per sample (a 1-D array)")
+    if len(y) == 0:
+        raise ConfigError(source, "labels", "no samples", "at least one sample per class")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            bad = int((~np.isfinite(y)).sum())
+            raise ConfigError(source, "labels", f"{bad} NaN/inf labels", "finite class labels")
+        frac = y[y != np.round(y)]
+        if len(frac):
+            raise ConfigError(source, "labels", f"non-integer values such as {frac[0]}",
+                              "class labels (integers or strings), not regression targets")
+        y = y.astype(np.int64)
+    if y.dtype.kind in "iub":
+        y = y.astype(np.int64)
+        uniques = np.unique(y)
+        if np.array_equal(uniques, np.arange(len(uniques))):
+            names = list(class_names) if class_names else [str(i) for i in uniques]
+            _check_classes(names, source)
+            return y, [str(n) for n in names]
+    codes, uniques_idx = pd.factorize(pd.Series(y).astype(str) if y.dtype.kind not in "iub"
+                                      else pd.Series(y), sort=True)
+    names = [str(u) for u in uniques_idx]
+    _check_classes(names, source)
+    shown = ", ".join(repr(n) for n in names[:6]) + (", ..." if len(names) > 6 else "")
+    log.warning("%s: labels %s are not integers 0..%d; mapped to 0..%d in sorted order "
+                "(class_names keeps the originals)", source, shown, len(names) - 1,
+                len(names) - 1)
+    return codes.astype(np.int64), names
+
+
+def _check_classes(names: Sequence[str], source: str) -> None:
+    if len(names) < 2:
+        raise ConfigError(source, "labels", f"a single class {names[0]!r}" if names else "none",
+                          "at least 2 classes")
+
+
+def from_arrays(
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor | Sequence,
+    *,
+    name: str,
+    class_names: Sequence[str] | None = None,
+    groups: np.ndarray | None = None,
+    source: str | None = None,
+) -> Dataset:
+    """Check arrays and wrap them as a :class:`Dataset`.
+
+    ``x``: ``(N, F)``, ``(N, C, L)`` or ``(N, C, H, W)`` numbers, all finite. ``y``: one label
+    per sample (ints, strings, ...; mapped to ``0..C-1`` when needed).
+    """
+    source = source or name
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    try:
+        xa = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(source, "features", f"non-numeric values ({exc})",
+                          "numbers (one-hot encode categorical columns)") from None
+    if xa.ndim not in (2, 3, 4):
+        raise ConfigError(source, "features", f"an array of shape {xa.shape}",
+                          "shaped (N, F), (N, C, L) or (N, C, H, W)")
+    codes, names = encode_labels(y, source, class_names)
+    if len(codes) != len(xa):
+        raise ConfigError(source, "labels", f"{len(codes)} labels for {len(xa)} samples",
+                          "one label per sample")
+    finite = np.isfinite(xa)
+    if not finite.all():
+        bad = int((~finite).sum())
+        first = int(np.argwhere(~finite)[0][0])
+        raise ConfigError(source, "features", f"{bad} NaN/inf values (first in sample {first})",
+                          "finite numbers")
+    if groups is not None and len(groups) != len(xa):
+        raise ConfigError(source, "groups", f"{len(groups)} groups for {len(xa)} samples",
+                          "one group per sample")
+    return Dataset(
+        x=torch.from_numpy(np.ascontiguousarray(xa)),
+        y=torch.from_numpy(codes),
+        name=name,
+        num_classes=len(names),
+        class_names=names,
+        groups=None if groups is None else np.asarray(groups),
+    )

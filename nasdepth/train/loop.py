@@ -1,0 +1,109 @@
+"""Pieces both training paths share (sequential folds in ``fit.py``, the vectorized fold
+ensemble in ``parallel.py``): optimizers, schedules, the batch plan, early stopping, mixed
+precision and the error types a study records."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from nasdepth.train.config import TrainConfig
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class DeviceOutOfMemoryError(RuntimeError):
+    """Training ran out of device (or host) memory; the message says what to reduce."""
+
+
+def out_of_memory(exc: BaseException, device: torch.device, training: TrainConfig,
+                  params: int, where: str) -> DeviceOutOfMemoryError:
+    return DeviceOutOfMemoryError(
+        f"out of memory on {device} {where} (batch_size {training.batch_size}, "
+        f"{params} parameters): reduce batch_size or the model size, or set "
+        f"parallel: off [{type(exc).__name__}]")
+
+
+OOM_ERRORS: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError, MemoryError)
+
+
+def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig, device: torch.device
+                   ) -> torch.optim.Optimizer:
+    """AdamW or SGD with momentum. Both update every element on its own, so the same optimizer
+    over stacked fold parameters trains each fold exactly as on its own."""
+    # fused kernels do one pass over all tensors: much less per-step overhead
+    fused = device.type in ("cpu", "cuda")
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0,
+                               fused=fused)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+
+def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+                  ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+    return None
+
+
+def batch_plan(n_used: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each batch over ``n_used`` shuffled samples. A last batch of one
+    sample breaks BatchNorm in training mode, so it is dropped."""
+    plan = [(s, min(s + batch_size, n_used)) for s in range(0, n_used, batch_size)]
+    if len(plan) > 1 and plan[-1][1] - plan[-1][0] < 2:
+        plan.pop()
+    return plan
+
+
+def fold_perm(n_train: int, n_used: int, gen: torch.Generator) -> torch.Tensor:
+    """This epoch's order of a fold's training samples, cut to ``n_used``: all folds of a CV
+    then take the same steps (fold sizes differ by at most one), so sequential and
+    fold-parallel training see identical batches."""
+    return torch.randperm(n_train, generator=gen)[:n_used]
+
+
+class EarlyStopper:
+    """Stop when the validation loss has not improved by ``min_delta`` for ``patience``
+    epochs (``patience`` 0: never)."""
+
+    def __init__(self, patience: int, min_delta: float) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.best = float("inf")
+        self.bad_epochs = 0
+
+    def step(self, val_loss: float) -> bool:
+        """Record one epoch; True when training should stop now."""
+        if val_loss < self.best - self.min_delta:
+            self.best, self.bad_epochs = val_loss, 0
+        else:
+            self.bad_epochs += 1
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16/fp16 autocast on CUDA; plain fp32 elsewhere (CPU autocast is slower for these
+    small models)."""
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
+    """fp16 needs loss scaling against gradient underflow; bf16 has fp32's range."""
+    if device.type == "cuda" and precision == "fp16":
+        return torch.amp.GradScaler("cuda")
+    return None
+
+
+@contextlib.contextmanager
+def no_op() -> Iterator[None]:
+    yield

@@ -1,0 +1,276 @@
+"""The k folds of one candidate trained at once, as one vectorized ensemble.
+
+``torch.func.stack_module_state`` stacks the k fresh models' parameters and buffers along a
+new leading dimension; ``vmap(functional_call)`` runs all k forward passes as one batched
+call, each fold on its own batch (``in_dims=0`` for the data), with its own BatchNorm running
+statistics (buffers batched with ``in_dims=0``; leaving them unbatched fails under vmap).
+AdamW and SGD update every element on its own, so one optimizer over the stacked tensors
+trains each fold exactly as the sequential path does; per-fold gradient clipping and early
+stopping are done with per-fold norms and snapshots. Small models leave a GPU (and the
+per-op overhead of a CPU) mostly idle; batching the folds fills it.
+
+Hooks only see epoch boundaries here (``on_fit_start``, ``on_epoch_end``, ``on_fit_end``,
+with each fold's model materialized); hooks that need every step make the engine go
+sequential (see :func:`needs_sequential`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from nasdepth.data import Dataset, Standardizer, augment_batch
+from nasdepth.train.config import TrainConfig
+from nasdepth.train.fit import FoldResult
+from nasdepth.train.hooks import TrainHook
+from nasdepth.train.loop import (
+    EarlyStopper,
+    NonFiniteLossError,
+    autocast,
+    batch_plan,
+    fold_perm,
+    grad_scaler,
+    make_optimizer,
+    make_schedule,
+)
+from nasdepth.train.metrics import add_gaps, metric_row
+
+Tensors = dict[str, torch.Tensor]
+
+
+def needs_sequential(hooks: Sequence[TrainHook]) -> bool:
+    """A hook that needs each fold's own model every step (declared, or because it overrides
+    the per-step calls) cannot run inside the vectorized ensemble."""
+    for h in hooks:
+        if h.needs_per_fold_model:
+            return True
+        if (type(h).after_backward is not TrainHook.after_backward
+                or type(h).after_step is not TrainHook.after_step):
+            return True
+    return False
+
+
+class FoldEnsemble:
+    """k models with identical structure as stacked tensors plus one stateless template."""
+
+    def __init__(self, models: Sequence[nn.Module], device: torch.device) -> None:
+        self.models = [m.to(device) for m in models]
+        self.k = len(models)
+        self.params, self.buffers = stack_module_state(list(self.models))
+        # a weightless copy: functional_call swaps the stacked slices in for every call
+        self.template: Any = copy.deepcopy(self.models[0]).to("meta")
+
+        def call(p: Tensors, b: Tensors, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = functional_call(self.template, (p, b), (x,))
+            # auxiliary heads: the model stores their logits during the forward pass; return
+            # them from inside vmap, where they are still per-fold batched tensors
+            aux = getattr(self.template, "aux_logits", None) or []
+            return (out, *aux)
+
+        self.forward = vmap(call, in_dims=(0, 0, 0), randomness="different")
+
+    def __call__(self, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
+        self.template.train(train)
+        out = self.forward(self.params, self.buffers, x)
+        if hasattr(self.template, "aux_logits"):
+            self.template.aux_logits = []  # drop references to vmap-internal tensors
+        return out
+
+    def state(self, k: int) -> Tensors:
+        return {n: t[k].detach().clone() for n, t in {**self.params, **self.buffers}.items()}
+
+    @torch.no_grad()
+    def load(self, k: int, state: Tensors) -> None:
+        for n, t in {**self.params, **self.buffers}.items():
+            t[k].copy_(state[n])
+
+    @torch.no_grad()
+    def materialize(self, k: int) -> nn.Module:
+        """Fold ``k``'s own ``nn.Module`` holding its current weights (for hooks, results)."""
+        model = self.models[k]
+        model.load_state_dict(self.state(k), strict=False)
+        return model
+
+
+def _padded(indices: Sequence[np.ndarray], device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(k, M) index matrix (short rows padded with their first index) and the valid mask."""
+    m = max(len(i) for i in indices)
+    idx = np.stack([np.concatenate([i, np.full(m - len(i), i[0])]) for i in indices])
+    mask = np.stack([np.arange(m) < len(i) for i in indices])
+    return torch.as_tensor(idx, device=device), torch.as_tensor(mask, device=device)
+
+
+def fit_folds_parallel(
+    models: Sequence[nn.Module],
+    data: Dataset,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    training: TrainConfig,
+    seeds: Sequence[int],
+    device: torch.device,
+    hooks: Sequence[TrainHook] = (),
+    test_idx: np.ndarray | None = None,
+    n_used: int,
+    aux_weight: float = 0.0,
+) -> list[FoldResult]:
+    """Train fold k's fresh ``models[k]`` on ``splits[k]`` for every k at once; the same
+    batches, initialization and updates as :func:`fit_fold` per fold."""
+    start = time.perf_counter()
+    k = len(models)
+    x_all, y_all = data.x.to(device), data.y.to(device)
+    scalers = [Standardizer.fit(x_all[torch.as_tensor(tr, device=device)]) for tr, _ in splits]
+    mean = torch.stack([s.mean for s in scalers])[:, None]  # (k, 1, *feature dims)
+    std = torch.stack([s.std for s in scalers])[:, None]
+    ens = FoldEnsemble(models, device)
+    opt = make_optimizer(list(ens.params.values()), training, device)
+    plan = batch_plan(n_used, training.batch_size)
+    sched = make_schedule(opt, training, len(plan))
+    amp = grad_scaler(device, training.precision)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    aug_gen = (torch.Generator(device=device).manual_seed(seeds[0])
+               if training.augment.enabled else None)
+    stoppers = [EarlyStopper(training.patience, training.min_delta) for _ in range(k)]
+    active = [True] * k
+    epochs_run = [0] * k
+    snapshots: dict[int, Tensors] = {}
+    tr_t = [torch.as_tensor(tr, device=device) for tr, _ in splits]
+    va_idx, va_mask = _padded([va for _, va in splits], device)
+    y_va = y_all[va_idx]
+    history: list[list[dict[str, Any]]] = [[] for _ in range(k)]
+    for f in range(k):
+        for hook in hooks:
+            hook.on_fit_start(ens.materialize(f), f, scalers[f](x_all[tr_t[f]]), y_all[tr_t[f]])
+
+    def standardize(x: torch.Tensor) -> torch.Tensor:
+        return (x - mean) / std
+
+    for epoch in range(training.epochs):
+        perms = torch.stack([tr_t[f][fold_perm(len(tr_t[f]), n_used, gens[f]).to(device)]
+                             for f in range(k)])  # (k, n_used) sample indices
+        total = torch.zeros(k, device=device)
+        correct = torch.zeros(k, device=device, dtype=torch.long)
+        for a, b in plan:
+            idx = perms[:, a:b]
+            xb, yb = x_all[idx], y_all[idx]  # (k, B, ...), (k, B)
+            if aug_gen is not None:
+                xb = augment_batch(xb.flatten(0, 1), training.augment, aug_gen).view_as(xb)
+            with autocast(device, training.precision):
+                out, *aux = ens(standardize(xb), train=True)
+                ce = _fold_ce(out, yb, training.label_smoothing)
+                full = ce
+                if aux_weight and aux:
+                    aux_ce = [_fold_ce(a_, yb, training.label_smoothing) for a_ in aux]
+                    full = ce + aux_weight * torch.stack(aux_ce).sum(0)
+            opt.zero_grad(set_to_none=True)
+            # the sum's gradient w.r.t. fold k's slice is the gradient of fold k's own loss
+            (full.sum() if amp is None else amp.scale(full.sum())).backward()
+            if training.grad_clip:
+                if amp is not None:
+                    amp.unscale_(opt)
+                _clip_per_fold(list(ens.params.values()), training.grad_clip)
+            if amp is None:
+                opt.step()
+            else:
+                amp.step(opt)
+                amp.update()
+            if sched is not None:
+                sched.step()
+            total += ce.detach() * (b - a)
+            correct += (out.detach().argmax(-1) == yb).sum(1)
+        seen = plan[-1][1]
+        train_loss = (total / seen).tolist()  # one host sync per epoch
+        train_acc = (correct.float() / seen).tolist()
+        proba = _predict(ens, x_all, va_idx, standardize, training)
+        logp = torch.log(proba.clamp_min(1e-7)).gather(2, y_va[..., None])[..., 0]
+        hits = (proba.argmax(-1) == y_va).float()
+        n_va = va_mask.sum(1)
+        val_loss = (-(logp * va_mask).sum(1) / n_va).tolist()
+        val_acc = ((hits * va_mask).sum(1) / n_va).tolist()
+        lr = float(opt.param_groups[0]["lr"])
+        for f in range(k):
+            if not active[f]:
+                continue
+            if not math.isfinite(train_loss[f]):
+                raise NonFiniteLossError(f"non-finite loss at fold {f}, epoch {epoch}")
+            record = {"fold": f, "epoch": epoch, "train_loss": train_loss[f],
+                      "train_accuracy": train_acc[f], "val_loss": val_loss[f],
+                      "val_accuracy": val_acc[f], "lr": lr}
+            history[f].append(record)
+            epochs_run[f] = epoch + 1
+            for hook in hooks:
+                hook.on_epoch_end(ens.materialize(f), f, record)
+            if stoppers[f].step(val_loss[f]):
+                # the fold keeps riding along in the batch; its stopped weights are kept
+                active[f] = False
+                snapshots[f] = ens.state(f)
+        if not any(active):
+            break
+    for f, state in snapshots.items():
+        ens.load(f, state)
+
+    per_fold = (time.perf_counter() - start) / k
+    results = []
+    tr_idx, tr_mask = _padded([tr for tr, _ in splits], device)
+    probas = {"train": _predict(ens, x_all, tr_idx, standardize, training).cpu().numpy(),
+              "val": _predict(ens, x_all, va_idx, standardize, training).cpu().numpy()}
+    if test_idx is not None and len(test_idx):
+        te_idx, _ = _padded([test_idx] * k, device)
+        probas["test"] = _predict(ens, x_all, te_idx, standardize, training).cpu().numpy()
+    y_np = data.y_numpy
+    for f, (tr, va) in enumerate(splits):
+        row: dict[str, Any] = {"fold": f, "n_train": len(tr), "n_val": len(va)}
+        for split, index in (("train", tr), ("val", va), ("test", test_idx)):
+            if split in probas and index is not None:
+                row.update(metric_row(split, y_np[index], probas[split][f, :len(index)],
+                                      data.num_classes))
+        add_gaps(row)
+        row["epochs"] = epochs_run[f]
+        row["stopped_early"] = epochs_run[f] < training.epochs
+        row["seconds"] = per_fold
+        model = ens.materialize(f)
+        traces = [t for t in (hook.on_fit_end(model, f) for hook in hooks) if t is not None]
+        results.append(FoldResult(row=row, history=history[f], traces=traces))
+    return results
+
+
+def _fold_ce(logits: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Mean cross-entropy per fold: ``(k, B, C)`` logits -> ``(k,)``."""
+    k, b = y.shape
+    ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none",
+                         label_smoothing=smoothing)
+    return ce.view(k, b).mean(1)
+
+
+@torch.no_grad()
+def _clip_per_fold(params: Sequence[torch.Tensor], max_norm: float) -> None:
+    """``clip_grad_norm_`` for each fold's slice of the stacked gradients."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)  # (k,)
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+
+
+@torch.no_grad()
+def _predict(ens: FoldEnsemble, x_all: torch.Tensor, index: torch.Tensor,
+             standardize: Any, training: TrainConfig, chunk: int = 1024) -> torch.Tensor:
+    """Class probabilities ``(k, M, C)`` of each fold's model on its own rows of ``index``."""
+    out = []
+    for i in range(0, index.shape[1], chunk):
+        x = standardize(x_all[index[:, i:i + chunk]])
+        with autocast(x.device, training.precision):
+            logits = ens(x, train=False)[0]
+        out.append(torch.softmax(logits.float(), dim=-1))
+    return torch.cat(out, dim=1)
