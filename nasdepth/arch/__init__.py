@@ -1,11 +1,14 @@
-"""Architectures: ``ArchConfig``, the block registry and ``build_model``."""
+"""Architectures: ``ArchConfig``, the block registry, ``build_model``, presets and complexity."""
 
 from nasdepth.arch.blocks import BLOCKS, Block, get_block, register_block
 from nasdepth.arch.build import INITS, Network, build_model, count_parameters, input_rank
-from nasdepth.arch.config import ArchConfig, StageConfig
+from nasdepth.arch.complexity import complexity
+from nasdepth.arch.config import ArchConfig, StageConfig, StemLayer
 from nasdepth.arch.layers import ACTIVATIONS, NORMS, Ops
+from nasdepth.arch.presets import PRESETS, preset
 
 __all__ = [
-    "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "ArchConfig", "Block", "Network", "Ops",
-    "StageConfig", "build_model", "count_parameters", "get_block", "input_rank", "register_block",
+    "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "PRESETS", "ArchConfig", "Block", "Network", "Ops",
+    "StageConfig", "StemLayer", "build_model", "complexity", "count_parameters", "get_block",
+    "input_rank", "preset", "register_block",
 ]

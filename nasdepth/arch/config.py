@@ -1,8 +1,11 @@
 """``ArchConfig``: the whole description of an architecture (timm ``ByoBlockCfg`` style).
 
-A network is a stem, a sequence of stages (each a run of identical blocks) and a head.
-Everything is a frozen dataclass with ``to_dict``/``from_dict`` so that a config can be
-stored as JSON in an Optuna trial and rebuilt bit for bit.
+A network is a stem (a few conv/pool layers), a sequence of stages (each a run of identical
+blocks) and a head (pooling, optional hidden FC layers, linear classifier), plus optional
+auxiliary classifiers after chosen stages. Everything is a frozen dataclass with
+``to_dict``/``from_dict`` so that a config can be stored as JSON in an Optuna trial and rebuilt
+bit for bit. Block options are ``StageConfig`` fields, so a search space can sample any of them
+by name; a block ignores the options that do not concern it.
 """
 
 from __future__ import annotations
@@ -12,10 +15,32 @@ from typing import Any
 
 from nasdepth.errors import ConfigError, UnknownNameError
 
+DOWNSAMPLES = ("stride", "maxpool", "avgpool")
+STEM_KINDS = ("conv", "maxpool", "avgpool")
+HEAD_POOLS = ("avg", "max")
+
 
 @dataclass(frozen=True)
 class StageConfig:
-    """One stage: ``depth`` blocks of type ``block`` producing ``width`` channels (features)."""
+    """One stage: ``depth`` blocks of type ``block`` producing ``width`` channels (features).
+
+    Options read by some blocks only:
+
+    - ``bottleneck_ratio``: inner width / ``width`` of ``bottleneck`` and ``grouped`` blocks
+    - ``cardinality``: groups of the ``grouped`` (ResNeXt) kxk convolution; must divide
+      ``width`` (the inner width is rounded down to a multiple of it)
+    - ``growth_rate``: channels each ``dense`` layer adds (None: ``width``)
+    - ``expansion``: ``dense``: bottleneck width = expansion * growth (None: 4, 0: no 1x1
+      bottleneck); ``dwsep``: inverted-residual hidden width = expansion * input width
+      (None or 1: no expansion layer, MobileNetV2's t)
+    - ``compression``: channel factor of the transition layer that opens a later ``dense`` stage
+    - ``branches``: ``inception`` branch widths (1x1, 3x3 reduce, 3x3, wide reduce, wide,
+      pool projection); empty: derived from ``width``
+    - ``wide_kernels``: kernel sizes stacked in the inception wide branch: (5,) as in the paper,
+      (3, 3) as in Inception-v2, (3,) as torchvision's GoogLeNet
+    - ``downsample``: how the stage's ``stride`` is applied: ``stride`` (strided first conv),
+      ``maxpool``/``avgpool`` (a pooling layer before the first block, VGG/GoogLeNet style)
+    """
 
     block: str = "plain"
     depth: int = 1
@@ -26,6 +51,18 @@ class StageConfig:
     activation: str = "relu"
     dropout: float = 0.0
     bottleneck_ratio: float = 0.25
+    cardinality: int = 4
+    growth_rate: int | None = None
+    expansion: float | None = None
+    compression: float = 0.5
+    branches: tuple[int, ...] = ()
+    wide_kernels: tuple[int, ...] = (5,)
+    downsample: str = "stride"
+
+    def __post_init__(self) -> None:
+        # Lists from JSON/YAML become tuples so that configs compare equal after a round trip.
+        for name in ("branches", "wide_kernels"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "stage") -> StageConfig:
@@ -34,11 +71,35 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class StemLayer:
+    """One stem layer: ``conv`` (conv-norm-activation of the first stage's norm and activation)
+    or a ``maxpool``/``avgpool`` of ``kernel_size`` and ``stride`` ('same' padding).
+
+    ``width`` None: ``ArchConfig.stem_width``, else the first stage's width; ``kernel_size``
+    None: the first stage's kernel size.
+    """
+
+    kind: str = "conv"
+    width: int | None = None
+    kernel_size: int | None = None
+    stride: int = 1
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "stem layer") -> StemLayer:
+        _check_keys(cls, d, source)
+        return cls(**d)
+
+
+@dataclass(frozen=True)
 class ArchConfig:
-    """A network: stem -> stages -> global pooling -> (hidden FC layers) -> linear classifier.
+    """A network: stem -> stages -> pooling -> (hidden FC layers) -> linear classifier.
 
     ``skip=False`` removes every shortcut, so a residual network and its plain twin differ in
-    this one switch.
+    this one switch. ``stem=()`` means no stem (VGG: the first stage sees the input).
+    ``head_pool_size`` > 1 keeps a small grid before the classifier (VGG's 7x7).
+    ``aux_heads`` are stage indices after which an auxiliary classifier (pooling + linear)
+    is attached; in training mode the network stores their logits in ``aux_logits`` and the
+    trainer adds ``aux_weight`` times their loss.
     """
 
     stages: tuple[StageConfig, ...] = (StageConfig(),)
@@ -46,6 +107,16 @@ class ArchConfig:
     skip: bool = True
     init: str = "default"
     head_hidden: tuple[int, ...] = field(default=())
+    stem: tuple[StemLayer, ...] = (StemLayer(),)
+    head_pool: str = "avg"
+    head_pool_size: int = 1
+    head_dropout: float = 0.0
+    aux_heads: tuple[int, ...] = ()
+    aux_weight: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name in ("stages", "stem", "head_hidden", "aux_heads"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def depth(self) -> int:
@@ -63,9 +134,9 @@ class ArchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["stages"] = [asdict(s) for s in self.stages]
-        d["head_hidden"] = list(self.head_hidden)
-        return d
+        d["stages"] = [_listify(asdict(s)) for s in self.stages]
+        d["stem"] = [asdict(s) for s in self.stem]
+        return _listify(d)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "architecture") -> ArchConfig:
@@ -78,12 +149,20 @@ class ArchConfig:
             s if isinstance(s, StageConfig) else StageConfig.from_dict(s, f"{source} stage {i}")
             for i, s in enumerate(stages)
         )
-        if "head_hidden" in d:
-            d["head_hidden"] = tuple(d["head_hidden"])
+        if "stem" in d:
+            stem = d["stem"]
+            if not isinstance(stem, (list, tuple)):
+                raise ConfigError(source, "stem", stem, "a list of stem layer mappings")
+            d["stem"] = tuple(
+                s if isinstance(s, StemLayer) else StemLayer.from_dict(s, f"{source} stem {i}")
+                for i, s in enumerate(stem)
+            )
         return cls(**d)
 
     def summary(self) -> dict[str, Any]:
-        """Flat description for tables: depth, width, block, skip, ..."""
+        """Flat description for tables: depth, width, block, skip, layers, ..."""
+        from nasdepth.arch.blocks import count_layers  # blocks import this module
+
         first = self.stages[0]
         return {
             "depth": self.depth,
@@ -91,11 +170,17 @@ class ArchConfig:
             "block": "+".join(self.blocks),
             "skip": self.skip,
             "stages": len(self.stages),
+            "layers": count_layers(self),
             "norm": first.norm,
             "activation": first.activation,
             "dropout": first.dropout,
             "init": self.init,
         }
+
+
+def _listify(d: dict[str, Any]) -> dict[str, Any]:
+    """Tuples become lists: the JSON form."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 def _check_keys(cls: type, d: Any, source: str) -> None:

@@ -16,6 +16,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
+    "relu6": nn.ReLU6,  # MobileNetV2
 }
 NORMS = ("batch", "group", "layer", "none")
 
@@ -67,18 +68,37 @@ class Ops:
             return nn.Identity()
         return {0: nn.Dropout, 1: nn.Dropout1d, 2: nn.Dropout2d}[self.rank](p)
 
-    def pool(self, stride: int) -> nn.Module:
-        """Average pooling by ``stride`` (shortcut downsampling); identity on flat data."""
-        if self.flat or stride == 1:
-            return nn.Identity()
-        pool = nn.AvgPool1d if self.rank == 1 else nn.AvgPool2d
-        return pool(stride, stride, ceil_mode=True, count_include_pad=False)
+    def pool(self, stride: int, kind: str = "avg", kernel_size: int | None = None) -> nn.Module:
+        """``avg`` or ``max`` pooling by ``stride``; identity on flat data.
 
-    def global_pool(self) -> nn.Module:
+        Without ``kernel_size`` the windows tile the input (kernel = stride, ceil mode, so an
+        odd size keeps its last row); with it, windows overlap with 'same' padding (the 3x3/2
+        max pool of ResNet stems).
+        """
+        if self.flat or (stride == 1 and kernel_size in (None, 1)):
+            return nn.Identity()
+        k = stride if kernel_size is None else kernel_size
+        pad = 0 if kernel_size is None else k // 2
+        if kind == "max":
+            mp = nn.MaxPool1d if self.rank == 1 else nn.MaxPool2d
+            return mp(k, stride, padding=pad, ceil_mode=kernel_size is None)
+        ap = nn.AvgPool1d if self.rank == 1 else nn.AvgPool2d
+        return ap(k, stride, padding=pad, ceil_mode=kernel_size is None, count_include_pad=False)
+
+    def global_pool(self, kind: str = "avg", size: int = 1) -> nn.Module:
+        """Pool every map to ``size`` (per spatial axis) and flatten; identity on flat data."""
         if self.flat:
             return nn.Identity()
-        pool = nn.AdaptiveAvgPool1d(1) if self.rank == 1 else nn.AdaptiveAvgPool2d(1)
+        if kind == "max":
+            pool: nn.Module = (nn.AdaptiveMaxPool1d(size) if self.rank == 1
+                               else nn.AdaptiveMaxPool2d(size))
+        else:
+            pool = nn.AdaptiveAvgPool1d(size) if self.rank == 1 else nn.AdaptiveAvgPool2d(size)
         return nn.Sequential(pool, nn.Flatten(1))
+
+    def pooled_features(self, channels: int, size: int) -> int:
+        """Features after :meth:`global_pool` of ``channels`` maps to ``size``."""
+        return channels if self.flat else channels * size**self.rank
 
 
 def _num_groups(channels: int) -> int:

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from nasdepth.cli import arch
 from nasdepth.cli import report
 from nasdepth.cli import run
 from nasdepth.cli import spaces
@@ -17,6 +18,7 @@ from nasdepth.errors import NasdepthError
 
 # one line per command module (each has register(subparsers))
 COMMANDS = [
+    arch,
     report,
     run,
     spaces,

@@ -1,0 +1,18 @@
+"""The block registry and every block family (importing this package registers them all)."""
+
+from nasdepth.arch.blocks import dense, inception, mobile, resnet
+from nasdepth.arch.blocks.base import (
+    BLOCKS,
+    Block,
+    conv_norm_act,
+    count_layers,
+    get_block,
+    has_transition,
+    register_block,
+    shortcut,
+)
+
+__all__ = [
+    "BLOCKS", "Block", "conv_norm_act", "count_layers", "dense", "get_block", "has_transition",
+    "inception", "mobile", "register_block", "resnet", "shortcut",
+]

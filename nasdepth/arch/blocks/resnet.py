@@ -1,0 +1,102 @@
+"""Plain (VGG), residual and bottleneck (ResNet) and grouped (ResNeXt) blocks.
+
+These three families are the ones that also run on flat features (as MLP blocks) except
+``grouped``, whose grouped convolution has no meaning without channels.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nasdepth.arch.blocks.base import SOURCE, Block, conv_norm_act, register_block, shortcut
+from nasdepth.arch.config import StageConfig
+from nasdepth.arch.layers import Ops
+from nasdepth.errors import ConfigError
+
+
+@register_block("plain")
+class PlainBlock(Block):
+    """VGG style: conv -> norm -> activation (-> dropout). Has no shortcut to switch."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int, stage: StageConfig,
+                 skip: bool, ops: Ops) -> None:
+        super().__init__(in_channels, out_channels, stride=stride, stage=stage, skip=skip, ops=ops)
+        self.body = conv_norm_act(ops, in_channels, out_channels, stage, stride=self.conv_stride)
+        self.drop = ops.dropout(stage.dropout)
+
+    def main(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.body(x))
+
+
+@register_block("residual")
+class ResidualBlock(Block):
+    """ResNet basic block: two kxk convs; ``skip`` adds the identity/projection shortcut."""
+
+    layers = 2
+
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int, stage: StageConfig,
+                 skip: bool, ops: Ops) -> None:
+        super().__init__(in_channels, out_channels, stride=stride, stage=stage, skip=skip, ops=ops)
+        self.conv1 = conv_norm_act(ops, in_channels, out_channels, stage, stride=self.conv_stride)
+        self.drop = ops.dropout(stage.dropout)
+        self.conv2 = conv_norm_act(ops, out_channels, out_channels, stage, act=False)
+        if skip:
+            self.shortcut = shortcut(ops, in_channels, out_channels, self.conv_stride, stage)
+        self.act = ops.act(stage.activation)
+
+    def main(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv2(self.drop(self.conv1(x)))
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return self.act(out)
+
+
+@register_block("bottleneck")
+class BottleneckBlock(Block):
+    """ResNet bottleneck: 1x1 reduce to ``width * bottleneck_ratio``, kxk (stride here, as
+    torchvision's v1.5), 1x1 expand to ``width``; ``skip`` adds the shortcut."""
+
+    layers = 3
+
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int, stage: StageConfig,
+                 skip: bool, ops: Ops) -> None:
+        super().__init__(in_channels, out_channels, stride=stride, stage=stage, skip=skip, ops=ops)
+        if not stage.bottleneck_ratio > 0:
+            raise ConfigError(SOURCE, "bottleneck_ratio", stage.bottleneck_ratio, "a number > 0")
+        groups = self.groups(stage, out_channels)
+        # the grouped conv needs a multiple of its groups: round down, keep at least one each
+        inner = max(groups, int(out_channels * stage.bottleneck_ratio) // groups * groups)
+        self.reduce = conv_norm_act(ops, in_channels, inner, stage, kernel_size=1)
+        self.conv = conv_norm_act(ops, inner, inner, stage, stride=self.conv_stride,
+                                  groups=groups)
+        self.drop = ops.dropout(stage.dropout)
+        self.expand = conv_norm_act(ops, inner, out_channels, stage, kernel_size=1, act=False)
+        if skip:
+            self.shortcut = shortcut(ops, in_channels, out_channels, self.conv_stride, stage)
+        self.act = ops.act(stage.activation)
+
+    def groups(self, stage: StageConfig, width: int) -> int:
+        return 1
+
+    def main(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.expand(self.drop(self.conv(self.reduce(x))))
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return self.act(out)
+
+
+@register_block("grouped")
+class GroupedBlock(BottleneckBlock):
+    """ResNeXt: a bottleneck whose kxk convolution has ``cardinality`` groups
+    (resnext50_32x4d: cardinality 32, bottleneck_ratio 0.5). ``cardinality`` must divide the
+    width; the inner width ``int(width * bottleneck_ratio)`` is rounded down to a multiple of
+    it (at least ``cardinality``), as torchvision's ``width_per_group`` arithmetic always is."""
+
+    conv_only = True
+
+    def groups(self, stage: StageConfig, width: int) -> int:
+        c = stage.cardinality
+        if not isinstance(c, int) or isinstance(c, bool) or c < 1 or width % c:
+            raise ConfigError(SOURCE, "cardinality", c,
+                              f"an int >= 1 that divides the stage width {width}")
+        return c

@@ -1,0 +1,86 @@
+"""``nasdepth arch NAME [--input 3x224x224] [--classes 1000] [--json]``: a preset's config,
+parameters and FLOPs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import torch
+
+from nasdepth.arch import PRESETS, ArchConfig, build_model, complexity, preset
+from nasdepth.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("arch", help="print a preset architecture, its parameters and FLOPs",
+                       description=f"Presets: {', '.join(sorted(PRESETS))}.")
+    p.add_argument("name", help="preset name, e.g. resnet18")
+    p.add_argument("--input", default="3x224x224",
+                   help="sample shape: CxHxW, CxL (default 3x224x224); under 64 pixels a "
+                        "preset takes its small-input variant")
+    p.add_argument("--classes", type=int, default=1000, help="number of classes (default 1000)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.set_defaults(func=main)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not 1 <= len(shape) <= 3 or min(shape) < 1:
+        raise ConfigError("the command line", "--input", text,
+                          "sizes joined by 'x', e.g. 3x224x224, 1x8x8 or 3x128")
+    return shape
+
+
+def describe(name: str, shape: tuple[int, ...], classes: int) -> dict[str, Any]:
+    cfg = preset(name, shape, classes)
+    # Built on the meta device: shapes only, no memory or arithmetic, so even VGG's 138M
+    # parameters are counted at once.
+    with torch.device("meta"):
+        model = build_model(cfg, shape, classes)
+    counts = complexity(model, shape)
+    return {"name": name, "input_shape": list(shape), "num_classes": classes,
+            "config": cfg.to_dict(), "summary": cfg.summary(), **counts}
+
+
+def main(args: argparse.Namespace) -> int:
+    shape = parse_shape(args.input)
+    info = describe(args.name, shape, args.classes)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    cfg = ArchConfig.from_dict(info["config"])
+    print(f"{args.name} for input {'x'.join(map(str, shape))}, {args.classes} classes")
+    print(format_config(cfg))
+    s = info["summary"]
+    print(f"blocks {s['depth']}, weight layers {s['layers']}, parameters {info['params']:,}, "
+          f"FLOPs {info['flops'] / 1e9:.3f} G (a multiply-add counts 2)")
+    return 0
+
+
+def format_config(cfg: ArchConfig) -> str:
+    """Stem, one line per stage (with the options that differ from the defaults), head."""
+    stem = ", ".join(
+        f"conv {s.width or cfg.stem_width or cfg.width} {_k(s.kernel_size)}/{s.stride}"
+        if s.kind == "conv" else f"{s.kind} {_k(s.kernel_size)}/{s.stride}" for s in cfg.stem)
+    lines = [f"stem:  {stem or 'none'}", "stage  block       depth  width  stride  options"]
+    defaults = cfg.stages[0].__class__()
+    for i, st in enumerate(cfg.stages):
+        opts = {k: v for k, v in st.__dict__.items()
+                if k not in ("block", "depth", "width", "stride") and v != getattr(defaults, k)}
+        extra = " ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in opts.items())
+        lines.append(f"{i:<6} {st.block:<11} {st.depth:<6} {st.width:<6} {st.stride:<7} {extra}")
+    head = f"{cfg.head_pool} pool to {cfg.head_pool_size}"
+    head += "".join(f", fc {h}" for h in cfg.head_hidden)
+    if cfg.head_dropout:
+        head += f", dropout {cfg.head_dropout}"
+    lines.append(f"head:  {head}, linear; skip={cfg.skip}, init={cfg.init}")
+    return "\n".join(lines)
+
+
+def _k(k: int | None) -> str:
+    return "kxk" if k is None else f"{k}x{k}"
