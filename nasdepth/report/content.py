@@ -83,6 +83,7 @@ def summary_section(study: optuna.Study, st: T.StudyTables) -> Section:
     budget = [f"{cfg['trials']} trials" if cfg.get("trials") else "",
               f"timeout {cfg['timeout']} s" if cfg.get("timeout") else "",
               f"{cfg['folds']}-fold CV (seed {cfg.get('cv_seed')})" if cfg.get("folds") else "",
+              f"repeated {cfg['repeats']} times" if (cfg.get("repeats") or 1) > 1 else "",
               f"{training['epochs']} epochs per fold" if training.get("epochs") else ""]
     items.append(("budget", ", ".join(b for b in budget if b) or "not recorded"))
     objective = ", ".join(d.lower() for d in st.directions)
@@ -236,7 +237,10 @@ def baseline_section(st: T.StudyTables, base_folds: pd.DataFrame | None,
     else:
         blocks.append(Para(f"{int(better.sum())} of {len(scored)} complete candidates beat "
                            f"logistic regression ({fmt(ref)}); {int((~better).sum())} do not."))
-    a = st.folds[st.folds["trial"] == best["trial"]].set_index("fold")["score"]
+    a = T.fold_scores(st.folds, best["trial"])
+    if isinstance(a.index, pd.MultiIndex):  # repeated CV: the baselines ran the first repeat
+        first = a.index.get_level_values(0).min()
+        a = a.xs(first, level=0)
     lr = base_folds[base_folds["model"] == "logistic regression"].set_index("fold")
     shared = a.index.intersection(lr.index)
     if len(shared) >= 2 and st.metric in lr:
@@ -288,10 +292,20 @@ def _diagnosis_blocks(number: int, diag: dict[str, Any], st: T.StudyTables) -> l
         out.append(Tab(ev, "Evidence"))
     for advice in diag.get("advice") or []:
         out.append(Para(f"Advice: {advice}"))
-    trace = _trace(st.probes.get(number))
+    probe = st.probes.get(number)
+    trace = _trace(probe)
     if trace is not None:
         _add(out, image(F.evidence_figure(trace, f"Trial {number}: probe evidence"),
                         f"evidence_trial{number}.png", f"Trial {number}: probe evidence"))
+    elif isinstance(probe, dict) and isinstance(probe.get("grad_rms_last_epoch"), list):
+        _add(out, image(F.gradient_profile_figure(probe["grad_rms_last_epoch"],
+                                                  f"Trial {number}: gradient by depth"),
+                        f"evidence_trial{number}.png",
+                        f"Trial {number}: gradient RMS by block, last epoch"))
+    signals = (probe or {}).get("signals") if isinstance(probe, dict) else None
+    if isinstance(signals, dict) and signals:
+        out.append(Details(f"Trial {number}: all probe signals (median over folds)", [
+            Tab(pd.DataFrame(sorted(signals.items()), columns=["signal", "value"]))]))
     controls = diag.get("controls")
     if controls:
         rows = controls if isinstance(controls, list) else [

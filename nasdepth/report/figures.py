@@ -301,3 +301,19 @@ def evidence_figure(trace: dict[str, Any], title: str) -> Figure | None:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def gradient_profile_figure(profile: list[float | None], title: str) -> Figure | None:
+    """Gradient RMS of each block (input -> head) at the last epoch, log scale: a profile that
+    falls by orders of magnitude toward the input is the signature of vanishing gradients."""
+    vals = np.array([math.nan if v is None else float(v) for v in profile])
+    if not np.isfinite(vals).any():
+        return None
+    fig, ax = plt.subplots(figsize=WIDE)
+    ax.plot(np.arange(len(vals)), np.where(vals > 0, vals, np.nan), marker="o")
+    ax.set_yscale("log")
+    _int_x(ax)
+    ax.set(title=title, xlabel="block index (0 = first block, last = head)",
+           ylabel="gradient RMS (log scale)")
+    fig.tight_layout()
+    return fig

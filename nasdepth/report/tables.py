@@ -229,6 +229,14 @@ class DepthRecommendation:
                 "ttest": None if self.ttest is None else self.ttest.to_dict()}
 
 
+def fold_scores(folds: pd.DataFrame, trial: Any) -> pd.Series:
+    """A trial's fold scores indexed by fold (by (repeat, fold) under repeated CV), so two
+    candidates pair on the very same splits."""
+    rows = folds[folds["trial"] == trial]
+    keys = ["repeat", "fold"] if "repeat" in rows and rows["repeat"].notna().any() else "fold"
+    return rows.set_index(keys)["score"].astype(float)
+
+
 def _fold_sizes(folds: pd.DataFrame, k: int) -> tuple[float, float]:
     if {"n_train", "n_val"} <= set(folds.columns) and folds["n_train"].notna().any():
         return float(folds["n_train"].mean()), float(folds["n_val"].mean())
@@ -246,8 +254,8 @@ def recommend_depth(st: StudyTables) -> DepthRecommendation | None:
     best, rec = table.loc[best_idx], table.loc[idx]
     se = float(best["cv_se"]) if math.isfinite(float(best["cv_se"])) else 0.0
     threshold = float(best["cv_mean"]) - se if st.maximize else float(best["cv_mean"]) + se
-    a = st.folds[st.folds["trial"] == best["trial"]].set_index("fold")["score"]
-    b = st.folds[st.folds["trial"] == rec["trial"]].set_index("fold")["score"]
+    a = fold_scores(st.folds, best["trial"])
+    b = fold_scores(st.folds, rec["trial"])
     shared = a.index.intersection(b.index)
     test = None
     if best["trial"] != rec["trial"] and len(shared) >= 2:

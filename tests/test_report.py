@@ -1,0 +1,283 @@
+"""Reports on a small real study (digits, a few trials trained for real): files, tables that
+match the CSVs, the one-SE rule, the corrected t-test, escaping, partial and multi-objective
+studies, and the CLI."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats as sps
+
+from nasdepth.cli import main
+from nasdepth.report import collect, corrected_resampled_ttest, one_se_rule, write_report
+from nasdepth.report import tables as T
+from nasdepth.report.stats import pareto_mask
+from nasdepth.study import run_study
+from tests.conftest import write_study
+
+EVIL = "<script>alert(1)</script>"
+SPACE = {
+    "name": "report_tiny",
+    "stages": 1,
+    "depth": {"type": "int", "low": 1, "high": 3},
+    "width": {"type": "categorical", "choices": [4, 8]},
+    "block": {"type": "categorical", "choices": ["plain", "residual"]},
+    "skip": {"type": "categorical", "choices": [True, False]},
+}
+
+
+def _partial_trials(study: optuna.Study) -> None:
+    """Leave the study as a live one looks mid-run: one trial still running, one failed with
+    its reason, one pruned after its first fold (the fold of a real trial)."""
+    real = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))[0]
+    study.ask()  # RUNNING
+    failed = study.ask()
+    failed.set_user_attr("fail_reason", f"non-finite loss at fold 0, epoch 1 {EVIL}")
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    pruned = study.ask()
+    pruned.set_user_attr("summary", real.user_attrs["summary"])
+    pruned.set_user_attr("cv_folds", real.user_attrs["cv_folds"][:1])
+    study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One real study (4 trials, 2 folds, 1 epoch on digits) named like an attack, plus
+    partial-state trials, and its report."""
+    folder = tmp_path_factory.mktemp("report")
+    path = write_study(folder, name="report_tiny", space=SPACE, cv={"folds": 2},
+                       training={"epochs": 1, "batch_size": 64, "lr": 0.01},
+                       budget={"trials": 4})
+    raw = yaml.safe_load(path.read_text())
+    raw["name"] = EVIL
+    raw["storage"] = str(folder / "report.journal")
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    study = run_study(path, progress=False)
+    _partial_trials(study)
+    out = folder / "out"
+    index = write_report(study, out)
+    return {"folder": folder, "path": path, "study": study, "out": out, "index": index}
+
+
+def test_files_exist_and_page_is_self_contained(built: dict[str, Any]) -> None:
+    out = built["out"]
+    assert built["index"] == out / "index.html"
+    for name in ("index.html", "report.md", "trials.csv", "folds.csv", "diagnoses.csv",
+                 "depth.png", "one_se.png"):
+        assert (out / name).stat().st_size > 0, name
+    page = (out / "index.html").read_text()
+    assert page.count('<img src="data:image/png;base64,') >= 5
+    # nothing is fetched: no remote or relative resources, no scripts
+    assert "http://" not in page and "https://" not in page
+    assert "<script" not in page and "<link" not in page
+    assert all(src.startswith("data:image/png;base64,")
+               for src in re.findall(r'src="([^"]*)"', page))
+    md = (out / "report.md").read_text()
+    for heading in ("## Summary", "## Depth", "## Width", "## Blocks and skip connections",
+                    "## Cost", "## Baselines", "## What matters", "## Diagnoses",
+                    "## Failed and pruned trials"):
+        assert heading in md and f">{heading[3:]}</h2>" in page
+    for line in md.splitlines():  # every figure named in report.md exists beside it
+        if line.startswith("!["):
+            assert (out / line.split("](")[1].rstrip(")")).is_file(), line
+
+
+def test_depth_table_equals_recomputation_from_folds_csv(built: dict[str, Any]) -> None:
+    out, study = built["out"], built["study"]
+    folds = pd.read_csv(out / "folds.csv")
+    done = folds[folds["state"] == "COMPLETE"]
+    expected = done.groupby(["depth", "block", "skip"]).agg(
+        trials=("trial", "nunique"), folds=("val_accuracy", "size"),
+        mean=("val_accuracy", "mean"), std=("val_accuracy", "std"),
+        min=("val_accuracy", "min"), max=("val_accuracy", "max"),
+        gap_mean=("gap_accuracy", "mean")).reset_index()
+    table = T.depth_table(collect(study).folds)
+    assert len(table) == len(expected) > 0
+    for col in ("depth", "trials", "folds", "mean", "std", "min", "max", "gap_mean"):
+        np.testing.assert_allclose(table[col].astype(float), expected[col].astype(float),
+                                   rtol=1e-12, err_msg=col)
+    assert list(table["block"]) == list(expected["block"])
+    # the trial table's CV mean/std are the folds' too (pruned trials keep their one fold)
+    trials = pd.read_csv(out / "trials.csv").set_index("trial")
+    by_trial = folds.groupby("trial")["val_accuracy"]
+    np.testing.assert_allclose(trials.loc[by_trial.mean().index, "cv_mean"], by_trial.mean())
+    complete = trials[trials["state"] == "COMPLETE"]
+    np.testing.assert_allclose(complete["cv_std"], by_trial.std().loc[complete.index])
+    np.testing.assert_allclose(complete["cv_se"], complete["cv_std"] / math.sqrt(2))
+
+
+def test_one_se_rule_on_a_hand_made_table() -> None:
+    table = pd.DataFrame({"depth": [2, 4, 8, 16, 32],
+                          "cv_mean": [0.80, 0.86, 0.90, 0.91, 0.905],
+                          "cv_se": [0.01, 0.02, 0.02, 0.015, 0.03]})
+    # best 0.91 at depth 16, threshold 0.91 - 0.015 = 0.895: depth 8 (0.90) is the simplest
+    assert table.loc[one_se_rule(table), "depth"] == 8
+    # a tighter SE leaves only the best
+    assert table.loc[one_se_rule(table.assign(cv_se=0.001)), "depth"] == 16
+    # minimizing a loss: best 0.30 at depth 8, threshold 0.33: depth 4 (0.32)
+    loss = table.assign(cv_mean=[0.50, 0.32, 0.30, 0.34, 0.31], cv_se=[0.02, 0.02, 0.03,
+                                                                        0.01, 0.01])
+    assert loss.loc[one_se_rule(loss, maximize=False), "depth"] == 4
+    # unordered input and a missing SE (the best alone) are handled
+    shuffled = table.sample(frac=1.0, random_state=1)
+    assert shuffled.loc[one_se_rule(shuffled), "depth"] == 8
+    assert table.loc[one_se_rule(table.assign(cv_se=np.nan)), "depth"] == 16
+
+
+def test_recommended_depth_follows_the_rule_on_the_real_study(built: dict[str, Any]) -> None:
+    st = collect(built["study"])
+    best = T.best_per_depth(st)
+    rec = T.recommend_depth(st)
+    assert rec is not None
+    threshold = best["cv_mean"].max() - best.loc[best["cv_mean"].idxmax(), "cv_se"]
+    assert rec.recommended["depth"] == best[best["cv_mean"] >= threshold]["depth"].min()
+    md = (built["out"] / "report.md").read_text()
+    assert f"Recommended depth: {int(rec.recommended['depth'])} " in md
+
+
+def test_corrected_resampled_ttest_matches_hand_computation() -> None:
+    a = [0.90, 0.85, 0.88, 0.92, 0.87]
+    b = [0.86, 0.84, 0.85, 0.90, 0.83]
+    # by hand: d = (.04, .01, .03, .02, .04), mean .028, s^2 = .00068 / 4 = .00017;
+    # 5-fold CV: n_test / n_train = 1/4, so t = .028 / sqrt((1/5 + 1/4) * .00017) = 3.2013
+    res = corrected_resampled_ttest(a, b, n_train=400, n_test=100)
+    assert res.mean_diff == pytest.approx(0.028)
+    assert res.std_diff ** 2 == pytest.approx(0.00017)
+    assert res.t == pytest.approx(0.028 / math.sqrt(0.45 * 0.00017))
+    assert res.t == pytest.approx(3.2013, abs=1e-4)
+    assert res.dof == 4
+    assert res.p_value == pytest.approx(2 * sps.t.sf(3.20131, 4), rel=1e-4)
+    # the correction only shrinks the plain paired t by sqrt((1/k) / (1/k + n_test/n_train))
+    plain = sps.ttest_rel(a, b)
+    assert res.t == pytest.approx(plain.statistic * math.sqrt(0.2 / 0.45))
+    assert res.p_value > plain.pvalue
+    assert corrected_resampled_ttest(b, a, n_train=400, n_test=100).t == pytest.approx(-res.t)
+    with pytest.raises(ValueError):
+        corrected_resampled_ttest([0.9], [0.8], n_train=4, n_test=1)
+
+
+def test_pareto_mask() -> None:
+    score = [0.9, 0.8, 0.95, 0.85, float("nan")]
+    cost = [100, 50, 400, 200, 10]
+    assert list(pareto_mask(score, cost)) == [True, True, True, False, False]
+
+
+def test_study_name_and_reasons_are_escaped(built: dict[str, Any]) -> None:
+    page = (built["out"] / "index.html").read_text()
+    assert EVIL not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<title>Study &lt;script&gt;" in page
+    md = (built["out"] / "report.md").read_text()
+    assert EVIL not in md and "&lt;script&gt;alert(1)&lt;/script&gt;" in md
+
+
+def test_partial_study_lists_running_failed_and_pruned(built: dict[str, Any]) -> None:
+    trials = pd.read_csv(built["out"] / "trials.csv")
+    assert (trials["state"] == "COMPLETE").sum() == 4
+    assert set(trials["state"]) == {"COMPLETE", "RUNNING", "FAIL", "PRUNED"}
+    problems = T.problems_table(collect(built["study"]).trials)
+    assert sorted(problems["state"]) == ["FAIL", "PRUNED", "RUNNING"]
+    reasons = dict(zip(problems["state"], problems["fail_reason"], strict=True))
+    assert reasons["FAIL"].startswith("non-finite loss at fold 0")
+    assert reasons["PRUNED"].startswith("pruned") and "running" in reasons["RUNNING"]
+    page = (built["out"] / "index.html").read_text()
+    assert "non-finite loss at fold 0, epoch 1 &lt;script&gt;" in page
+
+
+def test_baselines_on_the_same_folds(built: dict[str, Any]) -> None:
+    base = pd.read_csv(built["out"] / "baselines.csv")
+    folds = pd.read_csv(built["out"] / "folds.csv")
+    assert set(base["model"]) == {"majority class", "logistic regression"}
+    # the baselines' validation folds have the study's fold sizes
+    sizes = folds.groupby("fold")["n_val"].first()
+    for model, rows in base.groupby("model"):
+        assert list(rows["n_val"]) == list(sizes), model
+    majority = base[base["model"] == "majority class"]["val_accuracy"]
+    logreg = base[base["model"] == "logistic regression"]["val_accuracy"]
+    assert majority.between(0.09, 0.12).all()  # digits: ten balanced classes
+    assert logreg.min() > 0.9
+    md = (built["out"] / "report.md").read_text()
+    beaten = (folds[folds["state"] == "COMPLETE"].groupby("trial")["val_accuracy"].mean()
+              <= logreg.mean()).all()
+    assert ("No deep candidate beats logistic regression" in md) == beaten
+
+
+def test_cli_report_rebuilds_from_the_storage(built: dict[str, Any],
+                                              capsys: pytest.CaptureFixture) -> None:
+    out = built["folder"] / "rebuilt"
+    assert main(["report", str(built["path"]), "--out", str(out), "--no-baselines"]) == 0
+    assert str(out / "index.html") in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(out / "trials.csv"),
+                                  pd.read_csv(built["out"] / "trials.csv"))
+    assert "Baselines were not computed" in (out / "report.md").read_text()
+    missing = built["folder"] / "nope.journal"
+    assert main(["report", str(built["path"]), "--storage", str(missing)]) == 2
+    assert "No storage at" in capsys.readouterr().err
+
+
+def _copy_study(src: optuna.Study, directions: list[str], name: str,
+                values: Any, extra: Any = None) -> optuna.Study:
+    """A new in-memory study holding ``src``'s complete trials with other objective values
+    (and extra user attributes), for the multi-objective and diagnosis cases."""
+    dst = optuna.create_study(study_name=name, directions=directions,
+                              storage=optuna.storages.InMemoryStorage())
+    for key, value in src.user_attrs.items():
+        dst.set_user_attr(key, value)
+    for t in src.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        attrs = {**t.user_attrs, **(extra(t) if extra else {})}
+        dst.add_trial(optuna.trial.create_trial(
+            params=t.params, distributions=t.distributions, values=values(t),
+            user_attrs=attrs))
+    return dst
+
+
+def test_multi_objective_study_shows_the_pareto_front(built: dict[str, Any],
+                                                      tmp_path: Path) -> None:
+    src = built["study"]
+    multi = _copy_study(src, ["maximize", "minimize"], "multi",
+                        lambda t: [t.value, t.user_attrs["summary"]["params"]])
+    index = write_report(multi, tmp_path, baselines=False)
+    page = index.read_text()
+    assert "Pareto-optimal trials" in page
+    st = collect(multi)
+    front = T.pareto_table(st, "params")
+    expected = [t.number for t in multi.best_trials]
+    assert sorted(front["trial"]) == sorted(expected)
+
+
+def test_diagnoses_section_from_stored_diagnoses(built: dict[str, Any], tmp_path: Path) -> None:
+    """The ``diagnosis`` and ``probe_summary`` attributes in their contract's shape."""
+    src = built["study"]
+
+    def extra(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        verdict = "data_limited_plateau" if t.number % 2 else "vanishing_gradients"
+        return {"diagnosis": {
+            "verdict": verdict, "confidence": 0.8,
+            "evidence": [{"signal": "grad_depth_log10", "value": -5.2, "threshold": -3,
+                          "meaning": f"first block gets 1e-5 of the last {EVIL}"}],
+            "advice": ["add skip connections or normalization"],
+            "controls": {"shuffled": {"val_accuracy": 0.1}}},
+            "probe_summary": {"folds": 2, "blocks": 3, "signals": {"skill_last": 0.01},
+                              "grad_rms_last_epoch": [1e-7, 1e-4, 1e-2]}}
+
+    diag = _copy_study(src, ["maximize"], "diag", lambda t: [t.value], extra)
+    index = write_report(diag, tmp_path, baselines=False)
+    page = index.read_text()
+    assert EVIL not in page and "first block gets 1e-5 of the last &lt;script&gt;" in page
+    table = pd.read_csv(tmp_path / "diagnoses.csv")
+    assert len(table) == 4 and set(table["verdict"]) == {"data_limited_plateau",
+                                                          "vanishing_gradients"}
+    counts = T.verdict_counts(T.diagnoses_table(collect(diag)))
+    assert counts["trials"].sum() == 4
+    md = (tmp_path / "report.md").read_text()
+    assert "## Looks like vanishing gradients, but is data-limited" in md
+    assert len(list(tmp_path.glob("evidence_trial*.png"))) == 4
+    assert "<details><summary>Trial " in page
