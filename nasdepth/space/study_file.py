@@ -1,7 +1,13 @@
-"""``StudyConfig``: a study YAML (data, space, folds, budget, training, storage, seed)."""
+"""``StudyConfig``: a study YAML (data, space, cv, training, budget, sampler, pruner,
+objectives, constraints, storage, seed).
+
+Names of samplers and pruners are checked against the registries of :mod:`nasdepth.study`
+(imported lazily: that package imports this one).
+"""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,25 +19,57 @@ from nasdepth.space.space import SearchSpace, load_space
 from nasdepth.train import METRICS, TrainConfig
 
 STUDY_KEYS = {"name", "description", "data", "space", "cv", "training", "budget", "seed",
-              "storage", "objective"}
-CV_KEYS = {"folds", "seed"}
+              "storage", "objective", "objectives", "sampler", "pruner", "constraints"}
+CV_KEYS = {"folds", "repeats", "seed"}
 BUDGET_KEYS = {"trials", "timeout"}
+STORAGE_KEYS = {"url", "heartbeat_interval", "grace_period", "max_retry"}
+#: cost objectives, always minimized; CV metrics are maximized (log loss minimized)
+COST_OBJECTIVES = ("params", "flops", "latency")
+CV_OBJECTIVES = tuple(f"val_{m}" for m in METRICS)
+OBJECTIVES = CV_OBJECTIVES + COST_OBJECTIVES
+#: constraint key -> the trial measurement it bounds (feasible when measurement <= bound)
+CONSTRAINTS = {"max_params": "params", "max_flops": "flops", "max_latency": "latency"}
+
+
+def direction(objective: str) -> str:
+    """``maximize`` for CV scores, ``minimize`` for log loss and costs."""
+    return "minimize" if objective in COST_OBJECTIVES or objective.endswith("log_loss") \
+        else "maximize"
 
 
 @dataclass
 class StudyConfig:
     name: str
-    data: str
+    data: str | dict[str, Any]
     space: SearchSpace
     path: Path
     folds: int = 3
     cv_seed: int = 0
+    repeats: int = 1
     training: TrainConfig = field(default_factory=TrainConfig)
     trials: int = 10
     timeout: float | None = None
     seed: int = 0
     storage: str | None = None
-    objective: str = "val_accuracy"
+    objectives: tuple[str, ...] = ("val_accuracy",)
+    sampler: str = "tpe"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    pruner: str = "none"
+    pruner_options: dict[str, Any] = field(default_factory=dict)
+    constraints: dict[str, float] = field(default_factory=dict)
+    heartbeat_interval: int = 10
+    grace_period: int = 30
+    max_retry: int = 3
+    description: str = ""
+
+    @property
+    def objective(self) -> str:
+        """The primary objective (a CV metric): the one pruners and ``best`` trials use."""
+        return self.objectives[0]
+
+    @property
+    def directions(self) -> list[str]:
+        return [direction(o) for o in self.objectives]
 
     @property
     def storage_url(self) -> str:
@@ -42,10 +80,24 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "data": self.data, "space": self.space.source,
-            "folds": self.folds, "cv_seed": self.cv_seed, "training": self.training.to_dict(),
-            "trials": self.trials, "timeout": self.timeout, "seed": self.seed,
-            "objective": self.objective,
+            "space_params": space_fingerprint(self.space),
+            "folds": self.folds, "cv_seed": self.cv_seed, "repeats": self.repeats,
+            "training": self.training.to_dict(), "trials": self.trials,
+            "timeout": self.timeout, "seed": self.seed, "objective": self.objective,
+            "objectives": list(self.objectives), "sampler": self.sampler,
+            "sampler_options": self.sampler_options, "pruner": self.pruner,
+            "pruner_options": self.pruner_options, "constraints": self.constraints,
         }
+
+
+def space_fingerprint(space: SearchSpace) -> list[dict[str, Any]]:
+    """The parameters of a space as JSON (two spaces are the same study when these match)."""
+    out = []
+    for p in space.params:
+        out.append({"name": p.name, "kind": p.kind, "value": p.value, "low": p.low,
+                    "high": p.high, "step": p.step, "log": p.log, "choices": list(p.choices),
+                    "when": {k: list(v) for k, v in p.when.items()}})
+    return out
 
 
 def _section(raw: dict[str, Any], key: str, valid: set[str], source: str) -> dict[str, Any]:
@@ -66,16 +118,80 @@ def _resolve(path: str, study_path: Path) -> Path:
     return Path(path)
 
 
-def load_study(path: str | Path) -> StudyConfig:
-    """Read and validate a study YAML file."""
-    path = Path(path)
-    source = str(path)
-    if not path.is_file():
-        raise NasdepthError(f"Study file {path} does not exist.")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise NasdepthError(f"{path} is not valid YAML: {exc}") from None
+def _int(value: Any, source: str, key: str, low: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(source, key, value, f"an int >= {low}")
+    return value
+
+
+def _named(spec: Any, source: str, key: str) -> tuple[str, dict[str, Any]]:
+    """``tpe`` or ``{name: tpe, option: value}`` -> (name, options)."""
+    if isinstance(spec, str):
+        return spec, {}
+    if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        return spec["name"], {k: v for k, v in spec.items() if k != "name"}
+    raise ConfigError(source, key, spec, "a name or a mapping with a 'name'")
+
+
+def _objectives(raw: dict[str, Any], source: str) -> tuple[str, ...]:
+    spec = raw.get("objectives", raw.get("objective", "val_accuracy"))
+    names = [spec] if isinstance(spec, str) else spec
+    if not isinstance(names, list) or not names:
+        raise ConfigError(source, "objectives", spec, "a name or a non-empty list of names")
+    for name in names:
+        if name not in OBJECTIVES:
+            raise UnknownNameError(source, "objectives", name, OBJECTIVES)
+    if names[0] not in CV_OBJECTIVES:
+        raise ConfigError(source, "objectives", names,
+                          "a list starting with a CV metric (" + ", ".join(CV_OBJECTIVES) + ")")
+    if len(set(names)) != len(names):
+        raise ConfigError(source, "objectives", names, "a list without repeats")
+    return tuple(names)
+
+
+def _storage(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    spec = raw.get("storage")
+    if spec is None or isinstance(spec, str):
+        return {"url": spec}
+    section = _section(raw, "storage", STORAGE_KEYS, source)
+    out: dict[str, Any] = {"url": section.get("url")}
+    for key in ("heartbeat_interval", "grace_period"):
+        if key in section:
+            out[key] = _int(section[key], source, f"storage.{key}", 1)
+    if "max_retry" in section:
+        out["max_retry"] = _int(section["max_retry"], source, "storage.max_retry", 0)
+    if out["url"] is not None and not isinstance(out["url"], str):
+        raise ConfigError(source, "storage.url", out["url"], "a URL or a file path")
+    return out
+
+
+def _constraints(raw: dict[str, Any], source: str) -> dict[str, float]:
+    section = _section(raw, "constraints", set(CONSTRAINTS), source)
+    for key, value in section.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(source, f"constraints.{key}", value, "a number > 0")
+    return {k: float(v) for k, v in section.items()}
+
+
+def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``patch`` applied (nested mappings merged, ``None`` values ignored):
+    how CLI flags override a study file."""
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyConfig:
+    """Validate a study mapping (as read from YAML); ``path`` anchors relative paths."""
+    from nasdepth.study.registry import check_pruner, check_sampler  # lazy: avoids a cycle
+
+    source = source or str(path)
     if not isinstance(raw, dict):
         raise ConfigError(source, "study", type(raw).__name__, "a mapping")
     for key in raw:
@@ -84,6 +200,9 @@ def load_study(path: str | Path) -> StudyConfig:
     for key in ("data", "space"):
         if key not in raw:
             raise ConfigError(source, key, None, "set")
+    data = raw["data"]
+    if not isinstance(data, (str, dict)):
+        raise ConfigError(source, "data", data, "a data spec such as sklearn:digits or a mapping")
     space_spec = raw["space"]
     if isinstance(space_spec, dict):
         space = SearchSpace.from_dict(space_spec, f"{source} (space)")
@@ -93,22 +212,56 @@ def load_study(path: str | Path) -> StudyConfig:
     budget = _section(raw, "budget", BUDGET_KEYS, source)
     training = TrainConfig.from_dict(_section(raw, "training", set(TrainConfig().to_dict()),
                                               source), source)
-    folds = cv.get("folds", 3)
-    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
-        raise ConfigError(source, "folds", folds, "an int >= 2")
-    trials = budget.get("trials", 10)
-    if not isinstance(trials, int) or trials < 1:
-        raise ConfigError(source, "budget.trials", trials, "an int >= 1")
-    objective = raw.get("objective", "val_accuracy")
-    valid_objectives = [f"val_{m}" for m in METRICS]
-    if objective not in valid_objectives:
-        raise UnknownNameError(source, "objective", objective, valid_objectives)
+    folds = _int(cv.get("folds", 3), source, "folds", 2)
+    repeats = _int(cv.get("repeats", 1), source, "cv.repeats", 1)
+    trials = _int(budget.get("trials", 10), source, "budget.trials", 1)
+    timeout = budget.get("timeout")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ConfigError(source, "budget.timeout", timeout, "a number of seconds > 0")
     seed = raw.get("seed", 0)
-    if not isinstance(seed, int):
+    if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(source, "seed", seed, "an int")
+    objectives = _objectives(raw, source)
+    sampler, sampler_options = _named(raw.get("sampler", "tpe"), source, "sampler")
+    pruner, pruner_options = _named(raw.get("pruner", "none"), source, "pruner")
+    check_sampler(sampler, sampler_options, source)
+    check_pruner(pruner, pruner_options, source)
+    if len(objectives) > 1 and pruner != "none":
+        raise ConfigError(source, "pruner", pruner,
+                          "none with several objectives (Optuna prunes single-objective studies)")
+    storage = _storage(raw, source)
     return StudyConfig(
-        name=str(raw.get("name", path.stem)), data=str(raw["data"]), space=space, path=path,
-        folds=folds, cv_seed=int(cv.get("seed", seed)), training=training, trials=trials,
-        timeout=budget.get("timeout"), seed=seed, storage=raw.get("storage"),
-        objective=objective,
+        name=str(raw.get("name", path.stem)), data=data, space=space, path=path,
+        folds=folds, cv_seed=_int(cv.get("seed", seed), source, "cv.seed", 0),
+        repeats=repeats, training=training, trials=trials, timeout=timeout, seed=seed,
+        storage=storage["url"], objectives=objectives, sampler=sampler,
+        sampler_options=sampler_options, pruner=pruner, pruner_options=pruner_options,
+        constraints=_constraints(raw, source),
+        heartbeat_interval=storage.get("heartbeat_interval", 10),
+        grace_period=storage.get("grace_period", 30), max_retry=storage.get("max_retry", 3),
+        description=str(raw.get("description", "")),
     )
+
+
+def read_study_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise NasdepthError(f"Study file {path} does not exist.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise NasdepthError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), "study", type(raw).__name__, "a mapping")
+    return raw
+
+
+def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """Read and validate a study YAML file; ``overrides`` (same layout, e.g. from CLI flags,
+    ``None`` values ignored) replace what the file says."""
+    raw = read_study_yaml(path)
+    source = str(path)
+    if overrides:
+        raw = merge(raw, overrides)
+        source = f"{path} (with command-line overrides)"
+    return study_from_dict(raw, Path(path), source)

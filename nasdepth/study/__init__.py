@@ -1,7 +1,11 @@
-"""Studies: Optuna studies over a search space, their storage, objective and runner."""
+"""Studies: Optuna studies over a search space, their storage, objective, workers and runner."""
 
-from nasdepth.study.objective import Objective
-from nasdepth.study.runner import open_study, run_study
-from nasdepth.study.storage import make_storage
+from nasdepth.study.objective import EpochPruningHook, Objective
+from nasdepth.study.registry import PRUNERS, SAMPLERS, make_pruner, make_sampler
+from nasdepth.study.runner import count_trials, open_study, run_study, run_worker
+from nasdepth.study.storage import make_storage, redact
 
-__all__ = ["Objective", "make_storage", "open_study", "run_study"]
+__all__ = [
+    "PRUNERS", "SAMPLERS", "EpochPruningHook", "Objective", "count_trials", "make_pruner",
+    "make_sampler", "make_storage", "open_study", "redact", "run_study", "run_worker",
+]

@@ -1,60 +1,183 @@
-"""The Optuna objective: sample an architecture, cross-validate it, store everything."""
+"""The Optuna objective: sample an architecture, cross-validate it with pruning across folds,
+store everything as trial attributes, and turn any crash into a recorded reason.
+
+Pruning steps (see ``docs/studies.md``): ``epoch`` pruners get the validation score of every
+epoch of every fold at ``step = fold * epochs + epoch`` (unique and increasing, so Optuna never
+drops a repeated step, and every trial is compared with others on the same fold and epoch);
+``fold`` pruners (Wilcoxon) get one score per fold at ``step = fold``. The folds a trial
+finished are stored before it is pruned.
+"""
 
 from __future__ import annotations
 
-import platform
+import math
 import time
+import traceback
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
-import sklearn
 import torch
+from torch import nn
 
-from nasdepth.arch import build_model, count_parameters
+from nasdepth.arch import ArchConfig, build_model, count_parameters
 from nasdepth.data import Dataset
 from nasdepth.space import StudyConfig
-from nasdepth.train import NonFiniteLossError, cross_validate
-from nasdepth.train.cv import FoldCallback, records
+from nasdepth.space.study_file import CONSTRAINTS
+from nasdepth.study.measure import count_flops, measure_latency, versions, worker_info
+from nasdepth.study.registry import pruner_granularity
+from nasdepth.train import NonFiniteLossError, TrainHook, cross_validate
+from nasdepth.train.cv import CVResult, FoldCallback, records
+
+FoldProgress = Callable[[int, int], FoldCallback]
+#: (trial, arch, model) -> extra hooks for cross_validate, e.g. probes
+HookFactory = Callable[[optuna.Trial, ArchConfig], Sequence[TrainHook]]
 
 
-def versions() -> dict[str, str]:
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "optuna": optuna.__version__, "sklearn": sklearn.__version__}
+class EpochPruningHook(TrainHook):
+    """Reports every epoch's score at ``step = fold * epochs + epoch`` and prunes."""
+
+    #: pruning across folds only saves time when folds train one after another
+    needs_per_fold_model = True
+
+    def __init__(self, trial: optuna.Trial, epochs: int, key: str) -> None:
+        self.trial, self.epochs, self.key = trial, epochs, key
+
+    def on_epoch_end(self, model: nn.Module, fold: int, record: dict[str, Any]) -> None:
+        value = float(record[self.key])
+        if not math.isfinite(value):
+            return
+        step = fold * self.epochs + int(record["epoch"])
+        self.trial.report(value, step)
+        if self.trial.should_prune():
+            self.trial.set_user_attr("pruned_at", {"fold": fold, "epoch": int(record["epoch"]),
+                                                   "step": step})
+            raise optuna.TrialPruned(f"pruned at fold {fold}, epoch {record['epoch']}")
+
+
+def epoch_key(objective: str) -> str:
+    """The per-epoch record value that tracks ``objective`` (the engine records accuracy and
+    log loss each epoch; other metrics are tracked by accuracy)."""
+    return "val_loss" if objective.endswith("log_loss") else "val_accuracy"
+
+
+def fail_reason(exc: BaseException) -> str:
+    if isinstance(exc, NonFiniteLossError):
+        return str(exc)
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
+            isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()):
+        return f"out of memory ({type(exc).__name__}: {str(exc)[:200]})"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C); the trial is retried when the study resumes"
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
 class Objective:
-    """Callable objective; ``fold_progress(trial_number, folds)`` may return a fold callback."""
+    """Callable objective; ``fold_progress(trial_number, folds)`` may return a fold callback,
+    ``extra_hooks(trial, arch)`` extra training hooks (probes)."""
 
-    def __init__(self, cfg: StudyConfig, data: Dataset,
-                 fold_progress: Any = None) -> None:
-        self.cfg, self.data, self.fold_progress = cfg, data, fold_progress
+    def __init__(self, cfg: StudyConfig, data: Dataset, fold_progress: FoldProgress | None = None,
+                 extra_hooks: HookFactory | None = None) -> None:
+        self.cfg, self.data = cfg, data
+        self.fold_progress, self.extra_hooks = fold_progress, extra_hooks
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
         try:
             return self._run(trial)
-        except (optuna.TrialPruned, KeyboardInterrupt):
+        except optuna.TrialPruned:
             raise
-        except Exception as exc:  # recorded with the trial; the study goes on
-            reason = str(exc) if isinstance(exc, NonFiniteLossError) else (
-                f"{type(exc).__name__}: {exc}")
-            trial.set_user_attr("fail_reason", reason)
+        except (Exception, KeyboardInterrupt) as exc:  # recorded; the study goes on
+            trial.set_user_attr("fail_reason", fail_reason(exc))
+            tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+            trial.set_user_attr("fail_traceback", "".join(tb[-3:])[-2000:])
+            if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()  # leave memory for the next candidate
             raise
 
-    def _run(self, trial: optuna.Trial) -> float:
+    def _costs(self, trial: optuna.Trial, arch: ArchConfig) -> dict[str, float]:
+        """Params (and FLOPs, latency where an objective or constraint needs them) of a
+        freshly built candidate, stored and turned into constraints before any training."""
+        cfg, data = self.cfg, self.data
+        model = build_model(arch, data.input_shape, data.num_classes)
+        costs: dict[str, float] = {"params": count_parameters(model)}
+        costs["flops"] = count_flops(model, arch, data.input_shape)
+        wanted = set(cfg.objectives) | {CONSTRAINTS[c] for c in cfg.constraints}
+        if "latency" in wanted:
+            costs["latency"] = measure_latency(model, data.input_shape)
+            trial.set_user_attr("latency_ms", costs["latency"])
+        trial.set_user_attr("flops", costs["flops"])
+        for key, bound in cfg.constraints.items():
+            # Optuna: feasible when every constraint value is <= 0
+            trial.set_constraint(key, costs[CONSTRAINTS[key]] - bound)
+        return costs
+
+    def _run(self, trial: optuna.Trial) -> float | Sequence[float]:
         cfg = self.cfg
-        arch = cfg.space.suggest(trial)
-        model = build_model(arch, self.data.input_shape, self.data.num_classes)
-        trial.set_user_attr("arch", arch.to_dict())
-        trial.set_user_attr("summary", {**arch.summary(), "params": count_parameters(model)})
-        on_fold: FoldCallback | None = None
-        if self.fold_progress is not None:
-            on_fold = self.fold_progress(trial.number, cfg.folds)
         start = time.perf_counter()
-        result = cross_validate(arch, self.data, folds=cfg.folds, seed=cfg.cv_seed,
-                                training=cfg.training, on_fold=on_fold)
-        trial.set_user_attr("cv_folds", records(result.folds))
-        trial.set_user_attr("wall_time", time.perf_counter() - start)
-        trial.set_user_attr("device", result.settings["device"])
         trial.set_user_attr("seed", cfg.seed)
         trial.set_user_attr("versions", versions())
-        return result.mean(cfg.objective)
+        trial.set_user_attr("worker", worker_info())
+        arch = cfg.space.suggest(trial)
+        trial.set_user_attr("arch", arch.to_dict())
+        costs = self._costs(trial, arch)
+        trial.set_user_attr("summary", {**arch.summary(), "params": int(costs["params"])})
+
+        rows: list[dict[str, Any]] = []
+        progress = None if self.fold_progress is None else self.fold_progress(
+            trial.number, cfg.folds * cfg.repeats)
+        granularity = pruner_granularity(cfg.pruner) if cfg.pruner != "none" else "none"
+        metric = cfg.objective
+
+        def on_fold(k: int, row: dict[str, Any]) -> None:
+            rows.append(row)
+            trial.set_user_attr("cv_folds", records_of(rows))  # kept if pruned later
+            if progress is not None:
+                progress(k, row)
+            if granularity == "fold":
+                trial.report(float(row[metric]), k)
+                if trial.should_prune():
+                    trial.set_user_attr("pruned_at", {"fold": k, "step": k})
+                    raise optuna.TrialPruned(f"pruned after fold {k}")
+
+        hooks: list[TrainHook] = []
+        if granularity == "epoch":
+            hooks.append(EpochPruningHook(trial, cfg.training.epochs, epoch_key(metric)))
+        if self.extra_hooks is not None:
+            hooks += list(self.extra_hooks(trial, arch))
+        try:
+            result = self._cross_validate(arch, on_fold, hooks)
+        finally:
+            trial.set_user_attr("wall_time", time.perf_counter() - start)
+        trial.set_user_attr("cv_folds", records(result.folds))
+        trial.set_user_attr("device", result.settings.get("device", "cpu"))
+        self.after_cv(trial, result)
+        values = [result.mean(o) if o not in costs else float(costs[o])
+                  for o in cfg.objectives]
+        return values[0] if len(values) == 1 else values
+
+    def _cross_validate(self, arch: ArchConfig, on_fold: FoldCallback,
+                        hooks: Sequence[TrainHook]) -> CVResult:
+        cfg = self.cfg
+        try:  # the data package's CV settings (repeats) where they exist
+            from nasdepth.data.folds import CVConfig  # type: ignore[attr-defined]
+        except ImportError:
+            CVConfig = None  # noqa: N806
+        if CVConfig is not None and cfg.repeats > 1:
+            cv = CVConfig.from_dict({"folds": cfg.folds, "repeats": cfg.repeats,
+                                     "seed": cfg.cv_seed})
+            return cross_validate(arch, self.data, cv=cv,  # type: ignore[call-arg]
+                                  seed=cfg.cv_seed, training=cfg.training, on_fold=on_fold,
+                                  hooks=hooks)
+        return cross_validate(arch, self.data, folds=cfg.folds, seed=cfg.cv_seed,
+                              training=cfg.training, on_fold=on_fold, hooks=hooks)
+
+    def after_cv(self, trial: optuna.Trial, result: CVResult) -> None:
+        """Integration point for probes and diagnosis (see :mod:`nasdepth.study.probing`)."""
+        from nasdepth.study.probing import record_diagnosis
+
+        record_diagnosis(trial, result)
+
+
+def records_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in rows]

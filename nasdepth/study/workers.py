@@ -1,0 +1,98 @@
+"""Several local worker processes on one study storage.
+
+Each worker is a fresh (spawned) process running :func:`run_worker` on the same storage; the
+budget accounting of the runner makes them stop together at exactly the budget. On the CPU the
+cores are divided between workers (one intra-op pool each: two processes that each use every
+core can run many times slower, see PERF_NOTES); with several GPUs each worker sees one GPU.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import optuna
+import torch
+from tqdm.auto import tqdm
+
+from nasdepth.space import StudyConfig
+from nasdepth.study.runner import count_trials, effective_budget, open_study, run_worker
+
+JOIN_AFTER_INTERRUPT_S = 120
+
+
+def _worker_main(cfg: StudyConfig, workers: int, probes: bool, max_failures: int) -> None:
+    try:
+        run_worker(cfg, progress=False, probes=probes, max_failures=max_failures,
+                   threads_for=workers, requeue=False)
+    except KeyboardInterrupt:
+        pass  # the running trial is recorded failed (and retried on resume)
+
+
+@contextmanager
+def _env(**values: str | None) -> Iterator[None]:
+    """Environment for a child about to start (spawned children copy it at start)."""
+    old = {k: os.environ.get(k) for k in values}
+    for k, v in values.items():
+        if v is not None:
+            os.environ[k] = v
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def worker_env(index: int, workers: int, device: str) -> dict[str, str | None]:
+    """Threads and GPU of worker ``index``: one GPU per worker where there are several."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    env: dict[str, str | None] = {"OMP_NUM_THREADS": str(max(1, (cores or 1) // workers))}
+    gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
+    if gpus > 1 and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
+    return env
+
+
+def run_workers(cfg: StudyConfig, *, workers: int, progress: bool = True, probes: bool = True,
+                max_failures: int = 5) -> optuna.Study:
+    """Start ``workers`` local processes on ``cfg``'s storage and wait for them."""
+    study = open_study(cfg)  # created (and checked) once, before the workers race to it
+    from nasdepth.study.runner import _requeue_interrupted
+
+    _requeue_interrupted(study)
+    ctx = mp.get_context("spawn")  # fork after torch/threads are up is unsafe
+    procs = []
+    for i in range(workers):
+        with _env(**worker_env(i, workers, cfg.training.device)):
+            p = ctx.Process(target=_worker_main, args=(cfg, workers, probes, max_failures),
+                            name=f"nasdepth-worker-{i}")
+            p.start()
+        procs.append(p)
+    budget = effective_budget(cfg)
+    bar = tqdm(total=budget, desc=f"{cfg.name} trials ({workers} workers)", unit="trial",
+               disable=not progress, dynamic_ncols=True)
+    try:
+        while any(p.is_alive() for p in procs):
+            bar.n = min(count_trials(study)[0], budget)
+            bar.refresh()
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        for p in procs:  # a terminal sends SIGINT to all; `kill -INT` to us only: forward it
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGINT)
+        for p in procs:
+            p.join(JOIN_AFTER_INTERRUPT_S)
+        raise
+    finally:
+        bar.n = min(count_trials(study)[0], budget)
+        bar.close()
+    for p in procs:
+        p.join()
+    return study
