@@ -1,0 +1,188 @@
+"""Control runs that confirm or overturn a verdict read from the probes.
+
+- ``shuffled``: the same model on permuted labels (what "no signal" scores);
+- ``counterfactual``: the same depth with skip connections + BatchNorm (+ He initialization for
+  ReLU networks); a user's own module is re-initialized with He initialization;
+- ``shallow``: logistic regression (scikit-learn) and a depth-2 network on the same folds;
+- ``learning_curve``: 25/50/100% of each training fold, with the accuracy gained per doubling.
+
+Every network is trained through ``nasdepth.train.fit_fold`` on the folds of the run being
+diagnosed, with probes on.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from nasdepth.arch import ArchConfig, build_model
+from nasdepth.data import Dataset, Standardizer, make_folds
+from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.probes import ProbeHook, Trace, signals
+from nasdepth.train import NonFiniteLossError, TrainConfig, fit_fold, resolve_device
+
+CONTROLS = ("shuffled", "counterfactual", "shallow", "learning_curve")
+FRACTIONS = (0.25, 0.5, 1.0)
+ModelFactory = Callable[[int], nn.Module]  # fold -> fresh model
+
+
+def parse_controls(spec: str | Sequence[str] | None, source: str = "diagnose") -> list[str]:
+    """``"all"``, a comma-separated string or a list of names -> validated list."""
+    if spec is None or spec == "" or spec == "none":
+        return []
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = [n.strip() for n in names if n.strip()]
+    if names == ["all"]:
+        return list(CONTROLS)
+    for name in names:
+        if name not in CONTROLS:
+            raise UnknownNameError(source, "controls", name, (*CONTROLS, "all"))
+    return list(dict.fromkeys(names))
+
+
+def run_folds(make_model: ModelFactory, data: Dataset, *, folds: int, seed: int,
+              training: TrainConfig, fraction: float = 1.0) -> tuple[list[Trace], pd.DataFrame]:
+    """k-fold training with probes on the folds fixed by ``seed`` (those of
+    ``cross_validate``); ``fraction`` keeps that share of each training fold. A fold whose loss
+    overflows keeps its partial trace and is left out of the table."""
+    device = resolve_device(training.device)
+    hook = ProbeHook()
+    rows = []
+    for k, (tr, va) in enumerate(make_folds(data.y_numpy, folds, seed)):
+        if fraction < 1.0:
+            keep = np.random.default_rng(seed * 1000 + k).permutation(len(tr))
+            tr = np.sort(tr[keep[:max(2 * data.num_classes, int(len(tr) * fraction))]])
+        torch.manual_seed(seed * 1000 + k)
+        model = make_model(k)
+        try:
+            rows.append(fit_fold(model, data, tr, va, training=training, seed=seed * 1000 + k,
+                                 device=device, fold=k, hooks=[hook]).row)
+        except NonFiniteLossError as exc:
+            hook.close(str(exc))
+    return hook.traces, pd.DataFrame(rows)
+
+
+def _skill(traces: Sequence[Trace], table: pd.DataFrame) -> dict[str, float | None]:
+    s = signals(traces)
+    acc = float(table["val_accuracy"].mean()) if len(table) else None
+    return {"val_accuracy": acc, "skill_best": s.get("skill_best"),
+            "val_loss_norm_min": s.get("val_loss_norm_min"),
+            "train_loss_norm_last": s.get("train_loss_norm_last"),
+            "grad_depth_log10": s.get("grad_depth_log10")}
+
+
+def counterfactual_arch(arch: ArchConfig) -> tuple[ArchConfig, str]:
+    """The same stages with BatchNorm and skip connections on (and He initialization where the
+    network uses ReLU); where all of that is on already, He initialization alone."""
+    stages = tuple(replace(s, norm="batch") for s in arch.stages)
+    relu = any(s.activation == "relu" for s in arch.stages)
+    init = "kaiming" if relu else arch.init
+    cf = replace(arch, stages=stages, skip=True, init=init)
+    if cf == arch:
+        return replace(arch, init="kaiming"), "He initialization"
+    return cf, "skip connections + BatchNorm" + (" + He initialization" if relu else "")
+
+
+def he_reinit(model: nn.Module) -> nn.Module:
+    """A deep copy with He-initialized linear/conv weights and zero biases."""
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
+def _he_factory(model: nn.Module | None) -> ModelFactory:
+    if model is None:
+        raise ValueError("a counterfactual needs an architecture or a model")
+    return lambda k: he_reinit(model)
+
+
+def logistic_control(data: Dataset, *, folds: int, seed: int) -> float:
+    """Mean validation accuracy of logistic regression on standardized, flattened features."""
+    from sklearn.linear_model import LogisticRegression
+
+    accs = []
+    for tr, va in make_folds(data.y_numpy, folds, seed):
+        x_tr, x_va = data.x[tr].flatten(1), data.x[va].flatten(1)
+        scaler = Standardizer.fit(x_tr)
+        clf = LogisticRegression(max_iter=300)
+        clf.fit(scaler(x_tr).numpy(), data.y_numpy[tr])
+        accs.append(float(clf.score(scaler(x_va).numpy(), data.y_numpy[va])))
+    return float(np.mean(accs))
+
+
+def run_controls(
+    names: Sequence[str],
+    *,
+    data: Dataset,
+    folds: int,
+    seed: int,
+    training: TrainConfig,
+    arch: ArchConfig | None = None,
+    model: nn.Module | None = None,
+    chance: float,
+) -> dict[str, Any]:
+    """Run the named controls for ``arch`` (or a user's ``model``) on ``data``."""
+    if arch is None and model is None:
+        raise ConfigError("diagnose", "controls", list(names),
+                          "run on an architecture or a model (the CV result has neither)")
+
+    def factory(base: ArchConfig | None, module: nn.Module | None) -> ModelFactory:
+        if base is not None:
+            return lambda k: build_model(base, data.input_shape, data.num_classes)
+        if module is None:
+            raise ValueError("a control needs an architecture or a model")
+        return lambda k: copy.deepcopy(module)
+
+    same = factory(arch, model)
+    out: dict[str, Any] = {}
+    for name in names:
+        if name == "shuffled":
+            y = torch.as_tensor(np.random.default_rng(seed).permutation(data.y_numpy))
+            shuffled = Dataset(data.x, y, data.name + ":shuffled", data.num_classes,
+                               list(data.class_names))
+            out[name] = _skill(*run_folds(same, shuffled, folds=folds, seed=seed,
+                                          training=training))
+        elif name == "counterfactual":
+            if arch is not None:
+                cf_arch, change = counterfactual_arch(arch)
+                make = factory(cf_arch, None)
+            else:
+                change, make = "He initialization", _he_factory(model)
+            out[name] = {"change": change, **_skill(*run_folds(make, data, folds=folds,
+                                                               seed=seed, training=training))}
+        elif name == "shallow":
+            logistic = logistic_control(data, folds=folds, seed=seed)
+            width = arch.width if arch is not None else 64
+            d2 = ArchConfig.from_dict({"stages": [{"block": "plain", "depth": 1,
+                                                   "width": max(16, width), "norm": "batch"}]})
+            res = _skill(*run_folds(factory(d2, None), data, folds=folds, seed=seed,
+                                    training=training))
+            scale = (1 - chance) if chance < 1 else 1.0
+            out[name] = {"logistic_accuracy": logistic,
+                         "logistic_skill": (logistic - chance) / scale,
+                         "depth2_accuracy": res["val_accuracy"],
+                         "depth2_skill": None if res["val_accuracy"] is None
+                         else (res["val_accuracy"] - chance) / scale}
+        elif name == "learning_curve":
+            accs = []
+            for frac in FRACTIONS:
+                _, table = run_folds(same, data, folds=folds, seed=seed, training=training,
+                                     fraction=frac)
+                accs.append(float(table["val_accuracy"].mean()) if len(table) else math.nan)
+            doublings = math.log2(FRACTIONS[-1] / FRACTIONS[0])
+            slope = (accs[-1] - accs[0]) / doublings
+            out[name] = {"fractions": list(FRACTIONS), "val_accuracy": accs,
+                         "slope": None if not math.isfinite(slope) else slope}
+    return out

@@ -1,0 +1,95 @@
+"""``ProbeHook``: a :class:`~nasdepth.train.TrainHook` that probes every fold of
+``cross_validate`` and hands each fold's :class:`Trace` to ``CVResult.traces``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from nasdepth.probes.probe import Probe
+from nasdepth.probes.summary import summarize
+from nasdepth.probes.trace import Trace
+from nasdepth.train.hooks import TrainHook
+
+PROBE_BATCH = 256  # samples in the fixed probe batch (activation statistics, SNR)
+
+
+class ProbeHook(TrainHook):
+    """Probes for ``cross_validate(..., hooks=[ProbeHook()])``.
+
+    The probe batch is ``probe_size`` evenly spaced training samples of each fold (chosen without
+    random draws, so the training RNG stream is untouched). After the run, ``traces`` holds one
+    :class:`Trace` per fold (also the partial trace of a fold that stopped on a non-finite loss)
+    and ``summary()`` a compact JSON summary for storing with a trial.
+    """
+
+    needs_per_fold_model = True
+
+    def __init__(self, *, probe_size: int = PROBE_BATCH, update_every: int = 4,
+                 snr_chunks: int = 4) -> None:
+        self.probe_size, self.update_every, self.snr_chunks = probe_size, update_every, snr_chunks
+        self.traces: list[Trace] = []
+        self.probe: Probe | None = None
+
+    def on_fit_start(self, model: nn.Module, fold: int, x_train: torch.Tensor,
+                     y_train: torch.Tensor) -> None:
+        self.close("stopped before its last epoch")  # the previous fold failed midway
+        n = len(x_train)
+        idx = torch.linspace(0, n - 1, min(n, self.probe_size)).round().long()
+        idx = idx.to(x_train.device)
+        num_classes = int(y_train.max()) + 1
+        out = getattr(model, "head", None)
+        last = [m for m in (out.modules() if out is not None else ()) if isinstance(m, nn.Linear)]
+        if last:  # the head knows the number of classes even if a fold lacks the last one
+            num_classes = max(num_classes, last[-1].out_features)
+        self.probe = Probe(model, probe_batch=(x_train[idx], y_train[idx]), labels=y_train,
+                           num_classes=num_classes, update_every=self.update_every,
+                           snr_chunks=self.snr_chunks, fold=fold)
+
+    def after_backward(self, model: nn.Module, loss: torch.Tensor) -> None:
+        if self.probe is not None:
+            self.probe.after_backward(loss)
+
+    def after_step(self, model: nn.Module) -> None:
+        if self.probe is not None:
+            self.probe.after_step()
+
+    def on_epoch_end(self, model: nn.Module, fold: int, record: dict[str, Any]) -> None:
+        if self.probe is not None:
+            self.probe.epoch_end(train_loss=record.get("train_loss"),
+                                 val_loss=record.get("val_loss"),
+                                 val_accuracy=record.get("val_accuracy"),
+                                 epoch=record.get("epoch"))
+
+    def on_fit_end(self, model: nn.Module, fold: int) -> dict[str, Any] | None:
+        if self.probe is None:
+            return None
+        trace = self.probe.trace
+        self.traces.append(trace)
+        self.probe = None
+        return trace.to_dict()
+
+    def close(self, reason: str) -> Trace | None:
+        """Keep the partial trace of a fold that ended without ``on_fit_end`` (the engine
+        raised, e.g. ``NonFiniteLossError``); returns it."""
+        if self.probe is None:
+            return None
+        trace = self.probe.stop(reason)
+        self.traces.append(trace)
+        self.probe = None
+        return trace
+
+    def trace_dicts(self) -> list[dict[str, Any]]:
+        """Every fold's trace so far as dicts (after a failure too: call ``close`` first)."""
+        return [t.to_dict() for t in self.traces]
+
+    def summary(self) -> dict[str, Any]:
+        """Compact JSON summary over folds: the ``probe_summary`` stored with a trial."""
+        return summarize(self.traces)
+
+
+def probe_hook(*, probe_size: int = PROBE_BATCH, update_every: int = 4) -> ProbeHook:
+    """A fresh hook for one ``cross_validate`` call (the studies' factory)."""
+    return ProbeHook(probe_size=probe_size, update_every=update_every)
