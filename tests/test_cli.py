@@ -25,7 +25,7 @@ def test_run_end_to_end_writes_report(tmp_path: Path) -> None:
     proc = run_cli("run", str(study), "--trials", "2", "--out", str(out), "--no-progress",
                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "Top trials" in proc.stdout and str(out / "report.md") in proc.stdout
+    assert "Top trials" in proc.stdout and str(out / "index.html") in proc.stdout
     assert (out / "report.md").read_text().startswith("# Study `tiny`")
     assert (out / "depth.png").stat().st_size > 1000
     trials = pd.read_csv(out / "trials.csv")
