@@ -9,33 +9,57 @@ count parameters and ~0.5 s to count FLOPs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch import nn
 
 from nasdepth.arch import ArchConfig, StageConfig, build_model, count_parameters
 from nasdepth.errors import ConfigError, UnknownNameError
-from nasdepth.space.fields import WIDTH_KEYS, group_problem
+from nasdepth.space.fields import WIDTH_KEYS, stage_problem
 
 BUDGET_KEYS = ("max_params", "max_flops", "width_divisor")
 
 
 def complexity(cfg: ArchConfig, input_shape: Sequence[int], num_classes: int,
                *, flops: bool = True) -> tuple[int, int | None]:
-    """(parameters, forward FLOPs per sample or None) of ``cfg``, counted on the meta device."""
-    # init is irrelevant to the counts and some schemes (orthogonal) cannot run on meta tensors
+    """(parameters, forward FLOPs per sample or None) of ``cfg``.
+
+    FLOPs count convolutions and linear layers as 2 x multiply-accumulates, the convention of
+    ``torch.utils.flop_counter`` (which counts the same layers), but from forward hooks on one
+    sample: ``FlopCounterMode`` costs ~5 s on its first use and ~5x more per call here.
+    """
+    # Built on the meta device: shapes without memory or initialization (whose scheme is
+    # irrelevant to the counts, and orthogonal init cannot run on meta tensors).
     with torch.device("meta"):
         model = build_model(replace(cfg, init="default"), input_shape, num_classes)
     params = count_parameters(model)
     if not flops:
         return params, None
-    model.eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.empty(1, *input_shape, device="meta"))
-    return params, int(counter.get_total_flops())
+    # Uninitialized CPU memory is enough to run the shapes: the values are never read.
+    model = model.to_empty(device="cpu").eval()
+    total = 0
+
+    def count(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Linear):
+            total += 2 * output.numel() * module.in_features
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            fan_in = module.in_channels // module.groups * math.prod(module.kernel_size)
+            total += 2 * output.numel() * fan_in
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return params, total
 
 
 @dataclass(frozen=True)
@@ -61,49 +85,65 @@ class Budget:
         return cls(max_params=spec.get("max_params"), max_flops=spec.get("max_flops"),
                    width_divisor=spec.get("width_divisor", 1))
 
-    def fits(self, cfg: ArchConfig, input_shape: Sequence[int], num_classes: int) -> bool:
+    def ratio(self, cfg: ArchConfig, input_shape: Sequence[int], num_classes: int) -> float:
+        """Size over budget (the larger of params and FLOPs ratios): <= 1 fits."""
         params, flops = complexity(cfg, input_shape, num_classes,
                                    flops=self.max_flops is not None)
-        if self.max_params is not None and params > self.max_params:
-            return False
-        return self.max_flops is None or (flops is not None and flops <= self.max_flops)
+        out = 0.0
+        if self.max_params is not None:
+            out = params / self.max_params
+        if self.max_flops is not None and flops is not None:
+            out = max(out, flops / self.max_flops)
+        return out
 
     def apply(self, cfg: ArchConfig, input_shape: Sequence[int], num_classes: int) -> ArchConfig:
         """The widest version of ``cfg`` (same width ratios) within the budget; the narrowest
         version when even that does not fit (the trial then records its real size)."""
         base = cfg.stages[0].width
         unit = self.width_divisor
+        seen: dict[int, float] = {}
 
         def at(k: int) -> ArchConfig:
-            return scale(cfg, k * unit / base, self.width_divisor)
+            return scale(cfg, k * unit / base, unit, input_shape)
 
         def ok(k: int) -> bool:
-            return self.fits(at(k), input_shape, num_classes)
+            if k not in seen:
+                seen[k] = self.ratio(at(k), input_shape, num_classes)
+            return seen[k] <= 1
 
-        # Bracket the answer around the current width, then bisect: cost grows about
-        # quadratically with width, so the bracket is found in a few doublings.
+        # Size grows about quadratically with width: one count at the sampled width predicts
+        # the answer, and a short gallop from there brackets it (3-5 counts in all).
         k = max(1, round(base / unit))
+        ok(k)
+        k = max(1, int(k / math.sqrt(max(seen[k], 1e-12))))
+        step = 1
         if ok(k):
-            lo, hi = k, k * 2
+            lo, hi = k, k + step
             while ok(hi):
-                lo, hi = hi, hi * 2
                 if hi > 1 << 16:
-                    return at(lo)
+                    return at(hi)
+                lo, step = hi, step * 2
+                hi = lo + step
         else:
-            lo, hi = k // 2, k
+            lo, hi = k - step, k
             while lo >= 1 and not ok(lo):
-                lo, hi = lo // 2, lo
+                hi, step = lo, step * 2
+                lo = hi - step
             if lo < 1:
-                return at(1)
+                if not ok(1):
+                    return at(1)
+                lo = 1
         while hi - lo > 1:
             mid = (lo + hi) // 2
             lo, hi = (mid, hi) if ok(mid) else (lo, mid)
         return at(lo)
 
 
-def scale(cfg: ArchConfig, factor: float, divisor: int = 1) -> ArchConfig:
+def scale(cfg: ArchConfig, factor: float, divisor: int = 1,
+          input_shape: Sequence[int] = (1, 1, 1)) -> ArchConfig:
     """``cfg`` with every width-like field times ``factor``, each stage width rounded to a
-    multiple of ``divisor`` that its group count divides (so grouped convolutions stay valid)."""
+    multiple of ``divisor`` at which its block can be built (grouped convolutions need a width
+    their groups divide)."""
     stages = []
     for stage in cfg.stages:
         changes: dict[str, int] = {}
@@ -114,21 +154,21 @@ def scale(cfg: ArchConfig, factor: float, divisor: int = 1) -> ArchConfig:
             unit = divisor if key == "width" else 1
             changes[key] = max(unit, round(value * factor / unit) * unit)
         scaled = replace(stage, **changes)  # type: ignore[arg-type]
-        stages.append(_valid_groups(scaled, divisor))
+        stages.append(_buildable(scaled, divisor, rank=len(input_shape) - 1))
     stem = cfg.stem_width
     if stem is not None:
         stem = max(divisor, round(stem * factor / divisor) * divisor)
     return replace(cfg, stages=tuple(stages), stem_width=stem)
 
 
-def _valid_groups(stage: StageConfig, divisor: int) -> StageConfig:
+def _buildable(stage: StageConfig, divisor: int, rank: int) -> StageConfig:
     """The nearest width (narrower first, then wider; multiples of ``divisor``) at which the
-    stage's grouped convolution can be built."""
-    if group_problem(stage) is None:
+    stage's block can be built (a grouped convolution needs a width its groups divide)."""
+    if stage_problem(stage, rank) is None:
         return stage
     for width in [*range(stage.width - divisor, 0, -divisor),
                   *range(stage.width + divisor, stage.width * 64, divisor)]:
         candidate = replace(stage, width=width)
-        if group_problem(candidate) is None:
+        if stage_problem(candidate, rank) is None:
             return candidate
     return stage

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,9 @@ from nasdepth.space.fields import (
     arch_keys,
     check_value,
     describe_hint,
-    group_problem,
     shared_keys,
     stage_keys,
+    stage_problem,
 )
 from nasdepth.space.params import Param
 
@@ -263,25 +263,29 @@ class SearchSpace:
                             f"({', '.join(flat_ok)}) since input_shape {list(self.input_shape)} "
                             "is flat")
         bound = self.bound()
-        grouped = any("grouped" in (p.values() or []) for p in self.params if p.name == "block")
-        if grouped and self.budget is None and bound is not None and bound <= GRID_LIMIT:
-            # a budget rounds widths to valid group counts itself; an infinite or huge space
-            # leaves the check to build time
+        if self.budget is None and bound is not None and bound <= GRID_LIMIT:
+            # Ask each distinct stage's block whether it can be built (e.g. a cardinality that
+            # does not divide the width). A budget picks buildable widths itself; an infinite or
+            # huge space leaves this to build time.
+            rank = 2 if self.input_shape is None else len(self.input_shape) - 1
+            checked: set[StageConfig] = set()
             for combo in self.grid() or []:
-                self._check_groups(self.to_arch(combo, apply_budget=False))
+                for i, cfg in enumerate(self.to_arch(combo, apply_budget=False).stages):
+                    key = replace(cfg, depth=1)
+                    if key not in checked:
+                        checked.add(key)
+                        self._check_stage(cfg, i, rank)
 
-    def _check_groups(self, cfg: ArchConfig) -> None:
-        """Group counts must divide the width they split, where the space knows both."""
-        for i, stage in enumerate(cfg.stages):
-            problem = group_problem(stage)
-            if problem is None:
-                continue
-            label = "cardinality"
-            for p in self.params:
-                if p.name == "cardinality" and self._stage_of(p) in (None, i):
-                    label = p.key
-            raise ConfigError(self.source, label, stage.cardinality,  # type: ignore[attr-defined]
-                              f"{problem} (stage {i + 1}: width {stage.width})")
+    def _check_stage(self, stage: StageConfig, index: int, rank: int) -> None:
+        problem = stage_problem(stage, rank)
+        if problem is None:
+            return
+        label = problem.key  # the space's name of the key the block refused, where it has one
+        for p in self.params:
+            if p.name == problem.key and self._stage_of(p) in (None, index):
+                label = p.key
+        raise ConfigError(self.source, label, problem.value,
+                          f"{problem.allowed} (stage {index + 1}, {stage.block} block)")
 
 
 def _split(total: int, n: int) -> list[int]:
