@@ -307,3 +307,34 @@ def test_conv_block_on_flat_data_fails_at_build_without_input_shape() -> None:
     space = space_of({"block": "dwsep", "depth": 1, "width": 8})
     with pytest.raises(ConfigError, match="flat"):
         build_model(space.to_arch({}), (30,), 2)
+
+
+def test_size_of_a_space_too_large_to_list_counts_combinations() -> None:
+    space = load_space(ROOT / "search_spaces" / "tabular_mlp.yaml")
+    with pytest.raises(ConfigError, match="grid"):
+        space.grid()
+    # depth 8 x width 241 (16..256) x (plain + residual + 2 bottleneck ratios) x skip 2
+    # x norm 3 x activation 3 x dropout 4 (0, 0.1, 0.2, 0.3)
+    assert space.size() == 8 * 241 * 4 * 2 * 3 * 3 * 4
+
+
+def test_grid_sampler_visits_every_point_of_a_per_stage_space() -> None:
+    space = space_of({
+        "head_hidden": {"choices": [[], [16]]},
+        "stages": [{"width": {"choices": [8, 16]}}, {"width": {"choices": [16, 32]}}],
+    })
+    grid = space.optuna_grid()
+    assert grid == {"head_hidden": ["[]", "[16]"], "stage1.width": [8, 16],
+                    "stage2.width": [16, 32]}
+    study = optuna.create_study(sampler=optuna.samplers.GridSampler(grid, seed=0))
+    seen = set()
+
+    def objective(trial: optuna.Trial) -> float:
+        arch = space.suggest(trial)
+        seen.add((arch.head_hidden, arch.stages[0].width, arch.stages[1].width))
+        return 0.0
+
+    study.optimize(objective, n_trials=20)  # the sampler stops the study after the grid
+    assert len(study.trials) == 8
+    assert len(seen) == space.size() == 8
+    assert ((16,), 16, 32) in seen and ((), 8, 16) in seen

@@ -130,13 +130,20 @@ class Param:
         if self.kind == "categorical":
             if all(isinstance(c, PRIMITIVES) for c in self.choices):
                 return trial.suggest_categorical(self.key, list(self.choices))
-            encoded = [json.dumps(c) for c in self.choices]
+            encoded = [self.encode(c) for c in self.choices]
             return self.decode(trial.suggest_categorical(self.key, encoded))
         if self.kind == "int":
             return trial.suggest_int(self.key, int(self.low), int(self.high),
                                      step=int(self.step or 1), log=self.log)
         return trial.suggest_float(self.key, float(self.low), float(self.high),
                                    step=self.step, log=self.log)
+
+    def encode(self, value: Any) -> Any:
+        """A value as Optuna stores it (JSON text for choices Optuna cannot hold)."""
+        if self.kind == "categorical" and not all(isinstance(c, PRIMITIVES)
+                                                  for c in self.choices):
+            return json.dumps(value)
+        return value
 
     def decode(self, value: Any) -> Any:
         """A value as Optuna stores it (``trial.params``) back to the value it stands for."""

@@ -185,36 +185,62 @@ class SearchSpace:
         return math.prod(len(c) for c in counts if c is not None)
 
     def grid(self, limit: int = GRID_LIMIT) -> list[dict[str, Any]] | None:
-        """Every distinct combination of values (Optuna names; conditional parameters only
-        where active), or None where the space is infinite. More than ``limit`` combinations
-        raise a :class:`ConfigError`."""
+        """Every combination of values (Optuna names; conditional parameters only where
+        active), or None where the space is infinite. More than ``limit`` combinations raise a
+        :class:`ConfigError`."""
         bound = self.bound()
         if bound is None:
             return None
         if bound > limit:
             raise ConfigError(self.source, "grid", f"{bound} combinations",
-                              f"at most {limit} combinations to list")
+                              f"at most {limit} combinations (to list every one)")
+        return self._combos(self.params)
+
+    def _combos(self, params: Sequence[Param]) -> list[dict[str, Any]]:
+        """Every combination of ``params``' values where active (branching on each parameter
+        in sampling order, so no combination comes twice)."""
         combos: list[dict[str, Any]] = [{}]
-        for p in self.params:
+        for p in params:
             vals = p.values() or []
+            index = self._stage_of(p)
             nxt: list[dict[str, Any]] = []
             for c in combos:
                 shared, stages = self.scopes(c)
-                index = self._stage_of(p)
                 active = p.active(shared) if index is None else p.active(
                     stages[index] if index < len(stages) else {}, shared)
                 nxt += [{**c, p.key: x} for x in vals] if active else [c]
             combos = nxt
-        unique = {tuple(sorted(c.items(), key=lambda kv: kv[0])): c for c in combos}
-        return list(unique.values())
+        return combos
 
     def size(self) -> int | None:
         """Number of distinct architectures (before any budget scaling, which is one function
-        of the rest), or None where the space is infinite or too large to list."""
-        if self.bound() is None or (self.bound() or 0) > GRID_LIMIT:
+        of the rest), or None where the space is infinite. Small spaces are listed and
+        deduplicated by architecture; larger ones count combinations of values, listing only
+        the parameters tied by conditions (None if even those are too many)."""
+        bound = self.bound()
+        if bound is None:
             return None
-        grid = self.grid() or []
-        return len({self.to_arch(c, apply_budget=False) for c in grid})
+        if bound <= GRID_LIMIT:
+            return len({self.to_arch(c, apply_budget=False) for c in self.grid() or []})
+        tested = {cond for p in self.params for cond in p.when}
+        tied = [p for p in self.params if p.when or p.name in tested]
+        free = math.prod(len(p.values() or []) for p in self.params if p not in tied)
+        if math.prod(len(p.values() or []) for p in tied) > GRID_LIMIT:
+            return None
+        return free * len(self._combos(tied))
+
+    def optuna_grid(self) -> dict[str, list[Any]] | None:
+        """Search space for ``optuna.samplers.GridSampler``: every sampled parameter's values
+        under its Optuna name (as Optuna stores them), or None where a parameter is
+        continuous."""
+        out: dict[str, list[Any]] = {}
+        for p in self.params:
+            vals = p.values()
+            if vals is None:
+                return None
+            if p.kind != "fixed":
+                out[p.key] = [p.encode(v) for v in vals]
+        return out
 
     def describe(self) -> list[dict[str, Any]]:
         """One row per parameter: its Optuna name, type, values and condition."""
