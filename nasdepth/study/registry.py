@@ -140,7 +140,7 @@ def _nsga2(ctx: SamplerContext, o: dict[str, Any]) -> optuna.samplers.BaseSample
 def _grid(ctx: SamplerContext, o: dict[str, Any]) -> optuna.samplers.BaseSampler:
     # every value of every sampled parameter; conditional parameters make redundant points,
     # which ``bruteforce`` avoids
-    space = {p.name: p.values() for p in ctx.space.params if p.kind != "fixed"}
+    space = ctx.space.optuna_grid() or {}  # Optuna names: per-stage keys are stageN.key
     return optuna.samplers.GridSampler(space, seed=ctx.seed)  # type: ignore[arg-type]
 
 
