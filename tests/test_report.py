@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
+from matplotlib.image import imread as plt_imread
 from scipy import stats as sps
 
 from nasdepth.cli import main
@@ -223,6 +225,22 @@ def test_cli_report_rebuilds_from_the_storage(built: dict[str, Any],
     assert "No storage at" in capsys.readouterr().err
 
 
+def test_stored_diagnoses_are_counted_and_listed(built: dict[str, Any]) -> None:
+    """The study's own trials carry a probe summary and a diagnosis (probes run by default)."""
+    stored = {t.number: t.user_attrs["diagnosis"]["verdict"] for t in built["study"].trials
+              if "diagnosis" in t.user_attrs}
+    table = pd.read_csv(built["out"] / "diagnoses.csv")
+    assert dict(zip(table["trial"], table["verdict"], strict=True)) == stored
+    md = (built["out"] / "report.md").read_text()
+    if not stored:
+        pytest.skip("the probes did not run in this tree: no stored diagnosis to show")
+    for verdict, n in pd.Series(list(stored.values())).value_counts().items():
+        assert f"| {verdict} | {n} |" in md
+    stalled = [n for n, v in stored.items() if v != "healthy"]
+    for n in stalled[:3]:
+        assert f"#### Trial {n}: {stored[n]}" in md
+
+
 def _copy_study(src: optuna.Study, directions: list[str], name: str,
                 values: Any, extra: Any = None) -> optuna.Study:
     """A new in-memory study holding ``src``'s complete trials with other objective values
@@ -280,4 +298,54 @@ def test_diagnoses_section_from_stored_diagnoses(built: dict[str, Any], tmp_path
     md = (tmp_path / "report.md").read_text()
     assert "## Looks like vanishing gradients, but is data-limited" in md
     assert len(list(tmp_path.glob("evidence_trial*.png"))) == 4
+    assert len(list(tmp_path.glob("controls_trial*.png"))) == 4
     assert "<details><summary>Trial " in page
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+#: the page's own console is silent (it has no scripts): any console line is an error report
+#: from the browser itself (a refused resource, a CSP violation, a failed decode)
+CONSOLE = re.compile(r":CONSOLE[:(]")
+
+
+def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+             "--virtual-time-budget=5000"]
+    return subprocess.run([str(CHROMIUM), *flags, *args], capture_output=True, text=True,
+                          timeout=180)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(),
+                    reason="no headless Chromium at /usr/bin/chromium (apt-get install chromium)")
+def test_page_renders_its_figures_in_chromium(built: dict[str, Any], tmp_path: Path) -> None:
+    index = built["index"]
+    shot = tmp_path / "shot.png"
+    proc = _chromium(["--window-size=1000,2400", f"--screenshot={shot}", index.as_uri()],
+                     tmp_path / "profile1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not CONSOLE.search(proc.stderr), [ln for ln in proc.stderr.splitlines()
+                                             if CONSOLE.search(ln)]
+    pixels = plt_imread(shot)[..., :3]
+    assert pixels.shape[:2] == (2400, 1000)
+    ink = (pixels < 0.9).any(axis=2)
+    colour = (pixels.max(axis=2) - pixels.min(axis=2)) > 0.3  # plots are the colourful parts
+    assert ink.mean() > 0.03 and colour.mean() > 0.001, (ink.mean(), colour.mean())
+
+    # a test copy with a tiny script that writes each image's natural size into the DOM
+    # (the report itself carries no scripts, and its CSP forbids them)
+    page = index.read_text()
+    probe = ("<script>addEventListener('load',()=>{for(const i of document.images)"
+             "i.setAttribute('data-natural',i.naturalWidth+'x'+i.naturalHeight);"
+             "document.body.setAttribute('data-loaded','yes')})</script>")
+    copy = tmp_path / "probe.html"
+    copy.write_text(page.replace("default-src 'none';", "default-src 'none'; script-src "
+                                 "'unsafe-inline';").replace("</body>", probe + "</body>"))
+    proc = _chromium(["--dump-dom", copy.as_uri()], tmp_path / "profile2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not CONSOLE.search(proc.stderr)
+    assert 'data-loaded="yes"' in proc.stdout
+    sizes = re.findall(r'data-natural="(\d+)x(\d+)"', proc.stdout)
+    assert len(sizes) == page.count("<img ") >= 5
+    assert all(int(w) >= 300 and int(h) >= 150 for w, h in sizes), sizes

@@ -308,14 +308,30 @@ def _diagnosis_blocks(number: int, diag: dict[str, Any], st: T.StudyTables) -> l
             Tab(pd.DataFrame(sorted(signals.items()), columns=["signal", "value"]))]))
     controls = diag.get("controls")
     if controls:
-        rows = controls if isinstance(controls, list) else [
-            {"control": k, **(v if isinstance(v, dict) else {"result": v})}
-            for k, v in controls.items()] if isinstance(controls, dict) else []
-        if rows:
-            df = pd.json_normalize(rows)
-            df = df.map(lambda v: json.dumps(v) if isinstance(v, list | dict) else v)
-            out.append(Tab(df, "Controls"))
+        frame = _controls_frame(diag)
+        if frame is not None and len(frame) > 1:
+            _add(out, image(F.controls_figure(frame, f"Trial {number}: model against controls"),
+                            f"controls_trial{number}.png", f"Trial {number}: controls"))
+            out.append(Tab(frame, "The model beside its control runs"))
+        else:
+            rows = [{"control": k, **(v if isinstance(v, dict) else {"result": v})}
+                    for k, v in controls.items()] if isinstance(controls, dict) else []
+            if rows:
+                df = pd.json_normalize(rows)
+                df = df.map(lambda v: json.dumps(v) if isinstance(v, list | dict) else v)
+                out.append(Tab(df, "Controls"))
     return out
+
+
+def _controls_frame(diag: dict[str, Any]) -> pd.DataFrame | None:
+    """The diagnose package's own table of the model beside its controls, where installed
+    and the stored dict reads back (None otherwise: the raw controls are shown instead)."""
+    try:
+        from nasdepth.diagnose import Diagnosis, controls_frame
+
+        return controls_frame(Diagnosis.from_dict(diag))
+    except Exception:  # an older or newer stored shape: fall back to the raw dict
+        return None
 
 
 def diagnoses_section(st: T.StudyTables) -> Section:

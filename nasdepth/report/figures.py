@@ -317,3 +317,16 @@ def gradient_profile_figure(profile: list[float | None], title: str) -> Figure |
            ylabel="gradient RMS (log scale)")
     fig.tight_layout()
     return fig
+
+
+def controls_figure(frame: pd.DataFrame, title: str) -> Figure | None:
+    """Validation accuracy of the model beside its control runs (shuffled labels, the
+    counterfactual, logistic regression, a depth-2 model, fractions of the training data)."""
+    df = frame.dropna(subset=["val_accuracy"])
+    if df.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(8.0, max(2.2, 0.4 * len(df) + 1.2)))
+    sns.barplot(data=df, y="run", x="val_accuracy", color="tab:gray", ax=ax)
+    ax.set(title=title, xlabel="validation accuracy (fraction)", ylabel="run")
+    fig.tight_layout()
+    return fig
