@@ -343,7 +343,8 @@ def diagnoses_section(st: T.StudyTables) -> Section:
     blocks: list[Block] = [Tab(counts, "Trials per verdict")]
     _add(blocks, image(F.verdict_figure(counts), "verdicts.png", "Trials per verdict"))
     stalled = table[~table["verdict"].isin(HEALTHY)]
-    blocks.append(Tab(stalled, "Trials that did not train healthily"))
+    blocks.append(Tab(stalled.drop(columns=["state", "advice"]),
+                      "Trials that did not train healthily (advice: below and in diagnoses.csv)"))
     for _, row in stalled.head(MAX_DETAILED).iterrows():
         n = int(row["trial"])
         blocks.append(Details(f"Trial {n}: {row['verdict']} (depth {fmt(row['depth'])}, "
@@ -369,7 +370,15 @@ def data_limited_section(st: T.StudyTables) -> Section | None:
     if dl.empty:
         blocks.append(Para("No trial was diagnosed as a data-limited plateau.", "note"))
     else:
-        blocks.append(Tab(dl, "Trials diagnosed as data-limited plateaus"))
+        # the two signals that separate the cases: do gradients reach the first block, and
+        # does validation beat predicting the class frequencies
+        sig = {n: st.diagnoses[n].get("signals") or {} for n in dl["trial"]}
+        shown = dl[["trial", "depth", "width", "block", "skip", "cv_mean", "confidence"]].assign(
+            grad_first_over_last_log10=[sig[n].get("grad_depth_log10") for n in dl["trial"]],
+            skill_above_chance=[sig[n].get("skill_best") for n in dl["trial"]])
+        blocks.append(Tab(shown, "Trials diagnosed as data-limited plateaus (a log10 gradient "
+                                 "ratio near 0: the first block gets as much gradient as the "
+                                 "last; skill near 0: no better than the class frequencies)"))
     return Section("Looks like vanishing gradients, but is data-limited", blocks)
 
 

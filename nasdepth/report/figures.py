@@ -227,6 +227,7 @@ def history_figure(table: pd.DataFrame, metric: str) -> Figure | None:
     ax.scatter(table["trial"], table["value"], s=18, label="trial")
     ax.step(table["trial"], table["best_so_far"], where="post", color="tab:red",
             label="best so far")
+    _int_x(ax)
     ax.set(title="Optimization history", xlabel="trial number",
            ylabel=f"objective: {metric_label(metric)}")
     ax.legend(fontsize=8)
@@ -239,6 +240,7 @@ def verdict_figure(counts: pd.DataFrame) -> Figure | None:
         return None
     fig, ax = plt.subplots(figsize=(8.0, max(2.2, 0.4 * len(counts) + 1.2)))
     sns.barplot(data=counts, y="verdict", x="trials", color="tab:purple", ax=ax)
+    _int_x(ax)
     ax.set(title="Diagnoses: trials per verdict", xlabel="trials (count)", ylabel="verdict")
     fig.tight_layout()
     return fig

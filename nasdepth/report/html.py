@@ -25,7 +25,7 @@ h1{font-size:1.6em;margin-bottom:0.1em}h2{border-bottom:1px solid #ddd;padding-b
 margin-top:1.8em}.subtitle{color:#666;margin-top:0}
 table{border-collapse:collapse;font-size:0.85em;margin:0.6em 0;display:block;overflow-x:auto}
 th,td{border:1px solid #ddd;padding:0.25em 0.5em;text-align:right;white-space:nowrap}
-th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+td.long{white-space:normal;min-width:16em;text-align:left}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 caption{caption-side:top;text-align:left;color:#555;font-style:italic;padding:0.2em 0}
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#555;font-size:0.9em}
@@ -35,6 +35,12 @@ summary{cursor:pointer;font-weight:600}nav ul{columns:2;font-size:0.92em}
 dl{display:grid;grid-template-columns:max-content auto;gap:0.15em 1em}dt{font-weight:600}
 dd{margin:0}
 """
+
+
+def _cell(text: str) -> str:
+    # long prose (advice, reasons, meanings) wraps; numbers and names stay on one line
+    cls = ' class="long"' if len(text) > 40 else ""
+    return f"<td{cls}>{escape(text)}</td>"
 
 
 def _block(b: Block) -> str:
@@ -48,8 +54,7 @@ def _block(b: Block) -> str:
         header, rows, left = cells(b.df, b.max_rows)
         cap = f"<caption>{escape(b.caption)}</caption>" if b.caption else ""
         head = "".join(f"<th>{escape(h)}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>"
-                       for r in rows)
+        body = "".join("<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in rows)
         more = (f'<p class="note">{left} more rows in the CSV files.</p>' if left else "")
         return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
     if isinstance(b, Image):
