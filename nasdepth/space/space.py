@@ -160,7 +160,9 @@ class SearchSpace:
             stages.append(StageConfig(**_as_fields(kwargs, stage_fields)))
         arch = {k: v for k, v in shared.items() if k in arch_keys()}
         try:
-            cfg = ArchConfig(stages=tuple(stages), **_as_fields(arch, arch_keys()))
+            # from_dict turns nested mappings (stem layers) into their dataclasses
+            cfg = ArchConfig.from_dict({"stages": stages, **_as_fields(arch, arch_keys())},
+                                       self.source)
         except (TypeError, ValueError) as exc:
             if isinstance(exc, NasdepthError):
                 raise
