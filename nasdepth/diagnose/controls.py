@@ -82,13 +82,20 @@ def _skill(traces: Sequence[Trace], table: pd.DataFrame) -> dict[str, float | No
 def counterfactual_arch(arch: ArchConfig) -> tuple[ArchConfig, str]:
     """The same stages with BatchNorm and skip connections on (and He initialization where the
     network uses ReLU); where all of that is on already, He initialization alone."""
-    stages = tuple(replace(s, norm="batch") for s in arch.stages)
+    # plain blocks have no shortcut to switch on: residual blocks (two layers each) with the
+    # same number of weight layers stand in for them
+    stages = tuple(
+        replace(s, norm="batch", block="residual", depth=max(1, s.depth // 2))
+        if s.block == "plain" else replace(s, norm="batch") for s in arch.stages)
     relu = any(s.activation == "relu" for s in arch.stages)
     init = "kaiming" if relu else arch.init
     cf = replace(arch, stages=stages, skip=True, init=init)
     if cf == arch:
         return replace(arch, init="kaiming"), "He initialization"
-    return cf, "skip connections + BatchNorm" + (" + He initialization" if relu else "")
+    change = "skip connections + BatchNorm" + (" + He initialization" if relu else "")
+    if any(s.block == "plain" for s in arch.stages):
+        change += " (residual blocks, same number of layers)"
+    return cf, change
 
 
 def he_reinit(model: nn.Module) -> nn.Module:

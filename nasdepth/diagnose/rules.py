@@ -222,9 +222,20 @@ def _weigh_controls(verdict: str, conf: float, s: dict[str, float | None],
                 advice.append(f"the counterfactual with {cf.get('change')} learns "
                               f"(skill +{gain:.2f}): the depth's gradients were the problem")
             elif (cf.get("val_loss_norm_min") or 0) > th["val_loss_norm_min"]:
-                verdict, conf = "data_limited_plateau", 0.7
-                advice.append("the counterfactual with healthy gradients also stays at chance: "
-                              "the data, not the vanishing gradients, limits this model")
+                # overturn only where a shallow model fails too: a counterfactual that merely
+                # trains slowly must not turn a real gradient problem into "the data"
+                shallow_best = max([v for v in ((shallow or {}).get("logistic_skill"),
+                                                (shallow or {}).get("depth2_skill"))
+                                    if v is not None], default=None)
+                if shallow_best is not None and shallow_best < same:
+                    verdict, conf = "data_limited_plateau", 0.7
+                    advice.append("the counterfactual with healthy gradients and the shallow "
+                                  "models also stay at chance: the data, not the vanishing "
+                                  "gradients, limits this model")
+                else:
+                    conf -= 0.15
+                    advice.append("the counterfactual did not learn either within this budget: "
+                                  "run the shallow control to rule out data without signal")
         elif verdict == "data_limited_plateau" and gain > 2 * same:
             verdict, conf = "optimization_problem", 0.6
             advice.append(f"the counterfactual with {cf.get('change')} learns (skill "

@@ -1,0 +1,144 @@
+"""Diagnosis: the ground-truth suite (verdicts known by construction), controls, entry points
+and errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from nasdepth import Diagnosis, diagnose
+from nasdepth.diagnose import VERDICTS, controls_frame, gradient_frame, loss_frame, update_frame
+from nasdepth.diagnose.groundtruth import CASES, learnable, mlp, random_labels
+from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.probes import ProbeHook
+from nasdepth.train import NonFiniteLossError, TrainConfig, cross_validate
+
+SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(autouse=True)
+def _flush_denormals():
+    # deep sigmoid nets produce subnormal gradients; their slow path would cost seconds
+    old = torch.set_flush_denormal(True)
+    yield
+    torch.set_flush_denormal(old if isinstance(old, bool) else False)
+
+
+def test_ground_truth_suite_all_cases_all_seeds() -> None:
+    rows = []
+    for case in CASES:
+        for seed in SEEDS:
+            hook = ProbeHook()
+            try:
+                result = cross_validate(case.arch, case.data(seed), folds=2,
+                                        epochs=case.epochs, seed=seed,
+                                        training=case.training, hooks=[hook])
+                d = diagnose(result)
+            except NonFiniteLossError as exc:
+                hook.close(str(exc))
+                d = diagnose(hook)
+            rows.append({"case": case.name, "seed": seed, "expected": case.expected,
+                         "verdict": d.verdict, "confidence": d.confidence})
+    df = pd.DataFrame(rows)
+    matrix = pd.crosstab(df.expected, df.verdict)
+    print("\nground-truth confusion matrix (rows: expected, columns: verdict)")
+    print(matrix.to_string())
+    wrong = df[df.expected != df.verdict]
+    assert wrong.empty, wrong.to_string()
+    # every verdict is exercised by at least one case, with CNNs among them
+    assert set(df.expected) == set(VERDICTS)
+    assert any(c.name.startswith("cnn_") for c in CASES)
+
+
+def test_controls_confirm_a_data_limited_plateau() -> None:
+    data = random_labels(0, 160)
+    arch = mlp("residual", 2, 16, norm="batch", skip=True)
+    d = diagnose(arch, data, controls="all", folds=2, epochs=3, batch_size=32, lr=3e-3)
+    assert d.verdict == "data_limited_plateau"
+    assert set(d.controls) == {"shuffled", "counterfactual", "shallow", "learning_curve"}
+    assert abs(d.controls["shallow"]["logistic_skill"]) < 0.2
+    assert len(d.controls["learning_curve"]["val_accuracy"]) == 3
+    signals = {e.signal for e in d.evidence}
+    assert {"shuffled_skill_difference", "logistic_skill_difference",
+            "learning_curve_slope"} <= signals
+    frame = controls_frame(d)
+    assert list(frame["run"])[:2] == ["model", "shuffled"]
+    json.dumps(d.to_dict())
+
+
+def test_counterfactual_learns_where_vanishing_gradients_stall() -> None:
+    d = diagnose(mlp("plain", 12, 32, act="sigmoid"), learnable(0),
+                 controls=["counterfactual"], folds=2, epochs=6, batch_size=32, lr=3e-3)
+    assert d.verdict == "vanishing_gradients"
+    cf = d.controls["counterfactual"]
+    assert "BatchNorm" in cf["change"]
+    assert cf["grad_depth_log10"] > -2 and cf["skill_best"] > 0.2
+    assert any("first block receives 10^" in a for a in d.advice)
+
+
+def test_users_own_module_deep_sigmoid_vs_he_relu() -> None:
+    data = learnable(1, 300)
+
+    def net(act: type[nn.Module], depth: int, he: bool) -> nn.Module:
+        torch.manual_seed(0)
+        layers: list[nn.Module] = [nn.Linear(16, 32), act()]
+        for _ in range(depth):
+            layers += [nn.Linear(32, 32), act()]
+        model = nn.Sequential(*layers, nn.Linear(32, 3))
+        if he:
+            for m in model.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
+        return model
+
+    sick = net(nn.Sigmoid, 10, he=False)
+    before = [p.detach().clone() for p in sick.parameters()]
+    d = diagnose(sick, data, epochs=5, lr=3e-3, optimizer="adamw", batch_size=32, folds=2,
+                 seed=0)
+    assert d.verdict == "vanishing_gradients"
+    assert all(torch.equal(a, b) for a, b in zip(before, sick.parameters(), strict=True))
+    ok = diagnose(net(nn.ReLU, 4, he=True), data, epochs=5, lr=3e-3, batch_size=32, folds=2)
+    assert ok.verdict == "healthy", ok
+
+
+def test_diagnosis_round_trip_and_figure_frames() -> None:
+    hook = ProbeHook()
+    result = cross_validate(mlp("residual", 2, 16, norm="batch", skip=True), learnable(0, 200),
+                            folds=2, epochs=2, seed=0, hooks=[hook],
+                            training=TrainConfig(batch_size=32))
+    d = diagnose(result)
+    again = Diagnosis.from_dict(json.loads(json.dumps(d.to_dict())))
+    assert again.to_dict() == d.to_dict()
+    assert set(d.to_dict()) >= {"verdict", "confidence", "evidence", "advice", "controls"}
+    assert all(set(e) == {"signal", "value", "threshold", "meaning"}
+               for e in d.to_dict()["evidence"])
+    blocks = len(result.traces[0]["blocks"])
+    g = gradient_frame(result.traces)
+    assert len(g) == 2 * 2 * blocks and (g["grad_rms"] > 0).all()
+    assert len(update_frame(result.traces)) == len(g)
+    lf = loss_frame(result.traces)
+    assert set(lf["split"]) == {"train", "val"} and (lf["baseline"] == 1.0).all()
+    assert "verdict:" in str(d) and "grad_depth_log10" in d.evidence_table()
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    data = learnable(0, 120)
+    with pytest.raises(UnknownNameError, match="Did you mean 'shuffled'"):
+        diagnose(mlp("plain", 1, 8), data, controls="shufled", epochs=1)
+    with pytest.raises(ConfigError, match="trainable parameters"):
+        diagnose(nn.Sequential(nn.Flatten()), data, epochs=1)
+    with pytest.raises(ConfigError, match="shape"):
+        diagnose(nn.Sequential(nn.Linear(5, 3)), data, epochs=1)
+    with pytest.raises(ConfigError, match="logits"):
+        diagnose(nn.Sequential(nn.Linear(16, 7)), data, epochs=1)
+    with pytest.raises(ConfigError, match="Dataset"):
+        diagnose(nn.Sequential(nn.Linear(16, 3)), np.zeros((4, 16)), epochs=1)  # type: ignore
+    empty = cross_validate(mlp("plain", 1, 8), data, folds=2, epochs=1)
+    with pytest.raises(ConfigError, match="ProbeHook"):
+        diagnose(empty)

@@ -1,0 +1,149 @@
+"""Probes: the right numbers, in forward order, without changing the training result."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import make_classification
+from torch import nn
+
+from nasdepth.arch import ArchConfig
+from nasdepth.data import from_arrays
+from nasdepth.errors import ConfigError
+from nasdepth.probes import Probe, ProbeHook, Trace, probe_units
+from nasdepth.train import NonFiniteLossError, TrainConfig, cross_validate
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = make_classification(n_samples=240, n_features=12, n_informative=6, n_classes=3,
+                               class_sep=1.5, random_state=0)
+    return from_arrays(x.astype(np.float32), y, name="synthetic:probes")
+
+
+def bn_dropout_arch() -> ArchConfig:
+    # BatchNorm (running statistics) and dropout (RNG draws): what a careless probe disturbs
+    return ArchConfig.from_dict({"stages": [{"block": "residual", "depth": 2, "width": 16,
+                                             "norm": "batch", "dropout": 0.2}]})
+
+
+def test_probes_do_not_change_training_results(data) -> None:
+    training = TrainConfig(epochs=2, batch_size=32)
+    # probes need each fold's own model, so the engine trains folds one by one: compare with
+    # the same engine path (the vectorized ensemble rounds differently)
+    plain = cross_validate(bn_dropout_arch(), data, folds=2, seed=3, training=training,
+                           parallel=False)
+    hook = ProbeHook()
+    probed = cross_validate(bn_dropout_arch(), data, folds=2, seed=3, training=training,
+                            hooks=[hook], parallel=False)
+    for col in ("val_accuracy", "val_log_loss", "train_log_loss"):
+        assert plain.folds[col].tolist() == probed.folds[col].tolist()
+    assert plain.history["val_loss"].tolist() == probed.history["val_loss"].tolist()
+    assert len(probed.traces) == 2 and len(hook.traces) == 2
+
+
+def test_trace_profile_in_forward_order_and_json_round_trip(data) -> None:
+    hook = ProbeHook()
+    result = cross_validate(bn_dropout_arch(), data, folds=2, seed=0,
+                            training=TrainConfig(epochs=2, batch_size=32), hooks=[hook])
+    trace = Trace.from_dict(json.loads(json.dumps(result.traces[0])))
+    assert trace.blocks[0] == "stem" and trace.blocks[-1] == "head"
+    assert len(trace.epochs) == 2
+    e = trace.epochs[-1]
+    for series in ("grad_rms", "update_ratio", "act_rms", "grad_snr"):
+        assert len(e[series]) == len(trace.blocks)
+        assert all(v is not None and v > 0 for v in e[series]), series
+    assert all(v is not None for v in e["dead_frac"][:-1])  # every block has a ReLU
+    assert trace.label_entropy == pytest.approx(np.log(3), rel=0.05)
+    assert e["train_loss_norm"] == pytest.approx(e["train_loss"] / trace.label_entropy)
+    assert trace.to_dict() == Trace.from_dict(trace.to_dict()).to_dict()
+    summary = hook.summary()
+    json.dumps(summary)
+    assert summary["folds"] == 2 and len(summary["grad_rms_last_epoch"]) == len(trace.blocks)
+
+
+def test_probe_in_users_own_loop_sees_vanishing_profile() -> None:
+    torch.manual_seed(0)
+    layers: list[nn.Module] = [nn.Linear(8, 16), nn.Sigmoid()]
+    for _ in range(8):
+        layers += [nn.Linear(16, 16), nn.Sigmoid()]
+    model = nn.Sequential(*layers, nn.Linear(16, 2))
+    x = torch.randn(128, 8)
+    y = (x[:, 0] > 0).long()
+    probe = Probe(model, probe_batch=(x[:64], y[:64]))
+    assert [n for n, _ in probe.units] == [str(i) for i in range(0, 20, 2)]  # leaf Linear layers
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):
+        for i in range(0, 128, 32):
+            loss = F.cross_entropy(model(x[i:i + 32]), y[i:i + 32])
+            opt.zero_grad()
+            loss.backward()
+            probe.step(loss)
+            opt.step()
+        row = probe.epoch_end(val_loss=float(loss.detach()), val_accuracy=0.5)
+    g = row["grad_rms"]
+    assert g[0] < 1e-3 * g[-2]  # ten sigmoid layers: the first gets a tiny share
+    upd = row["update_ratio"]
+    assert upd[-1] > 0 and upd[0] < 1e-3 * upd[-1]  # tiny first-layer steps (may round to 0)
+    assert max(row["saturated_frac"][:-1]) >= 0.0
+    assert probe.diagnose().verdict == "vanishing_gradients"
+
+
+def test_dead_relu_and_saturated_sigmoid_are_counted() -> None:
+    torch.manual_seed(0)
+    dead = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    with torch.no_grad():
+        dead[0].bias.fill_(-100.0)  # no unit can fire
+    sat = nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 2))
+    with torch.no_grad():
+        sat[0].weight.mul_(200.0)
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    for model, key, index in ((dead, "dead_frac", 0), (sat, "saturated_frac", 0)):
+        probe = Probe(model, probe_batch=(x, y))
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        probe.step(loss)
+        row = probe.epoch_end()
+        assert row[key][index] > 0.9, key
+
+
+def test_probe_batch_leaves_batchnorm_buffers_and_grads_alone() -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    probe = Probe(model, probe_batch=(x * 5 + 3, y))
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    probe.step(loss)
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    grads = [p.grad.clone() for p in model.parameters()]
+    rng = torch.get_rng_state()
+    probe.epoch_end()
+    assert model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, buffers[k]), k
+    for p, g in zip(model.parameters(), grads, strict=True):
+        assert torch.equal(p.grad, g)
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_model_without_parameters_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="trainable parameters"):
+        probe_units(nn.Sequential(nn.ReLU(), nn.Flatten()))
+    with pytest.raises(ConfigError, match="torch.nn.Module"):
+        Probe("not a model")  # type: ignore[arg-type]
+
+
+def test_partial_trace_kept_when_loss_overflows(data) -> None:
+    arch = ArchConfig.from_dict({"stages": [{"block": "plain", "depth": 4, "width": 32,
+                                             "norm": "none"}], "init": "kaiming"})
+    hook = ProbeHook()
+    with pytest.raises(NonFiniteLossError):
+        cross_validate(arch, data, folds=2, seed=0, hooks=[hook],
+                       training=TrainConfig(epochs=3, optimizer="sgd", lr=50.0))
+    trace = hook.close("non-finite loss")
+    assert trace is not None and trace.nonfinite and trace.epochs
+    json.dumps(hook.trace_dicts())
