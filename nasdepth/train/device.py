@@ -24,8 +24,10 @@ def resolve_device(name: str = "auto") -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if base == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("the training settings", "device", name, "a device this machine has")
+    if ((base == "cuda" and not torch.cuda.is_available())
+            or (base == "mps" and not torch.backends.mps.is_available())):
+        raise ConfigError("the training settings", "device", name,
+                          "a device this machine has (auto picks cuda, then mps, then cpu)")
     return torch.device(name)
 
 
