@@ -1,0 +1,131 @@
+"""``nasdepth diagnose``: why did this candidate's training stall (or did it not)?
+
+    nasdepth diagnose --study studies/x.yaml --trial 17 [--controls all] [--json]
+    nasdepth diagnose --data sklearn:digits --arch arch.yaml [--epochs 20] [--controls shuffled]
+
+``--study`` rebuilds the trial from its stored ``arch`` and reruns the study's cross-validation
+with probes; ``--arch`` takes a YAML/JSON file, inline JSON or a preset name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nasdepth.arch import PRESETS, ArchConfig, preset
+from nasdepth.data import Dataset, load_data
+from nasdepth.diagnose import CONTROLS, Diagnosis, diagnose, parse_controls
+from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
+from nasdepth.probes import ProbeHook
+from nasdepth.train import NonFiniteLossError, TrainConfig, configure_threads, cross_validate
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("diagnose", help="diagnose a stalled (or healthy) training run: "
+                       "vanishing/exploding gradients, data-limited plateau, overfitting, ...")
+    p.add_argument("--study", help="study YAML file (with --trial)")
+    p.add_argument("--trial", type=int, help="trial number in the study's storage")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: the study's)")
+    p.add_argument("--data", help="data spec, e.g. sklearn:digits (with --arch)")
+    p.add_argument("--arch", help="architecture: YAML/JSON file, inline JSON or a preset name")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per fold")
+    p.add_argument("--folds", type=int, default=None, help="CV folds (default 3)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size")
+    p.add_argument("--optimizer", default=None, help="optimizer (adamw, sgd, ...)")
+    p.add_argument("--seed", type=int, default=None, help="seed of folds and models")
+    p.add_argument("--controls", default=None,
+                   help=f"comma-separated: {', '.join(CONTROLS)}, or 'all' (extra runs)")
+    p.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+    p.set_defaults(func=main)
+
+
+def parse_arch(spec: str, data: Dataset) -> ArchConfig:
+    """A YAML/JSON file, inline JSON (``{...}``) or a preset name."""
+    text: str | None = None
+    if Path(spec).is_file():
+        text = Path(spec).read_text()
+    elif spec.lstrip().startswith("{"):
+        text = spec
+    if text is not None:
+        try:
+            raw = yaml.safe_load(text)  # JSON is YAML
+        except yaml.YAMLError as exc:
+            raise NasdepthError(f"--arch {spec} is not valid YAML/JSON: {exc}") from None
+        return ArchConfig.from_dict(raw, source=f"--arch {spec}")
+    if spec in PRESETS:
+        return preset(spec, data.input_shape, data.num_classes)
+    raise UnknownNameError("--arch", "arch", spec, ["FILE.yaml", "FILE.json", "{...}", *PRESETS])
+
+
+def _trial_arch(args: argparse.Namespace) -> tuple[ArchConfig, Any, Dataset]:
+    import optuna
+
+    from nasdepth.space import load_study
+    from nasdepth.study.storage import make_storage
+
+    cfg = load_study(args.study)
+    storage = make_storage(args.storage or cfg.storage_url)
+    try:
+        study = optuna.load_study(study_name=cfg.name, storage=storage)
+    except KeyError:
+        raise ConfigError(args.study, "study", cfg.name,
+                          "a study that has run (nasdepth run first)") from None
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if args.trial not in trials:
+        raise ConfigError(args.study, "--trial", args.trial,
+                          f"one of the study's trial numbers (0..{max(trials, default=-1)})")
+    attrs = trials[args.trial].user_attrs
+    if "arch" not in attrs:
+        raise ConfigError(args.study, "--trial", args.trial, "a trial with a stored 'arch'")
+    data = load_data(cfg.data, source=str(cfg.path))
+    return ArchConfig.from_dict(attrs["arch"], source=f"trial {args.trial}"), cfg, data
+
+
+def _training(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
+    from dataclasses import replace
+
+    changes = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr),
+                                 ("batch_size", args.batch_size),
+                                 ("optimizer", args.optimizer)) if v is not None}
+    return replace(base, **changes).validate("the command line") if changes else base
+
+
+def run_diagnosis(args: argparse.Namespace) -> Diagnosis:
+    controls = parse_controls(args.controls, "--controls")
+    if args.study:
+        if args.trial is None:
+            raise ConfigError("the command line", "--trial", None, "set with --study")
+        arch, cfg, data = _trial_arch(args)
+        training = _training(cfg.training, args)
+        seed = cfg.cv_seed if args.seed is None else args.seed
+        hook = ProbeHook()
+        try:
+            result = cross_validate(arch, data, cv=cfg.cv, seed=seed, training=training,
+                                    hooks=[hook], source=str(cfg.path))
+        except NonFiniteLossError as exc:
+            hook.close(str(exc))
+            return diagnose(hook)
+        return diagnose(result, data, controls=controls)
+    if not (args.data and args.arch):
+        raise ConfigError("the command line", "--data/--arch", None,
+                          "both set (or --study with --trial)")
+    data = load_data(args.data)
+    arch = parse_arch(args.arch, data)
+    return diagnose(arch, data, controls=controls, epochs=args.epochs, lr=args.lr,
+                    batch_size=args.batch_size, optimizer=args.optimizer, folds=args.folds,
+                    seed=args.seed)
+
+
+def main(args: argparse.Namespace) -> int:
+    configure_threads(1)
+    d = run_diagnosis(args)
+    if args.json:
+        print(json.dumps(d.to_dict(), indent=2))
+    else:
+        print(d)
+    return 0
