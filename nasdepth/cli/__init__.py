@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from nasdepth.cli import arch
+from nasdepth.cli import diagnose
 from nasdepth.cli import report
 from nasdepth.cli import run
 from nasdepth.cli import spaces
@@ -19,6 +20,7 @@ from nasdepth.errors import NasdepthError
 # one line per command module (each has register(subparsers))
 COMMANDS = [
     arch,
+    diagnose,
     report,
     run,
     spaces,
