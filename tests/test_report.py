@@ -22,7 +22,7 @@ from nasdepth.cli import main
 from nasdepth.report import collect, corrected_resampled_ttest, one_se_rule, write_report
 from nasdepth.report import tables as T
 from nasdepth.report.stats import pareto_mask
-from nasdepth.study import run_study
+from nasdepth.study import make_storage, run_study
 from tests.conftest import write_study
 
 EVIL = "<script>alert(1)</script>"
@@ -214,8 +214,13 @@ def test_baselines_on_the_same_folds(built: dict[str, Any]) -> None:
 
 def test_cli_report_rebuilds_from_the_storage(built: dict[str, Any],
                                               capsys: pytest.CaptureFixture) -> None:
+    # the same study in another kind of storage (SQLite through Optuna's RDB storage)
+    url = f"sqlite:///{built['folder'] / 'copy.db'}"
+    optuna.copy_study(from_study_name=EVIL, from_storage=make_storage(raw_storage(built)),
+                      to_storage=url)
     out = built["folder"] / "rebuilt"
-    assert main(["report", str(built["path"]), "--out", str(out), "--no-baselines"]) == 0
+    assert main(["report", str(built["path"]), "--storage", url, "--out", str(out),
+                 "--no-baselines"]) == 0
     assert str(out / "index.html") in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_csv(out / "trials.csv"),
                                   pd.read_csv(built["out"] / "trials.csv"))
@@ -239,6 +244,10 @@ def test_stored_diagnoses_are_counted_and_listed(built: dict[str, Any]) -> None:
     stalled = [n for n, v in stored.items() if v != "healthy"]
     for n in stalled[:3]:
         assert f"#### Trial {n}: {stored[n]}" in md
+
+
+def raw_storage(built: dict[str, Any]) -> str:
+    return str(yaml.safe_load(built["path"].read_text())["storage"])
 
 
 def _copy_study(src: optuna.Study, directions: list[str], name: str,
