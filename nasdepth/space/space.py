@@ -46,6 +46,9 @@ from nasdepth.space.params import Param
 
 # grid() refuses to list more combinations than this; size() then answers None.
 GRID_LIMIT = 20_000
+# Loading asks the blocks about every distinct stage of spaces up to this many combinations
+# (depth left out), and of at most a quarter as many distinct stages: loads stay under ~1 s.
+CHECK_LIMIT = 1_200
 STAGE_DEFAULTS = {f.name: f.default for f in fields(StageConfig)}
 
 
@@ -201,18 +204,28 @@ class SearchSpace:
     def _combos(self, params: Sequence[Param]) -> list[dict[str, Any]]:
         """Every combination of ``params``' values where active (branching on each parameter
         in sampling order, so no combination comes twice)."""
-        combos: list[dict[str, Any]] = [{}]
+        # each entry: (values by Optuna name, shared values, one dict per stage)
+        n_stages = len(self.per_stage or ())
+        combos: list[tuple[dict[str, Any], dict[str, Any], tuple[dict[str, Any], ...]]] = [
+            ({}, {}, tuple({} for _ in range(n_stages)))]
         for p in params:
             vals = p.values() or []
             index = self._stage_of(p)
-            nxt: list[dict[str, Any]] = []
-            for c in combos:
-                shared, stages = self.scopes(c)
-                active = p.active(shared) if index is None else p.active(
-                    stages[index] if index < len(stages) else {}, shared)
-                nxt += [{**c, p.key: x} for x in vals] if active else [c]
+            nxt = []
+            for values, shared, stages in combos:
+                active = p.active(shared) if index is None else p.active(stages[index], shared)
+                if not active:
+                    nxt.append((values, shared, stages))
+                    continue
+                for x in vals:
+                    if index is None:
+                        nxt.append(({**values, p.key: x}, {**shared, p.name: x}, stages))
+                    else:
+                        own = {**stages[index], p.name: x}
+                        nxt.append(({**values, p.key: x}, shared,
+                                    stages[:index] + (own,) + stages[index + 1:]))
             combos = nxt
-        return combos
+        return [values for values, _, _ in combos]
 
     def size(self) -> int | None:
         """Number of distinct architectures (before any budget scaling, which is one function
@@ -290,19 +303,25 @@ class SearchSpace:
                             src, p.key, block, f"a block that runs on flat features "
                             f"({', '.join(flat_ok)}) since input_shape {list(self.input_shape)} "
                             "is flat")
-        bound = self.bound()
-        if self.budget is None and bound is not None and bound <= GRID_LIMIT:
-            # Ask each distinct stage's block whether it can be built (e.g. a cardinality that
-            # does not divide the width). A budget picks buildable widths itself; an infinite or
-            # huge space leaves this to build time.
+        # Ask each distinct stage's block whether it can be built (e.g. a cardinality that
+        # does not divide the width). Depth does not change a block, so it is left out of the
+        # list (unless a condition tests it). A budget picks buildable widths itself; an
+        # infinite or huge space leaves this to build time.
+        tested = {cond for p in self.params for cond in p.when}
+        params = [p for p in self.params if p.name != "depth" or "depth" in tested]
+        counts = [p.values() for p in params]
+        bound = None if any(c is None for c in counts) else math.prod(
+            len(c or []) for c in counts)
+        if self.budget is None and bound is not None and bound <= CHECK_LIMIT:
             rank = 2 if self.input_shape is None else len(self.input_shape) - 1
-            checked: set[StageConfig] = set()
-            for combo in self.grid() or []:
+            distinct: dict[StageConfig, int] = {}
+            for combo in self._combos(params):
                 for i, cfg in enumerate(self.to_arch(combo, apply_budget=False).stages):
-                    key = replace(cfg, depth=1)
-                    if key not in checked:
-                        checked.add(key)
-                        self._check_stage(cfg, i, rank)
+                    distinct.setdefault(replace(cfg, depth=1), i)
+            # one build is ~3 ms: beyond a few hundred forms loading would get slow
+            if len(distinct) <= CHECK_LIMIT // 4:
+                for cfg, i in distinct.items():
+                    self._check_stage(cfg, i, rank)
 
     def _check_stage(self, stage: StageConfig, index: int, rank: int) -> None:
         problem = stage_problem(stage, rank)
