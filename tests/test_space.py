@@ -338,3 +338,12 @@ def test_grid_sampler_visits_every_point_of_a_per_stage_space() -> None:
     assert len(study.trials) == 8
     assert len(seen) == space.size() == 8
     assert ((16,), 16, 32) in seen and ((), 8, 16) in seen
+
+
+def test_to_arch_rejects_values_the_space_does_not_have() -> None:
+    space = load_space(ROOT / "search_spaces" / "quickstart.yaml")
+    with pytest.raises(ConfigError, match="Did you mean 'depth'"):
+        space.to_arch({"dpeth": 4})
+    # fixed parameters fill in; an inactive conditional value is ignored
+    arch = space.to_arch({"depth": 4, "width": 8, "block": "plain", "skip": True})
+    assert arch.depth == 4 and arch.stages[0].norm == "batch" and len(arch.stages) == 2

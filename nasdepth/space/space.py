@@ -265,7 +265,8 @@ class SearchSpace:
             rows.append({
                 "parameter": p.key, "type": p.kind, "values": p.describe(),
                 "count": "inf" if vals is None else str(len(vals)),
-                "when": "; ".join(f"{k} in {list(v)}" for k, v in p.when.items()),
+                "when": "; ".join(f"{k} in {', '.join(map(str, v))}"
+                                  for k, v in p.when.items()),
             })
         return rows
 
