@@ -1,40 +1,114 @@
-"""``nasdepth run STUDY.yaml [--trials N] [--storage URL] [--out DIR]``."""
+"""``nasdepth run STUDY.yaml [--trials N] [--workers N] [--storage URL] [--sampler S] ...``.
+
+Every flag overrides the matching key of the study file. Several machines join one study by
+running the same command with the same ``--storage`` URL.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from nasdepth.report import top_trials, trials_frame, write_report
-from nasdepth.space import load_study
+import optuna
+
+from nasdepth.errors import ConfigError
+from nasdepth.space import StudyConfig, load_study
 from nasdepth.study import run_study
+
+
+def add_study_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by ``run`` and ``sweep`` (each overrides the study file)."""
+    p.add_argument("--trials", type=int, default=None,
+                   help="trial budget of the study (finished trials of earlier runs count)")
+    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after S s")
+    p.add_argument("--workers", type=int, default=1,
+                   help="local worker processes on the same storage (cores divided, one GPU "
+                        "each where there are several)")
+    p.add_argument("--storage", default=None,
+                   help="journal file path, postgresql://..., mysql://..., redis://...")
+    p.add_argument("--sampler", default=None, help="tpe, random, gp, nsga2, grid, bruteforce")
+    p.add_argument("--pruner", default=None,
+                   help="none, median, percentile, hyperband, wilcoxon")
+    p.add_argument("--objectives", default=None,
+                   help="comma list, first a CV metric, then costs: val_accuracy,params")
+    p.add_argument("--folds", type=int, default=None, help="CV folds")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per fold")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--seed", type=int, default=None, help="sampler (and CV) seed")
+    p.add_argument("--name", default=None, help="study name in the storage")
+    p.add_argument("--out", default=None, help="report folder (default reports/<study>)")
+    p.add_argument("--no-probes", action="store_true", help="train without probe hooks")
+    p.add_argument("--no-report", action="store_true", help="do not write the report")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run (or resume) a study, then write its report")
     p.add_argument("study", help="study YAML file, e.g. studies/quickstart.yaml")
-    p.add_argument("--trials", type=int, default=None,
-                   help="trial budget of the study (finished trials of earlier runs count)")
-    p.add_argument("--storage", default=None, help="Optuna storage URL or journal file path")
-    p.add_argument("--out", default=None, help="report folder (default reports/<study>)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--data", default=None, help="data spec, e.g. sklearn:digits")
+    p.add_argument("--space", default=None, help="search-space YAML file")
+    add_study_flags(p)
     p.set_defaults(func=main)
 
 
-def main(args: argparse.Namespace) -> int:
-    cfg = load_study(args.study)
-    study = run_study(cfg, trials=args.trials, storage=args.storage,
-                      progress=not args.no_progress)
-    trials = trials_frame(study)
-    best = top_trials(trials)
-    if len(best):
-        shown = best[["trial", "depth", "width", "block", "skip", "params"]].copy()
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """CLI flags in the layout of a study file (``None``: keep the file's value)."""
+    objectives = None
+    if args.objectives:
+        objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    training = {"epochs": args.epochs, "device": args.device}
+    return {
+        "name": args.name, "data": getattr(args, "data", None),
+        "space": getattr(args, "space", None), "seed": args.seed,
+        "budget": {"trials": args.trials, "timeout": args.timeout},
+        "cv": {"folds": args.folds}, "training": training, "storage": args.storage,
+        "sampler": args.sampler, "pruner": args.pruner, "objectives": objectives,
+    }
+
+
+def check_workers(args: argparse.Namespace) -> None:
+    if args.workers < 1:
+        raise ConfigError("the command line", "--workers", args.workers, "an int >= 1")
+
+
+def run_and_report(cfg: StudyConfig, args: argparse.Namespace) -> int:
+    """Run the study, print the best trials and where the report is."""
+    study = run_study(cfg, progress=not args.no_progress, workers=args.workers,
+                      probes=not args.no_probes)
+    print_summary(study)
+    if not args.no_report:
+        from nasdepth.report import write_report
+
+        out = Path(args.out) if args.out else Path("reports") / cfg.name
+        path = write_report(study, out)
+        print(f"\nReport: {path}")
+    return 0
+
+
+def print_summary(study: optuna.Study) -> None:
+    states = [t.state.name.lower() for t in study.trials]
+    counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
+    print(f"\nStudy '{study.study_name}': {len(states)} trials ({counts})")
+    try:
+        from nasdepth.report import top_trials, trials_frame
+
+        maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        best = top_trials(trials_frame(study), maximize=maximize)
+    except Exception:  # the summary is a courtesy; the report has the full tables
+        return
+    cols = [c for c in ("trial", "depth", "width", "block", "skip", "params", "flops")
+            if c in best.columns]
+    if len(best) and {"cv_mean", "cv_std"} <= set(best.columns):
+        shown = best[cols].copy()
         std = best["cv_std"].fillna(0)
-        shown["cv accuracy"] = [f"{m:.4f} ± {s:.4f}"
-                                for m, s in zip(best["cv_mean"], std, strict=True)]
+        shown["cv score"] = [f"{m:.4f} ± {s:.4f}"
+                             for m, s in zip(best["cv_mean"], std, strict=True)]
         print("\nTop trials:")
         print(shown.to_string(index=False))
-    out = Path(args.out) if args.out else Path("reports") / cfg.name
-    path = write_report(study, out)
-    print(f"\nReport: {path}")
-    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    check_workers(args)
+    cfg = load_study(args.study, overrides_from(args))
+    return run_and_report(cfg, args)

@@ -14,13 +14,13 @@ from typing import Any
 
 import yaml
 
+from nasdepth.data import CVConfig
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
 from nasdepth.space.space import SearchSpace, load_space
 from nasdepth.train import METRICS, TrainConfig
 
 STUDY_KEYS = {"name", "description", "data", "space", "cv", "training", "budget", "seed",
               "storage", "objective", "objectives", "sampler", "pruner", "constraints"}
-CV_KEYS = {"folds", "repeats", "seed"}
 BUDGET_KEYS = {"trials", "timeout"}
 STORAGE_KEYS = {"url", "heartbeat_interval", "grace_period", "max_retry"}
 #: cost objectives, always minimized; CV metrics are maximized (log loss minimized)
@@ -46,6 +46,7 @@ class StudyConfig:
     folds: int = 3
     cv_seed: int = 0
     repeats: int = 1
+    cv: CVConfig = field(default_factory=lambda: CVConfig(folds=3))
     training: TrainConfig = field(default_factory=TrainConfig)
     trials: int = 10
     timeout: float | None = None
@@ -82,6 +83,7 @@ class StudyConfig:
             "name": self.name, "data": self.data, "space": self.space.source,
             "space_params": space_fingerprint(self.space),
             "folds": self.folds, "cv_seed": self.cv_seed, "repeats": self.repeats,
+            "cv": self.cv.to_dict(),
             "training": self.training.to_dict(), "trials": self.trials,
             "timeout": self.timeout, "seed": self.seed, "objective": self.objective,
             "objectives": list(self.objectives), "sampler": self.sampler,
@@ -116,6 +118,10 @@ def _resolve(path: str, study_path: Path) -> Path:
         if candidate.is_file():
             return candidate
     return Path(path)
+
+
+def _is_seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _int(value: Any, source: str, key: str, low: int) -> int:
@@ -203,24 +209,26 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
     data = raw["data"]
     if not isinstance(data, (str, dict)):
         raise ConfigError(source, "data", data, "a data spec such as sklearn:digits or a mapping")
+    seed = raw.get("seed", 0)
+    if not _is_seed(seed):
+        raise ConfigError(source, "seed", seed, "an int")
     space_spec = raw["space"]
     if isinstance(space_spec, dict):
         space = SearchSpace.from_dict(space_spec, f"{source} (space)")
     else:
         space = load_space(_resolve(str(space_spec), path))
-    cv = _section(raw, "cv", CV_KEYS, source)
+    cv_raw = raw.get("cv") or {}
+    if not isinstance(cv_raw, dict):
+        raise ConfigError(source, "cv", cv_raw, "a mapping")
+    cv = CVConfig.from_dict({"folds": 3, "seed": seed if _is_seed(seed) else 0, **cv_raw},
+                            source)
     budget = _section(raw, "budget", BUDGET_KEYS, source)
     training = TrainConfig.from_dict(_section(raw, "training", set(TrainConfig().to_dict()),
                                               source), source)
-    folds = _int(cv.get("folds", 3), source, "folds", 2)
-    repeats = _int(cv.get("repeats", 1), source, "cv.repeats", 1)
     trials = _int(budget.get("trials", 10), source, "budget.trials", 1)
     timeout = budget.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError(source, "budget.timeout", timeout, "a number of seconds > 0")
-    seed = raw.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(source, "seed", seed, "an int")
     objectives = _objectives(raw, source)
     sampler, sampler_options = _named(raw.get("sampler", "tpe"), source, "sampler")
     pruner, pruner_options = _named(raw.get("pruner", "none"), source, "pruner")
@@ -232,8 +240,8 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
     storage = _storage(raw, source)
     return StudyConfig(
         name=str(raw.get("name", path.stem)), data=data, space=space, path=path,
-        folds=folds, cv_seed=_int(cv.get("seed", seed), source, "cv.seed", 0),
-        repeats=repeats, training=training, trials=trials, timeout=timeout, seed=seed,
+        folds=cv.folds, cv_seed=cv.seed, repeats=cv.repeats, cv=cv, training=training,
+        trials=trials, timeout=timeout, seed=seed,
         storage=storage["url"], objectives=objectives, sampler=sampler,
         sampler_options=sampler_options, pruner=pruner, pruner_options=pruner_options,
         constraints=_constraints(raw, source),

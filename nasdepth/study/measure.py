@@ -15,8 +15,6 @@ import sklearn
 import torch
 from torch import nn
 
-from nasdepth.arch import ArchConfig
-
 
 def versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__,
@@ -28,22 +26,10 @@ def worker_info() -> dict[str, object]:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-def count_flops(model: nn.Module, arch: ArchConfig, input_shape: Sequence[int]) -> int:
-    """Forward FLOPs for one sample (multiply-add = 2 FLOPs).
-
-    Uses ``nasdepth.arch.complexity`` where the arch package provides it, else counts with
-    PyTorch's ``FlopCounterMode`` on one eval-mode forward pass.
-    """
-    try:
-        from nasdepth.arch import complexity  # type: ignore[attr-defined]
-    except ImportError:
-        complexity = None
-    fn = getattr(complexity, "count_flops", None) if complexity is not None else None
-    if callable(fn):
-        try:
-            return int(fn(arch, input_shape))
-        except TypeError:  # a different signature: fall back to measuring
-            pass
+def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Forward FLOPs of one sample (multiply-add = 2), as ``nasdepth.arch.complexity`` counts
+    them (a test checks they agree), without its one-off start-up cost of several seconds
+    per process (``FlopCounterMode``), which every worker process would pay."""
     return _count_flops_by_hooks(model, input_shape)
 
 

@@ -67,6 +67,9 @@ def fail_reason(exc: BaseException) -> str:
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
             isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()):
         return f"out of memory ({type(exc).__name__}: {str(exc)[:200]})"
+    if isinstance(exc, ValueError) and ("NaN" in str(exc) or "infinity" in str(exc)):
+        # weights that blew up in the last steps give NaN predictions before a NaN loss
+        return f"non-finite predictions ({type(exc).__name__}: {str(exc)[:200]})"
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (Ctrl-C); the trial is retried when the study resumes"
     return f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -101,7 +104,7 @@ class Objective:
         cfg, data = self.cfg, self.data
         model = build_model(arch, data.input_shape, data.num_classes)
         costs: dict[str, float] = {"params": count_parameters(model)}
-        costs["flops"] = count_flops(model, arch, data.input_shape)
+        costs["flops"] = count_flops(model, data.input_shape)
         wanted = set(cfg.objectives) | {CONSTRAINTS[c] for c in cfg.constraints}
         if "latency" in wanted:
             costs["latency"] = measure_latency(model, data.input_shape)
@@ -121,11 +124,12 @@ class Objective:
         arch = cfg.space.suggest(trial)
         trial.set_user_attr("arch", arch.to_dict())
         costs = self._costs(trial, arch)
-        trial.set_user_attr("summary", {**arch.summary(), "params": int(costs["params"])})
+        trial.set_user_attr("summary", {**arch.summary(), "params": int(costs["params"]),
+                                        "flops": int(costs["flops"])})
 
         rows: list[dict[str, Any]] = []
         progress = None if self.fold_progress is None else self.fold_progress(
-            trial.number, cfg.folds * cfg.repeats)
+            trial.number, cfg.cv.n_splits)
         granularity = pruner_granularity(cfg.pruner) if cfg.pruner != "none" else "none"
         metric = cfg.objective
 
@@ -159,18 +163,9 @@ class Objective:
     def _cross_validate(self, arch: ArchConfig, on_fold: FoldCallback,
                         hooks: Sequence[TrainHook]) -> CVResult:
         cfg = self.cfg
-        try:  # the data package's CV settings (repeats) where they exist
-            from nasdepth.data.folds import CVConfig  # type: ignore[attr-defined]
-        except ImportError:
-            CVConfig = None  # noqa: N806
-        if CVConfig is not None and cfg.repeats > 1:
-            cv = CVConfig.from_dict({"folds": cfg.folds, "repeats": cfg.repeats,
-                                     "seed": cfg.cv_seed})
-            return cross_validate(arch, self.data, cv=cv,  # type: ignore[call-arg]
-                                  seed=cfg.cv_seed, training=cfg.training, on_fold=on_fold,
-                                  hooks=hooks)
-        return cross_validate(arch, self.data, folds=cfg.folds, seed=cfg.cv_seed,
-                              training=cfg.training, on_fold=on_fold, hooks=hooks)
+        return cross_validate(arch, self.data, cv=cfg.cv, seed=cfg.cv_seed,
+                              training=cfg.training, on_fold=on_fold, hooks=hooks,
+                              source=str(cfg.path))
 
     def after_cv(self, trial: optuna.Trial, result: CVResult) -> None:
         """Integration point for probes and diagnosis (see :mod:`nasdepth.study.probing`)."""

@@ -8,6 +8,7 @@ Pruners also declare the *granularity* of the steps they need (see ``docs/studie
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,13 +100,17 @@ def make_sampler(name: str, options: dict[str, Any], ctx: SamplerContext,
     if entry.needs_finite_space and ctx.space.grid() is None:
         raise ConfigError(source, "sampler", name,
                           "used with a finite space (categorical or int parameters only)")
-    return entry.build(ctx, opts)
+    with warnings.catch_warnings():  # chosen on purpose: no "experimental" noise per worker
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return entry.build(ctx, opts)
 
 
 def make_pruner(name: str, options: dict[str, Any], max_steps: int,
                 source: str = "the study") -> optuna.pruners.BasePruner:
     opts = check_pruner(name, options, source)
-    return PRUNERS[name].build(opts, max_steps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return PRUNERS[name].build(opts, max_steps)
 
 
 def pruner_granularity(name: str) -> str:

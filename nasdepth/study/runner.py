@@ -50,12 +50,13 @@ def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = N
     A study of the same name made from a different search space or objectives is refused:
     mixing them would corrupt both.
     """
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = storage if storage is not None else storage_for(cfg)
     ctx = SamplerContext(seed=cfg.seed, space=cfg.space, multi_objective=len(cfg.objectives) > 1)
     source = str(cfg.path)
     sampler = make_sampler(cfg.sampler, cfg.sampler_options, ctx, source)
     pruner = make_pruner(cfg.pruner, cfg.pruner_options,
-                         cfg.folds * cfg.repeats * cfg.training.epochs, source)
+                         cfg.cv.n_splits * cfg.training.epochs, source)
     try:
         study = optuna.create_study(study_name=cfg.name, storage=storage, sampler=sampler,
                                     pruner=pruner, directions=cfg.directions,
@@ -172,6 +173,14 @@ def run_study(
     return run_worker(cfg, progress=progress, probes=probes, max_failures=max_failures)
 
 
+def env_threads() -> int | None:
+    """``OMP_NUM_THREADS`` where the user set it: the caller knows the machine's load."""
+    try:
+        return int(os.environ["OMP_NUM_THREADS"])
+    except (KeyError, ValueError):
+        return None
+
+
 def effective_budget(cfg: StudyConfig) -> int:
     """The trial budget, capped at the number of grid points for exhaustive samplers."""
     if cfg.sampler in ("grid", "bruteforce"):
@@ -186,9 +195,8 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
                ) -> optuna.Study:
     """One worker: run trials of ``cfg`` until the storage holds the budget of finished
     trials, the timeout passes, or ``max_failures`` trials in a row failed."""
-    configure_threads(threads_for)
-    data = load_data(cfg.data)  # type: ignore[arg-type]
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    configure_threads(threads_for, threads=env_threads())
+    data = load_data(cfg.data, source=str(cfg.path))
     st = open_study(cfg)
     st.set_user_attr("data", data.to_dict())
     heartbeat = storage_kind(cfg.storage_url) == "rdb" and cfg.storage_url.startswith(
