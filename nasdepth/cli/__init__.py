@@ -15,6 +15,7 @@ from nasdepth.cli import diagnose
 from nasdepth.cli import report
 from nasdepth.cli import run
 from nasdepth.cli import spaces
+from nasdepth.cli import sweep
 from nasdepth.errors import NasdepthError
 
 # one line per command module (each has register(subparsers))
@@ -24,6 +25,7 @@ COMMANDS = [
     report,
     run,
     spaces,
+    sweep,
 ]
 
 
