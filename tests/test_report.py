@@ -283,6 +283,16 @@ def test_multi_objective_study_shows_the_pareto_front(built: dict[str, Any],
 def test_diagnoses_section_from_stored_diagnoses(built: dict[str, Any], tmp_path: Path) -> None:
     """The ``diagnosis`` and ``probe_summary`` attributes in their contract's shape."""
     src = built["study"]
+    # a real per-epoch trace (probes on a 3-block MLP, iris, 2 folds x 3 epochs) for the
+    # trace-shaped summary; the compact per-block profile for the others
+    from nasdepth import ArchConfig, cross_validate, load_data
+    from nasdepth.probes import probe_hook
+
+    arch = ArchConfig.from_dict({"stages": [{"block": "plain", "depth": 3, "width": 8}]})
+    trace = cross_validate(arch, load_data("sklearn:iris"), folds=2, epochs=3,
+                           hooks=[probe_hook()]).traces[0]
+    compact = {"folds": 2, "blocks": 3, "signals": {"skill_last": 0.01},
+               "grad_rms_last_epoch": [1e-7, 1e-4, 1e-2]}
 
     def extra(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
         verdict = "data_limited_plateau" if t.number % 2 else "vanishing_gradients"
@@ -292,8 +302,7 @@ def test_diagnoses_section_from_stored_diagnoses(built: dict[str, Any], tmp_path
                           "meaning": f"first block gets 1e-5 of the last {EVIL}"}],
             "advice": ["add skip connections or normalization"],
             "controls": {"shuffled": {"val_accuracy": 0.1}}},
-            "probe_summary": {"folds": 2, "blocks": 3, "signals": {"skill_last": 0.01},
-                              "grad_rms_last_epoch": [1e-7, 1e-4, 1e-2]}}
+            "probe_summary": {"trace": trace} if t.number % 2 else compact}
 
     diag = _copy_study(src, ["maximize"], "diag", lambda t: [t.value], extra)
     index = write_report(diag, tmp_path, baselines=False)
@@ -358,3 +367,70 @@ def test_page_renders_its_figures_in_chromium(built: dict[str, Any], tmp_path: P
     sizes = re.findall(r'data-natural="(\d+)x(\d+)"', proc.stdout)
     assert len(sizes) == page.count("<img ") >= 5
     assert all(int(w) >= 300 and int(h) >= 150 for w, h in sizes), sizes
+
+
+def _tables(trials: pd.DataFrame) -> T.StudyTables:
+    folds = pd.DataFrame(columns=["trial", "state", "depth", "fold", "score"])
+    return T.StudyTables(name="hand", metric="val_accuracy", maximize=True,
+                         directions=["MAXIMIZE"], config={}, data={}, trials=trials,
+                         folds=folds)
+
+
+def test_matched_budget_tables_on_a_hand_made_study() -> None:
+    rows = [  # depth, width, block, params, cv_mean
+        (2, 32, "plain", 1100, 0.90), (8, 16, "plain", 1500, 0.93), (4, 16, "residual", 1200,
+                                                                     0.92),
+        (8, 8, "residual", 1900, 0.95), (2, 8, "plain", 300, 0.70), (16, 4, "plain", 5000,
+                                                                     0.60)]
+    trials = pd.DataFrame([{"trial": i, "state": "COMPLETE", "depth": d, "width": w,
+                            "block": b, "skip": True, "params": float(p), "cv_mean": m}
+                           for i, (d, w, b, p, m) in enumerate(rows)])
+    st = _tables(trials)
+    matched = T.matched_params_table(st)
+    # only the 1,024-2,047 bin holds several depths: best at depths 2, 4, 8
+    assert list(matched["budget"].unique()) == ["1,024–2,047"]
+    assert list(matched["depth"]) == [2, 4, 8]
+    assert list(matched["trial"]) == [0, 2, 3] and list(matched["width"]) == [32, 16, 8]
+    blocks = T.block_table(st).set_index("block")
+    assert blocks.loc["plain", "candidates"] == 2 and blocks.loc["residual", "candidates"] == 2
+    assert blocks.loc["plain", "mean"] == pytest.approx(0.915)
+    assert blocks.loc["residual", "best"] == pytest.approx(0.95)
+    wd = T.width_depth_table(st).set_index(["depth", "width"])
+    assert wd.loc[(2, 8), "best"] == 0.70 and len(wd) == 6
+    pareto = T.pareto_table(st, "params")
+    assert list(pareto["trial"]) == [4, 0, 2, 1, 3]  # trial 5 is dominated
+
+
+def test_skip_table_on_hand_made_folds() -> None:
+    folds = pd.DataFrame([
+        {"trial": 0, "state": "COMPLETE", "depth": 8, "skip": True, "fold": 0, "score": 0.9},
+        {"trial": 0, "state": "COMPLETE", "depth": 8, "skip": True, "fold": 1, "score": 0.8},
+        {"trial": 1, "state": "COMPLETE", "depth": 8, "skip": False, "fold": 0, "score": 0.5},
+        {"trial": 1, "state": "COMPLETE", "depth": 8, "skip": False, "fold": 1, "score": 0.4},
+        {"trial": 2, "state": "PRUNED", "depth": 8, "skip": False, "fold": 0, "score": 0.0},
+        {"trial": 3, "state": "COMPLETE", "depth": 2, "skip": False, "fold": 0, "score": 0.7},
+    ])
+    table = T.skip_table(folds).set_index("depth")
+    assert table.loc[8, "on_minus_off"] == pytest.approx(0.4)
+    assert table.loc[8, "folds_off"] == 2  # the pruned trial's fold is left out
+    assert math.isnan(table.loc[2, "skip_on"]) and table.loc[2, "folds_on"] == 0
+
+
+def test_importances_rank_the_parameter_that_matters() -> None:
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    rng = np.random.default_rng(0)
+
+    def objective(trial: optuna.Trial) -> float:
+        depth = trial.suggest_int("depth", 1, 16)
+        trial.suggest_categorical("width", [8, 16, 32])
+        return depth / 16 + 0.01 * float(rng.normal())
+
+    study.optimize(objective, n_trials=30)
+    table, note = T.importance_table(study)
+    assert table.iloc[0]["parameter"] == "depth", (table, note)
+    assert "PED-ANOVA" in note
+    few = optuna.create_study()
+    few.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    empty, why = T.importance_table(few)
+    assert empty.empty and "at least 5 complete trials" in why

@@ -273,8 +273,17 @@ def evidence_figure(trace: dict[str, Any], title: str) -> Figure | None:
                               ("loss", bool(losses))) if ok]
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(8.0, 3.6), squeeze=False)
-    for ax, panel in zip(axes[0], panels, strict=True):
+    # the heatmap gets the full width (block names are long); the curves share the row below
+    fig = plt.figure(figsize=(8.0, 7.0 if len(panels) > 1 else 4.0))
+    grid = fig.add_gridspec(2 if len(panels) > 1 else 1, 2, height_ratios=(
+        [1.1, 1.0] if len(panels) > 1 else [1.0]))
+    slots = ([grid[0, :]] if panels[0] == "grad" else [grid[0, 0]]) if len(panels) > 1 else [
+        grid[0, :]]
+    if len(panels) > 1:
+        rest = [grid[1, 0], grid[1, 1]] if panels[0] == "grad" else [grid[0, 1], grid[1, :]]
+        slots += rest[:len(panels) - 1]
+    axes = [fig.add_subplot(slot) for slot in slots]
+    for ax, panel in zip(axes, panels, strict=True):
         if panel == "grad" and grad is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
                 logged = np.log10(np.where(grad > 0, grad, np.nan))
@@ -282,7 +291,7 @@ def evidence_figure(trace: dict[str, Any], title: str) -> Figure | None:
             sns.heatmap(pd.DataFrame(logged.T, index=labels, columns=range(1, len(epochs) + 1)),
                         cmap="magma", ax=ax, cbar_kws={"label": "log10 gradient RMS"})
             ax.set(title="Gradient RMS by block", xlabel="epoch", ylabel="block (input → head)")
-            ax.tick_params(labelsize=6)
+            ax.tick_params(labelsize=7)
         elif panel == "upd" and upd is not None:
             x = np.arange(1, upd.shape[0] + 1)
             for j in range(upd.shape[1]):
