@@ -142,3 +142,32 @@ def test_bad_input_is_a_clear_error() -> None:
     empty = cross_validate(mlp("plain", 1, 8), data, folds=2, epochs=1)
     with pytest.raises(ConfigError, match="ProbeHook"):
         diagnose(empty)
+
+
+def test_cli_diagnose_data_and_arch_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
+    from nasdepth.cli import main
+
+    arch = json.dumps({"stages": [{"block": "plain", "depth": 8, "width": 16,
+                                   "activation": "sigmoid", "norm": "none"}], "skip": False})
+    assert main(["diagnose", "--data", "sklearn:iris", "--arch", arch, "--epochs", "3",
+                 "--folds", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["verdict"] == "vanishing_gradients"
+    assert main(["diagnose", "--data", "sklearn:iris", "--arch", "{}",
+                 "--controls", "shufled"]) == 2
+    assert "Did you mean 'shuffled'" in capsys.readouterr().err
+
+
+def test_cli_diagnose_reruns_a_stored_trial(tiny_study, capsys: pytest.CaptureFixture[str]
+                                            ) -> None:
+    from nasdepth.cli import main
+    from nasdepth.study import run_study
+
+    study = run_study(tiny_study, trials=1, progress=False)
+    stored = study.trials[0].user_attrs
+    assert main(["diagnose", "--study", str(tiny_study), "--trial", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "verdict:" in out and "grad_depth_log10" in out
+    if "diagnosis" in stored:  # the study stores the same verdict for the same run
+        assert f"verdict: {stored['diagnosis']['verdict']}" in out
+    assert main(["diagnose", "--study", str(tiny_study), "--trial", "7"]) == 2
