@@ -25,6 +25,9 @@ SHOWN = ["grad_depth_log10", "grad_growth_log10", "update_ratio_median",
          "update_ratio_max", "dead_frac_max", "train_loss_norm_last", "val_loss_norm_min",
          "val_loss_rise", "gap_accuracy", "loss_gap", "skill_z"]
 
+ORDER = ["exploding_gradients", "optimization_problem", "vanishing_gradients",
+         "data_limited_plateau", "overfitting", "healthy"]
+
 # (signal, threshold key, verdicts that must be above/below it, direction of the rule)
 SEPARATIONS = [
     ("grad_depth_log10", "grad_depth_log10", "vanishing_gradients", "below"),
@@ -68,12 +71,13 @@ def main() -> None:
     df = run(args.seeds)
     pd.set_option("display.width", 250, "display.max_columns", 30)
     print(df.round(4).to_string(index=False))
-    print("\nSeparation (min..max of the signal where the rule must fire vs. must not):")
+    print("\nSeparation (min..max of the signal on runs where the rule must fire vs. on runs"
+          " that reach it and must not):")
     for signal, key, verdict, direction in SEPARATIONS:
         fire = df[df.expected == verdict][signal].dropna()
-        # vanishing/optimization are read before data_limited; later rules only see survivors
-        rest = df[(df.expected != verdict) & (df.expected != "exploding_gradients")][signal]
-        rest = rest.dropna()
+        # the rules are read in ORDER: a rule only meets runs that no earlier rule decided
+        later = ORDER[ORDER.index(verdict) + 1:]
+        rest = df[df.expected.isin(later)][signal].dropna()
         print(f"  {signal:24s} rule fires {direction} {THRESHOLDS[key]:<8g} "
               f"{verdict:22s} [{fire.min():.4g} .. {fire.max():.4g}]   "
               f"others [{rest.min():.4g} .. {rest.max():.4g}]")
