@@ -222,9 +222,10 @@ class DepthRecommendation:
     shared_folds: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"best_trial": int(self.best["trial"]), "best_depth": self.best["depth"],
+        return {"best_trial": int(self.best["trial"]), "best_depth": float(self.best["depth"]),
                 "recommended_trial": int(self.recommended["trial"]),
-                "recommended_depth": self.recommended["depth"], "threshold": self.threshold,
+                "recommended_depth": float(self.recommended["depth"]),
+                "threshold": self.threshold,
                 "shared_folds": self.shared_folds,
                 "ttest": None if self.ttest is None else self.ttest.to_dict()}
 
