@@ -114,6 +114,17 @@ def test_early_stopping_and_heldout_test_in_both_paths() -> None:
         assert (res.folds["n_train"] + res.folds["n_val"] == 120).all()
 
 
+def test_group_and_repeated_kinds_through_cross_validate() -> None:
+    data = load_data("sklearn:iris")
+    data.groups = np.arange(len(data)) // 5  # 30 groups of 5 consecutive samples
+    res = cross_validate(MLP, data, cv=CVConfig(folds=3, kind="group", group="g"),
+                         training=TrainConfig(epochs=1, batch_size=32))
+    assert len(res.folds) == 3 and res.folds["n_val"].sum() == 150
+    rep = cross_validate(MLP, data, cv=CVConfig(folds=2, kind="repeated_stratified", repeats=2),
+                         training=TrainConfig(epochs=1, batch_size=32))
+    assert rep.folds["repeat"].tolist() == [0, 0, 1, 1] and rep.folds["n_val"].sum() == 300
+
+
 class EpochRecorder(TrainHook):
     def __init__(self) -> None:
         self.seen: list[tuple[int, int]] = []

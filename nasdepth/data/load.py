@@ -9,6 +9,7 @@ YAML's ``data:`` section): ``{source: <string>, <option>: <value>, ...}``, for e
 from __future__ import annotations
 
 from collections.abc import Mapping
+from os import PathLike, fspath
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def describe(spec: Any) -> str:
     return f"the data spec {spec!r}"
 
 
-def load_data(spec: str | Mapping[str, Any], *, source: str | None = None) -> Dataset:
+def load_data(spec: str | PathLike | Mapping[str, Any], *, source: str | None = None) -> Dataset:
     """Load ``spec`` into memory as tensors.
 
     ``source`` names where the spec came from (a study file) in error messages.
@@ -57,6 +58,8 @@ def load_data(spec: str | Mapping[str, Any], *, source: str | None = None) -> Da
         spec_str = spec["source"]
     else:
         options, spec_str = {}, spec
+    if isinstance(spec_str, PathLike):
+        spec_str = fspath(spec_str)
     if not isinstance(spec_str, str):
         raise ConfigError(label, "data", spec_str, "a string such as 'sklearn:digits'")
     kind, rest = split_spec(spec_str, label)
