@@ -8,6 +8,7 @@ CI logs, their passwords must not end up in our messages too.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -51,6 +52,19 @@ def _check_url(url: str) -> None:
         raise ConfigError("the study", "storage", redact(url), "a URL with a host name")
 
 
+def _driver_url(url: str) -> str:
+    """``postgres(ql)://`` with the driver that is installed: SQLAlchemy 2.1 picks psycopg 3
+    for a bare ``postgresql://``, while many installs (ours) have psycopg2 only."""
+    scheme, rest = url.split("://", 1)
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return f"postgresql+psycopg2://{rest}"
+    return f"postgresql://{rest}"
+
+
 def make_storage(url: str, *, heartbeat_interval: int | None = None,
                  grace_period: int | None = None, max_retry: int = 3
                  ) -> optuna.storages.BaseStorage:
@@ -64,13 +78,17 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None,
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(url))
     _check_url(url)
+    if kind == "rdb":
+        url = _driver_url(url)
     try:
         if kind == "redis":
             import redis
 
             client = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S)
             client.ping()
-            return JournalStorage(JournalRedisBackend(url))
+            with warnings.catch_warnings():  # chosen on purpose: no "experimental" noise
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return JournalStorage(JournalRedisBackend(url))
         engine_kwargs = {}
         if url.startswith(("postgres", "mysql")):
             engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}

@@ -1,0 +1,156 @@
+"""Many workers on one study: PostgreSQL (heartbeats, a SIGKILLed worker's trial retried) and
+Redis. Each needs a local server (127.0.0.1) and is skipped with the reason where none runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nasdepth.study import make_storage, run_study
+from tests.conftest import write_study
+
+ATTRS = ("arch", "summary", "cv_folds", "flops", "wall_time", "device", "seed", "versions",
+         "worker")
+
+
+def _postgres_url() -> str | None:
+    try:
+        import psycopg2
+    except ImportError:
+        return None
+    for user in ("postgres", "root"):
+        try:
+            psycopg2.connect(host="127.0.0.1", port=5432, dbname="test", user=user,
+                             connect_timeout=3).close()
+            return f"postgresql://{user}@127.0.0.1:5432/test"
+        except Exception:
+            continue
+    return None
+
+
+def _redis_url() -> str | None:
+    try:
+        import redis
+
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
+        return "redis://127.0.0.1:6379/0"
+    except Exception:
+        return None
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    url = _postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL server at 127.0.0.1:5432 (database 'test', trust auth)")
+    yield url
+
+
+def _study(tmp_path: Path, url: str, *, epochs: int = 1, trials: int = 2, **storage: int
+           ) -> tuple[Path, str]:
+    name = f"nasdepth-test-{uuid.uuid4().hex[:10]}"  # unique per run: servers are shared
+    path = write_study(tmp_path, name=name, storage={"url": url, **storage},
+                       data={"source": "sklearn:digits", "limit": 400},
+                       budget={"trials": trials},
+                       training={"epochs": epochs, "batch_size": 64, "lr": 0.01})
+    return path, name
+
+
+def _worker(path: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "nasdepth", "run", str(path), "--no-report",
+                             "--no-progress", "--no-probes"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _check_finished(study: optuna.Study, budget: int) -> list[optuna.trial.FrozenTrial]:
+    trials = study.get_trials()
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(done) == budget, [(t.number, t.state, t.user_attrs.get("fail_reason"))
+                                 for t in trials]
+    for t in done:
+        for key in ATTRS:
+            assert key in t.user_attrs, (t.number, key)
+    return done
+
+
+def test_three_postgres_workers_share_one_study(tmp_path: Path, pg_url: str) -> None:
+    path, name = _study(tmp_path, pg_url, trials=5)
+    storage = make_storage(pg_url)
+    try:
+        procs = [_worker(path) for _ in range(3)]
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err
+        study = optuna.load_study(study_name=name, storage=storage)
+        done = _check_finished(study, budget=5)
+        assert all(t.user_attrs["cv_folds"] for t in done)
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)
+
+
+def test_sigkilled_worker_trial_is_retried_and_nothing_is_lost(tmp_path: Path,
+                                                               pg_url: str) -> None:
+    path, name = _study(tmp_path, pg_url, epochs=4, heartbeat_interval=1, grace_period=2)
+    storage = make_storage(pg_url)
+    victim, survivor = _worker(path), None
+    try:
+        study = None
+        deadline = time.monotonic() + 240
+        killed_number = None
+        while time.monotonic() < deadline and killed_number is None:
+            time.sleep(0.2)
+            try:
+                study = optuna.load_study(study_name=name, storage=storage)
+            except KeyError:
+                continue
+            running = [t for t in study.get_trials(states=(TrialState.RUNNING,))
+                       if (t.user_attrs.get("worker") or {}).get("pid") == victim.pid
+                       and "arch" in t.user_attrs]
+            if running:
+                killed_number = running[0].number
+                os.kill(victim.pid, signal.SIGKILL)
+                victim.wait()
+                completed_before = {t.number: t.value for t in study.get_trials(
+                    states=(TrialState.COMPLETE,))}
+        assert killed_number is not None and study is not None, "the worker never started"
+        survivor = _worker(path)
+        _, err = survivor.communicate(timeout=300)
+        assert survivor.returncode == 0, err
+        study = optuna.load_study(study_name=name, storage=storage)
+        done = _check_finished(study, budget=2)
+        killed = study.trials[killed_number]
+        assert killed.state == TrialState.FAIL  # failed by the heartbeat, not left RUNNING
+        retries = [t for t in done if t.system_attrs.get("failed_trial") == killed_number]
+        assert len(retries) == 1 and retries[0].params == killed.params
+        after = {t.number: t.value for t in done}
+        assert all(after.get(n) == v for n, v in completed_before.items())  # nothing lost
+    finally:
+        for p in (victim, survivor):
+            if p is not None and p.poll() is None:
+                p.kill()
+        optuna.delete_study(study_name=name, storage=storage)
+
+
+def test_two_local_workers_on_redis_stop_at_the_budget(tmp_path: Path) -> None:
+    url = _redis_url()
+    if url is None:
+        pytest.skip("no Redis server at 127.0.0.1:6379")
+    path, name = _study(tmp_path, url)
+    study = run_study(path, trials=3, workers=2, progress=False, probes=False)
+    try:
+        _check_finished(study, budget=3)
+    finally:
+        optuna.delete_study(study_name=name, storage=make_storage(url))
