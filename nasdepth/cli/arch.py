@@ -73,7 +73,8 @@ def format_config(cfg: ArchConfig) -> str:
         opts = {k: v for k, v in st.__dict__.items()
                 if k not in ("block", "depth", "width", "stride") and v != getattr(defaults, k)}
         extra = " ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in opts.items())
-        lines.append(f"{i:<6} {st.block:<11} {st.depth:<6} {st.width:<6} {st.stride:<7} {extra}")
+        lines.append(f"{i:<6} {st.block:<11} {st.depth:<6} {st.width:<6} {st.stride:<7} "
+                     f"{extra}".rstrip())
     head = f"{cfg.head_pool} pool to {cfg.head_pool_size}"
     head += "".join(f", fc {h}" for h in cfg.head_hidden)
     if cfg.head_dropout:
