@@ -42,14 +42,26 @@ def _subsample(train: np.ndarray, y: np.ndarray, n_features: int, seed: int) -> 
     return np.sort(rng.choice(train, size=limit, replace=False))
 
 
-def baseline_folds(data: Dataset, *, folds: int, seed: int) -> pd.DataFrame:
+def study_splits(y: np.ndarray, *, folds: int, seed: int, repeats: int = 1
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The splits the study's candidates were trained on: stratified k-fold, or repeated
+    stratified k-fold numbered 0..folds*repeats-1 as the CV engine numbers them."""
+    if repeats > 1:
+        from nasdepth.data.folds import CVConfig, make_splits  # type: ignore[attr-defined]
+
+        cv = CVConfig(folds=folds, seed=seed, kind="repeated_stratified", repeats=repeats)
+        return list(make_splits(y, cv))
+    return list(make_folds(y, folds, seed))
+
+
+def baseline_folds(data: Dataset, *, folds: int, seed: int, repeats: int = 1) -> pd.DataFrame:
     """One row per baseline x fold with ``train_*``/``val_*`` metrics and ``gap_accuracy``,
-    on the same stratified folds (``make_folds(y, folds, seed)``) as the study's candidates.
-    Features are flattened and standardized on the training fold only."""
+    on the same splits as the study's candidates (:func:`study_splits`). Features are
+    flattened and standardized on the training fold only."""
     x = data.x.reshape(len(data), -1).cpu().numpy().astype(np.float64)
     y = data.y_numpy
     rows = []
-    for k, (tr, va) in enumerate(make_folds(y, folds, seed)):
+    for k, (tr, va) in enumerate(study_splits(y, folds=folds, seed=seed, repeats=repeats)):
         models: dict[str, object] = {
             # "prior": predicts the majority class, with the class frequencies as
             # probabilities, so its log loss is the label entropy (not a clipped infinity)

@@ -238,12 +238,9 @@ def baseline_section(st: T.StudyTables, base_folds: pd.DataFrame | None,
         blocks.append(Para(f"{int(better.sum())} of {len(scored)} complete candidates beat "
                            f"logistic regression ({fmt(ref)}); {int((~better).sum())} do not."))
     a = T.fold_scores(st.folds, best["trial"])
-    if isinstance(a.index, pd.MultiIndex):  # repeated CV: the baselines ran the first repeat
-        first = a.index.get_level_values(0).min()
-        a = a.xs(first, level=0)
     lr = base_folds[base_folds["model"] == "logistic regression"].set_index("fold")
     shared = a.index.intersection(lr.index)
-    if len(shared) >= 2 and st.metric in lr:
+    if len(shared) >= 2 and st.metric in lr and not isinstance(a.index, pd.MultiIndex):
         test = corrected_resampled_ttest(
             a.loc[shared].astype(float).to_numpy(), lr.loc[shared, st.metric].to_numpy(),
             n_train=float(lr["n_train"].mean()), n_test=float(lr["n_val"].mean()))

@@ -234,7 +234,8 @@ def fold_scores(folds: pd.DataFrame, trial: Any) -> pd.Series:
     """A trial's fold scores indexed by fold (by (repeat, fold) under repeated CV), so two
     candidates pair on the very same splits."""
     rows = folds[folds["trial"] == trial]
-    keys = ["repeat", "fold"] if "repeat" in rows and rows["repeat"].notna().any() else "fold"
+    unique = rows["fold"].is_unique  # the engine numbers repeated-CV splits 0..k*r-1
+    keys = "fold" if unique or "repeat" not in rows else ["repeat", "fold"]
     return rows.set_index(keys)["score"].astype(float)
 
 

@@ -26,7 +26,8 @@ def study_baselines(st: StudyTables) -> tuple[pd.DataFrame | None, str]:
     try:
         data = load_data(str(spec))
         seed = int(st.config.get("cv_seed", st.config.get("seed", 0)) or 0)
-        return baseline_folds(data, folds=folds, seed=seed), ""
+        repeats = int(st.config.get("repeats") or 1)
+        return baseline_folds(data, folds=folds, seed=seed, repeats=repeats), ""
     except Exception as exc:  # a report must still be written when the data moved away
         return None, f"{type(exc).__name__}: {exc}"
 
