@@ -147,3 +147,14 @@ def test_partial_trace_kept_when_loss_overflows(data) -> None:
     trace = hook.close("non-finite loss")
     assert trace is not None and trace.nonfinite and trace.epochs
     json.dumps(hook.trace_dicts())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_probes_on_cuda_match_and_record(data) -> None:
+    training = TrainConfig(epochs=2, batch_size=32, device="cuda")
+    hook = ProbeHook()
+    result = cross_validate(bn_dropout_arch(), data, folds=2, seed=0, training=training,
+                            hooks=[hook], parallel=False)
+    trace = hook.traces[0]
+    assert len(result.traces) == 2 and all(v > 0 for v in trace.epochs[-1]["grad_rms"])

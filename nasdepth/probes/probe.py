@@ -93,7 +93,7 @@ class Probe:
             raise ConfigError("Probe", "update_every", update_every, "an int >= 1")
         self.model = model
         self.units = probe_units(model)
-        self.params: list[nn.Parameter] = []
+        self.params: list[torch.Tensor] = []
         unit_of: list[int] = []
         seen: set[int] = set()
         for u, (_, module) in enumerate(self.units):
@@ -148,7 +148,7 @@ class Probe:
         if loss is not None:
             self._loss_sum += loss.detach().float()
         if self._steps % self.update_every == 0:
-            self._snapshot = [p.detach().clone() for p in self.params]
+            self._snapshot = list(torch._foreach_mul(self.params, 1.0))  # one batched copy
         self._steps += 1
 
     step = after_backward  # the name users call in their own loops
@@ -162,7 +162,7 @@ class Probe:
         if self._snapshot is None:
             return
         with torch.no_grad():
-            diff = torch._foreach_sub([p.detach() for p in self.params], self._snapshot)
+            diff = torch._foreach_sub(self.params, self._snapshot)
             dn = torch.stack(torch._foreach_norm(diff)).square()
             wn = torch.stack(torch._foreach_norm(self._snapshot)).square()
             u = len(self.units)
