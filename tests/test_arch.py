@@ -312,6 +312,7 @@ def test_impossible_cardinality_is_a_config_error() -> None:
     (StageConfig(block="dense", compression=1.5, stride=2), "compression"),
     (StageConfig(block="bottleneck", bottleneck_ratio=0.0), "bottleneck_ratio"),
     (StageConfig(depth=0), "depth"),
+    (StageConfig(dropout=1.5), "dropout"),
 ])
 def test_impossible_block_options_are_config_errors(stage: StageConfig, key: str) -> None:
     with pytest.raises(ConfigError, match=f"'{key}'"):

@@ -81,6 +81,8 @@ class Block(nn.Module):
                 raise ConfigError(SOURCE, key, getattr(stage, key), "an int >= 1")
         if stride < 1:
             raise ConfigError(SOURCE, "stride", stride, "an int >= 1")
+        if not 0 <= stage.dropout < 1:
+            raise ConfigError(SOURCE, "dropout", stage.dropout, "a number in [0, 1)")
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.shortcut: nn.Module | None = None
         # Downsampling by pooling happens before the block, so its convolutions do not stride.
