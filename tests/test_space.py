@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from nasdepth.arch import ArchConfig, build_model, count_parameters
+from nasdepth.arch import complexity as arch_complexity
 from nasdepth.cli import main
 from nasdepth.data import load_data
 from nasdepth.errors import ConfigError, NasdepthError
@@ -183,8 +184,11 @@ def test_flop_budget_and_grouped_widths() -> None:
     space = load_space(ROOT / "search_spaces" / "mobile.yaml")
     assert space.budget is not None and space.budget.max_flops is not None
     for _params, arch in sample(space, optuna.samplers.RandomSampler(seed=3), 4):
-        _, flops = complexity(arch, (1, 8, 8), 10)
+        params, flops = complexity(arch, (1, 8, 8), 10)
         assert flops is not None and flops <= space.budget.max_flops
+        # the budget's quick count (hooks, meta device) is the architecture package's count
+        counted = arch_complexity(build_model(arch, (1, 8, 8), 10), (1, 8, 8))
+        assert (params, flops) == (counted["params"], counted["flops"])
         for stage in arch.stages:
             if stage.block == "grouped":  # the budget kept the groups dividing the width
                 assert stage.width % stage.cardinality == 0

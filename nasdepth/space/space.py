@@ -153,16 +153,16 @@ class SearchSpace:
         mult = shared.get("width_multiplier", 2)
         stage_fields = stage_keys()
         common = {k: v for k, v in shared.items() if k in stage_fields}
-        stages = []
-        for i in range(n):
-            if depths[i] < 1:
-                continue
-            kwargs = {**common, "depth": depths[i], "width": int(round(base * mult**i)),
-                      "stride": shared.get("stride", 1 if i == 0 else 2)}
-            kwargs.update({k: v for k, v in own[i].items() if k != "depth" or total is None})
-            stages.append(StageConfig(**_as_fields(kwargs, stage_fields)))
         arch = {k: v for k, v in shared.items() if k in arch_keys()}
         try:
+            stages = []
+            for i in range(n):
+                if depths[i] < 1:
+                    continue
+                kwargs = {**common, "depth": depths[i], "width": int(round(base * mult**i)),
+                          "stride": shared.get("stride", 1 if i == 0 else 2)}
+                kwargs.update({k: v for k, v in own[i].items() if k != "depth" or total is None})
+                stages.append(StageConfig(**_as_fields(kwargs, stage_fields)))
             # from_dict turns nested mappings (stem layers) into their dataclasses
             cfg = ArchConfig.from_dict({"stages": stages, **_as_fields(arch, arch_keys())},
                                        self.source)
