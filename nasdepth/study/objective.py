@@ -61,11 +61,16 @@ def epoch_key(objective: str) -> str:
     return "val_loss" if objective.endswith("log_loss") else "val_accuracy"
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """``MemoryError``, CUDA's ``OutOfMemoryError``, the engine's ``DeviceOutOfMemoryError``."""
+    return isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__ or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
 def fail_reason(exc: BaseException) -> str:
     if isinstance(exc, NonFiniteLossError):
         return str(exc)
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
-            isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()):
+    if is_out_of_memory(exc):
         return f"out of memory ({type(exc).__name__}: {str(exc)[:200]})"
     if isinstance(exc, ValueError) and ("NaN" in str(exc) or "infinity" in str(exc)):
         # weights that blew up in the last steps give NaN predictions before a NaN loss
@@ -93,7 +98,7 @@ class Objective:
             trial.set_user_attr("fail_reason", fail_reason(exc))
             tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
             trial.set_user_attr("fail_traceback", "".join(tb[-3:])[-2000:])
-            if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+            if is_out_of_memory(exc):
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()  # leave memory for the next candidate
             raise

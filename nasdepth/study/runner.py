@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
@@ -59,7 +61,9 @@ def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = N
                          cfg.cv.n_splits * cfg.training.epochs, source)
     try:
         study = optuna.create_study(study_name=cfg.name, storage=storage, sampler=sampler,
-                                    pruner=pruner, directions=cfg.directions,
+                                    pruner=pruner,
+                                    directions=[StudyDirection[d.upper()]
+                                                for d in cfg.directions],
                                     load_if_exists=True)
     except ValueError as exc:  # Optuna: directions differ from the stored study's
         raise NasdepthError(f"The study '{cfg.name}' in {redact(cfg.storage_url)} exists with "
@@ -235,7 +239,9 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
                 # the rest of the budget is running elsewhere: wait, and take over the trials
                 # of workers that died
                 if heartbeat:
-                    optuna.storages.fail_stale_trials(st)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        optuna.storages.fail_stale_trials(st)
                 else:
                     _fail_dead_local_trials(st)
                 waiting = st.get_trials(deepcopy=False, states=(TrialState.WAITING,))

@@ -100,8 +100,10 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None,
                 "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
                     max_retry=max_retry),
             }
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
-                                          **heartbeat)  # type: ignore[arg-type]
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                              **heartbeat)  # type: ignore[arg-type]
     except NasdepthError:
         raise
     except Exception as exc:  # driver errors differ per backend; all mean "cannot use it"
