@@ -15,8 +15,8 @@ from nasdepth.space import load_study
 from nasdepth.study import make_storage, run_study
 from tests.conftest import TINY_SPACE, write_study
 
-#: 300 digits, 1 epoch, 2 folds: a trial is a fraction of a second
-SMALL_DATA = {"source": "sklearn:digits", "limit": 300}
+#: 200 digits, 1 epoch, 2 folds: a trial is a fraction of a second
+SMALL_DATA = {"source": "sklearn:digits", "limit": 200}
 FAST = {"epochs": 1, "batch_size": 64, "lr": 0.01}
 
 

@@ -16,7 +16,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nasdepth.study import make_storage, run_study
+from nasdepth.space import load_study
+from nasdepth.study import make_storage, open_study, run_study
+from nasdepth.study.measure import worker_info
 from tests.conftest import write_study
 
 ATTRS = ("arch", "summary", "cv_folds", "flops", "wall_time", "device", "seed", "versions",
@@ -86,6 +88,7 @@ def _check_finished(study: optuna.Study, budget: int) -> list[optuna.trial.Froze
     return done
 
 
+@pytest.mark.slow
 def test_three_postgres_workers_share_one_study(tmp_path: Path, pg_url: str) -> None:
     path, name = _study(tmp_path, pg_url, trials=5)
     storage = make_storage(pg_url)
@@ -101,6 +104,7 @@ def test_three_postgres_workers_share_one_study(tmp_path: Path, pg_url: str) -> 
         optuna.delete_study(study_name=name, storage=storage)
 
 
+@pytest.mark.slow
 def test_sigkilled_worker_trial_is_retried_and_nothing_is_lost(tmp_path: Path,
                                                                pg_url: str) -> None:
     path, name = _study(tmp_path, pg_url, epochs=4, heartbeat_interval=1, grace_period=2)
@@ -144,6 +148,7 @@ def test_sigkilled_worker_trial_is_retried_and_nothing_is_lost(tmp_path: Path,
         optuna.delete_study(study_name=name, storage=storage)
 
 
+@pytest.mark.slow
 def test_two_local_workers_on_redis_stop_at_the_budget(tmp_path: Path) -> None:
     url = _redis_url()
     if url is None:
@@ -154,3 +159,23 @@ def test_two_local_workers_on_redis_stop_at_the_budget(tmp_path: Path) -> None:
         _check_finished(study, budget=3)
     finally:
         optuna.delete_study(study_name=name, storage=make_storage(url))
+
+
+def test_dead_local_worker_trial_on_a_journal_file_is_retried(tmp_path: Path) -> None:
+    path = write_study(tmp_path, data={"source": "sklearn:digits", "limit": 200},
+                       training={"epochs": 1, "batch_size": 64, "lr": 0.01},
+                       budget={"trials": 1})
+    cfg = load_study(path)
+    study = open_study(cfg)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs: a worker killed mid-trial
+    orphan = study.ask()
+    cfg.space.suggest(orphan)
+    orphan.set_user_attr("worker", {**worker_info(), "pid": dead.pid})
+    study = run_study(path, progress=False, probes=False)
+    trials = study.get_trials()
+    assert trials[0].state == TrialState.FAIL
+    assert trials[0].user_attrs["fail_reason"] == f"worker process {dead.pid} died"
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].params == trials[0].params

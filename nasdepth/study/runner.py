@@ -115,9 +115,10 @@ def _fail_dead_local_trials(study: optuna.Study) -> None:
             continue  # alive, another user's
         storage = study._storage
         try:
+            # the reason first: a finished trial's attributes are read-only
+            storage.set_trial_user_attr(t._trial_id, "fail_reason",
+                                        f"worker process {w['pid']} died")
             if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                storage.set_trial_user_attr(t._trial_id, "fail_reason",
-                                            f"worker process {w['pid']} died")
                 study.enqueue_trial(t.params, user_attrs={"retry_of": t.number},
                                     skip_if_exists=False)
         except (RuntimeError, ValueError):
