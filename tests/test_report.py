@@ -143,6 +143,20 @@ def test_recommended_depth_follows_the_rule_on_the_real_study(built: dict[str, A
     assert rec.recommended["depth"] == best[best["cv_mean"] >= threshold]["depth"].min()
     md = (built["out"] / "report.md").read_text()
     assert f"Recommended depth: {int(rec.recommended['depth'])} " in md
+    # the paired tests against every other depth, recomputed from folds.csv
+    folds = pd.read_csv(built["out"] / "folds.csv")
+    tests = T.depth_tests(st)
+    best_trial = int(best.loc[best["cv_mean"].idxmax(), "trial"])
+    assert len(tests) == len(best) - 1
+    for _, row in tests.iterrows():
+        a = folds[folds["trial"] == best_trial].sort_values("fold")["val_accuracy"]
+        b = folds[folds["trial"] == row["trial"]].sort_values("fold")["val_accuracy"]
+        n_train = folds[folds["trial"] == best_trial]["n_train"].mean()
+        n_val = folds[folds["trial"] == best_trial]["n_val"].mean()
+        expected = corrected_resampled_ttest(a.to_numpy(), b.to_numpy(), n_train=n_train,
+                                             n_test=n_val)
+        assert row["t"] == pytest.approx(expected.t)
+        assert row["p_value"] == pytest.approx(expected.p_value)
 
 
 def test_corrected_resampled_ttest_matches_hand_computation() -> None:

@@ -144,6 +144,19 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
         _add(blocks, image(F.one_se_figure(best_tab, rec.threshold, r["depth"], st.metric),
                            "one_se.png", "Best candidate per depth with one standard error"))
         blocks.append(Tab(best_tab, "Best candidate at each depth (SE = std / sqrt(folds))"))
+        tests = T.depth_tests(st)
+        if not tests.empty:
+            fine = tests[~tests["worse"]]
+            shallow = [float(d) for d in fine["depth"]] + [float(b["depth"])]
+            blocks.append(Para(
+                f"A second opinion from paired tests: the shallowest depth whose best candidate "
+                f"is not significantly worse than the best (corrected resampled t-test, 5% "
+                f"level) is {fmt(min(shallow))}. With few folds the test has little power: "
+                f"'not significantly worse' is not 'as good'."))
+            blocks.append(Tab(tests.assign(worse=tests["worse"].map({True: "yes",
+                                                                       False: "no"})),
+                              "Best overall against the best of each other depth, "
+                                     "paired on shared folds (diff = best − that depth)"))
     _add(blocks, image(F.gap_figure(tab), "gap.png", "Train − validation gap against depth"))
     blocks.append(Details("Depth table (all complete candidates' folds)", [
         Tab(tab, "Fold scores by depth, block and skip (recomputable from folds.csv)")]))

@@ -39,12 +39,27 @@ def _int_x(ax: Any) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _baseline_lines(ax: Any, baselines: pd.DataFrame | None) -> None:
+def _baseline_lines(ax: Any, baselines: pd.DataFrame | None, data: pd.Series) -> None:
+    """Baselines as horizontal lines. A baseline far outside the candidates' range (the
+    majority class under good candidates) would squash their differences into one line: it
+    stays in the legend, marked off the scale, and the axis keeps to the data."""
     if baselines is None or baselines.empty:
         return
+    lo, hi = float(data.min()), float(data.max())
+    span = max(hi - lo, 1e-3)
+    shown = [lo, hi]
     for (_, row), style in zip(baselines.iterrows(), (":", "--", "-."), strict=False):
-        ax.axhline(row["cv_mean"], color="black", ls=style, lw=1,
-                   label=f"{row['model']} ({row['cv_mean']:.3f})")
+        value = float(row["cv_mean"])
+        far = value < lo - 2 * span or value > hi + 2 * span
+        keep = not far or row["model"] == "logistic regression"  # the bar to beat stays
+        label = f"{row['model']} ({value:.3f}{'' if keep else ', off the scale'})"
+        if keep:
+            shown.append(value)
+            ax.axhline(value, color="black", ls=style, lw=1, label=label)
+        else:
+            ax.plot([], [], color="black", ls=style, lw=1, label=label)
+    pad = 0.08 * (max(shown) - min(shown) or 1e-3)
+    ax.set_ylim(min(shown) - pad, max(shown) + pad)
 
 
 def depth_figure(folds: pd.DataFrame, depth_tab: pd.DataFrame, metric: str,
@@ -72,7 +87,7 @@ def depth_figure(folds: pd.DataFrame, depth_tab: pd.DataFrame, metric: str,
                    color=color)
         ax.errorbar(g["depth"].astype(float) + off, g["mean"], yerr=g["std"].fillna(0),
                     fmt="o-", capsize=3, color=color, label=group)
-    _baseline_lines(ax, baselines)
+    _baseline_lines(ax, baselines, done["score"])
     ax.set_xticks(depths, [fmt_int(d) for d in depths])
     ax.set(title="CV score against depth (dots: folds; bars: mean ± std over folds)",
            xlabel="depth (blocks)", ylabel=metric_label(metric))

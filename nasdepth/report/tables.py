@@ -270,6 +270,37 @@ def recommend_depth(st: StudyTables) -> DepthRecommendation | None:
                                shared_folds=len(shared))
 
 
+def depth_tests(st: StudyTables, alpha: float = 0.05) -> pd.DataFrame:
+    """The best candidate against the best candidate of every other depth, paired on their
+    shared folds (corrected resampled t-test; ``diff`` = best minus that depth's, so positive
+    means the overall best scores higher when maximizing). ``worse`` marks depths whose
+    candidate is significantly worse at level ``alpha``."""
+    cols = ["depth", "trial", "cv_mean", "diff", "t", "p_value", "folds", "worse"]
+    table = best_per_depth(st)
+    if len(table) < 2:
+        return pd.DataFrame(columns=cols)
+    best = table.loc[table["cv_mean"].idxmax() if st.maximize else table["cv_mean"].idxmin()]
+    a = fold_scores(st.folds, best["trial"])
+    sign = 1.0 if st.maximize else -1.0
+    rows = []
+    for _, row in table.iterrows():
+        if row["trial"] == best["trial"]:
+            continue
+        b = fold_scores(st.folds, row["trial"])
+        shared = a.index.intersection(b.index)
+        if len(shared) < 2:
+            continue
+        n_train, n_test = _fold_sizes(st.folds[st.folds["trial"] == best["trial"]],
+                                      len(shared))
+        test = corrected_resampled_ttest(a.loc[shared].to_numpy(), b.loc[shared].to_numpy(),
+                                         n_train=n_train, n_test=n_test)
+        rows.append({"depth": row["depth"], "trial": row["trial"], "cv_mean": row["cv_mean"],
+                     "diff": test.mean_diff, "t": test.t, "p_value": test.p_value,
+                     "folds": test.k,
+                     "worse": bool(sign * test.mean_diff > 0 and test.p_value < alpha)})
+    return pd.DataFrame(rows, columns=cols)
+
+
 # --- width, blocks, skip -----------------------------------------------------------------
 
 def width_depth_table(st: StudyTables) -> pd.DataFrame:
