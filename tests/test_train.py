@@ -3,6 +3,7 @@ that gives the same scores as sequential folds."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,35 @@ def test_every_metric_on_train_and_val_with_gaps() -> None:
     assert row["gap_accuracy"] == pytest.approx(row["train_accuracy"] - row["val_accuracy"])
     assert 0.5 < row["val_roc_auc"] <= 1.0 and row["params"] > 0
     assert len(res.history) == 9
+
+
+@pytest.mark.parametrize("num_classes,missing", [(2, False), (4, False), (4, True)])
+def test_metrics_equal_the_sklearn_scorers(num_classes: int, missing: bool) -> None:
+    from sklearn import metrics as skm
+
+    from nasdepth.train import classification_metrics
+
+    rng = np.random.default_rng(num_classes)
+    y = rng.integers(0, num_classes - int(missing), 200)  # missing: a class absent from y
+    proba = rng.dirichlet(np.ones(num_classes), 200)
+    proba[np.arange(200), y] += rng.random(200)  # better than chance, not perfect
+    proba /= proba.sum(1, keepdims=True)
+    got = classification_metrics(y, proba, num_classes)
+    pred, labels = proba.argmax(1), np.arange(num_classes)
+    kw: dict[str, Any] = {"labels": labels, "average": "macro", "zero_division": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = {
+            "accuracy": skm.accuracy_score(y, pred),
+            "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
+            "precision_macro": skm.precision_score(y, pred, **kw),
+            "recall_macro": skm.recall_score(y, pred, **kw),
+            "f1_macro": skm.f1_score(y, pred, **kw),
+            "log_loss": skm.log_loss(y, proba, labels=labels),
+        }
+    for name, value in want.items():
+        assert got[name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
+    assert np.isnan(got["roc_auc"]) == missing
 
 
 def test_validation_data_never_changes_training_normalization() -> None:
