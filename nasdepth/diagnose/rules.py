@@ -42,8 +42,8 @@ THRESHOLDS: dict[str, float] = {
     "update_ratio_low": 1e-4,  # largest block ||ΔW||/||W|| per step (stuck below)
     "dead_frac": 0.95,  # fraction of dead ReLU units in the worst block
     "train_loss_flat": 0.95,  # training loss / label entropy: not learning above
-    "val_loss_norm_min": 0.95,  # best validation loss / label entropy: no skill above
-    "skill_z": 4.0,  # CV accuracy above chance in binomial SDs: real skill above
+    "val_loss_norm_min": 0.98,  # best validation loss / label entropy: no skill above
+    "skill_z": 3.0,  # CV accuracy above chance in binomial SDs: real skill above
     "val_loss_rise": 0.10,  # rise of validation loss from its minimum (label entropies)
     "gap_accuracy": 0.10,  # train (probe batch) minus validation accuracy
     "loss_gap": 0.40,  # validation minus training loss (label entropies), last epoch
