@@ -30,7 +30,7 @@ from nasdepth.study import run_study  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def study(folder: Path, name: str, *, trials: int, epochs: int, folds: int, sampler: str,
+def study(folder: Path, name: str, *, trials: int, epochs: int, folds: int, sampler: Any,
           pruner: Any) -> Any:
     raw = {
         "name": name, "data": "sklearn:digits",
@@ -66,6 +66,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--worker-trials", type=int, default=None,
                     help="trials of each workers run (default: --trials)")
+    ap.add_argument("--part", choices=("all", "search", "workers"), default="all",
+                    help="run only the sampler comparison or only the workers comparison")
     args = ap.parse_args()
     if args.quick:
         args.trials, args.epochs, args.worker_trials = 10, 2, 6
@@ -76,40 +78,50 @@ def main() -> None:
           f"{os.cpu_count()} cores, load {load:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        runs = {}
-        warmup = args.epochs  # judge a candidate on one complete fold first
-        for label, sampler, pruner in (
-            ("tpe + median pruning", "tpe", {"name": "median", "startup_trials": 3,
-                                             "warmup_steps": warmup}),
-            ("random, no pruning", "random", "none"),
-        ):
-            cfg = study(folder, label.split()[0], trials=args.trials, epochs=args.epochs,
-                        folds=args.folds, sampler=sampler, pruner=pruner)
-            t0 = time.perf_counter()
-            st = run_study(cfg, progress=False, probes=False)
-            runs[label] = (st, time.perf_counter() - t0)
-        best = max(st.best_value for st, _ in runs.values())
-        target = 0.99 * best
-        print(f"\nbest CV accuracy found: {best:.4f}; target (within 1%): {target:.4f}\n")
-        print("| strategy | wall s | trials to target | s to target | pruned | best |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        for label, (st, seconds) in runs.items():
-            n, s = trials_to_reach(st, target)
-            pruned = sum(t.state == TrialState.PRUNED for t in st.trials)
-            print(f"| {label} | {seconds:.1f} | {n if n else 'not reached'} | "
-                  f"{f'{s:.1f}' if s is not None else '-'} | {pruned} | {st.best_value:.4f} |")
+        if args.part in ("all", "search"):
+            compare_search(folder, args)
+        if args.part in ("all", "workers"):
+            compare_workers(folder, args, worker_trials)
 
-        print("\n| workers | trials | wall s | trials/hour |")
-        print("| --- | --- | --- | --- |")
-        for workers in (1, 2):
-            cfg = study(folder, f"workers{workers}", trials=worker_trials, epochs=args.epochs,
-                        folds=args.folds, sampler="random", pruner="none")
-            t0 = time.perf_counter()
-            st = run_study(cfg, workers=workers, progress=False, probes=False)
-            total = time.perf_counter() - t0  # includes starting the worker processes
-            done = sum(t.state == TrialState.COMPLETE for t in st.trials)
-            print(f"| {workers} | {done} | {total:.1f} | {3600 * done / total:.0f} "
-                  f"(trials only: {3600 * done / wall(st):.0f}) |")
+
+def compare_search(folder: Path, args: argparse.Namespace) -> None:
+    runs = {}
+    warmup = args.epochs  # judge a candidate on one complete fold first
+    startup = max(3, args.trials // 4)  # random trials before TPE models (and prunes)
+    for label, sampler, pruner in (
+        ("tpe + median pruning", {"name": "tpe", "startup_trials": startup},
+         {"name": "median", "startup_trials": startup, "warmup_steps": warmup}),
+        ("random, no pruning", "random", "none"),
+    ):
+        cfg = study(folder, label.split()[0].strip(","), trials=args.trials,
+                    epochs=args.epochs, folds=args.folds, sampler=sampler, pruner=pruner)
+        t0 = time.perf_counter()
+        st = run_study(cfg, progress=False, probes=False)
+        runs[label] = (st, time.perf_counter() - t0)
+    best = max(st.best_value for st, _ in runs.values())
+    target = 0.99 * best
+    print(f"\nbest CV accuracy found: {best:.4f}; target (within 1%): {target:.4f}\n")
+    print("| strategy | wall s | trials to target | s to target | pruned | best |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for label, (st, seconds) in runs.items():
+        n, s = trials_to_reach(st, target)
+        pruned = sum(t.state == TrialState.PRUNED for t in st.trials)
+        print(f"| {label} | {seconds:.1f} | {n if n else 'not reached'} | "
+              f"{f'{s:.1f}' if s is not None else '-'} | {pruned} | {st.best_value:.4f} |")
+
+
+def compare_workers(folder: Path, args: argparse.Namespace, worker_trials: int) -> None:
+    print("\n| workers | trials | wall s (with start-up) | trials/h | trials/h, trials only |")
+    print("| --- | --- | --- | --- | --- |")
+    for workers in (1, 2):
+        cfg = study(folder, f"workers{workers}", trials=worker_trials, epochs=args.epochs,
+                    folds=args.folds, sampler="random", pruner="none")
+        t0 = time.perf_counter()
+        st = run_study(cfg, workers=workers, progress=False, probes=False)
+        total = time.perf_counter() - t0  # includes starting the worker processes
+        done = sum(t.state == TrialState.COMPLETE for t in st.trials)
+        print(f"| {workers} | {done} | {total:.1f} | {3600 * done / total:.0f} | "
+              f"{3600 * done / wall(st):.0f} |")
 
 
 if __name__ == "__main__":
