@@ -47,8 +47,10 @@ def trials_to_reach(st: optuna.Study, target: float) -> tuple[int | None, float 
     trials = sorted(st.trials, key=lambda t: t.number)
     start = min(t.datetime_start for t in trials if t.datetime_start)
     for i, t in enumerate(trials, 1):
-        if t.state == TrialState.COMPLETE and t.value is not None and t.value >= target:
-            return i, (t.datetime_complete - start).total_seconds()
+        done = t.datetime_complete
+        if t.state == TrialState.COMPLETE and t.value is not None and t.value >= target and \
+                done is not None:
+            return i, (done - start).total_seconds()
     return None, None
 
 
