@@ -397,7 +397,8 @@ def test_matched_budget_tables_on_a_hand_made_study() -> None:
         (8, 8, "residual", 1900, 0.95), (2, 8, "plain", 300, 0.70), (16, 4, "plain", 5000,
                                                                      0.60)]
     trials = pd.DataFrame([{"trial": i, "state": "COMPLETE", "depth": d, "width": w,
-                            "block": b, "skip": True, "params": float(p), "cv_mean": m}
+                            "block": b, "skip": True, "params": float(p), "cv_mean": m,
+                            "cv_std": 0.01 * (i + 1)}
                            for i, (d, w, b, p, m) in enumerate(rows)])
     st = _tables(trials)
     matched = T.matched_params_table(st)
@@ -409,6 +410,8 @@ def test_matched_budget_tables_on_a_hand_made_study() -> None:
     assert blocks.loc["plain", "candidates"] == 2 and blocks.loc["residual", "candidates"] == 2
     assert blocks.loc["plain", "mean"] == pytest.approx(0.915)
     assert blocks.loc["residual", "best"] == pytest.approx(0.95)
+    assert blocks.loc["residual", "best_trial"] == 3
+    assert blocks.loc["residual", "best_std"] == pytest.approx(0.04)
     wd = T.width_depth_table(st).set_index(["depth", "width"])
     assert wd.loc[(2, 8), "best"] == 0.70 and len(wd) == 6
     pareto = T.pareto_table(st, "params")

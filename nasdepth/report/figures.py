@@ -175,8 +175,20 @@ def block_figure(table: pd.DataFrame, metric: str) -> Figure | None:
     if table.empty:
         return None
     fig, ax = plt.subplots(figsize=WIDE)
-    sns.barplot(data=table, x="budget", y="best", hue="block", ax=ax)
-    ax.set(title="Block types at matched parameter budgets (best candidate)",
+    # points with the fold spread, not bars: bars start at zero and hide differences of a
+    # fraction of a percent, and a difference means little without its spread
+    budgets = list(dict.fromkeys(table["budget"]))
+    kinds = sorted(table["block"].unique())
+    colors = sns.color_palette("tab10", len(kinds))
+    for i, (kind, color) in enumerate(zip(kinds, colors, strict=True)):
+        rows = table[table["block"] == kind]
+        x = np.array([budgets.index(b) for b in rows["budget"]], dtype=float)
+        x += (i - (len(kinds) - 1) / 2) * 0.5 / max(1, len(kinds))
+        ax.errorbar(x, rows["best"], yerr=rows["best_std"].astype(float).fillna(0), fmt="o",
+                    capsize=4, color=color, label=kind)
+    ax.set_xticks(range(len(budgets)), budgets)
+    ax.set_xlim(-0.6, len(budgets) - 0.4)
+    ax.set(title="Block types at matched parameter budgets (best candidate ± std over folds)",
            xlabel="parameters (budget bin)", ylabel=metric_label(metric))
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -344,15 +344,20 @@ def matched_params_table(st: StudyTables) -> pd.DataFrame:
 
 def block_table(st: StudyTables) -> pd.DataFrame:
     """Block types at matched budgets: per factor-of-two parameter bin holding two or more
-    block types, each block's number of candidates, mean and best CV score."""
-    cols = ["budget", "bin_low", "block", "candidates", "mean", "best"]
+    block types, each block's number of candidates, mean and best CV score, and the best
+    candidate's trial and std over folds."""
+    cols = ["budget", "bin_low", "block", "candidates", "mean", "best", "best_std",
+            "best_trial"]
     done = st.scored[st.scored["block"].notna() & st.scored["params"].notna()]
     if done.empty:
         return pd.DataFrame(columns=cols)
     done = done.assign(bin_low=params_bin(done["params"]))
     g = done.groupby(["bin_low", "block"], sort=True)["cv_mean"]
+    order = done.sort_values(["cv_mean", "params"], ascending=[not st.maximize, True])
+    top = order.groupby(["bin_low", "block"], sort=True).head(1).set_index(["bin_low", "block"])
     out = pd.DataFrame({"candidates": g.size(), "mean": g.mean(),
-                        "best": g.max() if st.maximize else g.min()}).reset_index()
+                        "best": g.max() if st.maximize else g.min(),
+                        "best_std": top["cv_std"], "best_trial": top["trial"]}).reset_index()
     kinds = out.groupby("bin_low")["block"].nunique()
     out = out[out["bin_low"].isin(kinds[kinds >= 2].index)]
     out = out.assign(budget=out["bin_low"].map(_bin_label))
