@@ -30,7 +30,8 @@ def metric_label(metric: str) -> str:
 
 
 def _group(df: pd.DataFrame) -> pd.Series:
-    skip = df["skip"].map(lambda s: "skip on" if bool(s) else "skip off")
+    skip = df["skip"].map(lambda s: "skip ?" if pd.isna(s) else "skip on" if bool(s)
+                          else "skip off")
     return df["block"].astype(str) + ", " + skip
 
 

@@ -144,7 +144,8 @@ def collect(study: optuna.Study) -> StudyTables:
             "gap_mean": float(folds["gap_accuracy"].mean()) if "gap_accuracy" in folds
             else math.nan,
             "test_score": _test_score(attrs, metric),
-            "seconds": float(attrs.get("wall_time", math.nan)),
+            "seconds": float(attrs["wall_time"]) if isinstance(attrs.get("wall_time"),
+                                                                int | float) else math.nan,
             "verdict": diag.get("verdict") if diag else None,
             "confidence": diag.get("confidence") if diag else None,
             "fail_reason": _reason(t, k),
