@@ -161,8 +161,8 @@ def fit_fold(
                 hook.after_step(model)
             if sched is not None:
                 sched.step()
-            total += loss.detach() * len(idx)
-            correct += (out.detach().argmax(1) == yb).sum()
+            total.add_(loss.detach(), alpha=b - a)
+            correct.add_((out.detach().argmax(1) == yb).sum())
         seen = plan[-1][1]
         train_loss = float(total) / seen  # one host sync per epoch
         if not math.isfinite(train_loss):

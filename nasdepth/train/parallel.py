@@ -185,8 +185,8 @@ def fit_folds_parallel(
                 amp.update()
             if sched is not None:
                 sched.step()
-            total += ce.detach() * (b - a)
-            correct += (out.detach().argmax(-1) == yb).sum(1)
+            total.add_(ce.detach(), alpha=b - a)
+            correct.add_((out.detach().argmax(-1) == yb).sum(1))
         seen = plan[-1][1]
         train_loss = (total / seen).tolist()  # one host sync per epoch
         train_acc = (correct.float() / seen).tolist()
