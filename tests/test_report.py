@@ -52,10 +52,11 @@ def _partial_trials(study: optuna.Study) -> None:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One real study (4 trials, 2 folds, 1 epoch on digits) named like an attack, plus
-    partial-state trials, and its report."""
+    """One real study (4 trials, 2 folds, 1 epoch on digits, 20% held out for testing) named
+    like an attack, plus partial-state trials, and its report."""
     folder = tmp_path_factory.mktemp("report")
-    path = write_study(folder, name="report_tiny", space=SPACE, cv={"folds": 2},
+    path = write_study(folder, name="report_tiny", space=SPACE,
+                       cv={"folds": 2, "test_size": 0.2},
                        training={"epochs": 1, "batch_size": 64, "lr": 0.01},
                        budget={"trials": 4})
     raw = yaml.safe_load(path.read_text())
@@ -195,6 +196,16 @@ def test_study_name_and_reasons_are_escaped(built: dict[str, Any]) -> None:
     assert EVIL not in md and "&lt;script&gt;alert(1)&lt;/script&gt;" in md
 
 
+def test_held_out_test_score(built: dict[str, Any]) -> None:
+    """Every fold model is scored on the held-out 20%; the report shows their mean."""
+    trials = pd.read_csv(built["out"] / "trials.csv").set_index("trial")
+    folds = pd.read_csv(built["out"] / "folds.csv")
+    done = folds[folds["state"] == "COMPLETE"].groupby("trial")["test_accuracy"].mean()
+    np.testing.assert_allclose(trials.loc[done.index, "test_score"], done)
+    md = (built["out"] / "report.md").read_text()
+    assert "held-out test |" in md
+
+
 def test_partial_study_lists_running_failed_and_pruned(built: dict[str, Any]) -> None:
     trials = pd.read_csv(built["out"] / "trials.csv")
     assert (trials["state"] == "COMPLETE").sum() == 4
@@ -216,6 +227,9 @@ def test_baselines_on_the_same_folds(built: dict[str, Any]) -> None:
     sizes = folds.groupby("fold")["n_val"].first()
     for model, rows in base.groupby("model"):
         assert list(rows["n_val"]) == list(sizes), model
+    # the held-out 20% is never in a fold (sklearn rounds the test part up)
+    assert base["n_train"].iloc[0] + base["n_val"].iloc[0] == 1797 - math.ceil(0.2 * 1797)
+    assert "test_accuracy" in base and base["test_accuracy"].notna().all()
     majority = base[base["model"] == "majority class"]["val_accuracy"]
     logreg = base[base["model"] == "logistic regression"]["val_accuracy"]
     assert majority.between(0.09, 0.12).all()  # digits: ten balanced classes

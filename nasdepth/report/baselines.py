@@ -8,6 +8,7 @@ columns (``val_accuracy``, ``val_log_loss``, ...) match the trials' fold tables.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from nasdepth.data import Dataset, make_folds
+from nasdepth.data import Dataset
 from nasdepth.train.metrics import classification_metrics
 
 BASELINES = ("majority class", "logistic regression")
@@ -42,26 +43,38 @@ def _subsample(train: np.ndarray, y: np.ndarray, n_features: int, seed: int) -> 
     return np.sort(rng.choice(train, size=limit, replace=False))
 
 
-def study_splits(y: np.ndarray, *, folds: int, seed: int, repeats: int = 1
-                 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The splits the study's candidates were trained on: stratified k-fold, or repeated
-    stratified k-fold numbered 0..folds*repeats-1 as the CV engine numbers them."""
-    if repeats > 1:
-        from nasdepth.data.folds import CVConfig, make_splits  # type: ignore[attr-defined]
+def study_splits(data: Dataset, config: dict[str, Any]
+                 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """The splits the study's candidates were trained on, rebuilt from its stored config the
+    way the CV engine builds them: the held-out test part set aside first, then the CV splits
+    of the rest (numbered 0..n-1 as the engine numbers them). Returns (splits, test index)."""
+    from nasdepth.data.folds import CVConfig, holdout_split, make_splits
 
-        cv = CVConfig(folds=folds, seed=seed, kind="repeated_stratified", repeats=repeats)
-        return list(make_splits(y, cv))
-    return list(make_folds(y, folds, seed))
+    stored = config.get("cv")
+    if isinstance(stored, dict):
+        cv = CVConfig.from_dict(stored)
+    else:
+        repeats = int(config.get("repeats") or 1)
+        cv = CVConfig(folds=int(config["folds"]), seed=int(config.get("cv_seed") or 0),
+                      kind="repeated_stratified" if repeats > 1 else "stratified",
+                      repeats=repeats)
+    y = data.y_numpy
+    cv_idx, test_idx = holdout_split(y, cv.test_size, cv.seed)
+    groups = None if data.groups is None else data.groups[cv_idx]
+    splits = [(cv_idx[tr], cv_idx[va]) for tr, va in make_splits(y[cv_idx], cv, groups=groups)]
+    return splits, test_idx
 
 
-def baseline_folds(data: Dataset, *, folds: int, seed: int, repeats: int = 1) -> pd.DataFrame:
-    """One row per baseline x fold with ``train_*``/``val_*`` metrics and ``gap_accuracy``,
-    on the same splits as the study's candidates (:func:`study_splits`). Features are
-    flattened and standardized on the training fold only."""
+def baseline_folds(data: Dataset, config: dict[str, Any]) -> pd.DataFrame:
+    """One row per baseline x fold with ``train_*``/``val_*`` (and ``test_*`` where a test part
+    was held out) metrics and ``gap_accuracy``, on the same splits as the study's candidates
+    (:func:`study_splits`). Features are flattened and standardized on the training fold
+    only."""
+    splits, test_idx = study_splits(data, config)
     x = data.x.reshape(len(data), -1).cpu().numpy().astype(np.float64)
     y = data.y_numpy
     rows = []
-    for k, (tr, va) in enumerate(study_splits(y, folds=folds, seed=seed, repeats=repeats)):
+    for k, (tr, va) in enumerate(splits):
         models: dict[str, object] = {
             # "prior": predicts the majority class, with the class frequencies as
             # probabilities, so its log loss is the label entropy (not a clipped infinity)
@@ -77,7 +90,9 @@ def baseline_folds(data: Dataset, *, folds: int, seed: int, repeats: int = 1) ->
                 model.fit(x[fit_idx], y[fit_idx])  # type: ignore[attr-defined]
             classes = np.unique(y[fit_idx])
             scores: dict[str, float] = {}
-            for split, idx in (("train", tr), ("val", va)):
+            parts = [("train", tr), ("val", va)] + ([("test", test_idx)] if len(test_idx)
+                                                    else [])
+            for split, idx in parts:
                 metrics = classification_metrics(
                     y[idx], _proba(model, x[idx], classes, data.num_classes), data.num_classes)
                 scores.update({f"{split}_{m}": v for m, v in metrics.items()})
@@ -93,4 +108,7 @@ def baseline_summary(folds_df: pd.DataFrame, metric: str) -> pd.DataFrame:
         return pd.DataFrame(columns=["model", "cv_mean", "cv_std", "folds"])
     g = folds_df.groupby("model", sort=False)[metric]
     out = pd.DataFrame({"cv_mean": g.mean(), "cv_std": g.std(ddof=1), "folds": g.size()})
+    test = "test_" + metric.removeprefix("val_")
+    if test in folds_df:  # held-out test score, mean over the fold models
+        out["held-out test"] = folds_df.groupby("model", sort=False)[test].mean()
     return out.reset_index()

@@ -69,9 +69,14 @@ def _objective(config: dict[str, Any], directions: list[str]) -> tuple[str, bool
     return metric, not metric.endswith("log_loss")
 
 
-def _test_score(attrs: dict[str, Any], metric: str) -> float:
-    """Held-out test score where a test split exists (``test`` dict or ``test_<metric>``)."""
+def _test_score(attrs: dict[str, Any], metric: str, folds: pd.DataFrame) -> float:
+    """Held-out test score where a test part was set aside: the mean over the fold models of
+    the folds' ``test_<metric>`` (the CV engine scores every fold model on it), else a
+    ``test`` dict or ``test_<metric>`` trial attribute."""
     plain = metric.removeprefix("val_")
+    column = f"test_{plain}"
+    if column in folds and folds[column].notna().any():
+        return float(folds[column].astype(float).mean())
     test = attrs.get("test")
     if isinstance(test, dict):
         for key in (metric, plain, f"test_{plain}"):
@@ -143,7 +148,7 @@ def collect(study: optuna.Study) -> StudyTables:
             "folds_done": k,
             "gap_mean": float(folds["gap_accuracy"].mean()) if "gap_accuracy" in folds
             else math.nan,
-            "test_score": _test_score(attrs, metric),
+            "test_score": _test_score(attrs, metric, folds),
             "seconds": float(attrs["wall_time"]) if isinstance(attrs.get("wall_time"),
                                                                 int | float) else math.nan,
             "verdict": diag.get("verdict") if diag else None,

@@ -20,14 +20,12 @@ def study_baselines(st: StudyTables) -> tuple[pd.DataFrame | None, str]:
     from nasdepth.data import load_data
     from nasdepth.report.baselines import baseline_folds
 
-    spec, folds = st.config.get("data"), st.config.get("folds")
-    if not spec or not isinstance(folds, int):
+    spec = st.config.get("data")
+    if not spec or not (isinstance(st.config.get("folds"), int)
+                        or isinstance(st.config.get("cv"), dict)):
         return None, "the study does not record its data spec and folds."
     try:
-        data = load_data(str(spec))
-        seed = int(st.config.get("cv_seed", st.config.get("seed", 0)) or 0)
-        repeats = int(st.config.get("repeats") or 1)
-        return baseline_folds(data, folds=folds, seed=seed, repeats=repeats), ""
+        return baseline_folds(load_data(str(spec)), st.config), ""
     except Exception as exc:  # a report must still be written when the data moved away
         return None, f"{type(exc).__name__}: {exc}"
 
