@@ -25,7 +25,8 @@ def study_baselines(st: StudyTables) -> tuple[pd.DataFrame | None, str]:
                         or isinstance(st.config.get("cv"), dict)):
         return None, "the study does not record its data spec and folds."
     try:
-        return baseline_folds(load_data(str(spec)), st.config), ""
+        data = load_data(spec if isinstance(spec, dict) else str(spec))  # a spec or a mapping
+        return baseline_folds(data, st.config), ""
     except Exception as exc:  # a report must still be written when the data moved away
         return None, f"{type(exc).__name__}: {exc}"
 
