@@ -5,7 +5,7 @@ precision and the error types a study records."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -102,8 +102,3 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | 
     if device.type == "cuda" and precision == "fp16":
         return torch.amp.GradScaler("cuda")
     return None
-
-
-@contextlib.contextmanager
-def no_op() -> Iterator[None]:
-    yield
