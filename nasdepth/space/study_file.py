@@ -268,8 +268,6 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     """Read and validate a study YAML file; ``overrides`` (same layout, e.g. from CLI flags,
     ``None`` values ignored) replace what the file says."""
     raw = read_study_yaml(path)
-    source = str(path)
     if overrides:
         raw = merge(raw, overrides)
-        source = f"{path} (with command-line overrides)"
-    return study_from_dict(raw, Path(path), source)
+    return study_from_dict(raw, Path(path), str(path))

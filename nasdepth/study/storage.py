@@ -92,16 +92,16 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None,
         engine_kwargs = {}
         if url.startswith(("postgres", "mysql")):
             engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
-        heartbeat = {}
-        if heartbeat_interval is not None and not url.startswith("sqlite"):
-            heartbeat = {
-                "heartbeat_interval": heartbeat_interval,
-                "grace_period": grace_period or 3 * heartbeat_interval,
-                "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
-                    max_retry=max_retry),
-            }
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            heartbeat = {}
+            if heartbeat_interval is not None and not url.startswith("sqlite"):
+                heartbeat = {
+                    "heartbeat_interval": heartbeat_interval,
+                    "grace_period": grace_period or 3 * heartbeat_interval,
+                    "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
+                        max_retry=max_retry),
+                }
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
                                               **heartbeat)  # type: ignore[arg-type]
     except NasdepthError:
