@@ -96,7 +96,9 @@ def diagnose_traces(
     s.update(skill_from_folds(folds, tr[0].chance_accuracy))
     controls = controls or {}
     verdict, conf, ev, advice = _decide(s, th, controls)
-    conf, ev2, advice2, verdict = _weigh_controls(verdict, conf, s, th, controls)
+    conf, ev2, advice2, new_verdict = _weigh_controls(verdict, conf, s, th, controls)
+    if new_verdict != verdict:  # the controls overturned the probes: their advice stands
+        advice, verdict = [], new_verdict
     return Diagnosis(verdict=verdict, confidence=round(conf, 3), evidence=ev + ev2,
                      advice=advice + advice2, controls=controls,
                      signals={k: (None if v is None else round(float(v), 6))
@@ -251,6 +253,13 @@ def _weigh_controls(verdict: str, conf: float, s: dict[str, float | None],
             conf += 0.1
             advice.append("a depth-2 network and logistic regression score the same: the data, "
                           "not the depth, limits you")
+        elif (verdict == "data_limited_plateau" and best is not None
+              and best > (skill or 0.0) + 2 * same):
+            # a shallow model finds signal the probed model missed: not the data's fault
+            verdict, conf = "optimization_problem", 0.7
+            advice.append(f"a shallow control reaches skill {best:.2f} on the same folds: the "
+                          "data has signal this model fails to fit; train longer, tune the "
+                          "learning rate or use a smaller model")
     if lc and lc.get("slope") is not None:
         ev.append(_ev("learning_curve_slope", lc["slope"], 0.02,
                       "validation accuracy gained per doubling of the training data"))

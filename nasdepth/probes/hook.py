@@ -28,7 +28,7 @@ class ProbeHook(TrainHook):
     needs_per_fold_model = True
 
     def __init__(self, *, probe_size: int = PROBE_BATCH, update_every: int = 4,
-                 snr_chunks: int = 4) -> None:
+                 snr_chunks: int = 0) -> None:
         self.probe_size, self.update_every, self.snr_chunks = probe_size, update_every, snr_chunks
         self.traces: list[Trace] = []
         self.probe: Probe | None = None

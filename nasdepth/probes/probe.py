@@ -3,10 +3,11 @@
 Cost model (measured on a 2-core CPU, see ``benchmarks/bench_probes.py``): every step the probe
 takes the norms of all gradient tensors in one ``torch._foreach_norm`` call and adds their
 squares to a device tensor (no host sync); every ``update_every``-th step it measures the
-relative update ||ΔW||/||W|| the same way. Once per epoch it runs a fixed probe batch through the
-model in eval mode (forward hooks only then) for activation RMS, dead ReLU and saturated
-sigmoid/tanh units, and splits that batch into chunks for the gradient signal-to-noise ratio,
-using ``torch.autograd.grad`` so that ``.grad`` of the training step is never touched. Eval mode
+relative update ||ΔW||/||W|| the same way, and adds the gradients to a running sum, so that the
+epoch's mini-batches serve as the chunks of the gradient signal-to-noise ratio (no per-sample
+gradients, works with BatchNorm). Once per epoch it runs a fixed probe batch through the model
+in eval mode (forward hooks only then) for activation RMS, dead ReLU and saturated sigmoid/tanh
+units. Eval mode
 and ``no RNG draws`` keep BatchNorm running statistics and dropout masks of training unchanged:
 the probe does not change the training result.
 
@@ -71,9 +72,12 @@ def label_entropy(y: torch.Tensor, num_classes: int) -> tuple[float, float]:
 class Probe:
     """Per-block gradient, update and activation statistics of ``model``, one row per epoch.
 
-    ``probe_batch=(x, y)``: a fixed batch for the activation statistics, the probe accuracy and
-    the gradient signal-to-noise ratio (skipped without one). ``labels``/``num_classes`` set the
-    label entropy that normalizes the losses (taken from ``probe_batch`` when omitted).
+    ``probe_batch=(x, y)``: a fixed batch for the activation statistics and the probe accuracy
+    (skipped without one). The gradient signal-to-noise ratio treats the epoch's training
+    mini-batches as the chunks (one batched add per step); ``snr_chunks=K`` (K >= 2) takes it
+    instead from K chunks of the probe batch at the epoch's end (K extra backward passes).
+    ``labels``/``num_classes`` set the label entropy that normalizes the losses (taken from
+    ``probe_batch`` when omitted).
     """
 
     def __init__(
@@ -84,7 +88,7 @@ class Probe:
         labels: torch.Tensor | None = None,
         num_classes: int | None = None,
         update_every: int = 4,
-        snr_chunks: int = 4,
+        snr_chunks: int = 0,
         fold: int = 0,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -132,6 +136,9 @@ class Probe:
     def _reset_epoch(self) -> None:
         n, u = len(self.params), len(self.units)
         self._grad_sq = torch.zeros(n, device=self.device)
+        # sum of the step gradients: with _grad_sq the spread of the mini-batch gradients
+        self._grad_sum = [torch.zeros_like(p) for p in self.params] if not self.snr_chunks \
+            else []
         self._loss_sum = torch.zeros((), device=self.device)
         self._steps = 0
         self._update_sum = torch.zeros(u, device=self.device)
@@ -145,6 +152,10 @@ class Probe:
         grads = [p.grad if p.grad is not None else self._zero for p in self.params]
         norms = torch._foreach_norm(grads)
         self._grad_sq += torch.stack(norms).square()
+        if self._grad_sum:
+            full = [p.grad if p.grad is not None else self._grad_sum[i].new_zeros(())
+                    for i, p in enumerate(self.params)]
+            torch._foreach_add_(self._grad_sum, full)
         if loss is not None:
             self._loss_sum += loss.detach().float()
         if self._steps % self.update_every == 0:
@@ -184,8 +195,15 @@ class Probe:
         grad_rms = (grad_sq_u / (steps * self._unit_numel)).sqrt()
         update = self._update_sum / max(1, self._updates)
         mean_loss = self._loss_sum / steps
-        packed = torch.cat([grad_rms, update, mean_loss.reshape(1)]).tolist()  # one host sync
         u = len(self.units)
+        snr = torch.full((u,), float("nan"), device=self.device)
+        if self._grad_sum and self._steps >= 2:
+            # mini-batches as the chunks: ||mean g||² / (E||g||² - ||mean g||²), unbiased
+            mean_sq = torch.stack(torch._foreach_norm(self._grad_sum)).square() / steps**2
+            sig = torch.zeros(u, device=self.device).index_add_(0, self._unit_of, mean_sq)
+            noise = (grad_sq_u / steps - sig) * steps / (steps - 1)
+            snr = sig / noise.clamp_min(1e-30)
+        packed = torch.cat([grad_rms, update, snr, mean_loss.reshape(1)]).tolist()  # one sync
         row: dict[str, Any] = {"epoch": len(self.trace.epochs) if epoch is None else epoch,
                                "steps": self._steps}
         row["grad_rms"] = [finite_or_none(v) for v in packed[:u]]
@@ -194,6 +212,8 @@ class Probe:
         if train_loss is None and self._steps:
             train_loss = packed[-1]
         row.update(self._probe_batch_stats())
+        if self._grad_sum:
+            row["grad_snr"] = [finite_or_none(v) for v in packed[2 * u:3 * u]]
         h = self.trace.label_entropy
         row["train_loss"] = finite_or_none(train_loss)
         row["val_loss"] = finite_or_none(val_loss)
@@ -219,7 +239,7 @@ class Probe:
         self.model.eval()  # no BatchNorm statistics updates, no dropout draws
         try:
             stats = self._activations(x, y)
-            stats["grad_snr"] = self._snr(x, y)
+            stats["grad_snr"] = self._snr(x, y) if self.snr_chunks else [None] * u
         except Exception:
             # statistics must never break a user's training: record nothing for this epoch
             stats = empty
