@@ -27,7 +27,7 @@ class ProbeHook(TrainHook):
 
     needs_per_fold_model = True
 
-    def __init__(self, *, probe_size: int = PROBE_BATCH, update_every: int = 4,
+    def __init__(self, *, probe_size: int = PROBE_BATCH, update_every: int = 10,
                  snr_chunks: int = 0) -> None:
         self.probe_size, self.update_every, self.snr_chunks = probe_size, update_every, snr_chunks
         self.traces: list[Trace] = []
@@ -90,6 +90,6 @@ class ProbeHook(TrainHook):
         return summarize(self.traces)
 
 
-def probe_hook(*, probe_size: int = PROBE_BATCH, update_every: int = 4) -> ProbeHook:
+def probe_hook(*, probe_size: int = PROBE_BATCH, update_every: int = 10) -> ProbeHook:
     """A fresh hook for one ``cross_validate`` call (the studies' factory)."""
     return ProbeHook(probe_size=probe_size, update_every=update_every)

@@ -2,9 +2,9 @@
 
 Cost model (measured on a 2-core CPU, see ``benchmarks/bench_probes.py``): every step the probe
 takes the norms of all gradient tensors in one ``torch._foreach_norm`` call and adds their
-squares to a device tensor (no host sync); every ``update_every``-th step it measures the
+squares to a device tensor (no host sync); every ``update_every``-th step (10) it measures the
 relative update ||ΔW||/||W|| the same way, and adds the gradients to a running sum, so that the
-epoch's mini-batches serve as the chunks of the gradient signal-to-noise ratio (no per-sample
+sampled mini-batches serve as the chunks of the gradient signal-to-noise ratio (no per-sample
 gradients, works with BatchNorm). Once per epoch it runs a fixed probe batch through the model
 in eval mode (forward hooks only then) for activation RMS, dead ReLU and saturated sigmoid/tanh
 units. Eval mode
@@ -87,7 +87,7 @@ class Probe:
         probe_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
         labels: torch.Tensor | None = None,
         num_classes: int | None = None,
-        update_every: int = 4,
+        update_every: int = 10,
         snr_chunks: int = 0,
         fold: int = 0,
     ) -> None:
@@ -114,6 +114,7 @@ class Probe:
             0, self._unit_of, numel)
         self._zero = torch.zeros((), device=device)
         self.update_every, self.snr_chunks = int(update_every), int(snr_chunks)
+        self._period = self.update_every  # shortened for short epochs (>= 4 samples each)
         self.probe_batch = probe_batch
         if labels is None and probe_batch is not None:
             labels = probe_batch[1]
@@ -136,6 +137,8 @@ class Probe:
     def _reset_epoch(self) -> None:
         n, u = len(self.params), len(self.units)
         self._grad_sq = torch.zeros(n, device=self.device)
+        self._snr_sq = torch.zeros(n, device=self.device)
+        self._sampled = 0
         # sum of the step gradients: with _grad_sq the spread of the mini-batch gradients
         self._grad_sum = [torch.zeros_like(p) for p in self.params] if not self.snr_chunks \
             else []
@@ -152,14 +155,16 @@ class Probe:
         grads = [p.grad if p.grad is not None else self._zero for p in self.params]
         norms = torch._foreach_norm(grads)
         self._grad_sq += torch.stack(norms).square()
-        if self._grad_sum:
-            full = [p.grad if p.grad is not None else self._grad_sum[i].new_zeros(())
-                    for i, p in enumerate(self.params)]
-            torch._foreach_add_(self._grad_sum, full)
         if loss is not None:
             self._loss_sum += loss.detach().float()
-        if self._steps % self.update_every == 0:
+        if self._steps % self._period == 0:  # a sampled step: update ratio and SNR
             self._snapshot = list(torch._foreach_mul(self.params, 1.0))  # one batched copy
+            if self._grad_sum:
+                full = [p.grad if p.grad is not None else self._grad_sum[i].new_zeros(())
+                        for i, p in enumerate(self.params)]
+                torch._foreach_add_(self._grad_sum, full)
+                self._snr_sq += torch.stack(norms).square()
+                self._sampled += 1
         self._steps += 1
 
     step = after_backward  # the name users call in their own loops
@@ -197,11 +202,13 @@ class Probe:
         mean_loss = self._loss_sum / steps
         u = len(self.units)
         snr = torch.full((u,), float("nan"), device=self.device)
-        if self._grad_sum and self._steps >= 2:
-            # mini-batches as the chunks: ||mean g||² / (E||g||² - ||mean g||²), unbiased
-            mean_sq = torch.stack(torch._foreach_norm(self._grad_sum)).square() / steps**2
+        k = self._sampled
+        if self._grad_sum and k >= 2:
+            # sampled mini-batches as the chunks: ||mean g||² / (E||g||² - ||mean g||²)
+            mean_sq = torch.stack(torch._foreach_norm(self._grad_sum)).square() / k**2
             sig = torch.zeros(u, device=self.device).index_add_(0, self._unit_of, mean_sq)
-            noise = (grad_sq_u / steps - sig) * steps / (steps - 1)
+            sq = torch.zeros(u, device=self.device).index_add_(0, self._unit_of, self._snr_sq)
+            noise = (sq / k - sig) * k / (k - 1)
             snr = sig / noise.clamp_min(1e-30)
         packed = torch.cat([grad_rms, update, snr, mean_loss.reshape(1)]).tolist()  # one sync
         row: dict[str, Any] = {"epoch": len(self.trace.epochs) if epoch is None else epoch,
@@ -224,6 +231,7 @@ class Probe:
             (train_loss is not None and not math.isfinite(float(train_loss)))
             or any(v is None for v in row["grad_rms"]))
         self.trace.epochs.append(row)
+        self._period = max(1, min(self.update_every, self._steps // 4))
         self._reset_epoch()
         return row
 
