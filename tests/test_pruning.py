@@ -20,6 +20,7 @@ SPACE = {
     "skip": False,
 }
 GOOD = {"depth": 1, "block": "residual", "activation": "relu", "norm": "batch"}
+GOOD2 = {**GOOD, "block": "plain"}  # not a repeat: a repeat reuses the first one's scores
 # six plain sigmoid blocks without normalization or skips: near chance for several epochs
 POOR = {"depth": 6, "block": "plain", "activation": "sigmoid", "norm": "none"}
 EPOCHS, FOLDS = 3, 2
@@ -38,7 +39,7 @@ def test_median_pruner_stops_poor_candidates_and_keeps_their_finished_folds(
     path = study_with(tmp_path, {"name": "median", "startup_trials": 2,
                                  "warmup_steps": EPOCHS})
     study = open_study(load_study(path))
-    for params in (GOOD, GOOD, POOR, POOR):
+    for params in (GOOD, GOOD2, POOR, POOR):
         study.enqueue_trial(params)
     study = run_study(path, trials=4, progress=False, probes=False)
     good, poor = study.trials[:2], study.trials[2:]

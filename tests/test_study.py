@@ -223,3 +223,19 @@ def test_sweep_runs_every_grid_point_once(tmp_path: Path, monkeypatch: pytest.Mo
     points = sorted((t.params["depth"], t.params["block"]) for t in study.trials)
     assert points == [(1, "plain"), (1, "residual"), (2, "plain"), (2, "residual")]
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_a_repeated_candidate_reuses_its_twin_scores(tmp_path: Path) -> None:
+    from nasdepth.space import load_study as load
+    from nasdepth.study import open_study
+
+    path = small_study(tmp_path)
+    study = open_study(load(path))
+    params = {"depth": 1, "block": "plain", "skip": True}
+    study.enqueue_trial(params)
+    study.enqueue_trial(params)
+    study = run_study(path, trials=2, progress=False, probes=False)
+    first, second = study.trials
+    assert second.user_attrs["duplicate_of"] == first.number
+    assert second.value == first.value
+    assert second.user_attrs["cv_folds"] == first.user_attrs["cv_folds"]

@@ -127,6 +127,18 @@ class Objective:
         trial.set_user_attr("versions", versions())
         trial.set_user_attr("worker", worker_info())
         arch = cfg.space.suggest(trial)
+        twin = _completed_twin(trial)
+        if twin is not None:
+            # same candidate, same seeded folds: the CV would repeat the twin's scores
+            # exactly; samplers on small categorical spaces propose repeats often
+            for key, value in twin.user_attrs.items():
+                if key not in ("worker", "retry_of"):
+                    trial.set_user_attr(key, value)
+            for key, bound in twin.constraints.items():
+                trial.set_constraint(key, bound)
+            trial.set_user_attr("duplicate_of", twin.number)
+            trial.set_user_attr("wall_time", time.perf_counter() - start)
+            return twin.values[0] if len(twin.values) == 1 else list(twin.values)
         trial.set_user_attr("arch", arch.to_dict())
         costs = self._costs(trial, arch)
         trial.set_user_attr("summary", {**arch.summary(), "params": int(costs["params"]),
@@ -177,6 +189,15 @@ class Objective:
         from nasdepth.study.probing import record_diagnosis
 
         record_diagnosis(trial, result)
+
+
+def _completed_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+    """An earlier complete trial of this study with exactly this trial's parameters."""
+    params = trial.params
+    for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if t.params == params and t.values is not None and "cv_folds" in t.user_attrs:
+            return t
+    return None
 
 
 def records_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
