@@ -13,13 +13,14 @@ from nasdepth.probes.summary import summarize
 from nasdepth.probes.trace import Trace
 from nasdepth.train.hooks import TrainHook
 
-PROBE_BATCH = 256  # samples in the fixed probe batch (activation statistics, SNR)
+PROBE_BATCH = 256  # most samples in the fixed probe batch (activation statistics)
 
 
 class ProbeHook(TrainHook):
     """Probes for ``cross_validate(..., hooks=[ProbeHook()])``.
 
-    The probe batch is ``probe_size`` evenly spaced training samples of each fold (chosen without
+    The probe batch is ``probe_size`` (at most 1/16 of the fold, at least 32) evenly spaced
+    training samples of each fold (chosen without
     random draws, so the training RNG stream is untouched). After the run, ``traces`` holds one
     :class:`Trace` per fold (also the partial trace of a fold that stopped on a non-finite loss)
     and ``summary()`` a compact JSON summary for storing with a trial.
@@ -37,7 +38,10 @@ class ProbeHook(TrainHook):
                      y_train: torch.Tensor) -> None:
         self.close("stopped before its last epoch")  # the previous fold failed midway
         n = len(x_train)
-        idx = torch.linspace(0, n - 1, min(n, self.probe_size)).round().long()
+        # at most 1/16 of an epoch's samples: on small data sets one probe forward per epoch
+        # must stay cheap next to the epoch's training steps (bench_probes: CNN on digits)
+        size = min(n, self.probe_size, max(32, n // 16))
+        idx = torch.linspace(0, n - 1, size).round().long()
         idx = idx.to(x_train.device)
         num_classes = int(y_train.max()) + 1
         out = getattr(model, "head", None)
