@@ -10,12 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from nasdepth.cli import arch
-from nasdepth.cli import diagnose
-from nasdepth.cli import report
-from nasdepth.cli import run
-from nasdepth.cli import spaces
-from nasdepth.cli import sweep
+from nasdepth.cli import arch, diagnose, report, run, spaces, sweep
 from nasdepth.errors import NasdepthError
 
 # one line per command module (each has register(subparsers))
