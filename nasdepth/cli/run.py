@@ -101,6 +101,9 @@ def print_summary(study: optuna.Study) -> None:
             if c in best.columns]
     if len(best) and {"cv_mean", "cv_std"} <= set(best.columns):
         shown = best[cols].copy()
+        for c in ("params", "flops"):  # NaN for trials without them makes pandas use floats
+            if c in shown:
+                shown[c] = shown[c].astype("Int64")
         std = best["cv_std"].fillna(0)
         shown["cv score"] = [f"{m:.4f} ± {s:.4f}"
                              for m, s in zip(best["cv_mean"], std, strict=True)]
