@@ -1,15 +1,15 @@
 """``Probe``: per-block training statistics, cheap enough to leave on.
 
-Cost model (measured on a 2-core CPU, see ``benchmarks/bench_probes.py``): every step the probe
-takes the norms of all gradient tensors in one ``torch._foreach_norm`` call and adds their
-squares to a device tensor (no host sync); every ``update_every``-th step (10) it measures the
-relative update ||ΔW||/||W|| the same way, and adds the gradients to a running sum, so that the
-sampled mini-batches serve as the chunks of the gradient signal-to-noise ratio (no per-sample
-gradients, works with BatchNorm). Once per epoch it runs a fixed probe batch through the model
-in eval mode (forward hooks only then) for activation RMS, dead ReLU and saturated sigmoid/tanh
-units. Eval mode
-and ``no RNG draws`` keep BatchNorm running statistics and dropout masks of training unchanged:
-the probe does not change the training result.
+Cost model (measured on a 2-core CPU, see ``benchmarks/bench_probes.py``): every
+``grad_every``-th step (4) the probe takes the norms of all gradient tensors in one
+``torch._foreach_norm`` call and adds their squares to a device tensor (no host sync); every
+``update_every``-th step (10) it measures the relative update ||ΔW||/||W|| the same way, and
+adds the gradients to a running sum, so that the sampled mini-batches serve as the chunks of the
+gradient signal-to-noise ratio (no per-sample gradients, works with BatchNorm). Once per epoch
+it runs a fixed probe batch through the model in eval mode (forward hooks only then) for
+activation RMS, dead ReLU and saturated sigmoid/tanh units. Eval mode and no RNG draws keep
+BatchNorm running statistics and dropout masks of training unchanged: the probe does not change
+the training result.
 
 Use it in your own loop::
 
@@ -88,6 +88,7 @@ class Probe:
         labels: torch.Tensor | None = None,
         num_classes: int | None = None,
         update_every: int = 10,
+        grad_every: int = 4,
         snr_chunks: int = 0,
         fold: int = 0,
     ) -> None:
@@ -95,6 +96,8 @@ class Probe:
             raise ConfigError("Probe", "model", type(model).__name__, "a torch.nn.Module")
         if update_every < 1:
             raise ConfigError("Probe", "update_every", update_every, "an int >= 1")
+        if grad_every < 1:
+            raise ConfigError("Probe", "grad_every", grad_every, "an int >= 1")
         self.model = model
         self.units = probe_units(model)
         self.params: list[torch.Tensor] = []
@@ -115,6 +118,10 @@ class Probe:
         self._zero = torch.zeros((), device=device)
         self.update_every, self.snr_chunks = int(update_every), int(snr_chunks)
         self._period = self.update_every  # shortened for short epochs (>= 4 samples each)
+        # gradient norms on every grad_every-th step: a per-epoch RMS needs a sample of the
+        # steps, not all of them, and skipping steps keeps the probe's cost within budget
+        self.grad_every = int(grad_every)
+        self._grad_period = self.grad_every
         self.probe_batch = probe_batch
         if labels is None and probe_batch is not None:
             labels = probe_batch[1]
@@ -137,6 +144,7 @@ class Probe:
     def _reset_epoch(self) -> None:
         n, u = len(self.params), len(self.units)
         self._grad_sq = torch.zeros(n, device=self.device)
+        self._grad_steps = 0
         self._snr_sq = torch.zeros(n, device=self.device)
         self._sampled = 0
         # sum of the step gradients: with _grad_sq the spread of the mini-batch gradients
@@ -152,12 +160,17 @@ class Probe:
     def after_backward(self, loss: torch.Tensor | None = None) -> None:
         """Record the gradients of this step (call after ``backward()``); device-side only."""
         self._finish_update()  # a user loop calls no after_step: the last step's update is in
-        grads = [p.grad if p.grad is not None else self._zero for p in self.params]
-        norms = torch._foreach_norm(grads)
-        self._grad_sq += torch.stack(norms).square()
         if loss is not None:
             self._loss_sum += loss.detach().float()
-        if self._steps % self._period == 0:  # a sampled step: update ratio and SNR
+        record = self._steps % self._grad_period == 0
+        sampled = self._steps % self._period == 0  # update ratio and SNR
+        if record or sampled:
+            grads = [p.grad if p.grad is not None else self._zero for p in self.params]
+            norms = torch._foreach_norm(grads)
+            if record:
+                self._grad_sq += torch.stack(norms).square()
+                self._grad_steps += 1
+        if sampled:
             self._snapshot = list(torch._foreach_mul(self.params, 1.0))  # one batched copy
             if self._grad_sum:
                 full = [p.grad if p.grad is not None else self._grad_sum[i].new_zeros(())
@@ -197,7 +210,7 @@ class Probe:
         steps = max(1, self._steps)
         grad_sq_u = torch.zeros(len(self.units), device=self.device).index_add_(
             0, self._unit_of, self._grad_sq)
-        grad_rms = (grad_sq_u / (steps * self._unit_numel)).sqrt()
+        grad_rms = (grad_sq_u / (max(1, self._grad_steps) * self._unit_numel)).sqrt()
         update = self._update_sum / max(1, self._updates)
         mean_loss = self._loss_sum / steps
         u = len(self.units)
@@ -232,6 +245,7 @@ class Probe:
             or any(v is None for v in row["grad_rms"]))
         self.trace.epochs.append(row)
         self._period = max(1, min(self.update_every, self._steps // 4))
+        self._grad_period = max(1, min(self.grad_every, self._steps // 8))
         self._reset_epoch()
         return row
 
