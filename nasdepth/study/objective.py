@@ -25,6 +25,7 @@ from nasdepth.data import Dataset
 from nasdepth.space import StudyConfig
 from nasdepth.space.study_file import CONSTRAINTS
 from nasdepth.study.measure import count_flops, measure_latency, versions, worker_info
+from nasdepth.study.probing import record_diagnosis
 from nasdepth.study.registry import pruner_granularity
 from nasdepth.train import NonFiniteLossError, TrainHook, cross_validate
 from nasdepth.train.cv import CVResult, FoldCallback, records
@@ -185,9 +186,7 @@ class Objective:
                               source=str(cfg.path))
 
     def after_cv(self, trial: optuna.Trial, result: CVResult) -> None:
-        """Integration point for probes and diagnosis (see :mod:`nasdepth.study.probing`)."""
-        from nasdepth.study.probing import record_diagnosis
-
+        """Store the probe summary and diagnosis (see :mod:`nasdepth.study.probing`)."""
         record_diagnosis(trial, result)
 
 

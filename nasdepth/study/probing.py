@@ -2,50 +2,28 @@
 
 ``probe_hooks(trial, arch)`` gives the training hooks that record a trace; after the CV,
 ``record_diagnosis(trial, result)`` stores ``probe_summary`` and ``diagnosis``
-(``Diagnosis.to_dict()``) as trial attributes. Both do nothing where the probes/diagnose
-packages are not installed in this tree, so a study runs either way.
+(``Diagnosis.to_dict()``) as trial attributes. A failure of either is recorded on the trial
+and never fails a finished candidate.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import optuna
 
 from nasdepth.arch import ArchConfig
+from nasdepth.diagnose import diagnose
+from nasdepth.probes import probe_hook
 from nasdepth.train import TrainHook
 from nasdepth.train.cv import CVResult
 
 _HOOK_ATTR = "_nasdepth_probe_hook"
 
 
-def _probe_factory() -> Any:
-    try:
-        from nasdepth.probes import probe_hook  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return probe_hook
-
-
-def _diagnose() -> Any:
-    try:
-        from nasdepth.diagnose import diagnose  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return diagnose
-
-
-def probes_available() -> bool:
-    return _probe_factory() is not None
-
-
 def probe_hooks(trial: optuna.Trial, arch: ArchConfig) -> Sequence[TrainHook]:
     """One probe hook for this trial (kept on the trial object to summarize after the CV)."""
-    factory = _probe_factory()
-    if factory is None:
-        return []
-    hook = factory()
+    hook = probe_hook()
     setattr(trial, _HOOK_ATTR, hook)
     return [hook]
 
@@ -58,8 +36,7 @@ def record_diagnosis(trial: optuna.Trial, result: CVResult) -> None:
             trial.set_user_attr("probe_summary", hook.summary())
         except Exception as exc:  # a probe bug must not fail a finished candidate
             trial.set_user_attr("probe_error", f"{type(exc).__name__}: {exc}")
-    diagnose = _diagnose()
-    if diagnose is None or (hook is None and not result.traces):
+    if hook is None and not result.traces:
         return
     try:
         trial.set_user_attr("diagnosis", diagnose(result).to_dict())
