@@ -12,6 +12,8 @@ OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "none")
 PRECISIONS = ("fp32", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")
+#: where a fold's data lives while it trains: on the device, or streamed from the host
+PLACEMENTS = ("auto", "device", "stream")
 
 
 def _number(v: Any) -> bool:
@@ -32,6 +34,10 @@ class TrainConfig:
     ``parallel``: train the folds as one vectorized ensemble (``auto``: where it is faster).
     ``channels_last``: memory format for 2-D CNNs (``auto``: on for CNNs on CPU/CUDA).
     ``compile``: ``torch.compile`` the model (costs seconds per new architecture).
+    ``data_placement``: ``device`` copies each fold's rows to the device once and batches
+    there; ``stream`` keeps them on the host and feeds batches through a ``DataLoader`` (same
+    batches, same scores; no fold-parallel training); ``auto``: on the device where they fit
+    (always on a CPU; on CUDA under half the free memory), streamed otherwise.
     """
 
     epochs: int = 10
@@ -51,6 +57,7 @@ class TrainConfig:
     parallel: str = "auto"
     channels_last: str = "auto"
     compile: bool = False
+    data_placement: str = "auto"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self, source: str = "the training settings") -> TrainConfig:
@@ -69,7 +76,7 @@ class TrainConfig:
                 raise ConfigError(source, key, getattr(self, key), "a number in [0, 1)")
         for key, valid in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                            ("precision", PRECISIONS), ("parallel", SWITCHES),
-                           ("channels_last", SWITCHES)):
+                           ("channels_last", SWITCHES), ("data_placement", PLACEMENTS)):
             if getattr(self, key) not in valid:
                 raise UnknownNameError(source, key, getattr(self, key), valid)
         if not isinstance(self.compile, bool):

@@ -1,14 +1,17 @@
 """Train one fresh model on one fold (the sequential path; every hook call happens here).
 
 Speed: the fold's tensors live on the device, batches are slices of a seeded ``randperm``,
-the running loss stays a device tensor, and the host syncs once per epoch.
+the running loss stays a device tensor, and the host syncs once per epoch. Data that does not
+fit on the device is streamed from the host instead (``data_placement``, ``stream.py``): the
+same batches in the same order through a ``DataLoader``, standardized on the device.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +24,7 @@ from nasdepth.data import Dataset, Standardizer, augment_batch
 from nasdepth.train.config import TrainConfig
 from nasdepth.train.hooks import TrainHook
 from nasdepth.train.loop import (
+    OOM_ERRORS,
     EarlyStopper,
     NonFiniteLossError,
     autocast,
@@ -31,8 +35,18 @@ from nasdepth.train.loop import (
     make_schedule,
 )
 from nasdepth.train.metrics import add_gaps, metric_row
+from nasdepth.train.stream import (
+    HostRows,
+    PlanSampler,
+    fit_standardizer,
+    host_loader,
+    predict_proba_host,
+    resolve_placement,
+)
 
 __all__ = ["FoldResult", "NonFiniteLossError", "fit_fold", "predict_proba"]
+
+log = logging.getLogger("nasdepth.train")
 
 
 @dataclass
@@ -79,6 +93,37 @@ def epoch_record(fold: int, epoch: int, train_loss: float, train_acc: float,
             "lr": lr}
 
 
+@dataclass
+class _OnDevice:
+    """A fold's rows copied to the device once (the fast path)."""
+
+    x_tr_raw: torch.Tensor
+    x_tr: torch.Tensor  # the batches' source: standardized, or raw where batches are augmented
+    y_tr: torch.Tensor
+    x_va: torch.Tensor
+    y_va: torch.Tensor
+    scaler: Standardizer
+
+    def batches(self, perm: torch.Tensor, plan: Sequence[tuple[int, int]]
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for a, b in plan:
+            idx = perm[a:b]
+            yield self.x_tr[idx], self.y_tr[idx]
+
+
+def _on_device(data: Dataset, train_idx: np.ndarray, val_idx: np.ndarray, device: torch.device,
+               augment: bool, memory: torch.memory_format) -> _OnDevice:
+    x_tr_raw = data.x[torch.as_tensor(train_idx)].to(device)
+    y_tr = data.y[torch.as_tensor(train_idx)].to(device)
+    scaler = Standardizer.fit(x_tr_raw)  # training part only: validation never leaks in
+    x_va = scaler(data.x[torch.as_tensor(val_idx)].to(device))
+    y_va = data.y[torch.as_tensor(val_idx)].to(device)
+    x_tr = x_tr_raw if augment else scaler(x_tr_raw)
+    if memory != torch.contiguous_format:
+        x_tr, x_va = x_tr.contiguous(memory_format=memory), x_va.contiguous(memory_format=memory)
+    return _OnDevice(x_tr_raw, x_tr, y_tr, x_va, y_va, scaler)
+
+
 def fit_fold(
     model: nn.Module,
     data: Dataset,
@@ -93,49 +138,94 @@ def fit_fold(
     test_idx: np.ndarray | None = None,
     n_used: int | None = None,
     aux_weight: float = 0.0,
+    placement: str | None = None,
 ) -> FoldResult:
     """Train ``model`` on ``train_idx`` and score it on ``val_idx`` (and ``test_idx``),
     standardized with statistics of the training part only.
 
     ``n_used``: samples per epoch (a seeded subset of the training part; cross_validate sets
     the smallest fold's size so that every fold takes the same steps).
+    ``placement``: ``device`` or ``stream``, already decided (``cross_validate`` decides once
+    for all folds); None or ``auto``: decided here from ``training.data_placement`` and logged.
+    With ``training.data_placement: auto``, a fold whose data runs out of device memory on the
+    way in is streamed instead.
     """
     start = time.perf_counter()
-    x_tr_raw = data.x[torch.as_tensor(train_idx)].to(device)
-    y_tr = data.y[torch.as_tensor(train_idx)].to(device)
-    scaler = Standardizer.fit(x_tr_raw)  # training part only: validation never leaks in
-    x_va = scaler(data.x[torch.as_tensor(val_idx)].to(device))
-    y_va = data.y[torch.as_tensor(val_idx)].to(device)
+    n_test = 0 if test_idx is None else len(test_idx)
+    if placement in (None, "auto"):
+        placement = resolve_placement(
+            placement or training.data_placement, data, device, len(train_idx), len(val_idx),
+            n_test, fold=fold, level=logging.INFO if fold == 0 else logging.DEBUG)
     augment = training.augment.enabled
-    x_tr = x_tr_raw if augment else scaler(x_tr_raw)
     channels_last = use_channels_last(training, data.input_shape, device)
     memory = torch.channels_last if channels_last else torch.contiguous_format
+    if placement not in ("device", "stream"):
+        raise ValueError(f"placement must be auto, device or stream, not {placement!r}")
+    placed: _OnDevice | None = None
+    if placement == "device":
+        try:
+            placed = _on_device(data, train_idx, val_idx, device, augment, memory)
+        except OOM_ERRORS:
+            if training.data_placement != "auto":
+                raise
+            log.warning("fold %d: the data ran out of memory on %s; streaming it from the host",
+                        fold, device)
+        if placed is None and device.type == "cuda":  # after the except: its frames are gone
+            torch.cuda.empty_cache()
+    # streamed: rows stay on the host (pinned for the GPU); only batches and chunks move
+    rows = HostRows(data.x, data.y, pin=device.type == "cuda" and not data.x.is_cuda)
+    if placed is not None:
+        scaler, y_va = placed.scaler, placed.y_va
+    else:
+        scaler = fit_standardizer(data.x, train_idx, device)  # training rows only
+        y_va = data.y[torch.as_tensor(val_idx)].to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-        x_tr, x_va = x_tr.contiguous(memory_format=memory), x_va.contiguous(memory_format=memory)
     model.to(device)
     net = torch.compile(model) if training.compile else model
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, training, device)
-    n = len(x_tr)
+    n = len(train_idx)
     plan = batch_plan(min(n, n_used or n), training.batch_size)
     sched = make_schedule(opt, training, len(plan))
     amp = grad_scaler(device, training.precision)
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed) if augment else None
     stopper = EarlyStopper(training.patience, training.min_delta)
+    sampler = PlanSampler(train_idx, plan, gen)  # streamed: the same draws from ``gen``
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This epoch's batches: standardized unless augmentation comes first."""
+        if placed is not None:
+            perm = fold_perm(n, plan[-1][1], gen).to(device)
+            yield from placed.batches(perm, plan)
+            return
+        for xb, yb in host_loader(rows, sampler):  # the same rows in the same order
+            xb = xb.to(device, non_blocking=True).contiguous(memory_format=memory)
+            yb = yb.to(device, non_blocking=True)
+            yield (xb if aug_gen is not None else scaler(xb)), yb
+
+    def proba(index: np.ndarray, x: torch.Tensor | None) -> torch.Tensor:
+        if x is not None:
+            return predict_proba(model, x, precision=training.precision)
+        return predict_proba_host(model, rows, index, scaler, device, memory,
+                                  precision=training.precision)
+
+    if hooks and placed is not None:
+        x_hook, y_hook = (scaler(placed.x_tr_raw) if augment else placed.x_tr), placed.y_tr
+    elif hooks:  # streamed: the standardized training rows on the host (the device lacks room)
+        host = Standardizer(scaler.mean.cpu(), scaler.std.cpu())
+        x_hook = host(data.x[torch.as_tensor(train_idx)].cpu())
+        y_hook = data.y[torch.as_tensor(train_idx)].cpu()
     for hook in hooks:
-        hook.on_fit_start(model, fold, scaler(x_tr_raw) if augment else x_tr, y_tr)
+        hook.on_fit_start(model, fold, x_hook, y_hook)
     history = []
     epochs_run = 0
     for epoch in range(training.epochs):
         model.train()
-        perm = fold_perm(n, plan[-1][1], gen).to(device)
         total = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        for a, b in plan:
-            idx = perm[a:b]
-            xb, yb = x_tr[idx], y_tr[idx]
+        for xb, yb in batches():
             if aug_gen is not None:  # training batches only, before standardization
                 xb = scaler(augment_batch(xb, training.augment, aug_gen))
                 xb = xb.contiguous(memory_format=memory)
@@ -161,13 +251,13 @@ def fit_fold(
                 hook.after_step(model)
             if sched is not None:
                 sched.step()
-            total.add_(loss.detach(), alpha=b - a)
+            total.add_(loss.detach(), alpha=len(yb))
             correct.add_((out.detach().argmax(1) == yb).sum())
         seen = plan[-1][1]
         train_loss = float(total) / seen  # one host sync per epoch
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"non-finite loss at fold {fold}, epoch {epoch}")
-        proba_va = predict_proba(model, x_va, precision=training.precision)
+        proba_va = proba(val_idx, None if placed is None else placed.x_va)
         record = epoch_record(fold, epoch, train_loss, float(correct) / seen, proba_va, y_va,
                               float(opt.param_groups[0]["lr"]))
         history.append(record)
@@ -178,15 +268,21 @@ def fit_fold(
             break
 
     row: dict[str, Any] = {"fold": fold, "n_train": len(train_idx), "n_val": len(val_idx)}
-    x_eval = scaler(x_tr_raw).contiguous(memory_format=memory) if augment else x_tr
-    parts = [("train", x_eval, y_tr), ("val", x_va, y_va)]
+    parts: list[tuple[str, np.ndarray, torch.Tensor | None]] = [
+        ("train", train_idx, None), ("val", val_idx, None)]
+    if placed is not None:
+        x_eval = (scaler(placed.x_tr_raw).contiguous(memory_format=memory) if augment
+                  else placed.x_tr)
+        parts = [("train", train_idx, x_eval), ("val", val_idx, placed.x_va)]
     if test_idx is not None and len(test_idx):
-        x_te = scaler(data.x[torch.as_tensor(test_idx)].to(device))
-        y_te = data.y[torch.as_tensor(test_idx)]
-        parts.append(("test", x_te.contiguous(memory_format=memory), y_te))
-    for split, x, y in parts:
-        proba = predict_proba(model, x, precision=training.precision).cpu().numpy()
-        row.update(metric_row(split, y.cpu().numpy(), proba, data.num_classes))
+        x_te = None
+        if placed is not None:
+            x_te = scaler(data.x[torch.as_tensor(test_idx)].to(device))
+            x_te = x_te.contiguous(memory_format=memory)
+        parts.append(("test", test_idx, x_te))
+    for split, index, x in parts:
+        y = data.y[torch.as_tensor(index)].cpu().numpy()
+        row.update(metric_row(split, y, proba(index, x).cpu().numpy(), data.num_classes))
     add_gaps(row)
     row["epochs"] = epochs_run
     row["stopped_early"] = epochs_run < training.epochs

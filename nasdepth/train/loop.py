@@ -25,7 +25,7 @@ def out_of_memory(exc: BaseException, device: torch.device, training: TrainConfi
     return DeviceOutOfMemoryError(
         f"out of memory on {device} {where} (batch_size {training.batch_size}, "
         f"{params} parameters): reduce batch_size or the model size, or set "
-        f"parallel: off [{type(exc).__name__}]")
+        f"parallel: off or data_placement: stream [{type(exc).__name__}]")
 
 
 OOM_ERRORS: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError, MemoryError)
