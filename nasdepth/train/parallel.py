@@ -43,6 +43,7 @@ from nasdepth.train.loop import (
     make_schedule,
 )
 from nasdepth.train.metrics import add_gaps, metric_row
+from nasdepth.train.stacked import StackedFolds, can_stack
 
 Tensors = dict[str, torch.Tensor]
 
@@ -101,6 +102,15 @@ class FoldEnsemble:
         return model
 
 
+def make_ensemble(models: Sequence[nn.Module], device: torch.device,
+                  input_shape: Sequence[int], stacking: str = "auto"
+                  ) -> FoldEnsemble | StackedFolds:
+    """Stacked layers where every stateful layer has a stacked twin (MLPs), else vmap."""
+    if stacking == "auto" and can_stack(models[0], input_shape):
+        return StackedFolds(models, device)
+    return FoldEnsemble(models, device)
+
+
 def _padded(indices: Sequence[np.ndarray], device: torch.device
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """(k, M) index matrix (short rows padded with their first index) and the valid mask."""
@@ -122,16 +132,20 @@ def fit_folds_parallel(
     test_idx: np.ndarray | None = None,
     n_used: int,
     aux_weight: float = 0.0,
+    stacking: str = "auto",
 ) -> list[FoldResult]:
     """Train fold k's fresh ``models[k]`` on ``splits[k]`` for every k at once; the same
-    batches, initialization and updates as :func:`fit_fold` per fold."""
+    batches, initialization and updates as :func:`fit_fold` per fold.
+
+    ``stacking``: ``auto`` runs MLPs as stacked layers (:mod:`nasdepth.train.stacked`, grouped
+    matmuls) and everything else through ``vmap``; ``vmap`` forces the latter."""
     start = time.perf_counter()
     k = len(models)
     x_all, y_all = data.x.to(device), data.y.to(device)
     scalers = [Standardizer.fit(x_all[torch.as_tensor(tr, device=device)]) for tr, _ in splits]
     mean = torch.stack([s.mean for s in scalers])[:, None]  # (k, 1, *feature dims)
     std = torch.stack([s.std for s in scalers])[:, None]
-    ens = FoldEnsemble(models, device)
+    ens = make_ensemble(models, device, data.input_shape, stacking)
     opt = make_optimizer(list(ens.params.values()), training, device)
     plan = batch_plan(n_used, training.batch_size)
     sched = make_schedule(opt, training, len(plan))
@@ -264,7 +278,7 @@ def _clip_per_fold(params: Sequence[torch.Tensor], max_norm: float) -> None:
 
 
 @torch.no_grad()
-def _predict(ens: FoldEnsemble, x_all: torch.Tensor, index: torch.Tensor,
+def _predict(ens: FoldEnsemble | StackedFolds, x_all: torch.Tensor, index: torch.Tensor,
              standardize: Any, training: TrainConfig, chunk: int = 1024) -> torch.Tensor:
     """Class probabilities ``(k, M, C)`` of each fold's model on its own rows of ``index``."""
     out = []
