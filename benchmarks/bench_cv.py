@@ -4,7 +4,8 @@
   ``AdamW``, cosine schedule, validation each epoch);
 * ``engine-seq``: ``cross_validate(..., parallel=False)`` (tensors on the device, randperm
   batches, fused optimizer, channels-last for CNNs);
-* ``engine-par``: ``cross_validate(..., parallel=True)`` (the k folds as one vmapped ensemble).
+* ``engine-par``: ``cross_validate(..., parallel=True)`` (the k folds at once: an MLP as stacked
+  layers with grouped matmuls, a CNN as one ``vmap``-ped ensemble).
 
 Variants are interleaved within each repeat so that foreign load hits them alike; the table
 shows medians over repeats and the median of per-repeat ratios against ``plain``.

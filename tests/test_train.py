@@ -341,9 +341,11 @@ def test_train_config_from_dict_and_bad_input() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fold_parallel_matches_sequential_on_cuda() -> None:
-    data = load_data("sklearn:digits")
+@pytest.mark.parametrize("arch,spec", [(CNN, "sklearn:digits"), (MLP, "sklearn:breast_cancer")])
+def test_fold_parallel_matches_sequential_on_cuda(arch: ArchConfig, spec: str) -> None:
+    """vmap (CNN) and stacked layers (MLP) on the GPU train as sequential folds do."""
+    data = load_data(spec)
     training = TrainConfig(epochs=2, batch_size=64, device="cuda")
-    seq = cross_validate(CNN, data, folds=5, training=training, parallel=False)
-    par = cross_validate(CNN, data, folds=5, training=training, parallel=True)
+    seq = cross_validate(arch, data, folds=5, training=training, parallel=False)
+    par = cross_validate(arch, data, folds=5, training=training, parallel=True)
     np.testing.assert_allclose(par.folds["val_log_loss"], seq.folds["val_log_loss"], rtol=1e-2)

@@ -76,8 +76,9 @@ def choose_parallel(mode: str | bool, data: Dataset, device: torch.device,
                     training: TrainConfig) -> bool:
     """Train the folds as one vectorized ensemble?
 
-    ``auto`` follows the measurements in PERF_NOTES: on a GPU always (one small model leaves
-    it idle); on a CPU for MLPs (overhead-bound: 1.8-2.2x) but not for CNNs (compute-bound:
+    ``auto`` follows the measurements in PERF_NOTES and ``benchmarks/bench_cv.py``: on a GPU
+    always (one small model leaves it idle); on a CPU for MLPs (overhead-bound; their folds
+    run as stacked layers, see :mod:`nasdepth.train.stacked`) but not for CNNs (compute-bound:
     no gain, sometimes a loss). Never where folds differ in size by more than one sample
     (group k-fold), with per-step hooks, or with ``torch.compile``.
     """
