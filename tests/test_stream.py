@@ -237,3 +237,32 @@ def test_data_placement_option_is_validated_and_yaml_able() -> None:
     with pytest.raises(UnknownNameError, match="data_placement"):
         cross_validate(MLP, load_data("sklearn:iris"), folds=2,
                        training=TrainConfig(data_placement="host"))
+
+
+def test_streamed_data_never_trains_folds_in_parallel(caplog: pytest.LogCaptureFixture) -> None:
+    import inspect
+
+    from nasdepth.train.cv import choose_parallel
+    if "placement" not in inspect.signature(choose_parallel).parameters:
+        pytest.skip("cross_validate does not decide the placement yet (nasdepth/train/cv.py)")
+    data = load_data("sklearn:iris")
+    with caplog.at_level(logging.INFO, logger="nasdepth.train"):
+        res = cross_validate(MLP, data, folds=3, parallel=True,
+                             training=TrainConfig(epochs=1, data_placement="stream"))
+    assert res.settings["parallel"] is False and res.settings["data_placement"] == "stream"
+    assert "training folds sequentially: the data is streamed from the host" in caplog.text
+    res = cross_validate(MLP, data, folds=3, parallel=True, training=TrainConfig(epochs=1))
+    assert res.settings["parallel"] is True and res.settings["data_placement"] == "device"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_streamed_from_pinned_memory_matches_on_device_on_cuda() -> None:
+    data = load_data("sklearn:digits")
+    runs = _both(CNN, data, cv=CVConfig(folds=3, seed=0, test_size=0.2), seed=0,
+                 training={"epochs": 2, "batch_size": 64, "device": "cuda"})
+    dev, streamed = runs["device"].folds, runs["stream"].folds
+    for split in ("train", "val", "test"):  # cuDNN may pick other kernels: float tolerance
+        np.testing.assert_allclose(streamed[f"{split}_log_loss"], dev[f"{split}_log_loss"],
+                                   rtol=1e-3)
+    assert (np.abs(streamed["val_accuracy"] - dev["val_accuracy"]) * dev["n_val"] <= 2.01).all()
