@@ -20,6 +20,7 @@ from nasdepth.train.fit import FoldResult, fit_fold
 from nasdepth.train.hooks import TrainHook
 from nasdepth.train.loop import OOM_ERRORS, out_of_memory
 from nasdepth.train.parallel import fit_folds_parallel, needs_sequential
+from nasdepth.train.stream import resolve_placement
 
 log = logging.getLogger("nasdepth.train")
 
@@ -73,14 +74,15 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 def choose_parallel(mode: str | bool, data: Dataset, device: torch.device,
                     hooks: Sequence[TrainHook], splits: Sequence[tuple[np.ndarray, np.ndarray]],
-                    training: TrainConfig) -> bool:
+                    training: TrainConfig, placement: str = "device") -> bool:
     """Train the folds as one vectorized ensemble?
 
     ``auto`` follows the measurements in PERF_NOTES and ``benchmarks/bench_cv.py``: on a GPU
     always (one small model leaves it idle); on a CPU for MLPs (overhead-bound; their folds
     run as stacked layers, see :mod:`nasdepth.train.stacked`) but not for CNNs (compute-bound:
     no gain, sometimes a loss). Never where folds differ in size by more than one sample
-    (group k-fold), with per-step hooks, or with ``torch.compile``.
+    (group k-fold), with per-step hooks, with ``torch.compile``, or where the data is
+    streamed from the host (``placement``: the ensemble needs every fold's data on the device).
     """
     mode = {True: "on", False: "off"}.get(mode, mode) if isinstance(mode, bool) else mode
     if mode == "off":
@@ -93,6 +95,8 @@ def choose_parallel(mode: str | bool, data: Dataset, device: torch.device,
         why = "a hook needs each fold's model every step"
     elif training.compile:
         why = "compile is on"
+    elif placement == "stream":
+        why = "the data is streamed from the host"
     if why is not None:
         if mode == "on":
             log.info("training folds sequentially: %s", why)
@@ -145,7 +149,10 @@ def cross_validate(
     n_used = min(sizes) if max(sizes) - min(sizes) <= 1 else None
     seeds = [seed * 1000 + k for k in range(len(splits))]
     mode = training.parallel if parallel is None else parallel
-    use_parallel = choose_parallel(mode, data, device, hooks, splits, training)
+    # once for all folds; the fold-parallel path keeps all N rows once, no more than this
+    placement = resolve_placement(training.data_placement, data, device, max(sizes),
+                                  max(len(va) for _, va in splits), len(test_idx))
+    use_parallel = choose_parallel(mode, data, device, hooks, splits, training, placement)
 
     def fresh(k: int) -> torch.nn.Module:
         torch.manual_seed(seeds[k])  # fresh, reproducible initialization per fold
@@ -178,7 +185,7 @@ def cross_validate(
             for k, (tr, va) in enumerate(splits):
                 result = fit_fold(fresh(k), data, tr, va, training=training, seed=seeds[k],
                                   device=device, fold=k, hooks=hooks, test_idx=test_idx,
-                                  n_used=n_used, aux_weight=aux_weight)
+                                  n_used=n_used, aux_weight=aux_weight, placement=placement)
                 results.append(result)
                 _finish(result, k, params, cv, on_fold)
     except OOM_ERRORS as exc:
@@ -192,7 +199,8 @@ def cross_validate(
         data=data.to_dict(),
         settings={"folds": cv.n_splits, "seed": seed, "cv": cv.to_dict(),
                   "training": training.to_dict(), "device": str(device),
-                  "parallel": use_parallel, "n_test": int(len(test_idx))},
+                  "parallel": use_parallel, "data_placement": placement,
+                  "n_test": int(len(test_idx))},
         traces=[t for r in results for t in r.traces],
     )
 

@@ -22,7 +22,8 @@ class TrainHook:
 
     def on_fit_start(self, model: nn.Module, fold: int, x_train: torch.Tensor,
                      y_train: torch.Tensor) -> None:
-        """Before the first step of a fold (data already standardized and on the device)."""
+        """Before the first step of a fold (data already standardized; on the device, or on
+        the host when the fold is streamed: move what you keep to the model's device)."""
 
     def after_backward(self, model: nn.Module, loss: torch.Tensor) -> None:
         """After ``loss.backward()``, before the optimizer step: gradients are available."""
