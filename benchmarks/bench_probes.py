@@ -1,14 +1,16 @@
 """Overhead of the probes at their default frequency, measured side by side.
 
 For each workload, one repeat trains the same k-fold CV without probes and with a
-``ProbeHook`` (order alternating between repeats, so drifting machine load hits both alike);
-the overhead is the median over repeats of the per-repeat ratio of process CPU time (the
-runs are single-threaded, so CPU time is what they cost and is far less disturbed than wall
-time by other processes sharing the machine; wall times are printed beside). Both runs use the
-sequential fold engine, since probes need each fold's own model; the vectorized fold engine
-(``parallel=auto``, no probes) is timed too, since that is what a probe-free MLP run would use.
+``ProbeHook`` (the order alternates between repeats, so drifting machine load hits both alike);
+the overhead is the median over repeats of the per-repeat ratio of process CPU time, printed
+with the range of the ratios. The runs are single-threaded, so CPU time is what they cost and is
+far less disturbed than wall time by other processes sharing the machine (the wall time of the
+median run is printed beside). Each timed run takes 1.5-6 s on a 2-core development CPU. Both
+runs use the sequential fold engine, since probes need each fold's own model; ``--vmapped``
+also times the vectorized fold engine (``parallel=auto``, no probes), which is what a probe-free
+MLP run would use.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_probes.py [--repeats 5]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_probes.py [--repeats 7] [--vmapped]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,42 +44,93 @@ def workloads() -> list[tuple[str, ArchConfig, Dataset, TrainConfig]]:
     ]
 
 
+class TimedProbeHook(ProbeHook):
+    """A ``ProbeHook`` that adds up the CPU time spent inside its own calls: the probe's
+    share of a run, measured within that run (the same machine load hits both parts)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds = 0.0
+
+    def on_fit_start(self, *args: Any) -> None:
+        t = time.process_time()
+        super().on_fit_start(*args)
+        self.seconds += time.process_time() - t
+
+    def after_backward(self, *args: Any) -> None:
+        t = time.process_time()
+        super().after_backward(*args)
+        self.seconds += time.process_time() - t
+
+    def after_step(self, *args: Any) -> None:
+        t = time.process_time()
+        super().after_step(*args)
+        self.seconds += time.process_time() - t
+
+    def on_epoch_end(self, *args: Any) -> None:
+        t = time.process_time()
+        super().on_epoch_end(*args)
+        self.seconds += time.process_time() - t
+
+    def on_fit_end(self, *args: Any) -> Any:
+        t = time.process_time()
+        out = super().on_fit_end(*args)
+        self.seconds += time.process_time() - t
+        return out
+
+
 def timed(arch: ArchConfig, data: Dataset, training: TrainConfig, *, probes: bool,
-          parallel: str | bool) -> tuple[float, float]:
-    hooks = [ProbeHook()] if probes else []
+          parallel: str | bool) -> tuple[float, float, float]:
+    """(CPU seconds, wall seconds, CPU seconds inside the probe's calls) of one 3-fold CV."""
+    hooks = [TimedProbeHook()] if probes else []
     start, wall = time.process_time(), time.perf_counter()
     cross_validate(arch, data, folds=3, seed=0, training=training, hooks=hooks,
                    parallel=parallel)
-    return time.process_time() - start, time.perf_counter() - wall
+    inside = hooks[0].seconds if hooks else 0.0
+    return time.process_time() - start, time.perf_counter() - wall, inside
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="probe overhead, side by side")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--workload", type=int, action="append",
+                        help="run only these workloads (0-based index; repeatable)")
+    parser.add_argument("--vmapped", action="store_true",
+                        help="also time the vectorized fold engine without probes")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print("CPU seconds per 3-fold CV (median over repeats); wall seconds in brackets")
+    print(f"CPU seconds per 3-fold CV (median of {args.repeats} repeats); wall seconds in "
+          "brackets; overhead = median of per-repeat CPU-time ratios, [min max] of the ratios;"
+          "\ninside = CPU time inside the probe's calls / CPU time of the probed run (median)")
     print(f"{'workload':32s} {'no probes':>16s} {'probes':>16s} {'overhead':>9s} "
-          f"{'(range)':>17s} {'vmapped, no probes':>19s}")
-    for name, arch, data, training in workloads():
-        timed(arch, data, training, probes=True, parallel=False)  # warm up
-        base, probed, ratios, vmapped = [], [], [], []
+          f"{'[min max]':>17s} {'inside':>7s}"
+          + (f" {'vmapped, no probes':>19s}" if args.vmapped else ""))
+    for w, (name, arch, data, training) in enumerate(workloads()):
+        if args.workload and w not in args.workload:
+            continue
+        timed(arch, data, training, probes=True, parallel=False)  # warm up both paths
+        timed(arch, data, training, probes=False, parallel=False)
+        base, probed, ratios, vmapped, inside = [], [], [], [], []
         for r in range(args.repeats):
             order = (False, True) if r % 2 == 0 else (True, False)
             t = {p: timed(arch, data, training, probes=p, parallel=False) for p in order}
             base.append(t[False])
             probed.append(t[True])
             ratios.append(t[True][0] / t[False][0])
-            vmapped.append(timed(arch, data, training, probes=False, parallel="auto"))
+            inside.append(t[True][2] / t[True][0])
+            if args.vmapped:
+                vmapped.append(timed(arch, data, training, probes=False, parallel="auto"))
 
-        def med(runs: list[tuple[float, float]]) -> str:
+        def med(runs: list[tuple[float, float, float]]) -> str:
             cpu = statistics.median(r[0] for r in runs)
             wall = statistics.median(r[1] for r in runs)
             return f"{cpu:6.2f} [{wall:6.2f}]"
 
         overhead = statistics.median(ratios) - 1
         print(f"{name:32s} {med(base):>16s} {med(probed):>16s} {overhead:+8.1%} "
-              f"[{min(ratios) - 1:+6.1%} {max(ratios) - 1:+6.1%}] {med(vmapped):>19s}")
+              f"[{min(ratios) - 1:+6.1%} {max(ratios) - 1:+6.1%}] "
+              f"{statistics.median(inside):6.1%}"
+              + (f" {med(vmapped):>19s}" if args.vmapped else ""), flush=True)
 
 
 if __name__ == "__main__":

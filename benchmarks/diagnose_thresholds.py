@@ -21,15 +21,19 @@ from nasdepth.diagnose.rules import THRESHOLDS, diagnose_traces
 from nasdepth.probes import ProbeHook
 from nasdepth.train import NonFiniteLossError, cross_validate
 
-SHOWN = ["grad_depth_log10", "grad_growth_log10", "update_ratio_median",
-         "update_ratio_max", "dead_frac_max", "train_loss_norm_last", "val_loss_norm_min",
-         "val_loss_rise", "gap_accuracy", "loss_gap", "skill_z"]
+SHOWN = ["nonfinite", "grad_depth_log10", "grad_growth_log10", "grad_peak_log10",
+         "update_ratio_median", "update_ratio_max", "train_loss_norm_max", "dead_frac_max",
+         "train_loss_norm_last", "val_loss_norm_min", "val_loss_rise", "gap_accuracy",
+         "loss_gap", "skill_z"]
 
 ORDER = ["exploding_gradients", "optimization_problem", "vanishing_gradients",
          "data_limited_plateau", "overfitting", "healthy"]
 
 # (signal, threshold key, verdicts that must be above/below it, direction of the rule)
 SEPARATIONS = [
+    ("grad_peak_log10", "grad_peak_log10", "exploding_gradients", "above"),
+    ("update_ratio_max", "update_ratio_blowup", "exploding_gradients", "above"),
+    ("train_loss_norm_max", "train_loss_blowup", "exploding_gradients", "above"),
     ("grad_depth_log10", "grad_depth_log10", "vanishing_gradients", "below"),
     ("update_ratio_max", "update_ratio_low", "optimization_problem", "below"),
     ("skill_z", "skill_z", "data_limited_plateau", "below"),

@@ -53,6 +53,10 @@ def test_ground_truth_suite_all_cases_all_seeds() -> None:
     # every verdict is exercised by at least one case, with CNNs among them
     assert set(df.expected) == set(VERDICTS)
     assert any(c.name.startswith("cnn_") for c in CASES)
+    # exploding gradients also without NaN (the loss stays finite), on an MLP and a CNN
+    finite = {r["case"] for r in rows if r["expected"] == "exploding_gradients"} - {
+        "mlp_lr_far_too_large"}
+    assert any(c.startswith("mlp_") for c in finite) and any(c.startswith("cnn_") for c in finite)
 
 
 def test_controls_confirm_a_data_limited_plateau() -> None:

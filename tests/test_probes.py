@@ -130,6 +130,37 @@ def test_probe_batch_leaves_batchnorm_buffers_and_grads_alone() -> None:
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+def test_channels_last_weights_same_statistics_and_initial_gradients() -> None:
+    # the probe flattens parameters in memory order (views, not copies): a channels-last
+    # model must give the same numbers as the contiguous one
+    x, y = torch.randn(32, 2, 8, 8), torch.randint(0, 2, (32,))
+    rows, probes = [], []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 2))
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            assert not model[0].weight.is_contiguous()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        probe = Probe(model, probe_batch=(x, y), update_every=2, grad_every=1)
+        for _ in range(4):
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            probe.step(loss)
+            opt.step()
+            probe.after_step()
+        rows.append(probe.epoch_end())
+        probes.append(probe)
+    for key in ("grad_rms", "update_ratio", "grad_snr", "act_rms"):
+        assert rows[1][key] == pytest.approx(rows[0][key], rel=1e-4), key
+    assert rows[1]["dead_frac"] == rows[0]["dead_frac"]
+    assert probes[1]._param_views is not None  # cached views, no copies per step
+    init = probes[0].trace.grad_rms_init
+    assert init is not None and len(init) == 2 and all(v > 0 for v in init)
+    assert Trace.from_dict(probes[0].trace.to_dict()).grad_rms_init == init
+
+
 def test_model_without_parameters_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="trainable parameters"):
         probe_units(nn.Sequential(nn.ReLU(), nn.Flatten()))

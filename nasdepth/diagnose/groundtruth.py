@@ -99,6 +99,11 @@ CASES: tuple[Case, ...] = (
     Case("mlp_lr_far_too_large", "exploding_gradients",
          mlp("plain", 6, 64, init="kaiming"), learnable,
          TrainConfig(optimizer="sgd", lr=20.0, batch_size=32, weight_decay=0.0), 6),
+    # AdamW at lr 1: the first steps move every weight by about 1, far beyond its scale; the
+    # gradients jump by 5-8 decades and the loss to ~1e8 label entropies, yet stay finite
+    Case("mlp_adamw_lr_far_too_large", "exploding_gradients",
+         mlp("plain", 6, 64, init="kaiming"), learnable,
+         TrainConfig(optimizer="adamw", lr=1.0, batch_size=32, weight_decay=0.0), 3),
     Case("mlp_lr_1e-6", "optimization_problem",
          mlp("residual", 4, 32, norm="batch", skip=True), learnable,
          TrainConfig(lr=1e-6, batch_size=32, weight_decay=0.0), 3),
@@ -106,6 +111,9 @@ CASES: tuple[Case, ...] = (
          cnn("plain", 10, 8, act="sigmoid"), digits, ADAM, 3),
     Case("cnn_residual_bn", "healthy",
          cnn("residual", 2, 16, norm="batch", skip=True), digits, ADAM, 6),
+    Case("cnn_adamw_lr_far_too_large", "exploding_gradients",
+         cnn("plain", 3, 8, init="kaiming"), digits,
+         TrainConfig(optimizer="adamw", lr=1.0, batch_size=32, weight_decay=0.0), 3),
     Case("cnn_residual_shuffled_labels", "data_limited_plateau",
          cnn("residual", 2, 16, norm="batch", skip=True),
          lambda seed: digits(seed, shuffle_labels=True), ADAM, 4),

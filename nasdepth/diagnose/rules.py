@@ -3,9 +3,12 @@
 The rules are read in a fixed order; the first that fires decides the verdict, the signals read
 before it join the evidence (showing what was ruled out):
 
-1. ``exploding_gradients``: a non-finite loss or gradient, gradients growing by
-   ``grad_growth_log10`` decades over training, or steps changing weights by more than
-   ``update_ratio_high`` of their norm.
+1. ``exploding_gradients``: a non-finite loss or gradient; or, with everything finite,
+   gradients growing by ``grad_growth_log10`` decades over training or rising
+   ``grad_peak_log10`` decades above their size at the first step, typical steps changing
+   weights by more than ``update_ratio_high`` of their norm, any block's steps by more than
+   ``update_ratio_blowup`` (a step half as large as the weights), or the training loss above
+   ``train_loss_blowup`` label entropies (confidently wrong: blown-up logits).
 2. ``optimization_problem``: no block moves (``update_ratio_low``: learning rate far too small)
    or nearly every ReLU unit is dead, while the training loss stays at the baseline.
 3. ``vanishing_gradients``: the first block receives less than ``10**grad_depth_log10`` of the
@@ -38,7 +41,10 @@ from nasdepth.probes.trace import Trace
 THRESHOLDS: dict[str, float] = {
     "grad_depth_log10": -2.0,  # first/last hidden block gradient, log10 (vanishing below)
     "grad_growth_log10": 2.0,  # max gradient growth over training, decades (exploding above)
+    "grad_peak_log10": 2.0,  # largest epoch gradient / first step's, decades (exploding above)
     "update_ratio_high": 0.1,  # median ||ΔW||/||W|| per step (exploding above)
+    "update_ratio_blowup": 0.5,  # largest block ||ΔW||/||W|| per step (exploding above)
+    "train_loss_blowup": 10.0,  # largest training loss / label entropy (exploding above)
     "update_ratio_low": 1e-4,  # largest block ||ΔW||/||W|| per step (stuck below)
     "dead_frac": 0.95,  # fraction of dead ReLU units in the worst block
     "train_loss_flat": 0.95,  # training loss / label entropy: not learning above
@@ -116,26 +122,42 @@ def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str
         return ("exploding_gradients", 0.9 if nonfinite >= 0.5 else 0.75, ev, [
             "lower the learning rate (by 10x), clip gradients (norm 1.0) or add normalization: "
             "the loss or the gradients overflowed"])
+    peak, upd_max = s.get("grad_peak_log10"), s.get("update_ratio_max")
+    loss_max = s.get("train_loss_norm_max")
     ev.append(_ev("grad_growth_log10", growth, th["grad_growth_log10"],
                   "decades the largest block gradient grew from the first to the last epoch"))
+    ev.append(_ev("grad_peak_log10", peak, th["grad_peak_log10"],
+                  "decades the largest block gradient of any epoch lies above the largest at "
+                  "the first step"))
     ev.append(_ev("update_ratio_median", upd_med, th["update_ratio_high"],
                   "typical ||ΔW||/||W|| of one step (healthy runs: about 1e-3)"))
-    if (growth is not None and growth > th["grad_growth_log10"]) or (
-            upd_med is not None and upd_med > th["update_ratio_high"]):
-        conf = max(_margin(growth, th["grad_growth_log10"], 3.0) if growth is not None
-                   and growth > th["grad_growth_log10"] else 0.5,
-                   _margin(math.log10(max(upd_med or 1e-30, 1e-30)),
-                           math.log10(th["update_ratio_high"]), 2.0))
-        return ("exploding_gradients", conf, ev, [
-            f"lower the learning rate: one step changes the weights by {upd_med or 0:.2g} of "
-            "their norm; clip gradients or add normalization"])
+    ev.append(_ev("update_ratio_max", upd_max, th["update_ratio_blowup"],
+                  "largest ||ΔW||/||W|| per step of any block in any epoch"))
+    ev.append(_ev("train_loss_norm_max", loss_max, th["train_loss_blowup"],
+                  "largest epoch training loss / label entropy (1 = predicting class "
+                  "frequencies)"))
+    # (signal, threshold, scale for the confidence) of every finite sign of a blow-up; a log
+    # scale for the ratios, which span decades
+    signs = [(growth, th["grad_growth_log10"], 3.0), (peak, th["grad_peak_log10"], 3.0)]
+    signs += [(None if v is None else math.log10(max(v, 1e-30)), math.log10(t), 2.0)
+              for v, t in ((upd_med, th["update_ratio_high"]),
+                           (upd_max, th["update_ratio_blowup"]),
+                           (loss_max, th["train_loss_blowup"]))]
+    fired = [_margin(v, t, scale) for v, t, scale in signs if v is not None and v > t]
+    if fired:
+        what = (f"one step changes a block's weights by up to {upd_max:.2g} of their norm"
+                if upd_max is not None else "the gradients blew up")
+        if peak is not None and peak > th["grad_peak_log10"]:
+            what += f" and the gradients rose 10^{peak:.1f}-fold above their initial size"
+        return ("exploding_gradients", max(fired), ev, [
+            f"lower the learning rate (by 10x or more): {what}; clip gradients (norm 1.0) or "
+            "add normalization"])
 
-    upd_max = s.get("update_ratio_max")
     tl = s.get("train_loss_norm_last")
     dead = s.get("dead_frac_max")
     flat = tl is None or tl > th["train_loss_flat"]
     ev.append(_ev("update_ratio_max", upd_max, th["update_ratio_low"],
-                  "largest ||ΔW||/||W|| per step of any block in any epoch"))
+                  "largest ||ΔW||/||W|| per step of any block in any epoch (stuck below)"))
     ev.append(_ev("train_loss_norm_last", tl, th["train_loss_flat"],
                   "training loss / label entropy (1 = predicting class frequencies)"))
     if upd_max is not None and upd_max < th["update_ratio_low"] and flat:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 RELU_LIKE = (nn.ReLU, nn.ReLU6)
 SQUASHING = (nn.Sigmoid, nn.Tanh, nn.Hardtanh)
 SATURATION = 0.99  # |tanh| or 1 - sigmoid beyond this: a saturated unit (gradient < 2%)
+FOLD_ROWS = 64  # per-step norms kept as tensors before they are folded into sums
 
 
 def probe_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -58,6 +59,14 @@ def probe_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
         raise ConfigError("the model", "parameters", f"{type(model).__name__} with none",
                           "a model with trainable parameters (the probe profiles gradients)")
     return units
+
+
+def _memory_order(t: torch.Tensor) -> tuple[int, ...] | None:
+    """The permutation of ``t``'s dimensions that lists its elements in memory order (None when
+    that is the identity: contiguous tensors)."""
+    if t.is_contiguous():
+        return None
+    return tuple(sorted(range(t.dim()), key=lambda d: t.stride(d), reverse=True))
 
 
 def label_entropy(y: torch.Tensor, num_classes: int) -> tuple[float, float]:
@@ -111,11 +120,22 @@ class Probe:
                     unit_of.append(u)
         device = self.params[0].device
         self.device = device
-        self._unit_of = torch.tensor(unit_of, device=device)
-        numel = torch.tensor([float(p.numel()) for p in self.params], device=device)
-        self._unit_numel = torch.zeros(len(self.units), device=device).index_add_(
-            0, self._unit_of, numel)
-        self._zero = torch.zeros((), device=device)
+        # parameters are listed unit by unit, so each unit is one contiguous segment of the
+        # flattened parameters (and gradients): its norms are those of one slice
+        self._unit_sizes = [0] * len(self.units)
+        for u, p in zip(unit_of, self.params, strict=True):
+            self._unit_sizes[u] += p.numel()
+        self._unit_numel = torch.tensor([float(s) for s in self._unit_sizes], device=device)
+        self._unit_of = torch.tensor(unit_of, device=device)  # for the snr_chunks path
+        self._dtype = self.params[0].dtype
+        for p in self.params[1:]:
+            self._dtype = torch.promote_types(self._dtype, p.dtype)
+        self._zero = torch.zeros((), device=device, dtype=self._dtype)
+        self._param_views: list[torch.Tensor] | None = None
+        self._param_ptrs: list[int] = []
+        # each parameter (and its gradient) is flattened in the parameter's memory order, so
+        # that channels-last weights flatten to views, not copies (None: already contiguous)
+        self._orders = [_memory_order(p) for p in self.params]
         self.update_every, self.snr_chunks = int(update_every), int(snr_chunks)
         self._period = self.update_every  # shortened for short epochs (>= 4 samples each)
         # gradient norms on every grad_every-th step: a per-epoch RMS needs a sample of the
@@ -138,101 +158,186 @@ class Probe:
             fold=fold, num_classes=self.num_classes, label_entropy=entropy,
             chance_accuracy=chance, n_train=0 if labels is None else int(labels.numel()),
         )
+        # flat buffers (one element per trainable weight) allocated on first use and reused:
+        # the flattened gradients of a recorded step (also the weights after a sampled step),
+        # the weight snapshot of the update ratio and the running sum of sampled gradients (SNR)
+        self._flat: list[torch.Tensor] | None = None
+        self._unit_views: list[list[torch.Tensor]] = []
+        self._init_norms: list[torch.Tensor] | None = None  # gradient norms of the first step
+        # forward-hook bookkeeping, fixed for the model: which unit owns each module, and the
+        # activation modules whose outputs are counted (dead / saturated units)
+        self._owner = {id(m): i for i, (_, unit) in enumerate(self.units)
+                       for m in unit.modules()}
+        self._modules = list(model.modules())
+        self._act_modules = [m for m in self._modules if isinstance(m, RELU_LIKE + SQUASHING)]
         self._reset_epoch()
 
     # -- per step ---------------------------------------------------------------------------
+    # CPU kernels are cheap next to their dispatch (a few microseconds per tensor and op), so
+    # the per-step path touches as few tensors as possible: the gradients are concatenated into
+    # one flat buffer (one op) whose per-block slices give the norms (one foreach op over the
+    # blocks, not the parameter tensors); the weight snapshot is one concatenation of cached
+    # 1-D views of the parameters. Results stay 0-dim device tensors in lists (no host sync);
+    # the squares, sums and ratios run in a few batched ops when the lists are folded into the
+    # accumulators (once per epoch, or every FOLD_ROWS records).
     def _reset_epoch(self) -> None:
-        n, u = len(self.params), len(self.units)
-        self._grad_sq = torch.zeros(n, device=self.device)
-        self._grad_steps = 0
-        self._snr_sq = torch.zeros(n, device=self.device)
-        self._sampled = 0
-        # sum of the step gradients: with _grad_sq the spread of the mini-batch gradients
-        self._grad_sum = [torch.zeros_like(p) for p in self.params] if not self.snr_chunks \
-            else []
-        self._loss_sum = torch.zeros((), device=self.device)
-        self._steps = 0
-        self._update_sum = torch.zeros(u, device=self.device)
-        self._updates = 0
-        self._snapshot: list[torch.Tensor] | None = None
+        u = len(self.units)
+        self._grad_sq = torch.zeros(u, device=self.device)  # sum of squared gradient norms
+        self._snr_sq = torch.zeros(u, device=self.device)  # the same on the sampled steps
+        self._update_sum = torch.zeros(u, device=self.device)  # sum of per-block ||ΔW||/||W||
+        self._grad_norms: list[torch.Tensor] = []  # u per recorded step, not yet folded in
+        self._snr_norms: list[torch.Tensor] = []  # u per sampled step
+        self._w_norms: list[torch.Tensor] = []  # u per sampled step: ||W|| before the step
+        self._d_norms: list[torch.Tensor] = []  # u per finished sample: ||ΔW||
+        self._losses: list[torch.Tensor] = []
+        self._grad_steps = self._sampled = self._updates = self._steps = 0
+        self._pending = False  # a snapshot waits for the optimizer step
+
+    def _buffers(self) -> list[torch.Tensor]:
+        """The flat buffers [gradients, snapshot, gradient sum], allocated once."""
+        if self._flat is None:
+            total = sum(self._unit_sizes)
+            self._flat = [torch.zeros(total, device=self.device, dtype=self._dtype)
+                          for _ in range(3)]
+            self._unit_views = [list(b.split(self._unit_sizes)) for b in self._flat]
+        return self._flat
+
+    def _params_flat(self) -> list[torch.Tensor]:
+        """The parameters flattened in their memory order: 1-D views, cached while their
+        storage stays put (a parameter that is not dense gets a fresh reshape each time)."""
+        if self._param_views is None:
+            flat = [p.detach().reshape(-1) if o is None else p.detach().permute(o).reshape(-1)
+                    for p, o in zip(self.params, self._orders, strict=True)]
+            ptrs = [p.data_ptr() for p in self.params]
+            if [f.data_ptr() for f in flat] != ptrs:
+                return flat  # some are copies (not dense): not cacheable
+            self._param_views, self._param_ptrs = flat, ptrs
+        return self._param_views
+
+    def _check_views(self) -> None:
+        """Once per epoch: drop the cached parameter views if a parameter's storage moved."""
+        if self._param_views is not None and self._param_ptrs != [
+                p.data_ptr() for p in self.params]:
+            self._param_views = None
 
     @torch.no_grad()
     def after_backward(self, loss: torch.Tensor | None = None) -> None:
         """Record the gradients of this step (call after ``backward()``); device-side only."""
-        self._finish_update()  # a user loop calls no after_step: the last step's update is in
+        if self._pending:  # a user loop calls no after_step: the last step's update is in
+            self._finish_update()
         if loss is not None:
-            self._loss_sum += loss.detach().float()
-        record = self._steps % self._grad_period == 0
-        sampled = self._steps % self._period == 0  # update ratio and SNR
-        if record or sampled:
-            grads = [p.grad if p.grad is not None else self._zero for p in self.params]
-            norms = torch._foreach_norm(grads)
-            if record:
-                self._grad_sq += torch.stack(norms).square()
-                self._grad_steps += 1
-        if sampled:
-            self._snapshot = list(torch._foreach_mul(self.params, 1.0))  # one batched copy
-            if self._grad_sum:
-                full = [p.grad if p.grad is not None else self._grad_sum[i].new_zeros(())
-                        for i, p in enumerate(self.params)]
-                torch._foreach_add_(self._grad_sum, full)
-                self._snr_sq += torch.stack(norms).square()
-                self._sampled += 1
+            self._losses.append(loss.detach())
+        step = self._steps
         self._steps += 1
+        record = step % self._grad_period == 0
+        sampled = step % self._period == 0  # update ratio and SNR
+        if not (record or sampled):
+            return
+        flat_g, snap, grad_sum = self._buffers()
+        g_units, s_units, _ = self._unit_views
+        torch.cat([self._zero.expand(p.numel()) if p.grad is None
+                   else p.grad.reshape(-1) if o is None else p.grad.permute(o).reshape(-1)
+                   for p, o in zip(self.params, self._orders, strict=True)], out=flat_g)
+        if sampled:
+            # the weights before the step: one concatenation into the snapshot, whose block
+            # norms come with the gradient norms in one call
+            torch.cat(self._params_flat(), out=snap)
+            norms = torch._foreach_norm(g_units + s_units)
+            u = len(self.units)
+            gnorms = norms[:u]
+            self._w_norms.extend(norms[u:])
+            self._pending = True
+            if not self.snr_chunks:
+                if self._sampled == 0:  # the epoch's first sample: no zeroing pass needed
+                    grad_sum.copy_(flat_g)
+                else:
+                    grad_sum.add_(flat_g)
+                self._snr_norms.extend(gnorms)
+                self._sampled += 1
+        else:
+            gnorms = torch._foreach_norm(g_units)
+        if record:
+            self._grad_norms.extend(gnorms)
+            self._grad_steps += 1
+            if self._init_norms is None:  # the fold's first step: gradients at initialization
+                self._init_norms = list(gnorms)
+        if len(self._grad_norms) >= FOLD_ROWS * len(self.units):
+            self._fold()
 
     step = after_backward  # the name users call in their own loops
 
     @torch.no_grad()
     def after_step(self) -> None:
         """After ``optimizer.step()``: finish a pending update-ratio measurement."""
-        self._finish_update()
+        if self._pending:
+            self._finish_update()
 
+    @torch.no_grad()
     def _finish_update(self) -> None:
-        if self._snapshot is None:
-            return
-        with torch.no_grad():
-            diff = torch._foreach_sub(self.params, self._snapshot)
-            dn = torch.stack(torch._foreach_norm(diff)).square()
-            wn = torch.stack(torch._foreach_norm(self._snapshot)).square()
-            u = len(self.units)
-            dn_u = torch.zeros(u, device=self.device).index_add_(0, self._unit_of, dn)
-            wn_u = torch.zeros(u, device=self.device).index_add_(0, self._unit_of, wn)
-            self._update_sum += (dn_u / wn_u.clamp_min(1e-30)).sqrt()
+        after, snap, _ = self._buffers()  # the gradient buffer is free until the next record
+        torch.cat(self._params_flat(), out=after)
+        snap.sub_(after)  # W_before - W_after
+        self._d_norms.extend(torch._foreach_norm(self._unit_views[1]))
         self._updates += 1
-        self._snapshot = None
+        self._pending = False
+
+    def _rows(self, norms: list[torch.Tensor]) -> torch.Tensor:
+        """k * units 0-dim norms -> (k, units) squares."""
+        return torch.stack(norms).view(-1, len(self.units)).float().square()
+
+    @torch.no_grad()
+    def _fold(self) -> None:
+        """Fold the pending per-step norms into the epoch's accumulators (batched ops)."""
+        if self._grad_norms:
+            self._grad_sq += self._rows(self._grad_norms).sum(0)
+            self._grad_norms = []
+        if self._snr_norms:
+            self._snr_sq += self._rows(self._snr_norms).sum(0)
+            self._snr_norms = []
+        k = len(self._d_norms) // len(self.units)
+        if k:
+            dn, wn = self._rows(self._d_norms), self._rows(self._w_norms[:k * len(self.units)])
+            self._update_sum += (dn / wn.clamp_min(1e-30)).sqrt().sum(0)
+            self._d_norms, self._w_norms = [], self._w_norms[k * len(self.units):]
 
     # -- per epoch --------------------------------------------------------------------------
     def epoch_end(self, *, train_loss: float | None = None, val_loss: float | None = None,
                   val_accuracy: float | None = None, epoch: int | None = None) -> dict[str, Any]:
         """Close the epoch: convert the device statistics once, add the probe-batch statistics
         and the losses normalized by the label entropy. Returns the epoch's row."""
-        self._finish_update()
-        steps = max(1, self._steps)
-        grad_sq_u = torch.zeros(len(self.units), device=self.device).index_add_(
-            0, self._unit_of, self._grad_sq)
-        grad_rms = (grad_sq_u / (max(1, self._grad_steps) * self._unit_numel)).sqrt()
-        update = self._update_sum / max(1, self._updates)
-        mean_loss = self._loss_sum / steps
+        if self._pending:
+            self._finish_update()
+        self._fold()
+        self._check_views()
         u = len(self.units)
+        grad_rms = (self._grad_sq / (max(1, self._grad_steps) * self._unit_numel)).sqrt()
+        update = self._update_sum / max(1, self._updates)
+        mean_loss = (torch.stack(self._losses).float().mean() if self._losses
+                     else torch.full((), float("nan"), device=self.device))
         snr = torch.full((u,), float("nan"), device=self.device)
         k = self._sampled
-        if self._grad_sum and k >= 2:
+        if not self.snr_chunks and k >= 2:
             # sampled mini-batches as the chunks: ||mean g||² / (E||g||² - ||mean g||²)
-            mean_sq = torch.stack(torch._foreach_norm(self._grad_sum)).square() / k**2
-            sig = torch.zeros(u, device=self.device).index_add_(0, self._unit_of, mean_sq)
-            sq = torch.zeros(u, device=self.device).index_add_(0, self._unit_of, self._snr_sq)
-            noise = (sq / k - sig) * k / (k - 1)
+            sig = self._rows(torch._foreach_norm(self._unit_views[2]))[0] / k**2
+            noise = (self._snr_sq / k - sig) * k / (k - 1)
             snr = sig / noise.clamp_min(1e-30)
-        packed = torch.cat([grad_rms, update, snr, mean_loss.reshape(1)]).tolist()  # one sync
+        parts = [grad_rms, update, snr, mean_loss.reshape(1)]
+        first = self.trace.grad_rms_init is None and self._init_norms is not None
+        if first:
+            assert self._init_norms is not None
+            parts.append((self._rows(self._init_norms)[0] / self._unit_numel).sqrt())
+        packed = torch.cat(parts).tolist()  # one host sync
+        if first:
+            self.trace.grad_rms_init = [finite_or_none(v) for v in packed[3 * u + 1:]]
         row: dict[str, Any] = {"epoch": len(self.trace.epochs) if epoch is None else epoch,
                                "steps": self._steps}
         row["grad_rms"] = [finite_or_none(v) for v in packed[:u]]
         row["update_ratio"] = ([finite_or_none(v) for v in packed[u:2 * u]]
                                if self._updates else [None] * u)
         if train_loss is None and self._steps:
-            train_loss = packed[-1]
+            train_loss = packed[3 * u]
         row.update(self._probe_batch_stats())
-        if self._grad_sum:
+        if not self.snr_chunks:
             row["grad_snr"] = [finite_or_none(v) for v in packed[2 * u:3 * u]]
         h = self.trace.label_entropy
         row["train_loss"] = finite_or_none(train_loss)
@@ -257,8 +362,12 @@ class Probe:
         if self.probe_batch is None:
             return empty
         x, y = self.probe_batch
-        modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()  # no BatchNorm statistics updates, no dropout draws
+        # eval mode: no BatchNorm statistics updates, no dropout draws. The flags are flipped
+        # directly (nn.Module.__setattr__ and the recursive eval() cost more than the forward of
+        # a small probe batch) and restored exactly as they were.
+        modes = [m.training for m in self._modules]
+        for m in self._modules:
+            object.__setattr__(m, "training", False)
         try:
             stats = self._activations(x, y)
             stats["grad_snr"] = self._snr(x, y) if self.snr_chunks else [None] * u
@@ -266,58 +375,75 @@ class Probe:
             # statistics must never break a user's training: record nothing for this epoch
             stats = empty
         finally:
-            for m, mode in modes:
-                m.training = mode
+            for m, mode in zip(self._modules, modes, strict=True):
+                object.__setattr__(m, "training", mode)
         return stats
 
     @torch.no_grad()
     def _activations(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+        """One eval-mode forward of the probe batch with forward hooks. Each hook launches one
+        reduction (a norm per block, a max per channel per ReLU, a count per squashing layer)
+        and keeps its result as a tensor; the fractions are formed in a few batched ops after
+        the pass, with one host sync."""
         u = len(self.units)
-        rms: list[float | None] = [None] * u
-        dead: list[list[float]] = [[] for _ in range(u)]
-        sat: list[list[float]] = [[] for _ in range(u)]
-        owner = {}
-        for i, (_, unit) in enumerate(self.units):
-            for m in unit.modules():
-                owner[id(m)] = i
+        rms: list[tuple[int, torch.Tensor, int]] = []  # (unit, ||out||, numel)
+        tops: list[tuple[int, torch.Tensor]] = []  # (unit, per-channel max of a ReLU's output)
+        sat: list[tuple[int, torch.Tensor, int]] = []  # (unit, saturated count, numel)
         last = [0]  # activation modules outside every unit belong to the unit that ran last
-        handles = []
 
         def unit_hook(i: int):  # type: ignore[no-untyped-def]
             def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
                 last[0] = i
-                if isinstance(out, torch.Tensor):
-                    rms[i] = float(out.detach().float().square().mean().sqrt())
+                if isinstance(out, torch.Tensor) and out.numel():
+                    norm = torch.linalg.vector_norm(out.detach(), dtype=torch.float32)
+                    rms.append((i, norm, out.numel()))
             return hook
 
         def act_hook(m: nn.Module, _inp: Any, out: Any) -> None:
-            if not isinstance(out, torch.Tensor) or out.dim() < 2:
+            if not isinstance(out, torch.Tensor) or out.dim() < 2 or not out.numel():
                 return
-            i = owner.get(id(m), last[0])
-            o = out.detach().float()
+            i = self._owner.get(id(m), last[0])
+            o = out.detach()
             if isinstance(m, RELU_LIKE):
-                alive = (o.transpose(0, 1).reshape(o.shape[1], -1) > 0).any(dim=1)
-                dead[i].append(float(1.0 - alive.float().mean()))
-            elif isinstance(m, nn.Sigmoid):
-                sat[i].append(float(((o < 1 - SATURATION) | (o > SATURATION)).float().mean()))
+                # a unit (channel) is dead when it never fires: its largest output is not > 0
+                tops.append((i, o.amax(dim=[d for d in range(o.dim()) if d != 1]).float()))
+            elif isinstance(m, nn.Sigmoid):  # within 0.01 of 0 or 1
+                sat.append((i, ((o.float() - 0.5).abs() > SATURATION - 0.5).sum(), o.numel()))
             else:
-                sat[i].append(float((o.abs() > SATURATION).float().mean()))
+                sat.append((i, (o.float().abs() > SATURATION).sum(), o.numel()))
 
-        for i, (_, unit) in enumerate(self.units):
-            handles.append(unit.register_forward_hook(unit_hook(i)))
-        for m in self.model.modules():
-            if isinstance(m, RELU_LIKE + SQUASHING):
-                handles.append(m.register_forward_hook(act_hook))
+        handles = [unit.register_forward_hook(unit_hook(i))
+                   for i, (_, unit) in enumerate(self.units)]
+        handles += [m.register_forward_hook(act_hook) for m in self._act_modules]
         try:
             logits = self.model(x)
         finally:
             for h in handles:
                 h.remove()
-        acc = float((logits.argmax(1) == y).float().mean()) if logits.dim() == 2 else None
-        return {"act_rms": rms,
-                "dead_frac": [sum(v) / len(v) if v else None for v in dead],
-                "saturated_frac": [sum(v) / len(v) if v else None for v in sat],
-                "probe_accuracy": acc}
+        values = [v.float() for _, v, _ in rms] + [v.float() for _, v, _ in sat]
+        parts = [torch.stack(values)] if values else []
+        if tops:  # dead channels of every ReLU: one concatenation, a cumulative count
+            fired = torch.cat([t.reshape(-1) for _, t in tops]) > 0  # NaN: never fired
+            dead = fired.logical_not().float().cumsum(0)
+            ends = torch.tensor([t.numel() for _, t in tops]).cumsum(0)
+            counts = dead[(ends - 1).to(dead.device)]
+            parts += [counts[:1], counts[1:] - counts[:-1]]
+        if logits.dim() == 2:
+            parts.append((logits.argmax(1) == y).float().mean().reshape(1))
+        flat = torch.cat(parts).tolist() if parts else []  # one host sync
+        act_rms: list[float | None] = [None] * u
+        for (i, _, numel), v in zip(rms, flat, strict=False):
+            act_rms[i] = v / math.sqrt(numel)  # the unit's last call counts
+        sat_v: list[list[float]] = [[] for _ in range(u)]
+        for (i, _, numel), v in zip(sat, flat[len(rms):], strict=False):
+            sat_v[i].append(v / numel)
+        dead_v: list[list[float]] = [[] for _ in range(u)]
+        for (i, t), v in zip(tops, flat[len(rms) + len(sat):], strict=False):
+            dead_v[i].append(v / t.numel())
+        return {"act_rms": act_rms,
+                "dead_frac": [sum(v) / len(v) if v else None for v in dead_v],
+                "saturated_frac": [sum(v) / len(v) if v else None for v in sat_v],
+                "probe_accuracy": flat[-1] if logits.dim() == 2 else None}
 
     def _snr(self, x: torch.Tensor, y: torch.Tensor) -> list[float | None]:
         """Gradient signal-to-noise per block from ``snr_chunks`` chunks of the probe batch:

@@ -51,6 +51,13 @@ def fold_signals(trace: Trace) -> dict[str, float | None]:
     if len(finite_epochs) >= 2:
         top_last, top_first = max(_finite(finite_epochs[-1])), max(_finite(finite_epochs[0]))
         growth = math.log10(max(top_last, EPS) / max(top_first, EPS))
+    # the largest block gradient of any epoch against the largest at the first step: a blow-up
+    # within the first epoch (a learning rate far too large) shows here, not in ``growth``
+    peak = None
+    init_top = max(_finite(trace.grad_rms_init or []), default=None)
+    epoch_top = max((v for g in grads for v in _finite(g)), default=None)
+    if init_top is not None and init_top > 0 and epoch_top is not None:
+        peak = math.log10(max(epoch_top, EPS) / init_top)
     updates = [v for row in trace.series("update_ratio") for v in row]
     upd_last = trace.series("update_ratio")[-1] if trace.epochs else []
     dead = trace.series("dead_frac")[-1] if trace.epochs else []
@@ -71,11 +78,13 @@ def fold_signals(trace: Trace) -> dict[str, float | None]:
         "grad_depth_log10": _median(ratios),
         "grad_depth_log10_first_epoch": ratios[0] if ratios else None,
         "grad_growth_log10": growth,
+        "grad_peak_log10": peak,
         "update_ratio_median": _median(updates),
         "update_ratio_max": max(_finite(updates), default=None),
         "update_ratio_last_max": max(_finite(upd_last), default=None),
         "train_loss_norm_first": _finite(tl)[0] if _finite(tl) else None,
         "train_loss_norm_last": tlast,
+        "train_loss_norm_max": max(_finite(tl), default=None),
         "val_loss_norm_min": vmin,
         "val_loss_norm_last": vlast,
         "val_loss_rise": None if vmin is None or vlast is None else vlast - vmin,

@@ -41,6 +41,8 @@ class Trace:
     n_train: int = 0
     epochs: list[dict[str, Any]] = field(default_factory=list)
     stopped: str | None = None  # why training stopped early (e.g. a non-finite loss)
+    #: per-block gradient RMS at the fold's first step (the reference for gradient growth)
+    grad_rms_init: list[float | None] | None = None
 
     def series(self, name: str) -> list[list[float | None]]:
         """One per-block list per epoch for a name of :data:`BLOCK_SERIES`."""
@@ -65,4 +67,6 @@ class Trace:
             chance_accuracy=float(d.get("chance_accuracy", 0.0)),
             n_train=int(d.get("n_train", 0)), epochs=[dict(e) for e in d.get("epochs", [])],
             stopped=d.get("stopped"),
+            grad_rms_init=(None if d.get("grad_rms_init") is None
+                           else list(d["grad_rms_init"])),
         )
