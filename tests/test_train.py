@@ -224,6 +224,52 @@ class StepCounter(TrainHook):
         self.steps += 1
 
 
+class GradientRecorder(TrainHook):
+    """Per fold: every step's gradient norm, loss and, after the step, weight norm."""
+
+    steps_in_parallel = True
+
+    def __init__(self) -> None:
+        self.fold_of: dict[int, int] = {}
+        self.rows: dict[int, list[tuple[float, float, float]]] = {}
+        self.pending: dict[int, tuple[float, float]] = {}
+
+    def on_fit_start(self, model: nn.Module, fold: int, x_train: torch.Tensor,
+                     y_train: torch.Tensor) -> None:
+        self.fold_of[id(model)] = fold
+        self.rows[fold] = []
+
+    def after_backward(self, model: nn.Module, loss: torch.Tensor) -> None:
+        grads = [p.grad for p in model.parameters()]
+        norm = float(torch.stack([g.norm() for g in grads if g is not None]).norm())
+        self.pending[id(model)] = (norm, float(loss.detach()))
+
+    def after_step(self, model: nn.Module) -> None:
+        weights = float(torch.stack([p.detach().norm() for p in model.parameters()]).norm())
+        self.rows[self.fold_of[id(model)]].append((*self.pending.pop(id(model)), weights))
+
+
+@pytest.mark.parametrize("arch,spec", [(MLP, "sklearn:wine"), (CNN, "sklearn:digits")])
+def test_per_step_hooks_see_each_fold_in_parallel(arch: ArchConfig, spec: str) -> None:
+    """A hook that takes folds interleaved sees, every step, each fold's own gradients and
+    updated weights while the folds train together (stacked MLP and vmapped CNN alike): the
+    same series as with folds one after another."""
+    data = load_data(spec)
+    if spec == "sklearn:digits":
+        data = data.subset(np.arange(300))
+    training = TrainConfig(epochs=2, batch_size=32, channels_last="off")
+    par, seq = GradientRecorder(), GradientRecorder()
+    a = cross_validate(arch, data, folds=3, seed=1, training=training, hooks=[par],
+                       parallel="auto" if arch is MLP else True)
+    b = cross_validate(arch, data, folds=3, seed=1, training=training, hooks=[seq],
+                       parallel=False)
+    assert a.settings["parallel"] is True and b.settings["parallel"] is False
+    assert sorted(par.rows) == sorted(seq.rows) == [0, 1, 2]
+    for f in range(3):
+        assert len(par.rows[f]) == len(seq.rows[f]) > 0
+        np.testing.assert_allclose(par.rows[f], seq.rows[f], rtol=1e-3)
+
+
 def test_hooks_in_parallel_and_per_step_hooks_force_sequential() -> None:
     data = load_data("sklearn:iris")
     training = TrainConfig(epochs=2, batch_size=16)
@@ -235,6 +281,9 @@ def test_hooks_in_parallel_and_per_step_hooks_force_sequential() -> None:
     counter = StepCounter()
     res = cross_validate(MLP, data, folds=3, training=training, hooks=[counter], parallel=True)
     assert res.settings["parallel"] is False and counter.steps == 3 * 2 * 7  # 100 // 16 + 1
+    counter.steps_in_parallel = True  # takes the folds interleaved: no need to go sequential
+    res = cross_validate(MLP, data, folds=3, training=training, hooks=[counter], parallel=True)
+    assert res.settings["parallel"] is True and counter.steps == 2 * 3 * 2 * 7
 
 
 def test_augmentation_never_touches_validation(monkeypatch: pytest.MonkeyPatch) -> None:

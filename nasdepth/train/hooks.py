@@ -20,6 +20,13 @@ class TrainHook:
     #: engine then trains such folds sequentially rather than as a vectorized ensemble.
     needs_per_fold_model = False
 
+    #: True where the per-step calls may come for every fold's model in turn within one step
+    #: (the hook keeps its state per fold or per model): the fold-parallel engine then calls
+    #: ``after_backward``/``after_step`` with each fold's model, whose parameters and
+    #: gradients are live views of the ensemble's. Hooks with per-step calls that leave it
+    #: False make the engine train folds sequentially.
+    steps_in_parallel = False
+
     def on_fit_start(self, model: nn.Module, fold: int, x_train: torch.Tensor,
                      y_train: torch.Tensor) -> None:
         """Before the first step of a fold (data already standardized; on the device, or on

@@ -9,9 +9,10 @@ trains each fold exactly as the sequential path does; per-fold gradient clipping
 stopping are done with per-fold norms and snapshots. Small models leave a GPU (and the
 per-op overhead of a CPU) mostly idle; batching the folds fills it.
 
-Hooks only see epoch boundaries here (``on_fit_start``, ``on_epoch_end``, ``on_fit_end``,
-with each fold's model materialized); hooks that need every step make the engine go
-sequential (see :func:`needs_sequential`).
+Each fold's own ``nn.Module`` holds views of its slices of the stacked tensors (and, with
+per-step hooks, of the stacked gradients), so hooks see every fold's model as it trains: at the
+epoch boundaries, and every step for hooks that declare ``steps_in_parallel`` (the probes);
+other per-step hooks make the engine go sequential (see :func:`needs_sequential`).
 """
 
 from __future__ import annotations
@@ -43,21 +44,22 @@ from nasdepth.train.loop import (
     make_schedule,
 )
 from nasdepth.train.metrics import add_gaps, metric_row
-from nasdepth.train.stacked import StackedFolds, can_stack
+from nasdepth.train.stacked import StackedFolds, bind_grads, bind_to_stack, can_stack
 
 Tensors = dict[str, torch.Tensor]
 
 
+def steps_each_fold(hook: TrainHook) -> bool:
+    """Does ``hook`` override the per-step calls (``after_backward``/``after_step``)?"""
+    return (type(hook).after_backward is not TrainHook.after_backward
+            or type(hook).after_step is not TrainHook.after_step)
+
+
 def needs_sequential(hooks: Sequence[TrainHook]) -> bool:
-    """A hook that needs each fold's own model every step (declared, or because it overrides
-    the per-step calls) cannot run inside the vectorized ensemble."""
-    for h in hooks:
-        if h.needs_per_fold_model:
-            return True
-        if (type(h).after_backward is not TrainHook.after_backward
-                or type(h).after_step is not TrainHook.after_step):
-            return True
-    return False
+    """A hook that declares it needs folds one after another, or that has per-step calls but
+    cannot take the folds' models interleaved (``steps_in_parallel`` False), goes sequential."""
+    return any(h.needs_per_fold_model or (steps_each_fold(h) and not h.steps_in_parallel)
+               for h in hooks)
 
 
 class FoldEnsemble:
@@ -67,6 +69,8 @@ class FoldEnsemble:
         self.models = [m.to(device) for m in models]
         self.k = len(models)
         self.params, self.buffers = stack_module_state(list(self.models))
+        self.transposed: frozenset[str] = frozenset()
+        bind_to_stack(self.models, self.params, self.buffers)
         # a weightless copy: functional_call swaps the stacked slices in for every call
         self.template: Any = copy.deepcopy(self.models[0]).to("meta")
 
@@ -94,12 +98,9 @@ class FoldEnsemble:
         for n, t in {**self.params, **self.buffers}.items():
             t[k].copy_(state[n])
 
-    @torch.no_grad()
     def materialize(self, k: int) -> nn.Module:
-        """Fold ``k``'s own ``nn.Module`` holding its current weights (for hooks, results)."""
-        model = self.models[k]
-        model.load_state_dict(self.state(k), strict=False)
-        return model
+        """Fold ``k``'s own model: its tensors are views of the stack, always current."""
+        return self.models[k]
 
 
 def make_ensemble(models: Sequence[nn.Module], device: torch.device,
@@ -161,6 +162,8 @@ def fit_folds_parallel(
     va_idx, va_mask = _padded([va for _, va in splits], device)
     y_va = y_all[va_idx]
     history: list[list[dict[str, Any]]] = [[] for _ in range(k)]
+    stepping = [h for h in hooks if steps_each_fold(h)]  # all steps_in_parallel (see cv.py)
+    grads_bound = False
     for f in range(k):
         for hook in hooks:
             hook.on_fit_start(ens.materialize(f), f, scalers[f](x_all[tr_t[f]]), y_all[tr_t[f]])
@@ -185,9 +188,18 @@ def fit_folds_parallel(
                 if aux_weight and aux:
                     aux_ce = [_fold_ce(a_, yb, training.label_smoothing) for a_ in aux]
                     full = ce + aux_weight * torch.stack(aux_ce).sum(0)
-            opt.zero_grad(set_to_none=True)
+            # with per-step hooks the gradients are zeroed in place, so that the fold models'
+            # .grad views bound after the first backward stay valid
+            opt.zero_grad(set_to_none=not stepping)
             # the sum's gradient w.r.t. fold k's slice is the gradient of fold k's own loss
             (full.sum() if amp is None else amp.scale(full.sum())).backward()
+            if stepping:
+                if not grads_bound:
+                    bind_grads(ens.models, ens.params, ens.transposed)
+                    grads_bound = True
+                for f in range(k):
+                    for hook in stepping:
+                        hook.after_backward(ens.models[f], ce[f])
             if training.grad_clip:
                 if amp is not None:
                     amp.unscale_(opt)
@@ -197,6 +209,9 @@ def fit_folds_parallel(
             else:
                 amp.step(opt)
                 amp.update()
+            for f in range(k) if stepping else ():
+                for hook in stepping:
+                    hook.after_step(ens.models[f])
             if sched is not None:
                 sched.step()
             total.add_(ce.detach(), alpha=b - a)

@@ -10,8 +10,9 @@ parameter-free layer (activations, dropout, residual additions) then works uncha
 acts on each sample alone. Measured on one CPU thread (``benchmarks/bench_cv.py --case mlp``)
 this is what takes the MLP past 2x the plain ``DataLoader`` loop, where ``vmap`` stays near 1.8x.
 
-Parameter and buffer names are those of the original model, so a fold's slice loads straight
-into its own ``nn.Module`` (:meth:`StackedFolds.materialize`).
+Parameter and buffer names are those of the original model. Each fold's own ``nn.Module``
+holds views of its slices (:func:`bind_to_stack`), so it always has the fold's current weights:
+hooks and probes see each fold's model, and its gradients, while the folds train together.
 """
 
 from __future__ import annotations
@@ -123,6 +124,32 @@ class StackedAffineNorm(nn.Module):
         return torch.addcmul(self.bias[:, None], out, self.weight[:, None]).reshape(-1, c)
 
 
+def bind_to_stack(models: Sequence[nn.Module], params: Tensors, buffers: Tensors,
+                  transposed: frozenset[str] = frozenset()) -> None:
+    """Point every fold model's parameters and buffers at its slice of the stacked tensors
+    (``transposed``: stacked as ``(k, in, out)``, viewed back as ``(out, in)``). No copies: the
+    fold models follow every optimizer step and buffer update of the ensemble."""
+    for f, model in enumerate(models):
+        for name, p in model.named_parameters():
+            t = params[name][f]
+            p.data = t.T if name in transposed else t
+        for name, _ in list(model.named_buffers()):
+            owner, _, attr = name.rpartition(".")
+            module = model.get_submodule(owner) if owner else model
+            module._buffers[attr] = buffers[name][f]
+
+
+def bind_grads(models: Sequence[nn.Module], params: Tensors,
+               transposed: frozenset[str] = frozenset()) -> None:
+    """Give every fold model's parameters their slice of the stacked gradients as ``.grad``
+    (views: valid while the stacked gradients are zeroed in place, not set to None)."""
+    for f, model in enumerate(models):
+        for name, p in model.named_parameters():
+            g = params[name].grad
+            if g is not None:
+                p.grad = g[f].T if name in transposed else g[f]
+
+
 def _stacker(m: nn.Module) -> Any:
     """The stacked replacement of a leaf that owns state, or None where we have none."""
     if type(m) is nn.Linear:
@@ -171,8 +198,9 @@ class StackedFolds:
             setattr(parent, attr, stacked.to(device))
         self.params: Tensors = dict(self.net.named_parameters())
         self.buffers: Tensors = {n: b for n, b in self.net.named_buffers() if b is not None}
-        self.transposed = {f"{name}.weight" for name, m in self.net.named_modules()
-                           if isinstance(m, StackedLinear)}
+        self.transposed = frozenset(f"{name}.weight" for name, m in self.net.named_modules()
+                                    if isinstance(m, StackedLinear))
+        bind_to_stack(self.models, self.params, self.buffers, self.transposed)
 
     def __call__(self, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
         """``(k, B, F)`` inputs -> ``(k, B, C)`` logits (and auxiliary logits)."""
@@ -194,8 +222,6 @@ class StackedFolds:
         for n, t in {**self.params, **self.buffers}.items():
             t[k].copy_(state[n].T if n in self.transposed else state[n])
 
-    @torch.no_grad()
     def materialize(self, k: int) -> nn.Module:
-        model = self.models[k]
-        model.load_state_dict(self.state(k), strict=False)
-        return model
+        """Fold ``k``'s own model: its tensors are views of the stack, always current."""
+        return self.models[k]
