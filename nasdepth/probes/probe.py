@@ -1,15 +1,26 @@
 """``Probe``: per-block training statistics, cheap enough to leave on.
 
-Cost model (measured on a 2-core CPU, see ``benchmarks/bench_probes.py``): every
-``grad_every``-th step (4) the probe takes the norms of all gradient tensors in one
-``torch._foreach_norm`` call and adds their squares to a device tensor (no host sync); every
-``update_every``-th step (10) it measures the relative update ||ΔW||/||W|| the same way, and
-adds the gradients to a running sum, so that the sampled mini-batches serve as the chunks of the
-gradient signal-to-noise ratio (no per-sample gradients, works with BatchNorm). Once per epoch
-it runs a fixed probe batch through the model in eval mode (forward hooks only then) for
-activation RMS, dead ReLU and saturated sigmoid/tanh units. Eval mode and no RNG draws keep
-BatchNorm running statistics and dropout masks of training unchanged: the probe does not change
-the training result.
+Cost model (measured on a 2-core CPU, see ``benchmarks/bench_probes.py`` and
+``docs/diagnose.md``). On the CPU an op costs a few microseconds of dispatch per tensor, more
+than its arithmetic for these model sizes, so the probe counts tensors and ops, not FLOPs:
+
+- every step: a counter and the detached loss appended to a list (no op, no sync);
+- every ``grad_every``-th step (4): the gradient norms, one ``torch._foreach_norm`` over the
+  gradient tensors, kept as 0-dim device tensors;
+- every ``update_every``-th step (10; in short epochs often enough for 3 samples): the
+  gradients and the weights are each concatenated into a flat buffer allocated once (one
+  ``torch.cat`` each, the weights through cached 1-D views), their per-block norms come from
+  one foreach call over the blocks' slices, and the gradients join a running sum (one add);
+  after the optimizer step one more concatenation and one subtraction give ||ΔW|| per block.
+  The sampled mini-batches are the chunks of the gradient signal-to-noise ratio (no per-sample
+  gradients, works with BatchNorm);
+- once per epoch: the lists are stacked and reduced in a few batched ops with one host sync,
+  and a small fixed probe batch (``ProbeHook``: 1/64 of the fold, 32 to 256 samples) runs
+  through the model in eval mode with forward hooks that only launch one reduction each, for
+  activation RMS, dead ReLU and saturated sigmoid/tanh units and the probe accuracy.
+
+Eval mode and no RNG draws keep BatchNorm running statistics and dropout masks of training
+unchanged: the probe does not change the training result.
 
 Use it in your own loop::
 
@@ -42,6 +53,9 @@ if TYPE_CHECKING:
 RELU_LIKE = (nn.ReLU, nn.ReLU6)
 SQUASHING = (nn.Sigmoid, nn.Tanh, nn.Hardtanh)
 SATURATION = 0.99  # |tanh| or 1 - sigmoid beyond this: a saturated unit (gradient < 2%)
+#: the dimensions a ReLU output is reduced over per channel (dim 1), by rank
+REDUCE_DIMS = {r: tuple(d for d in range(r) if d != 1) for r in range(2, 9)}
+MIN_SAMPLES = 3  # per epoch and kind (update ratio and SNR; gradient RMS), short epochs
 FOLD_ROWS = 64  # per-step norms kept as tensors before they are folded into sums
 
 
@@ -137,7 +151,7 @@ class Probe:
         # that channels-last weights flatten to views, not copies (None: already contiguous)
         self._orders = [_memory_order(p) for p in self.params]
         self.update_every, self.snr_chunks = int(update_every), int(snr_chunks)
-        self._period = self.update_every  # shortened for short epochs (>= 4 samples each)
+        self._period = self.update_every  # shortened for short epochs (MIN_SAMPLES)
         # gradient norms on every grad_every-th step: a per-epoch RMS needs a sample of the
         # steps, not all of them, and skipping steps keeps the probe's cost within budget
         self.grad_every = int(grad_every)
@@ -163,7 +177,7 @@ class Probe:
         # the weight snapshot of the update ratio and the running sum of sampled gradients (SNR)
         self._flat: list[torch.Tensor] | None = None
         self._unit_views: list[list[torch.Tensor]] = []
-        self._init_norms: list[torch.Tensor] | None = None  # gradient norms of the first step
+        self._init_norms: torch.Tensor | None = None  # squared block gradient norms, first step
         # forward-hook bookkeeping, fixed for the model: which unit owns each module, and the
         # activation modules whose outputs are counted (dead / saturated units)
         self._owner = {id(m): i for i, (_, unit) in enumerate(self.units)
@@ -185,7 +199,8 @@ class Probe:
         self._grad_sq = torch.zeros(u, device=self.device)  # sum of squared gradient norms
         self._snr_sq = torch.zeros(u, device=self.device)  # the same on the sampled steps
         self._update_sum = torch.zeros(u, device=self.device)  # sum of per-block ||ΔW||/||W||
-        self._grad_norms: list[torch.Tensor] = []  # u per recorded step, not yet folded in
+        self._grad_norms: list[torch.Tensor] = []  # u per sampled step, not yet folded in
+        self._grad_norms_p: list[torch.Tensor] = []  # n per other recorded step
         self._snr_norms: list[torch.Tensor] = []  # u per sampled step
         self._w_norms: list[torch.Tensor] = []  # u per sampled step: ||W|| before the step
         self._d_norms: list[torch.Tensor] = []  # u per finished sample: ||ΔW||
@@ -220,9 +235,10 @@ class Probe:
                 p.data_ptr() for p in self.params]:
             self._param_views = None
 
-    @torch.no_grad()
     def after_backward(self, loss: torch.Tensor | None = None) -> None:
         """Record the gradients of this step (call after ``backward()``); device-side only."""
+        # most steps end after the counters: no no_grad context (its enter and exit cost more
+        # than the rest of such a step), the loss only detached and kept
         if self._pending:  # a user loop calls no after_step: the last step's update is in
             self._finish_update()
         if loss is not None:
@@ -231,42 +247,54 @@ class Probe:
         self._steps += 1
         record = step % self._grad_period == 0
         sampled = step % self._period == 0  # update ratio and SNR
-        if not (record or sampled):
-            return
-        flat_g, snap, grad_sum = self._buffers()
-        g_units, s_units, _ = self._unit_views
-        torch.cat([self._zero.expand(p.numel()) if p.grad is None
-                   else p.grad.reshape(-1) if o is None else p.grad.permute(o).reshape(-1)
-                   for p, o in zip(self.params, self._orders, strict=True)], out=flat_g)
         if sampled:
-            # the weights before the step: one concatenation into the snapshot, whose block
-            # norms come with the gradient norms in one call
-            torch.cat(self._params_flat(), out=snap)
-            norms = torch._foreach_norm(g_units + s_units)
-            u = len(self.units)
-            gnorms = norms[:u]
-            self._w_norms.extend(norms[u:])
-            self._pending = True
-            if not self.snr_chunks:
-                if self._sampled == 0:  # the epoch's first sample: no zeroing pass needed
-                    grad_sum.copy_(flat_g)
-                else:
-                    grad_sum.add_(flat_g)
-                self._snr_norms.extend(gnorms)
-                self._sampled += 1
-        else:
-            gnorms = torch._foreach_norm(g_units)
-        if record:
-            self._grad_norms.extend(gnorms)
-            self._grad_steps += 1
-            if self._init_norms is None:  # the fold's first step: gradients at initialization
-                self._init_norms = list(gnorms)
-        if len(self._grad_norms) >= FOLD_ROWS * len(self.units):
+            self._sample()
+        elif record:
+            self._record()
+        if len(self._grad_norms) + len(self._grad_norms_p) >= FOLD_ROWS * len(self.units):
             self._fold()
 
     step = after_backward  # the name users call in their own loops
 
     @torch.no_grad()
+    def _record(self) -> None:
+        """Gradient norms only: one foreach norm over the gradient tensors (no copy)."""
+        grads = [p.grad for p in self.params]
+        if any(g is None for g in grads):  # unused parameters
+            grads = [self._zero if g is None else g for g in grads]
+        norms = torch._foreach_norm(grads)  # type: ignore[arg-type]
+        self._grad_norms_p.extend(norms)
+        self._grad_steps += 1
+        if self._init_norms is None:  # the fold's first step: gradients at initialization
+            self._init_norms = self._rows_p(norms)[0]
+
+    @torch.no_grad()
+    def _sample(self) -> None:
+        """Gradient norms, the weight snapshot and the SNR gradient sum: the gradients are
+        concatenated into one flat buffer (one op), the weights into the snapshot (one op), and
+        the block norms of both come from one foreach call over their per-block slices."""
+        flat_g, snap, grad_sum = self._buffers()
+        g_units, s_units, _ = self._unit_views
+        torch.cat([self._zero.expand(p.numel()) if p.grad is None
+                   else p.grad.reshape(-1) if o is None else p.grad.permute(o).reshape(-1)
+                   for p, o in zip(self.params, self._orders, strict=True)], out=flat_g)
+        torch.cat(self._params_flat(), out=snap)
+        norms = torch._foreach_norm(g_units + s_units)
+        u = len(self.units)
+        self._grad_norms.extend(norms[:u])  # sampled steps also count as recorded ones
+        self._grad_steps += 1
+        if self._init_norms is None:
+            self._init_norms = self._rows(norms[:u])[0]
+        self._w_norms.extend(norms[u:])
+        self._pending = True
+        if not self.snr_chunks:
+            if self._sampled == 0:  # the epoch's first sample: no zeroing pass needed
+                grad_sum.copy_(flat_g)
+            else:
+                grad_sum.add_(flat_g)
+            self._snr_norms.extend(norms[:u])
+            self._sampled += 1
+
     def after_step(self) -> None:
         """After ``optimizer.step()``: finish a pending update-ratio measurement."""
         if self._pending:
@@ -274,7 +302,7 @@ class Probe:
 
     @torch.no_grad()
     def _finish_update(self) -> None:
-        after, snap, _ = self._buffers()  # the gradient buffer is free until the next record
+        after, snap, _ = self._buffers()  # the gradient buffer is free until the next sample
         torch.cat(self._params_flat(), out=after)
         snap.sub_(after)  # W_before - W_after
         self._d_norms.extend(torch._foreach_norm(self._unit_views[1]))
@@ -282,8 +310,14 @@ class Probe:
         self._pending = False
 
     def _rows(self, norms: list[torch.Tensor]) -> torch.Tensor:
-        """k * units 0-dim norms -> (k, units) squares."""
+        """k * units 0-dim block norms -> (k, units) squares."""
         return torch.stack(norms).view(-1, len(self.units)).float().square()
+
+    def _rows_p(self, norms: list[torch.Tensor]) -> torch.Tensor:
+        """k * params 0-dim parameter norms -> (k, units) squares, summed per block."""
+        sq = torch.stack(norms).view(-1, len(self.params)).float().square()
+        out = torch.zeros(sq.shape[0], len(self.units), device=self.device)
+        return out.index_add_(1, self._unit_of, sq)
 
     @torch.no_grad()
     def _fold(self) -> None:
@@ -291,6 +325,9 @@ class Probe:
         if self._grad_norms:
             self._grad_sq += self._rows(self._grad_norms).sum(0)
             self._grad_norms = []
+        if self._grad_norms_p:
+            self._grad_sq += self._rows_p(self._grad_norms_p).sum(0)
+            self._grad_norms_p = []
         if self._snr_norms:
             self._snr_sq += self._rows(self._snr_norms).sum(0)
             self._snr_norms = []
@@ -325,7 +362,7 @@ class Probe:
         first = self.trace.grad_rms_init is None and self._init_norms is not None
         if first:
             assert self._init_norms is not None
-            parts.append((self._rows(self._init_norms)[0] / self._unit_numel).sqrt())
+            parts.append((self._init_norms / self._unit_numel).sqrt())
         packed = torch.cat(parts).tolist()  # one host sync
         if first:
             self.trace.grad_rms_init = [finite_or_none(v) for v in packed[3 * u + 1:]]
@@ -349,8 +386,10 @@ class Probe:
             (train_loss is not None and not math.isfinite(float(train_loss)))
             or any(v is None for v in row["grad_rms"]))
         self.trace.epochs.append(row)
-        self._period = max(1, min(self.update_every, self._steps // 4))
-        self._grad_period = max(1, min(self.grad_every, self._steps // 8))
+        # short epochs: at least MIN_SAMPLES samples of each kind (the sampled steps count as
+        # recorded ones); the periods then coincide, so that no step pays for both kinds
+        self._period = max(1, min(self.update_every, -(-self._steps // MIN_SAMPLES)))
+        self._grad_period = max(1, min(self.grad_every, -(-self._steps // MIN_SAMPLES)))
         self._reset_epoch()
         return row
 
@@ -394,23 +433,22 @@ class Probe:
         def unit_hook(i: int):  # type: ignore[no-untyped-def]
             def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
                 last[0] = i
-                if isinstance(out, torch.Tensor) and out.numel():
-                    norm = torch.linalg.vector_norm(out.detach(), dtype=torch.float32)
-                    rms.append((i, norm, out.numel()))
+                if isinstance(out, torch.Tensor) and out.numel():  # (no_grad: no detach)
+                    rms.append((i, torch.linalg.vector_norm(out), out.numel()))
             return hook
 
         def act_hook(m: nn.Module, _inp: Any, out: Any) -> None:
             if not isinstance(out, torch.Tensor) or out.dim() < 2 or not out.numel():
                 return
             i = self._owner.get(id(m), last[0])
-            o = out.detach()
             if isinstance(m, RELU_LIKE):
                 # a unit (channel) is dead when it never fires: its largest output is not > 0
-                tops.append((i, o.amax(dim=[d for d in range(o.dim()) if d != 1]).float()))
+                dims = REDUCE_DIMS.get(out.dim()) or tuple(range(2, out.dim())) + (0,)
+                tops.append((i, out.amax(dim=dims)))
             elif isinstance(m, nn.Sigmoid):  # within 0.01 of 0 or 1
-                sat.append((i, ((o.float() - 0.5).abs() > SATURATION - 0.5).sum(), o.numel()))
+                sat.append((i, ((out - 0.5).abs() > SATURATION - 0.5).sum(), out.numel()))
             else:
-                sat.append((i, (o.float().abs() > SATURATION).sum(), o.numel()))
+                sat.append((i, (out.abs() > SATURATION).sum(), out.numel()))
 
         handles = [unit.register_forward_hook(unit_hook(i))
                    for i, (_, unit) in enumerate(self.units)]
@@ -423,7 +461,7 @@ class Probe:
         values = [v.float() for _, v, _ in rms] + [v.float() for _, v, _ in sat]
         parts = [torch.stack(values)] if values else []
         if tops:  # dead channels of every ReLU: one concatenation, a cumulative count
-            fired = torch.cat([t.reshape(-1) for _, t in tops]) > 0  # NaN: never fired
+            fired = torch.cat([t.reshape(-1).float() for _, t in tops]) > 0  # NaN: never
             dead = fired.logical_not().float().cumsum(0)
             ends = torch.tensor([t.numel() for _, t in tops]).cumsum(0)
             counts = dead[(ends - 1).to(dead.device)]

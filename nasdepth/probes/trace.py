@@ -8,7 +8,7 @@ block and ``grad_rms[-1]`` the head. Values that were NaN or infinite are stored
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 #: per-block series recorded every epoch (each a list with one value per block)
@@ -56,7 +56,13 @@ class Trace:
         return self.stopped is not None or any(e.get("nonfinite") for e in self.epochs)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # a shallow copy per epoch row and list (dataclasses.asdict deep-copies every value)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["epochs"] = [{k: list(v) if isinstance(v, list) else v for k, v in e.items()}
+                       for e in self.epochs]
+        for key in ("blocks", "block_params", "grad_rms_init"):
+            d[key] = None if d[key] is None else list(d[key])
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Trace:
