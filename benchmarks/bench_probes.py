@@ -5,12 +5,13 @@ For each workload, one repeat trains the same k-fold CV without probes and with 
 the overhead is the median over repeats of the per-repeat ratio of process CPU time, printed
 with the range of the ratios. The runs are single-threaded, so CPU time is what they cost and is
 far less disturbed than wall time by other processes sharing the machine (the wall time of the
-median run is printed beside). Each timed run takes 1.5-6 s on a 2-core development CPU. Both
-runs use the sequential fold engine, since probes need each fold's own model; ``--vmapped``
-also times the vectorized fold engine (``parallel=auto``, no probes), which is what a probe-free
-MLP run would use.
+median run is printed beside); the ratio of the fastest runs and the probe's own share of the
+probed runs' CPU time are printed as cross-checks. Each timed run takes 2-4 s on the 2-core
+development CPU. Both runs use the sequential fold engine, since probes need each fold's own
+model; ``--vmapped`` also times the vectorized fold engine (``parallel=auto``, no probes),
+which is what a probe-free MLP run would use.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_probes.py [--repeats 7] [--vmapped]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_probes.py [--repeats 15] [--vmapped]
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ def workloads() -> list[tuple[str, ArchConfig, Dataset, TrainConfig]]:
     mlp = ArchConfig.from_dict({"stages": [{"block": "plain", "depth": 8, "width": 128}]})
     cnn = ArchConfig.from_dict({"stages": [{"block": "residual", "depth": 2, "width": 32}]})
     return [
-        ("MLP 8x128, 6000x64, bs64", mlp, mlp_data, TrainConfig(epochs=4, batch_size=64)),
+        ("MLP 8x128, 6000x64, bs64", mlp, mlp_data, TrainConfig(epochs=2, batch_size=64)),
         ("MLP 8x128, 6000x64, bs256", mlp, mlp_data, TrainConfig(epochs=4, batch_size=256)),
         ("residual CNN w32, digits, bs64", cnn, load_data("sklearn:digits"),
-         TrainConfig(epochs=3, batch_size=64)),
+         TrainConfig(epochs=2, batch_size=64)),
     ]
 
 
@@ -92,7 +93,7 @@ def timed(arch: ArchConfig, data: Dataset, training: TrainConfig, *, probes: boo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="probe overhead, side by side")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--workload", type=int, action="append",
                         help="run only these workloads (0-based index; repeatable)")
     parser.add_argument("--vmapped", action="store_true",
@@ -101,9 +102,10 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"CPU seconds per 3-fold CV (median of {args.repeats} repeats); wall seconds in "
           "brackets; overhead = median of per-repeat CPU-time ratios, [min max] of the ratios;"
+          "\nmin/min = fastest probed run / fastest run without (contention only adds time);"
           "\ninside = CPU time inside the probe's calls / CPU time of the probed run (median)")
     print(f"{'workload':32s} {'no probes':>16s} {'probes':>16s} {'overhead':>9s} "
-          f"{'[min max]':>17s} {'inside':>7s}"
+          f"{'[min max]':>17s} {'min/min':>8s} {'inside':>7s}"
           + (f" {'vmapped, no probes':>19s}" if args.vmapped else ""))
     for w, (name, arch, data, training) in enumerate(workloads()):
         if args.workload and w not in args.workload:
@@ -129,6 +131,7 @@ def main() -> None:
         overhead = statistics.median(ratios) - 1
         print(f"{name:32s} {med(base):>16s} {med(probed):>16s} {overhead:+8.1%} "
               f"[{min(ratios) - 1:+6.1%} {max(ratios) - 1:+6.1%}] "
+              f"{min(r[0] for r in probed) / min(r[0] for r in base) - 1:+7.1%} "
               f"{statistics.median(inside):6.1%}"
               + (f" {med(vmapped):>19s}" if args.vmapped else ""), flush=True)
 

@@ -55,7 +55,7 @@ SQUASHING = (nn.Sigmoid, nn.Tanh, nn.Hardtanh)
 SATURATION = 0.99  # |tanh| or 1 - sigmoid beyond this: a saturated unit (gradient < 2%)
 #: the dimensions a ReLU output is reduced over per channel (dim 1), by rank
 REDUCE_DIMS = {r: tuple(d for d in range(r) if d != 1) for r in range(2, 9)}
-MIN_SAMPLES = 3  # per epoch and kind (update ratio and SNR; gradient RMS), short epochs
+MIN_SAMPLES = 2  # per epoch and kind (update ratio and SNR; gradient RMS), short epochs
 FOLD_ROWS = 64  # per-step norms kept as tensors before they are folded into sums
 
 
@@ -199,11 +199,13 @@ class Probe:
         self._grad_sq = torch.zeros(u, device=self.device)  # sum of squared gradient norms
         self._snr_sq = torch.zeros(u, device=self.device)  # the same on the sampled steps
         self._update_sum = torch.zeros(u, device=self.device)  # sum of per-block ||ΔW||/||W||
-        self._grad_norms: list[torch.Tensor] = []  # u per sampled step, not yet folded in
-        self._grad_norms_p: list[torch.Tensor] = []  # n per other recorded step
-        self._snr_norms: list[torch.Tensor] = []  # u per sampled step
-        self._w_norms: list[torch.Tensor] = []  # u per sampled step: ||W|| before the step
-        self._d_norms: list[torch.Tensor] = []  # u per finished sample: ||ΔW||
+        # per-step norms not yet folded into the sums: 2u per sampled step (the gradient's block
+        # norms, then the weights' before the step), u per finished sample (||ΔW||), n per
+        # record-only step (the gradient tensors' norms)
+        self._sample_norms: list[torch.Tensor] = []
+        self._d_norms: list[torch.Tensor] = []
+        self._grad_norms_p: list[torch.Tensor] = []
+        self._rows_pending = 0
         self._losses: list[torch.Tensor] = []
         self._grad_steps = self._sampled = self._updates = self._steps = 0
         self._pending = False  # a snapshot waits for the optimizer step
@@ -251,7 +253,7 @@ class Probe:
             self._sample()
         elif record:
             self._record()
-        if len(self._grad_norms) + len(self._grad_norms_p) >= FOLD_ROWS * len(self.units):
+        if self._rows_pending >= FOLD_ROWS:
             self._fold()
 
     step = after_backward  # the name users call in their own loops
@@ -265,6 +267,7 @@ class Probe:
         norms = torch._foreach_norm(grads)  # type: ignore[arg-type]
         self._grad_norms_p.extend(norms)
         self._grad_steps += 1
+        self._rows_pending += 1
         if self._init_norms is None:  # the fold's first step: gradients at initialization
             self._init_norms = self._rows_p(norms)[0]
 
@@ -280,19 +283,17 @@ class Probe:
                    for p, o in zip(self.params, self._orders, strict=True)], out=flat_g)
         torch.cat(self._params_flat(), out=snap)
         norms = torch._foreach_norm(g_units + s_units)
-        u = len(self.units)
-        self._grad_norms.extend(norms[:u])  # sampled steps also count as recorded ones
-        self._grad_steps += 1
+        self._sample_norms.extend(norms)
+        self._grad_steps += 1  # sampled steps also count as recorded ones
+        self._rows_pending += 1
         if self._init_norms is None:
-            self._init_norms = self._rows(norms[:u])[0]
-        self._w_norms.extend(norms[u:])
+            self._init_norms = self._rows(norms[:len(self.units)])[0]
         self._pending = True
         if not self.snr_chunks:
             if self._sampled == 0:  # the epoch's first sample: no zeroing pass needed
                 grad_sum.copy_(flat_g)
             else:
                 grad_sum.add_(flat_g)
-            self._snr_norms.extend(norms[:u])
             self._sampled += 1
 
     def after_step(self) -> None:
@@ -322,20 +323,20 @@ class Probe:
     @torch.no_grad()
     def _fold(self) -> None:
         """Fold the pending per-step norms into the epoch's accumulators (batched ops)."""
-        if self._grad_norms:
-            self._grad_sq += self._rows(self._grad_norms).sum(0)
-            self._grad_norms = []
+        u = len(self.units)
         if self._grad_norms_p:
             self._grad_sq += self._rows_p(self._grad_norms_p).sum(0)
             self._grad_norms_p = []
-        if self._snr_norms:
-            self._snr_sq += self._rows(self._snr_norms).sum(0)
-            self._snr_norms = []
-        k = len(self._d_norms) // len(self.units)
+        k = len(self._d_norms) // u  # finished samples (a pending one waits for its step)
         if k:
-            dn, wn = self._rows(self._d_norms), self._rows(self._w_norms[:k * len(self.units)])
-            self._update_sum += (dn / wn.clamp_min(1e-30)).sqrt().sum(0)
-            self._d_norms, self._w_norms = [], self._w_norms[k * len(self.units):]
+            rows = torch.stack(self._sample_norms[:2 * k * u]).view(k, 2 * u).float().square()
+            g_sq = rows[:, :u].sum(0)
+            self._grad_sq += g_sq
+            self._snr_sq += g_sq
+            dn = self._rows(self._d_norms)
+            self._update_sum += (dn / rows[:, u:].clamp_min(1e-30)).sqrt().sum(0)
+            self._sample_norms, self._d_norms = self._sample_norms[2 * k * u:], []
+        self._rows_pending = len(self._sample_norms) // (2 * u)
 
     # -- per epoch --------------------------------------------------------------------------
     def epoch_end(self, *, train_loss: float | None = None, val_loss: float | None = None,
@@ -386,10 +387,12 @@ class Probe:
             (train_loss is not None and not math.isfinite(float(train_loss)))
             or any(v is None for v in row["grad_rms"]))
         self.trace.epochs.append(row)
-        # short epochs: at least MIN_SAMPLES samples of each kind (the sampled steps count as
-        # recorded ones); the periods then coincide, so that no step pays for both kinds
-        self._period = max(1, min(self.update_every, -(-self._steps // MIN_SAMPLES)))
-        self._grad_period = max(1, min(self.grad_every, -(-self._steps // MIN_SAMPLES)))
+        # short epochs (fewer than MIN_SAMPLES * update_every steps): MIN_SAMPLES samples,
+        # which are also the gradient records (a sampled step records the gradients too, so
+        # no step pays for a record beside them); otherwise the default periods
+        short = -(-self._steps // MIN_SAMPLES)
+        self._period = max(1, min(self.update_every, short))
+        self._grad_period = self._period if short < self.update_every else self.grad_every
         self._reset_epoch()
         return row
 
