@@ -33,17 +33,40 @@ def bn_dropout_arch() -> ArchConfig:
 
 def test_probes_do_not_change_training_results(data) -> None:
     training = TrainConfig(epochs=2, batch_size=32)
-    # probes need each fold's own model, so the engine trains folds one by one: compare with
-    # the same engine path (the vectorized ensemble rounds differently)
-    plain = cross_validate(bn_dropout_arch(), data, folds=2, seed=3, training=training,
-                           parallel=False)
-    hook = ProbeHook()
-    probed = cross_validate(bn_dropout_arch(), data, folds=2, seed=3, training=training,
-                            hooks=[hook], parallel=False)
-    for col in ("val_accuracy", "val_log_loss", "train_log_loss"):
-        assert plain.folds[col].tolist() == probed.folds[col].tolist()
-    assert plain.history["val_loss"].tolist() == probed.history["val_loss"].tolist()
-    assert len(probed.traces) == 2 and len(hook.traces) == 2
+    # on both engine paths: folds one by one, and folds together (stacked MLP layers)
+    for parallel in (False, True):
+        plain = cross_validate(bn_dropout_arch(), data, folds=2, seed=3, training=training,
+                               parallel=parallel)
+        hook = ProbeHook()
+        probed = cross_validate(bn_dropout_arch(), data, folds=2, seed=3, training=training,
+                                hooks=[hook], parallel=parallel)
+        assert probed.settings["parallel"] is parallel
+        for col in ("val_accuracy", "val_log_loss", "train_log_loss"):
+            assert plain.folds[col].tolist() == probed.folds[col].tolist()
+        assert plain.history["val_loss"].tolist() == probed.history["val_loss"].tolist()
+        assert len(probed.traces) == 2 and len(hook.traces) == 2
+
+
+def test_probes_ride_along_fold_parallel_training(data) -> None:
+    """Folds trained together (stacked MLP layers) give each fold the same trace as folds
+    trained one by one: the probes see each fold's own gradients, updates and activations."""
+    arch = ArchConfig.from_dict({"stages": [{"block": "plain", "depth": 3, "width": 16}]})
+    training = TrainConfig(epochs=2, batch_size=32)
+    traces = {}
+    for parallel in (True, False):
+        result = cross_validate(arch, data, folds=3, seed=1, training=training,
+                                hooks=[ProbeHook()], parallel=parallel)
+        assert result.settings["parallel"] is parallel
+        traces[parallel] = [Trace.from_dict(t) for t in result.traces]
+    assert [t.fold for t in traces[True]] == [0, 1, 2]
+    for a, b in zip(traces[True], traces[False], strict=True):
+        assert len(a.epochs) == len(b.epochs) == 2
+        for key in ("grad_rms", "update_ratio", "act_rms", "dead_frac", "grad_snr"):
+            np.testing.assert_allclose(np.array(a.series(key), dtype=float),
+                                       np.array(b.series(key), dtype=float), rtol=1e-3,
+                                       atol=1e-7, err_msg=key)
+        np.testing.assert_allclose(a.scalar("train_loss_norm"), b.scalar("train_loss_norm"),
+                                   rtol=1e-3)
 
 
 def test_trace_profile_in_forward_order_and_json_round_trip(data) -> None:

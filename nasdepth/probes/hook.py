@@ -26,17 +26,26 @@ class ProbeHook(TrainHook):
     and ``summary()`` a compact JSON summary for storing with a trial.
     """
 
-    needs_per_fold_model = True
+    # one Probe per fold, found by the model it watches: the fold-parallel engine may call the
+    # per-step methods for every fold's model in turn within one step
+    steps_in_parallel = True
 
     def __init__(self, *, probe_size: int = PROBE_BATCH, update_every: int = 10,
                  snr_chunks: int = 0) -> None:
         self.probe_size, self.update_every, self.snr_chunks = probe_size, update_every, snr_chunks
         self.traces: list[Trace] = []
-        self.probe: Probe | None = None
+        self._open: dict[int, tuple[int, Probe]] = {}  # id(model) -> (fold, its probe)
+
+    def _probe(self, model: nn.Module) -> Probe | None:
+        entry = self._open.get(id(model))
+        return None if entry is None else entry[1]
 
     def on_fit_start(self, model: nn.Module, fold: int, x_train: torch.Tensor,
                      y_train: torch.Tensor) -> None:
-        self.close("stopped before its last epoch")  # the previous fold failed midway
+        # folds start in increasing order (all before the first step when they train
+        # together): a probe still open at this fold or a later one is left from a run that
+        # failed midway
+        self._close_where(lambda f: f >= fold, "stopped before its last epoch")
         n = len(x_train)
         # at most 1/64 of an epoch's samples (at least 32): one probe forward per epoch must
         # stay cheap next to the epoch's training steps (bench_probes: with 16 steps of 256 per
@@ -50,41 +59,52 @@ class ProbeHook(TrainHook):
         last = [m for m in (out.modules() if out is not None else ()) if isinstance(m, nn.Linear)]
         if last:  # the head knows the number of classes even if a fold lacks the last one
             num_classes = max(num_classes, last[-1].out_features)
-        self.probe = Probe(model, probe_batch=(x_train[idx], y_train[idx]), labels=y_train,
-                           num_classes=num_classes, update_every=self.update_every,
-                           snr_chunks=self.snr_chunks, fold=fold)
+        # a streamed fold hands its rows over on the host: the probe batch goes to the model
+        dev = next(model.parameters()).device
+        probe = Probe(model, probe_batch=(x_train[idx].to(dev), y_train[idx].to(dev)),
+                      labels=y_train, num_classes=num_classes, update_every=self.update_every,
+                      snr_chunks=self.snr_chunks, fold=fold)
+        self._open[id(model)] = (fold, probe)
 
     def after_backward(self, model: nn.Module, loss: torch.Tensor) -> None:
-        if self.probe is not None:
-            self.probe.after_backward(loss)
+        probe = self._probe(model)
+        if probe is not None:
+            probe.after_backward(loss)
 
     def after_step(self, model: nn.Module) -> None:
-        if self.probe is not None:
-            self.probe.after_step()
+        probe = self._probe(model)
+        if probe is not None:
+            probe.after_step()
 
     def on_epoch_end(self, model: nn.Module, fold: int, record: dict[str, Any]) -> None:
-        if self.probe is not None:
-            self.probe.epoch_end(train_loss=record.get("train_loss"),
-                                 val_loss=record.get("val_loss"),
-                                 val_accuracy=record.get("val_accuracy"),
-                                 epoch=record.get("epoch"))
+        probe = self._probe(model)
+        if probe is not None:
+            probe.epoch_end(train_loss=record.get("train_loss"),
+                            val_loss=record.get("val_loss"),
+                            val_accuracy=record.get("val_accuracy"),
+                            epoch=record.get("epoch"))
 
     def on_fit_end(self, model: nn.Module, fold: int) -> dict[str, Any] | None:
-        if self.probe is None:
+        entry = self._open.pop(id(model), None)
+        if entry is None:
             return None
-        trace = self.probe.trace
+        trace = entry[1].trace
         self.traces.append(trace)
-        self.probe = None
         return trace.to_dict()
 
     def close(self, reason: str) -> Trace | None:
-        """Keep the partial trace of a fold that ended without ``on_fit_end`` (the engine
-        raised, e.g. ``NonFiniteLossError``); returns it."""
-        if self.probe is None:
-            return None
-        trace = self.probe.stop(reason)
-        self.traces.append(trace)
-        self.probe = None
+        """Keep the partial traces of folds that ended without ``on_fit_end`` (the engine
+        raised, e.g. ``NonFiniteLossError``; with folds trained together, every open fold);
+        returns the last of them."""
+        return self._close_where(lambda f: True, reason)
+
+    def _close_where(self, which: Any, reason: str) -> Trace | None:
+        trace = None
+        for key, (fold, probe) in sorted(self._open.items(), key=lambda kv: kv[1][0]):
+            if which(fold):
+                trace = probe.stop(reason)
+                self.traces.append(trace)
+                del self._open[key]
         return trace
 
     def trace_dicts(self) -> list[dict[str, Any]]:
