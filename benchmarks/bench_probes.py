@@ -5,13 +5,15 @@ For each workload, one repeat trains the same k-fold CV without probes and with 
 the overhead is the median over repeats of the per-repeat ratio of process CPU time, printed
 with the range of the ratios. The runs are single-threaded, so CPU time is what they cost and is
 far less disturbed than wall time by other processes sharing the machine (the wall time of the
-median run is printed beside); the ratio of the fastest runs and the probe's own share of the
-probed runs' CPU time are printed as cross-checks. Each timed run takes 2-4 s on the 2-core
-development CPU. Both runs use the sequential fold engine, since probes need each fold's own
-model; ``--vmapped`` also times the vectorized fold engine (``parallel=auto``, no probes),
-which is what a probe-free MLP run would use.
+median run is printed beside). As a cross-check, ``inside`` is the probe's own share of the
+probed runs' CPU time, timed around its calls within each run: machine load slows both parts of
+a run alike, so it scatters far less than the side-by-side ratios, but it misses indirect costs
+(caches). Each timed run takes 2-4 s on the 2-core development CPU. Both runs use the
+sequential fold engine, since probes need each fold's own model; ``--vmapped`` also times the
+vectorized fold engine (``parallel=auto``, no probes), which is what a probe-free MLP run would
+use.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_probes.py [--repeats 15] [--vmapped]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_probes.py [--repeats 21] [--vmapped]
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def timed(arch: ArchConfig, data: Dataset, training: TrainConfig, *, probes: boo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="probe overhead, side by side")
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--workload", type=int, action="append",
                         help="run only these workloads (0-based index; repeatable)")
     parser.add_argument("--vmapped", action="store_true",
@@ -102,10 +104,9 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"CPU seconds per 3-fold CV (median of {args.repeats} repeats); wall seconds in "
           "brackets; overhead = median of per-repeat CPU-time ratios, [min max] of the ratios;"
-          "\nmin/min = fastest probed run / fastest run without (contention only adds time);"
           "\ninside = CPU time inside the probe's calls / CPU time of the probed run (median)")
     print(f"{'workload':32s} {'no probes':>16s} {'probes':>16s} {'overhead':>9s} "
-          f"{'[min max]':>17s} {'min/min':>8s} {'inside':>7s}"
+          f"{'[min max]':>17s} {'inside':>7s}"
           + (f" {'vmapped, no probes':>19s}" if args.vmapped else ""))
     for w, (name, arch, data, training) in enumerate(workloads()):
         if args.workload and w not in args.workload:
@@ -131,7 +132,6 @@ def main() -> None:
         overhead = statistics.median(ratios) - 1
         print(f"{name:32s} {med(base):>16s} {med(probed):>16s} {overhead:+8.1%} "
               f"[{min(ratios) - 1:+6.1%} {max(ratios) - 1:+6.1%}] "
-              f"{min(r[0] for r in probed) / min(r[0] for r in base) - 1:+7.1%} "
               f"{statistics.median(inside):6.1%}"
               + (f" {med(vmapped):>19s}" if args.vmapped else ""), flush=True)
 
