@@ -8,12 +8,13 @@ far less disturbed than wall time by other processes sharing the machine (the wa
 median run is printed beside). As a cross-check, ``inside`` is the probe's own share of the
 probed runs' CPU time, timed around its calls within each run: machine load slows both parts of
 a run alike, so it scatters far less than the side-by-side ratios, but it misses indirect costs
-(caches). Each timed run takes 2-4 s on the 2-core development CPU. Both runs use the
-sequential fold engine, since probes need each fold's own model; ``--vmapped`` also times the
-vectorized fold engine (``parallel=auto``, no probes), which is what a probe-free MLP run would
-use.
+(caches). Each timed run takes 2-4 s on the 2-core development CPU. ``--engine seq`` (the
+default) runs both sides on the sequential fold engine; ``--engine auto`` lets the engine choose
+as it does by default, so the MLPs train their folds together (stacked layers) with the probes
+riding along; ``--vmapped`` also times the fold-parallel engine without probes.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_probes.py [--repeats 21] [--vmapped]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_probes.py --engine auto --workload 0
 """
 
 from __future__ import annotations
@@ -100,9 +101,14 @@ def main() -> None:
                         help="run only these workloads (0-based index; repeatable)")
     parser.add_argument("--vmapped", action="store_true",
                         help="also time the vectorized fold engine without probes")
+    parser.add_argument("--engine", choices=["seq", "auto"], default="seq",
+                        help="seq: folds one by one on both sides; auto: as cross_validate "
+                             "chooses (MLP folds together, probes riding along)")
     args = parser.parse_args()
+    engine: str | bool = False if args.engine == "seq" else "auto"
     torch.set_num_threads(1)
-    print(f"CPU seconds per 3-fold CV (median of {args.repeats} repeats); wall seconds in "
+    print(f"engine: {args.engine}; CPU seconds per 3-fold CV (median of {args.repeats} repeats); "
+          "wall seconds in "
           "brackets; overhead = median of per-repeat CPU-time ratios, [min max] of the ratios;"
           "\ninside = CPU time inside the probe's calls / CPU time of the probed run (median)")
     print(f"{'workload':32s} {'no probes':>16s} {'probes':>16s} {'overhead':>9s} "
@@ -111,12 +117,12 @@ def main() -> None:
     for w, (name, arch, data, training) in enumerate(workloads()):
         if args.workload and w not in args.workload:
             continue
-        timed(arch, data, training, probes=True, parallel=False)  # warm up both paths
-        timed(arch, data, training, probes=False, parallel=False)
+        timed(arch, data, training, probes=True, parallel=engine)  # warm up both paths
+        timed(arch, data, training, probes=False, parallel=engine)
         base, probed, ratios, vmapped, inside = [], [], [], [], []
         for r in range(args.repeats):
             order = (False, True) if r % 2 == 0 else (True, False)
-            t = {p: timed(arch, data, training, probes=p, parallel=False) for p in order}
+            t = {p: timed(arch, data, training, probes=p, parallel=engine) for p in order}
             base.append(t[False])
             probed.append(t[True])
             ratios.append(t[True][0] / t[False][0])
