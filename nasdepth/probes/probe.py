@@ -142,13 +142,13 @@ class Probe:
         # parameters are listed unit by unit, so each unit is one contiguous segment of the
         # flattened parameters (and gradients): its norms are those of one slice
         self._unit_sizes = [0] * len(self.units)
-        for u, p in zip(unit_of, self.params, strict=True):
-            self._unit_sizes[u] += p.numel()
+        for u, param in zip(unit_of, self.params, strict=True):
+            self._unit_sizes[u] += param.numel()
         self._unit_numel = torch.tensor([float(s) for s in self._unit_sizes], device=device)
         self._unit_of = torch.tensor(unit_of, device=device)  # for the snr_chunks path
         self._dtype = self.params[0].dtype
-        for p in self.params[1:]:
-            self._dtype = torch.promote_types(self._dtype, p.dtype)
+        for param in self.params[1:]:
+            self._dtype = torch.promote_types(self._dtype, param.dtype)
         self._zero = torch.zeros((), device=device, dtype=self._dtype)
         self._param_views: list[torch.Tensor] | None = None
         self._param_ptrs: list[int] = []
@@ -315,11 +315,11 @@ class Probe:
         self._updates += 1
         self._pending = False
 
-    def _rows(self, norms: list[torch.Tensor]) -> torch.Tensor:
+    def _rows(self, norms: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
         """k * units 0-dim block norms -> (k, units) squares."""
         return torch.stack(norms).view(-1, len(self.units)).float().square()
 
-    def _rows_p(self, norms: list[torch.Tensor]) -> torch.Tensor:
+    def _rows_p(self, norms: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
         """k * params 0-dim parameter norms -> (k, units) squares, summed per block."""
         sq = torch.stack(norms).view(-1, len(self.params)).float().square()
         out = torch.zeros(sq.shape[0], len(self.units), device=self.device)
