@@ -56,31 +56,22 @@ class TimedProbeHook(ProbeHook):
         super().__init__()
         self.seconds = 0.0
 
-    def on_fit_start(self, *args: Any) -> None:
-        t = time.process_time()
-        super().on_fit_start(*args)
-        self.seconds += time.process_time() - t
 
-    def after_backward(self, *args: Any) -> None:
-        t = time.process_time()
-        super().after_backward(*args)
-        self.seconds += time.process_time() - t
+def _timed(name: str) -> Any:
+    base = getattr(ProbeHook, name)
 
-    def after_step(self, *args: Any) -> None:
-        t = time.process_time()
-        super().after_step(*args)
-        self.seconds += time.process_time() - t
+    def method(self: TimedProbeHook, *args: Any) -> Any:
+        start = time.process_time()
+        try:
+            return base(self, *args)
+        finally:
+            self.seconds += time.process_time() - start
 
-    def on_epoch_end(self, *args: Any) -> None:
-        t = time.process_time()
-        super().on_epoch_end(*args)
-        self.seconds += time.process_time() - t
+    return method
 
-    def on_fit_end(self, *args: Any) -> Any:
-        t = time.process_time()
-        out = super().on_fit_end(*args)
-        self.seconds += time.process_time() - t
-        return out
+
+for _name in ("on_fit_start", "after_backward", "after_step", "on_epoch_end", "on_fit_end"):
+    setattr(TimedProbeHook, _name, _timed(_name))
 
 
 def timed(arch: ArchConfig, data: Dataset, training: TrainConfig, *, probes: bool,
