@@ -44,7 +44,7 @@ from nasdepth.train.loop import (
     make_schedule,
 )
 from nasdepth.train.metrics import add_gaps, metric_row
-from nasdepth.train.stacked import StackedFolds, bind_grads, bind_to_stack, can_stack
+from nasdepth.train.stacked import FoldStack, StackedFolds, can_stack
 
 Tensors = dict[str, torch.Tensor]
 
@@ -62,15 +62,13 @@ def needs_sequential(hooks: Sequence[TrainHook]) -> bool:
                for h in hooks)
 
 
-class FoldEnsemble:
+class FoldEnsemble(FoldStack):
     """k models with identical structure as stacked tensors plus one stateless template."""
 
     def __init__(self, models: Sequence[nn.Module], device: torch.device) -> None:
         self.models = [m.to(device) for m in models]
-        self.k = len(models)
         self.params, self.buffers = stack_module_state(list(self.models))
-        self.transposed: frozenset[str] = frozenset()
-        bind_to_stack(self.models, self.params, self.buffers)
+        self._bind()
         # a weightless copy: functional_call swaps the stacked slices in for every call
         self.template: Any = copy.deepcopy(self.models[0]).to("meta")
 
@@ -90,22 +88,10 @@ class FoldEnsemble:
             self.template.aux_logits = []  # drop references to vmap-internal tensors
         return out
 
-    def state(self, k: int) -> Tensors:
-        return {n: t[k].detach().clone() for n, t in {**self.params, **self.buffers}.items()}
-
-    @torch.no_grad()
-    def load(self, k: int, state: Tensors) -> None:
-        for n, t in {**self.params, **self.buffers}.items():
-            t[k].copy_(state[n])
-
-    def materialize(self, k: int) -> nn.Module:
-        """Fold ``k``'s own model: its tensors are views of the stack, always current."""
-        return self.models[k]
-
 
 def make_ensemble(models: Sequence[nn.Module], device: torch.device,
                   input_shape: Sequence[int], stacking: str = "auto"
-                  ) -> FoldEnsemble | StackedFolds:
+                  ) -> FoldStack:
     """Stacked layers where every stateful layer has a stacked twin (MLPs), else vmap."""
     if stacking == "auto" and can_stack(models[0], input_shape):
         return StackedFolds(models, device)
@@ -195,7 +181,7 @@ def fit_folds_parallel(
             (full.sum() if amp is None else amp.scale(full.sum())).backward()
             if stepping:
                 if not grads_bound:
-                    bind_grads(ens.models, ens.params, ens.transposed)
+                    ens.bind_grads()
                     grads_bound = True
                 for f in range(k):
                     for hook in stepping:
@@ -209,9 +195,10 @@ def fit_folds_parallel(
             else:
                 amp.step(opt)
                 amp.update()
-            for f in range(k) if stepping else ():
-                for hook in stepping:
-                    hook.after_step(ens.models[f])
+            if stepping:
+                for f in range(k):
+                    for hook in stepping:
+                        hook.after_step(ens.models[f])
             if sched is not None:
                 sched.step()
             total.add_(ce.detach(), alpha=b - a)
@@ -293,7 +280,7 @@ def _clip_per_fold(params: Sequence[torch.Tensor], max_norm: float) -> None:
 
 
 @torch.no_grad()
-def _predict(ens: FoldEnsemble | StackedFolds, x_all: torch.Tensor, index: torch.Tensor,
+def _predict(ens: FoldStack, x_all: torch.Tensor, index: torch.Tensor,
              standardize: Any, training: TrainConfig, chunk: int = 1024) -> torch.Tensor:
     """Class probabilities ``(k, M, C)`` of each fold's model on its own rows of ``index``."""
     out = []

@@ -11,7 +11,7 @@ acts on each sample alone. Measured on one CPU thread (``benchmarks/bench_cv.py 
 this is what takes the MLP past 2x the plain ``DataLoader`` loop, where ``vmap`` stays near 1.8x.
 
 Parameter and buffer names are those of the original model. Each fold's own ``nn.Module``
-holds views of its slices (:func:`bind_to_stack`), so it always has the fold's current weights:
+holds views of its slices (:class:`FoldStack`), so it always has the fold's current weights:
 hooks and probes see each fold's model, and its gradients, while the folds train together.
 """
 
@@ -40,8 +40,8 @@ class StackedLinear(nn.Module):
 
     The weight is stored transposed, ``(k, in, out)``: ``bmm``'s gradient then arrives in the
     parameter's own layout (with ``nn.Linear``'s ``(out, in)`` it arrives transposed and every
-    step pays a copy to accumulate it). :data:`TRANSPOSED` tells the ensemble to transpose it
-    back when a fold's weights go to or from its own ``nn.Linear``."""
+    step pays a copy to accumulate it). ``StackedFolds.transposed`` lists these weights, so
+    that a fold's own ``nn.Linear`` views them back as ``(out, in)``."""
 
     def __init__(self, mods: Sequence[nn.Linear]) -> None:
         super().__init__()
@@ -124,32 +124,6 @@ class StackedAffineNorm(nn.Module):
         return torch.addcmul(self.bias[:, None], out, self.weight[:, None]).reshape(-1, c)
 
 
-def bind_to_stack(models: Sequence[nn.Module], params: Tensors, buffers: Tensors,
-                  transposed: frozenset[str] = frozenset()) -> None:
-    """Point every fold model's parameters and buffers at its slice of the stacked tensors
-    (``transposed``: stacked as ``(k, in, out)``, viewed back as ``(out, in)``). No copies: the
-    fold models follow every optimizer step and buffer update of the ensemble."""
-    for f, model in enumerate(models):
-        for name, p in model.named_parameters():
-            t = params[name][f]
-            p.data = t.T if name in transposed else t
-        for name, _ in list(model.named_buffers()):
-            owner, _, attr = name.rpartition(".")
-            module = model.get_submodule(owner) if owner else model
-            module._buffers[attr] = buffers[name][f]
-
-
-def bind_grads(models: Sequence[nn.Module], params: Tensors,
-               transposed: frozenset[str] = frozenset()) -> None:
-    """Give every fold model's parameters their slice of the stacked gradients as ``.grad``
-    (views: valid while the stacked gradients are zeroed in place, not set to None)."""
-    for f, model in enumerate(models):
-        for name, p in model.named_parameters():
-            g = params[name].grad
-            if g is not None:
-                p.grad = g[f].T if name in transposed else g[f]
-
-
 def _stacker(m: nn.Module) -> Any:
     """The stacked replacement of a leaf that owns state, or None where we have none."""
     if type(m) is nn.Linear:
@@ -179,14 +153,64 @@ def can_stack(model: nn.Module, input_shape: Sequence[int]) -> bool:
     return all(_stacker(m) is not None for m in model.modules() if _owns_state(m))
 
 
-class StackedFolds:
-    """k models of one structure as one model of stacked layers; the interface of
-    :class:`~nasdepth.train.parallel.FoldEnsemble` (``params``, ``buffers``, ``__call__``,
-    ``state``, ``load``, ``materialize``)."""
+class FoldStack:
+    """What both fold ensembles share: the k fold models, their stacked parameters and buffers
+    (names as in the models), and each model bound to views of its slices.
+
+    ``transposed``: names stacked as ``(k, in, out)`` and viewed back as ``(out, in)``. No copies
+    are made: the fold models follow every optimizer step and buffer update of the stack."""
+
+    models: list[nn.Module]
+    params: Tensors
+    buffers: Tensors
+    transposed: frozenset[str] = frozenset()
+
+    def __call__(self, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
+        """``(k, B, ...)`` inputs -> ``(k, B, C)`` logits (and auxiliary logits)."""
+        raise NotImplementedError
+
+    def _bind(self) -> None:
+        self.k = len(self.models)
+        for f, model in enumerate(self.models):
+            for name, p in model.named_parameters():
+                p.data = self._view(self.params[name], name, f)
+            for name, _ in list(model.named_buffers()):
+                owner, _, attr = name.rpartition(".")
+                module = model.get_submodule(owner) if owner else model
+                module._buffers[attr] = self.buffers[name][f]
+
+    def _view(self, t: torch.Tensor, name: str, k: int) -> torch.Tensor:
+        return t[k].T if name in self.transposed else t[k]
+
+    def bind_grads(self) -> None:
+        """Give every fold model's parameters their slice of the stacked gradients as ``.grad``
+        (views: valid while the stacked gradients are zeroed in place, not set to None)."""
+        for f, model in enumerate(self.models):
+            for name, p in model.named_parameters():
+                g = self.params[name].grad
+                if g is not None:
+                    p.grad = self._view(g, name, f)
+
+    def state(self, k: int) -> Tensors:
+        """Fold ``k``'s tensors, shaped as in its own model (a snapshot)."""
+        return {n: self._view(t, n, k).detach().clone()
+                for n, t in {**self.params, **self.buffers}.items()}
+
+    @torch.no_grad()
+    def load(self, k: int, state: Tensors) -> None:
+        for n, t in {**self.params, **self.buffers}.items():
+            self._view(t, n, k).copy_(state[n])
+
+    def materialize(self, k: int) -> nn.Module:
+        """Fold ``k``'s own model: its tensors are views of the stack, always current."""
+        return self.models[k]
+
+
+class StackedFolds(FoldStack):
+    """k models of one structure as one model of stacked layers."""
 
     def __init__(self, models: Sequence[nn.Module], device: torch.device) -> None:
         self.models = [m.to(device) for m in models]
-        self.k = len(models)
         self.net: Any = copy.deepcopy(self.models[0])
         modules = [dict(m.named_modules()) for m in self.models]
         for name, leaf in list(self.net.named_modules()):
@@ -200,7 +224,7 @@ class StackedFolds:
         self.buffers: Tensors = {n: b for n, b in self.net.named_buffers() if b is not None}
         self.transposed = frozenset(f"{name}.weight" for name, m in self.net.named_modules()
                                     if isinstance(m, StackedLinear))
-        bind_to_stack(self.models, self.params, self.buffers, self.transposed)
+        self._bind()
 
     def __call__(self, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
         """``(k, B, F)`` inputs -> ``(k, B, C)`` logits (and auxiliary logits)."""
@@ -211,17 +235,3 @@ class StackedFolds:
         if aux:
             self.net.aux_logits = []
         return tuple(t.reshape(k, b, -1) for t in (out, *aux))
-
-    def state(self, k: int) -> Tensors:
-        """Fold ``k``'s tensors, shaped as in its own model (linear weights ``(out, in)``)."""
-        return {n: (t[k].T if n in self.transposed else t[k]).detach().clone()
-                for n, t in {**self.params, **self.buffers}.items()}
-
-    @torch.no_grad()
-    def load(self, k: int, state: Tensors) -> None:
-        for n, t in {**self.params, **self.buffers}.items():
-            t[k].copy_(state[n].T if n in self.transposed else state[n])
-
-    def materialize(self, k: int) -> nn.Module:
-        """Fold ``k``'s own model: its tensors are views of the stack, always current."""
-        return self.models[k]
