@@ -3,15 +3,18 @@
 For each workload, one repeat trains the same k-fold CV without probes and with a
 ``ProbeHook`` (the order alternates between repeats, so drifting machine load hits both alike);
 the overhead is the median over repeats of the per-repeat ratio of process CPU time, printed
-with the range of the ratios. The runs are single-threaded, so CPU time is what they cost and is
-far less disturbed than wall time by other processes sharing the machine (the wall time of the
-median run is printed beside). As a cross-check, ``inside`` is the probe's own share of the
-probed runs' CPU time, timed around its calls within each run: machine load slows both parts of
-a run alike, so it scatters far less than the side-by-side ratios, but it misses indirect costs
-(caches). Each timed run takes 2-4 s on the 2-core development CPU. ``--engine seq`` (the
-default) runs both sides on the sequential fold engine; ``--engine auto`` lets the engine choose
-as it does by default, so the MLPs train their folds together (stacked layers) with the probes
-riding along; ``--vmapped`` also times the fold-parallel engine without probes.
+with the range of the ratios, and beside it the ratio of the two sides' fastest runs (timing
+noise only ever adds time, so the minimum is the steadiest estimate on a shared machine). The
+runs are single-threaded, so CPU time is what they cost and is far less disturbed than wall time
+by other processes sharing the machine (the wall time of the median run is printed beside). As a
+cross-check, ``inside`` is the probe's own share of the probed runs' time, timed around its
+calls within each run (with ``perf_counter``, which costs far less than a CPU-time clock read):
+machine load slows both parts of a run alike, so it scatters far less than the side-by-side
+ratios, but it misses indirect costs (caches). Each timed run takes 2-4 s on the 2-core
+development CPU. ``--engine seq`` (the default) runs both sides on the sequential fold engine;
+``--engine auto`` lets the engine choose as it does by default, so the MLPs train their folds
+together (stacked layers) with the probes riding along; ``--vmapped`` also times the
+fold-parallel engine without probes.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_probes.py [--repeats 21] [--vmapped]
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_probes.py --engine auto --workload 0
@@ -49,8 +52,8 @@ def workloads() -> list[tuple[str, ArchConfig, Dataset, TrainConfig]]:
 
 
 class TimedProbeHook(ProbeHook):
-    """A ``ProbeHook`` that adds up the CPU time spent inside its own calls: the probe's
-    share of a run, measured within that run (the same machine load hits both parts)."""
+    """A ``ProbeHook`` that adds up the time spent inside its own calls: the probe's share
+    of a run, measured within that run (the same machine load hits both parts)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -61,11 +64,11 @@ def _timed(name: str) -> Any:
     base = getattr(ProbeHook, name)
 
     def method(self: TimedProbeHook, *args: Any) -> Any:
-        start = time.process_time()
+        start = time.perf_counter()
         try:
             return base(self, *args)
         finally:
-            self.seconds += time.process_time() - start
+            self.seconds += time.perf_counter() - start
 
     return method
 
@@ -76,13 +79,14 @@ for _name in ("on_fit_start", "after_backward", "after_step", "on_epoch_end", "o
 
 def timed(arch: ArchConfig, data: Dataset, training: TrainConfig, *, probes: bool,
           parallel: str | bool) -> tuple[float, float, float]:
-    """(CPU seconds, wall seconds, CPU seconds inside the probe's calls) of one 3-fold CV."""
+    """(CPU seconds, wall seconds, share of the wall time inside the probe's calls) of one
+    3-fold CV."""
     hooks = [TimedProbeHook()] if probes else []
     start, wall = time.process_time(), time.perf_counter()
     cross_validate(arch, data, folds=3, seed=0, training=training, hooks=hooks,
                    parallel=parallel)
-    inside = hooks[0].seconds if hooks else 0.0
-    return time.process_time() - start, time.perf_counter() - wall, inside
+    cpu, wall = time.process_time() - start, time.perf_counter() - wall
+    return cpu, wall, hooks[0].seconds / wall if hooks else 0.0
 
 
 def main() -> None:
@@ -101,9 +105,10 @@ def main() -> None:
     print(f"engine: {args.engine}; CPU seconds per 3-fold CV (median of {args.repeats} repeats); "
           "wall seconds in "
           "brackets; overhead = median of per-repeat CPU-time ratios, [min max] of the ratios;"
-          "\ninside = CPU time inside the probe's calls / CPU time of the probed run (median)")
+          "\nfastest = ratio of the fastest runs' CPU times; inside = time inside the probe's "
+          "calls / time of the probed run (median)")
     print(f"{'workload':32s} {'no probes':>16s} {'probes':>16s} {'overhead':>9s} "
-          f"{'[min max]':>17s} {'inside':>7s}"
+          f"{'[min max]':>17s} {'fastest':>8s} {'inside':>7s}"
           + (f" {'vmapped, no probes':>19s}" if args.vmapped else ""))
     for w, (name, arch, data, training) in enumerate(workloads()):
         if args.workload and w not in args.workload:
@@ -117,7 +122,7 @@ def main() -> None:
             base.append(t[False])
             probed.append(t[True])
             ratios.append(t[True][0] / t[False][0])
-            inside.append(t[True][2] / t[True][0])
+            inside.append(t[True][2])
             if args.vmapped:
                 vmapped.append(timed(arch, data, training, probes=False, parallel="auto"))
 
@@ -127,8 +132,9 @@ def main() -> None:
             return f"{cpu:6.2f} [{wall:6.2f}]"
 
         overhead = statistics.median(ratios) - 1
+        fastest = min(r[0] for r in probed) / min(r[0] for r in base) - 1
         print(f"{name:32s} {med(base):>16s} {med(probed):>16s} {overhead:+8.1%} "
-              f"[{min(ratios) - 1:+6.1%} {max(ratios) - 1:+6.1%}] "
+              f"[{min(ratios) - 1:+6.1%} {max(ratios) - 1:+6.1%}] {fastest:+7.1%} "
               f"{statistics.median(inside):6.1%}"
               + (f" {med(vmapped):>19s}" if args.vmapped else ""), flush=True)
 

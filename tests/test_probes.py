@@ -184,6 +184,33 @@ def test_channels_last_weights_same_statistics_and_initial_gradients() -> None:
     assert Trace.from_dict(probes[0].trace.to_dict()).grad_rms_init == init
 
 
+def test_gradient_records_on_sampled_steps_unless_grad_every_asks_for_more() -> None:
+    # lr=0 on a fixed batch: every step has the same gradient, so the per-epoch gradient RMS
+    # must not depend on which steps are recorded; only how many are recorded changes
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
+    rows = {}
+    for grad_every in (None, 3, 1):
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        probe = Probe(model, update_every=10, grad_every=grad_every, num_classes=3)
+        for _ in range(40):
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            probe.step(loss)
+            opt.step()
+            probe.after_step()
+        # sampled steps 0, 10, 20, 30; grad_every=3 adds 3, 6, 9, ... 39 except 30
+        assert probe._grad_steps == {None: 4, 3: 4 + 13 - 1, 1: 40}[grad_every]
+        assert probe._sampled == 4
+        rows[grad_every] = probe.epoch_end()
+    for grad_every in (3, 1):
+        assert rows[grad_every]["grad_rms"] == pytest.approx(rows[None]["grad_rms"], rel=1e-5)
+    assert all(v > 0 for v in rows[None]["grad_rms"])
+
+
 def test_model_without_parameters_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="trainable parameters"):
         probe_units(nn.Sequential(nn.ReLU(), nn.Flatten()))

@@ -270,6 +270,36 @@ def test_per_step_hooks_see_each_fold_in_parallel(arch: ArchConfig, spec: str) -
         np.testing.assert_allclose(par.rows[f], seq.rows[f], rtol=1e-3)
 
 
+class EveryOtherStep(TrainHook):
+    """Reads the gradients on every other step of each fold, and says so beforehand."""
+
+    steps_in_parallel = True
+
+    def __init__(self) -> None:
+        self.steps: dict[int, int] = {}
+        self.seen: list[tuple[int, bool]] = []  # (step, gradient present)
+
+    def reads_grads(self, model: nn.Module) -> bool:
+        return self.steps.get(id(model), 0) % 2 == 0
+
+    def after_backward(self, model: nn.Module, loss: torch.Tensor) -> None:
+        step = self.steps.get(id(model), 0)
+        self.steps[id(model)] = step + 1
+        self.seen.append((step, all(p.grad is not None for p in model.parameters())))
+
+
+def test_fold_models_get_gradients_only_on_steps_a_hook_reads_them() -> None:
+    """The fold-parallel engine binds the fold models' gradient views only when a hook asks
+    (binding and keeping them valid every step costs the training time); otherwise .grad is
+    None rather than a stale gradient."""
+    hook = EveryOtherStep()
+    res = cross_validate(MLP, load_data("sklearn:iris"), folds=3, seed=0, hooks=[hook],
+                         training=TrainConfig(epochs=2, batch_size=16), parallel=True)
+    assert res.settings["parallel"] is True
+    assert len(hook.seen) == 3 * 2 * 7
+    assert all(present == (step % 2 == 0) for step, present in hook.seen)
+
+
 def test_hooks_in_parallel_and_per_step_hooks_force_sequential() -> None:
     data = load_data("sklearn:iris")
     training = TrainConfig(epochs=2, batch_size=16)

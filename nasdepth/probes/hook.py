@@ -66,6 +66,10 @@ class ProbeHook(TrainHook):
                       snr_chunks=self.snr_chunks, fold=fold)
         self._open[id(model)] = (fold, probe)
 
+    def reads_grads(self, model: nn.Module) -> bool:
+        probe = self._probe(model)
+        return probe is not None and probe.reads_grads()
+
     def after_backward(self, model: nn.Module, loss: torch.Tensor) -> None:
         probe = self._probe(model)
         if probe is not None:

@@ -5,15 +5,16 @@ Cost model (measured on a 2-core CPU, see ``benchmarks/bench_probes.py`` and
 than its arithmetic for these model sizes, so the probe counts tensors and ops, not FLOPs:
 
 - every step: a counter and the detached loss appended to a list (no op, no sync);
-- every ``grad_every``-th step (4): the gradient norms, one ``torch._foreach_norm`` over the
-  gradient tensors, kept as 0-dim device tensors;
-- every ``update_every``-th step (10; in epochs under 20 steps on 2 steps, which then are
-  also the only gradient records): the gradients and the weights are each concatenated into a
+- every ``update_every``-th step (10; in epochs under 20 steps on 2 steps): the gradients and
+  the weights are each concatenated into a
   flat buffer allocated once (one ``torch.cat`` each, the weights through cached 1-D views),
   their per-block norms come from one foreach call over the blocks' slices, and the gradients
   join a running sum (one add); after the optimizer step one more concatenation and one
   subtraction give ||ΔW|| per block. The sampled mini-batches are the chunks of the gradient
-  signal-to-noise ratio (no per-sample gradients, works with BatchNorm);
+  signal-to-noise ratio (no per-sample gradients, works with BatchNorm). These sampled steps
+  are also the gradient records: ``grad_every=N`` (< ``update_every``) adds the gradient norms
+  of every N-th step in between (one ``torch._foreach_norm`` over the gradient tensors, kept
+  as 0-dim device tensors), for a denser sample at a higher cost;
 - once per epoch: the lists are stacked and reduced in a few batched ops with one host sync,
   and a small fixed probe batch (``ProbeHook``: 1/64 of the fold, 32 to 256 samples) runs
   through the model in eval mode with forward hooks that only launch one reduction each, for
@@ -105,7 +106,9 @@ class Probe:
     mini-batches as the chunks (one batched add per step); ``snr_chunks=K`` (K >= 2) takes it
     instead from K chunks of the probe batch at the epoch's end (K extra backward passes).
     ``labels``/``num_classes`` set the label entropy that normalizes the losses (taken from
-    ``probe_batch`` when omitted).
+    ``probe_batch`` when omitted). ``update_every``: the period of the sampled steps (update
+    ratio, SNR, gradient norms); ``grad_every``: a shorter period for the gradient norms alone
+    (None: the same steps).
     """
 
     def __init__(
@@ -116,7 +119,7 @@ class Probe:
         labels: torch.Tensor | None = None,
         num_classes: int | None = None,
         update_every: int = 10,
-        grad_every: int = 4,
+        grad_every: int | None = None,
         snr_chunks: int = 0,
         fold: int = 0,
     ) -> None:
@@ -124,8 +127,10 @@ class Probe:
             raise ConfigError("Probe", "model", type(model).__name__, "a torch.nn.Module")
         if update_every < 1:
             raise ConfigError("Probe", "update_every", update_every, "an int >= 1")
+        if grad_every is None:
+            grad_every = update_every
         if grad_every < 1:
-            raise ConfigError("Probe", "grad_every", grad_every, "an int >= 1")
+            raise ConfigError("Probe", "grad_every", grad_every, "an int >= 1 (or None)")
         self.model = model
         self.units = probe_units(model)
         self.params: list[torch.Tensor] = []
@@ -157,8 +162,9 @@ class Probe:
         self._orders = [_memory_order(p) for p in self.params]
         self.update_every, self.snr_chunks = int(update_every), int(snr_chunks)
         self._period = self.update_every  # shortened for short epochs (MIN_SAMPLES)
-        # gradient norms on every grad_every-th step: a per-epoch RMS needs a sample of the
-        # steps, not all of them, and skipping steps keeps the probe's cost within budget
+        # gradient norms on the sampled steps and on every grad_every-th step (by default the
+        # same steps): a per-epoch RMS needs a sample of the steps, not all of them, and
+        # skipping steps keeps the probe's cost within budget
         self.grad_every = int(grad_every)
         self._grad_period = self.grad_every
         self.probe_batch = probe_batch
@@ -262,6 +268,12 @@ class Probe:
             self._fold()
 
     step = after_backward  # the name users call in their own loops
+
+    def reads_grads(self) -> bool:
+        """Does the coming ``after_backward`` read the gradients (a sampled or recorded
+        step)? The fold-parallel engine binds the fold models' ``.grad`` only then."""
+        step = self._steps
+        return step % self._period == 0 or step % self._grad_period == 0
 
     @torch.no_grad()
     def _record(self) -> None:

@@ -149,7 +149,6 @@ def fit_folds_parallel(
     y_va = y_all[va_idx]
     history: list[list[dict[str, Any]]] = [[] for _ in range(k)]
     stepping = [h for h in hooks if steps_each_fold(h)]  # all steps_in_parallel (see cv.py)
-    grads_bound = False
     for f in range(k):
         for hook in hooks:
             hook.on_fit_start(ens.materialize(f), f, scalers[f](x_all[tr_t[f]]), y_all[tr_t[f]])
@@ -174,18 +173,21 @@ def fit_folds_parallel(
                 if aux_weight and aux:
                     aux_ce = [_fold_ce(a_, yb, training.label_smoothing) for a_ in aux]
                     full = ce + aux_weight * torch.stack(aux_ce).sum(0)
-            # with per-step hooks the gradients are zeroed in place, so that the fold models'
-            # .grad views bound after the first backward stay valid
-            opt.zero_grad(set_to_none=not stepping)
+            opt.zero_grad()
             # the sum's gradient w.r.t. fold k's slice is the gradient of fold k's own loss
             (full.sum() if amp is None else amp.scale(full.sum())).backward()
             if stepping:
-                if not grads_bound:
+                # the fold models get views of this step's gradients only when a hook will
+                # read them (the probes: every 10th step)
+                bind = any(h.reads_grads(m) for m in ens.models for h in stepping)
+                if bind:
                     ens.bind_grads()
-                    grads_bound = True
+                losses = ce.detach().unbind(0)
                 for f in range(k):
                     for hook in stepping:
-                        hook.after_backward(ens.models[f], ce[f])
+                        hook.after_backward(ens.models[f], losses[f])
+                if bind:
+                    ens.unbind_grads()
             if training.grad_clip:
                 if amp is not None:
                     amp.unscale_(opt)

@@ -171,9 +171,15 @@ class FoldStack:
 
     def _bind(self) -> None:
         self.k = len(self.models)
+        # per stacked parameter: whether it is transposed, and its k fold parameters
+        self._fold_params: list[tuple[torch.Tensor, bool, list[nn.Parameter]]] = [
+            (self.params[name], name in self.transposed, [])
+            for name, _ in self.models[0].named_parameters()]
         for f, model in enumerate(self.models):
-            for name, p in model.named_parameters():
+            for (_, _, fold_params), (name, p) in zip(self._fold_params,
+                                                      model.named_parameters(), strict=True):
                 p.data = self._view(self.params[name], name, f)
+                fold_params.append(p)
             for name, _ in list(model.named_buffers()):
                 owner, _, attr = name.rpartition(".")
                 module = model.get_submodule(owner) if owner else model
@@ -184,12 +190,22 @@ class FoldStack:
 
     def bind_grads(self) -> None:
         """Give every fold model's parameters their slice of the stacked gradients as ``.grad``
-        (views: valid while the stacked gradients are zeroed in place, not set to None)."""
-        for f, model in enumerate(self.models):
-            for name, p in model.named_parameters():
-                g = self.params[name].grad
-                if g is not None:
-                    p.grad = self._view(g, name, f)
+        (views of this step's gradients: call after each backward that hooks read)."""
+        for stacked, transposed, fold_params in self._fold_params:
+            g = stacked.grad
+            if g is None:
+                for p in fold_params:
+                    p.grad = None
+                continue
+            for p, view in zip(fold_params, g.unbind(0), strict=True):
+                p.grad = view.T if transposed else view
+
+    def unbind_grads(self) -> None:
+        """Drop the fold models' gradient views (so no stale gradient is read, and the
+        step's gradients are freed with the stacked ones)."""
+        for _, _, fold_params in self._fold_params:
+            for p in fold_params:
+                p.grad = None
 
     def state(self, k: int) -> Tensors:
         """Fold ``k``'s tensors, shaped as in its own model (a snapshot)."""
