@@ -1,19 +1,20 @@
 """Overhead of the probes at their default frequency, measured side by side.
 
-For each workload, one repeat trains the same k-fold CV without probes and with a
-``ProbeHook`` (the order alternates between repeats, so drifting machine load hits both alike);
-the overhead is the median over repeats of the per-repeat ratio of process CPU time, printed
-with the range of the ratios, and beside it the ratio of the two sides' fastest runs (timing
-noise only ever adds time, so the minimum is the steadiest estimate on a shared machine). The
-runs are single-threaded, so CPU time is what they cost and is far less disturbed than wall time
-by other processes sharing the machine (the wall time of the median run is printed beside). As a
-cross-check, ``inside`` is the probe's own share of the probed runs' time, timed around its
-calls within each run (with ``perf_counter``, which costs far less than a CPU-time clock read):
-machine load slows both parts of a run alike, so it scatters far less than the side-by-side
-ratios, but it misses indirect costs (caches). Each timed run takes 2-4 s on the 2-core
-development CPU. ``--engine seq`` (the default) runs both sides on the sequential fold engine;
-``--engine auto`` lets the engine choose as it does by default, so the MLPs train their folds
-together (stacked layers) with the probes riding along; ``--vmapped`` also times the
+For each workload, runs of the same k-fold CV alternate without probes and with a
+``ProbeHook`` (N P N P ... N); each probed run's process CPU time is divided by the mean of the
+unprobed runs just before and after it, which cancels the machine's drift in speed (on the
+shared development VM the same run's time drifts by 20% over minutes). The overhead is the
+median of these ratios over the repeats, printed with their range, and beside it the ratio of
+the two sides' fastest runs (timing noise mostly adds time, though a lucky fast run moves it).
+The runs are single-threaded, so CPU time is what they cost and is far less disturbed than
+wall time by other processes sharing the machine (the wall time of the median run is printed
+beside). As a cross-check, ``inside`` is the probe's own share of the probed runs' time, timed
+around its calls within each run (with ``perf_counter``, which costs far less than a CPU-time
+clock read): machine load slows both parts of a run alike, so it scatters far less than the
+side-by-side ratios, but it misses indirect costs (caches). Each timed run takes 2-4 s on the
+2-core development CPU. ``--engine seq`` (the default) runs both sides on the sequential fold
+engine; ``--engine auto`` lets the engine choose as it does by default, so the MLPs train their
+folds together (stacked layers) with the probes riding along; ``--vmapped`` also times the
 fold-parallel engine without probes.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_probes.py [--repeats 21] [--vmapped]
@@ -104,7 +105,8 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"engine: {args.engine}; CPU seconds per 3-fold CV (median of {args.repeats} repeats); "
           "wall seconds in "
-          "brackets; overhead = median of per-repeat CPU-time ratios, [min max] of the ratios;"
+          "brackets; overhead = median over probed runs of CPU time / mean of the unprobed runs "
+          "before and after, [min max] of these ratios;"
           "\nfastest = ratio of the fastest runs' CPU times; inside = time inside the probe's "
           "calls / time of the probed run (median)")
     print(f"{'workload':32s} {'no probes':>16s} {'probes':>16s} {'overhead':>9s} "
@@ -114,15 +116,16 @@ def main() -> None:
         if args.workload and w not in args.workload:
             continue
         timed(arch, data, training, probes=True, parallel=engine)  # warm up both paths
-        timed(arch, data, training, probes=False, parallel=engine)
-        base, probed, ratios, vmapped, inside = [], [], [], [], []
-        for r in range(args.repeats):
-            order = (False, True) if r % 2 == 0 else (True, False)
-            t = {p: timed(arch, data, training, probes=p, parallel=engine) for p in order}
-            base.append(t[False])
-            probed.append(t[True])
-            ratios.append(t[True][0] / t[False][0])
-            inside.append(t[True][2])
+        base = [timed(arch, data, training, probes=False, parallel=engine)]
+        probed, ratios, vmapped, inside = [], [], [], []
+        for _ in range(args.repeats):
+            # runs alternate without probes / with probes / without ...: each probed run is
+            # compared with the mean of the unprobed runs just before and after it, which
+            # cancels the machine's drift in speed over the minutes of the benchmark
+            probed.append(timed(arch, data, training, probes=True, parallel=engine))
+            base.append(timed(arch, data, training, probes=False, parallel=engine))
+            ratios.append(probed[-1][0] / ((base[-2][0] + base[-1][0]) / 2))
+            inside.append(probed[-1][2])
             if args.vmapped:
                 vmapped.append(timed(arch, data, training, probes=False, parallel="auto"))
 

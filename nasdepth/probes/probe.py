@@ -21,9 +21,9 @@ than its arithmetic for these model sizes, so the probe counts tensors and ops, 
   activation RMS, dead ReLU and saturated sigmoid/tanh units and the probe accuracy.
 
 Measured with ``ProbeHook`` defaults (``bench_probes.py``, 21 interleaved repeats): the probe's
-own calls take 3.6-3.9% of the CPU time of an 8x128 MLP's 3-fold CV (batch 64 and 256) and
-1.4-1.6% of a small residual CNN's; the side-by-side medians on the noisy development VM were
-+5.6% to +7.8% for the MLPs and -0.7% / +7.3% for the CNN (see ``docs/diagnose.md``).
+own calls take 2.4-2.9% of the time of an 8x128 MLP's 3-fold CV (batch 64 and 256, folds one
+by one or together) and 1.1% of a small residual CNN's; the side-by-side medians on the noisy
+development VM were +1.5% to +5.7% on the sequential engine (see ``docs/diagnose.md``).
 
 Eval mode and no RNG draws keep BatchNorm running statistics and dropout masks of training
 unchanged: the probe does not change the training result.
