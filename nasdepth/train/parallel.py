@@ -10,9 +10,10 @@ stopping are done with per-fold norms and snapshots. Small models leave a GPU (a
 per-op overhead of a CPU) mostly idle; batching the folds fills it.
 
 Each fold's own ``nn.Module`` holds views of its slices of the stacked tensors (and, on the
-steps a hook reads them, of the stacked gradients: ``TrainHook.reads_grads``), so hooks see every fold's model as it trains: at the
-epoch boundaries, and every step for hooks that declare ``steps_in_parallel`` (the probes);
-other per-step hooks make the engine go sequential (see :func:`needs_sequential`).
+steps a hook reads them, of the stacked gradients: ``TrainHook.reads_grads``), so hooks see
+every fold's model as it trains: at the epoch boundaries, and every step for hooks that declare
+``steps_in_parallel`` (the probes); other per-step hooks make the engine go sequential (see
+:func:`needs_sequential`).
 """
 
 from __future__ import annotations
