@@ -153,6 +153,18 @@ def test_probe_batch_leaves_batchnorm_buffers_and_grads_alone() -> None:
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+def _full_batch_steps(model: nn.Module, probe: Probe, opt: torch.optim.Optimizer,
+                     x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
+    """``steps`` full-batch training steps with the probe called as a user's loop calls it."""
+    for _ in range(steps):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        probe.step(loss)
+        opt.step()
+        probe.after_step()
+
+
 def test_channels_last_weights_same_statistics_and_initial_gradients() -> None:
     # the probe flattens parameters in memory order (views, not copies): a channels-last
     # model must give the same numbers as the contiguous one
@@ -166,13 +178,7 @@ def test_channels_last_weights_same_statistics_and_initial_gradients() -> None:
             assert not model[0].weight.is_contiguous()
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         probe = Probe(model, probe_batch=(x, y), update_every=2, grad_every=1)
-        for _ in range(4):
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            probe.step(loss)
-            opt.step()
-            probe.after_step()
+        _full_batch_steps(model, probe, opt, x, y, 4)
         rows.append(probe.epoch_end())
         probes.append(probe)
     for key in ("grad_rms", "update_ratio", "grad_snr", "act_rms"):
@@ -195,13 +201,7 @@ def test_gradient_records_on_sampled_steps_unless_grad_every_asks_for_more() -> 
         model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
         probe = Probe(model, update_every=10, grad_every=grad_every, num_classes=3)
-        for _ in range(40):
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            probe.step(loss)
-            opt.step()
-            probe.after_step()
+        _full_batch_steps(model, probe, opt, x, y, 40)
         # sampled steps 0, 10, 20, 30; grad_every=3 adds 3, 6, 9, ... 39 except 30
         assert probe._grad_steps == {None: 4, 3: 4 + 13 - 1, 1: 40}[grad_every]
         assert probe._sampled == 4
