@@ -115,7 +115,8 @@ def main() -> None:
     for w, (name, arch, data, training) in enumerate(workloads()):
         if args.workload and w not in args.workload:
             continue
-        timed(arch, data, training, probes=True, parallel=engine)  # warm up both paths
+        # warm-up: one probed run (the unprobed one trains the same code; its first run counts)
+        timed(arch, data, training, probes=True, parallel=engine)
         base = [timed(arch, data, training, probes=False, parallel=engine)]
         probed, ratios, vmapped, inside = [], [], [], []
         for _ in range(args.repeats):
