@@ -4,8 +4,10 @@ For each workload, runs of the same k-fold CV alternate without probes and with 
 ``ProbeHook`` (N P N P ... N); each probed run's process CPU time is divided by the mean of the
 unprobed runs just before and after it, which cancels the machine's drift in speed (on the
 shared development VM the same run's time drifts by 20% over minutes). The overhead is the
-median of these ratios over the repeats, printed with their range, and beside it the ratio of
-the two sides' fastest runs (timing noise mostly adds time, though a lucky fast run moves it).
+median of these ratios over the repeats, printed with a 90% bootstrap interval of that median
+(single ratios scatter by 5-10% on that VM, so the interval, not the range, says what the
+repeats settle), and beside it the ratio of the two sides' fastest runs (timing noise mostly
+adds time, though a lucky fast run moves it).
 The runs are single-threaded, so CPU time is what they cost and is far less disturbed than
 wall time by other processes sharing the machine (the wall time of the median run is printed
 beside). As a cross-check, ``inside`` is the probe's own share of the probed runs' time, timed
@@ -74,7 +76,8 @@ def _timed(name: str) -> Any:
     return method
 
 
-for _name in ("on_fit_start", "after_backward", "after_step", "on_epoch_end", "on_fit_end"):
+for _name in ("on_fit_start", "after_backward", "after_step", "after_backward_folds",
+              "after_step_folds", "on_epoch_end", "on_fit_end"):
     setattr(TimedProbeHook, _name, _timed(_name))
 
 
@@ -88,6 +91,15 @@ def timed(arch: ArchConfig, data: Dataset, training: TrainConfig, *, probes: boo
                    parallel=parallel)
     cpu, wall = time.process_time() - start, time.perf_counter() - wall
     return cpu, wall, hooks[0].seconds / wall if hooks else 0.0
+
+
+def median_interval(values: list[float], level: float = 0.9,
+                    resamples: int = 4000) -> tuple[float, float]:
+    """Bootstrap interval of the median of ``values`` (resampled with replacement)."""
+    rng = np.random.default_rng(0)
+    medians = np.median(rng.choice(np.asarray(values), (resamples, len(values))), axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(medians, tail)), float(np.quantile(medians, 1 - tail))
 
 
 def main() -> None:
@@ -106,11 +118,11 @@ def main() -> None:
     print(f"engine: {args.engine}; CPU seconds per 3-fold CV (median of {args.repeats} repeats); "
           "wall seconds in "
           "brackets; overhead = median over probed runs of CPU time / mean of the unprobed runs "
-          "before and after, [min max] of these ratios;"
+          "before and after, [90% bootstrap interval of that median];"
           "\nfastest = ratio of the fastest runs' CPU times; inside = time inside the probe's "
           "calls / time of the probed run (median)")
     print(f"{'workload':32s} {'no probes':>16s} {'probes':>16s} {'overhead':>9s} "
-          f"{'[min max]':>17s} {'fastest':>8s} {'inside':>7s}"
+          f"{'[90% interval]':>17s} {'fastest':>8s} {'inside':>7s}"
           + (f" {'vmapped, no probes':>19s}" if args.vmapped else ""))
     for w, (name, arch, data, training) in enumerate(workloads()):
         if args.workload and w not in args.workload:
@@ -136,9 +148,10 @@ def main() -> None:
             return f"{cpu:6.2f} [{wall:6.2f}]"
 
         overhead = statistics.median(ratios) - 1
+        low, high = median_interval(ratios)
         fastest = min(r[0] for r in probed) / min(r[0] for r in base) - 1
         print(f"{name:32s} {med(base):>16s} {med(probed):>16s} {overhead:+8.1%} "
-              f"[{min(ratios) - 1:+6.1%} {max(ratios) - 1:+6.1%}] {fastest:+7.1%} "
+              f"[{low - 1:+6.1%} {high - 1:+6.1%}] {fastest:+7.1%} "
               f"{statistics.median(inside):6.1%}"
               + (f" {med(vmapped):>19s}" if args.vmapped else ""), flush=True)
 

@@ -15,7 +15,9 @@ from nasdepth.arch import ArchConfig
 from nasdepth.data import from_arrays
 from nasdepth.errors import ConfigError
 from nasdepth.probes import Probe, ProbeHook, Trace, probe_units
+from nasdepth.probes.steps import StepStats
 from nasdepth.train import NonFiniteLossError, TrainConfig, cross_validate
+from nasdepth.train.stacked import FoldStack
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +49,28 @@ def test_probes_do_not_change_training_results(data) -> None:
         assert len(probed.traces) == 2 and len(hook.traces) == 2
 
 
-def test_probes_ride_along_fold_parallel_training(data) -> None:
+def test_probes_ride_along_fold_parallel_training(data, monkeypatch) -> None:
     """Folds trained together (stacked MLP layers) give each fold the same trace as folds
-    trained one by one: the probes see each fold's own gradients, updates and activations."""
+    trained one by one: the probes see each fold's own gradients, updates and activations,
+    read from the stacked tensors for all folds at once (the fold models never need gradient
+    views), also when folds stop early at different epochs."""
     arch = ArchConfig.from_dict({"stages": [{"block": "plain", "depth": 3, "width": 16}]})
-    training = TrainConfig(epochs=2, batch_size=32)
-    traces = {}
+    training = TrainConfig(epochs=12, batch_size=32, patience=2, lr=0.05)
+    bound: list[int] = []
+    monkeypatch.setattr(FoldStack, "bind_grads", lambda self: bound.append(1))
+    traces, epochs = {}, {}
     for parallel in (True, False):
         result = cross_validate(arch, data, folds=3, seed=1, training=training,
                                 hooks=[ProbeHook()], parallel=parallel)
         assert result.settings["parallel"] is parallel
         traces[parallel] = [Trace.from_dict(t) for t in result.traces]
+        epochs[parallel] = result.folds["epochs"].tolist()
+    assert not bound
     assert [t.fold for t in traces[True]] == [0, 1, 2]
-    for a, b in zip(traces[True], traces[False], strict=True):
-        assert len(a.epochs) == len(b.epochs) == 2
+    assert epochs[True] == epochs[False] and len(set(epochs[True])) > 1  # stopped apart
+    for a, b, n in zip(traces[True], traces[False], epochs[True], strict=True):
+        assert len(a.epochs) == len(b.epochs) == n
+        assert a.grad_rms_init == pytest.approx(b.grad_rms_init, rel=1e-4)
         for key in ("grad_rms", "update_ratio", "act_rms", "dead_frac", "grad_snr"):
             np.testing.assert_allclose(np.array(a.series(key), dtype=float),
                                        np.array(b.series(key), dtype=float), rtol=1e-3,
@@ -184,7 +194,7 @@ def test_channels_last_weights_same_statistics_and_initial_gradients() -> None:
     for key in ("grad_rms", "update_ratio", "grad_snr", "act_rms"):
         assert rows[1][key] == pytest.approx(rows[0][key], rel=1e-4), key
     assert rows[1]["dead_frac"] == rows[0]["dead_frac"]
-    assert probes[1]._param_views is not None  # cached views, no copies per step
+    assert probes[1].step_stats._param_views is not None  # cached views, no copies
     init = probes[0].trace.grad_rms_init
     assert init is not None and len(init) == 2 and all(v > 0 for v in init)
     assert Trace.from_dict(probes[0].trace.to_dict()).grad_rms_init == init
@@ -203,12 +213,54 @@ def test_gradient_records_on_sampled_steps_unless_grad_every_asks_for_more() -> 
         probe = Probe(model, update_every=10, grad_every=grad_every, num_classes=3)
         _full_batch_steps(model, probe, opt, x, y, 40)
         # sampled steps 0, 10, 20, 30; grad_every=3 adds 3, 6, 9, ... 39 except 30
-        assert probe._grad_steps == {None: 4, 3: 4 + 13 - 1, 1: 40}[grad_every]
-        assert probe._sampled == 4
+        assert probe.step_stats.grad_steps == {None: 4, 3: 4 + 13 - 1, 1: 40}[grad_every]
+        assert probe.step_stats.sampled == 4
         rows[grad_every] = probe.epoch_end()
     for grad_every in (3, 1):
         assert rows[grad_every]["grad_rms"] == pytest.approx(rows[None]["grad_rms"], rel=1e-5)
     assert all(v > 0 for v in rows[None]["grad_rms"])
+
+
+def test_stacked_step_stats_give_each_model_its_own_row() -> None:
+    """One StepStats over stacked (k, ...) parameters gives each model the row that a
+    StepStats of its own gives (the fold-parallel probes), with every model's steps recorded
+    by one set of ops."""
+    torch.manual_seed(0)
+    k, x = 3, torch.randn(16, 5)
+    stacked = [torch.randn(k, 4, 5, requires_grad=True), torch.randn(k, 4, requires_grad=True),
+               torch.randn(k, 2, 4, requires_grad=True)]
+    single = [[p[i].detach().clone().requires_grad_() for p in stacked] for i in range(k)]
+    sizes = [24, 8]  # block 0: the first layer's weight and bias; block 1: the second layer
+
+    def loss(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+        return (torch.tanh(x @ w1.T + b1) @ w2.T).square().mean()
+
+    shared = StepStats(stacked, sizes, k=k, stacked=True, update_every=3)
+    own = [StepStats(ps, sizes, update_every=3) for ps in single]
+    opts = [torch.optim.SGD(stacked, lr=0.5)] + [torch.optim.SGD(ps, lr=0.5) for ps in single]
+    for _ in range(7):
+        for opt in opts:
+            opt.zero_grad()
+        losses = torch.stack([loss(*(p[i] for p in stacked)) for i in range(k)])
+        losses.sum().backward()
+        shared.after_backward(losses)
+        for stats, ps in zip(own, single, strict=True):
+            one = loss(*ps)
+            one.backward()
+            stats.after_backward(one)
+        for opt in opts:
+            opt.step()
+        shared.after_step()
+        for stats in own:
+            stats.after_step()
+    assert shared.sampled == 3 and shared.steps == 7
+    for i, stats in enumerate(own):
+        mine, theirs = stats.row(), shared.row(i)
+        assert theirs["steps"] == mine["steps"] == 7
+        for key in ("grad_rms", "update_ratio", "grad_snr", "grad_rms_init", "mean_loss"):
+            assert theirs[key] == pytest.approx(mine[key], rel=1e-5), key
+        assert all(v > 0 for v in mine["update_ratio"] + mine["grad_snr"])
+    assert shared.row(0)["steps"] == 0  # read by every model: the next epoch starts empty
 
 
 def test_model_without_parameters_is_a_clear_error() -> None:

@@ -9,9 +9,11 @@ import torch
 from torch import nn
 
 from nasdepth.probes.probe import Probe
+from nasdepth.probes.steps import StepStats
 from nasdepth.probes.summary import summarize
 from nasdepth.probes.trace import Trace
 from nasdepth.train.hooks import TrainHook
+from nasdepth.train.stacked import FoldStack
 
 PROBE_BATCH = 256  # most samples in the fixed probe batch (activation statistics)
 
@@ -35,6 +37,8 @@ class ProbeHook(TrainHook):
         self.probe_size, self.update_every, self.snr_chunks = probe_size, update_every, snr_chunks
         self.traces: list[Trace] = []
         self._open: dict[int, tuple[int, Probe]] = {}  # id(model) -> (fold, its probe)
+        # folds trained together: one StepStats over the stacked tensors, by id of the stack
+        self._shared: dict[int, StepStats | None] = {}
 
     def _probe(self, model: nn.Module) -> Probe | None:
         entry = self._open.get(id(model))
@@ -80,6 +84,39 @@ class ProbeHook(TrainHook):
         if probe is not None:
             probe.after_step()
 
+    def after_backward_folds(self, folds: FoldStack, losses: torch.Tensor) -> None:
+        stats = self._shared_steps(folds)
+        if stats is None:
+            super().after_backward_folds(folds, losses)
+        else:
+            stats.after_backward(losses)
+
+    def after_step_folds(self, folds: FoldStack) -> None:
+        stats = self._shared_steps(folds)
+        if stats is None:
+            super().after_step_folds(folds)
+        else:
+            stats.after_step()
+
+    def _shared_steps(self, folds: FoldStack) -> StepStats | None:
+        """One ``StepStats`` over the stacked parameters for all folds' probes (None where a
+        fold has no open probe: then each fold's probe is called on its own)."""
+        key = id(folds)
+        if key not in self._shared:
+            probes = [self._probe(m) for m in folds.models]
+            stats = None
+            if all(p is not None for p in probes):
+                first = probes[0]
+                assert first is not None
+                stats = StepStats(folds.stacked_params(first.params), first.step_stats.block_sizes,
+                                  k=len(probes), stacked=True, update_every=self.update_every,
+                                  snr=not self.snr_chunks)
+                for f, probe in enumerate(probes):
+                    assert probe is not None
+                    probe.share_steps(stats, f)
+            self._shared[key] = stats
+        return self._shared[key]
+
     def on_epoch_end(self, model: nn.Module, fold: int, record: dict[str, Any]) -> None:
         probe = self._probe(model)
         if probe is not None:
@@ -90,6 +127,8 @@ class ProbeHook(TrainHook):
 
     def on_fit_end(self, model: nn.Module, fold: int) -> dict[str, Any] | None:
         entry = self._open.pop(id(model), None)
+        if not self._open:
+            self._shared.clear()  # the stacked tensors go with the run
         if entry is None:
             return None
         trace = entry[1].trace
@@ -109,6 +148,8 @@ class ProbeHook(TrainHook):
                 trace = probe.stop(reason)
                 self.traces.append(trace)
                 del self._open[key]
+        if not self._open:
+            self._shared.clear()
         return trace
 
     def trace_dicts(self) -> list[dict[str, Any]]:

@@ -1,29 +1,16 @@
 """``Probe``: per-block training statistics, cheap enough to leave on.
 
-Cost model (measured on a 2-core CPU, see ``benchmarks/bench_probes.py`` and
-``docs/diagnose.md``). On the CPU an op costs a few microseconds of dispatch per tensor, more
-than its arithmetic for these model sizes, so the probe counts tensors and ops, not FLOPs:
+The per-step statistics (gradient norms per block, update ratios, the gradient
+signal-to-noise ratio of the sampled mini-batches) live in
+:class:`~nasdepth.probes.steps.StepStats`, with their cost model: every 10th step a few
+batched ops, one host sync per epoch. Once per epoch a small fixed probe batch
+(``ProbeHook``: 1/64 of the fold, 32 to 256 samples) runs through the model in eval mode
+with forward hooks that only launch one reduction each, for activation RMS, dead ReLU and
+saturated sigmoid/tanh units and the probe accuracy. Where folds train together, one
+``StepStats`` covers all of them (``Probe.share_steps``).
 
-- every step: a counter and the detached loss appended to a list (no op, no sync);
-- every ``update_every``-th step (10; in epochs under 20 steps on 2 steps): the gradients and
-  the weights are each concatenated into a
-  flat buffer allocated once (one ``torch.cat`` each, the weights through cached 1-D views),
-  their per-block norms come from one foreach call over the blocks' slices, and the gradients
-  join a running sum (one add); after the optimizer step one more concatenation and one
-  subtraction give ||ΔW|| per block. The sampled mini-batches are the chunks of the gradient
-  signal-to-noise ratio (no per-sample gradients, works with BatchNorm). These sampled steps
-  are also the gradient records: ``grad_every=N`` (< ``update_every``) adds the gradient norms
-  of every N-th step in between (one ``torch._foreach_norm`` over the gradient tensors, kept
-  as 0-dim device tensors), for a denser sample at a higher cost;
-- once per epoch: the lists are stacked and reduced in a few batched ops with one host sync,
-  and a small fixed probe batch (``ProbeHook``: 1/64 of the fold, 32 to 256 samples) runs
-  through the model in eval mode with forward hooks that only launch one reduction each, for
-  activation RMS, dead ReLU and saturated sigmoid/tanh units and the probe accuracy.
-
-Measured with ``ProbeHook`` defaults (``bench_probes.py``, 21 interleaved repeats): the probe's
-own calls take 2.4-2.9% of the time of an 8x128 MLP's 3-fold CV (batch 64 and 256, folds one
-by one or together) and 1.1% of a small residual CNN's; the side-by-side medians on the noisy
-development VM were +1.5% to +5.7% on the sequential engine (see ``docs/diagnose.md``).
+Measured with ``ProbeHook`` defaults: see ``benchmarks/bench_probes.py`` and
+``docs/diagnose.md`` (what the probes cost).
 
 Eval mode and no RNG draws keep BatchNorm running statistics and dropout masks of training
 unchanged: the probe does not change the training result.
@@ -51,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasdepth.errors import ConfigError
+from nasdepth.probes.steps import StepStats
 from nasdepth.probes.trace import Trace, finite_or_none
 
 if TYPE_CHECKING:
@@ -61,8 +49,6 @@ SQUASHING = (nn.Sigmoid, nn.Tanh, nn.Hardtanh)
 SATURATION = 0.99  # |tanh| or 1 - sigmoid beyond this: a saturated unit (gradient < 2%)
 #: the dimensions a ReLU output is reduced over per channel (dim 1), by rank
 REDUCE_DIMS = {r: tuple(d for d in range(r) if d != 1) for r in range(2, 9)}
-MIN_SAMPLES = 2  # per epoch and kind (update ratio and SNR; gradient RMS), short epochs
-FOLD_ROWS = 64  # per-step norms kept as tensors before they are folded into sums
 
 
 def probe_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -79,14 +65,6 @@ def probe_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
         raise ConfigError("the model", "parameters", f"{type(model).__name__} with none",
                           "a model with trainable parameters (the probe profiles gradients)")
     return units
-
-
-def _memory_order(t: torch.Tensor) -> tuple[int, ...] | None:
-    """The permutation of ``t``'s dimensions that lists its elements in memory order (None when
-    that is the identity: contiguous tensors)."""
-    if t.is_contiguous():
-        return None
-    return tuple(sorted(range(t.dim()), key=lambda d: t.stride(d), reverse=True))
 
 
 def label_entropy(y: torch.Tensor, num_classes: int) -> tuple[float, float]:
@@ -149,24 +127,16 @@ class Probe:
         self._unit_sizes = [0] * len(self.units)
         for u, param in zip(unit_of, self.params, strict=True):
             self._unit_sizes[u] += param.numel()
-        self._unit_numel = torch.tensor([float(s) for s in self._unit_sizes], device=device)
         self._unit_of = torch.tensor(unit_of, device=device)  # for the snr_chunks path
-        self._dtype = self.params[0].dtype
-        for param in self.params[1:]:
-            self._dtype = torch.promote_types(self._dtype, param.dtype)
-        self._zero = torch.zeros((), device=device, dtype=self._dtype)
-        self._param_views: list[torch.Tensor] | None = None
-        self._param_ptrs: list[int] = []
-        # each parameter (and its gradient) is flattened in the parameter's memory order, so
-        # that channels-last weights flatten to views, not copies (None: already contiguous)
-        self._orders = [_memory_order(p) for p in self.params]
         self.update_every, self.snr_chunks = int(update_every), int(snr_chunks)
-        self._period = self.update_every  # shortened for short epochs (MIN_SAMPLES)
         # gradient norms on the sampled steps and on every grad_every-th step (by default the
         # same steps): a per-epoch RMS needs a sample of the steps, not all of them, and
         # skipping steps keeps the probe's cost within budget
         self.grad_every = int(grad_every)
-        self._grad_period = self.grad_every
+        #: the per-step statistics: this model's own, or its row of the folds' shared ones
+        self.step_stats = StepStats(self.params, self._unit_sizes, update_every=update_every,
+                                    grad_every=grad_every, snr=not snr_chunks)
+        self._row = 0
         self.probe_batch = probe_batch
         if labels is None and probe_batch is not None:
             labels = probe_batch[1]
@@ -183,217 +153,57 @@ class Probe:
             fold=fold, num_classes=self.num_classes, label_entropy=entropy,
             chance_accuracy=chance, n_train=0 if labels is None else int(labels.numel()),
         )
-        # flat buffers (one element per trainable weight) allocated on first use and reused:
-        # the flattened gradients of a recorded step (also the weights after a sampled step),
-        # the weight snapshot of the update ratio and the running sum of sampled gradients (SNR)
-        self._flat: list[torch.Tensor] | None = None
-        self._unit_views: list[list[torch.Tensor]] = []
-        self._init_norms: torch.Tensor | None = None  # squared block gradient norms, first step
         # forward-hook bookkeeping, fixed for the model: which unit owns each module, and the
         # activation modules whose outputs are counted (dead / saturated units)
         self._owner = {id(m): i for i, (_, unit) in enumerate(self.units)
                        for m in unit.modules()}
         self._modules = list(model.modules())
         self._act_modules = [m for m in self._modules if isinstance(m, RELU_LIKE + SQUASHING)]
-        self._reset_epoch()
 
     # -- per step ---------------------------------------------------------------------------
-    # CPU kernels are cheap next to their dispatch (a few microseconds per tensor and op), so
-    # the per-step path touches as few tensors as possible: the gradients are concatenated into
-    # one flat buffer (one op) whose per-block slices give the norms (one foreach op over the
-    # blocks, not the parameter tensors); the weight snapshot is one concatenation of cached
-    # 1-D views of the parameters. Results stay 0-dim device tensors in lists (no host sync);
-    # the squares, sums and ratios run in a few batched ops when the lists are folded into the
-    # accumulators (once per epoch, or every FOLD_ROWS records).
-    def _reset_epoch(self) -> None:
-        u = len(self.units)
-        self._grad_sq = torch.zeros(u, device=self.device)  # sum of squared gradient norms
-        self._snr_sq = torch.zeros(u, device=self.device)  # the same on the sampled steps
-        self._update_sum = torch.zeros(u, device=self.device)  # sum of per-block ||ΔW||/||W||
-        # per-step norms not yet folded into the sums: 2u per sampled step (the gradient's block
-        # norms, then the weights' before the step), u per finished sample (||ΔW||), n per
-        # record-only step (the gradient tensors' norms)
-        self._sample_norms: list[torch.Tensor] = []
-        self._d_norms: list[torch.Tensor] = []
-        self._grad_norms_p: list[torch.Tensor] = []
-        self._rows_pending = 0
-        self._losses: list[torch.Tensor] = []
-        self._grad_steps = self._sampled = self._updates = self._steps = 0
-        self._pending = False  # a snapshot waits for the optimizer step
-
-    def _buffers(self) -> list[torch.Tensor]:
-        """The flat buffers [gradients, snapshot, gradient sum], allocated once."""
-        if self._flat is None:
-            total = sum(self._unit_sizes)
-            self._flat = [torch.zeros(total, device=self.device, dtype=self._dtype)
-                          for _ in range(3)]
-            self._unit_views = [list(b.split(self._unit_sizes)) for b in self._flat]
-        return self._flat
-
-    def _params_flat(self) -> list[torch.Tensor]:
-        """The parameters flattened in their memory order: 1-D views, cached while their
-        storage stays put (a parameter that is not dense gets a fresh reshape each time)."""
-        if self._param_views is None:
-            flat = [p.detach().reshape(-1) if o is None else p.detach().permute(o).reshape(-1)
-                    for p, o in zip(self.params, self._orders, strict=True)]
-            ptrs = [p.data_ptr() for p in self.params]
-            if [f.data_ptr() for f in flat] != ptrs:
-                return flat  # some are copies (not dense): not cacheable
-            self._param_views, self._param_ptrs = flat, ptrs
-        return self._param_views
-
-    def _check_views(self) -> None:
-        """Once per epoch: drop the cached parameter views if a parameter's storage moved."""
-        if self._param_views is not None and self._param_ptrs != [
-                p.data_ptr() for p in self.params]:
-            self._param_views = None
+    def share_steps(self, stats: StepStats, row: int) -> None:
+        """Take the per-step statistics from row ``row`` of ``stats``, which covers this
+        model among others trained in lockstep (the fold-parallel engine's stacked folds:
+        their steps are recorded once for all folds, not through ``step`` on each model)."""
+        if stats.blocks != len(self.units) or stats.block_sizes != self._unit_sizes:
+            raise ValueError("shared step statistics must have this model's blocks")
+        self.step_stats, self._row = stats, row
 
     def after_backward(self, loss: torch.Tensor | None = None) -> None:
         """Record the gradients of this step (call after ``backward()``); device-side only."""
-        # most steps end after the counters: no no_grad context (its enter and exit cost more
-        # than the rest of such a step), the loss only detached and kept
-        if self._pending:  # a user loop calls no after_step: the last step's update is in
-            self._finish_update()
-        if loss is not None:
-            self._losses.append(loss.detach())
-        step = self._steps
-        self._steps += 1
-        record = step % self._grad_period == 0
-        sampled = step % self._period == 0  # update ratio and SNR
-        if sampled:
-            self._sample()
-        elif record:
-            self._record()
-        if self._rows_pending >= FOLD_ROWS:
-            self._fold()
+        self.step_stats.after_backward(loss)
 
     step = after_backward  # the name users call in their own loops
 
     def reads_grads(self) -> bool:
         """Does the coming ``after_backward`` read the gradients (a sampled or recorded
         step)? The fold-parallel engine binds the fold models' ``.grad`` only then."""
-        step = self._steps
-        return step % self._period == 0 or step % self._grad_period == 0
-
-    @torch.no_grad()
-    def _record(self) -> None:
-        """Gradient norms only: one foreach norm over the gradient tensors (no copy)."""
-        grads = [p.grad for p in self.params]
-        if any(g is None for g in grads):  # unused parameters
-            grads = [self._zero if g is None else g for g in grads]
-        norms = torch._foreach_norm(grads)  # type: ignore[arg-type]
-        self._grad_norms_p.extend(norms)
-        self._grad_steps += 1
-        self._rows_pending += 1
-        if self._init_norms is None:  # the fold's first step: gradients at initialization
-            self._init_norms = self._rows_p(norms)[0]
-
-    @torch.no_grad()
-    def _sample(self) -> None:
-        """Gradient norms, the weight snapshot and the SNR gradient sum: the gradients are
-        concatenated into one flat buffer (one op), the weights into the snapshot (one op), and
-        the block norms of both come from one foreach call over their per-block slices."""
-        flat_g, snap, grad_sum = self._buffers()
-        g_units, s_units, _ = self._unit_views
-        torch.cat([self._zero.expand(p.numel()) if p.grad is None
-                   else p.grad.reshape(-1) if o is None else p.grad.permute(o).reshape(-1)
-                   for p, o in zip(self.params, self._orders, strict=True)], out=flat_g)
-        torch.cat(self._params_flat(), out=snap)
-        norms = torch._foreach_norm(g_units + s_units)
-        self._sample_norms.extend(norms)
-        self._grad_steps += 1  # sampled steps also count as recorded ones
-        self._rows_pending += 1
-        if self._init_norms is None:
-            self._init_norms = self._rows(norms[:len(self.units)])[0]
-        self._pending = True
-        if not self.snr_chunks:
-            if self._sampled == 0:  # the epoch's first sample: no zeroing pass needed
-                grad_sum.copy_(flat_g)
-            else:
-                grad_sum.add_(flat_g)
-            self._sampled += 1
+        return self.step_stats.reads_grads()
 
     def after_step(self) -> None:
         """After ``optimizer.step()``: finish a pending update-ratio measurement."""
-        if self._pending:
-            self._finish_update()
-
-    @torch.no_grad()
-    def _finish_update(self) -> None:
-        after, snap, _ = self._buffers()  # the gradient buffer is free until the next sample
-        torch.cat(self._params_flat(), out=after)
-        snap.sub_(after)  # W_before - W_after
-        self._d_norms.extend(torch._foreach_norm(self._unit_views[1]))
-        self._updates += 1
-        self._pending = False
-
-    def _rows(self, norms: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """k * units 0-dim block norms -> (k, units) squares."""
-        return torch.stack(norms).view(-1, len(self.units)).float().square()
-
-    def _rows_p(self, norms: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """k * params 0-dim parameter norms -> (k, units) squares, summed per block."""
-        sq = torch.stack(norms).view(-1, len(self.params)).float().square()
-        out = torch.zeros(sq.shape[0], len(self.units), device=self.device)
-        return out.index_add_(1, self._unit_of, sq)
-
-    @torch.no_grad()
-    def _fold(self) -> None:
-        """Fold the pending per-step norms into the epoch's accumulators (batched ops)."""
-        u = len(self.units)
-        if self._grad_norms_p:
-            self._grad_sq += self._rows_p(self._grad_norms_p).sum(0)
-            self._grad_norms_p = []
-        k = len(self._d_norms) // u  # finished samples (a pending one waits for its step)
-        if k:
-            rows = torch.stack(self._sample_norms[:2 * k * u]).view(k, 2 * u).float().square()
-            g_sq = rows[:, :u].sum(0)
-            self._grad_sq += g_sq
-            self._snr_sq += g_sq
-            dn = self._rows(self._d_norms)
-            self._update_sum += (dn / rows[:, u:].clamp_min(1e-30)).sqrt().sum(0)
-            self._sample_norms, self._d_norms = self._sample_norms[2 * k * u:], []
-        self._rows_pending = len(self._sample_norms) // (2 * u)
+        self.step_stats.after_step()
 
     # -- per epoch --------------------------------------------------------------------------
     def epoch_end(self, *, train_loss: float | None = None, val_loss: float | None = None,
                   val_accuracy: float | None = None, epoch: int | None = None) -> dict[str, Any]:
         """Close the epoch: convert the device statistics once, add the probe-batch statistics
         and the losses normalized by the label entropy. Returns the epoch's row."""
-        if self._pending:
-            self._finish_update()
-        self._fold()
-        self._check_views()
         u = len(self.units)
-        grad_rms = (self._grad_sq / (max(1, self._grad_steps) * self._unit_numel)).sqrt()
-        update = self._update_sum / max(1, self._updates)
-        mean_loss = (torch.stack(self._losses).float().mean() if self._losses
-                     else torch.full((), float("nan"), device=self.device))
-        snr = torch.full((u,), float("nan"), device=self.device)
-        k = self._sampled
-        if not self.snr_chunks and k >= 2:
-            # sampled mini-batches as the chunks: ||mean g||² / (E||g||² - ||mean g||²)
-            sig = self._rows(torch._foreach_norm(self._unit_views[2]))[0] / k**2
-            noise = (self._snr_sq / k - sig) * k / (k - 1)
-            snr = sig / noise.clamp_min(1e-30)
-        parts = [grad_rms, update, snr, mean_loss.reshape(1)]
-        first = self.trace.grad_rms_init is None and self._init_norms is not None
-        if first:
-            assert self._init_norms is not None
-            parts.append((self._init_norms / self._unit_numel).sqrt())
-        packed = torch.cat(parts).tolist()  # one host sync
-        if first:
-            self.trace.grad_rms_init = [finite_or_none(v) for v in packed[3 * u + 1:]]
+        stats = self.step_stats.row(self._row)
+        if self.trace.grad_rms_init is None and stats["grad_rms_init"] is not None:
+            self.trace.grad_rms_init = [finite_or_none(v) for v in stats["grad_rms_init"]]
         row: dict[str, Any] = {"epoch": len(self.trace.epochs) if epoch is None else epoch,
-                               "steps": self._steps}
-        row["grad_rms"] = [finite_or_none(v) for v in packed[:u]]
-        row["update_ratio"] = ([finite_or_none(v) for v in packed[u:2 * u]]
-                               if self._updates else [None] * u)
-        if train_loss is None and self._steps:
-            train_loss = packed[3 * u]
+                               "steps": stats["steps"]}
+        row["grad_rms"] = [finite_or_none(v) for v in stats["grad_rms"]]
+        row["update_ratio"] = ([finite_or_none(v) for v in stats["update_ratio"]]
+                               if stats["update_ratio"] is not None else [None] * u)
+        if train_loss is None and stats["steps"]:
+            train_loss = stats["mean_loss"]
         row.update(self._probe_batch_stats())
         if not self.snr_chunks:
-            row["grad_snr"] = [finite_or_none(v) for v in packed[2 * u:3 * u]]
+            snr = stats["grad_snr"]
+            row["grad_snr"] = [None] * u if snr is None else [finite_or_none(v) for v in snr]
         h = self.trace.label_entropy
         row["train_loss"] = finite_or_none(train_loss)
         row["val_loss"] = finite_or_none(val_loss)
@@ -404,13 +214,6 @@ class Probe:
             (train_loss is not None and not math.isfinite(float(train_loss)))
             or any(v is None for v in row["grad_rms"]))
         self.trace.epochs.append(row)
-        # short epochs (fewer than MIN_SAMPLES * update_every steps): MIN_SAMPLES samples,
-        # which are also the gradient records (a sampled step records the gradients too, so
-        # no step pays for a record beside them); otherwise the default periods
-        short = -(-self._steps // MIN_SAMPLES)
-        self._period = max(1, min(self.update_every, short))
-        self._grad_period = self._period if short < self.update_every else self.grad_every
-        self._reset_epoch()
         return row
 
     def _probe_batch_stats(self) -> dict[str, Any]:
@@ -533,7 +336,7 @@ class Probe:
     def stop(self, reason: str) -> Trace:
         """Close a run that stopped early (e.g. a non-finite loss): the partial epoch joins the
         trace flagged non-finite."""
-        if self._steps:
+        if self.step_stats.has_steps(self._row):
             self.epoch_end()
             self.trace.epochs[-1]["nonfinite"] = True
         self.trace.stopped = reason

@@ -7,10 +7,13 @@ changes) and should keep their statistics on the device (no host sync per step).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from nasdepth.train.stacked import FoldStack
 
 
 class TrainHook:
@@ -48,6 +51,27 @@ class TrainHook:
 
     def after_step(self, model: nn.Module) -> None:
         """After the optimizer step: parameters are updated."""
+
+    def after_backward_folds(self, folds: FoldStack, losses: torch.Tensor) -> None:
+        """The fold-parallel engine's ``after_backward``: all k folds of one step at once,
+        ``losses`` their ``(k,)`` losses. ``folds.params`` holds the stacked parameters (fold
+        ``f``'s slice first), whose ``.grad`` are the stacked gradients: a hook that works on
+        those covers every fold with one set of ops (the probes do). Default: gives the fold
+        models their gradient views when ``reads_grads`` asks for them, then calls
+        ``after_backward`` for each fold's model."""
+        models = folds.models
+        bind = any(self.reads_grads(m) for m in models)
+        if bind:
+            folds.bind_grads()
+        for model, loss in zip(models, losses.unbind(0), strict=True):
+            self.after_backward(model, loss)
+        if bind:
+            folds.unbind_grads()
+
+    def after_step_folds(self, folds: FoldStack) -> None:
+        """The fold-parallel engine's ``after_step``. Default: ``after_step`` per fold."""
+        for model in folds.models:
+            self.after_step(model)
 
     def on_epoch_end(self, model: nn.Module, fold: int, record: dict[str, Any]) -> None:
         """After each epoch with ``record`` (epoch, train_loss, val_loss, val_accuracy).

@@ -12,8 +12,10 @@ per-op overhead of a CPU) mostly idle; batching the folds fills it.
 Each fold's own ``nn.Module`` holds views of its slices of the stacked tensors (and, on the
 steps a hook reads them, of the stacked gradients: ``TrainHook.reads_grads``), so hooks see
 every fold's model as it trains: at the epoch boundaries, and every step for hooks that declare
-``steps_in_parallel`` (the probes); other per-step hooks make the engine go sequential (see
-:func:`needs_sequential`).
+``steps_in_parallel``; other per-step hooks make the engine go sequential (see
+:func:`needs_sequential`). Per step the engine calls ``after_backward_folds`` and
+``after_step_folds`` once for all folds: by default each fold's model in turn, while the
+probes work on the stacked tensors directly (one set of ops for every fold).
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ Tensors = dict[str, torch.Tensor]
 
 
 def steps_each_fold(hook: TrainHook) -> bool:
-    """Does ``hook`` override the per-step calls (``after_backward``/``after_step``)?"""
-    return (type(hook).after_backward is not TrainHook.after_backward
-            or type(hook).after_step is not TrainHook.after_step)
+    """Does ``hook`` override the per-step calls (``after_backward``/``after_step``, or their
+    fold-parallel forms)?"""
+    return any(getattr(type(hook), name) is not getattr(TrainHook, name)
+               for name in ("after_backward", "after_step", "after_backward_folds",
+                            "after_step_folds"))
 
 
 def needs_sequential(hooks: Sequence[TrainHook]) -> bool:
@@ -178,17 +182,9 @@ def fit_folds_parallel(
             # the sum's gradient w.r.t. fold k's slice is the gradient of fold k's own loss
             (full.sum() if amp is None else amp.scale(full.sum())).backward()
             if stepping:
-                # the fold models get views of this step's gradients only when a hook will
-                # read them (the probes: every 10th step)
-                bind = any(h.reads_grads(m) for m in ens.models for h in stepping)
-                if bind:
-                    ens.bind_grads()
-                losses = ce.detach().unbind(0)
-                for f in range(k):
-                    for hook in stepping:
-                        hook.after_backward(ens.models[f], losses[f])
-                if bind:
-                    ens.unbind_grads()
+                losses = ce.detach()
+                for hook in stepping:
+                    hook.after_backward_folds(ens, losses)
             if training.grad_clip:
                 if amp is not None:
                     amp.unscale_(opt)
@@ -198,10 +194,8 @@ def fit_folds_parallel(
             else:
                 amp.step(opt)
                 amp.update()
-            if stepping:
-                for f in range(k):
-                    for hook in stepping:
-                        hook.after_step(ens.models[f])
+            for hook in stepping:
+                hook.after_step_folds(ens)
             if sched is not None:
                 sched.step()
             total.add_(ce.detach(), alpha=b - a)

@@ -188,6 +188,13 @@ class FoldStack:
     def _view(self, t: torch.Tensor, name: str, k: int) -> torch.Tensor:
         return t[k].T if name in self.transposed else t[k]
 
+    def stacked_params(self, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The stacked tensors (``(k, ...)``, all folds) behind parameters of a fold model, in
+        the order given (a transposed one's slices are its fold parameters transposed)."""
+        owner = {id(p): stacked for stacked, _, fold_params in self._fold_params
+                 for p in fold_params}
+        return [owner[id(p)] for p in params]
+
     def bind_grads(self) -> None:
         """Give every fold model's parameters their slice of the stacked gradients as ``.grad``
         (views of this step's gradients: call after each backward that hooks read)."""
