@@ -34,7 +34,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from nasdepth.data import Dataset, Standardizer, augment_batch
 from nasdepth.train.config import TrainConfig
-from nasdepth.train.fit import FoldResult
+from nasdepth.train.fit import FoldResult, eval_rows
 from nasdepth.train.hooks import TrainHook
 from nasdepth.train.loop import (
     EarlyStopper,
@@ -278,8 +278,11 @@ def _clip_per_fold(params: Sequence[torch.Tensor], max_norm: float) -> None:
 
 @torch.no_grad()
 def _predict(ens: FoldStack, x_all: torch.Tensor, index: torch.Tensor,
-             standardize: Any, training: TrainConfig, chunk: int = 1024) -> torch.Tensor:
-    """Class probabilities ``(k, M, C)`` of each fold's model on its own rows of ``index``."""
+             standardize: Any, training: TrainConfig, chunk: int | None = None
+             ) -> torch.Tensor:
+    """Class probabilities ``(k, M, C)`` of each fold's model on its own rows of ``index``
+    (``chunk`` rows per fold at a time: :data:`nasdepth.train.fit.EVAL_ROWS`)."""
+    chunk = chunk or eval_rows(x_all.device)
     out = []
     for i in range(0, index.shape[1], chunk):
         x = standardize(x_all[index[:, i:i + chunk]])
