@@ -21,9 +21,10 @@ op, so the per-step path counts tensors and ops, not FLOPs):
   of every N-th step in between (one concatenation and one foreach norm);
 - once per epoch: the lists are stacked and reduced in a few batched ops with one host sync.
 
-On the fold-parallel engine this costs one set of ops per step for all k folds: with 3 folds
-of an 8x128 MLP, 1.3% of the training step's time against 2.9% for one probe per fold model
-(``benchmarks/bench_probes.py``, ``docs/diagnose.md``).
+On the fold-parallel engine this costs one set of ops per step for all k folds, instead of
+binding gradient views and calling a probe per fold model
+(``benchmarks/bench_probe_steps.py`` times both inside a training loop; figures in
+``docs/diagnose.md``).
 """
 
 from __future__ import annotations
