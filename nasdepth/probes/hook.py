@@ -108,9 +108,10 @@ class ProbeHook(TrainHook):
             if all(p is not None for p in probes):
                 first = probes[0]
                 assert first is not None
-                stats = StepStats(folds.stacked_params(first.params), first.step_stats.block_sizes,
-                                  k=len(probes), stacked=True, update_every=self.update_every,
-                                  snr=not self.snr_chunks)
+                own = first.step_stats  # the same schedule and statistics, for every fold
+                stats = StepStats(folds.stacked_params(first.params), own.block_sizes,
+                                  k=len(probes), stacked=True, update_every=own.update_every,
+                                  grad_every=own.grad_every, snr=own.snr)
                 for f, probe in enumerate(probes):
                     assert probe is not None
                     probe.share_steps(stats, f)
