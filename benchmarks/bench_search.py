@@ -24,8 +24,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
-from nasdepth.space.study_file import study_from_dict  # noqa: E402
 from nasdepth.study import run_study  # noqa: E402
+from nasdepth.study.study_file import study_from_dict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

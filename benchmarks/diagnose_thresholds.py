@@ -1,6 +1,6 @@
-"""The experiments behind ``nasdepth.diagnose.rules.THRESHOLDS``.
+"""The experiments behind ``nasdepth.diagnosis.rules.THRESHOLDS``.
 
-Runs every ground-truth case of ``nasdepth.diagnose.groundtruth`` over several seeds with probes
+Runs every ground-truth case of ``nasdepth.diagnosis.groundtruth`` over several seeds with probes
 on, prints each run's key signals beside its expected verdict, then for each threshold the
 range of the signal on the runs that must fire the rule and on those that must not (the gap
 between them is where the threshold sits), and the confusion matrix of the current rules.
@@ -16,8 +16,8 @@ import time
 import pandas as pd
 import torch
 
-from nasdepth.diagnose.groundtruth import CASES
-from nasdepth.diagnose.rules import THRESHOLDS, diagnose_traces
+from nasdepth.diagnosis.groundtruth import CASES
+from nasdepth.diagnosis.rules import THRESHOLDS, diagnose_traces
 from nasdepth.probes import ProbeHook
 from nasdepth.train import NonFiniteLossError, cross_validate
 

@@ -2,7 +2,7 @@
 
 from nasdepth.arch import ArchConfig, StageConfig, build_model
 from nasdepth.data import Dataset, load_data
-from nasdepth.diagnose import Diagnosis, diagnose
+from nasdepth.diagnosis import Diagnosis, diagnose
 from nasdepth.errors import ConfigError, NasdepthError
 from nasdepth.probes import Probe, ProbeHook, Trace
 from nasdepth.train import CVResult, TrainConfig, cross_validate

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from nasdepth import Diagnosis, diagnose
-from nasdepth.diagnose import VERDICTS, controls_frame, gradient_frame, loss_frame, update_frame
-from nasdepth.diagnose.groundtruth import CASES, learnable, mlp, random_labels
+from nasdepth.diagnosis import VERDICTS, controls_frame, gradient_frame, loss_frame, update_frame
+from nasdepth.diagnosis.groundtruth import CASES, learnable, mlp, random_labels
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.probes import ProbeHook
 from nasdepth.train import NonFiniteLossError, TrainConfig, cross_validate

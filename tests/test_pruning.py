@@ -7,8 +7,8 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from nasdepth.space import load_study
 from nasdepth.study import open_study, run_study
+from nasdepth.study.study_file import load_study
 from tests.conftest import write_study
 
 SPACE = {

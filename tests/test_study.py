@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 
 import nasdepth.study.objective as objective_module
 from nasdepth.cli import main
-from nasdepth.space import load_study
 from nasdepth.study import make_storage, run_study
+from nasdepth.study.study_file import load_study
 from tests.conftest import TINY_SPACE, write_study
 
 #: 200 digits, 1 epoch, 2 folds: a trial is a fraction of a second
@@ -226,8 +226,8 @@ def test_sweep_runs_every_grid_point_once(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_a_repeated_candidate_reuses_its_twin_scores(tmp_path: Path) -> None:
-    from nasdepth.space import load_study as load
     from nasdepth.study import open_study
+    from nasdepth.study.study_file import load_study as load
 
     path = small_study(tmp_path)
     study = open_study(load(path))

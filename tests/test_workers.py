@@ -16,9 +16,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nasdepth.space import load_study
 from nasdepth.study import make_storage, open_study, run_study
 from nasdepth.study.measure import worker_info
+from nasdepth.study.study_file import load_study
 from tests.conftest import write_study
 
 ATTRS = ("arch", "summary", "cv_folds", "flops", "wall_time", "device", "seed", "versions",

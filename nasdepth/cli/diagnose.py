@@ -18,7 +18,7 @@ import yaml
 
 from nasdepth.arch import PRESETS, ArchConfig, preset
 from nasdepth.data import Dataset, load_data
-from nasdepth.diagnose import CONTROLS, Diagnosis, diagnose, parse_controls
+from nasdepth.diagnosis import CONTROLS, Diagnosis, diagnose, parse_controls
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
 from nasdepth.probes import ProbeHook
 from nasdepth.train import NonFiniteLossError, TrainConfig, configure_threads, cross_validate
@@ -65,8 +65,8 @@ def parse_arch(spec: str, data: Dataset) -> ArchConfig:
 def _trial_arch(args: argparse.Namespace) -> tuple[ArchConfig, Any, Dataset]:
     import optuna
 
-    from nasdepth.space import load_study
     from nasdepth.study.storage import make_storage
+    from nasdepth.study.study_file import load_study
 
     cfg = load_study(args.study)
     storage = make_storage(args.storage or cfg.storage_url)

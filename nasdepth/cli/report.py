@@ -11,8 +11,8 @@ import optuna
 
 from nasdepth.errors import NasdepthError
 from nasdepth.report import write_report
-from nasdepth.space import load_study
 from nasdepth.study import make_storage
+from nasdepth.study.study_file import load_study
 
 
 def _masked(url: str) -> str:

@@ -13,8 +13,8 @@ from typing import Any
 import optuna
 
 from nasdepth.errors import ConfigError
-from nasdepth.space import StudyConfig, load_study
 from nasdepth.study import run_study
+from nasdepth.study.study_file import StudyConfig, load_study
 
 
 def add_study_flags(p: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from nasdepth.cli.run import add_study_flags, check_workers, overrides_from, run_and_report
 from nasdepth.errors import ConfigError
-from nasdepth.space.study_file import merge, study_from_dict
+from nasdepth.study.study_file import merge, study_from_dict
 
 #: flag -> (space key, parse one value)
 ON = {"on": True, "true": True, "yes": True, "1": True,

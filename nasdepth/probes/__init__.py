@@ -6,7 +6,7 @@ Three ways in:
   ``CVResult.traces``; ``hook.summary()`` is the compact ``probe_summary`` of a trial.
 - ``Probe(model, probe_batch=(x, y))`` in your own training loop: ``probe.step(loss)`` after
   ``backward()``, ``probe.epoch_end(val_loss=...)`` after each epoch, ``probe.diagnose()``.
-- ``nasdepth.diagnose(...)`` attaches probes itself.
+- ``nasdepth.diagnosis(...)`` attaches probes itself.
 """
 
 from nasdepth.probes.hook import PROBE_BATCH, ProbeHook, probe_hook

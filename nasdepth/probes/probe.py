@@ -42,7 +42,7 @@ from nasdepth.probes.steps import StepStats
 from nasdepth.probes.trace import Trace, finite_or_none
 
 if TYPE_CHECKING:
-    from nasdepth.diagnose.diagnosis import Diagnosis
+    from nasdepth.diagnosis.diagnosis import Diagnosis
 
 RELU_LIKE = (nn.ReLU, nn.ReLU6)
 SQUASHING = (nn.Sigmoid, nn.Tanh, nn.Hardtanh)
@@ -344,6 +344,6 @@ class Probe:
 
     def diagnose(self) -> Diagnosis:
         """Verdict from this probe's trace alone (no controls)."""
-        from nasdepth.diagnose.rules import diagnose_traces
+        from nasdepth.diagnosis.rules import diagnose_traces
 
         return diagnose_traces([self.trace])

@@ -337,7 +337,7 @@ def _controls_frame(diag: dict[str, Any]) -> pd.DataFrame | None:
     """The diagnose package's own table of the model beside its controls, where installed
     and the stored dict reads back (None otherwise: the raw controls are shown instead)."""
     try:
-        from nasdepth.diagnose import Diagnosis, controls_frame
+        from nasdepth.diagnosis import Diagnosis, controls_frame
 
         return controls_frame(Diagnosis.from_dict(diag))
     except Exception:  # an older or newer stored shape: fall back to the raw dict

@@ -22,11 +22,10 @@ from torch import nn
 
 from nasdepth.arch import ArchConfig, build_model, count_parameters
 from nasdepth.data import Dataset
-from nasdepth.space import StudyConfig
-from nasdepth.space.study_file import CONSTRAINTS
 from nasdepth.study.measure import count_flops, measure_latency, versions, worker_info
 from nasdepth.study.probing import record_diagnosis
 from nasdepth.study.registry import pruner_granularity
+from nasdepth.study.study_file import CONSTRAINTS, StudyConfig
 from nasdepth.train import NonFiniteLossError, TrainHook, cross_validate
 from nasdepth.train.cv import CVResult, FoldCallback, records
 

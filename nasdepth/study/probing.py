@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import optuna
 
 from nasdepth.arch import ArchConfig
-from nasdepth.diagnose import diagnose
+from nasdepth.diagnosis import diagnose
 from nasdepth.probes import probe_hook
 from nasdepth.train import TrainHook
 from nasdepth.train.cv import CVResult

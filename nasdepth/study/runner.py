@@ -23,11 +23,11 @@ from tqdm.auto import tqdm
 
 from nasdepth.data import load_data
 from nasdepth.errors import NasdepthError
-from nasdepth.space import StudyConfig, load_study
 from nasdepth.study.objective import Objective
 from nasdepth.study.probing import probe_hooks
 from nasdepth.study.registry import SamplerContext, make_pruner, make_sampler
 from nasdepth.study.storage import make_storage, redact, storage_kind
+from nasdepth.study.study_file import StudyConfig, load_study
 from nasdepth.train import configure_threads
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -19,8 +19,8 @@ import optuna
 import torch
 from tqdm.auto import tqdm
 
-from nasdepth.space import StudyConfig
 from nasdepth.study.runner import count_trials, effective_budget, open_study, run_worker
+from nasdepth.study.study_file import StudyConfig
 
 JOIN_AFTER_INTERRUPT_S = 120
 

@@ -1,8 +1,8 @@
 """``StudyConfig``: a study YAML (data, space, cv, training, budget, sampler, pruner,
 objectives, constraints, storage, seed).
 
-Names of samplers and pruners are checked against the registries of :mod:`nasdepth.study`
-(imported lazily: that package imports this one).
+Names of samplers and pruners are checked against the registries of
+:mod:`nasdepth.study.registry`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import yaml
 from nasdepth.data import CVConfig
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
 from nasdepth.space.space import SearchSpace, load_space
+from nasdepth.study.registry import check_pruner, check_sampler
 from nasdepth.train import METRICS, TrainConfig
 
 STUDY_KEYS = {"name", "description", "data", "space", "cv", "training", "budget", "seed",
@@ -195,7 +196,6 @@ def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyConfig:
     """Validate a study mapping (as read from YAML); ``path`` anchors relative paths."""
-    from nasdepth.study.registry import check_pruner, check_sampler  # lazy: avoids a cycle
 
     source = source or str(path)
     if not isinstance(raw, dict):

@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from nasdepth.diagnose.diagnosis import Diagnosis, Evidence
+from nasdepth.diagnosis.diagnosis import Diagnosis, Evidence
 from nasdepth.probes.summary import signals as trace_signals
 from nasdepth.probes.trace import Trace
 

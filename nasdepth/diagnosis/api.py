@@ -12,9 +12,9 @@ from torch import nn
 
 from nasdepth.arch import ArchConfig
 from nasdepth.data import Dataset
-from nasdepth.diagnose.controls import parse_controls, run_controls, run_folds
-from nasdepth.diagnose.diagnosis import Diagnosis
-from nasdepth.diagnose.rules import diagnose_traces
+from nasdepth.diagnosis.controls import parse_controls, run_controls, run_folds
+from nasdepth.diagnosis.diagnosis import Diagnosis
+from nasdepth.diagnosis.rules import diagnose_traces
 from nasdepth.errors import ConfigError
 from nasdepth.probes import Probe, ProbeHook, Trace
 from nasdepth.train import CVResult, NonFiniteLossError, TrainConfig, cross_validate

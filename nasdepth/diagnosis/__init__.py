@@ -20,11 +20,11 @@ For studies (cheap; no controls): per trial ::
 Figures' data: ``gradient_frame``, ``update_frame``, ``loss_frame``, ``controls_frame``.
 """
 
-from nasdepth.diagnose.api import check_model_data, diagnose
-from nasdepth.diagnose.controls import CONTROLS, parse_controls, run_controls, run_folds
-from nasdepth.diagnose.diagnosis import VERDICTS, Diagnosis, Evidence
-from nasdepth.diagnose.frames import controls_frame, gradient_frame, loss_frame, update_frame
-from nasdepth.diagnose.rules import THRESHOLDS, diagnose_traces
+from nasdepth.diagnosis.api import check_model_data, diagnose
+from nasdepth.diagnosis.controls import CONTROLS, parse_controls, run_controls, run_folds
+from nasdepth.diagnosis.diagnosis import VERDICTS, Diagnosis, Evidence
+from nasdepth.diagnosis.frames import controls_frame, gradient_frame, loss_frame, update_frame
+from nasdepth.diagnosis.rules import THRESHOLDS, diagnose_traces
 
 __all__ = [
     "CONTROLS", "THRESHOLDS", "VERDICTS", "Diagnosis", "Evidence", "check_model_data",

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from nasdepth.diagnose.diagnosis import Diagnosis
+from nasdepth.diagnosis.diagnosis import Diagnosis
 from nasdepth.probes.trace import Trace
 
 
