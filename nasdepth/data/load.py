@@ -28,7 +28,7 @@ FILE_KINDS = {".npz": "npz", ".npy": "npy", ".csv": "csv"}
 def split_spec(spec: str, source: str) -> tuple[str, str]:
     """``'sklearn:digits'`` -> ``('sklearn', 'digits')``; ``'x.csv'`` -> ``('csv', 'x.csv')``."""
     kind, sep, rest = spec.partition(":")
-    if sep and kind in SOURCES:
+    if (sep or kind == "mnist1d") and kind in SOURCES:  # 'mnist1d' needs no name
         return kind, rest
     suffix = Path(spec).suffix.lower()
     if suffix in FILE_KINDS:
