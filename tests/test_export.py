@@ -194,6 +194,43 @@ def test_best_trial_and_settings_come_from_the_storage(exported: dict) -> None:
     assert trial_record(best).arch["stages"]
 
 
+def test_the_report_gives_the_export_command(exported: dict) -> None:
+    from nasdepth.report import write_report
+
+    study, folder = exported["study"], exported["folder"]
+    write_report(study, folder / "report", baselines=False)
+    md = (folder / "report" / "report.md").read_text()
+    best = exported["result"].metadata["trial"]
+    assert f"nasdepth export STUDY.yaml --trial {best} --out model.pt" in md
+
+
+def test_flat_model_reads_csv_tables_with_and_without_labels(tmp_path: Path) -> None:
+    """A flat-feature model on a CSV: string labels scored by name; no target column: only
+    predictions."""
+    from nasdepth.arch import ArchConfig, build_model
+    from nasdepth.export import ExportedModel
+
+    torch.manual_seed(0)
+    arch = ArchConfig.from_dict({"stages": [{"depth": 1, "width": 8}]})
+    meta = {"input_shape": [3], "class_names": ["cat", "dog"], "data_info": {"name": "t"}}
+    model = ExportedModel([build_model(arch, (3,), 2)], [torch.zeros(3)], [torch.ones(3)],
+                          meta).eval()
+    x = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32)
+    table = pd.DataFrame(x, columns=["a", "b", "c"])
+    table.assign(target=["dog", "cat"] * 6).to_csv(tmp_path / "t.csv", index=False)
+    table.to_csv(tmp_path / "u.csv", index=False)
+    labelled = predict(model, str(tmp_path / "t.csv"))
+    truth = np.array([1, 0] * 6)
+    expected = float((model.predict(x).numpy() == truth).mean())
+    assert labelled.scores is not None and labelled.scores["accuracy"] == pytest.approx(expected)
+    unlabelled = predict(model, str(tmp_path / "u.csv"))
+    assert unlabelled.scores is None
+    assert list(unlabelled.frame["predicted"]) == list(labelled.frame["predicted"])
+    table.iloc[:, :2].to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(NasdepthError, match="has 2 features; this model takes 3"):
+        predict(model, str(tmp_path / "short.csv"))
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_loaded_model_predicts_on_the_gpu(exported: dict) -> None:
