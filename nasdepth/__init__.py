@@ -1,6 +1,6 @@
 """nasdepth: how deep and how wide should my network be, and why did my training stall."""
 
-from nasdepth.arch import ArchConfig, StageConfig, build_model
+from nasdepth.arch import ArchConfig, StageConfig, build_model, load_weights
 from nasdepth.data import Dataset, load_data
 from nasdepth.diagnosis import Diagnosis, diagnose
 from nasdepth.errors import ConfigError, NasdepthError
@@ -12,5 +12,6 @@ __all__ = [
     "ArchConfig", "CVResult", "ConfigError", "Dataset", "NasdepthError", "StageConfig",
     "TrainConfig", "build_model", "cross_validate", "load_data",
     "Diagnosis", "Probe", "ProbeHook", "Trace", "diagnose", "export_model", "load_model",
+    "load_weights",
 ]
 __version__ = "0.1.0"

@@ -6,9 +6,10 @@ from nasdepth.arch.complexity import complexity
 from nasdepth.arch.config import ArchConfig, StageConfig, StemLayer
 from nasdepth.arch.layers import ACTIVATIONS, NORMS, Ops
 from nasdepth.arch.presets import PRESETS, preset
+from nasdepth.arch.weights import load_weights
 
 __all__ = [
     "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "PRESETS", "ArchConfig", "Block", "Network", "Ops",
     "StageConfig", "StemLayer", "build_model", "complexity", "count_parameters", "get_block",
-    "input_rank", "preset", "register_block",
+    "input_rank", "load_weights", "preset", "register_block",
 ]

@@ -20,10 +20,11 @@ import torch
 from torch import nn
 
 from nasdepth.arch import ArchConfig, build_model
+from nasdepth.arch.weights import MODEL_FORMAT
 from nasdepth.errors import NasdepthError
 
-#: the ``format`` entry of every model file
-FORMAT = "nasdepth-model"
+#: the ``format`` entry of every model file (``nasdepth.arch.load_weights`` reads them too)
+FORMAT = MODEL_FORMAT
 #: 1: state_dicts + metadata (arch, training, input shape, classes, standardization, scores)
 FORMAT_VERSION = 1
 #: rows per forward pass in ``predict_proba`` (bounded memory whatever the input size)
