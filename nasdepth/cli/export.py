@@ -8,10 +8,8 @@ import argparse
 import math
 from typing import Any
 
-HELP = "refit a study's trial on all non-test data and save it as one model file"
 
-
-def configure(p: argparse.ArgumentParser) -> None:
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", help="study YAML file, e.g. studies/quickstart.yaml")
     p.add_argument("--trial", default="best", help="'best' (default) or a trial number")
     p.add_argument("--out", default="model.pt", help="model file to write (default model.pt)")
@@ -23,15 +21,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=main)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    configure(sub.add_parser("export", help=HELP))
-
-
 def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else str(v)
 
 
 def main(args: argparse.Namespace) -> int:
+    from nasdepth.cli.run import need_study_file
+
+    need_study_file(args.study)
     from nasdepth.export import export_model
 
     result = export_model(args.study, args.trial, args.out, ensemble=args.ensemble,

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "predict with an exported model; scores the data's labels where it has them"
 
-
-def configure(p: argparse.ArgumentParser) -> None:
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model file written by `nasdepth export`")
     p.add_argument("data", help="data spec: sklearn:digits, data/x.npy, table.csv, ...")
     p.add_argument("--out", default="predictions.csv", help="CSV to write")
@@ -17,11 +15,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=main)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    configure(sub.add_parser("predict", help=HELP))
-
-
 def main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nasdepth.errors import NasdepthError
+
+    if not Path(args.model).is_file():  # answered before the heavy imports
+        raise NasdepthError(f"Model file {args.model} does not exist.")
     from nasdepth.export import load_model, predict, write_predictions
     from nasdepth.train import resolve_device
 

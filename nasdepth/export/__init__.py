@@ -7,7 +7,7 @@ metadata in one file, load it back as an ``nn.Module`` and predict with it.
 """
 
 from nasdepth.export.model import FORMAT, FORMAT_VERSION, ExportedModel, load_model, save_model
-from nasdepth.export.predict import Prediction, predict, read_features, write_predictions
+from nasdepth.export.predictions import Prediction, predict, read_features, write_predictions
 from nasdepth.export.refit import ExportResult, export_model, split_indices
 from nasdepth.export.trial import pick_trial, refit_epochs, trial_record
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import platform
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -95,11 +96,12 @@ def split_indices(data: Dataset, cv: CVConfig, source: str
 
 
 def _versions() -> dict[str, str]:
-    import nasdepth
-
-    return {"nasdepth": nasdepth.__version__, "torch": torch.__version__,
-            "python": platform.python_version(), "numpy": np.__version__,
-            "sklearn": sklearn.__version__, "optuna": optuna.__version__}
+    # the running package's own version; the package is loaded before any of its modules,
+    # so this reads it without importing the top layer from this one
+    package = sys.modules["nasdepth"]
+    return {"nasdepth": str(getattr(package, "__version__", "unknown")),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "numpy": np.__version__, "sklearn": sklearn.__version__, "optuna": optuna.__version__}
 
 
 def _resolve(study: optuna.Study | StudyConfig | str | Path, storage: str | None
