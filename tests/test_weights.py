@@ -182,3 +182,16 @@ def test_exported_model_loads_into_its_own_architecture(tmp_path: Path) -> None:
     wider = ArchConfig.from_dict({"stages": [{"block": "residual", "depth": 3, "width": 8}]})
     with pytest.raises(NasdepthError, match=r"lacks the key 'blocks.2"):
         load_weights(build_model(wider, (1, 8, 8), 10), path)
+
+
+def test_cli_checks_a_checkpoint_against_a_preset(resnet18: tuple,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    from nasdepth.cli import main as cli
+
+    _, path = resnet18
+    assert cli(["arch", "resnet18", "--classes", "10", "--weights", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "from a torchvision resnet state_dict" in out and "head.1.weight" in out
+    assert cli(["arch", "vgg11", "--input", "3x32x32", "--weights", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "looks like a resnet checkpoint" in err and "Traceback" not in err

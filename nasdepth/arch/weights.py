@@ -333,7 +333,7 @@ def _classifier_keys(model: nn.Module) -> set[str]:
 
 
 def _fit(model: nn.Module, source: StateDict, mapping: Mapping[str, str], path: Path,
-         what: str, folds: Mapping[str, str] | None = None) -> StateDict:
+         what: str, folds: Mapping[str, str] | None = None) -> tuple[StateDict, list[str]]:
     """The model's new state: every key from its source key, shapes checked; the classifier
     keeps the model's own tensors when the class count differs."""
     own = model.state_dict()
@@ -370,26 +370,40 @@ def _fit(model: nn.Module, source: StateDict, mapping: Mapping[str, str], path: 
                  "another class count", path, ", ".join(kept))
         for key in kept:
             new[key] = own[key]
-    return new
+    return new, kept
 
 
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load the weights in ``path`` into ``model`` (built by ``build_model``) and return it.
+@dataclass
+class LoadedWeights:
+    """What :func:`read_weights` found: the model's new ``state`` and where it came from
+    (``kind``: ``nasdepth-model``, ``state_dict`` or ``torchvision``; ``family`` for a
+    torchvision checkpoint), and the classifier keys that kept their fresh tensors."""
 
-    A torchvision ``state_dict`` needs the model to be the matching preset
-    (``build_model(preset("resnet18", ...), ...)`` for ``torchvision.models.resnet18``);
-    families: ResNet (resnet18..152, wide_resnet50_2, resnext50_32x4d, resnext101_32x8d) and
-    VGG (vgg11..19, with or without ``_bn``). The classifier keeps the model's fresh weights
-    when the class count differs.
-    """
+    state: StateDict
+    kind: str
+    family: str | None = None
+    kept: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        what = {"nasdepth-model": "a nasdepth model file", "state_dict": "a nasdepth state_dict",
+                "torchvision": f"a torchvision {self.family} state_dict"}[self.kind]
+        kept = (f"; the classifier keeps its fresh weights ({', '.join(self.kept)}: another "
+                "class count)" if self.kept else "")
+        return f"{len(self.state)} tensors from {what}{kept}"
+
+
+def read_weights(model: nn.Module, path: str | Path) -> LoadedWeights:
+    """The state ``model`` gets from ``path`` (checked, not yet loaded): see
+    :func:`load_weights`."""
     path = Path(path)
     source, kind = read_checkpoint(path)
     own = model.state_dict()
+    family = None
     if kind == MODEL_FORMAT or set(source) & set(own):
         # nasdepth keys: the same architecture, one to one
         what = "this model" if kind != MODEL_FORMAT else "this model (the exported model's " \
             "architecture must be the same)"
-        new = _fit(model, source, {k: k for k in own}, path, what)
+        new, kept = _fit(model, source, {k: k for k in own}, path, what)
     else:
         family = model_family(model)
         if family is None:
@@ -400,13 +414,29 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
                 f"of a family whose keys nasdepth maps ({', '.join(FAMILIES)}); build it with "
                 "build_model(preset(NAME, ...), ...).")
         km = FAMILIES[family][1](model)  # type: ignore[arg-type]
-        new = _fit(model, source, km.keys, path, f"this {family} preset", km.folds)
-        if family == "googlenet":  # part of reproducing torchvision's function
-            _googlenet_eps(model)  # type: ignore[arg-type]
+        new, kept = _fit(model, source, km.keys, path, f"this {family} preset", km.folds)
+        kind = "torchvision"
     missing = [k for k in own if k not in new]
     if missing:  # a mapping bug, not the user's: every tensor must come from somewhere
         raise NasdepthError(f"Loading {path} leaves {missing[0]!r} of the model unset.")
-    model.load_state_dict(new, strict=True)
+    return LoadedWeights(state=new, kind=kind, family=family, kept=kept)
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load the weights in ``path`` into ``model`` (built by ``build_model``) and return it.
+
+    A torchvision ``state_dict`` needs the model to be the matching preset
+    (``build_model(preset("resnet18", ...), ...)`` for ``torchvision.models.resnet18``);
+    families (:data:`FAMILIES`): ResNet (resnet18..152, wide_resnet50_2, resnext50_32x4d,
+    resnext101_32x8d), VGG (vgg11..19, with or without ``_bn``), DenseNet (121, 161, 169,
+    201), MobileNetV2 and GoogLeNet (without its auxiliary classifiers). A nasdepth model
+    file or state_dict loads into the same architecture. The classifier keeps the model's
+    fresh weights when the class count differs.
+    """
+    loaded = read_weights(model, path)
+    model.load_state_dict(loaded.state, strict=True)
+    if loaded.family == "googlenet":  # part of reproducing torchvision's function
+        _googlenet_eps(model)  # type: ignore[arg-type]
     return model
 
 
