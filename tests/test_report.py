@@ -23,6 +23,7 @@ from nasdepth.report import collect, corrected_resampled_ttest, one_se_rule, wri
 from nasdepth.report import tables as T
 from nasdepth.report.stats import pareto_mask
 from nasdepth.study import make_storage, run_study
+from nasdepth.study.record import RECORD_KEY, TrialRecord, read_record, write_record
 from tests.conftest import write_study
 
 EVIL = "<script>alert(1)</script>"
@@ -39,14 +40,16 @@ SPACE = {
 def _partial_trials(study: optuna.Study) -> None:
     """Leave the study as a live one looks mid-run: one trial still running, one failed with
     its reason, one pruned after its first fold (the fold of a real trial)."""
-    real = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))[0]
+    real = read_record(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))[0])
     study.ask()  # RUNNING
     failed = study.ask()
-    failed.set_user_attr("fail_reason", f"non-finite loss at fold 0, epoch 1 {EVIL}")
+    write_record(failed, TrialRecord(number=failed.number, state="failed",
+                                     reason=f"non-finite loss at fold 0, epoch 1 {EVIL}"))
     study.tell(failed, state=optuna.trial.TrialState.FAIL)
     pruned = study.ask()
-    pruned.set_user_attr("summary", real.user_attrs["summary"])
-    pruned.set_user_attr("cv_folds", real.user_attrs["cv_folds"][:1])
+    write_record(pruned, TrialRecord(number=pruned.number, state="pruned",
+                                     summary=real.summary, cv_folds=real.cv_folds[:1],
+                                     pruned_at={"fold": 1, "epoch": 0, "step": 1}))
     study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
 
 
@@ -260,8 +263,8 @@ def test_cli_report_rebuilds_from_the_storage(built: dict[str, Any],
 
 def test_stored_diagnoses_are_counted_and_listed(built: dict[str, Any]) -> None:
     """The study's own trials carry a probe summary and a diagnosis (probes run by default)."""
-    stored = {t.number: t.user_attrs["diagnosis"]["verdict"] for t in built["study"].trials
-              if "diagnosis" in t.user_attrs}
+    stored = {t.number: read_record(t).verdict for t in built["study"].trials
+              if read_record(t).diagnosis}
     table = pd.read_csv(built["out"] / "diagnoses.csv")
     assert dict(zip(table["trial"], table["verdict"], strict=True)) == stored
     md = (built["out"] / "report.md").read_text()
@@ -287,7 +290,10 @@ def _copy_study(src: optuna.Study, directions: list[str], name: str,
     for key, value in src.user_attrs.items():
         dst.set_user_attr(key, value)
     for t in src.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
-        attrs = {**t.user_attrs, **(extra(t) if extra else {})}
+        rec = read_record(t)
+        for name, value in (extra(t) if extra else {}).items():
+            setattr(rec, name, value)
+        attrs = {**t.user_attrs, RECORD_KEY: rec.to_dict()}
         dst.add_trial(optuna.trial.create_trial(
             params=t.params, distributions=t.distributions, values=values(t),
             user_attrs=attrs))
@@ -298,7 +304,7 @@ def test_multi_objective_study_shows_the_pareto_front(built: dict[str, Any],
                                                       tmp_path: Path) -> None:
     src = built["study"]
     multi = _copy_study(src, ["maximize", "minimize"], "multi",
-                        lambda t: [t.value, t.user_attrs["summary"]["params"]])
+                        lambda t: [t.value, read_record(t).summary["params"]])
     index = write_report(multi, tmp_path, baselines=False)
     page = index.read_text()
     assert "Pareto-optimal trials" in page
@@ -309,28 +315,23 @@ def test_multi_objective_study_shows_the_pareto_front(built: dict[str, Any],
 
 
 def test_diagnoses_section_from_stored_diagnoses(built: dict[str, Any], tmp_path: Path) -> None:
-    """The ``diagnosis`` and ``probe_summary`` attributes in their contract's shape."""
+    """Stored diagnoses of every verdict kind render with their evidence: the study's own
+    per-epoch trace summary (odd trials) or, for records without one, the compact per-block
+    profile of the probe summary (even trials)."""
     src = built["study"]
-    # a real per-epoch trace (probes on a 3-block MLP, iris, 2 folds x 3 epochs) for the
-    # trace-shaped summary; the compact per-block profile for the others
-    from nasdepth import ArchConfig, cross_validate, load_data
-    from nasdepth.probes import probe_hook
-
-    arch = ArchConfig.from_dict({"stages": [{"block": "plain", "depth": 3, "width": 8}]})
-    trace = cross_validate(arch, load_data("sklearn:iris"), folds=2, epochs=3,
-                           hooks=[probe_hook()]).traces[0]
     compact = {"folds": 2, "blocks": 3, "signals": {"skill_last": 0.01},
                "grad_rms_last_epoch": [1e-7, 1e-4, 1e-2]}
 
     def extra(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
         verdict = "data_limited_plateau" if t.number % 2 else "vanishing_gradients"
+        assert read_record(t).trace_summary  # the real study's probes
         return {"diagnosis": {
             "verdict": verdict, "confidence": 0.8,
             "evidence": [{"signal": "grad_depth_log10", "value": -5.2, "threshold": -3,
                           "meaning": f"first block gets 1e-5 of the last {EVIL}"}],
             "advice": ["add skip connections or normalization"],
             "controls": {"shuffled": {"val_accuracy": 0.1}}},
-            "probe_summary": {"trace": trace} if t.number % 2 else compact}
+            **({} if t.number % 2 else {"probe_summary": compact, "trace_summary": None})}
 
     diag = _copy_study(src, ["maximize"], "diag", lambda t: [t.value], extra)
     index = write_report(diag, tmp_path, baselines=False)
