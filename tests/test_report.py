@@ -24,6 +24,7 @@ from nasdepth.report import tables as T
 from nasdepth.report.stats import pareto_mask
 from nasdepth.study import make_storage, run_study
 from nasdepth.study.record import RECORD_KEY, TrialRecord, read_record, write_record
+from nasdepth.study.study_file import load_study
 from tests.conftest import write_study
 
 EVIL = "<script>alert(1)</script>"
@@ -466,3 +467,53 @@ def test_importances_rank_the_parameter_that_matters() -> None:
     few.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     empty, why = T.importance_table(few)
     assert empty.empty and "at least 5 complete trials" in why
+
+
+#: a space where deep sigmoid nets without normalization stall: the probes have something to
+#: show (vanishing gradients) beside shallow candidates
+STALL_SPACE = {
+    "name": "stall", "stages": 1, "depth": {"type": "categorical", "choices": [1, 10]},
+    "width": {"type": "categorical", "choices": [4, 8]},
+    "block": {"type": "categorical", "choices": ["plain", "residual"]},
+    "skip": {"type": "categorical", "choices": [True, False]},
+    "activation": "sigmoid", "norm": "none",
+}
+
+
+def test_report_of_a_real_study_with_probes_renders_every_section(tmp_path: Path) -> None:
+    """A real study (6 trials, probes on) rebuilt from its storage: every section with data
+    shows its figure, and every stalled trial its per-epoch evidence from its record."""
+    path = write_study(tmp_path, name="stall", space=STALL_SPACE,
+                       data={"source": "sklearn:digits", "limit": 300}, cv={"folds": 2},
+                       training={"epochs": 2, "batch_size": 32, "lr": 0.01},
+                       budget={"trials": 6}, sampler="random")
+    run_study(path, progress=False)
+    cfg = load_study(path)
+    study = optuna.load_study(study_name="stall", storage=make_storage(cfg.storage_url))
+    out = tmp_path / "out"
+    write_report(study, out)
+    md = (out / "report.md").read_text()
+    st = collect(study)
+    images = {p.name for p in out.glob("*.png")}
+    assert {"depth.png", "one_se.png", "gap.png", "width_depth.png", "pareto.png",
+            "history.png", "verdicts.png", "importances.png"} <= images
+    for heading in ("Summary", "Depth", "Width", "Blocks and skip connections", "Cost",
+                    "Baselines", "What matters", "Diagnoses",
+                    "Looks like vanishing gradients, but is data-limited",
+                    "Failed and pruned trials"):
+        assert f"\n## {heading}\n" in md, heading
+    assert "Best candidates (cross-validated on the same folds)" in md
+    assert "Baselines on the study's folds" in md
+    # a section without data says so, one with data draws it
+    assert ("skip.png" in images) == (not T.skip_table(st.folds)["on_minus_off"].dropna().empty)
+    assert ("blocks.png" in images) == (not T.block_table(st).empty)
+    # the evidence figure of every stalled trial comes from its record's per-epoch series
+    stalled = [n for n, d in st.diagnoses.items() if d["verdict"] != "healthy"]
+    assert stalled and "vanishing_gradients" in {st.diagnoses[n]["verdict"] for n in stalled}
+    for n in stalled:
+        assert f"evidence_trial{n}.png" in images
+        assert f"![Trial {n}: probe evidence](evidence_trial{n}.png)" in md
+        trace = st.traces[n]
+        assert len(trace["epochs"]) == 2 and trace["folds"] == 2
+    diagnosed = pd.read_csv(out / "diagnoses.csv")
+    assert sorted(diagnosed["trial"]) == sorted(read_record(t).number for t in study.trials)

@@ -58,11 +58,11 @@ def record_diagnosis(trial: optuna.Trial, result: CVResult, record: TrialRecord)
         record.errors["diagnosis"] = f"{type(exc).__name__}: {exc}"
 
 
-def _sig(value: float | None) -> float | None:
-    """Four significant digits (JSON-small), None for missing or non-finite values."""
+def _sig(value: float | None, digits: int = 4) -> float | None:
+    """``digits`` significant digits (JSON-small), None for missing or non-finite values."""
     if value is None or not math.isfinite(value):
         return None
-    return float(f"{value:.4g}")
+    return float(f"{value:.{digits}g}")
 
 
 def _geomean(values: Sequence[Any]) -> float | None:
@@ -78,9 +78,10 @@ def _median(values: Sequence[Any]) -> float | None:
 
 def trace_summary(traces: Sequence[Trace]) -> dict[str, Any] | None:
     """The folds' traces as one trace-shaped dict: ``blocks``, ``folds`` and one row per
-    epoch with the per-block :data:`SUMMARY_SERIES` (geometric mean over the folds that
-    reached that epoch: these ratios span orders of magnitude) and the
-    :data:`SUMMARY_SCALARS` (median over folds). None without traces."""
+    epoch (``epoch``, 1-based) with the per-block :data:`SUMMARY_SERIES` (geometric mean over
+    the folds that reached that epoch: these ratios span orders of magnitude) and the
+    :data:`SUMMARY_SCALARS` (median over folds). Runs longer than
+    :data:`MAX_SUMMARY_EPOCHS` keep that many evenly spaced epochs. None without traces."""
     traces = [t for t in traces if t.epochs]
     if not traces:
         return None
@@ -94,12 +95,13 @@ def trace_summary(traces: Sequence[Trace]) -> dict[str, Any] | None:
     rows = []
     for e in keep:
         at = [t.epochs[e] for t in same if e < len(t.epochs)]
-        row: dict[str, Any] = {"epoch": at[0].get("epoch", e)}
+        row: dict[str, Any] = {"epoch": e + 1}  # 1-based, as the figures number epochs
         for name in SUMMARY_SERIES:
             lists = [r.get(name) or [] for r in at]
             row[name] = [_sig(_geomean([x[i] for x in lists if i < len(x)]))
                          for i in range(len(blocks))]
         for name in SUMMARY_SCALARS:
-            row[name] = _sig(_median([r.get(name) for r in at]))
+            # normalized losses sit near 1 when nothing is learned: keep their small changes
+            row[name] = _sig(_median([r.get(name) for r in at]), digits=6)
         rows.append(row)
     return {"blocks": blocks, "folds": len(same), "epochs": rows}

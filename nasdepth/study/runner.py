@@ -73,7 +73,17 @@ def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = N
         _check_same_study(cfg, stored)
     else:
         study.set_user_attr("config", cfg.to_dict())
+    names = metric_names(cfg)
+    if study.metric_names != names:  # optuna-dashboard and plots show these, not "Objective 0"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
     return study
+
+
+def metric_names(cfg: StudyConfig) -> list[str]:
+    """The study's objectives as Optuna metric names (``latency`` with its unit)."""
+    return ["latency_ms" if o == "latency" else o for o in cfg.objectives]
 
 
 def _check_same_study(cfg: StudyConfig, stored: dict[str, Any]) -> None:
