@@ -1,4 +1,6 @@
-"""Train one fresh model on one fold (the sequential path; every hook call happens here).
+"""Train one fresh model on one fold (the sequential path): data placement, batches, the
+epochs with validation and early stopping, the final scores; each batch's step is
+:class:`~nasdepth.train.step.TrainStep`'s, the same step the fold-parallel path takes.
 
 Speed: the fold's tensors live on the device, batches are slices of a seeded ``randperm``,
 the running loss stays a device tensor, and the host syncs once per epoch. Data that does not
