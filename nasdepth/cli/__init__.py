@@ -22,6 +22,10 @@ COMMANDS = {
     "arch": ("nasdepth.cli.arch", "print a preset architecture, its parameters and FLOPs"),
     "diagnose": ("nasdepth.cli.diagnose", "diagnose a stalled (or healthy) training run: "
                  "vanishing/exploding gradients, data-limited plateau, overfitting, ..."),
+    "export": ("nasdepth.cli.export", "refit a study's trial on all non-test data and save it "
+               "as one model file"),
+    "predict": ("nasdepth.cli.predict", "predict with an exported model; scores the data's "
+                "labels where it has them"),
     "report": ("nasdepth.cli.report", "(re)build a study's report from its storage"),
     "run": ("nasdepth.cli.run", "run (or resume) a study, then write its report"),
     "spaces": ("nasdepth.cli.spaces", "search-space files: check them"),

@@ -113,6 +113,10 @@ def summary_section(study: optuna.Study, st: T.StudyTables) -> Section:
                        f"{fmt(top['width'])}, {top['block']} blocks, skip "
                        f"{fmt(top['skip'])}: {st.metric} {_pm(top['cv_mean'], top['cv_std'])} "
                        f"over {int(top['folds_done'])} folds, {fmt(top['params'])} parameters."))
+    blocks.append(Para(f"To get this model: nasdepth export STUDY.yaml --trial {int(top['trial'])}"
+                       " --out model.pt (STUDY.yaml: this study's file; refits the trial on all "
+                       "non-test data; --ensemble keeps its fold models; docs/export.md).",
+                       "note"))
     return Section("Summary", blocks)
 
 
