@@ -49,7 +49,14 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
     from nasdepth.train import CVResult, TrainConfig, cross_validate
 
 
+#: the parts, reachable as attributes (``nasdepth.study.run_study``) after ``import nasdepth``
+_PARTS = ("arch", "cli", "data", "diagnosis", "errors", "probes", "report", "space", "study",
+          "train")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _PARTS:
+        return importlib.import_module(f"nasdepth.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'nasdepth' has no attribute {name!r}")
