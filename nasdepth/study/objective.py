@@ -88,6 +88,8 @@ class Objective:
                  extra_hooks: HookFactory | None = None) -> None:
         self.cfg, self.data = cfg, data
         self.fold_progress, self.extra_hooks = fold_progress, extra_hooks
+        # the CV resolved once: every trial, the baselines and the controls share these splits
+        self.splits = cfg.cv.resolve(data, str(cfg.path))
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
         try:
@@ -180,13 +182,14 @@ class Objective:
     def _cross_validate(self, arch: ArchConfig, on_fold: FoldCallback,
                         hooks: Sequence[TrainHook]) -> CVResult:
         cfg = self.cfg
-        return cross_validate(arch, self.data, cv=cfg.cv, seed=cfg.cv_seed,
+        return cross_validate(arch, self.data, cv=self.splits, seed=cfg.cv_seed,
                               training=cfg.training, on_fold=on_fold, hooks=hooks,
                               source=str(cfg.path))
 
     def after_cv(self, trial: optuna.Trial, result: CVResult) -> None:
         """Store the probe summary and diagnosis (see :mod:`nasdepth.study.probing`)."""
-        record_diagnosis(trial, result)
+        record_diagnosis(trial, result, data=self.data, splits=self.splits,
+                         settings=self.cfg.diagnosis)
 
 
 def _completed_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:

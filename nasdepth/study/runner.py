@@ -275,11 +275,19 @@ def _last_trial_of_this_worker(st: optuna.Study) -> optuna.trial.FrozenTrial | N
 
 
 def _show_best(st: optuna.Study, bar: tqdm) -> None:
+    post: dict[str, str] = {}
     if len(st.directions) == 1:
         try:
-            bar.set_postfix(best=f"{st.best_value:.4f}")
+            post["best"] = f"{st.best_value:.4f}"
         except ValueError:
             pass
+    # the cost of the study's opt-in diagnosis controls so far (docs/diagnose.md)
+    spent = sum(float(t.user_attrs.get("controls_seconds") or 0.0)
+                for t in st.get_trials(deepcopy=False, states=FINISHED))
+    if spent:
+        post["controls"] = f"{spent:.0f}s"
+    if post:
+        bar.set_postfix(post)
 
 
 def _requeue_interrupted(st: optuna.Study) -> None:
