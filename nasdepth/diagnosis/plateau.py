@@ -9,11 +9,14 @@ on by default, answers in seconds):
   ``shallow_z``), or, for a run that trained long enough to tell (``settled``), shuffled labels
   scoring the same or a flat learning curve. Each such control is named in
   ``Diagnosis.basis`` with its figure.
-- ``undertrained`` where the shallow baseline finds signal and the run had not settled: fewer
-  than ``settled_epochs`` epochs, steps below ``update_ratio_small`` of the weights, or a
-  training loss still falling. The advice says train longer or raise the learning rate.
-- ``optimization_problem`` where the shallow baseline finds signal and the run had settled: the
-  model fails to fit learnable data (learning rate, initialization, architecture).
+- ``undertrained`` where the shallow baseline finds signal the network missed. The advice says
+  train longer or raise the learning rate, with the figures (steps below
+  ``update_ratio_small`` of the weights, fewer than ``settled_epochs`` epochs, a loss still
+  falling). A run whose loss had gone flat with healthy steps (``settled``) gets a lower
+  confidence: sigmoid networks, for one, sit at chance for many epochs before they take off,
+  but a run that stays at chance several times longer points at the recipe or the
+  initialization (the advice says so). Runs whose steps are far too small to move any weight,
+  or whose ReLU units are dead, were decided before (``optimization_problem``).
 - ``undecided_plateau`` where no control decides; the advice says what is open and which
   control would settle it.
 """
@@ -109,16 +112,16 @@ def decide_plateau(s: dict[str, float | None], th: dict[str, float],
     if reading == "learns":
         # a shallow model finds signal this network missed: not the data's fault
         figure = shallow_figure(shallow, name)
-        conf = margin(z, th["shallow_z"], 10.0) if z is not None else 0.6
+        advice = [learning_advice(s, th),
+                  f"the data carry signal: {figure} on the same splits; validation stays at "
+                  "chance because this run has not fitted it yet, not because of the data"]
         if not is_settled:
-            return ("undertrained", conf, evidence, [
-                learning_advice(s, th),
-                f"the data carry signal: {figure} on the same splits; validation stays at "
-                "chance because this run has not trained enough, not because of the data"], [])
-        return ("optimization_problem", min(conf, 0.8), evidence, [
-            f"the data carry signal ({figure} on the same splits) that this model fails to "
-            "fit although it trained to a flat loss: tune the learning rate or the "
-            "initialization, or try a smaller model"], [])
+            conf = margin(z, th["shallow_z"], 10.0) if z is not None else 0.6
+            return ("undertrained", conf, evidence, advice, [])
+        advice.append("the loss had gone flat with healthy step sizes: if a run several times "
+                      "longer still sits at chance, change the recipe (learning rate, "
+                      "warm-up) or the initialization rather than the data")
+        return ("undertrained", 0.65, evidence, advice, [])
     if basis:
         conf = margin(vmin, th["val_loss_norm_min"], 0.1)
         if reading == "at_chance" and z is not None:

@@ -17,9 +17,10 @@ before it join the evidence (showing what was ruled out):
 4. A plateau: the validation loss never gets below ``val_loss_norm_min`` of the label entropy
    (no skill above chance) although the gradients reach every block. Which plateau is decided by
    the controls (:mod:`nasdepth.diagnosis.plateau`): ``data_limited_plateau`` only where a
-   control shows that the data lack signal, ``undertrained`` or ``optimization_problem`` where
-   the shallow baseline finds signal the network missed, ``undecided_plateau`` where no control
-   tells (the advice names the one that would).
+   control shows that the data lack signal, ``undertrained`` where the shallow baseline finds
+   signal the network missed (also where the accuracy is barely above chance but the baseline
+   scores ``shallow_gap`` more skill), ``undecided_plateau`` where no control tells (the advice
+   names the one that would).
 5. ``overfitting``: real skill, but the validation loss rose by ``val_loss_rise`` (in label
    entropies) from its minimum while the training accuracy runs ``gap_accuracy`` ahead.
 6. ``healthy`` otherwise.
@@ -42,7 +43,7 @@ import pandas as pd
 
 from nasdepth.diagnosis.diagnosis import Diagnosis, Evidence
 from nasdepth.diagnosis.learning import learning_signals, still_learning
-from nasdepth.diagnosis.plateau import decide_plateau
+from nasdepth.diagnosis.plateau import decide_plateau, shallow_reading
 from nasdepth.diagnosis.scoring import ev as _ev
 from nasdepth.diagnosis.scoring import margin as _margin
 from nasdepth.diagnosis.weigh import weigh_controls
@@ -68,6 +69,7 @@ THRESHOLDS: dict[str, float] = {
     "control_same": 0.05,  # skill difference below which a control "scores the same"
     "shallow_skill": 0.05,  # shallow baseline skill above chance: at chance below ...
     "shallow_z": 3.0,  # ... and its z-score below this (both needed for "at chance")
+    "shallow_gap": 0.3,  # shallow skill minus the model's: a loss at chance "far behind" above
     "learning_curve_flat": 0.02,  # accuracy gained per doubling of the data: flat below
     "still_falling": 0.01,  # validation loss fall per epoch at the end: still learning above
     "end_below_mean": 0.02,  # one epoch: end-of-epoch loss this far below the epoch mean
@@ -212,7 +214,12 @@ def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str
                       "validation accuracy above chance in binomial standard deviations"))
     skill_z = s.get("skill_z")
     significant = skill_z is not None and skill_z > th["skill_z"]
-    if vmin is not None and vmin > th["val_loss_norm_min"] and not significant:
+    # a validation loss at chance with an accuracy barely above it, where the shallow baseline
+    # scores far more: a plateau too (the run has hardly begun to fit learnable data)
+    reading, _, shallow_best, _ = shallow_reading(controls.get("shallow"), th)
+    far_behind = reading == "learns" and shallow_best is not None and (
+        shallow_best - (s.get("skill_best") or 0.0) > th["shallow_gap"])
+    if vmin is not None and vmin > th["val_loss_norm_min"] and (not significant or far_behind):
         verdict, conf, ev_plateau, advice, basis = decide_plateau(s, th, controls)
         return verdict, conf, ev + ev_plateau, advice, basis
 

@@ -73,6 +73,8 @@ def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = N
         _check_same_study(cfg, stored)
     else:
         study.set_user_attr("config", cfg.to_dict())
+        for params in cfg.enqueue:  # a new study: its listed candidates run first, once
+            study.enqueue_trial(params, skip_if_exists=True)
     return study
 
 

@@ -22,7 +22,7 @@ from nasdepth.train import METRICS, TrainConfig
 
 STUDY_KEYS = {"name", "description", "data", "space", "cv", "training", "budget", "seed",
               "storage", "objective", "objectives", "sampler", "pruner", "constraints",
-              "diagnosis"}
+              "diagnosis", "enqueue"}
 DIAGNOSIS_KEYS = {"baseline", "controls", "on"}
 #: the costly controls of nasdepth.diagnosis.CONTROLS (named here so that reading a study file
 #: does not import torch; a test keeps the two lists equal)
@@ -59,6 +59,29 @@ class DiagnosisSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return {"baseline": self.baseline, "controls": list(self.controls), "on": self.on}
+
+
+def _enqueue(raw: dict[str, Any], space: SearchSpace, source: str
+             ) -> tuple[dict[str, Any], ...]:
+    """``enqueue:``: a list of candidates, each a mapping of the space's parameters (every
+    parameter the candidate needs), checked by building it from the space."""
+    import optuna
+
+    spec = raw.get("enqueue") or []
+    if not isinstance(spec, list) or not all(isinstance(c, dict) for c in spec):
+        raise ConfigError(source, "enqueue", spec, "a list of mappings of space parameters")
+    names = {p.name for p in space.params}
+    for i, cand in enumerate(spec):
+        for key in cand:
+            if key not in names:
+                raise UnknownNameError(source, f"enqueue[{i}]", key, names)
+        try:
+            # FixedTrial answers the same suggest_* calls as a live trial
+            space.suggest(optuna.trial.FixedTrial(dict(cand)))  # type: ignore[arg-type]
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(source, f"enqueue[{i}]", cand,
+                              f"values the space allows ({exc})") from None
+    return tuple(dict(c) for c in spec)
 
 
 def _diagnosis(raw: dict[str, Any], source: str) -> DiagnosisSettings:
@@ -113,6 +136,8 @@ class StudyConfig:
     max_retry: int = 3
     description: str = ""
     diagnosis: DiagnosisSettings = field(default_factory=DiagnosisSettings)
+    #: candidates (parameter values of the space) the study tries first, once, when created
+    enqueue: tuple[dict[str, Any], ...] = ()
 
     @property
     def objective(self) -> str:
@@ -300,6 +325,7 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
         grace_period=storage.get("grace_period", 30), max_retry=storage.get("max_retry", 3),
         description=str(raw.get("description", "")),
         diagnosis=_diagnosis(raw, source),
+        enqueue=_enqueue(raw, space, source),
     )
 
 
