@@ -5,7 +5,7 @@ on, prints each run's key signals beside its expected verdict, then for each thr
 range of the signal on the runs that must fire the rule and on those that must not (the gap
 between them is where the threshold sits), and the confusion matrix of the current rules.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/diagnose_thresholds.py [--seeds 3]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/diagnose_thresholds.py [--seeds 5]
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ SEPARATIONS = [
     ("skill_z", "skill_z", "data_limited_plateau", "below"),
     ("val_loss_norm_min", "val_loss_norm_min", "data_limited_plateau", "above"),
     # the plateaus: the shallow baseline at chance (data-limited) or learning (under-trained)
-    ("shallow_best_skill", "shallow_skill", "data_limited_plateau", "below"),
     ("shallow_best_z", "shallow_z", "data_limited_plateau", "below"),
     ("val_loss_rise", "val_loss_rise", "overfitting", "above"),
     ("gap_accuracy", "gap_accuracy", "overfitting", "above"),
@@ -77,7 +76,7 @@ def reliability(df: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)

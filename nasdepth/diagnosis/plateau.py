@@ -5,8 +5,8 @@ model has not trained enough, so the verdict is read from the controls (the shal
 on by default, answers in seconds):
 
 - ``data_limited_plateau`` only where a control shows that the data lack signal: the shallow
-  baseline at chance on the same splits (skill below ``shallow_skill`` and z below
-  ``shallow_z``), or, for a run that trained long enough to tell (``settled``), shuffled labels
+  baseline at chance on the same splits (its accuracy less than ``shallow_z`` binomial standard
+  deviations above chance; "learns" needs that and a skill of ``shallow_skill``), or, for a run that trained long enough to tell (``settled``), shuffled labels
   scoring the same or a flat learning curve. Each such control is named in
   ``Diagnosis.basis`` with its figure.
 - ``undertrained`` where the shallow baseline finds signal the network missed. The advice says
@@ -49,7 +49,10 @@ def shallow_reading(shallow: dict[str, Any] | None, th: dict[str, float]
     name, skill, z = best_shallow(shallow)
     if skill is None:
         return "missing", None, None, None
-    if skill < th["shallow_skill"] and (z is None or z < th["shallow_z"]):
+    # "at chance" is a statistical statement (z below shallow_z: not distinguishable from
+    # the class frequencies on these many validation samples); "learns" also needs a skill
+    # worth the name, so a huge data set's significant but tiny skill stays inconclusive
+    if (z is not None and z < th["shallow_z"]) or (z is None and skill < th["shallow_skill"]):
         return "at_chance", name, skill, z
     if skill >= th["shallow_skill"] and (z is None or z >= th["shallow_z"]):
         return "learns", name, skill, z

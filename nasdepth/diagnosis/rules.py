@@ -67,8 +67,8 @@ THRESHOLDS: dict[str, float] = {
     "gap_accuracy": 0.10,  # train (probe batch) minus validation accuracy
     "loss_gap": 0.40,  # validation minus training loss (label entropies), last epoch
     "control_same": 0.05,  # skill difference below which a control "scores the same"
-    "shallow_skill": 0.05,  # shallow baseline skill above chance: at chance below ...
-    "shallow_z": 3.0,  # ... and its z-score below this (both needed for "at chance")
+    "shallow_z": 3.0,  # shallow baseline accuracy above chance in binomial SDs: at chance below
+    "shallow_skill": 0.05,  # ... and "learns" needs this skill above chance besides
     "shallow_gap": 0.3,  # shallow skill minus the model's: a loss at chance "far behind" above
     "learning_curve_flat": 0.02,  # accuracy gained per doubling of the data: flat below
     "still_falling": 0.01,  # validation loss fall per epoch at the end: still learning above
