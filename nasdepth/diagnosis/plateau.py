@@ -6,8 +6,9 @@ on by default, answers in seconds):
 
 - ``data_limited_plateau`` only where a control shows that the data lack signal: the shallow
   baseline at chance on the same splits (its accuracy less than ``shallow_z`` binomial standard
-  deviations above chance; "learns" needs that and a skill of ``shallow_skill``), or, for a run that trained long enough to tell (``settled``), shuffled labels
-  scoring the same or a flat learning curve. Each such control is named in
+  deviations above chance; "learns" needs that and a skill of ``shallow_skill``), or, for a
+  run that trained long enough to tell (``settled``), shuffled labels scoring the same or a
+  flat learning curve. Each such control is named in
   ``Diagnosis.basis`` with its figure.
 - ``undertrained`` where the shallow baseline finds signal the network missed. The advice says
   train longer or raise the learning rate, with the figures (steps below

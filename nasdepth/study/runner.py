@@ -13,7 +13,6 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -25,9 +24,10 @@ from nasdepth.data import load_data
 from nasdepth.errors import NasdepthError
 from nasdepth.study.objective import Objective
 from nasdepth.study.probing import probe_hooks
+from nasdepth.study.record import RECORD_KEY, read_record, write_record
 from nasdepth.study.registry import SamplerContext, make_pruner, make_sampler
 from nasdepth.study.storage import make_storage, redact, storage_kind
-from nasdepth.study.study_file import StudyConfig, load_study
+from nasdepth.study.study_file import StudyConfig
 from nasdepth.train import configure_threads
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -75,7 +75,17 @@ def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = N
         study.set_user_attr("config", cfg.to_dict())
         for params in cfg.enqueue:  # a new study: its listed candidates run first, once
             study.enqueue_trial(params, skip_if_exists=True)
+    names = metric_names(cfg)
+    if study.metric_names != names:  # optuna-dashboard and plots show these, not "Objective 0"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
     return study
+
+
+def metric_names(cfg: StudyConfig) -> list[str]:
+    """The study's objectives as Optuna metric names (``latency`` with its unit)."""
+    return ["latency_ms" if o == "latency" else o for o in cfg.objectives]
 
 
 def _check_same_study(cfg: StudyConfig, stored: dict[str, Any]) -> None:
@@ -104,7 +114,7 @@ def _fail_dead_local_trials(study: optuna.Study) -> None:
 
     me = worker_info()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        w = t.user_attrs.get("worker") or {}
+        w = read_record(t).worker or {}
         if w.get("host") != me["host"] or not isinstance(w.get("pid"), int) or w["pid"] == me[
                 "pid"]:
             continue
@@ -118,8 +128,9 @@ def _fail_dead_local_trials(study: optuna.Study) -> None:
         storage = study._storage
         try:
             # the reason first: a finished trial's attributes are read-only
-            storage.set_trial_user_attr(t._trial_id, "fail_reason",
-                                        f"worker process {w['pid']} died")
+            rec = read_record(t)
+            rec.state, rec.reason = "failed", f"worker process {w['pid']} died"
+            storage.set_trial_user_attr(t._trial_id, RECORD_KEY, rec.to_dict())
             if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                 study.enqueue_trial(t.params, user_attrs={"retry_of": t.number},
                                     skip_if_exists=False)
@@ -136,48 +147,16 @@ class _BudgetGuard:
     def __call__(self, trial: optuna.Trial) -> Any:
         from nasdepth.study.measure import worker_info
 
-        trial.set_user_attr("worker", worker_info())
+        rec = read_record(trial)  # an enqueued retry carries its retry_of
+        rec.worker = worker_info()
+        write_record(trial, rec)
         trials = trial.study.get_trials(deepcopy=False, states=FINISHED + ACTIVE)
         earlier = sum(t.number < trial.number for t in trials)
         if earlier >= self.budget:
-            trial.set_user_attr("fail_reason", BUDGET_REACHED)
+            rec.state, rec.reason = "failed", BUDGET_REACHED
+            write_record(trial, rec)
             raise BudgetReached(BUDGET_REACHED)
         return self.objective(trial)
-
-
-def run_study(
-    study: str | Path | StudyConfig,
-    *,
-    trials: int | None = None,
-    storage: str | None = None,
-    progress: bool = True,
-    workers: int = 1,
-    probes: bool = True,
-    max_failures: int = 5,
-) -> optuna.Study:
-    """Run ``study`` (a YAML path or a loaded config) until ``trials`` trials have finished in
-    its storage (the budget counts the trials of earlier runs: a rerun resumes).
-
-    ``workers > 1`` starts that many local worker processes on the same storage (see
-    :mod:`nasdepth.study.workers`). A worker stops after ``max_failures`` failed trials in a
-    row (a broken setup should not loop). Ctrl-C records the running trial as failed (it is
-    queued again on resume) and raises ``KeyboardInterrupt``.
-    """
-    overrides = {"budget": {"trials": trials}, "storage": storage}
-    if isinstance(study, StudyConfig):
-        cfg = study
-        if trials is not None or storage is not None:
-            from dataclasses import replace
-
-            cfg = replace(cfg, trials=trials or cfg.trials, storage=storage or cfg.storage)
-    else:
-        cfg = load_study(study, overrides)
-    if workers > 1:
-        from nasdepth.study.workers import run_workers
-
-        return run_workers(cfg, workers=workers, progress=progress, probes=probes,
-                           max_failures=max_failures)
-    return run_worker(cfg, progress=progress, probes=probes, max_failures=max_failures)
 
 
 def env_threads() -> int | None:
@@ -253,12 +232,12 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
                     continue
             st.optimize(objective, n_trials=1, catch=(Exception,))
             last = _last_trial_of_this_worker(st)
-            if last is not None and last.state == TrialState.FAIL and last.user_attrs.get(
-                    "fail_reason") != BUDGET_REACHED:
+            if last is not None and last.state == TrialState.FAIL and read_record(
+                    last).reason != BUDGET_REACHED:
                 failures += 1
                 if failures >= max_failures:
                     print(f"nasdepth: {failures} trials in a row failed; last reason: "
-                          f"{last.user_attrs.get('fail_reason')}. Stopping this worker.")
+                          f"{read_record(last).reason}. Stopping this worker.")
                     break
             elif last is not None and last.state in FINISHED:
                 failures = 0
@@ -272,7 +251,7 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
 def _last_trial_of_this_worker(st: optuna.Study) -> optuna.trial.FrozenTrial | None:
     pid = os.getpid()
     mine = [t for t in st.get_trials(deepcopy=False)
-            if (t.user_attrs.get("worker") or {}).get("pid") == pid]
+            if (read_record(t).worker or {}).get("pid") == pid]
     return max(mine, key=lambda t: t.number) if mine else None
 
 
@@ -284,7 +263,7 @@ def _show_best(st: optuna.Study, bar: tqdm) -> None:
         except ValueError:
             pass
     # the cost of the study's opt-in diagnosis controls so far (docs/diagnose.md)
-    spent = sum(float(t.user_attrs.get("controls_seconds") or 0.0)
+    spent = sum(float(read_record(t).timings.get("controls") or 0.0)
                 for t in st.get_trials(deepcopy=False, states=FINISHED))
     if spent:
         post["controls"] = f"{spent:.0f}s"
@@ -295,9 +274,9 @@ def _show_best(st: optuna.Study, bar: tqdm) -> None:
 def _requeue_interrupted(st: optuna.Study) -> None:
     """Trials failed by Ctrl-C are queued again (once), so a resumed study runs them."""
     trials = st.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
+    retried = {read_record(t).retry_of for t in trials}
     for t in trials:
-        reason = str(t.user_attrs.get("fail_reason", ""))
+        reason = str(read_record(t).reason or "")
         if t.state == TrialState.FAIL and reason.startswith("interrupted") and \
                 t.number not in retried and t.params:
             st.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
