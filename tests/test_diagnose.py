@@ -298,3 +298,98 @@ def test_cli_diagnose_reruns_a_stored_trial(tiny_study, capsys: pytest.CaptureFi
     if stored.diagnosis:  # the study stores the same verdict for the same run
         assert f"verdict: {stored.diagnosis['verdict']}" in out
     assert main(["diagnose", "--study", str(tiny_study), "--trial", "7"]) == 2
+
+
+LEARNABLE_1D = {"source": "synthetic:classification", "n_samples": 400, "image_shape": [1, 32],
+                "n_informative": 8, "class_sep": 1.5, "seed": 0}
+
+
+def test_short_budget_study_lists_no_trial_as_data_limited(tmp_path, monkeypatch) -> None:
+    """One epoch on learnable 1-D data: the candidates have not trained, the logistic
+    baseline learns; the report must not call any of them data-limited. The shallow baseline
+    runs once for the study and every trial's diagnosis reads it, on the study's splits."""
+    import nasdepth.study.probing as probing
+    from nasdepth.report import write_report
+    from nasdepth.study import run_study
+    from nasdepth.study.record import read_record
+    from tests.conftest import write_study
+
+    calls = []
+    real = probing.shallow_baseline
+    monkeypatch.setattr(probing, "shallow_baseline",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    path = write_study(tmp_path, name="short", data=LEARNABLE_1D, cv={"folds": 2, "seed": 4},
+                       training={"epochs": 1, "batch_size": 32, "lr": 0.001},
+                       budget={"trials": 3})
+    study = run_study(path, progress=False)
+    assert len(calls) == 1  # once per study, not once per trial
+    base = study.user_attrs[probing.BASELINE_ATTR]
+    records = [read_record(t) for t in study.trials]
+    assert all(r.diagnosis for r in records)
+    for r in records:
+        assert r.diagnosis["controls"]["shallow"] == base
+        assert r.splits is not None and r.splits["digest"] == base["splits"]
+        assert r.diagnosis["verdict"] != "data_limited_plateau", r.diagnosis
+    out = tmp_path / "report"
+    write_report(study, out)
+    baselines = pd.read_csv(out / "baselines.csv")
+    logistic = baselines[baselines.model == "logistic regression"]
+    assert logistic.val_roc_auc.mean() > 0.9  # the data carry signal
+    assert "data_limited_plateau" not in set(pd.read_csv(out / "diagnoses.csv").verdict)
+    md = (out / "report.md").read_text()
+    section = md.split("## Looks like vanishing gradients, but is data-limited")[1]
+    section = section.split("\n## ")[0]
+    assert "No trial was diagnosed as a data-limited plateau" in section
+    assert "## Still improving at the last epoch" in md
+
+
+def test_study_file_asks_for_costly_controls_on_plateaus(tmp_path) -> None:
+    from nasdepth.study import run_study
+    from nasdepth.study.record import read_record
+    from nasdepth.study.runner import _show_best
+    from tests.conftest import write_study
+
+    noise = {**LEARNABLE_1D, "n_samples": 240, "label_noise": 1.0}  # every label random
+    path = write_study(tmp_path, name="noise", data=noise, cv={"folds": 2},
+                       training={"epochs": 3, "batch_size": 32, "lr": 0.003},
+                       budget={"trials": 2},
+                       diagnosis={"controls": ["shuffled"], "on": "plateau"})
+    study = run_study(path, progress=False)
+    records = [read_record(t) for t in study.trials]
+    for r in records:
+        d = r.diagnosis or {}
+        assert d["verdict"] == "data_limited_plateau", d
+        assert "shuffled" in d["controls"] and r.timings["controls"] > 0
+        assert "shallow" in {b["control"] for b in d["basis"]}
+
+    class Bar:
+        postfix: dict[str, str] = {}
+
+        def set_postfix(self, post: dict[str, str]) -> None:
+            self.postfix = post
+
+    bar = Bar()
+    _show_best(study, bar)  # type: ignore[arg-type]
+    assert bar.postfix["controls"].endswith("s")
+
+
+def test_study_file_diagnosis_and_enqueue_errors(tmp_path) -> None:
+    from nasdepth.study.study_file import STUDY_CONTROLS, load_study
+    from tests.conftest import write_study
+
+    assert set(STUDY_CONTROLS) == set(CONTROLS) - {"shallow"}
+    cfg = load_study(write_study(tmp_path, diagnosis={"controls": "all", "on": "unhealthy"},
+                                 enqueue=[{"depth": 2, "block": "plain", "skip": False}]))
+    assert cfg.diagnosis.controls == STUDY_CONTROLS and cfg.diagnosis.on == "unhealthy"
+    assert cfg.enqueue == ({"depth": 2, "block": "plain", "skip": False},)
+    for bad, match in [
+        ({"diagnosis": {"controls": ["shufled"]}}, "diagnosis.controls.*Did you mean 'shuffled'"),
+        ({"diagnosis": {"on": "plateaus"}}, "diagnosis.on.*Did you mean 'plateau'"),
+        ({"diagnosis": {"controls": ["shallow"]}}, "runs by default"),
+        ({"diagnosis": {"baseline": "yes"}}, "diagnosis.baseline"),
+        ({"diagnosis": {"contrls": []}}, "Did you mean 'controls'"),
+        ({"enqueue": [{"dept": 2}]}, r"enqueue\[0\].*Did you mean 'depth'"),
+        ({"enqueue": [{"depth": 2, "block": "dense", "skip": False}]}, r"enqueue\[0\]"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            load_study(write_study(tmp_path, **bad))
