@@ -4,20 +4,15 @@ from the study's storage alone (any time: while workers still run, or long after
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import optuna
 
 from nasdepth.errors import NasdepthError
-from nasdepth.report import write_report
+from nasdepth.redact import redact
 from nasdepth.study import make_storage
+from nasdepth.study.names import report_dir
 from nasdepth.study.study_file import load_study
-
-
-def _masked(url: str) -> str:
-    """The URL with any password hidden: messages end up in logs."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,9 +35,10 @@ def main(args: argparse.Namespace) -> int:
     try:
         study = optuna.load_study(study_name=cfg.name, storage=make_storage(url))
     except KeyError:
-        raise NasdepthError(f"The storage {_masked(url)} holds no study named '{cfg.name}' "
+        raise NasdepthError(f"The storage {redact(url)} holds no study named '{cfg.name}' "
                             f"(from {args.study}).") from None
-    out = Path(args.out) if args.out else Path("reports") / cfg.name
-    path = write_report(study, out, baselines=not args.no_baselines)
-    print(f"Report: {path}")
+    from nasdepth.cli.run import write_report_or_explain
+
+    write_report_or_explain(study, report_dir(cfg.name, args.out),
+                            baselines=not args.no_baselines)
     return 0

@@ -64,7 +64,9 @@ def epoch_key(objective: str) -> str:
 def is_out_of_memory(exc: BaseException) -> bool:
     """``MemoryError``, CUDA's ``OutOfMemoryError``, the engine's ``DeviceOutOfMemoryError``."""
     return isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__ or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+        isinstance(exc, RuntimeError) and any(
+            s in str(exc).lower() for s in ("out of memory", "can't allocate memory",
+                                            "cannot allocate memory")))  # CPU allocator
 
 
 def fail_reason(exc: BaseException) -> str:
@@ -190,10 +192,12 @@ class Objective:
 
 
 def _completed_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
-    """An earlier complete trial of this study with exactly this trial's parameters."""
+    """An earlier complete trial of this study with exactly this trial's parameters, trained
+    under the same settings (``settings_id``: data, CV, recipe)."""
     params = trial.params
     for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if t.params == params and t.values is not None and "cv_folds" in t.user_attrs:
+        if t.params == params and t.values is not None and "cv_folds" in t.user_attrs and \
+                t.user_attrs.get("settings_id") == trial.user_attrs.get("settings_id"):
             return t
     return None
 

@@ -12,6 +12,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,16 +20,24 @@ import optuna
 import torch
 from tqdm.auto import tqdm
 
-from nasdepth.study.runner import count_trials, effective_budget, open_study, run_worker
+from nasdepth.study.runner import (
+    count_trials,
+    effective_budget,
+    open_study,
+    prepare,
+    run_worker,
+)
 from nasdepth.study.study_file import StudyConfig
 
 JOIN_AFTER_INTERRUPT_S = 120
 
 
-def _worker_main(cfg: StudyConfig, workers: int, probes: bool, max_failures: int) -> None:
+def _worker_main(cfg: StudyConfig, workers: int, probes: bool, max_failures: int,
+                 allow_changes: bool = False, run_id: str | None = None) -> None:
     try:
         run_worker(cfg, progress=False, probes=probes, max_failures=max_failures,
-                   threads_for=workers, requeue=False)
+                   threads_for=workers, requeue=False, allow_changes=allow_changes,
+                   run_id=run_id)
     except KeyboardInterrupt:
         pass  # the running trial is recorded failed (and retried on resume)
 
@@ -61,9 +70,12 @@ def worker_env(index: int, workers: int, device: str) -> dict[str, str | None]:
 
 
 def run_workers(cfg: StudyConfig, *, workers: int, progress: bool = True, probes: bool = True,
-                max_failures: int = 5) -> optuna.Study:
+                max_failures: int = 5, allow_changes: bool = False, run_id: str | None = None
+                ) -> optuna.Study:
     """Start ``workers`` local processes on ``cfg``'s storage and wait for them."""
-    study = open_study(cfg)  # created (and checked) once, before the workers race to it
+    # checked and created once, before the workers race to it
+    study = open_study(cfg, data=prepare(cfg), allow_changes=allow_changes)
+    run_id = run_id or uuid.uuid4().hex
     from nasdepth.study.runner import _requeue_interrupted
 
     _requeue_interrupted(study)
@@ -71,8 +83,8 @@ def run_workers(cfg: StudyConfig, *, workers: int, progress: bool = True, probes
     procs = []
     for i in range(workers):
         with _env(**worker_env(i, workers, cfg.training.device)):
-            p = ctx.Process(target=_worker_main, args=(cfg, workers, probes, max_failures),
-                            name=f"nasdepth-worker-{i}")
+            p = ctx.Process(target=_worker_main, name=f"nasdepth-worker-{i}",
+                            args=(cfg, workers, probes, max_failures, allow_changes, run_id))
             p.start()
         procs.append(p)
     budget = effective_budget(cfg)
