@@ -34,15 +34,17 @@ def _redact_query(query: str) -> str:
 
 def _split(url: str) -> tuple[str, str | None, str, str | None]:
     """(scheme, user info or None, host and path, query or None). The user info ends at the
-    *last* ``@`` before the query: a password may hold ``@``, ``:`` or ``/`` unencoded."""
+    *last* ``@`` that is not inside a query value: a password may hold ``@``, ``:``, ``/`` or
+    ``?`` unencoded, a query value such as ``options=a@b`` has an ``=`` before its ``@``."""
     scheme, rest = url.split("://", 1)
-    query = None
-    if "?" in rest:
-        rest, query = rest.split("?", 1)
-    at = rest.rfind("@")
-    if at < 0:
-        return scheme, None, rest, query
-    return scheme, rest[:at], rest[at + 1:], query
+    userinfo = None
+    for i in range(len(rest) - 1, -1, -1):
+        _, mark, after_mark = rest[:i].rpartition("?")
+        if rest[i] == "@" and not (mark and "=" in after_mark):
+            userinfo, rest = rest[:i], rest[i + 1:]
+            break
+    rest, sep, query = rest.partition("?")
+    return scheme, userinfo, rest, query if sep else None
 
 
 def redact(url: str) -> str:
@@ -79,6 +81,8 @@ def secrets_of(url: str) -> list[str]:
         if _is_secret(name):
             found.append(value)
     found += [unquote(s) for s in found]
+    # a driver that split the URL elsewhere quotes pieces of the password (host "pw@host")
+    found += [piece for s in found for piece in re.split(r"[@:/?#]", s) if len(piece) >= 3]
     return sorted({s for s in found if s}, key=len, reverse=True)
 
 

@@ -11,7 +11,7 @@ import optuna
 from nasdepth.errors import NasdepthError
 from nasdepth.redact import redact
 from nasdepth.study import make_storage
-from nasdepth.study.names import report_dir
+from nasdepth.study.names import check_writable, report_dir
 from nasdepth.study.study_file import load_study
 
 
@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     cfg = load_study(args.study)
+    out = report_dir(cfg.name, args.out)
+    check_writable(out, "report folder")
     url = args.storage or cfg.storage_url
     if "://" not in url and not Path(url).is_file():
         raise NasdepthError(f"No storage at {url} for study '{cfg.name}' ({args.study}): run "
@@ -39,6 +41,5 @@ def main(args: argparse.Namespace) -> int:
                             f"(from {args.study}).") from None
     from nasdepth.cli.run import write_report_or_explain
 
-    write_report_or_explain(study, report_dir(cfg.name, args.out),
-                            baselines=not args.no_baselines)
+    write_report_or_explain(study, out, baselines=not args.no_baselines)
     return 0

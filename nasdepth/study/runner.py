@@ -72,16 +72,20 @@ def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = N
     sampler = make_sampler(cfg.sampler, cfg.sampler_options, ctx, source)
     pruner = make_pruner(cfg.pruner, cfg.pruner_options,
                          cfg.cv.n_splits * cfg.training.epochs, source)
-    try:
+    directions = [StudyDirection[d.upper()] for d in cfg.directions]
+    try:  # load first: a create attempt on a journal appends a record even when refused
+        study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=sampler,
+                                  pruner=pruner)
+    except KeyError:
         study = optuna.create_study(study_name=cfg.name, storage=storage, sampler=sampler,
-                                    pruner=pruner,
-                                    directions=[StudyDirection[d.upper()]
-                                                for d in cfg.directions],
+                                    pruner=pruner, directions=directions,
                                     load_if_exists=True)
-    except ValueError as exc:  # Optuna: directions differ from the stored study's
+    if list(study.directions) != directions:
         raise NasdepthError(f"The study '{cfg.name}' in {redact(cfg.storage_url)} exists with "
-                            f"other objectives: {exc}. Start a new study: --name NEW_NAME (or "
-                            "'name:' in the study file).") from None
+                            f"other objectives (directions "
+                            f"{[d.name.lower() for d in study.directions]}, not "
+                            f"{cfg.directions}). Start a new study: --name NEW_NAME (or "
+                            "'name:' in the study file).")
     attrs = study.user_attrs
     stored = attrs.get("config")
     if stored is not None and "identity" not in attrs:

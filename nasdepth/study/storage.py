@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import optuna
 from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
@@ -64,11 +64,19 @@ def _check_url(url: str) -> None:
 
 
 def _driver_url(url: str) -> str:
-    """``postgres(ql)://`` with the driver that is installed: SQLAlchemy 2.1 picks psycopg 3
-    for a bare ``postgresql://``, while many installs (ours) have psycopg2 only."""
+    """The URL as the driver needs it: the password percent-encoded (a password may hold
+    ``@`` or ``:``; drivers split at the first ``@``, we at the last), and ``postgres(ql)://``
+    with the driver that is installed (SQLAlchemy 2.1 picks psycopg 3 for a bare
+    ``postgresql://``, while many installs, ours, have psycopg2 only)."""
     scheme, rest = url.split("://", 1)
+    head, sep, query = rest.partition("?")
+    at = head.rfind("@")
+    if at >= 0 and ":" in head[:at]:
+        user, password = head[:at].split(":", 1)
+        head = f"{user}:{quote(unquote(password), safe='')}{head[at:]}"
+    rest = head + sep + query
     if scheme not in ("postgresql", "postgres"):
-        return url
+        return f"{scheme}://{rest}"
     import importlib.util
 
     if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
@@ -89,8 +97,7 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None,
         return _journal_storage(url)
     _check_url(url)
     given = url
-    if kind == "rdb":
-        url = _driver_url(url)
+    url = _driver_url(url)
     try:
         if kind == "redis":
             import redis
