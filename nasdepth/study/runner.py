@@ -320,7 +320,15 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
                 if not waiting:
                     time.sleep(POLL_S)
                     continue
-            st.optimize(objective, n_trials=1, catch=(Exception,))
+            try:
+                st.optimize(objective, n_trials=1, catch=(Exception,))
+            except ValueError as exc:
+                if "Cannot tell a" not in str(exc):
+                    raise
+                # another worker failed this trial as stale (its heartbeat came late, e.g. on
+                # a loaded machine) and queued it again: it is not ours to finish any more
+                print(f"nasdepth: warning: a trial of this worker was taken over by another "
+                      f"worker ({exc}); going on.", file=sys.stderr)
             last = _last_trial_of_this_worker(st)
             if last is not None and last.state == TrialState.FAIL and last.user_attrs.get(
                     "fail_reason") != BUDGET_REACHED:
