@@ -31,6 +31,13 @@ def check_name(name: object, source: str) -> str:
     return name
 
 
+def safe_name(text: str) -> str:
+    """``text`` made into a valid study name (for names nasdepth derives, e.g. a sweep's from
+    its data spec): other characters become ``-``, the length is capped."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:MAX_NAME].rstrip("-.")
+    return name or "study"
+
+
 def report_dir(name: str, out: str | Path | None) -> Path:
     """The report folder: ``out`` where the user gave one, else ``reports/<name>`` (a checked
     name never leaves ``reports/``)."""
