@@ -29,6 +29,7 @@ from optuna.storages.journal import JournalFileBackend
 from nasdepth.cli import main
 from nasdepth.redact import redact, scrub
 from nasdepth.study import run_study
+from nasdepth.study.record import read_record
 from tests.conftest import TINY_SPACE, write_study
 
 STUDY = "studies/tiny.yaml"
@@ -193,7 +194,7 @@ def _new_trials_trained_under_new_settings(folder: Path) -> None:
 
 def _fail_reasons_are_out_of_memory(folder: Path) -> None:
     study = optuna.load_study(study_name="fresh", storage=_storage(folder, "fresh"))
-    reasons = [t.user_attrs["fail_reason"] for t in study.trials]
+    reasons = [str(read_record(t).reason) for t in study.trials]
     assert len(reasons) == 5 and all(r.startswith("out of memory") for r in reasons), reasons
 
 
@@ -299,10 +300,10 @@ def _storage(folder: Path, name: str = "tiny") -> JournalStorage:
 
 def _trials(folder: Path) -> list[dict[str, Any]]:
     study = optuna.load_study(study_name="tiny", storage=_storage(folder))
+    records = [(t, read_record(t)) for t in study.trials]
     return [{"number": t.number, "state": t.state.name, "params": t.params, "values": t.values,
-             "cv_folds": t.user_attrs.get("cv_folds"),
-             "settings_id": t.user_attrs.get("settings_id"),
-             "duplicate_of": t.user_attrs.get("duplicate_of")} for t in study.trials]
+             "cv_folds": rec.cv_folds, "settings_id": rec.settings_id,
+             "duplicate_of": rec.duplicate_of} for t, rec in records]
 
 
 def _files(folder: Path) -> dict[str, tuple[int, int]]:

@@ -168,10 +168,12 @@ def test_cli_diagnose_reruns_a_stored_trial(tiny_study, capsys: pytest.CaptureFi
     from nasdepth.study import run_study
 
     study = run_study(tiny_study, trials=1, progress=False)
-    stored = study.trials[0].user_attrs
+    from nasdepth.study.record import read_record
+
+    stored = read_record(study.trials[0])
     assert main(["diagnose", "--study", str(tiny_study), "--trial", "0"]) == 0
     out = capsys.readouterr().out
     assert "verdict:" in out and "grad_depth_log10" in out
-    if "diagnosis" in stored:  # the study stores the same verdict for the same run
-        assert f"verdict: {stored['diagnosis']['verdict']}" in out
+    if stored.diagnosis:  # the study stores the same verdict for the same run
+        assert f"verdict: {stored.diagnosis['verdict']}" in out
     assert main(["diagnose", "--study", str(tiny_study), "--trial", "7"]) == 2

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from nasdepth.study import make_storage, open_study, run_study
 from nasdepth.study.measure import worker_info
+from nasdepth.study.record import TrialRecord, read_record, write_record
 from nasdepth.study.study_file import load_study
 from tests.conftest import write_study
 
@@ -106,11 +107,12 @@ def _check_finished(study: optuna.Study, budget: int) -> list[optuna.trial.Froze
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
     done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(done) == budget, [(t.number, t.state, t.user_attrs.get("fail_reason"))
-                                 for t in trials]
+    assert len(done) == budget, [(t.number, t.state, read_record(t).reason) for t in trials]
     for t in done:
+        rec = read_record(t)
+        found = {**rec.to_dict(), "flops": rec.costs.get("flops"), "wall_time": rec.wall_time}
         for key in ATTRS:
-            assert key in t.user_attrs, (t.number, key)
+            assert found[key] not in (None, {}, [], ""), (t.number, key)
     return done
 
 
@@ -125,7 +127,7 @@ def test_three_postgres_workers_share_one_study(tmp_path: Path, pg_url: str) -> 
             assert p.returncode == 0, err
         study = optuna.load_study(study_name=name, storage=storage)
         done = _check_finished(study, budget=5)
-        assert all(t.user_attrs["cv_folds"] for t in done)
+        assert all(read_record(t).cv_folds for t in done)
     finally:
         optuna.delete_study(study_name=name, storage=storage)
 
@@ -147,8 +149,8 @@ def test_sigkilled_worker_trial_is_retried_and_nothing_is_lost(tmp_path: Path,
             except KeyError:
                 continue
             running = [t for t in study.get_trials(states=(TrialState.RUNNING,))
-                       if (t.user_attrs.get("worker") or {}).get("pid") == victim.pid
-                       and "arch" in t.user_attrs]
+                       if read_record(t).worker.get("pid") == victim.pid
+                       and read_record(t).arch]
             if running:
                 killed_number = running[0].number
                 os.kill(victim.pid, signal.SIGKILL)
@@ -197,12 +199,14 @@ def test_dead_local_worker_trial_on_a_journal_file_is_retried(tmp_path: Path) ->
     dead.wait()  # a pid that no longer runs: a worker killed mid-trial
     orphan = study.ask()
     cfg.space.suggest(orphan)
-    orphan.set_user_attr("worker", {**worker_info(), "pid": dead.pid})
+    write_record(orphan, TrialRecord(number=orphan.number,
+                                     worker={**worker_info(), "pid": dead.pid}))
     study = run_study(path, progress=False, probes=False)
     trials = study.get_trials()
     assert trials[0].state == TrialState.FAIL
-    assert trials[0].user_attrs["fail_reason"] == f"worker process {dead.pid} died"
-    retry = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    assert read_record(trials[0]).reason == f"worker process {dead.pid} died"
+    assert read_record(trials[0]).state == "failed"
+    retry = [t for t in trials if read_record(t).retry_of == 0]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
     assert retry[0].params == trials[0].params
 
@@ -252,8 +256,8 @@ def test_workers_started_at_the_same_instant_on_a_fresh_postgres_database(
             except (KeyError, Exception):
                 continue
             running = [t for t in study.get_trials(states=(TrialState.RUNNING,))
-                       if (t.user_attrs.get("worker") or {}).get("pid") == victim.pid
-                       and "arch" in t.user_attrs]
+                       if (read_record(t).worker or {}).get("pid") == victim.pid
+                       and read_record(t).arch]
             if running:
                 killed_number = running[0].number
                 os.kill(victim.pid, signal.SIGKILL)
@@ -270,7 +274,7 @@ def test_workers_started_at_the_same_instant_on_a_fresh_postgres_database(
         assert killed.state == TrialState.FAIL
         retries = [t for t in done if t.system_attrs.get("failed_trial") == killed_number]
         assert len(retries) == 1 and retries[0].params == killed.params
-        assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) >= 2
+        assert len({read_record(t).worker.get("pid") for t in study.trials}) >= 2
     finally:
         for p in procs:
             if p.poll() is None:

@@ -6,17 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import optuna
-
+from nasdepth.cli.run import need_study_file
 from nasdepth.errors import NasdepthError
-from nasdepth.redact import redact
-from nasdepth.study import make_storage
-from nasdepth.study.names import check_writable, report_dir
-from nasdepth.study.study_file import load_study
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="(re)build a study's report from its storage")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", help="study YAML file, e.g. studies/quickstart.yaml")
     p.add_argument("--storage", default=None,
                    help="Optuna storage URL or journal file path (default: the study's)")
@@ -27,9 +21,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    need_study_file(args.study)
+    import optuna
+
+    from nasdepth.cli.run import write_report_or_explain
+    from nasdepth.redact import redact
+    from nasdepth.study import make_storage
+    from nasdepth.study.names import check_writable, report_dir
+    from nasdepth.study.study_file import load_study
+
     cfg = load_study(args.study)
     out = report_dir(cfg.name, args.out)
-    check_writable(out, "report folder")
+    check_writable(out, "report folder")  # before the storage is read and baselines fitted
     url = args.storage or cfg.storage_url
     if "://" not in url and not Path(url).is_file():
         raise NasdepthError(f"No storage at {url} for study '{cfg.name}' ({args.study}): run "
@@ -39,7 +42,5 @@ def main(args: argparse.Namespace) -> int:
     except KeyError:
         raise NasdepthError(f"The storage {redact(url)} holds no study named '{cfg.name}' "
                             f"(from {args.study}).") from None
-    from nasdepth.cli.run import write_report_or_explain
-
     write_report_or_explain(study, out, baselines=not args.no_baselines)
     return 0

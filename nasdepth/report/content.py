@@ -113,6 +113,10 @@ def summary_section(study: optuna.Study, st: T.StudyTables) -> Section:
                        f"{fmt(top['width'])}, {top['block']} blocks, skip "
                        f"{fmt(top['skip'])}: {st.metric} {_pm(top['cv_mean'], top['cv_std'])} "
                        f"over {int(top['folds_done'])} folds, {fmt(top['params'])} parameters."))
+    blocks.append(Para(f"To get this model: nasdepth export STUDY.yaml --trial {int(top['trial'])}"
+                       " --out model.pt (STUDY.yaml: this study's file; refits the trial on all "
+                       "non-test data; --ensemble keeps its fold models; docs/export.md).",
+                       "note"))
     return Section("Summary", blocks)
 
 
@@ -219,8 +223,8 @@ def cost_section(study: optuna.Study, st: T.StudyTables) -> Section:
                            "only.", "note"))
     if len(st.directions) > 1:
         best = [t for t in study.best_trials]
-        rows = [{"trial": t.number, **{f"objective {i}": v for i, v in enumerate(t.values)}}
-                for t in best]
+        names = study.metric_names or [f"objective {i}" for i in range(len(st.directions))]
+        rows = [{"trial": t.number, **dict(zip(names, t.values, strict=True))} for t in best]
         blocks.append(Tab(pd.DataFrame(rows), "Optuna's Pareto-optimal trials over the "
                           f"study's objectives ({', '.join(st.directions)})"))
     if len(blocks) == 0:
@@ -276,22 +280,6 @@ def importance_section(study: optuna.Study, st: T.StudyTables) -> Section:
     return Section("What matters", blocks)
 
 
-def _trace(probe: Any) -> dict[str, Any] | None:
-    """A trace-shaped dict (``blocks`` + ``epochs``) from a probe summary, whatever wraps it."""
-    if isinstance(probe, dict):
-        if isinstance(probe.get("epochs"), list):
-            return probe
-        for key in ("trace", "mean_trace", "traces", "folds"):
-            inner = probe.get(key)
-            inner = inner[0] if isinstance(inner, list) and inner else inner
-            found = _trace(inner)
-            if found is not None:
-                return found
-    if isinstance(probe, list) and probe:
-        return _trace(probe[0])
-    return None
-
-
 def _diagnosis_blocks(number: int, diag: dict[str, Any], st: T.StudyTables) -> list[Block]:
     out: list[Block] = []
     conf = diag.get("confidence")
@@ -302,17 +290,17 @@ def _diagnosis_blocks(number: int, diag: dict[str, Any], st: T.StudyTables) -> l
         out.append(Tab(ev, "Evidence"))
     for advice in diag.get("advice") or []:
         out.append(Para(f"Advice: {advice}"))
-    probe = st.probes.get(number)
-    trace = _trace(probe)
+    probe = st.probes.get(number) or {}
+    trace = st.traces.get(number)  # the record's per-epoch series over folds
     if trace is not None:
         _add(out, image(F.evidence_figure(trace, f"Trial {number}: probe evidence"),
                         f"evidence_trial{number}.png", f"Trial {number}: probe evidence"))
-    elif isinstance(probe, dict) and isinstance(probe.get("grad_rms_last_epoch"), list):
+    elif isinstance(probe.get("grad_rms_last_epoch"), list):  # records without the series
         _add(out, image(F.gradient_profile_figure(probe["grad_rms_last_epoch"],
                                                   f"Trial {number}: gradient by depth"),
                         f"evidence_trial{number}.png",
                         f"Trial {number}: gradient RMS by block, last epoch"))
-    signals = (probe or {}).get("signals") if isinstance(probe, dict) else None
+    signals = probe.get("signals")
     if isinstance(signals, dict) and signals:
         out.append(Details(f"Trial {number}: all probe signals (median over folds)", [
             Tab(pd.DataFrame(sorted(signals.items()), columns=["signal", "value"]))]))

@@ -20,7 +20,6 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -35,9 +34,10 @@ from nasdepth.study.names import check_name
 from nasdepth.study.objective import Objective
 from nasdepth.study.preflight import preflight
 from nasdepth.study.probing import probe_hooks
+from nasdepth.study.record import RECORD_KEY, read_record, write_record
 from nasdepth.study.registry import SamplerContext, make_pruner, make_sampler
 from nasdepth.study.storage import make_storage, redact, storage_kind
-from nasdepth.study.study_file import StudyConfig, load_study
+from nasdepth.study.study_file import StudyConfig
 from nasdepth.train import configure_threads
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -97,6 +97,11 @@ def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = N
         check_identity(cfg, attrs["identity"], mine, allow_changes=allow_changes)
     if stored is None:
         study.set_user_attr("config", cfg.to_dict())
+    names = metric_names(cfg)
+    if study.metric_names != names:  # optuna-dashboard and plots show these, not "Objective 0"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
     return study
 
 
@@ -120,6 +125,11 @@ def _check_identity(study: optuna.Study, cfg: StudyConfig, data: Dataset, *,
         study.set_user_attr("config", cfg.to_dict())
         print(f"nasdepth: warning: study '{cfg.name}' continues under changed settings "
               f"(--allow-changes): {'; '.join(found)}.", file=sys.stderr)
+
+
+def metric_names(cfg: StudyConfig) -> list[str]:
+    """The study's objectives as Optuna metric names (``latency`` with its unit)."""
+    return ["latency_ms" if o == "latency" else o for o in cfg.objectives]
 
 
 def _check_same_study(cfg: StudyConfig, stored: dict[str, Any]) -> None:
@@ -149,7 +159,7 @@ def _fail_dead_local_trials(study: optuna.Study) -> None:
 
     me = worker_info()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        w = t.user_attrs.get("worker") or {}
+        w = read_record(t).worker or {}
         if w.get("host") != me["host"] or not isinstance(w.get("pid"), int) or w["pid"] == me[
                 "pid"]:
             continue
@@ -163,8 +173,9 @@ def _fail_dead_local_trials(study: optuna.Study) -> None:
         storage = study._storage
         try:
             # the reason first: a finished trial's attributes are read-only
-            storage.set_trial_user_attr(t._trial_id, "fail_reason",
-                                        f"worker process {w['pid']} died")
+            rec = read_record(t)
+            rec.state, rec.reason = "failed", f"worker process {w['pid']} died"
+            storage.set_trial_user_attr(t._trial_id, RECORD_KEY, rec.to_dict())
             if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                 study.enqueue_trial(t.params, user_attrs={"retry_of": t.number},
                                     skip_if_exists=False)
@@ -183,60 +194,18 @@ class _BudgetGuard:
     def __call__(self, trial: optuna.Trial) -> Any:
         from nasdepth.study.measure import worker_info
 
-        trial.set_user_attr("worker", worker_info())
-        if self.settings is not None:  # before the objective: duplicates match on it
-            trial.set_user_attr("settings_id", self.settings)
-        try:
-            trials = trial.study.get_trials(deepcopy=False, states=FINISHED + ACTIVE)
-            earlier = sum(t.number < trial.number for t in trials)
-            if earlier >= self.budget:
-                trial.set_user_attr("fail_reason", BUDGET_REACHED)
-                raise BudgetReached(BUDGET_REACHED)
-            return self.objective(trial)
-        finally:
-            if self.run_id is not None:  # after: a duplicate copies its twin's attributes
-                trial.set_user_attr("run_id", self.run_id)
-
-
-def run_study(
-    study: str | Path | StudyConfig,
-    *,
-    trials: int | None = None,
-    storage: str | None = None,
-    progress: bool = True,
-    workers: int = 1,
-    probes: bool = True,
-    max_failures: int = 5,
-    allow_changes: bool = False,
-    run_id: str | None = None,
-) -> optuna.Study:
-    """Run ``study`` (a YAML path or a loaded config) until ``trials`` trials have finished in
-    its storage (the budget counts the trials of earlier runs: a rerun resumes).
-
-    ``workers > 1`` starts that many local worker processes on the same storage (see
-    :mod:`nasdepth.study.workers`). A worker stops after ``max_failures`` failed trials in a
-    row (a broken setup should not loop). Ctrl-C records the running trial as failed (it is
-    queued again on resume) and raises ``KeyboardInterrupt``. ``allow_changes`` accepts a
-    resume under other data, CV or training settings (see :mod:`nasdepth.study.identity`);
-    ``run_id`` is stored with every trial this run starts (see :func:`run_outcome`).
-    """
-    overrides = {"budget": {"trials": trials}, "storage": storage}
-    if isinstance(study, StudyConfig):
-        cfg = study
-        if trials is not None or storage is not None:
-            from dataclasses import replace
-
-            cfg = replace(cfg, trials=trials or cfg.trials, storage=storage or cfg.storage)
-    else:
-        cfg = load_study(study, overrides)
-    if workers > 1:
-        from nasdepth.study.workers import run_workers
-
-        return run_workers(cfg, workers=workers, progress=progress, probes=probes,
-                           max_failures=max_failures, allow_changes=allow_changes,
-                           run_id=run_id)
-    return run_worker(cfg, progress=progress, probes=probes, max_failures=max_failures,
-                      allow_changes=allow_changes, run_id=run_id)
+        rec = read_record(trial)  # an enqueued retry carries its retry_of
+        rec.worker = worker_info()
+        # before the objective: duplicates match on the settings; a duplicate keeps its run
+        rec.settings_id, rec.run_id = self.settings, self.run_id
+        write_record(trial, rec)
+        trials = trial.study.get_trials(deepcopy=False, states=FINISHED + ACTIVE)
+        earlier = sum(t.number < trial.number for t in trials)
+        if earlier >= self.budget:
+            rec.state, rec.reason = "failed", BUDGET_REACHED
+            write_record(trial, rec)
+            raise BudgetReached(BUDGET_REACHED)
+        return self.objective(trial)
 
 
 def env_threads() -> int | None:
@@ -330,12 +299,12 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
                 print(f"nasdepth: warning: a trial of this worker was taken over by another "
                       f"worker ({exc}); going on.", file=sys.stderr)
             last = _last_trial_of_this_worker(st)
-            if last is not None and last.state == TrialState.FAIL and last.user_attrs.get(
-                    "fail_reason") != BUDGET_REACHED:
+            if last is not None and last.state == TrialState.FAIL and read_record(
+                    last).reason != BUDGET_REACHED:
                 failures += 1
                 if failures >= max_failures:
                     print(f"nasdepth: {failures} trials in a row failed; last reason: "
-                          f"{last.user_attrs.get('fail_reason')}. Stopping this worker.")
+                          f"{read_record(last).reason}. Stopping this worker.")
                     break
             elif last is not None and last.state in FINISHED:
                 failures = 0
@@ -349,16 +318,16 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
 def run_outcome(study: optuna.Study, run_id: str) -> tuple[int, str | None]:
     """(exit status, message) of the run ``run_id``: 1 with a summary of the failure reasons
     where it started trials and none of them finished, else 0 and no message."""
-    mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("run_id") == run_id
-            and t.user_attrs.get("fail_reason") != BUDGET_REACHED]
-    if not mine or any(t.state in FINISHED for t in mine):
+    mine = [rec for rec in map(read_record, study.get_trials(deepcopy=False))
+            if rec.run_id == run_id and rec.reason != BUDGET_REACHED]
+    if not mine or any(rec.state in ("complete", "pruned") for rec in mine):
         return 0, None
-    failed = [t for t in mine if t.state == TrialState.FAIL]
+    failed = [rec for rec in mine if rec.state == "failed"]
     if not failed:
         return 0, None
     reasons: dict[str, int] = {}
-    for t in failed:
-        reason = str(t.user_attrs.get("fail_reason") or "no reason recorded")
+    for rec in failed:
+        reason = str(rec.reason or "no reason recorded")
         reasons[reason[:160]] = reasons.get(reason[:160], 0) + 1
     listed = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
     return 1, (f"No trial of this run completed: {len(failed)} failed ({listed}). The trials "
@@ -369,7 +338,7 @@ def run_outcome(study: optuna.Study, run_id: str) -> tuple[int, str | None]:
 def _last_trial_of_this_worker(st: optuna.Study) -> optuna.trial.FrozenTrial | None:
     pid = os.getpid()
     mine = [t for t in st.get_trials(deepcopy=False)
-            if (t.user_attrs.get("worker") or {}).get("pid") == pid]
+            if (read_record(t).worker or {}).get("pid") == pid]
     return max(mine, key=lambda t: t.number) if mine else None
 
 
@@ -384,9 +353,9 @@ def _show_best(st: optuna.Study, bar: tqdm) -> None:
 def _requeue_interrupted(st: optuna.Study) -> None:
     """Trials failed by Ctrl-C are queued again (once), so a resumed study runs them."""
     trials = st.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
+    retried = {read_record(t).retry_of for t in trials}
     for t in trials:
-        reason = str(t.user_attrs.get("fail_reason", ""))
+        reason = str(read_record(t).reason or "")
         if t.state == TrialState.FAIL and reason.startswith("interrupted") and \
                 t.number not in retried and t.params:
             st.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
