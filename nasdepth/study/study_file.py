@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nasdepth.data import CVConfig
-from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
+from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.space.space import SearchSpace, load_space
+from nasdepth.study.names import check_name
 from nasdepth.study.registry import check_pruner, check_sampler
 from nasdepth.train import METRICS, TrainConfig
+from nasdepth.yamlfile import read_yaml
 
 STUDY_KEYS = {"name", "description", "data", "space", "cv", "training", "budget", "seed",
               "storage", "objective", "objectives", "sampler", "pruner", "constraints",
@@ -315,7 +315,7 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
                           "none with several objectives (Optuna prunes single-objective studies)")
     storage = _storage(raw, source)
     return StudyConfig(
-        name=str(raw.get("name", path.stem)), data=data, space=space, path=path,
+        name=check_name(raw.get("name", path.stem), source), data=data, space=space, path=path,
         folds=cv.folds, cv_seed=cv.seed, repeats=cv.repeats, cv=cv, training=training,
         trials=trials, timeout=timeout, seed=seed,
         storage=storage["url"], objectives=objectives, sampler=sampler,
@@ -331,12 +331,7 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
 
 def read_study_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise NasdepthError(f"Study file {path} does not exist.")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise NasdepthError(f"{path} is not valid YAML: {exc}") from None
+    raw = read_yaml(path, "study file")
     if not isinstance(raw, dict):
         raise ConfigError(str(path), "study", type(raw).__name__, "a mapping")
     return raw
