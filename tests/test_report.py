@@ -56,18 +56,23 @@ def _partial_trials(study: optuna.Study) -> None:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One real study (4 trials, 2 folds, 1 epoch on digits, 20% held out for testing) named
-    like an attack, plus partial-state trials, and its report."""
+    """One real study (4 trials, 2 folds, 1 epoch on digits, 20% held out for testing),
+    copied in its storage under a name like an attack (a study file refuses such a name, but
+    other tools may write any name into a storage), plus partial-state trials, and the
+    copy's report."""
     folder = tmp_path_factory.mktemp("report")
     path = write_study(folder, name="report_tiny", space=SPACE,
                        cv={"folds": 2, "test_size": 0.2},
                        training={"epochs": 1, "batch_size": 64, "lr": 0.01},
                        budget={"trials": 4})
     raw = yaml.safe_load(path.read_text())
-    raw["name"] = EVIL
     raw["storage"] = str(folder / "report.journal")
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    study = run_study(path, progress=False)
+    run_study(path, progress=False)
+    storage = make_storage(raw["storage"])
+    optuna.copy_study(from_study_name="report_tiny", from_storage=storage, to_storage=storage,
+                      to_study_name=EVIL)
+    study = optuna.load_study(study_name=EVIL, storage=storage)
     _partial_trials(study)
     out = folder / "out"
     index = write_report(study, out)
@@ -249,7 +254,7 @@ def test_cli_report_rebuilds_from_the_storage(built: dict[str, Any],
     # the same study in another kind of storage (SQLite through Optuna's RDB storage)
     url = f"sqlite:///{built['folder'] / 'copy.db'}"
     optuna.copy_study(from_study_name=EVIL, from_storage=make_storage(raw_storage(built)),
-                      to_storage=url)
+                      to_storage=url, to_study_name="report_tiny")
     out = built["folder"] / "rebuilt"
     assert main(["report", str(built["path"]), "--storage", url, "--out", str(out),
                  "--no-baselines"]) == 0
