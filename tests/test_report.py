@@ -64,10 +64,15 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                        training={"epochs": 1, "batch_size": 64, "lr": 0.01},
                        budget={"trials": 4})
     raw = yaml.safe_load(path.read_text())
-    raw["name"] = EVIL
     raw["storage"] = str(folder / "report.journal")
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    study = run_study(path, progress=False)
+    run_study(path, progress=False)
+    # named like an attack: nasdepth refuses such a name, another tool may store one, and the
+    # report must escape it
+    storage = make_storage(raw["storage"])
+    optuna.copy_study(from_study_name="report_tiny", from_storage=storage, to_storage=storage,
+                      to_study_name=EVIL)
+    study = optuna.load_study(study_name=EVIL, storage=storage)
     _partial_trials(study)
     out = folder / "out"
     index = write_report(study, out)
@@ -249,7 +254,7 @@ def test_cli_report_rebuilds_from_the_storage(built: dict[str, Any],
     # the same study in another kind of storage (SQLite through Optuna's RDB storage)
     url = f"sqlite:///{built['folder'] / 'copy.db'}"
     optuna.copy_study(from_study_name=EVIL, from_storage=make_storage(raw_storage(built)),
-                      to_storage=url)
+                      to_storage=url, to_study_name="report_tiny")  # the study file's name
     out = built["folder"] / "rebuilt"
     assert main(["report", str(built["path"]), "--storage", url, "--out", str(out),
                  "--no-baselines"]) == 0
