@@ -185,6 +185,28 @@ def test_refit_epochs_follow_early_stopping() -> None:
     assert refit_epochs(rec, TrainConfig(epochs=20))[0] == 20
 
 
+def test_the_trials_own_recipe_is_refitted(exported: dict, tmp_path: Path) -> None:
+    """A trial whose record says it trained with another recipe (a sampled learning rate and
+    epoch count) is refitted with that recipe, not the study's."""
+    import optuna
+
+    from nasdepth.study.record import RECORD_KEY
+
+    source = exported["study"]
+    trial = pick_trial(source, "best", True)
+    rec = trial_record(trial)
+    rec.training = {**rec.training, "epochs": 2, "lr": 0.02}
+    # the same study with that trial's record changed (a finished trial is read-only)
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("config", source.user_attrs["config"])
+    study.add_trial(optuna.trial.create_trial(
+        params=trial.params, distributions=trial.distributions, value=trial.value,
+        user_attrs={**trial.user_attrs, RECORD_KEY: rec.to_dict()}))
+    meta = export_model(study, "best", tmp_path / "recipe.pt").metadata
+    assert meta["training"]["lr"] == 0.02 and meta["refit"]["epochs"] == 2
+    assert len(meta["refit"]["history"]) == 2
+
+
 def test_best_trial_and_settings_come_from_the_storage(exported: dict) -> None:
     study = exported["study"]
     settings = StudySettings.of(study)

@@ -18,16 +18,16 @@ IMAGENET = (3, 224, 224)
 
 
 def _randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """torchvision's init leaves biases at 0 and BatchNorm at mean 0 / var 1: a wrong mapping
-    of those would go unseen. Random values everywhere make every tensor count."""
+    """torchvision's init leaves biases at 0 and BatchNorm at weight 1, bias 0, mean 0, var 1:
+    a wrong mapping of those would go unseen. Random values in every 1-D tensor (biases, norm
+    weights and running statistics; variances kept positive) make every tensor count."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for key, t in model.state_dict().items():
-            if not t.is_floating_point():
-                continue
-            if key.endswith(("bias", "running_mean")) or "bn" in key or "downsample.1" in key:
+            if t.is_floating_point() and t.dim() == 1:
                 noise = torch.rand(t.shape, generator=gen)
-                t.copy_(noise * 0.5 + (0.75 if key.endswith("running_var") else -0.25))
+                t.copy_(noise * 0.5 + (0.75 if key.endswith(("running_var", "weight"))
+                                       else -0.25))
     return model.eval()
 
 
@@ -58,6 +58,42 @@ def test_resnet18_checkpoint_gives_torchvision_outputs(resnet18: tuple) -> None:
     # the mapping is one to one: every torchvision key feeds exactly one of ours
     km = torchvision_key_map(ours)
     assert sorted(km.values()) == sorted(tv.state_dict())
+
+
+@pytest.mark.parametrize("name", ["densenet121", "mobilenet_v2", "googlenet"])
+def test_other_family_checkpoints_give_torchvision_outputs(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    extra = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}
+    tv = _randomized(getattr(torchvision.models, name)(weights=None, **extra))
+    path = _save(tv, tmp_path / f"{name}.pth")
+    ours = load_weights(build_model(preset(name, IMAGENET, 1000), IMAGENET, 1000), path)
+    assert _same_outputs(tv, ours, IMAGENET) <= 1e-5
+
+
+# every torchvision model the presets match: the key map covers its state_dict one to one,
+# shapes agree (built on the meta device: no memory, no init)
+MAPPED = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2",
+          "resnext50_32x4d", "resnext101_32x8d", "vgg11", "vgg13", "vgg16", "vgg19",
+          "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn", "densenet121", "densenet161",
+          "densenet169", "densenet201", "mobilenet_v2", "googlenet"]
+
+
+@pytest.mark.parametrize("name", MAPPED)
+def test_key_map_covers_every_torchvision_tensor(name: str) -> None:
+    from nasdepth.arch.weights import FAMILIES, model_family
+
+    extra = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
+    with torch.device("meta"):
+        theirs = getattr(torchvision.models, name)(weights=None, **extra).state_dict()
+        model = build_model(preset(name, IMAGENET, 1000), IMAGENET, 1000)
+    ours = model.state_dict()
+    family = model_family(model)
+    assert family is not None
+    km = FAMILIES[family][1](model)
+    assert sorted(km.keys) == sorted(ours)
+    assert sorted([*km.keys.values(), *km.folds.values()]) == sorted(theirs)
+    for mine, tv in km.keys.items():
+        assert ours[mine].shape == theirs[tv].shape, (mine, tv)
 
 
 @pytest.mark.slow  # VGG's 25088x4096 classifier: a 530 MB checkpoint
@@ -100,9 +136,8 @@ def test_wrong_checkpoints_name_the_key(resnet18: tuple, tmp_path: Path) -> None
     with pytest.raises(NasdepthError, match=r"looks like a resnet checkpoint"):
         load_weights(vgg, path)
     # a model of no mapped family
-    dense = build_model(preset("densenet121", (3, 32, 32), 10), (3, 32, 32), 10)
-    with pytest.raises(NasdepthError, match="resnet, vgg"):
-        load_weights(dense, path)
+    with pytest.raises(NasdepthError, match="resnet, vgg, densenet, mobilenet_v2, googlenet"):
+        load_weights(torch.nn.Sequential(torch.nn.Linear(4, 2)), path)
     assert checkpoint_family(state) == "resnet"
 
 
@@ -147,3 +182,16 @@ def test_exported_model_loads_into_its_own_architecture(tmp_path: Path) -> None:
     wider = ArchConfig.from_dict({"stages": [{"block": "residual", "depth": 3, "width": 8}]})
     with pytest.raises(NasdepthError, match=r"lacks the key 'blocks.2"):
         load_weights(build_model(wider, (1, 8, 8), 10), path)
+
+
+def test_cli_checks_a_checkpoint_against_a_preset(resnet18: tuple,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    from nasdepth.cli import main as cli
+
+    _, path = resnet18
+    assert cli(["arch", "resnet18", "--classes", "10", "--weights", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "from a torchvision resnet state_dict" in out and "head.1.weight" in out
+    assert cli(["arch", "vgg11", "--input", "3x32x32", "--weights", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "looks like a resnet checkpoint" in err and "Traceback" not in err

@@ -26,6 +26,9 @@ from typing import cast
 import torch
 from torch import nn
 
+from nasdepth.arch.blocks.dense import DenseLayer, Transition
+from nasdepth.arch.blocks.inception import InceptionBlock
+from nasdepth.arch.blocks.mobile import DepthwiseSeparableBlock
 from nasdepth.arch.blocks.resnet import BottleneckBlock, PlainBlock, ResidualBlock
 from nasdepth.arch.build import Network
 from nasdepth.errors import NasdepthError
@@ -142,10 +145,128 @@ def _is_vgg(model: Network) -> bool:
         type(b) is PlainBlock for b in model.blocks)
 
 
+# --- DenseNet -----------------------------------------------------------------------------------
+
+def _densenet_map(model: Network) -> KeyMap:
+    """torchvision ``features.conv0/norm0``, ``features.denseblock{s}.denselayer{i}.norm1/conv1/
+    norm2/conv2``, ``features.transition{s}.norm/conv``, ``features.norm5``, ``classifier``.
+    Our dense layers are (norm, act, conv) Sequentials: norm at ``.0``, conv at ``.2``."""
+    km = KeyMap()
+    stem = cast(nn.Sequential, model.stem)
+    _conv_norm(km, "stem.0", stem[0], "features.conv0", "features.norm0")
+    stage, index = 1, 1
+    for n, block in enumerate(model.blocks):
+        body = cast(nn.Sequential, block.body)
+        if isinstance(block, Transition):
+            tv = f"features.transition{stage}"
+            km.add(f"blocks.{n}.body.0", f"{tv}.norm", body[0])
+            km.add(f"blocks.{n}.body.2", f"{tv}.conv", body[2])
+            stage, index = stage + 1, 1
+            continue
+        tv = f"features.denseblock{stage}.denselayer{index}"
+        for j, unit in enumerate(body):
+            unit = cast(nn.Sequential, unit)
+            km.add(f"blocks.{n}.body.{j}.0", f"{tv}.norm{j + 1}", unit[0])
+            km.add(f"blocks.{n}.body.{j}.2", f"{tv}.conv{j + 1}", unit[2])
+        index += 1
+    head = cast(nn.Sequential, model.head)
+    km.add("head.0", "features.norm5", head[0])
+    (name, fc), = _linears(model.head)[-1:]
+    km.add(f"head.{name}", "classifier", fc)
+    return km
+
+
+def _is_densenet(model: Network) -> bool:
+    return any(isinstance(b, DenseLayer) for b in model.blocks) and all(
+        isinstance(b, (DenseLayer, Transition)) for b in model.blocks)
+
+
+# --- MobileNetV2 --------------------------------------------------------------------------------
+
+def _mobilenet_v2_map(model: Network) -> KeyMap:
+    """torchvision ``features.0`` (stem), ``features.{n}.conv.{...}`` per inverted residual:
+    the expansion and depthwise (conv, bn) pairs at ``conv.{j}.{0,1}``, the projection's conv
+    and bn at ``conv.{j}`` and ``conv.{j+1}``; ``features.18`` (the 1x1 conv to 1280) and
+    ``classifier.1``."""
+    km = KeyMap()
+    stem = cast(nn.Sequential, model.stem)
+    _conv_norm(km, "stem.0", stem[0], "features.0.0", "features.0.1")
+    for n, block in enumerate(model.blocks):
+        body = cast(nn.Sequential, block.body)
+        tv = f"features.{n + 1}"
+        if isinstance(block, DepthwiseSeparableBlock):
+            for j, unit in enumerate(body):
+                unit = cast(nn.Sequential, unit)
+                if j < len(body) - 1:
+                    _conv_norm(km, f"blocks.{n}.body.{j}", unit, f"{tv}.conv.{j}.0",
+                               f"{tv}.conv.{j}.1")
+                else:  # the linear projection: conv and bn side by side in torchvision
+                    _conv_norm(km, f"blocks.{n}.body.{j}", unit, f"{tv}.conv.{j}",
+                               f"{tv}.conv.{j + 1}")
+        else:
+            _conv_norm(km, f"blocks.{n}.body", body, f"{tv}.0", f"{tv}.1")
+    (name, fc), = _linears(model.head)[-1:]
+    km.add(f"head.{name}", "classifier.1", fc)
+    return km
+
+
+def _is_mobilenet_v2(model: Network) -> bool:
+    blocks = list(model.blocks)
+    return len(blocks) > 1 and all(isinstance(b, DepthwiseSeparableBlock) for b in blocks[:-1]) \
+        and type(blocks[-1]) is PlainBlock
+
+
+# --- GoogLeNet ----------------------------------------------------------------------------------
+
+#: torchvision's names of the nine inception modules, in forward order
+INCEPTIONS = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
+#: torchvision's GoogLeNet normalizes with eps 0.001 (``BasicConv2d``), not PyTorch's 1e-5
+GOOGLENET_BN_EPS = 1e-3
+
+
+def _googlenet_map(model: Network) -> KeyMap:
+    """torchvision ``conv1..3.conv/bn`` (the stem's convolutions, pools skipped),
+    ``inception{3a..5b}.branch{1..4}[.j].conv/bn`` and ``fc``."""
+    km = KeyMap()
+    convs = [(i, m) for i, m in enumerate(cast(nn.Sequential, model.stem))
+             if isinstance(m, nn.Sequential)]
+    for k, (i, seq) in enumerate(convs):
+        _conv_norm(km, f"stem.{i}", seq, f"conv{k + 1}.conv", f"conv{k + 1}.bn")
+    if len(model.blocks) != len(INCEPTIONS):
+        raise NasdepthError(f"This GoogLeNet has {len(model.blocks)} inception blocks; "
+                            f"torchvision's has {len(INCEPTIONS)}.")
+    for n, (module, name) in enumerate(zip(model.blocks, INCEPTIONS, strict=True)):
+        block = cast(InceptionBlock, module)
+        tv, ours = f"inception{name}", f"blocks.{n}"
+        _conv_norm(km, f"{ours}.branch1", block.branch1, f"{tv}.branch1.conv",
+                   f"{tv}.branch1.bn")
+        for b in ("branch2", "branch3"):
+            for j, unit in enumerate(cast(nn.Sequential, getattr(block, b))):
+                _conv_norm(km, f"{ours}.{b}.{j}", unit, f"{tv}.{b}.{j}.conv", f"{tv}.{b}.{j}.bn")
+        _conv_norm(km, f"{ours}.branch4.1", cast(nn.Sequential, block.branch4)[1],
+                   f"{tv}.branch4.1.conv", f"{tv}.branch4.1.bn")
+    (name, fc), = _linears(model.head)[-1:]
+    km.add(f"head.{name}", "fc", fc)
+    return km
+
+
+def _is_googlenet(model: Network) -> bool:
+    return len(model.blocks) > 0 and all(isinstance(b, InceptionBlock) for b in model.blocks)
+
+
+def _googlenet_eps(model: Network) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase):
+            m.eps = GOOGLENET_BN_EPS
+
+
 #: family -> (does the model belong to it, its key map: our key -> torchvision key)
 FAMILIES: dict[str, tuple[Callable[[Network], bool], Callable[[Network], KeyMap]]] = {
     "resnet": (_is_resnet, _resnet_map),
     "vgg": (_is_vgg, _vgg_map),
+    "densenet": (_is_densenet, _densenet_map),
+    "mobilenet_v2": (_is_mobilenet_v2, _mobilenet_v2_map),
+    "googlenet": (_is_googlenet, _googlenet_map),
 }
 #: a key that tells which torchvision family a checkpoint comes from (for error messages)
 SIGNATURES = {
@@ -212,7 +333,7 @@ def _classifier_keys(model: nn.Module) -> set[str]:
 
 
 def _fit(model: nn.Module, source: StateDict, mapping: Mapping[str, str], path: Path,
-         what: str, folds: Mapping[str, str] | None = None) -> StateDict:
+         what: str, folds: Mapping[str, str] | None = None) -> tuple[StateDict, list[str]]:
     """The model's new state: every key from its source key, shapes checked; the classifier
     keeps the model's own tensors when the class count differs."""
     own = model.state_dict()
@@ -249,26 +370,40 @@ def _fit(model: nn.Module, source: StateDict, mapping: Mapping[str, str], path: 
                  "another class count", path, ", ".join(kept))
         for key in kept:
             new[key] = own[key]
-    return new
+    return new, kept
 
 
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load the weights in ``path`` into ``model`` (built by ``build_model``) and return it.
+@dataclass
+class LoadedWeights:
+    """What :func:`read_weights` found: the model's new ``state`` and where it came from
+    (``kind``: ``nasdepth-model``, ``state_dict`` or ``torchvision``; ``family`` for a
+    torchvision checkpoint), and the classifier keys that kept their fresh tensors."""
 
-    A torchvision ``state_dict`` needs the model to be the matching preset
-    (``build_model(preset("resnet18", ...), ...)`` for ``torchvision.models.resnet18``);
-    families: ResNet (resnet18..152, wide_resnet50_2, resnext50_32x4d, resnext101_32x8d) and
-    VGG (vgg11..19, with or without ``_bn``). The classifier keeps the model's fresh weights
-    when the class count differs.
-    """
+    state: StateDict
+    kind: str
+    family: str | None = None
+    kept: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        what = {"nasdepth-model": "a nasdepth model file", "state_dict": "a nasdepth state_dict",
+                "torchvision": f"a torchvision {self.family} state_dict"}[self.kind]
+        kept = (f"; the classifier keeps its fresh weights ({', '.join(self.kept)}: another "
+                "class count)" if self.kept else "")
+        return f"{len(self.state)} tensors from {what}{kept}"
+
+
+def read_weights(model: nn.Module, path: str | Path) -> LoadedWeights:
+    """The state ``model`` gets from ``path`` (checked, not yet loaded): see
+    :func:`load_weights`."""
     path = Path(path)
     source, kind = read_checkpoint(path)
     own = model.state_dict()
+    family = None
     if kind == MODEL_FORMAT or set(source) & set(own):
         # nasdepth keys: the same architecture, one to one
         what = "this model" if kind != MODEL_FORMAT else "this model (the exported model's " \
             "architecture must be the same)"
-        new = _fit(model, source, {k: k for k in own}, path, what)
+        new, kept = _fit(model, source, {k: k for k in own}, path, what)
     else:
         family = model_family(model)
         if family is None:
@@ -279,11 +414,29 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
                 f"of a family whose keys nasdepth maps ({', '.join(FAMILIES)}); build it with "
                 "build_model(preset(NAME, ...), ...).")
         km = FAMILIES[family][1](model)  # type: ignore[arg-type]
-        new = _fit(model, source, km.keys, path, f"this {family} preset", km.folds)
+        new, kept = _fit(model, source, km.keys, path, f"this {family} preset", km.folds)
+        kind = "torchvision"
     missing = [k for k in own if k not in new]
     if missing:  # a mapping bug, not the user's: every tensor must come from somewhere
         raise NasdepthError(f"Loading {path} leaves {missing[0]!r} of the model unset.")
-    model.load_state_dict(new, strict=True)
+    return LoadedWeights(state=new, kind=kind, family=family, kept=kept)
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load the weights in ``path`` into ``model`` (built by ``build_model``) and return it.
+
+    A torchvision ``state_dict`` needs the model to be the matching preset
+    (``build_model(preset("resnet18", ...), ...)`` for ``torchvision.models.resnet18``);
+    families (:data:`FAMILIES`): ResNet (resnet18..152, wide_resnet50_2, resnext50_32x4d,
+    resnext101_32x8d), VGG (vgg11..19, with or without ``_bn``), DenseNet (121, 161, 169,
+    201), MobileNetV2 and GoogLeNet (without its auxiliary classifiers). A nasdepth model
+    file or state_dict loads into the same architecture. The classifier keeps the model's
+    fresh weights when the class count differs.
+    """
+    loaded = read_weights(model, path)
+    model.load_state_dict(loaded.state, strict=True)
+    if loaded.family == "googlenet":  # part of reproducing torchvision's function
+        _googlenet_eps(model)  # type: ignore[arg-type]
     return model
 
 

@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nasdepth.arch import ArchConfig
 from nasdepth.data import CVConfig
 from nasdepth.errors import ConfigError, NasdepthError
-from nasdepth.study.record import RECORD_KEY, TrialRecord
+from nasdepth.study.record import TrialRecord, read_record
 from nasdepth.study.storage import make_storage
 from nasdepth.study.study_file import StudyConfig, load_study
 from nasdepth.train import TrainConfig
@@ -79,22 +79,8 @@ def open_stored_study(study_file: str | Path, storage: str | None = None
 
 
 def trial_record(trial: FrozenTrial) -> TrialRecord:
-    """The trial's :class:`TrialRecord`; a trial stored as loose user attributes (before
-    records) is read into one."""
-    attrs = trial.user_attrs
-    if isinstance(attrs.get(RECORD_KEY), dict):
-        return TrialRecord.from_dict(attrs[RECORD_KEY])
-    costs: dict[str, float] = {k: float(attrs[k]) for k in ("flops", "latency_ms") if k in attrs}
-    params = (attrs.get("summary") or {}).get("params")
-    if params is not None:
-        costs["params"] = float(params)
-    return TrialRecord(
-        number=trial.number, state=trial.state.name.lower(), reason=attrs.get("fail_reason"),
-        arch=dict(attrs.get("arch") or {}), summary=dict(attrs.get("summary") or {}),
-        training=dict(attrs.get("training") or {}), params=dict(trial.params),
-        cv_folds=list(attrs.get("cv_folds") or []), costs=costs,
-        seed=attrs.get("seed"), device=attrs.get("device"),
-        versions=dict(attrs.get("versions") or {}), version=1)
+    """The trial's :class:`TrialRecord` (records of earlier versions converted)."""
+    return read_record(trial)
 
 
 def _sort_key(t: FrozenTrial, maximize: bool) -> tuple[float, float]:

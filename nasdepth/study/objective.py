@@ -97,6 +97,8 @@ class Objective:
                  extra_hooks: HookFactory | None = None) -> None:
         self.cfg, self.data = cfg, data
         self.fold_progress, self.extra_hooks = fold_progress, extra_hooks
+        # the CV resolved once: every trial, the baselines and the controls share these splits
+        self.splits = cfg.cv.resolve(data, str(cfg.path))
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
         # a record the runner started (worker) or an enqueued retry's ``retry_of`` carry on
@@ -204,14 +206,15 @@ class Objective:
     def _cross_validate(self, arch: ArchConfig, on_fold: FoldCallback,
                         hooks: Sequence[TrainHook]) -> CVResult:
         cfg = self.cfg
-        return cross_validate(arch, self.data, cv=cfg.cv, seed=cfg.cv_seed,
+        return cross_validate(arch, self.data, cv=self.splits, seed=cfg.cv_seed,
                               training=cfg.training, on_fold=on_fold, hooks=hooks,
                               source=str(cfg.path))
 
     def after_cv(self, trial: optuna.Trial, result: CVResult, record: TrialRecord) -> None:
         """Add the probe summary and diagnosis to the record (see
         :mod:`nasdepth.study.probing`); the objective stores it."""
-        record_diagnosis(trial, result, record)
+        record_diagnosis(trial, result, record, data=self.data, splits=self.splits,
+                         settings=self.cfg.diagnosis)
 
 
 def _completed_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:

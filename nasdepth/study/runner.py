@@ -97,6 +97,8 @@ def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = N
         check_identity(cfg, attrs["identity"], mine, allow_changes=allow_changes)
     if stored is None:
         study.set_user_attr("config", cfg.to_dict())
+        for params in cfg.enqueue:  # a new study: its listed candidates run first, once
+            study.enqueue_trial(params, skip_if_exists=True)
     names = metric_names(cfg)
     if study.metric_names != names:  # optuna-dashboard and plots show these, not "Objective 0"
         with warnings.catch_warnings():
@@ -343,11 +345,19 @@ def _last_trial_of_this_worker(st: optuna.Study) -> optuna.trial.FrozenTrial | N
 
 
 def _show_best(st: optuna.Study, bar: tqdm) -> None:
+    post: dict[str, str] = {}
     if len(st.directions) == 1:
         try:
-            bar.set_postfix(best=f"{st.best_value:.4f}")
+            post["best"] = f"{st.best_value:.4f}"
         except ValueError:
             pass
+    # the cost of the study's opt-in diagnosis controls so far (docs/diagnose.md)
+    spent = sum(float(read_record(t).timings.get("controls") or 0.0)
+                for t in st.get_trials(deepcopy=False, states=FINISHED))
+    if spent:
+        post["controls"] = f"{spent:.0f}s"
+    if post:
+        bar.set_postfix(post)
 
 
 def _requeue_interrupted(st: optuna.Study) -> None:
