@@ -83,6 +83,10 @@ def test_predict_on_the_test_part_gives_the_export_score(exported: dict,
     acc = float((frame["label"] == frame["predicted"]).mean())
     assert acc == pytest.approx(result.test_scores["accuracy"])
     assert f"accuracy {acc:.4f}" in printed
+    # the same data as a mapping with options, as a study file's data: section
+    spec = "{source: %s, x_key: x, y_key: y}" % (folder / "test.npz")
+    assert cli(["predict", str(folder / "model.pt"), spec, "--out", str(out)]) == 0
+    assert f"accuracy {acc:.4f}" in capsys.readouterr().out
 
 
 def test_save_load_round_trip_gives_identical_outputs(exported: dict) -> None:
