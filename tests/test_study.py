@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 import nasdepth.study.objective as objective_module
 from nasdepth.cli import main
 from nasdepth.study import make_storage, run_study
-from nasdepth.study.record import RECORD_KEY, TrialRecord, read_record
+from nasdepth.study.record import RECORD_KEY, RECORD_VERSION, TrialRecord, read_record
 from nasdepth.study.study_file import load_study
 from tests.conftest import TINY_SPACE, write_study
 
@@ -43,7 +43,7 @@ def test_trial_attributes_rebuild_the_candidate(tiny_study: Path) -> None:
     t = study.trials[0]
     assert t.state == TrialState.COMPLETE
     rec = read_record(t)
-    assert rec.state == "complete" and rec.reason is None and rec.version == 2
+    assert rec.state == "complete" and rec.reason is None and rec.version == RECORD_VERSION
     folds = rec.cv_folds
     assert [f["fold"] for f in folds] == [0, 1]
     assert abs(t.value - sum(f["val_accuracy"] for f in folds) / 2) < 1e-12

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from nasdepth.arch import ArchConfig, build_model, count_parameters
-from nasdepth.data import CVConfig, Dataset, holdout_split, load_data, make_splits
+from nasdepth.data import CVConfig, Dataset, load_data
 from nasdepth.export.model import ExportedModel, save_model, standardization_dict
 from nasdepth.export.trial import (
     StudySettings,
@@ -84,15 +84,10 @@ class _KeepModels(TrainHook):
 
 def split_indices(data: Dataset, cv: CVConfig, source: str
                   ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
-    """The study's CV splits and held-out test index on ``data``, as ``cross_validate`` makes
-    them (test part first, then the folds of the rest)."""
-    y = data.y_numpy
-    cv_idx, test_idx = holdout_split(y, cv.test_size, cv.seed, source)
-    groups = None if data.groups is None else data.groups[cv_idx]
-    splits = [(cv_idx[tr], cv_idx[va])
-              for tr, va in make_splits(y[cv_idx], cv, groups=groups, source=source,
-                                        class_names=data.class_names)]
-    return splits, test_idx
+    """The study's CV splits and held-out test index on ``data``: the one resolution
+    (:meth:`CVConfig.resolve`) that ``cross_validate``, the baselines and the controls use."""
+    splits = cv.resolve(data, source)
+    return list(splits.folds), splits.test
 
 
 def _versions() -> dict[str, str]:

@@ -443,18 +443,77 @@ def importance_table(study: optuna.Study, *, min_trials: int = 5
 # --- diagnoses and problems ---------------------------------------------------------------
 
 def diagnoses_table(st: StudyTables) -> pd.DataFrame:
-    """One row per diagnosed trial: architecture, score, verdict, confidence, first advice."""
+    """One row per diagnosed trial: architecture, score, verdict, confidence, whether it was
+    still learning at its last epoch, first advice."""
     cols = ["trial", "state", "depth", "width", "block", "skip", "cv_mean", "verdict",
-            "confidence", "advice"]
+            "confidence", "still_learning", "advice"]
     rows = []
     for number, diag in sorted(st.diagnoses.items()):
         row = st.trials[st.trials["trial"] == number].iloc[0]
         advice = diag.get("advice") or []
         rows.append({**{c: row[c] for c in cols[:7]}, "verdict": diag.get("verdict"),
                      "confidence": diag.get("confidence"),
+                     "still_learning": diag.get("still_learning"),
                      "advice": "; ".join(str(a) for a in advice) if isinstance(advice, list)
                      else str(advice)})
     return pd.DataFrame(rows, columns=cols)
+
+
+def data_limited_table(st: StudyTables) -> tuple[pd.DataFrame, list[int]]:
+    """Trials diagnosed data-limited *with a control behind the verdict*, one row per backing
+    control with its figure (``basis`` of the diagnosis), and the numbers of data-limited
+    trials without one (records written before verdicts needed a control)."""
+    cols = ["trial", "depth", "width", "block", "skip", "cv_mean", "confidence", "control",
+            "control_result", "grad_first_over_last_log10", "skill_above_chance"]
+    rows, unbacked = [], []
+    for number, diag in sorted(st.diagnoses.items()):
+        if diag.get("verdict") != "data_limited_plateau":
+            continue
+        basis = [b for b in diag.get("basis") or [] if isinstance(b, dict)]
+        if not basis:
+            unbacked.append(number)
+            continue
+        row = st.trials[st.trials["trial"] == number].iloc[0]
+        sig = diag.get("signals") or {}
+        for b in basis:
+            rows.append({**{c: row[c] for c in cols[:6]}, "confidence": diag.get("confidence"),
+                         "control": b.get("control"), "control_result": b.get("figure"),
+                         "grad_first_over_last_log10": sig.get("grad_depth_log10"),
+                         "skill_above_chance": sig.get("skill_best")})
+    return pd.DataFrame(rows, columns=cols), unbacked
+
+
+def still_learning_table(st: StudyTables) -> pd.DataFrame:
+    """Trials whose loss was still falling at their last epoch (the diagnosis's reading of
+    the trace), best first: ``val_loss_fall_last`` is the fall per epoch at the end (label
+    entropies), ``loss_gone`` the share of the starting loss gone."""
+    cols = ["trial", "depth", "width", "block", "skip", "cv_mean", "verdict", "epochs",
+            "val_loss_fall_last", "loss_gone"]
+    rows = []
+    for number, diag in sorted(st.diagnoses.items()):
+        if not (diag.get("still_learning") or diag.get("verdict") == "undertrained"):
+            continue
+        row = st.trials[st.trials["trial"] == number].iloc[0]
+        sig = diag.get("signals") or {}
+        rows.append({**{c: row[c] for c in cols[:6]}, "verdict": diag.get("verdict"),
+                     "epochs": sig.get("epochs"), "val_loss_fall_last":
+                     sig.get("val_loss_fall_last"), "loss_gone": sig.get("loss_gone")})
+    df = pd.DataFrame(rows, columns=cols)
+    return df.sort_values("cv_mean", ascending=not st.maximize).reset_index(drop=True) \
+        if len(df) else df
+
+
+def unsettled_best(st: StudyTables, rec: DepthRecommendation) -> list[int]:
+    """The candidates that decide the depth recommendation (the best one, the recommended one,
+    and every depth's best within the one-standard-error threshold) that were still learning
+    at their last epoch: where there are any, more epochs may reorder the depths."""
+    table = best_per_depth(st)
+    close = table[table["cv_mean"] >= rec.threshold] if st.maximize \
+        else table[table["cv_mean"] <= rec.threshold]
+    deciding = {int(rec.best["trial"]), int(rec.recommended["trial"])} | {
+        int(t) for t in close["trial"]}
+    learning = set(still_learning_table(st)["trial"].astype(int))
+    return sorted(deciding & learning)
 
 
 def verdict_counts(diagnoses: pd.DataFrame) -> pd.DataFrame:

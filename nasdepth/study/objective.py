@@ -71,7 +71,9 @@ def epoch_key(objective: str) -> str:
 def is_out_of_memory(exc: BaseException) -> bool:
     """``MemoryError``, CUDA's ``OutOfMemoryError``, the engine's ``DeviceOutOfMemoryError``."""
     return isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__ or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+        isinstance(exc, RuntimeError) and any(
+            s in str(exc).lower() for s in ("out of memory", "can't allocate memory",
+                                            "cannot allocate memory")))  # CPU allocator
 
 
 def fail_reason(exc: BaseException) -> str:
@@ -95,6 +97,8 @@ class Objective:
                  extra_hooks: HookFactory | None = None) -> None:
         self.cfg, self.data = cfg, data
         self.fold_progress, self.extra_hooks = fold_progress, extra_hooks
+        # the CV resolved once: every trial, the baselines and the controls share these splits
+        self.splits = cfg.cv.resolve(data, str(cfg.path))
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
         # a record the runner started (worker) or an enqueued retry's ``retry_of`` carry on
@@ -202,28 +206,31 @@ class Objective:
     def _cross_validate(self, arch: ArchConfig, on_fold: FoldCallback,
                         hooks: Sequence[TrainHook]) -> CVResult:
         cfg = self.cfg
-        return cross_validate(arch, self.data, cv=cfg.cv, seed=cfg.cv_seed,
+        return cross_validate(arch, self.data, cv=self.splits, seed=cfg.cv_seed,
                               training=cfg.training, on_fold=on_fold, hooks=hooks,
                               source=str(cfg.path))
 
     def after_cv(self, trial: optuna.Trial, result: CVResult, record: TrialRecord) -> None:
         """Add the probe summary and diagnosis to the record (see
         :mod:`nasdepth.study.probing`); the objective stores it."""
-        record_diagnosis(trial, result, record)
+        record_diagnosis(trial, result, record, data=self.data, splits=self.splits,
+                         settings=self.cfg.diagnosis)
 
 
 def _completed_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
-    """An earlier complete trial of this study with exactly this trial's parameters."""
-    params = trial.params
+    """An earlier complete trial of this study with exactly this trial's parameters, trained
+    under the same settings (``settings_id``: data, CV, recipe)."""
+    params, settings = trial.params, read_record(trial).settings_id
     for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if t.params == params and t.values is not None and read_record(t).cv_folds:
+        if t.params == params and t.values is not None and read_record(t).cv_folds and \
+                read_record(t).settings_id == settings:
             return t
     return None
 
 
 #: what a repeated candidate keeps of its own: who ran it, when, and why it runs
 _OWN = ("number", "state", "reason", "timings", "seed", "versions", "worker", "retry_of",
-        "errors", "version")
+        "errors", "version", "run_id")
 
 
 def _copy_twin(rec: TrialRecord, twin: TrialRecord) -> None:

@@ -20,8 +20,9 @@ from typing import Any, Protocol
 
 #: the user attribute that holds the record
 RECORD_KEY = "nasdepth_record"
-#: 1: loose user attributes (no record); 2: this record
-RECORD_VERSION = 2
+#: 1: loose user attributes (no record); 2: this record; 3: adds ``splits``,
+#: ``settings_id`` and ``run_id``
+RECORD_VERSION = 3
 #: the record's states (Optuna's, lower-case)
 STATES = ("running", "waiting", "complete", "pruned", "failed")
 #: a few flat user attributes written beside the record for Optuna's own tools (the
@@ -44,11 +45,16 @@ class TrialRecord:
     ``ProbeHook.summary()``; ``trace_summary``: the probes' per-epoch series over folds
     (``blocks`` + ``epochs``, see :func:`nasdepth.study.probing.trace_summary`), what the
     report's evidence figure draws; ``diagnosis``: ``Diagnosis.to_dict()``. ``timings``:
-    ``wall_time`` (seconds). ``pruned_at``: ``{fold, epoch, step}`` of a pruned trial;
-    ``duplicate_of``: the trial whose results a repeated candidate copies; ``retry_of``: the
-    failed trial this one runs again. ``errors``: ``traceback`` of a failure, ``probes`` /
-    ``diagnosis`` when those parts failed on a finished candidate. ``extras``: data of a part
-    not yet given a field (read with ``.get``; nothing depends on it being present).
+    ``wall_time`` and ``controls`` (the study's opt-in diagnosis controls; seconds).
+    ``splits``: the CV the trial trained on (``Splits.to_dict()``: description and digest;
+    the diagnosis controls ran on the same). ``pruned_at``: ``{fold, epoch, step}`` of a
+    pruned trial; ``duplicate_of``: the trial whose results a repeated candidate copies;
+    ``retry_of``: the failed trial this one runs again. ``settings_id``: the digest of the
+    study settings (data, CV, recipe, space, objectives; :mod:`nasdepth.study.identity`) it
+    trained under; ``run_id``: the run that started it. ``errors``: ``traceback`` of a
+    failure, ``probes`` / ``diagnosis`` when those parts failed on a finished candidate.
+    ``extras``: data of a part not yet given a field (read with ``.get``; nothing depends on
+    it being present).
     """
 
     number: int
@@ -64,6 +70,7 @@ class TrialRecord:
     trace_summary: dict[str, Any] | None = None
     diagnosis: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    splits: dict[str, Any] | None = None
     seed: int | None = None
     device: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
@@ -71,6 +78,8 @@ class TrialRecord:
     pruned_at: dict[str, Any] | None = None
     duplicate_of: int | None = None
     retry_of: int | None = None
+    settings_id: str | None = None
+    run_id: str | None = None
     errors: dict[str, str] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
     version: int = RECORD_VERSION
