@@ -83,6 +83,10 @@ def test_predict_on_the_test_part_gives_the_export_score(exported: dict,
     acc = float((frame["label"] == frame["predicted"]).mean())
     assert acc == pytest.approx(result.test_scores["accuracy"])
     assert f"accuracy {acc:.4f}" in printed
+    # the same data as a mapping with options, as a study file's data: section
+    spec = "{source: %s, x_key: x, y_key: y}" % (folder / "test.npz")
+    assert cli(["predict", str(folder / "model.pt"), spec, "--out", str(out)]) == 0
+    assert f"accuracy {acc:.4f}" in capsys.readouterr().out
 
 
 def test_save_load_round_trip_gives_identical_outputs(exported: dict) -> None:
@@ -188,23 +192,48 @@ def test_refit_epochs_follow_early_stopping() -> None:
 def test_the_trials_own_recipe_is_refitted(exported: dict, tmp_path: Path) -> None:
     """A trial whose record says it trained with another recipe (a sampled learning rate and
     epoch count) is refitted with that recipe, not the study's."""
+    def recipe(rec: object) -> None:
+        rec.training = {**rec.training, "epochs": 2, "lr": 0.02}
+
+    study = _study_with_record(exported["study"], recipe)
+    meta = export_model(study, "best", tmp_path / "recipe.pt").metadata
+    assert meta["training"]["lr"] == 0.02 and meta["refit"]["epochs"] == 2
+    assert len(meta["refit"]["history"]) == 2
+
+
+def _study_with_record(source: object, change: object) -> object:
+    """An in-memory copy of ``source`` whose best trial's record ``change(rec)`` altered (a
+    finished trial is read-only in its storage)."""
     import optuna
 
     from nasdepth.study.record import RECORD_KEY
 
-    source = exported["study"]
     trial = pick_trial(source, "best", True)
     rec = trial_record(trial)
-    rec.training = {**rec.training, "epochs": 2, "lr": 0.02}
-    # the same study with that trial's record changed (a finished trial is read-only)
+    change(rec)
     study = optuna.create_study(direction="maximize")
     study.set_user_attr("config", source.user_attrs["config"])
     study.add_trial(optuna.trial.create_trial(
         params=trial.params, distributions=trial.distributions, value=trial.value,
         user_attrs={**trial.user_attrs, RECORD_KEY: rec.to_dict()}))
-    meta = export_model(study, "best", tmp_path / "recipe.pt").metadata
-    assert meta["training"]["lr"] == 0.02 and meta["refit"]["epochs"] == 2
-    assert len(meta["refit"]["history"]) == 2
+    return study
+
+
+def test_data_that_changed_since_the_study_are_refused(exported: dict, tmp_path: Path) -> None:
+    """A trial's recorded splits are checked by their digest: on other data the test part
+    would no longer be the one the study held out."""
+    data = load_data("sklearn:digits")
+    cv = CVConfig.from_dict(exported["result"].metadata["cv"])
+
+    def with_splits(rec: object) -> None:
+        rec.splits = cv.resolve(data).to_dict()
+
+    study = _study_with_record(exported["study"], with_splits)
+    ok = export_model(study, "best", tmp_path / "ok.pt", data=data).metadata
+    assert ok["splits"]["digest"] == cv.resolve(data).digest
+    fewer = data.subset(np.arange(1700))
+    with pytest.raises(NasdepthError, match="digest"):
+        export_model(study, "best", tmp_path / "x.pt", data=fewer)
 
 
 def test_best_trial_and_settings_come_from_the_storage(exported: dict) -> None:

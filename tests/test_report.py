@@ -56,10 +56,8 @@ def _partial_trials(study: optuna.Study) -> None:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One real study (4 trials, 2 folds, 1 epoch on digits, 20% held out for testing),
-    copied in its storage under a name like an attack (a study file refuses such a name, but
-    other tools may write any name into a storage), plus partial-state trials, and the
-    copy's report."""
+    """One real study (4 trials, 2 folds, 1 epoch on digits, 20% held out for testing) named
+    like an attack, plus partial-state trials, and its report."""
     folder = tmp_path_factory.mktemp("report")
     path = write_study(folder, name="report_tiny", space=SPACE,
                        cv={"folds": 2, "test_size": 0.2},
@@ -69,6 +67,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     raw["storage"] = str(folder / "report.journal")
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     run_study(path, progress=False)
+    # named like an attack: nasdepth refuses such a name, another tool may store one, and the
+    # report must escape it
     storage = make_storage(raw["storage"])
     optuna.copy_study(from_study_name="report_tiny", from_storage=storage, to_storage=storage,
                       to_study_name=EVIL)
@@ -254,7 +254,7 @@ def test_cli_report_rebuilds_from_the_storage(built: dict[str, Any],
     # the same study in another kind of storage (SQLite through Optuna's RDB storage)
     url = f"sqlite:///{built['folder'] / 'copy.db'}"
     optuna.copy_study(from_study_name=EVIL, from_storage=make_storage(raw_storage(built)),
-                      to_storage=url, to_study_name="report_tiny")
+                      to_storage=url, to_study_name="report_tiny")  # the study file's name
     out = built["folder"] / "rebuilt"
     assert main(["report", str(built["path"]), "--storage", url, "--out", str(out),
                  "--no-baselines"]) == 0

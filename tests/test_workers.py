@@ -280,3 +280,14 @@ def test_workers_started_at_the_same_instant_on_a_fresh_postgres_database(
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_a_password_with_at_and_colon_reaches_postgres_whole(fresh_pg_db: str) -> None:
+    """Written unencoded, the password's '@' would make the driver connect to the host
+    'Secret99@127.0.0.1'; nasdepth splits at the last '@' and encodes it (the server here
+    trusts local users, so any password is accepted once the host is right)."""
+    user, rest = fresh_pg_db.split("://", 1)[1].split("@", 1)
+    storage = make_storage(f"postgresql://{user}:Top@Se:cret99@{rest}")
+    study = optuna.create_study(study_name="pw", storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert len(optuna.load_study(study_name="pw", storage=storage).trials) == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nasdepth.cli.run import need_study_file
+from nasdepth.cli.run import need_study_file, os_errors_as_messages
 from nasdepth.errors import NasdepthError
 
 
@@ -20,6 +20,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=main)
 
 
+@os_errors_as_messages
 def main(args: argparse.Namespace) -> int:
     need_study_file(args.study)
     import optuna

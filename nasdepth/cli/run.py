@@ -7,8 +7,10 @@ running the same command with the same ``--storage`` URL.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -151,6 +153,24 @@ def print_summary(study: optuna.Study) -> None:
         print(shown.to_string(index=False))
 
 
+def os_errors_as_messages(command: Callable[[argparse.Namespace], int]
+                          ) -> Callable[[argparse.Namespace], int]:
+    """A file or disk the machine refuses (permissions, a full disk, a vanished mount) is one
+    line naming the file, not a traceback; the trials written so far stay in the storage."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            what = exc.strerror or f"{type(exc).__name__}: {exc}"
+            raise NasdepthError(f"{what}{where}.") from None
+
+    return run
+
+
+@os_errors_as_messages
 def main(args: argparse.Namespace) -> int:
     check_workers(args)
     need_study_file(args.study)

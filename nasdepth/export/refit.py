@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from nasdepth.arch import ArchConfig, build_model, count_parameters
-from nasdepth.data import CVConfig, Dataset, load_data
+from nasdepth.data import CVConfig, Dataset, Splits, load_data
 from nasdepth.export.model import ExportedModel, save_model, standardization_dict
 from nasdepth.export.trial import (
     StudySettings,
@@ -37,6 +37,7 @@ from nasdepth.export.trial import (
     trial_record,
     trial_training,
 )
+from nasdepth.study.record import TrialRecord
 from nasdepth.study.study_file import StudyConfig
 from nasdepth.train import TrainConfig, TrainHook, cross_validate, fit_fold, resolve_device
 from nasdepth.train.device import configure_threads
@@ -88,6 +89,16 @@ def split_indices(data: Dataset, cv: CVConfig, source: str
     (:meth:`CVConfig.resolve`) that ``cross_validate``, the baselines and the controls use."""
     splits = cv.resolve(data, source)
     return list(splits.folds), splits.test
+
+
+def trial_splits(record: TrialRecord, settings: StudySettings, data: Dataset) -> Splits:
+    """The splits the trial trained on: its recorded ones, checked against ``data`` by their
+    digest (data that changed since the study are refused, since the test part would no
+    longer be held out), else the study's CV resolved on ``data``."""
+    if record.splits:
+        return Splits.from_dict(record.splits, data,
+                                f"{settings.source}, trial {record.number} (its splits)")
+    return settings.cv.resolve(data, settings.source)
 
 
 def _versions() -> dict[str, str]:
@@ -172,7 +183,8 @@ def export_model(
     dev = resolve_device(training.device)
     if data is None:
         data = load_data(settings.data, source=source)
-    splits, test_idx = split_indices(data, settings.cv, source)
+    resolved = trial_splits(record, settings, data)
+    splits, test_idx = list(resolved.folds), resolved.test
     cv_idx = np.setdiff1d(np.arange(len(data)), test_idx)  # every sample not held out
     scores = cv_scores(record)
     objective = settings.objective
@@ -186,7 +198,7 @@ def export_model(
     if ensemble:
         say(f"Retraining the {len(splits)} fold models on {dev} ...")
         keep = _KeepModels()
-        result = cross_validate(arch, data, cv=settings.cv, seed=settings.cv_seed,
+        result = cross_validate(arch, data, cv=resolved, seed=settings.cv_seed,
                                 training=training, hooks=[keep], parallel="off", source=source)
         members = [keep.models[k].eval() for k in range(len(splits))]
         standardizations = []
@@ -220,7 +232,8 @@ def export_model(
         "training": used.to_dict(), "refit": refit,
         "input_shape": list(data.input_shape), "class_names": list(data.class_names),
         "num_classes": data.num_classes, "data": settings.data, "data_info": data.to_dict(),
-        "cv": settings.cv.to_dict(), "cv_seed": settings.cv_seed,
+        "cv": resolved.cv.to_dict(), "cv_seed": settings.cv_seed,
+        "splits": resolved.to_dict(),
         "n_test": int(len(test_idx)), "versions": _versions(),
         "scores": {"cv": scores, "cv_folds": record.cv_folds},
     }

@@ -9,7 +9,7 @@ folds are possible for the class counts (and groups). Anything that depends on t
 
 from __future__ import annotations
 
-from nasdepth.data import Dataset, holdout_split, make_splits
+from nasdepth.data import Dataset
 from nasdepth.errors import ConfigError, NasdepthError
 from nasdepth.study.study_file import StudyConfig
 from nasdepth.train.device import DEVICES, resolve_device
@@ -44,7 +44,4 @@ def preflight(cfg: StudyConfig, data: Dataset) -> None:
             raise
         raise ConfigError(source, "training.device", device, "cuda or cuda:N") from None
     cfg.training.augment.check_input(data.input_shape, source)
-    y = data.y_numpy
-    cv_idx, _ = holdout_split(y, cfg.cv.test_size, cfg.cv.seed, source)
-    groups = None if data.groups is None else data.groups[cv_idx]
-    make_splits(y[cv_idx], cfg.cv, groups=groups, source=source, class_names=data.class_names)
+    cfg.cv.resolve(data, source)  # the same splits every trial trains on
