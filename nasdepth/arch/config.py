@@ -57,6 +57,9 @@ class StageConfig:
     - ``norm_first``: ``transformer``: pre-norm (True) or post-norm (False, the original)
     - ``positional``: ``transformer``: the encoding a transformer stage adds to its input
       (``sinusoidal`` or ``none``)
+    - ``gate_bias``: the initial bias of the gate that keeps the state: an LSTM's forget gate
+      (None: 1, Jozefowicz et al. 2015), a GRU's update gate (None: PyTorch's initialization);
+      3 keeps about 95% of the state per step, memory over ~100 steps from the start
     """
 
     block: str = "plain"
@@ -80,6 +83,7 @@ class StageConfig:
     heads: int = 4
     norm_first: bool = True
     positional: str = "sinusoidal"
+    gate_bias: float | None = None
 
     def __post_init__(self) -> None:
         # Lists from JSON/YAML become tuples so that configs compare equal after a round trip.

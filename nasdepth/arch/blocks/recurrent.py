@@ -14,6 +14,8 @@ PyTorch runs the two directions one after the other anyway.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -166,26 +168,41 @@ class RNNBlock(RecurrentBlock):
         return nn.RNN(cin, hidden, nonlinearity=stage.nonlinearity, batch_first=True)
 
 
+def _gate_bias(rnn: nn.RNNBase, gate: int, hidden: int, value: float) -> None:
+    """Start gate ``gate`` (its index in PyTorch's stacked gate weights) at bias ``value``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(SOURCE, "gate_bias", value, "a number (or null for the default)")
+    with torch.no_grad():
+        getattr(rnn, "bias_ih_l0")[gate * hidden:(gate + 1) * hidden].fill_(float(value))
+        getattr(rnn, "bias_hh_l0")[gate * hidden:(gate + 1) * hidden].zero_()
+
+
 @register_block("lstm")
 class LSTMBlock(RecurrentBlock):
-    """LSTM layer; the forget gate's bias starts at 1 (Jozefowicz et al. 2015), so the cell
-    state carries information across many steps from the first update on."""
+    """LSTM layer; the forget gate's bias starts at ``gate_bias`` (default 1, Jozefowicz et al.
+    2015), so the cell state carries information across steps from the first update on."""
 
     cell = nn.LSTM
 
     def make_cell(self, cin: int, hidden: int, stage: StageConfig) -> nn.RNNBase:
         lstm = nn.LSTM(cin, hidden, batch_first=True)
-        with torch.no_grad():  # gates are stacked (input, forget, cell, output)
-            lstm.bias_ih_l0[hidden:2 * hidden].fill_(1.0)
-            lstm.bias_hh_l0[hidden:2 * hidden].zero_()
+        # gates are stacked (input, forget, cell, output)
+        _gate_bias(lstm, 1, hidden, 1.0 if stage.gate_bias is None else stage.gate_bias)
         return lstm
 
 
 @register_block("gru")
 class GRUBlock(RecurrentBlock):
-    """GRU layer (PyTorch's initialization)."""
+    """GRU layer (PyTorch's initialization); ``gate_bias`` starts the update gate, which keeps
+    the previous state (PyTorch's h' = (1 - z) * n + z * h), at that bias."""
 
     cell = nn.GRU
+
+    def make_cell(self, cin: int, hidden: int, stage: StageConfig) -> nn.RNNBase:
+        gru = nn.GRU(cin, hidden, batch_first=True)
+        if stage.gate_bias is not None:  # gates are stacked (reset, update, new)
+            _gate_bias(gru, 1, hidden, stage.gate_bias)
+        return gru
 
 
 class LastStep(nn.Module):
