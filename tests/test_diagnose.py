@@ -13,7 +13,8 @@ from torch import nn
 
 from nasdepth import Diagnosis, diagnose
 from nasdepth.diagnosis import VERDICTS, controls_frame, gradient_frame, loss_frame, update_frame
-from nasdepth.diagnosis.groundtruth import CASES, learnable, mlp, random_labels
+from nasdepth.diagnosis import diagnose_traces, run_controls
+from nasdepth.diagnosis.groundtruth import CASES, SEQUENCE_CASES, learnable, mlp, random_labels
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.probes import ProbeHook
 from nasdepth.train import NonFiniteLossError, TrainConfig, cross_validate
@@ -50,13 +51,52 @@ def test_ground_truth_suite_all_cases_all_seeds() -> None:
     print(matrix.to_string())
     wrong = df[df.expected != df.verdict]
     assert wrong.empty, wrong.to_string()
-    # every verdict is exercised by at least one case, with CNNs among them
-    assert set(df.expected) == set(VERDICTS)
+    # every verdict is exercised by at least one case (through time: the sequence cases), with
+    # CNNs among them
+    assert set(df.expected) | {c.expected for c in SEQUENCE_CASES} == set(VERDICTS)
     assert any(c.name.startswith("cnn_") for c in CASES)
     # exploding gradients also without NaN (the loss stays finite), on an MLP and a CNN
     finite = {r["case"] for r in rows if r["expected"] == "exploding_gradients"} - {
         "mlp_lr_far_too_large"}
     assert any(c.startswith("mlp_") for c in finite) and any(c.startswith("cnn_") for c in finite)
+
+
+def test_ground_truth_through_time_all_seeds() -> None:
+    """100-step sequences: a tanh RNN stalls with its gradient vanishing through time, an LSTM
+    of the same width learns, both are data-limited on labels independent of the input (the
+    shallow control tells), a relu RNN at a far too large learning rate explodes."""
+    rows = []
+    shared: dict[tuple[str, tuple[str, ...]], dict] = {}  # one control run per data set
+    for case in SEQUENCE_CASES:
+        for seed in SEEDS:
+            data, hook = case.data(seed), ProbeHook()
+            try:
+                result = cross_validate(case.arch, data, folds=2, epochs=case.epochs, seed=seed,
+                                        training=case.training, hooks=[hook])
+            except NonFiniteLossError as exc:
+                hook.close(str(exc))
+                d = diagnose(hook)
+            else:
+                key = (data.name, case.controls)
+                if key not in shared:
+                    shared[key] = run_controls(
+                        case.controls, data=data, folds=2, seed=seed, arch=case.arch,
+                        training=case.training.with_epochs(case.epochs),
+                        chance=hook.traces[0].chance_accuracy)
+                d = diagnose_traces(result.traces, folds=result.folds, controls=shared[key])
+            rows.append({"case": case.name, "seed": seed, "expected": case.expected,
+                         "verdict": d.verdict, "grad_time_log10": d.signals["grad_time_log10"],
+                         "advice": " ".join(d.advice)})
+    df = pd.DataFrame(rows)
+    print("\nthrough-time ground truth\n" + df.drop(columns="advice").to_string())
+    wrong = df[df.expected != df.verdict]
+    assert wrong.empty, wrong.to_string()
+    # the tanh RNN's first step gets a vanishing share; told apart from depth in the advice
+    stalls = df[df.case == "rnn_tanh_long_range"]
+    assert (stalls.grad_time_log10 < -10).all()
+    assert stalls.advice.str.contains("gated cells").all()
+    exploding = df[df.case == "rnn_relu_lr_far_too_large"]
+    assert exploding.advice.str.contains("clip gradients").all()
 
 
 def test_controls_confirm_a_data_limited_plateau() -> None:

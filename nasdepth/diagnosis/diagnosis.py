@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 VERDICTS = ("vanishing_gradients", "exploding_gradients", "data_limited_plateau", "overfitting",
-            "healthy", "optimization_problem")
+            "healthy", "optimization_problem", "vanishing_through_time")
 
 
 @dataclass

@@ -11,7 +11,11 @@ before it join the evidence (showing what was ruled out):
    ``train_loss_blowup`` label entropies (confidently wrong: blown-up logits).
 2. ``optimization_problem``: no block moves (``update_ratio_low``: learning rate far too small)
    or nearly every ReLU unit is dead, while the training loss stays at the baseline.
-3. ``vanishing_gradients``: the first block receives less than ``10**grad_depth_log10`` of the
+3. ``vanishing_through_time`` (recurrent blocks; :mod:`nasdepth.diagnosis.through_time`): the
+   first steps of the sequence get orders of magnitude less gradient than the last one, the
+   model stalls and a control shows the data carry signal; exploding through time (advice:
+   clip gradients) joins rule 1 there.
+   ``vanishing_gradients``: the first block receives less than ``10**grad_depth_log10`` of the
    last hidden block's gradient (per parameter), unless the controls show that the data, not the
    depth, limits the model.
 4. ``data_limited_plateau``: the validation loss never gets below ``val_loss_norm_min`` of the
@@ -34,6 +38,7 @@ from typing import Any
 import pandas as pd
 
 from nasdepth.diagnosis.diagnosis import Diagnosis, Evidence
+from nasdepth.diagnosis.through_time import TIME_THRESHOLDS, decide_through_time, time_note
 from nasdepth.probes.summary import signals as trace_signals
 from nasdepth.probes.trace import Trace
 
@@ -54,6 +59,7 @@ THRESHOLDS: dict[str, float] = {
     "gap_accuracy": 0.10,  # train (probe batch) minus validation accuracy
     "loss_gap": 0.40,  # validation minus training loss (label entropies), last epoch
     "control_same": 0.05,  # skill difference below which a control "scores the same"
+    **TIME_THRESHOLDS,  # gradients through time (recurrent blocks): diagnosis/through_time.py
 }
 
 
@@ -105,6 +111,7 @@ def diagnose_traces(
     conf, ev2, advice2, new_verdict = _weigh_controls(verdict, conf, s, th, controls)
     if new_verdict != verdict:  # the controls overturned the probes: their advice stands
         advice, verdict = [], new_verdict
+    advice2 += time_note(s, th, verdict, controls)
     return Diagnosis(verdict=verdict, confidence=round(conf, 3), evidence=ev + ev2,
                      advice=advice + advice2, controls=controls,
                      signals={k: (None if v is None else round(float(v), 6))
@@ -171,6 +178,12 @@ def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str
         return ("optimization_problem", 0.8, ev, [
             "the network is dead (ReLU units never fire): lower the learning rate, use He "
             "initialization or a leaky activation"])
+
+    # recurrent blocks: vanishing or exploding through time, told apart from depth
+    hit, ev_time = decide_through_time(s, th, controls)
+    ev += ev_time
+    if hit is not None:
+        return hit[0], hit[1], ev, hit[2]
 
     depth = s.get("grad_depth_log10")
     ev.append(_ev("grad_depth_log10", depth, th["grad_depth_log10"],

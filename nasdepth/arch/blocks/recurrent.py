@@ -81,18 +81,29 @@ class TimeTap:
         self.deltas: list[list[tuple[torch.Tensor, ...]]] = []
 
 
+def under_vmap(x: torch.Tensor) -> bool:
+    """Is ``x`` a batched tensor inside ``torch.func.vmap`` (the fold-parallel engine)?"""
+    check = getattr(getattr(torch._C, "_functorch", None), "is_batchedtensor", None)
+    return bool(check(x)) if check is not None else False
+
+
 class SequenceBlock(Block):
     """Base of the sequence blocks: 1-D inputs only; a stride pools before the block."""
 
     ranks = (1,)
     conv_only = True  # never offered for flat features
     strides_by_pool = True
+    #: the fold-parallel engine's ``vmap`` has no batching rule for the fused recurrent
+    #: kernels: under it the block raises an error that names vmap, on which
+    #: ``cross_validate`` trains the folds one after another
+    fold_parallel = True
 
 
 class RecurrentBlock(SequenceBlock):
     """One recurrent layer over ``(N, C, L)``: ``C`` features per step in, ``width`` out."""
 
     cell: type[nn.RNNBase] = nn.RNN
+    fold_parallel = False
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int, stage: StageConfig,
                  skip: bool, ops: Ops) -> None:
@@ -118,6 +129,10 @@ class RecurrentBlock(SequenceBlock):
         return self.cell(cin, hidden, batch_first=True)
 
     def main(self, x: torch.Tensor) -> torch.Tensor:
+        if under_vmap(x):
+            raise NotImplementedError(
+                f"vmap: the fused {type(self.rnn).__name__} layer of a {self.name} block has no "
+                "batching rule (its folds train one after another)")
         seq = x.transpose(1, 2)  # (N, L, C): the fused layers' batch-first layout
         out = self._run(self.rnn, seq)
         if self.rnn_reverse is not None:
