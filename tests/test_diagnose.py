@@ -12,8 +12,15 @@ import torch
 from torch import nn
 
 from nasdepth import Diagnosis, diagnose
-from nasdepth.diagnosis import VERDICTS, controls_frame, gradient_frame, loss_frame, update_frame
-from nasdepth.diagnosis import diagnose_traces, run_controls
+from nasdepth.diagnosis import (
+    VERDICTS,
+    controls_frame,
+    diagnose_traces,
+    gradient_frame,
+    loss_frame,
+    run_controls,
+    update_frame,
+)
 from nasdepth.diagnosis.groundtruth import CASES, SEQUENCE_CASES, learnable, mlp, random_labels
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.probes import ProbeHook
@@ -61,6 +68,7 @@ def test_ground_truth_suite_all_cases_all_seeds() -> None:
     assert any(c.startswith("mlp_") for c in finite) and any(c.startswith("cnn_") for c in finite)
 
 
+@pytest.mark.slow  # 15 runs of 100-step recurrent models: about a minute on one core
 def test_ground_truth_through_time_all_seeds() -> None:
     """100-step sequences: a tanh RNN stalls with its gradient vanishing through time, an LSTM
     of the same width learns, both are data-limited on labels independent of the input (the

@@ -85,10 +85,10 @@ def decide_through_time(s: dict[str, float | None], th: dict[str, float],
     signal = data_signal(controls, th)
     if signal:
         return ("vanishing_through_time", _confidence(g, th["grad_time_log10"], 8.0), [
-            f"use gated cells (lstm, gru; a gate_bias of 3-5 keeps 95-99% of the state per "
-            f"step, memory over ~100 steps from the start) or shorter sequences: the first steps receive 10^{g:.1f} of the last "
-            "step's gradient, so nothing early in the sequence can be learned, while a "
-            "control shows the data carry signal"]), ev
+            "use gated cells (lstm, gru; a gate_bias of 3-5 keeps 95-99% of the state per "
+            "step, memory over ~100 steps from the start) or shorter sequences: the first "
+            f"steps receive 10^{g:.1f} of the last step's gradient, so nothing early in the "
+            "sequence can be learned, while a control shows the data carry signal"]), ev
     return None, ev
 
 

@@ -20,8 +20,9 @@ those zeros. The epoch's trace row then holds
 - ``grad_time``: per probed unit, the per-sample RMS of ``||dL/dh_t||`` at those steps (an
   LSTM's cell state included; both directions' squares summed).
 
-Cost: one forward and backward of the probe batch per epoch (``benchmarks/bench_probes.py``,
-the sequence workloads; figures in ``docs/diagnose.md``).
+Cost: one forward and backward of the first ``TIME_ROWS`` rows of the probe batch per epoch,
+about one training step's worth (``benchmarks/bench_probes.py``, the sequence workloads;
+figures in ``docs/architectures.md``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ from nasdepth.arch.blocks.recurrent import TIME_SAMPLES, RecurrentBlock, TimeTap
 from nasdepth.probes.trace import Trace, finite_or_none
 
 EPS = 1e-30
+#: probe-batch rows the time profile uses: a per-sample RMS settles on a few samples, and the
+#: chunked forward and backward cost grows with them (bench_probes: 16 rows keep it at a few %)
+TIME_ROWS = 16
 
 
 def time_units(units: Sequence[tuple[str, nn.Module]]) -> dict[int, list[RecurrentBlock]]:
@@ -58,6 +62,7 @@ def time_profile(model: nn.Module, taps: dict[int, list[RecurrentBlock]], x: tor
                  ) -> dict[str, Any]:
     """``{"time_steps", "grad_time"}`` of one probe batch (see the module docstring); the
     caller sets the model's mode (the probe: eval)."""
+    x, y = x[:TIME_ROWS], y[:TIME_ROWS]  # the probe batch is evenly spaced over the fold
     tapped = [(i, b, TimeTap(samples)) for i, blocks in taps.items() for b in blocks]
     for _, block, tap in tapped:
         block.time_tap = tap

@@ -102,7 +102,7 @@ class SequenceBlock(Block):
 class RecurrentBlock(SequenceBlock):
     """One recurrent layer over ``(N, C, L)``: ``C`` features per step in, ``width`` out."""
 
-    cell: type[nn.RNNBase] = nn.RNN
+    cell: type[nn.RNN] | type[nn.LSTM] | type[nn.GRU] = nn.RNN
     fold_parallel = False
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int, stage: StageConfig,
@@ -187,9 +187,11 @@ def _gate_bias(rnn: nn.RNNBase, gate: int, hidden: int, value: float) -> None:
     """Start gate ``gate`` (its index in PyTorch's stacked gate weights) at bias ``value``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(SOURCE, "gate_bias", value, "a number (or null for the default)")
+    bias_ih: torch.Tensor = rnn.bias_ih_l0  # type: ignore[assignment]
+    bias_hh: torch.Tensor = rnn.bias_hh_l0  # type: ignore[assignment]
     with torch.no_grad():
-        getattr(rnn, "bias_ih_l0")[gate * hidden:(gate + 1) * hidden].fill_(float(value))
-        getattr(rnn, "bias_hh_l0")[gate * hidden:(gate + 1) * hidden].zero_()
+        bias_ih[gate * hidden:(gate + 1) * hidden].fill_(float(value))
+        bias_hh[gate * hidden:(gate + 1) * hidden].zero_()
 
 
 @register_block("lstm")
