@@ -4,9 +4,9 @@ Runs the sequence ground-truth cases (``groundtruth.SEQUENCE_CASES``: 100-step l
 task, tanh RNN vs LSTM, real vs random labels, a relu RNN at a far too large learning rate)
 plus heavier variants the test suite leaves out (a GRU with memory at initialization, gated
 cells at PyTorch's default initialization, which stall within this budget) over several seeds,
-with their controls; prints each run's through-time signals beside the expected verdict, the
-range of ``grad_time_log10`` on stalled runs with and without signal in the data, and the
-confusion matrix of the current rules.
+with the default shallow baseline; prints each run's through-time signals beside the expected
+verdict, the range of ``grad_time_log10`` on stalled runs with and without signal in the data,
+and the confusion matrix of the current rules.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/diagnose_through_time.py [--seeds 5]
 """
@@ -19,23 +19,26 @@ import time
 import pandas as pd
 import torch
 
-from nasdepth.diagnosis import diagnose_traces, run_controls
-from nasdepth.diagnosis.groundtruth import SEQ_ADAM, SEQUENCE_CASES, Case, long_range, rnn
-from nasdepth.probes import ProbeHook
-from nasdepth.train import NonFiniteLossError, cross_validate
+from nasdepth.diagnosis.groundtruth import (
+    SEQ_ADAM,
+    SEQUENCE_CASES,
+    Case,
+    long_range,
+    rnn,
+    run_case,
+)
 
 SHOWN = ["grad_time_log10", "grad_time_log10_first_epoch", "grad_time_log10_max",
          "grad_depth_log10", "val_loss_norm_min", "skill_z", "nonfinite"]
 
 HEAVIER: tuple[Case, ...] = (
-    Case("gru_long_range", "healthy", rnn("gru", 8, gate_bias=3.0), long_range, SEQ_ADAM, 8,
-         ("shallow",)),
+    Case("gru_long_range", "healthy", rnn("gru", 8, gate_bias=3.0), long_range, SEQ_ADAM, 8),
     # gated cells at default initialization keep ~50-73% of the state per step: their
     # gradient vanishes through time as well and they stall within 8 epochs
     Case("gru_default_init_long_range", "vanishing_through_time", rnn("gru", 8), long_range,
          SEQ_ADAM, 8, ("shallow",)),
     Case("lstm_forget_bias_1_long_range", "vanishing_through_time", rnn("lstm", 8),
-         long_range, SEQ_ADAM, 8, ("shallow",)),
+         long_range, SEQ_ADAM, 8),
 )
 
 
@@ -43,22 +46,8 @@ def run(cases: tuple[Case, ...], seeds: int) -> pd.DataFrame:
     rows = []
     for case in cases:
         for seed in range(seeds):
-            data, hook = case.data(seed), ProbeHook()
             start = time.perf_counter()
-            controls: dict = {}
-            folds = None
-            try:
-                cv = cross_validate(case.arch, data, folds=2, epochs=case.epochs, seed=seed,
-                                    training=case.training, hooks=[hook])
-                folds = cv.folds
-                if case.controls:
-                    controls = run_controls(case.controls, data=data, folds=2, seed=seed,
-                                            arch=case.arch,
-                                            training=case.training.with_epochs(case.epochs),
-                                            chance=hook.traces[0].chance_accuracy)
-            except NonFiniteLossError as exc:
-                hook.close(str(exc))
-            d = diagnose_traces(hook.traces, folds=folds, controls=controls)
+            d = run_case(case, seed)  # probes, the default shallow baseline, the rules
             rows.append({"case": case.name, "seed": seed, "expected": case.expected,
                          "verdict": d.verdict, "confidence": d.confidence,
                          "seconds": time.perf_counter() - start,

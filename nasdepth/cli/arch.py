@@ -1,27 +1,31 @@
-"""``nasdepth arch NAME [--input 3x224x224] [--classes 1000] [--json]``: a preset's config,
-parameters and FLOPs."""
+"""``nasdepth arch NAME [--input 3x224x224] [--classes 1000] [--json] [--weights PATH]``: a
+preset's config, parameters and FLOPs (and whether a local checkpoint loads into it)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from nasdepth.arch import PRESETS, ArchConfig, build_model, complexity, preset
 from nasdepth.errors import ConfigError
 
+if TYPE_CHECKING:
+    from nasdepth.arch import ArchConfig
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("arch", help="print a preset architecture, its parameters and FLOPs",
-                       description=f"Presets: {', '.join(sorted(PRESETS))}.")
+
+def register(p: argparse.ArgumentParser) -> None:
+    from nasdepth.arch import PRESETS
+
+    p.description = f"Presets: {', '.join(sorted(PRESETS))}."
     p.add_argument("name", help="preset name, e.g. resnet18")
     p.add_argument("--input", default="3x224x224",
                    help="sample shape: CxHxW, CxL (default 3x224x224); under 64 pixels a "
                         "preset takes its small-input variant")
     p.add_argument("--classes", type=int, default=1000, help="number of classes (default 1000)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.add_argument("--weights", default=None,
+                   help="a local checkpoint (torchvision state_dict or nasdepth model file): "
+                        "check that it loads into this preset")
     p.set_defaults(func=main)
 
 
@@ -37,19 +41,32 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 def describe(name: str, shape: tuple[int, ...], classes: int) -> dict[str, Any]:
+    from nasdepth.arch import config_complexity, preset
+
     cfg = preset(name, shape, classes)
-    # Built on the meta device: shapes only, no memory or arithmetic, so even VGG's 138M
-    # parameters are counted at once.
-    with torch.device("meta"):
-        model = build_model(cfg, shape, classes)
-    counts = complexity(model, shape)
+    params, flops = config_complexity(cfg, shape, classes)
     return {"name": name, "input_shape": list(shape), "num_classes": classes,
-            "config": cfg.to_dict(), "summary": cfg.summary(), **counts}
+            "config": cfg.to_dict(), "summary": cfg.summary(), "params": params,
+            "flops": flops}
+
+
+def check_weights(info: dict[str, Any], path: str) -> str:
+    """What loading ``path`` into the preset gives (a NasdepthError naming the key if not)."""
+    from nasdepth.arch import ArchConfig, build_model
+    from nasdepth.arch.weights import read_weights
+
+    shape, classes = tuple(info["input_shape"]), int(info["num_classes"])
+    model = build_model(ArchConfig.from_dict(info["config"]), shape, classes)
+    return read_weights(model, path).describe()
 
 
 def main(args: argparse.Namespace) -> int:
+    from nasdepth.arch import ArchConfig
+
     shape = parse_shape(args.input)
     info = describe(args.name, shape, args.classes)
+    if args.weights:
+        info["weights"] = check_weights(info, args.weights)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -59,6 +76,8 @@ def main(args: argparse.Namespace) -> int:
     s = info["summary"]
     print(f"blocks {s['depth']}, weight layers {s['layers']}, parameters {info['params']:,}, "
           f"FLOPs {info['flops'] / 1e9:.3f} G (a multiply-add counts 2)")
+    if args.weights:
+        print(f"weights {args.weights}: {info['weights']}")
     return 0
 
 

@@ -3,8 +3,9 @@
     nasdepth diagnose --study studies/x.yaml --trial 17 [--controls all] [--json]
     nasdepth diagnose --data sklearn:digits --arch arch.yaml [--epochs 20] [--controls shuffled]
 
-``--study`` rebuilds the trial from its stored ``arch`` and reruns the study's cross-validation
-with probes; ``--arch`` takes a YAML/JSON file, inline JSON or a preset name.
+``--study`` rebuilds the trial from its record (``arch`` and the ``training`` recipe it ran
+with) and reruns the study's cross-validation with probes; ``--arch`` takes a YAML/JSON file,
+inline JSON or a preset name.
 """
 
 from __future__ import annotations
@@ -12,21 +13,20 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from nasdepth.arch import PRESETS, ArchConfig, preset
-from nasdepth.data import Dataset, load_data
-from nasdepth.diagnosis import CONTROLS, Diagnosis, diagnose, parse_controls
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
-from nasdepth.probes import ProbeHook
-from nasdepth.train import NonFiniteLossError, TrainConfig, configure_threads, cross_validate
+
+if TYPE_CHECKING:
+    from nasdepth.arch import ArchConfig
+    from nasdepth.data import Dataset
+    from nasdepth.diagnosis import Diagnosis
+    from nasdepth.train import TrainConfig
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("diagnose", help="diagnose a stalled (or healthy) training run: "
-                       "vanishing/exploding gradients, data-limited plateau, overfitting, ...")
+def register(p: argparse.ArgumentParser) -> None:
+    from nasdepth.diagnosis.controls import CONTROLS  # the help lists them
+
     p.add_argument("--study", help="study YAML file (with --trial)")
     p.add_argument("--trial", type=int, help="trial number in the study's storage")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: the study's)")
@@ -46,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def parse_arch(spec: str, data: Dataset) -> ArchConfig:
     """A YAML/JSON file, inline JSON (``{...}``) or a preset name."""
+    import yaml
+
+    from nasdepth.arch import PRESETS, ArchConfig, preset
+
     text: str | None = None
     if Path(spec).is_file():
         text = Path(spec).read_text()
@@ -62,11 +66,15 @@ def parse_arch(spec: str, data: Dataset) -> ArchConfig:
     raise UnknownNameError("--arch", "arch", spec, ["FILE.yaml", "FILE.json", "{...}", *PRESETS])
 
 
-def _trial_arch(args: argparse.Namespace) -> tuple[ArchConfig, Any, Dataset]:
+def _trial_arch(args: argparse.Namespace) -> tuple[ArchConfig, TrainConfig, Any, Dataset]:
     import optuna
 
+    from nasdepth.arch import ArchConfig
+    from nasdepth.data import load_data
+    from nasdepth.study.record import read_record
     from nasdepth.study.storage import make_storage
     from nasdepth.study.study_file import load_study
+    from nasdepth.train import TrainConfig
 
     cfg = load_study(args.study)
     storage = make_storage(args.storage or cfg.storage_url)
@@ -79,11 +87,14 @@ def _trial_arch(args: argparse.Namespace) -> tuple[ArchConfig, Any, Dataset]:
     if args.trial not in trials:
         raise ConfigError(args.study, "--trial", args.trial,
                           f"one of the study's trial numbers (0..{max(trials, default=-1)})")
-    attrs = trials[args.trial].user_attrs
-    if "arch" not in attrs:
+    rec = read_record(trials[args.trial])
+    if not rec.arch:
         raise ConfigError(args.study, "--trial", args.trial, "a trial with a stored 'arch'")
+    source = f"trial {args.trial} of {args.study}"
+    # the recipe the trial ran with (older records lack it: the study's own then)
+    training = TrainConfig.from_dict(rec.training, source) if rec.training else cfg.training
     data = load_data(cfg.data, source=str(cfg.path))
-    return ArchConfig.from_dict(attrs["arch"], source=f"trial {args.trial}"), cfg, data
+    return ArchConfig.from_dict(rec.arch, source=source), training, cfg, data
 
 
 def _training(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
@@ -96,12 +107,17 @@ def _training(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
 
 
 def run_diagnosis(args: argparse.Namespace) -> Diagnosis:
+    from nasdepth.data import load_data
+    from nasdepth.diagnosis import diagnose, parse_controls
+    from nasdepth.probes import ProbeHook
+    from nasdepth.train import NonFiniteLossError, cross_validate
+
     controls = parse_controls(args.controls, "--controls")
     if args.study:
         if args.trial is None:
             raise ConfigError("the command line", "--trial", None, "set with --study")
-        arch, cfg, data = _trial_arch(args)
-        training = _training(cfg.training, args)
+        arch, trained_with, cfg, data = _trial_arch(args)
+        training = _training(trained_with, args)
         seed = cfg.cv_seed if args.seed is None else args.seed
         hook = ProbeHook()
         try:
@@ -122,6 +138,8 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis:
 
 
 def main(args: argparse.Namespace) -> int:
+    from nasdepth.train import configure_threads
+
     configure_threads(1)
     d = run_diagnosis(args)
     if args.json:

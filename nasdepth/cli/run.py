@@ -7,14 +7,17 @@ running the same command with the same ``--storage`` URL.
 from __future__ import annotations
 
 import argparse
+import sys
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
+from nasdepth.errors import ConfigError, NasdepthError
 
-from nasdepth.errors import ConfigError
-from nasdepth.study import run_study
-from nasdepth.study.study_file import StudyConfig, load_study
+if TYPE_CHECKING:
+    import optuna
+
+    from nasdepth.study.study_file import StudyConfig
 
 
 def add_study_flags(p: argparse.ArgumentParser) -> None:
@@ -38,13 +41,15 @@ def add_study_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="sampler (and CV) seed")
     p.add_argument("--name", default=None, help="study name in the storage")
     p.add_argument("--out", default=None, help="report folder (default reports/<study>)")
+    p.add_argument("--allow-changes", action="store_true",
+                   help="resume a study under other data, CV or training settings (refused "
+                        "without it; see docs/studies.md)")
     p.add_argument("--no-probes", action="store_true", help="train without probe hooks")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run (or resume) a study, then write its report")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", help="study YAML file, e.g. studies/quickstart.yaml")
     p.add_argument("--data", default=None, help="data spec, e.g. sklearn:digits")
     p.add_argument("--space", default=None, help="search-space YAML file")
@@ -72,21 +77,56 @@ def check_workers(args: argparse.Namespace) -> None:
         raise ConfigError("the command line", "--workers", args.workers, "an int >= 1")
 
 
-def run_and_report(cfg: StudyConfig, args: argparse.Namespace) -> int:
-    """Run the study, print the best trials and where the report is."""
-    study = run_study(cfg, progress=not args.no_progress, workers=args.workers,
-                      probes=not args.no_probes)
-    print_summary(study)
-    if not args.no_report:
-        from nasdepth.report import write_report
+def need_study_file(path: str) -> None:
+    """A missing study file answered before the heavy imports (``load_study`` would say the
+    same, seconds later)."""
+    if Path(path).is_dir():
+        raise NasdepthError(f"The study file {path} is a folder, not a YAML file.")
+    if not Path(path).is_file():
+        raise NasdepthError(f"The study file {path} does not exist.")
 
-        out = Path(args.out) if args.out else Path("reports") / cfg.name
-        path = write_report(study, out)
-        print(f"\nReport: {path}")
-    return 0
+
+def run_and_report(cfg: StudyConfig, args: argparse.Namespace) -> int:
+    """Run the study, print the best trials and where the report is. Exit status 1 (with the
+    failure reasons on stderr) when this run started trials and none of them completed."""
+    from nasdepth.study import run_study
+    from nasdepth.study.names import check_writable, report_dir
+    from nasdepth.study.runner import run_outcome
+
+    out = report_dir(cfg.name, args.out)
+    if not args.no_report:
+        check_writable(out, "report folder")  # before hours of training, not after
+    run_id = uuid.uuid4().hex
+    study = run_study(cfg, progress=not args.no_progress, workers=args.workers,
+                      probes=not args.no_probes, allow_changes=args.allow_changes,
+                      run_id=run_id)
+    print_summary(study)
+    status, message = run_outcome(study, run_id)
+    if not args.no_report:
+        write_report_or_explain(study, out)
+    if message:
+        print(f"nasdepth: error: {message}", file=sys.stderr)
+    return status
+
+
+def write_report_or_explain(study: optuna.Study, out: Path, **options: Any) -> None:
+    """Write the report; a folder that cannot be written is one message (the trials are safe
+    in the storage, ``nasdepth report`` rebuilds it)."""
+    from nasdepth.report import write_report
+
+    try:
+        path = write_report(study, out, **options)
+    except OSError as exc:
+        raise NasdepthError(f"Cannot write the report into {out}: "
+                            f"{exc.strerror or type(exc).__name__}"
+                            f"{f' ({exc.filename})' if exc.filename else ''}. The trials are "
+                            f"stored; rebuild it with `nasdepth report ... --out DIR`.") from None
+    print(f"\nReport: {path}")
 
 
 def print_summary(study: optuna.Study) -> None:
+    import optuna
+
     states = [t.state.name.lower() for t in study.trials]
     counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
     print(f"\nStudy '{study.study_name}': {len(states)} trials ({counts})")
@@ -113,5 +153,8 @@ def print_summary(study: optuna.Study) -> None:
 
 def main(args: argparse.Namespace) -> int:
     check_workers(args)
+    need_study_file(args.study)
+    from nasdepth.study.study_file import load_study
+
     cfg = load_study(args.study, overrides_from(args))
     return run_and_report(cfg, args)

@@ -11,8 +11,8 @@ after the exploding and optimization checks and before vanishing through depth:
   say on a non-finite loss).
 - ``vanishing_through_time``: the first steps receive less than ``10**grad_time_log10`` of the
   last step's gradient, the model has no skill above chance, and a control shows that the
-  data carry signal (the shallow baseline scores above chance, or the gated counterfactual
-  learns). The probes alone cannot tell this from data without signal: a vanilla RNN's
+  data carry signal (the shallow baseline, on by default, learns; or the gated counterfactual
+  does). The probes alone cannot tell this from data without signal: a vanilla RNN's
   gradient vanishes through time on labels drawn at random just the same. Without such a
   control the other rules decide, and the advice names the time profile and the control that
   would tell.
@@ -29,6 +29,7 @@ from typing import Any
 
 from nasdepth.arch import ArchConfig
 from nasdepth.diagnosis.diagnosis import Evidence
+from nasdepth.diagnosis.plateau import shallow_figure, shallow_reading
 
 #: thresholds of this rule (joined to ``rules.THRESHOLDS``; chosen in
 #: benchmarks/diagnose_thresholds.py on the long-range ground-truth cases)
@@ -41,29 +42,36 @@ TIME_THRESHOLDS: dict[str, float] = {
 #: CPU GRU runs several times slower than its LSTM)
 GATED_CELL = "lstm"
 GATED_BIAS = 5.0
+#: (verdict, confidence, advice, basis: the controls that decided, as ``Diagnosis.basis``)
+Decision = tuple[str, float, list[str], list[dict[str, Any]]]
 
 
 def _ev(signal: str, value: float | None, threshold: float | None, meaning: str) -> Evidence:
     return Evidence(signal, None if value is None else float(value), threshold, meaning)
 
 
-def data_signal(controls: dict[str, Any], th: dict[str, float]) -> bool | None:
+def data_signal(controls: dict[str, Any], th: dict[str, float]
+                ) -> tuple[bool | None, list[dict[str, Any]]]:
     """Do the controls show that the data carry signal (True), that they do not (False), or
-    can they not tell (None: no control that answers was run)?"""
-    same = th.get("shallow_skill", th["control_same"])
+    can they not tell (None)? With the basis: the control that showed it, with its figure."""
     shallow, cf = controls.get("shallow") or {}, controls.get("counterfactual") or {}
-    scores = [v for v in (shallow.get("logistic_skill"), shallow.get("depth2_skill"),
-                          cf.get("skill_best")) if v is not None]
-    if not scores:
-        return None
-    return max(scores) > same
+    reading, name, best, _ = shallow_reading(shallow, th)
+    if reading == "learns":
+        return True, [{"control": "shallow", "signal": "shallow_best_skill", "value": best,
+                       "figure": shallow_figure(shallow, name)}]
+    cf_skill = cf.get("skill_best")
+    if cf_skill is not None and cf_skill > th["control_same"]:
+        return True, [{"control": "counterfactual", "signal": "counterfactual_skill",
+                       "value": cf_skill, "figure": f"skill {cf_skill:.2f} with "
+                       f"{cf.get('change', 'the counterfactual')}"}]
+    return (False if reading == "at_chance" else None), []
 
 
 def decide_through_time(s: dict[str, float | None], th: dict[str, float],
                         controls: dict[str, Any]
-                        ) -> tuple[tuple[str, float, list[str]] | None, list[Evidence]]:
-    """(verdict, confidence, advice) where the gradient through time decides, else None; and
-    the evidence read (empty for models without recurrent blocks)."""
+                        ) -> tuple[Decision | None, list[Evidence]]:
+    """(verdict, confidence, advice, basis) where the gradient through time decides, else
+    None; and the evidence read (empty for models without recurrent blocks)."""
     g = s.get("grad_time_log10")
     if g is None:
         return None, []
@@ -76,19 +84,24 @@ def decide_through_time(s: dict[str, float | None], th: dict[str, float],
         ev.append(_ev("grad_time_log10_max", gmax, th["grad_time_explode_log10"],
                       "the same ratio, largest over the epochs (exploding through time above)"))
         return ("exploding_gradients", _confidence(gmax, th["grad_time_explode_log10"], 6.0),
-                [_clip_advice(gmax)]), ev
+                [_clip_advice(gmax)], []), ev
     vmin, skill_z = s.get("val_loss_norm_min"), s.get("skill_z")
+    # stalled as the plateau rule reads it: validation at chance, and no real skill (or far
+    # behind a shallow baseline that learns)
+    reading, _, shallow_best, _ = shallow_reading(controls.get("shallow"), th)
+    far_behind = reading == "learns" and shallow_best is not None and (
+        shallow_best - (s.get("skill_best") or 0.0) > th.get("shallow_gap", 0.3))
     stalled = (vmin is not None and vmin > th["val_loss_norm_min"]
-               and not (skill_z is not None and skill_z > th["skill_z"]))
+               and (not (skill_z is not None and skill_z > th["skill_z"]) or far_behind))
     if not (g < th["grad_time_log10"] and stalled):
         return None, ev
-    signal = data_signal(controls, th)
+    signal, basis = data_signal(controls, th)
     if signal:
         return ("vanishing_through_time", _confidence(g, th["grad_time_log10"], 8.0), [
             "use gated cells (lstm, gru; a gate_bias of 3-5 keeps 95-99% of the state per "
             "step, memory over ~100 steps from the start) or shorter sequences: the first "
             f"steps receive 10^{g:.1f} of the last step's gradient, so nothing early in the "
-            "sequence can be learned, while a control shows the data carry signal"]), ev
+            "sequence can be learned, while a control shows the data carry signal"], basis), ev
     return None, ev
 
 
@@ -104,9 +117,9 @@ def time_note(s: dict[str, float | None], th: dict[str, float], verdict: str,
     if g is None or g >= th["grad_time_log10"] or verdict in ("vanishing_through_time",
                                                                "exploding_gradients"):
         return []
-    if data_signal(controls, th) is None and verdict != "healthy":
+    if data_signal(controls, th)[0] is None and verdict != "healthy":
         return [f"the first steps receive 10^{g:.1f} of the last step's gradient (vanishing "
-                "through time): run the shallow control (controls: shallow) to tell whether "
+                "through time): run the shallow baseline (controls: shallow) to tell whether "
                 "that or data without signal stalls this model"]
     return []
 

@@ -1,4 +1,6 @@
-"""Train one fresh model on one fold (the sequential path; every hook call happens here).
+"""Train one fresh model on one fold (the sequential path): data placement, batches, the
+epochs with validation and early stopping, the final scores; each batch's step is
+:class:`~nasdepth.train.step.TrainStep`'s, the same step the fold-parallel path takes.
 
 Speed: the fold's tensors live on the device, batches are slices of a seeded ``randperm``,
 the running loss stays a device tensor, and the host syncs once per epoch. Data that does not
@@ -30,11 +32,9 @@ from nasdepth.train.loop import (
     autocast,
     batch_plan,
     fold_perm,
-    grad_scaler,
-    make_optimizer,
-    make_schedule,
 )
 from nasdepth.train.metrics import add_gaps, metric_row
+from nasdepth.train.step import TrainStep
 from nasdepth.train.stream import (
     HostRows,
     PlanSampler,
@@ -89,23 +89,29 @@ def use_channels_last(training: TrainConfig, input_shape: tuple[int, ...],
     return training.channels_last == "on" or device.type in ("cpu", "cuda")
 
 
-def aux_loss(model: nn.Module, y: torch.Tensor, weight: float, smoothing: float
-             ) -> torch.Tensor | None:
-    """``weight * cross_entropy`` of every auxiliary head's logits (``model.aux_logits``)."""
-    aux = getattr(model, "aux_logits", None)
-    if not weight or not aux:
-        return None
-    losses = [F.cross_entropy(a.float(), y, label_smoothing=smoothing) for a in aux]
-    return weight * torch.stack(losses).sum()
-
-
-def epoch_record(fold: int, epoch: int, train_loss: float, train_acc: float,
-                 proba_va: torch.Tensor, y_va: torch.Tensor, lr: float) -> dict[str, Any]:
-    val_loss = float(F.nll_loss(torch.log(proba_va.clamp_min(1e-7)), y_va))
-    val_acc = float((proba_va.argmax(1) == y_va).float().mean())
+def epoch_record(fold: int, epoch: int, *, train_loss: float, train_accuracy: float,
+                 val_loss: float, val_accuracy: float, lr: float) -> dict[str, Any]:
+    """One row of a fold's per-epoch history (both loops write it here)."""
     return {"fold": fold, "epoch": epoch, "train_loss": train_loss,
-            "train_accuracy": train_acc, "val_loss": val_loss, "val_accuracy": val_acc,
+            "train_accuracy": train_accuracy, "val_loss": val_loss, "val_accuracy": val_accuracy,
             "lr": lr}
+
+
+def fold_result(fold: int, scores: Sequence[tuple[str, np.ndarray, np.ndarray]], *,
+                n_train: int, n_val: int, num_classes: int, epochs_run: int, epochs: int,
+                seconds: float, model: nn.Module, hooks: Sequence[TrainHook],
+                history: list[dict[str, Any]]) -> FoldResult:
+    """A fold's row of the CV table (metrics of each ``(split, labels, probabilities)``, gaps,
+    epochs, time) and what the hooks return at its end (both loops finish here)."""
+    row: dict[str, Any] = {"fold": fold, "n_train": n_train, "n_val": n_val}
+    for split, y, proba in scores:
+        row.update(metric_row(split, y, proba, num_classes))
+    add_gaps(row)
+    row["epochs"] = epochs_run
+    row["stopped_early"] = epochs_run < epochs
+    row["seconds"] = seconds
+    traces = [t for t in (hook.on_fit_end(model, fold) for hook in hooks) if t is not None]
+    return FoldResult(row=row, history=history, traces=traces)
 
 
 @dataclass
@@ -197,13 +203,10 @@ def fit_fold(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.to(device)
-    net = torch.compile(model) if training.compile else model
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, training, device)
     n = len(train_idx)
     plan = batch_plan(min(n, n_used or n), training.batch_size)
-    sched = make_schedule(opt, training, len(plan))
-    amp = grad_scaler(device, training.precision)
+    step = TrainStep(model, training, device, len(plan), hooks=hooks, aux_weight=aux_weight,
+                     compiled=torch.compile(model) if training.compile else None)
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed) if augment else None
     stopper = EarlyStopper(training.patience, training.min_delta)
@@ -238,43 +241,21 @@ def fit_fold(
     epochs_run = 0
     for epoch in range(training.epochs):
         model.train()
-        total = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
+        step.start_epoch()
         for xb, yb in batches():
             if aug_gen is not None:  # training batches only, before standardization
                 xb = scaler(augment_batch(xb, training.augment, aug_gen))
                 xb = xb.contiguous(memory_format=memory)
-            with autocast(device, training.precision):
-                out = net(xb)
-                loss = F.cross_entropy(out.float(), yb, label_smoothing=training.label_smoothing)
-                extra = aux_loss(model, yb, aux_weight, training.label_smoothing)
-            full = loss if extra is None else loss + extra
-            opt.zero_grad(set_to_none=True)
-            (full if amp is None else amp.scale(full)).backward()
-            for hook in hooks:
-                hook.after_backward(model, loss)
-            if training.grad_clip:
-                if amp is not None:
-                    amp.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(params, training.grad_clip)
-            if amp is None:
-                opt.step()
-            else:
-                amp.step(opt)
-                amp.update()
-            for hook in hooks:
-                hook.after_step(model)
-            if sched is not None:
-                sched.step()
-            total.add_(loss.detach(), alpha=len(yb))
-            correct.add_((out.detach().argmax(1) == yb).sum())
+            step(xb, yb)
         seen = plan[-1][1]
-        train_loss = float(total) / seen  # one host sync per epoch
+        train_loss = float(step.total) / seen  # one host sync per epoch
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"non-finite loss at fold {fold}, epoch {epoch}")
         proba_va = proba(val_idx, None if placed is None else placed.x_va)
-        record = epoch_record(fold, epoch, train_loss, float(correct) / seen, proba_va, y_va,
-                              float(opt.param_groups[0]["lr"]))
+        record = epoch_record(
+            fold, epoch, train_loss=train_loss, train_accuracy=float(step.correct) / seen,
+            val_loss=float(F.nll_loss(torch.log(proba_va.clamp_min(1e-7)), y_va)),
+            val_accuracy=float((proba_va.argmax(1) == y_va).float().mean()), lr=step.lr)
         history.append(record)
         epochs_run = epoch + 1
         for hook in hooks:
@@ -282,7 +263,6 @@ def fit_fold(
         if stopper.step(record["val_loss"]):
             break
 
-    row: dict[str, Any] = {"fold": fold, "n_train": len(train_idx), "n_val": len(val_idx)}
     parts: list[tuple[str, np.ndarray, torch.Tensor | None]] = [
         ("train", train_idx, None), ("val", val_idx, None)]
     if placed is not None:
@@ -295,12 +275,9 @@ def fit_fold(
             x_te = scaler(data.x[torch.as_tensor(test_idx)].to(device))
             x_te = x_te.contiguous(memory_format=memory)
         parts.append(("test", test_idx, x_te))
-    for split, index, x in parts:
-        y = data.y[torch.as_tensor(index)].cpu().numpy()
-        row.update(metric_row(split, y, proba(index, x).cpu().numpy(), data.num_classes))
-    add_gaps(row)
-    row["epochs"] = epochs_run
-    row["stopped_early"] = epochs_run < training.epochs
-    row["seconds"] = time.perf_counter() - start
-    traces = [t for t in (hook.on_fit_end(model, fold) for hook in hooks) if t is not None]
-    return FoldResult(row=row, history=history, traces=traces)
+    scores = [(split, data.y[torch.as_tensor(index)].cpu().numpy(),
+               proba(index, x).cpu().numpy()) for split, index, x in parts]
+    return fold_result(fold, scores, n_train=len(train_idx), n_val=len(val_idx),
+                       num_classes=data.num_classes, epochs_run=epochs_run,
+                       epochs=training.epochs, seconds=time.perf_counter() - start,
+                       model=model, hooks=hooks, history=history)
