@@ -21,7 +21,14 @@ from nasdepth.diagnosis import (
     loss_frame,
     update_frame,
 )
-from nasdepth.diagnosis.groundtruth import CASES, learnable, mlp, random_labels, run_case
+from nasdepth.diagnosis.groundtruth import (
+    CASES,
+    SEQUENCE_CASES,
+    learnable,
+    mlp,
+    random_labels,
+    run_case,
+)
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.probes import ProbeHook
 from nasdepth.train import TrainConfig, cross_validate
@@ -54,8 +61,10 @@ def test_ground_truth_suite_all_cases_all_seeds() -> None:
     print(matrix.to_string())
     wrong = df[df.expected != df.verdict]
     assert wrong.empty, wrong.to_string()
-    # every verdict but "undecided" (no control ran) is exercised, with CNNs among them
-    assert set(df.expected) == set(VERDICTS) - {"undecided_plateau"}
+    # every verdict but "undecided" (no control ran) is exercised (through time: by the
+    # sequence cases), with CNNs among them
+    assert set(df.expected) | {c.expected for c in SEQUENCE_CASES} == set(VERDICTS) - {
+        "undecided_plateau"}
     assert any(c.name.startswith("cnn_") for c in CASES)
     # exploding gradients also without NaN (the loss stays finite), on an MLP and a CNN
     finite = {r["case"] for r in rows if r["expected"] == "exploding_gradients"} - {
@@ -176,6 +185,31 @@ def test_older_diagnosis_records_still_load() -> None:
     d = Diagnosis.from_dict(old)
     assert d.basis == [] and d.still_learning is None
     assert Diagnosis.from_dict(d.to_dict()).to_dict() == d.to_dict()
+
+
+@pytest.mark.slow  # 15 runs of 100-step recurrent models: about a minute on one core
+def test_ground_truth_through_time_all_seeds() -> None:
+    """100-step sequences: a tanh RNN stalls with its gradient vanishing through time, an LSTM
+    of the same width learns, both are data-limited on labels independent of the input (the
+    default shallow baseline tells), a relu RNN at a far too large learning rate explodes."""
+    rows = []
+    for case in SEQUENCE_CASES:
+        for seed in SEEDS:
+            d = run_case(case, seed)
+            rows.append({"case": case.name, "seed": seed, "expected": case.expected,
+                         "verdict": d.verdict, "grad_time_log10": d.signals["grad_time_log10"],
+                         "advice": " ".join(d.advice),
+                         "basis": " ".join(b["control"] for b in d.basis)})
+    df = pd.DataFrame(rows)
+    print("\nthrough-time ground truth\n" + df.drop(columns="advice").to_string())
+    wrong = df[df.expected != df.verdict]
+    assert wrong.empty, wrong.to_string()
+    # the tanh RNN's first step gets a vanishing share; the shallow baseline is the basis
+    stalls = df[df.case == "rnn_tanh_long_range"]
+    assert (stalls.grad_time_log10 < -10).all()
+    assert stalls.advice.str.contains("gated cells").all() and (stalls.basis == "shallow").all()
+    exploding = df[df.case == "rnn_relu_lr_far_too_large"]
+    assert exploding.advice.str.contains("clip gradients").all()
 
 
 def test_controls_confirm_a_data_limited_plateau() -> None:

@@ -30,6 +30,7 @@ from torch import nn
 from nasdepth.arch import ArchConfig, build_model
 from nasdepth.data import Dataset, Splits
 from nasdepth.diagnosis.baseline import shallow_baseline
+from nasdepth.diagnosis.through_time import gated_counterfactual
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.probes import ProbeHook, Trace, signals
 from nasdepth.train import NonFiniteLossError, TrainConfig, fit_fold, resolve_device
@@ -92,7 +93,11 @@ def _skill(traces: Sequence[Trace], table: pd.DataFrame) -> dict[str, float | No
 
 def counterfactual_arch(arch: ArchConfig) -> tuple[ArchConfig, str]:
     """The same stages with BatchNorm and skip connections on (and He initialization where the
-    network uses ReLU); where all of that is on already, He initialization alone."""
+    network uses ReLU); where all of that is on already, He initialization alone. Vanilla
+    ``rnn`` layers become gated ones instead (:func:`through_time.gated_counterfactual`)."""
+    gated = gated_counterfactual(arch)
+    if gated is not None:
+        return gated
     # plain blocks have no shortcut to switch on: residual blocks (two layers each) with the
     # same number of weight layers stand in for them
     stages = tuple(

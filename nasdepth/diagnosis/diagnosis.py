@@ -9,7 +9,8 @@ from typing import Any
 #: carry signal (the shallow baseline learns), the budget ended before the loss settled;
 #: ``undecided_plateau``: no skill, and no control says whether data or training is at fault.
 VERDICTS = ("vanishing_gradients", "exploding_gradients", "data_limited_plateau", "overfitting",
-            "healthy", "optimization_problem", "undertrained", "undecided_plateau")
+            "healthy", "optimization_problem", "undertrained", "undecided_plateau",
+            "vanishing_through_time")
 #: verdicts of a run whose validation loss stayed at chance with gradients reaching every block
 PLATEAUS = ("data_limited_plateau", "undertrained", "undecided_plateau")
 

@@ -57,6 +57,29 @@ def digits(seed: int, n: int = 360, shuffle_labels: bool = False) -> Dataset:
     return from_arrays(x, y, name=f"digits:{seed}" + (":shuffled" if shuffle_labels else ""))
 
 
+def long_range(seed: int, n: int = 600, length: int = 100, shuffle_labels: bool = False
+               ) -> Dataset:
+    """A long-range dependency: the label is the sign of the first step (+-1); the other
+    ``length - 1`` steps are noise (std 0.1) that says nothing about it. A model must carry the
+    first value through every later step; ``shuffle_labels`` draws labels independent of the
+    input instead (nothing to learn)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.normal(0.0, 0.1, (n, 1, length)).astype(np.float32)
+    x[:, 0, 0] = np.where(y == 1, 1.0, -1.0)
+    if shuffle_labels:
+        y = rng.permutation(y)
+    return from_arrays(x, y, name=f"synthetic:long_range:{length}:{seed}"
+                       + (":shuffled" if shuffle_labels else ""))
+
+
+def rnn(block: str, width: int, *, depth: int = 1, gate_bias: float | None = None,
+        nonlinearity: str = "tanh") -> ArchConfig:
+    """A stack of recurrent layers read at the last step (no stem, no normalization)."""
+    return ArchConfig.from_dict({"stages": [{"block": block, "depth": depth, "width": width,
+                                             "norm": "none", "gate_bias": gate_bias,
+                                             "nonlinearity": nonlinearity}],
+                                 "stem": [], "head_pool": "last", "skip": False})
 def sequences(seed: int, n: int = 500) -> Dataset:
     """MNIST-1D (10 classes of 40-step 1-D digit shapes; generated, never downloaded), a seeded
     draw of ``n`` samples (80% of them kept, as the generator's ``train`` part)."""
@@ -156,6 +179,29 @@ CASES: tuple[Case, ...] = (
          cnn("residual", 2, 16, norm="batch", skip=True), digits, adamw(1e-4), 2),
     Case("cnn_undertrained_one_epoch", "undertrained",
          cnn("residual", 2, 16, norm="batch", skip=True), digits, adamw(1e-3), 1),
+)
+
+# Sequences of 100 steps (benchmarks/diagnose_through_time.py prints their signals): a
+# vanilla tanh RNN passes ~1e-25 of the last step's gradient back to the first step, so it
+# cannot learn a label set there, while an LSTM of the same width with memory at initialization
+# (forget-gate bias 5) learns it. On labels independent of the input the RNN's gradient vanishes
+# through time just the same: only a control (the shallow baseline, on by default, which finds
+# the signal in the first step or finds none) tells the two apart.
+SEQ_ADAM = TrainConfig(lr=1e-2, batch_size=32, weight_decay=0.0)
+SEQUENCE_CASES: tuple[Case, ...] = (
+    Case("rnn_tanh_long_range", "vanishing_through_time", rnn("rnn", 8), long_range,
+         SEQ_ADAM, 8),
+    Case("lstm_long_range", "healthy", rnn("lstm", 8, gate_bias=5.0), long_range,
+         SEQ_ADAM, 8),
+    Case("rnn_tanh_random_labels", "data_limited_plateau", rnn("rnn", 8),
+         lambda seed: long_range(seed, shuffle_labels=True), SEQ_ADAM, 8),
+    Case("lstm_random_labels", "data_limited_plateau", rnn("lstm", 8, gate_bias=5.0),
+         lambda seed: long_range(seed, shuffle_labels=True), SEQ_ADAM, 8),
+    # a relu RNN at AdamW lr 0.2: the gradient grows by millions back through time within
+    # the first epoch and the loss overflows (advice: clip gradients)
+    Case("rnn_relu_lr_far_too_large", "exploding_gradients",
+         rnn("rnn", 32, nonlinearity="relu"), lambda seed: long_range(seed, n=400),
+         TrainConfig(optimizer="adamw", lr=0.2, batch_size=32, weight_decay=0.0), 4),
 )
 
 

@@ -11,7 +11,11 @@ before it join the evidence (showing what was ruled out):
    ``train_loss_blowup`` label entropies (confidently wrong: blown-up logits).
 2. ``optimization_problem``: no block moves (``update_ratio_low``: learning rate far too small)
    or nearly every ReLU unit is dead, while the training loss stays at the baseline.
-3. ``vanishing_gradients``: the first block receives less than ``10**grad_depth_log10`` of the
+3. ``vanishing_through_time`` (recurrent blocks; :mod:`nasdepth.diagnosis.through_time`): the
+   first steps of the sequence get orders of magnitude less gradient than the last one, the
+   model stalls and a control shows the data carry signal; exploding through time (advice:
+   clip gradients) joins rule 1 there.
+   ``vanishing_gradients``: the first block receives less than ``10**grad_depth_log10`` of the
    last hidden block's gradient (per parameter), unless the controls show that the data, not the
    depth, limits the model.
 4. A plateau: the validation loss never gets below ``val_loss_norm_min`` of the label entropy
@@ -46,6 +50,7 @@ from nasdepth.diagnosis.learning import learning_signals, still_learning
 from nasdepth.diagnosis.plateau import decide_plateau, shallow_reading
 from nasdepth.diagnosis.scoring import ev as _ev
 from nasdepth.diagnosis.scoring import margin as _margin
+from nasdepth.diagnosis.through_time import TIME_THRESHOLDS, decide_through_time, time_note
 from nasdepth.diagnosis.weigh import weigh_controls
 from nasdepth.probes.summary import signals as trace_signals
 from nasdepth.probes.trace import Trace
@@ -75,6 +80,7 @@ THRESHOLDS: dict[str, float] = {
     "end_below_mean": 0.02,  # one epoch: end-of-epoch loss this far below the epoch mean
     "update_ratio_small": 1e-3,  # median ||ΔW||/||W||: steps too small for the budget below
     "settled_epochs": 3,  # fewer epochs than this cannot show a settled loss
+    **TIME_THRESHOLDS,  # gradients through time (recurrent blocks): diagnosis/through_time.py
 }
 
 
@@ -116,6 +122,7 @@ def diagnose_traces(
     conf, ev2, advice2, new_verdict, basis2 = weigh_controls(verdict, conf, s, th, controls)
     if new_verdict != verdict:  # the controls overturned the probes: their advice stands
         advice, verdict, basis = [], new_verdict, []
+    advice2 += time_note(s, th, verdict, controls)
     learning = still_learning(s, th)
     ev3 = [_ev("val_loss_fall_last", s.get("val_loss_fall_last"), th["still_falling"],
                "validation loss fall per epoch over the last epochs (label entropies; "
@@ -194,6 +201,12 @@ def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str
         return ("optimization_problem", 0.8, ev, [
             "the network is dead (ReLU units never fire): lower the learning rate, use He "
             "initialization or a leaky activation"], [])
+
+    # recurrent blocks: vanishing or exploding through time, told apart from depth
+    hit, ev_time = decide_through_time(s, th, controls)
+    ev += ev_time
+    if hit is not None:
+        return hit[0], hit[1], ev, hit[2], hit[3]
 
     depth = s.get("grad_depth_log10")
     ev.append(_ev("grad_depth_log10", depth, th["grad_depth_log10"],
