@@ -25,13 +25,44 @@ from nasdepth.arch.config import ArchConfig
 FlopRule = Callable[[Any, torch.Tensor], int]
 
 
-def _linear(module: nn.Linear, output: torch.Tensor) -> int:
+def _linear(module: nn.Linear, output: Any) -> int:
     return 2 * output.numel() * module.in_features
 
 
-def _conv(module: nn.modules.conv._ConvNd, output: torch.Tensor) -> int:
+def _conv(module: nn.modules.conv._ConvNd, output: Any) -> int:
     fan_in = module.in_channels // module.groups * math.prod(module.kernel_size)
     return 2 * output.numel() * fan_in
+
+
+#: matrix products per gate of each recurrent cell (an LSTM step computes four gates)
+_GATES = {nn.RNN: 1, nn.LSTM: 4, nn.GRU: 3}
+
+
+def _recurrent(module: nn.RNNBase, output: Any) -> int:
+    """Every step of every layer and direction: the gates' input and hidden products."""
+    seq = output[0]
+    batch, steps = (seq.shape[0], seq.shape[1]) if module.batch_first else (seq.shape[1],
+                                                                           seq.shape[0])
+    dirs, hidden = 2 if module.bidirectional else 1, module.hidden_size
+    gates = _GATES[type(module)] * hidden
+    total = 0
+    for layer in range(module.num_layers):
+        fan_in = module.input_size if layer == 0 else hidden * dirs
+        total += 2 * batch * steps * dirs * gates * (fan_in + hidden)
+    return total
+
+
+def _attention(module: nn.MultiheadAttention, output: Any) -> int:
+    """Self-attention over ``L`` tokens: the q/k/v and output projections and the two
+    ``L x L`` products (``nn.MultiheadAttention`` calls its projections as tensors, so the
+    linear rule does not see them)."""
+    out = output[0]
+    batch, tokens = (out.shape[0], out.shape[1]) if module.batch_first else (out.shape[1],
+                                                                            out.shape[0])
+    e = module.embed_dim
+    projections = 2 * batch * tokens * e * (module.kdim + module.vdim + e + e)
+    products = 2 * 2 * batch * tokens * tokens * e
+    return projections + products
 
 
 #: layer type -> FLOPs of one call from the module and its output; a block made of other
@@ -41,6 +72,10 @@ FLOP_RULES: dict[type[nn.Module], FlopRule] = {
     nn.Conv1d: _conv,
     nn.Conv2d: _conv,
     nn.Conv3d: _conv,
+    nn.RNN: _recurrent,
+    nn.LSTM: _recurrent,
+    nn.GRU: _recurrent,
+    nn.MultiheadAttention: _attention,
 }
 
 
@@ -51,7 +86,7 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     total = 0
 
     def hook(rule: FlopRule) -> Callable[[nn.Module, Any, torch.Tensor], None]:
-        def count(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        def count(module: nn.Module, _inputs: Any, output: Any) -> None:
             nonlocal total
             total += rule(module, output)
         return count
