@@ -10,13 +10,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from nasdepth.cli import arch, diagnose, report, run, spaces, sweep
+from nasdepth.cli import arch, diagnose, lr_find, report, run, spaces, sweep
 from nasdepth.errors import NasdepthError
 
 # one line per command module (each has register(subparsers))
 COMMANDS = [
     arch,
     diagnose,
+    lr_find,
     report,
     run,
     spaces,

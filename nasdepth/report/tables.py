@@ -20,9 +20,13 @@ import pandas as pd
 from nasdepth.report.stats import TTest, corrected_resampled_ttest, one_se_rule, pareto_mask
 
 ARCH_COLUMNS = ["depth", "width", "block", "skip", "norm", "activation"]
+#: the recipe each trial trained with (``lr`` after any range test), from its ``training``
+RECIPE_COLUMNS = ["lr", "lr_auto", "weight_decay", "optimizer", "momentum", "batch_size",
+                  "schedule", "label_smoothing", "epochs", "patience"]
 TRIAL_COLUMNS = ["trial", "state", *ARCH_COLUMNS, "params", "flops", "cv_mean", "cv_std",
                  "cv_se", "folds_done", "gap_mean", "test_score", "seconds", "verdict",
-                 "confidence", "fail_reason"]
+                 "confidence", "fail_reason", *RECIPE_COLUMNS, "epochs_run",
+                 "still_improving"]
 #: states that are not finished successfully and appear in the "failed and pruned" table
 PROBLEM_STATES = ("FAIL", "PRUNED", "RUNNING", "WAITING")
 
@@ -42,6 +46,8 @@ class StudyTables:
     diagnoses: dict[int, dict[str, Any]] = field(default_factory=dict)
     probes: dict[int, Any] = field(default_factory=dict)
     values: dict[int, list[float]] = field(default_factory=dict)
+    #: trial number -> its learning-rate range test (``LRFinding.to_dict()``), where it ran
+    lr_finds: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def complete(self) -> pd.DataFrame:
@@ -113,6 +119,35 @@ def _reason(t: optuna.trial.FrozenTrial, folds_done: int) -> str:
     return ""
 
 
+def recipe_of(training: dict[str, Any] | None) -> dict[str, Any]:
+    """The :data:`RECIPE_COLUMNS` of a trial's recorded training settings (NaN/None where the
+    trial predates them)."""
+    training = training or {}
+    out: dict[str, Any] = {}
+    for key in RECIPE_COLUMNS:
+        value = training.get(key)
+        if key == "momentum" and training.get("optimizer") not in (None, "sgd"):
+            value = None  # AdamW has none: a number here would mislead
+        out[key] = value if value is not None else (
+            None if key in ("optimizer", "schedule", "lr_auto") else math.nan)
+    return out
+
+
+def still_improving(folds: list[dict[str, Any]], training: dict[str, Any] | None
+                    ) -> bool | None:
+    """Whether a trial was still improving when it hit its epoch cap: with ``patience`` on,
+    a fold that ran every epoch without stopping had improved its validation loss within its
+    last ``patience`` epochs. None where that cannot be told (no patience, no folds)."""
+    training = training or {}
+    cap, patience = training.get("epochs"), training.get("patience") or 0
+    if not folds or not cap or not patience:
+        return None
+    ran = [f for f in folds if isinstance(f.get("epochs"), int | float)]
+    if not ran:
+        return None
+    return any(int(f["epochs"]) >= int(cap) and not f.get("stopped_early") for f in ran)
+
+
 def collect(study: optuna.Study) -> StudyTables:
     """Read all trials of ``study`` into a :class:`StudyTables`."""
     config = dict(study.user_attrs.get("config", {}))
@@ -122,8 +157,12 @@ def collect(study: optuna.Study) -> StudyTables:
     diagnoses: dict[int, dict[str, Any]] = {}
     probes: dict[int, Any] = {}
     values: dict[int, list[float]] = {}
+    lr_finds: dict[int, dict[str, Any]] = {}
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
+        training = attrs.get("training") if isinstance(attrs.get("training"), dict) else None
+        if isinstance(attrs.get("lr_find"), dict):
+            lr_finds[t.number] = attrs["lr_find"]
         summary = attrs.get("summary") or {}
         folds = pd.DataFrame(attrs.get("cv_folds") or [])
         scores = (folds[metric].astype(float) if metric in folds
@@ -154,6 +193,10 @@ def collect(study: optuna.Study) -> StudyTables:
             "verdict": diag.get("verdict") if diag else None,
             "confidence": diag.get("confidence") if diag else None,
             "fail_reason": _reason(t, k),
+            **recipe_of(training),
+            "epochs_run": float(folds["epochs"].astype(float).mean()) if "epochs" in folds
+            else math.nan,
+            "still_improving": still_improving(attrs.get("cv_folds") or [], training),
         })
         for rec in attrs.get("cv_folds") or []:
             fold_rows.append({"trial": t.number, "state": t.state.name, **arch,
@@ -167,7 +210,8 @@ def collect(study: optuna.Study) -> StudyTables:
     return StudyTables(name=study.study_name, metric=metric, maximize=maximize,
                        directions=directions, config=config,
                        data=dict(study.user_attrs.get("data", {})), trials=trials,
-                       folds=folds_df, diagnoses=diagnoses, probes=probes, values=values)
+                       folds=folds_df, diagnoses=diagnoses, probes=probes, values=values,
+                       lr_finds=lr_finds)
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -206,17 +250,48 @@ def depth_table(folds: pd.DataFrame) -> pd.DataFrame:
     return out[cols]
 
 
+def varied_recipe(trials: pd.DataFrame) -> list[str]:
+    """The recipe columns (beyond ``lr``) that took more than one value among ``trials``."""
+    out = []
+    for col in RECIPE_COLUMNS[2:]:
+        if col in trials and trials[col].dropna().astype(str).nunique() > 1:
+            out.append(col)
+    return out
+
+
 def best_per_depth(st: StudyTables) -> pd.DataFrame:
-    """The best complete candidate at each depth with its CV mean, std and standard error
-    (std / sqrt(folds)): the table the one-standard-error rule reads."""
+    """The best complete candidate at each depth, over every architecture *and recipe* tried
+    at that depth (each depth at its own best recipe), with its CV mean, std and standard
+    error (std / sqrt(folds)): the table the one-standard-error rule and the paired tests
+    read. ``lr`` is the rate it trained at (the range test's pick under ``lr: auto``), the
+    recipe columns that varied in the study follow, ``candidates`` counts what was compared
+    at the depth, and ``still_improving`` marks a winner that hit its epoch cap while still
+    improving (its score may understate the depth)."""
     done = st.scored[st.scored["depth"].notna()]
-    cols = ["depth", "trial", "block", "skip", "width", "params", "cv_mean", "cv_std",
-            "cv_se", "folds_done"]
+    extra = varied_recipe(done)
+    cols = ["depth", "trial", "block", "skip", "width", "params", "lr", *extra, "cv_mean",
+            "cv_std", "cv_se", "folds_done", "candidates", "still_improving"]
     if done.empty:
         return pd.DataFrame(columns=cols)
     order = done.sort_values(["cv_mean", "params"], ascending=[not st.maximize, True])
     best = order.groupby("depth", sort=True).head(1).sort_values("depth")
+    counts = done.groupby("depth")["trial"].nunique()
+    best = best.assign(candidates=best["depth"].map(counts).astype(int))
     return best[cols].reset_index(drop=True)
+
+
+def lr_curves(st: StudyTables, trials: list[int]) -> dict[str, dict[str, Any]]:
+    """The range-test sweeps of ``trials`` (those that ran one), labelled for a legend."""
+    out: dict[str, dict[str, Any]] = {}
+    rows = st.trials.set_index("trial")
+    for n in trials:
+        found = st.lr_finds.get(int(n))
+        if found and found.get("lrs"):
+            depth = rows.loc[int(n), "depth"] if int(n) in rows.index else None
+            label = f"trial {int(n)}" + (f", depth {int(depth)}" if isinstance(
+                depth, int | float) and math.isfinite(float(depth)) else "")
+            out[label] = found
+    return out
 
 
 @dataclass

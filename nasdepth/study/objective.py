@@ -26,7 +26,7 @@ from nasdepth.study.measure import count_flops, measure_latency, versions, worke
 from nasdepth.study.probing import record_diagnosis
 from nasdepth.study.registry import pruner_granularity
 from nasdepth.study.study_file import CONSTRAINTS, StudyConfig
-from nasdepth.train import NonFiniteLossError, TrainHook, cross_validate
+from nasdepth.train import NonFiniteLossError, TrainConfig, TrainHook, cross_validate
 from nasdepth.train.cv import CVResult, FoldCallback, records
 
 FoldProgress = Callable[[int, int], FoldCallback]
@@ -127,6 +127,8 @@ class Objective:
         trial.set_user_attr("versions", versions())
         trial.set_user_attr("worker", worker_info())
         arch = cfg.space.suggest(trial)
+        # the study's training: with the space's sampled recipe (lr, weight decay ...) applied
+        training = cfg.space.training(trial.params, cfg.training)
         twin = _completed_twin(trial)
         if twin is not None:
             # same candidate, same seeded folds: the CV would repeat the twin's scores
@@ -163,13 +165,17 @@ class Objective:
 
         hooks: list[TrainHook] = []
         if granularity == "epoch":
-            hooks.append(EpochPruningHook(trial, cfg.training.epochs, epoch_key(metric)))
+            hooks.append(EpochPruningHook(trial, training.epochs, epoch_key(metric)))
         if self.extra_hooks is not None:
             hooks += list(self.extra_hooks(trial, arch))
         try:
-            result = self._cross_validate(arch, on_fold, hooks)
+            result = self._cross_validate(arch, on_fold, hooks, training)
         finally:
             trial.set_user_attr("wall_time", time.perf_counter() - start)
+        # the recipe it trained with (lr: auto resolved) and the range test's curve
+        trial.set_user_attr("training", result.settings.get("training", training.to_dict()))
+        if result.settings.get("lr_find") is not None:
+            trial.set_user_attr("lr_find", result.settings["lr_find"])
         trial.set_user_attr("cv_folds", records(result.folds))
         trial.set_user_attr("device", result.settings.get("device", "cpu"))
         self.after_cv(trial, result)
@@ -178,10 +184,11 @@ class Objective:
         return values[0] if len(values) == 1 else values
 
     def _cross_validate(self, arch: ArchConfig, on_fold: FoldCallback,
-                        hooks: Sequence[TrainHook]) -> CVResult:
+                        hooks: Sequence[TrainHook], training: TrainConfig | None = None
+                        ) -> CVResult:
         cfg = self.cfg
         return cross_validate(arch, self.data, cv=cfg.cv, seed=cfg.cv_seed,
-                              training=cfg.training, on_fold=on_fold, hooks=hooks,
+                              training=training or cfg.training, on_fold=on_fold, hooks=hooks,
                               source=str(cfg.path))
 
     def after_cv(self, trial: optuna.Trial, result: CVResult) -> None:
