@@ -81,9 +81,9 @@ def main(args: argparse.Namespace) -> int:
           + (", stopped: the loss ran away" if found.diverged else "")
           + f", {found.seconds:.2f} s")
     marks = sorted({round(i * (found.steps_run - 1) / 9) for i in range(10)})
-    print("  lr          loss (smoothed)")
+    print("  lr          loss (averaged over 0.75 decade)")
     for i in marks:
-        print(f"  {found.lrs[i]:<10.3g}  {found.smoothed[i]:.4f}")
+        print(f"  {found.lrs[i]:<10.3g}  {found.curve[i]:.4f}")
     print(f"chosen lr: {found.lr:.3g} (rule: {found.rule})")
     if args.json:
         Path(args.json).write_text(json.dumps(found.to_dict(), indent=1))

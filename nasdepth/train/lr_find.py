@@ -83,13 +83,17 @@ def beta_for(steps: int) -> float:
 
 @dataclass
 class LRFinding:
-    """One range test: the rates tried, the raw and smoothed losses, and the rate chosen."""
+    """One range test: the rates tried, the raw losses, their running average (``smoothed``,
+    which decides the stop), the centred average the rule reads (``curve``), and the rate
+    chosen."""
 
     lr: float
     rule: str
     lrs: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     smoothed: list[float] = field(default_factory=list)
+    #: the loss the rule reads (:func:`centered`)
+    curve: list[float] = field(default_factory=list)
     start_lr: float = START_LR
     end_lr: float = END_LR
     steps: int = STEPS
@@ -226,6 +230,7 @@ def lr_range_test(model: nn.Module, data: Dataset, train_idx: np.ndarray, *,
                           "low enough that the first step's loss is finite")
     chosen = choose(lrs, losses, rule)
     return LRFinding(lr=chosen, rule=rule, lrs=lrs, losses=losses, smoothed=smoothed,
+                     curve=centered(lrs, losses),
                      start_lr=start_lr, end_lr=end_lr, steps=steps, diverged=diverged,
                      seconds=time.perf_counter() - began, seed=seed, n_train=n,
                      batch_size=bs, optimizer=training.optimizer)
