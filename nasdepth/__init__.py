@@ -1,12 +1,34 @@
-"""nasdepth: how deep and how wide should my network be, and why did my training stall."""
+"""nasdepth: how deep and how wide should my network be, and why did my training stall.
 
-from nasdepth.arch import ArchConfig, StageConfig, build_model
-from nasdepth.data import Dataset, load_data
-from nasdepth.diagnosis import Diagnosis, diagnose
-from nasdepth.errors import ConfigError, NasdepthError
-from nasdepth.probes import Probe, ProbeHook, Trace
-from nasdepth.train import CVResult, TrainConfig, cross_validate
-from nasdepth.train.lr_find import LRFinding, find_lr
+The public names below load on first use (PEP 562): ``import nasdepth`` costs no torch import,
+so the command line can answer ``--help`` or a bad-input error at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "ArchConfig": "nasdepth.arch",
+    "StageConfig": "nasdepth.arch",
+    "build_model": "nasdepth.arch",
+    "Dataset": "nasdepth.data",
+    "load_data": "nasdepth.data",
+    "Diagnosis": "nasdepth.diagnosis",
+    "diagnose": "nasdepth.diagnosis",
+    "ConfigError": "nasdepth.errors",
+    "NasdepthError": "nasdepth.errors",
+    "Probe": "nasdepth.probes",
+    "ProbeHook": "nasdepth.probes",
+    "Trace": "nasdepth.probes",
+    "CVResult": "nasdepth.train",
+    "TrainConfig": "nasdepth.train",
+    "cross_validate": "nasdepth.train",
+    "LRFinding": "nasdepth.train.lr_find",
+    "find_lr": "nasdepth.train.lr_find",
+}
 
 __all__ = [
     "ArchConfig", "CVResult", "ConfigError", "Dataset", "NasdepthError", "StageConfig",
@@ -15,3 +37,25 @@ __all__ = [
     "LRFinding", "find_lr",
 ]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads them
+    from nasdepth.arch import ArchConfig, StageConfig, build_model
+    from nasdepth.data import Dataset, load_data
+    from nasdepth.diagnosis import Diagnosis, diagnose
+    from nasdepth.errors import ConfigError, NasdepthError
+    from nasdepth.probes import Probe, ProbeHook, Trace
+    from nasdepth.train import CVResult, TrainConfig, cross_validate
+    from nasdepth.train.lr_find import LRFinding, find_lr
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nasdepth' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

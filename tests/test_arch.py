@@ -22,6 +22,8 @@ from nasdepth.arch import (
     StemLayer,
     build_model,
     complexity,
+    config_complexity,
+    count_flops,
     count_parameters,
 )
 from nasdepth.cli import main as cli_main
@@ -266,6 +268,30 @@ def test_complexity_counts_parameters_and_flops() -> None:
     assert c["params"] == count_parameters(model) == 2 * 4 * 3 + 4 + 4 * 3 + 3
     assert c["flops"] == 2 * (5 * 4 * 2 * 3) + 2 * (4 * 3)
     assert model.training  # restored
+
+
+@pytest.mark.parametrize("rank", sorted(SHAPES))
+def test_flop_rules_agree_with_pytorchs_flop_counter(rank: str) -> None:
+    """Every block at every input rank it allows: the per-layer rules give the total of
+    ``FlopCounterMode`` (which intercepts every matrix product and convolution)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    for block in sorted(BLOCKS):
+        if BLOCKS[block].conv_only and rank == "flat":
+            continue
+        cfg = replace(two_stage(block), head_hidden=(12,))
+        model = build_model(cfg, SHAPES[rank], CLASSES).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *SHAPES[rank]))
+        assert count_flops(model, SHAPES[rank]) == counter.get_total_flops(), block
+        # a config counted without a model in hand: the same figures, the seed untouched
+        torch.manual_seed(3)
+        state = torch.random.get_rng_state()
+        assert config_complexity(cfg, SHAPES[rank], CLASSES) == (
+            count_parameters(model), counter.get_total_flops())
+        assert torch.equal(torch.random.get_rng_state(), state)
+        assert config_complexity(cfg, SHAPES[rank], CLASSES, flops=False) == (
+            count_parameters(model), None)
 
 
 # --- bad input ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from torch import nn
 
 from nasdepth.arch import ArchConfig
 from nasdepth.data import from_arrays
+from nasdepth.diagnosis import diagnose
 from nasdepth.errors import ConfigError
 from nasdepth.probes import Probe, ProbeHook, Trace, probe_units
 from nasdepth.probes.steps import StepStats
@@ -123,7 +124,7 @@ def test_probe_in_users_own_loop_sees_vanishing_profile() -> None:
     upd = row["update_ratio"]
     assert upd[-1] > 0 and upd[0] < 1e-3 * upd[-1]  # tiny first-layer steps (may round to 0)
     assert max(row["saturated_frac"][:-1]) >= 0.0
-    assert probe.diagnose().verdict == "vanishing_gradients"
+    assert diagnose(probe).verdict == "vanishing_gradients"
 
 
 def test_dead_relu_and_saturated_sigmoid_are_counted() -> None:

@@ -2,13 +2,14 @@
 
 from nasdepth.arch.blocks import BLOCKS, Block, get_block, register_block
 from nasdepth.arch.build import INITS, Network, build_model, count_parameters, input_rank
-from nasdepth.arch.complexity import complexity
 from nasdepth.arch.config import ArchConfig, StageConfig, StemLayer
+from nasdepth.arch.counting import FLOP_RULES, complexity, config_complexity, count_flops
 from nasdepth.arch.layers import ACTIVATIONS, NORMS, Ops
 from nasdepth.arch.presets import PRESETS, preset
 
 __all__ = [
-    "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "PRESETS", "ArchConfig", "Block", "Network", "Ops",
-    "StageConfig", "StemLayer", "build_model", "complexity", "count_parameters", "get_block",
-    "input_rank", "preset", "register_block",
+    "ACTIVATIONS", "BLOCKS", "FLOP_RULES", "INITS", "NORMS", "PRESETS", "ArchConfig", "Block",
+    "Network", "Ops", "StageConfig", "StemLayer", "build_model", "complexity",
+    "config_complexity", "count_flops", "count_parameters", "get_block", "input_rank", "preset",
+    "register_block",
 ]

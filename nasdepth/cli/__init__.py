@@ -1,44 +1,55 @@
 """``nasdepth`` command line: thin commands over the library functions.
 
-Each command is a module with ``register(subparsers)`` that sets ``func`` on its parser.
-A :class:`NasdepthError` (bad user input) prints one line and exits with status 2.
+:data:`COMMANDS` lists each command with its module and one-line help. A command module has
+``register(parser)``, which adds the command's arguments and sets ``func`` on the parser, and
+the functions that run it. Only the chosen command's module is imported, and command modules
+import torch, optuna, pandas and the like inside the functions that need them: ``nasdepth
+--help`` and a bad-input error answer at once. A :class:`NasdepthError` (bad user input) prints
+one line and exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from nasdepth.cli import arch, diagnose, lr_find, report, run, spaces, sweep
 from nasdepth.errors import NasdepthError
 
-# one line per command module (each has register(subparsers))
-COMMANDS = [
-    arch,
-    diagnose,
-    lr_find,
-    report,
-    run,
-    spaces,
-    sweep,
-]
+#: command -> (module with ``register(parser)``, one-line help); one line per command
+COMMANDS = {
+    "arch": ("nasdepth.cli.arch", "print a preset architecture, its parameters and FLOPs"),
+    "diagnose": ("nasdepth.cli.diagnose", "diagnose a stalled (or healthy) training run: "
+                 "vanishing/exploding gradients, data-limited plateau, overfitting, ..."),
+    "lr-find": ("nasdepth.cli.lr_find", "learning-rate range test for one architecture "
+                "(what lr: auto runs per candidate)"),
+    "report": ("nasdepth.cli.report", "(re)build a study's report from its storage"),
+    "run": ("nasdepth.cli.run", "run (or resume) a study, then write its report"),
+    "spaces": ("nasdepth.cli.spaces", "search-space files: check them"),
+    "sweep": ("nasdepth.cli.sweep", "run a grid over depth/width/block/skip given as flags"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """Every command listed, with the arguments of the one ``argv`` names (its first word)."""
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = argparse.ArgumentParser(
         prog="nasdepth",
         description="Search network depth and width with cross-validation; diagnose stalls.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in COMMANDS:
-        command.register(sub)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() +
+                           help_text[1:] + ".")
+        if name == chosen:
+            importlib.import_module(module).register(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except NasdepthError as exc:

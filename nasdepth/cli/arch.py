@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from nasdepth.arch import PRESETS, ArchConfig, build_model, complexity, preset
 from nasdepth.errors import ConfigError
 
+if TYPE_CHECKING:
+    from nasdepth.arch import ArchConfig
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("arch", help="print a preset architecture, its parameters and FLOPs",
-                       description=f"Presets: {', '.join(sorted(PRESETS))}.")
+
+def register(p: argparse.ArgumentParser) -> None:
+    from nasdepth.arch import PRESETS
+
+    p.description = f"Presets: {', '.join(sorted(PRESETS))}."
     p.add_argument("name", help="preset name, e.g. resnet18")
     p.add_argument("--input", default="3x224x224",
                    help="sample shape: CxHxW, CxL (default 3x224x224); under 64 pixels a "
@@ -37,17 +38,18 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 def describe(name: str, shape: tuple[int, ...], classes: int) -> dict[str, Any]:
+    from nasdepth.arch import config_complexity, preset
+
     cfg = preset(name, shape, classes)
-    # Built on the meta device: shapes only, no memory or arithmetic, so even VGG's 138M
-    # parameters are counted at once.
-    with torch.device("meta"):
-        model = build_model(cfg, shape, classes)
-    counts = complexity(model, shape)
+    params, flops = config_complexity(cfg, shape, classes)
     return {"name": name, "input_shape": list(shape), "num_classes": classes,
-            "config": cfg.to_dict(), "summary": cfg.summary(), **counts}
+            "config": cfg.to_dict(), "summary": cfg.summary(), "params": params,
+            "flops": flops}
 
 
 def main(args: argparse.Namespace) -> int:
+    from nasdepth.arch import ArchConfig
+
     shape = parse_shape(args.input)
     info = describe(args.name, shape, args.classes)
     if args.json:

@@ -12,21 +12,20 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from nasdepth.arch import PRESETS, ArchConfig, preset
-from nasdepth.data import Dataset, load_data
-from nasdepth.diagnosis import CONTROLS, Diagnosis, diagnose, parse_controls
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
-from nasdepth.probes import ProbeHook
-from nasdepth.train import NonFiniteLossError, TrainConfig, configure_threads, cross_validate
+
+if TYPE_CHECKING:
+    from nasdepth.arch import ArchConfig
+    from nasdepth.data import Dataset
+    from nasdepth.diagnosis import Diagnosis
+    from nasdepth.train import TrainConfig
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("diagnose", help="diagnose a stalled (or healthy) training run: "
-                       "vanishing/exploding gradients, data-limited plateau, overfitting, ...")
+def register(p: argparse.ArgumentParser) -> None:
+    from nasdepth.diagnosis.controls import CONTROLS  # the help lists them
+
     p.add_argument("--study", help="study YAML file (with --trial)")
     p.add_argument("--trial", type=int, help="trial number in the study's storage")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: the study's)")
@@ -46,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def parse_arch(spec: str, data: Dataset) -> ArchConfig:
     """A YAML/JSON file, inline JSON (``{...}``) or a preset name."""
+    import yaml
+
+    from nasdepth.arch import PRESETS, ArchConfig, preset
+
     text: str | None = None
     if Path(spec).is_file():
         text = Path(spec).read_text()
@@ -65,6 +68,8 @@ def parse_arch(spec: str, data: Dataset) -> ArchConfig:
 def _trial_arch(args: argparse.Namespace) -> tuple[ArchConfig, Any, Dataset]:
     import optuna
 
+    from nasdepth.arch import ArchConfig
+    from nasdepth.data import load_data
     from nasdepth.study.storage import make_storage
     from nasdepth.study.study_file import load_study
 
@@ -96,6 +101,11 @@ def _training(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
 
 
 def run_diagnosis(args: argparse.Namespace) -> Diagnosis:
+    from nasdepth.data import load_data
+    from nasdepth.diagnosis import diagnose, parse_controls
+    from nasdepth.probes import ProbeHook
+    from nasdepth.train import NonFiniteLossError, cross_validate
+
     controls = parse_controls(args.controls, "--controls")
     if args.study:
         if args.trial is None:
@@ -122,6 +132,8 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis:
 
 
 def main(args: argparse.Namespace) -> int:
+    from nasdepth.train import configure_threads
+
     configure_threads(1)
     d = run_diagnosis(args)
     if args.json:

@@ -19,8 +19,7 @@ from nasdepth.errors import ConfigError, NasdepthError
 RULES = ("blend", "steepest", "min10", "valley")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("lr-find", help="learning-rate range test for one architecture")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="data spec, e.g. sklearn:digits")
     p.add_argument("--arch", default='{"stages": [{"block": "plain", "depth": 2, "width": 32}]}',
                    help="preset name, ArchConfig YAML/JSON file, or inline JSON/YAML mapping")

@@ -7,12 +7,8 @@ import argparse
 import re
 from pathlib import Path
 
-import optuna
-
+from nasdepth.cli.run import need_study_file
 from nasdepth.errors import NasdepthError
-from nasdepth.report import write_report
-from nasdepth.study import make_storage
-from nasdepth.study.study_file import load_study
 
 
 def _masked(url: str) -> str:
@@ -20,8 +16,7 @@ def _masked(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="(re)build a study's report from its storage")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", help="study YAML file, e.g. studies/quickstart.yaml")
     p.add_argument("--storage", default=None,
                    help="Optuna storage URL or journal file path (default: the study's)")
@@ -32,6 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    need_study_file(args.study)
+    import optuna
+
+    from nasdepth.report import write_report
+    from nasdepth.study import make_storage
+    from nasdepth.study.study_file import load_study
+
     cfg = load_study(args.study)
     url = args.storage or cfg.storage_url
     if "://" not in url and not Path(url).is_file():

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
+from nasdepth.errors import ConfigError, NasdepthError
 
-from nasdepth.errors import ConfigError
-from nasdepth.study import run_study
-from nasdepth.study.study_file import StudyConfig, load_study
+if TYPE_CHECKING:
+    import optuna
+
+    from nasdepth.study.study_file import StudyConfig
 
 
 def add_study_flags(p: argparse.ArgumentParser) -> None:
@@ -43,8 +44,7 @@ def add_study_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run (or resume) a study, then write its report")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", help="study YAML file, e.g. studies/quickstart.yaml")
     p.add_argument("--data", default=None, help="data spec, e.g. sklearn:digits")
     p.add_argument("--space", default=None, help="search-space YAML file")
@@ -72,8 +72,17 @@ def check_workers(args: argparse.Namespace) -> None:
         raise ConfigError("the command line", "--workers", args.workers, "an int >= 1")
 
 
+def need_study_file(path: str) -> None:
+    """A missing study file answered before the heavy imports (``load_study`` would say the
+    same, seconds later)."""
+    if not Path(path).is_file():
+        raise NasdepthError(f"Study file {path} does not exist.")
+
+
 def run_and_report(cfg: StudyConfig, args: argparse.Namespace) -> int:
     """Run the study, print the best trials and where the report is."""
+    from nasdepth.study import run_study
+
     study = run_study(cfg, progress=not args.no_progress, workers=args.workers,
                       probes=not args.no_probes)
     print_summary(study)
@@ -87,6 +96,8 @@ def run_and_report(cfg: StudyConfig, args: argparse.Namespace) -> int:
 
 
 def print_summary(study: optuna.Study) -> None:
+    import optuna
+
     states = [t.state.name.lower() for t in study.trials]
     counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
     print(f"\nStudy '{study.study_name}': {len(states)} trials ({counts})")
@@ -113,5 +124,8 @@ def print_summary(study: optuna.Study) -> None:
 
 def main(args: argparse.Namespace) -> int:
     check_workers(args)
+    need_study_file(args.study)
+    from nasdepth.study.study_file import load_study
+
     cfg = load_study(args.study, overrides_from(args))
     return run_and_report(cfg, args)

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-import optuna
+from typing import TYPE_CHECKING
 
 from nasdepth.errors import ConfigError, NasdepthError
-from nasdepth.space import SearchSpace, complexity, load_space
+
+if TYPE_CHECKING:
+    from nasdepth.space import SearchSpace
 
 SAMPLES = 3
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("spaces", help="search-space files: check them")
+def register(p: argparse.ArgumentParser) -> None:
     actions = p.add_subparsers(dest="action", required=True)
     check = actions.add_parser(
         "check", help="validate search spaces; print their parameters and size")
@@ -29,11 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    for i, name in enumerate(args.files):
-        path = Path(name)
-        if not path.is_file():
+    for name in args.files:  # every file checked for existence before the heavy imports
+        if not Path(name).is_file():
             raise ConfigError("nasdepth spaces check", "FILE", name,
                               "an existing search-space file")
+    from nasdepth.space import load_space
+
+    for i, name in enumerate(args.files):
+        path = Path(name)
         space = load_space(path)
         lines = report(space, samples=args.samples)
         print(("\n" if i else "") + "\n".join(lines))
@@ -85,6 +88,10 @@ def report(space: SearchSpace, *, samples: int = SAMPLES) -> list[str]:
 def _sample_line(space: SearchSpace, samples: int) -> str:
     """Sample and build a few architectures (meta device: shapes only) to catch what only
     building can tell, such as a block that cannot run at the space's input size."""
+    import optuna
+
+    from nasdepth.arch import config_complexity
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     counts = []
@@ -93,7 +100,7 @@ def _sample_line(space: SearchSpace, samples: int) -> str:
         trial = study.ask()
         arch = space.suggest(trial)
         try:
-            params, _flops = complexity(arch, shape, space.num_classes,
+            params, _flops = config_complexity(arch, shape, space.num_classes,
                                         flops=False)
         except (ValueError, RuntimeError) as exc:
             why = " ".join(str(exc).split())

@@ -12,7 +12,6 @@ from typing import Any
 
 from nasdepth.cli.run import add_study_flags, check_workers, overrides_from, run_and_report
 from nasdepth.errors import ConfigError
-from nasdepth.study.study_file import merge, study_from_dict
 
 #: flag -> (space key, parse one value)
 ON = {"on": True, "true": True, "yes": True, "1": True,
@@ -42,8 +41,7 @@ def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="run a grid over depth/width/block/skip given as flags")
+def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="data spec, e.g. sklearn:digits")
     p.add_argument("--depth", default="2,4,8", help="comma list of depths (total blocks)")
     p.add_argument("--width", default="16", help="comma list of first-stage widths")
@@ -77,6 +75,8 @@ def sweep_study(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> int:
     check_workers(args)
+    from nasdepth.study.study_file import merge, study_from_dict
+
     raw = sweep_study(args)
     over = overrides_from(args)
     over["name"] = raw["name"]

@@ -5,8 +5,9 @@ Three ways in:
 - ``cross_validate(arch, data, hooks=[ProbeHook()])``: every fold's :class:`Trace` lands in
   ``CVResult.traces``; ``hook.summary()`` is the compact ``probe_summary`` of a trial.
 - ``Probe(model, probe_batch=(x, y))`` in your own training loop: ``probe.step(loss)`` after
-  ``backward()``, ``probe.epoch_end(val_loss=...)`` after each epoch, ``probe.diagnose()``.
-- ``nasdepth.diagnosis(...)`` attaches probes itself.
+  ``backward()``, ``probe.epoch_end(val_loss=...)`` after each epoch, then
+  ``nasdepth.diagnose(probe)``.
+- ``nasdepth.diagnose(model_or_arch, data)`` attaches probes itself.
 """
 
 from nasdepth.probes.hook import PROBE_BATCH, ProbeHook, probe_hook

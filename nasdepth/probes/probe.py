@@ -25,13 +25,13 @@ Use it in your own loop::
             probe.step(loss)           # after backward(), before or after opt.step()
             opt.step()
         probe.epoch_end(val_loss=..., val_accuracy=...)
-    print(probe.diagnose().verdict)
+    print(nasdepth.diagnose(probe).verdict)   # the verdict from this probe's trace
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +40,6 @@ from torch import nn
 from nasdepth.errors import ConfigError
 from nasdepth.probes.steps import StepStats
 from nasdepth.probes.trace import Trace, finite_or_none
-
-if TYPE_CHECKING:
-    from nasdepth.diagnosis.diagnosis import Diagnosis
 
 RELU_LIKE = (nn.ReLU, nn.ReLU6)
 SQUASHING = (nn.Sigmoid, nn.Tanh, nn.Hardtanh)
@@ -341,9 +338,3 @@ class Probe:
             self.trace.epochs[-1]["nonfinite"] = True
         self.trace.stopped = reason
         return self.trace
-
-    def diagnose(self) -> Diagnosis:
-        """Verdict from this probe's trace alone (no controls)."""
-        from nasdepth.diagnosis.rules import diagnose_traces
-
-        return diagnose_traces([self.trace])

@@ -2,9 +2,8 @@
 
 ``budget: {max_params: 50000}`` in a space makes every sampled architecture as wide as the
 budget allows, keeping the ratios between its stage widths: blocks of different kinds then
-compare at (nearly) equal size. Counting needs a model, so this module builds one on PyTorch's
-``meta`` device (shapes only, no memory, no arithmetic): a 64-block network costs ~0.1 s to
-count parameters and ~0.5 s to count FLOPs.
+compare at (nearly) equal size. The counts are the architecture package's
+(:func:`nasdepth.arch.config_complexity`: a model on PyTorch's ``meta`` device, shapes only).
 """
 
 from __future__ import annotations
@@ -14,52 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import torch
-from torch import nn
-
-from nasdepth.arch import ArchConfig, StageConfig, build_model, count_parameters
+from nasdepth.arch import ArchConfig, StageConfig, config_complexity
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.space.fields import WIDTH_KEYS, stage_problem
 
 BUDGET_KEYS = ("max_params", "max_flops", "width_divisor")
-
-
-def complexity(cfg: ArchConfig, input_shape: Sequence[int], num_classes: int,
-               *, flops: bool = True) -> tuple[int, int | None]:
-    """(parameters, forward FLOPs per sample or None) of ``cfg``.
-
-    FLOPs count convolutions and linear layers as 2 x multiply-accumulates, the convention of
-    ``torch.utils.flop_counter`` (which counts the same layers), but from forward hooks on one
-    sample: ``FlopCounterMode`` costs ~5 s on its first use and ~5x more per call here.
-    """
-    # Built on the meta device: shapes without memory or initialization (whose scheme is
-    # irrelevant to the counts, and orthogonal init cannot run on meta tensors).
-    with torch.device("meta"):
-        model = build_model(replace(cfg, init="default"), input_shape, num_classes)
-    params = count_parameters(model)
-    if not flops:
-        return params, None
-    # Uninitialized CPU memory is enough to run the shapes: the values are never read.
-    model = model.to_empty(device="cpu").eval()
-    total = 0
-
-    def count(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.Linear):
-            total += 2 * output.numel() * module.in_features
-        elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
-            fan_in = module.in_channels // module.groups * math.prod(module.kernel_size)
-            total += 2 * output.numel() * fan_in
-
-    hooks = [m.register_forward_hook(count) for m in model.modules()
-             if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return params, total
 
 
 @dataclass(frozen=True)
@@ -87,8 +45,8 @@ class Budget:
 
     def ratio(self, cfg: ArchConfig, input_shape: Sequence[int], num_classes: int) -> float:
         """Size over budget (the larger of params and FLOPs ratios): <= 1 fits."""
-        params, flops = complexity(cfg, input_shape, num_classes,
-                                   flops=self.max_flops is not None)
+        params, flops = config_complexity(cfg, input_shape, num_classes,
+                                          flops=self.max_flops is not None)
         out = 0.0
         if self.max_params is not None:
             out = params / self.max_params

@@ -13,7 +13,6 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -27,7 +26,7 @@ from nasdepth.study.objective import Objective
 from nasdepth.study.probing import probe_hooks
 from nasdepth.study.registry import SamplerContext, make_pruner, make_sampler
 from nasdepth.study.storage import make_storage, redact, storage_kind
-from nasdepth.study.study_file import StudyConfig, load_study
+from nasdepth.study.study_file import StudyConfig
 from nasdepth.train import configure_threads
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -141,41 +140,6 @@ class _BudgetGuard:
             trial.set_user_attr("fail_reason", BUDGET_REACHED)
             raise BudgetReached(BUDGET_REACHED)
         return self.objective(trial)
-
-
-def run_study(
-    study: str | Path | StudyConfig,
-    *,
-    trials: int | None = None,
-    storage: str | None = None,
-    progress: bool = True,
-    workers: int = 1,
-    probes: bool = True,
-    max_failures: int = 5,
-) -> optuna.Study:
-    """Run ``study`` (a YAML path or a loaded config) until ``trials`` trials have finished in
-    its storage (the budget counts the trials of earlier runs: a rerun resumes).
-
-    ``workers > 1`` starts that many local worker processes on the same storage (see
-    :mod:`nasdepth.study.workers`). A worker stops after ``max_failures`` failed trials in a
-    row (a broken setup should not loop). Ctrl-C records the running trial as failed (it is
-    queued again on resume) and raises ``KeyboardInterrupt``.
-    """
-    overrides = {"budget": {"trials": trials}, "storage": storage}
-    if isinstance(study, StudyConfig):
-        cfg = study
-        if trials is not None or storage is not None:
-            from dataclasses import replace
-
-            cfg = replace(cfg, trials=trials or cfg.trials, storage=storage or cfg.storage)
-    else:
-        cfg = load_study(study, overrides)
-    if workers > 1:
-        from nasdepth.study.workers import run_workers
-
-        return run_workers(cfg, workers=workers, progress=progress, probes=probes,
-                           max_failures=max_failures)
-    return run_worker(cfg, progress=progress, probes=probes, max_failures=max_failures)
 
 
 def env_threads() -> int | None:

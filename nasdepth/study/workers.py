@@ -1,4 +1,5 @@
-"""Several local worker processes on one study storage.
+"""``run_study``: one worker in this process, or several local worker processes on one
+study storage.
 
 Each worker is a fresh (spawned) process running :func:`run_worker` on the same storage; the
 budget accounting of the runner makes them stop together at exactly the budget. On the CPU the
@@ -14,15 +15,54 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
 
 import optuna
 import torch
 from tqdm.auto import tqdm
 
-from nasdepth.study.runner import count_trials, effective_budget, open_study, run_worker
-from nasdepth.study.study_file import StudyConfig
+from nasdepth.study.runner import (
+    _requeue_interrupted,
+    count_trials,
+    effective_budget,
+    open_study,
+    run_worker,
+)
+from nasdepth.study.study_file import StudyConfig, load_study
 
 JOIN_AFTER_INTERRUPT_S = 120
+
+
+def run_study(
+    study: str | Path | StudyConfig,
+    *,
+    trials: int | None = None,
+    storage: str | None = None,
+    progress: bool = True,
+    workers: int = 1,
+    probes: bool = True,
+    max_failures: int = 5,
+) -> optuna.Study:
+    """Run ``study`` (a YAML path or a loaded config) until ``trials`` trials have finished in
+    its storage (the budget counts the trials of earlier runs: a rerun resumes).
+
+    ``workers > 1`` starts that many local worker processes on the same storage
+    (:func:`run_workers`). A worker stops after ``max_failures`` failed trials in a row (a
+    broken setup should not loop). Ctrl-C records the running trial as failed (it is queued
+    again on resume) and raises ``KeyboardInterrupt``.
+    """
+    overrides = {"budget": {"trials": trials}, "storage": storage}
+    if isinstance(study, StudyConfig):
+        cfg = study
+        if trials is not None or storage is not None:
+            cfg = replace(cfg, trials=trials or cfg.trials, storage=storage or cfg.storage)
+    else:
+        cfg = load_study(study, overrides)
+    if workers > 1:
+        return run_workers(cfg, workers=workers, progress=progress, probes=probes,
+                           max_failures=max_failures)
+    return run_worker(cfg, progress=progress, probes=probes, max_failures=max_failures)
 
 
 def _worker_main(cfg: StudyConfig, workers: int, probes: bool, max_failures: int) -> None:
@@ -64,8 +104,6 @@ def run_workers(cfg: StudyConfig, *, workers: int, progress: bool = True, probes
                 max_failures: int = 5) -> optuna.Study:
     """Start ``workers`` local processes on ``cfg``'s storage and wait for them."""
     study = open_study(cfg)  # created (and checked) once, before the workers race to it
-    from nasdepth.study.runner import _requeue_interrupted
-
     _requeue_interrupted(study)
     ctx = mp.get_context("spawn")  # fork after torch/threads are up is unsafe
     procs = []

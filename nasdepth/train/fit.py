@@ -30,11 +30,9 @@ from nasdepth.train.loop import (
     autocast,
     batch_plan,
     fold_perm,
-    grad_scaler,
-    make_optimizer,
-    make_schedule,
 )
 from nasdepth.train.metrics import add_gaps, metric_row
+from nasdepth.train.step import TrainStep
 from nasdepth.train.stream import (
     HostRows,
     PlanSampler,
@@ -87,16 +85,6 @@ def use_channels_last(training: TrainConfig, input_shape: tuple[int, ...],
     if len(input_shape) != 3 or training.channels_last == "off":
         return False
     return training.channels_last == "on" or device.type in ("cpu", "cuda")
-
-
-def aux_loss(model: nn.Module, y: torch.Tensor, weight: float, smoothing: float
-             ) -> torch.Tensor | None:
-    """``weight * cross_entropy`` of every auxiliary head's logits (``model.aux_logits``)."""
-    aux = getattr(model, "aux_logits", None)
-    if not weight or not aux:
-        return None
-    losses = [F.cross_entropy(a.float(), y, label_smoothing=smoothing) for a in aux]
-    return weight * torch.stack(losses).sum()
 
 
 def epoch_record(fold: int, epoch: int, train_loss: float, train_acc: float,
@@ -197,13 +185,10 @@ def fit_fold(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.to(device)
-    net = torch.compile(model) if training.compile else model
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, training, device)
     n = len(train_idx)
     plan = batch_plan(min(n, n_used or n), training.batch_size)
-    sched = make_schedule(opt, training, len(plan))
-    amp = grad_scaler(device, training.precision)
+    step = TrainStep(model, training, device, len(plan), hooks=hooks, aux_weight=aux_weight,
+                     compiled=torch.compile(model) if training.compile else None)
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed) if augment else None
     stopper = EarlyStopper(training.patience, training.min_delta)
@@ -238,43 +223,19 @@ def fit_fold(
     epochs_run = 0
     for epoch in range(training.epochs):
         model.train()
-        total = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
+        step.start_epoch()
         for xb, yb in batches():
             if aug_gen is not None:  # training batches only, before standardization
                 xb = scaler(augment_batch(xb, training.augment, aug_gen))
                 xb = xb.contiguous(memory_format=memory)
-            with autocast(device, training.precision):
-                out = net(xb)
-                loss = F.cross_entropy(out.float(), yb, label_smoothing=training.label_smoothing)
-                extra = aux_loss(model, yb, aux_weight, training.label_smoothing)
-            full = loss if extra is None else loss + extra
-            opt.zero_grad(set_to_none=True)
-            (full if amp is None else amp.scale(full)).backward()
-            for hook in hooks:
-                hook.after_backward(model, loss)
-            if training.grad_clip:
-                if amp is not None:
-                    amp.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(params, training.grad_clip)
-            if amp is None:
-                opt.step()
-            else:
-                amp.step(opt)
-                amp.update()
-            for hook in hooks:
-                hook.after_step(model)
-            if sched is not None:
-                sched.step()
-            total.add_(loss.detach(), alpha=len(yb))
-            correct.add_((out.detach().argmax(1) == yb).sum())
+            step(xb, yb)
         seen = plan[-1][1]
-        train_loss = float(total) / seen  # one host sync per epoch
+        train_loss = float(step.total) / seen  # one host sync per epoch
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"non-finite loss at fold {fold}, epoch {epoch}")
         proba_va = proba(val_idx, None if placed is None else placed.x_va)
-        record = epoch_record(fold, epoch, train_loss, float(correct) / seen, proba_va, y_va,
-                              float(opt.param_groups[0]["lr"]))
+        record = epoch_record(fold, epoch, train_loss, float(step.correct) / seen, proba_va,
+                              y_va, step.lr)
         history.append(record)
         epochs_run = epoch + 1
         for hook in hooks:

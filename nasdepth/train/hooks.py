@@ -82,3 +82,11 @@ class TrainHook:
         """After the last epoch; a returned dict becomes this fold's entry in
         ``CVResult.traces``."""
         return None
+
+
+def steps_each_fold(hook: TrainHook) -> bool:
+    """Does ``hook`` override the per-step calls (``after_backward``/``after_step``, or their
+    fold-parallel forms)?"""
+    return any(getattr(type(hook), name) is not getattr(TrainHook, name)
+               for name in ("after_backward", "after_step", "after_backward_folds",
+                            "after_step_folds"))

@@ -1,11 +1,10 @@
 """Pieces both training paths share (sequential folds in ``fit.py``, the vectorized fold
-ensemble in ``parallel.py``): optimizers, schedules, the batch plan, early stopping, mixed
-precision and the error types a study records."""
+ensemble in ``parallel.py``) around the step itself (``step.py``): the batch plan, early
+stopping, mixed precision and the error types a study records."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 
 import torch
 
@@ -29,29 +28,6 @@ def out_of_memory(exc: BaseException, device: torch.device, training: TrainConfi
 
 
 OOM_ERRORS: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError, MemoryError)
-
-
-def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig, device: torch.device
-                   ) -> torch.optim.Optimizer:
-    """AdamW or SGD with momentum. Both update every element on its own, so the same optimizer
-    over stacked fold parameters trains each fold exactly as on its own."""
-    # fused kernels do one pass over all tensors: much less per-step overhead
-    fused = device.type in ("cpu", "cuda")
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0,
-                               fused=fused)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-
-
-def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
-                  ) -> torch.optim.lr_scheduler.LRScheduler | None:
-    total = max(1, cfg.epochs * steps_per_epoch)
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
-    return None
 
 
 def batch_plan(n_used: int, batch_size: int) -> list[tuple[int, int]]:
@@ -95,10 +71,3 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type="cuda", dtype=dtype)
-
-
-def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
-    """fp16 needs loss scaling against gradient underflow; bf16 has fp32's range."""
-    if device.type == "cuda" and precision == "fp16":
-        return torch.amp.GradScaler("cuda")
-    return None

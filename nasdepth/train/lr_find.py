@@ -54,7 +54,7 @@ from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.train.config import TrainConfig
 from nasdepth.train.device import resolve_device
 from nasdepth.train.fit import use_channels_last
-from nasdepth.train.loop import make_optimizer
+from nasdepth.train.step import make_optimizer
 
 RULES = ("blend", "steepest", "min10", "valley")
 START_LR = 1e-7
@@ -189,7 +189,8 @@ def lr_range_test(model: nn.Module, data: Dataset, train_idx: np.ndarray, *,
         model = model.to(memory_format=torch.channels_last)
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, replace(training, lr=start_lr), device)
+    # the candidate's optimizer; no schedule: the sweep sets the rate of every step
+    opt, _ = make_optimizer(params, replace(training, lr=start_lr, schedule="none"), device, 1)
     gen = torch.Generator().manual_seed(seed)
     n, bs = len(train_idx), min(training.batch_size, len(train_idx))
     ratio = end_lr / start_lr

@@ -4,9 +4,9 @@
 new leading dimension; ``vmap(functional_call)`` runs all k forward passes as one batched
 call, each fold on its own batch (``in_dims=0`` for the data), with its own BatchNorm running
 statistics (buffers batched with ``in_dims=0``; leaving them unbatched fails under vmap).
-AdamW and SGD update every element on its own, so one optimizer over the stacked tensors
-trains each fold exactly as the sequential path does; per-fold gradient clipping and early
-stopping are done with per-fold norms and snapshots. Small models leave a GPU (and the
+The step itself is the sequential path's (:class:`~nasdepth.train.step.TrainStep` with the
+fold stack: per-fold losses, per-fold gradient clipping); early stopping is done with per-fold
+snapshots. Small models leave a GPU (and the
 per-op overhead of a CPU) mostly idle; batching the folds fills it.
 
 Each fold's own ``nn.Module`` holds views of its slices of the stacked tensors (and, on the
@@ -28,36 +28,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from nasdepth.data import Dataset, Standardizer, augment_batch
 from nasdepth.train.config import TrainConfig
 from nasdepth.train.fit import FoldResult, eval_rows
-from nasdepth.train.hooks import TrainHook
-from nasdepth.train.loop import (
-    EarlyStopper,
-    NonFiniteLossError,
-    autocast,
-    batch_plan,
-    fold_perm,
-    grad_scaler,
-    make_optimizer,
-    make_schedule,
-)
+from nasdepth.train.hooks import TrainHook, steps_each_fold
+from nasdepth.train.loop import EarlyStopper, NonFiniteLossError, autocast, batch_plan, fold_perm
 from nasdepth.train.metrics import add_gaps, metric_row
 from nasdepth.train.stacked import FoldStack, StackedFolds, can_stack
+from nasdepth.train.step import TrainStep
 
 Tensors = dict[str, torch.Tensor]
-
-
-def steps_each_fold(hook: TrainHook) -> bool:
-    """Does ``hook`` override the per-step calls (``after_backward``/``after_step``, or their
-    fold-parallel forms)?"""
-    return any(getattr(type(hook), name) is not getattr(TrainHook, name)
-               for name in ("after_backward", "after_step", "after_backward_folds",
-                            "after_step_folds"))
 
 
 def needs_sequential(hooks: Sequence[TrainHook]) -> bool:
@@ -138,10 +121,9 @@ def fit_folds_parallel(
     mean = torch.stack([s.mean for s in scalers])[:, None]  # (k, 1, *feature dims)
     std = torch.stack([s.std for s in scalers])[:, None]
     ens = make_ensemble(models, device, data.input_shape, stacking)
-    opt = make_optimizer(list(ens.params.values()), training, device)
     plan = batch_plan(n_used, training.batch_size)
-    sched = make_schedule(opt, training, len(plan))
-    amp = grad_scaler(device, training.precision)
+    # hooks with per-step calls all take the folds interleaved here (cv.py checks)
+    step = TrainStep(ens, training, device, len(plan), hooks=hooks, aux_weight=aux_weight)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     aug_gen = (torch.Generator(device=device).manual_seed(seeds[0])
                if training.augment.enabled else None)
@@ -153,7 +135,6 @@ def fit_folds_parallel(
     va_idx, va_mask = _padded([va for _, va in splits], device)
     y_va = y_all[va_idx]
     history: list[list[dict[str, Any]]] = [[] for _ in range(k)]
-    stepping = [h for h in hooks if steps_each_fold(h)]  # all steps_in_parallel (see cv.py)
     for f in range(k):
         for hook in hooks:
             hook.on_fit_start(ens.materialize(f), f, scalers[f](x_all[tr_t[f]]), y_all[tr_t[f]])
@@ -164,52 +145,23 @@ def fit_folds_parallel(
     for epoch in range(training.epochs):
         perms = torch.stack([tr_t[f][fold_perm(len(tr_t[f]), n_used, gens[f]).to(device)]
                              for f in range(k)])  # (k, n_used) sample indices
-        total = torch.zeros(k, device=device)
-        correct = torch.zeros(k, device=device, dtype=torch.long)
+        step.start_epoch()
         for a, b in plan:
             idx = perms[:, a:b]
             xb, yb = x_all[idx], y_all[idx]  # (k, B, ...), (k, B)
             if aug_gen is not None:
                 xb = augment_batch(xb.flatten(0, 1), training.augment, aug_gen).view_as(xb)
-            with autocast(device, training.precision):
-                out, *aux = ens(standardize(xb), train=True)
-                ce = _fold_ce(out, yb, training.label_smoothing)
-                full = ce
-                if aux_weight and aux:
-                    aux_ce = [_fold_ce(a_, yb, training.label_smoothing) for a_ in aux]
-                    full = ce + aux_weight * torch.stack(aux_ce).sum(0)
-            opt.zero_grad()
-            # the sum's gradient w.r.t. fold k's slice is the gradient of fold k's own loss
-            (full.sum() if amp is None else amp.scale(full.sum())).backward()
-            if stepping:
-                losses = ce.detach()
-                for hook in stepping:
-                    hook.after_backward_folds(ens, losses)
-            if training.grad_clip:
-                if amp is not None:
-                    amp.unscale_(opt)
-                _clip_per_fold(list(ens.params.values()), training.grad_clip)
-            if amp is None:
-                opt.step()
-            else:
-                amp.step(opt)
-                amp.update()
-            for hook in stepping:
-                hook.after_step_folds(ens)
-            if sched is not None:
-                sched.step()
-            total.add_(ce.detach(), alpha=b - a)
-            correct.add_((out.detach().argmax(-1) == yb).sum(1))
+            step(standardize(xb), yb)
         seen = plan[-1][1]
-        train_loss = (total / seen).tolist()  # one host sync per epoch
-        train_acc = (correct.float() / seen).tolist()
+        train_loss = (step.total / seen).tolist()  # one host sync per epoch
+        train_acc = (step.correct.float() / seen).tolist()
         proba = _predict(ens, x_all, va_idx, standardize, training)
         logp = torch.log(proba.clamp_min(1e-7)).gather(2, y_va[..., None])[..., 0]
         hits = (proba.argmax(-1) == y_va).float()
         n_va = va_mask.sum(1)
         val_loss = (-(logp * va_mask).sum(1) / n_va).tolist()
         val_acc = ((hits * va_mask).sum(1) / n_va).tolist()
-        lr = float(opt.param_groups[0]["lr"])
+        lr = step.lr
         for f in range(k):
             if not active[f]:
                 continue
@@ -254,26 +206,6 @@ def fit_folds_parallel(
         traces = [t for t in (hook.on_fit_end(model, f) for hook in hooks) if t is not None]
         results.append(FoldResult(row=row, history=history[f], traces=traces))
     return results
-
-
-def _fold_ce(logits: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Mean cross-entropy per fold: ``(k, B, C)`` logits -> ``(k,)``."""
-    k, b = y.shape
-    ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none",
-                         label_smoothing=smoothing)
-    return ce.view(k, b).mean(1)
-
-
-@torch.no_grad()
-def _clip_per_fold(params: Sequence[torch.Tensor], max_norm: float) -> None:
-    """``clip_grad_norm_`` for each fold's slice of the stacked gradients."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)  # (k,)
-    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
 
 
 @torch.no_grad()

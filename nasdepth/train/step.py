@@ -1,0 +1,177 @@
+"""One training step, the same for the sequential loop (``fit.py``: one fold's model) and the
+fold-parallel loop (``parallel.py``: k folds' models as one :class:`FoldStack`).
+
+:class:`TrainStep` owns what happens to one batch: forward pass, loss (auxiliary heads
+included), backward pass, the hooks' per-step calls, gradient clipping, optimizer step and
+learning-rate schedule, and the epoch's running loss and hits. The loops own the data: which
+rows form a batch, augmentation and standardization, validation, early stopping.
+
+With a fold stack every quantity gains a leading fold dimension: logits ``(k, B, C)``, labels
+``(k, B)``, losses ``(k,)``; the loss that is differentiated is their sum, whose gradient with
+respect to fold f's slice of the stacked parameters is the gradient of fold f's own loss.
+AdamW and SGD update every element on its own, so one optimizer over the stacked tensors
+trains each fold exactly as on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasdepth.train.config import TrainConfig
+from nasdepth.train.hooks import TrainHook, steps_each_fold
+from nasdepth.train.loop import autocast
+from nasdepth.train.stacked import FoldStack
+
+Schedule = torch.optim.lr_scheduler.LRScheduler
+
+
+def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig, device: torch.device,
+                   steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Schedule | None]:
+    """The optimizer and its per-step learning-rate schedule (None: a constant rate): the one
+    place the training options choose them."""
+    # fused kernels do one pass over all tensors: much less per-step overhead
+    fused = device.type in ("cpu", "cuda")
+    opt: torch.optim.Optimizer
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                              weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0,
+                              fused=fused)
+    else:
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+    total = max(1, cfg.epochs * steps_per_epoch)
+    sched: Schedule | None = None
+    if cfg.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    elif cfg.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+    return opt, sched
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
+    """fp16 needs loss scaling against gradient underflow; bf16 has fp32's range."""
+    if device.type == "cuda" and precision == "fp16":
+        return torch.amp.GradScaler("cuda")
+    return None
+
+
+def batch_loss(logits: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Mean cross-entropy: ``(B, C)`` logits -> a scalar; ``(k, B, C)`` -> one per fold."""
+    if y.dim() == 1:
+        return F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
+    k, b = y.shape
+    ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none",
+                         label_smoothing=smoothing)
+    return ce.view(k, b).mean(1)
+
+
+@torch.no_grad()
+def clip_per_fold(params: Sequence[torch.Tensor], max_norm: float) -> None:
+    """``clip_grad_norm_`` for each fold's slice of the stacked gradients."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)  # (k,)
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+
+
+class TrainStep:
+    """Forward, loss, backward, hooks, clipping, optimizer step and schedule for one batch of
+    ``model`` (one fold) or of a :class:`FoldStack` (k folds at once).
+
+    ``compiled``: the callable that runs ``model``'s forward pass (``torch.compile(model)``);
+    ``model`` itself is what hooks see and where auxiliary heads leave their logits. ``opt``
+    and ``sched`` are attributes: a caller that needs another schedule replaces ``sched``.
+    """
+
+    def __init__(self, model: nn.Module | FoldStack, training: TrainConfig,
+                 device: torch.device, steps_per_epoch: int, *,
+                 hooks: Sequence[TrainHook] = (), aux_weight: float = 0.0,
+                 compiled: Callable[..., Any] | None = None) -> None:
+        self.folds: FoldStack | None = None
+        self.model: nn.Module | None = None  # one of the two
+        if isinstance(model, FoldStack):
+            self.folds = model
+            self.params = list(model.params.values())
+        else:
+            self.model = model
+            self.params = [p for p in model.parameters() if p.requires_grad]
+        self.forward: Callable[..., Any] = compiled if compiled is not None else model
+        self.opt, self.sched = make_optimizer(self.params, training, device, steps_per_epoch)
+        self.amp = grad_scaler(device, training.precision)
+        self.device, self.precision = device, training.precision
+        self.smoothing, self.grad_clip = training.label_smoothing, training.grad_clip
+        self.aux_weight = aux_weight
+        self.hooks = [h for h in hooks if steps_each_fold(h)]  # the rest do nothing per step
+        k = () if self.folds is None else (self.folds.k,)
+        self.total = torch.zeros(k, device=device)  # this epoch's summed loss (per fold)
+        self.correct = torch.zeros(k, device=device, dtype=torch.long)
+
+    @property
+    def lr(self) -> float:
+        return float(self.opt.param_groups[0]["lr"])
+
+    def start_epoch(self) -> None:
+        self.total.zero_()
+        self.correct.zero_()
+
+    def _logits(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if self.folds is not None:
+            out, *aux = self.folds(x, train=True)
+            return out, list(aux)
+        return self.forward(x), list(getattr(self.model, "aux_logits", None) or [])
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Train on one batch: ``x`` ready for the model (standardized, augmented, in its
+        memory format), ``y`` its labels (``(k, B, ...)`` and ``(k, B)`` for a fold stack)."""
+        with autocast(self.device, self.precision):
+            out, aux = self._logits(x)
+            loss = batch_loss(out, y, self.smoothing)
+            full = loss
+            if self.aux_weight and aux:
+                aux_losses = [batch_loss(a, y, self.smoothing) for a in aux]
+                full = loss + self.aux_weight * torch.stack(aux_losses).sum(0)
+        self.opt.zero_grad(set_to_none=True)
+        if self.folds is not None:
+            full = full.sum()
+        (full if self.amp is None else self.amp.scale(full)).backward()
+        self._after_backward(loss)
+        if self.grad_clip:
+            if self.amp is not None:
+                self.amp.unscale_(self.opt)
+            if self.folds is not None:
+                clip_per_fold(self.params, self.grad_clip)
+            else:
+                torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        if self.amp is None:
+            self.opt.step()
+        else:
+            self.amp.step(self.opt)
+            self.amp.update()
+        self._after_step()
+        if self.sched is not None:
+            self.sched.step()
+        self.total.add_(loss.detach(), alpha=y.shape[-1])
+        self.correct.add_((out.detach().argmax(-1) == y).sum(-1))
+
+    def _after_backward(self, loss: torch.Tensor) -> None:
+        if self.folds is not None and self.hooks:
+            losses = loss.detach()
+            for hook in self.hooks:
+                hook.after_backward_folds(self.folds, losses)
+        elif self.model is not None:
+            for hook in self.hooks:
+                hook.after_backward(self.model, loss)
+
+    def _after_step(self) -> None:
+        for hook in self.hooks:
+            if self.folds is not None:
+                hook.after_step_folds(self.folds)
+            elif self.model is not None:
+                hook.after_step(self.model)
