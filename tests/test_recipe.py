@@ -218,3 +218,45 @@ def test_lr_find_cli_bad_rule_exits_2(capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(NasdepthError):
         find_lr(MLP, load_data("sklearn:digits"), rule="steep")
 
+
+
+# --- the report ----------------------------------------------------------------------------
+
+def test_report_compares_each_depth_at_its_own_recipe(tmp_path: Path) -> None:
+    """lr: auto with a patience-capped budget: the best-per-depth table shows each winner's
+    lr (its range test's pick), the trials table the recipe, and the report draws the sweeps
+    and says whether the winners were still improving at the cap."""
+    from nasdepth.report import collect, write_report
+    from nasdepth.report import tables as T
+
+    space = {**TINY_SPACE, "depth": {"choices": [1, 2]}, "block": "plain", "skip": False}
+    path = write_study(tmp_path, space=space, sampler="grid",
+                       training={"epochs": 2, "patience": 1, "batch_size": 128, "lr": "auto"})
+    st = run_study(path, progress=False, probes=False)
+    tables = collect(st)
+    best = T.best_per_depth(tables)
+    assert list(best["depth"]) == [1, 2]
+    for _, row in best.iterrows():
+        found = tables.lr_finds[int(row["trial"])]
+        assert row["lr"] == found["lr"]
+        assert row["still_improving"] in (True, False)  # known: patience is on
+    assert set(T.RECIPE_COLUMNS) <= set(tables.trials.columns)
+    assert tables.trials["lr_auto"].all()
+    out = tmp_path / "report"
+    write_report(st, out, baselines=False)
+    assert (out / "lr_find.png").is_file()
+    html = (out / "index.html").read_text()
+    assert "Each depth is compared at its own recipe" in html or "trained at learning rate" \
+        in html
+    csv = (out / "trials.csv").read_text().splitlines()[0]
+    assert "lr" in csv.split(",") and "still_improving" in csv.split(",")
+
+
+def test_still_improving_reads_patience_and_the_cap() -> None:
+    from nasdepth.report.tables import still_improving
+
+    training = {"epochs": 5, "patience": 2}
+    assert still_improving([{"epochs": 5, "stopped_early": False}], training) is True
+    assert still_improving([{"epochs": 3, "stopped_early": True}], training) is False
+    assert still_improving([{"epochs": 5, "stopped_early": False}],
+                           {"epochs": 5, "patience": 0}) is None
