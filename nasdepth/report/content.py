@@ -190,6 +190,11 @@ def recipe_blocks(st: T.StudyTables, best_tab: pd.DataFrame) -> list[Block]:
     if curves:
         _add(out, image(F.lr_find_figure(curves), "lr_find.png",
                         "Learning-rate range tests of the best candidate at each depth"))
+        share = T.lr_find_share(st)
+        if share is not None:
+            out.append(Para(f"The range tests took {100 * share:.1f}% of the complete "
+                            "candidates' time (their sweeps over their CV and range test).",
+                            "note"))
     flags = best_tab["still_improving"] if "still_improving" in best_tab else pd.Series()
     still = best_tab[flags.fillna(False).astype(bool)] if len(flags) else best_tab.iloc[:0]
     if len(still):

@@ -48,6 +48,8 @@ class StudyTables:
     values: dict[int, list[float]] = field(default_factory=dict)
     #: trial number -> its learning-rate range test (``LRFinding.to_dict()``), where it ran
     lr_finds: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: trials that copied an earlier twin's results (same parameters) instead of training
+    duplicates: set[int] = field(default_factory=set)
 
     @property
     def complete(self) -> pd.DataFrame:
@@ -158,8 +160,11 @@ def collect(study: optuna.Study) -> StudyTables:
     probes: dict[int, Any] = {}
     values: dict[int, list[float]] = {}
     lr_finds: dict[int, dict[str, Any]] = {}
+    duplicates: set[int] = set()
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
+        if attrs.get("duplicate_of") is not None:
+            duplicates.add(t.number)
         training = attrs.get("training") if isinstance(attrs.get("training"), dict) else None
         if isinstance(attrs.get("lr_find"), dict):
             lr_finds[t.number] = attrs["lr_find"]
@@ -211,7 +216,7 @@ def collect(study: optuna.Study) -> StudyTables:
                        directions=directions, config=config,
                        data=dict(study.user_attrs.get("data", {})), trials=trials,
                        folds=folds_df, diagnoses=diagnoses, probes=probes, values=values,
-                       lr_finds=lr_finds)
+                       lr_finds=lr_finds, duplicates=duplicates)
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -278,6 +283,18 @@ def best_per_depth(st: StudyTables) -> pd.DataFrame:
     counts = done.groupby("depth")["trial"].nunique()
     best = best.assign(candidates=best["depth"].map(counts).astype(int))
     return best[cols].reset_index(drop=True)
+
+
+def lr_find_share(st: StudyTables) -> float | None:
+    """Seconds of the complete trials' range tests over those trials' total seconds (None
+    without range tests)."""
+    ran = [n for n in st.lr_finds if n not in st.duplicates]  # twins copied, did not run
+    done = st.scored[st.scored["trial"].isin(ran)]
+    seconds = done["seconds"].astype(float)
+    if done.empty or not np.isfinite(seconds).all() or seconds.sum() <= 0:
+        return None
+    tests = sum(float(st.lr_finds[int(n)].get("seconds") or 0.0) for n in done["trial"])
+    return tests / float(seconds.sum())
 
 
 def lr_curves(st: StudyTables, trials: list[int]) -> dict[str, dict[str, Any]]:
