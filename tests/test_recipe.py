@@ -260,3 +260,15 @@ def test_still_improving_reads_patience_and_the_cap() -> None:
     assert still_improving([{"epochs": 3, "stopped_early": True}], training) is False
     assert still_improving([{"epochs": 5, "stopped_early": False}],
                            {"epochs": 5, "patience": 0}) is None
+
+
+def test_sweep_takes_lr_auto() -> None:
+    import argparse
+
+    from nasdepth.cli import build_parser
+    from nasdepth.cli.sweep import sweep_study
+
+    argv = ["sweep", "--data", "sklearn:digits", "--depth", "2,4", "--lr", "auto"]
+    args = build_parser(argv).parse_args(argv)
+    assert isinstance(args, argparse.Namespace)
+    assert sweep_study(args)["training"]["lr"] == "auto"

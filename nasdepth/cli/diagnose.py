@@ -88,6 +88,13 @@ def _trial_arch(args: argparse.Namespace) -> tuple[ArchConfig, Any, Dataset]:
     if "arch" not in attrs:
         raise ConfigError(args.study, "--trial", args.trial, "a trial with a stored 'arch'")
     data = load_data(cfg.data, source=str(cfg.path))
+    if isinstance(attrs.get("training"), dict):  # the recipe this trial trained with
+        from dataclasses import replace
+
+        from nasdepth.train import TrainConfig
+
+        trained = TrainConfig.from_dict(attrs["training"], f"trial {args.trial}")
+        cfg = replace(cfg, training=replace(trained, lr_auto=False))  # its range test's lr
     return ArchConfig.from_dict(attrs["arch"], source=f"trial {args.trial}"), cfg, data
 
 
