@@ -36,6 +36,7 @@ from sklearn.datasets import make_classification
 
 from nasdepth.arch import ArchConfig
 from nasdepth.data import Dataset, from_arrays, load_data
+from nasdepth.diagnosis.groundtruth import long_range, rnn
 from nasdepth.probes import ProbeHook
 from nasdepth.train import TrainConfig, cross_validate
 
@@ -46,11 +47,21 @@ def workloads() -> list[tuple[str, ArchConfig, Dataset, TrainConfig]]:
     mlp_data = from_arrays(x.astype(np.float32), y, name="synthetic:6000x64")
     mlp = ArchConfig.from_dict({"stages": [{"block": "plain", "depth": 8, "width": 128}]})
     cnn = ArchConfig.from_dict({"stages": [{"block": "residual", "depth": 2, "width": 32}]})
+    lstm = ArchConfig.from_dict({"stages": [{"block": "lstm", "depth": 2, "width": 32,
+                                             "norm": "layer"}], "stem": []})
+    tanh_rnn = rnn("rnn", 32)
     return [
         ("MLP 8x128, 6000x64, bs64", mlp, mlp_data, TrainConfig(epochs=2, batch_size=64)),
         ("MLP 8x128, 6000x64, bs256", mlp, mlp_data, TrainConfig(epochs=4, batch_size=256)),
         ("residual CNN w32, digits, bs64", cnn, load_data("sklearn:digits"),
          TrainConfig(epochs=2, batch_size=64)),
+        # recurrent models: the probes add the gradient through time (one chunked forward
+        # and backward of the probe batch per epoch, see nasdepth.probes.time)
+        ("LSTM 2x32, mnist1d 1000x1x40, bs64", lstm,
+         load_data({"source": "mnist1d", "n_samples": 1250}), TrainConfig(epochs=2,
+                                                                          batch_size=64)),
+        ("tanh RNN w32, 600x1x100, bs32", tanh_rnn, long_range(0), TrainConfig(epochs=2,
+                                                                                batch_size=32)),
     ]
 
 

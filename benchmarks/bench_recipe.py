@@ -36,6 +36,7 @@ import torch  # noqa: E402
 
 from nasdepth.report.tables import best_per_depth, collect, recommend_depth  # noqa: E402
 from nasdepth.study import open_study, run_study, run_worker  # noqa: E402
+from nasdepth.study.record import read_record  # noqa: E402
 from nasdepth.study.study_file import load_study, study_from_dict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,16 +138,17 @@ def quickstart_cost(folder: Path, trials: int) -> None:
     print(f"\n== quickstart study with lr: auto ({trials} trials, probes on, {wall:.0f} s) ==")
     print(" trial  depth  width     block   steps  lr       test s   trial s   share")
     for t in st.trials:
-        found = t.user_attrs.get("lr_find")
-        if t.state.name != "COMPLETE" or not found or t.user_attrs.get("duplicate_of") \
-                is not None:
+        rec = read_record(t)
+        found = rec.lr_find
+        if t.state.name != "COMPLETE" or not found or rec.duplicate_of is not None:
             continue
-        s = t.user_attrs.get("summary", {})
-        share = found["seconds"] / t.user_attrs["wall_time"]
+        s = rec.summary
+        wall = float(rec.timings["wall_time"])
+        share = found["seconds"] / wall
         shares.append(share)
         print(f"{t.number:>6} {s.get('depth'):>6} {s.get('width'):>6} {s.get('block'):>9} "
               f"{len(found['lrs']):>7}  {found['lr']:<8.2g} {found['seconds']:>6.2f} "
-              f"{t.user_attrs['wall_time']:>9.2f} {100 * share:>6.1f}%")
+              f"{wall:>9.2f} {100 * share:>6.1f}%")
     if shares:
         print(f"range test / trial time: median {100 * statistics.median(shares):.1f}%, "
               f"max {100 * max(shares):.1f}% (the first trial also pays the process's "

@@ -14,6 +14,7 @@ _EXPORTS = {
     "ArchConfig": "nasdepth.arch",
     "StageConfig": "nasdepth.arch",
     "build_model": "nasdepth.arch",
+    "load_weights": "nasdepth.arch",
     "Dataset": "nasdepth.data",
     "load_data": "nasdepth.data",
     "Diagnosis": "nasdepth.diagnosis",
@@ -26,6 +27,8 @@ _EXPORTS = {
     "CVResult": "nasdepth.train",
     "TrainConfig": "nasdepth.train",
     "cross_validate": "nasdepth.train",
+    "export_model": "nasdepth.export",
+    "load_model": "nasdepth.export",
     "LRFinding": "nasdepth.train.lr_find",
     "find_lr": "nasdepth.train.lr_find",
 }
@@ -33,22 +36,30 @@ _EXPORTS = {
 __all__ = [
     "ArchConfig", "CVResult", "ConfigError", "Dataset", "NasdepthError", "StageConfig",
     "TrainConfig", "build_model", "cross_validate", "load_data",
-    "Diagnosis", "Probe", "ProbeHook", "Trace", "diagnose",
-    "LRFinding", "find_lr",
+    "Diagnosis", "Probe", "ProbeHook", "Trace", "diagnose", "export_model", "load_model",
+    "load_weights", "LRFinding", "find_lr",
 ]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads them
-    from nasdepth.arch import ArchConfig, StageConfig, build_model
+    from nasdepth.arch import ArchConfig, StageConfig, build_model, load_weights
     from nasdepth.data import Dataset, load_data
     from nasdepth.diagnosis import Diagnosis, diagnose
     from nasdepth.errors import ConfigError, NasdepthError
+    from nasdepth.export import export_model, load_model
     from nasdepth.probes import Probe, ProbeHook, Trace
     from nasdepth.train import CVResult, TrainConfig, cross_validate
     from nasdepth.train.lr_find import LRFinding, find_lr
 
 
+#: the parts, reachable as attributes (``nasdepth.study.run_study``) after ``import nasdepth``
+_PARTS = ("arch", "cli", "data", "diagnosis", "errors", "probes", "report", "space", "study",
+          "train")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _PARTS:
+        return importlib.import_module(f"nasdepth.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'nasdepth' has no attribute {name!r}")

@@ -30,6 +30,7 @@ from nasdepth.cli import main as cli_main
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
 
 SHAPES = {"flat": (20,), "1d": (3, 16), "2d": (3, 8, 8)}
+RANKS = {"flat": 0, "1d": 1, "2d": 2}
 CLASSES = 5
 
 
@@ -54,13 +55,21 @@ def blocks_of(model: nn.Module) -> list[Block]:
     return [m for m in model.modules() if isinstance(m, Block)]
 
 
+def allows(block: str, rank: str) -> bool:
+    """Does ``block`` run on inputs of ``rank`` (its declared ranks; conv-only blocks not on
+    flat data)?"""
+    cls = BLOCKS[block]
+    return RANKS[rank] in cls.ranks and not (cls.conv_only and rank == "flat")
+
+
 # every block x skip x norm x input rank it allows (conv-only blocks on flat data: see
-# test_conv_block_on_flat_data_is_a_config_error)
+# test_conv_block_on_flat_data_is_a_config_error; sequence blocks on flat or 2-D data:
+# test_block_on_a_rank_it_does_not_take_is_a_config_error)
 MATRIX = [
     pytest.param(block, skip, norm, rank,
                  id=f"{block}-{'skip' if skip else 'noskip'}-{norm}-{rank}")
     for block in sorted(BLOCKS) for skip in (True, False) for norm in NORMS for rank in SHAPES
-    if not (BLOCKS[block].conv_only and rank == "flat")
+    if allows(block, rank)
 ]
 
 
@@ -321,6 +330,17 @@ def test_conv_block_on_flat_data_is_a_config_error(block: str) -> None:
         build_model(two_stage(block), SHAPES["flat"], CLASSES)
     assert isinstance(err.value, NasdepthError) and "flat" in str(err.value)
     assert "plain, residual" in str(err.value)
+
+
+@pytest.mark.parametrize(("block", "rank"), [
+    (b, r) for b in sorted(BLOCKS) for r in SHAPES if RANKS[r] not in BLOCKS[b].ranks])
+def test_block_on_a_rank_it_does_not_take_is_a_config_error(block: str, rank: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_model(two_stage(block), SHAPES[rank], CLASSES)
+    msg = str(err.value)
+    assert "The 'block' value in the architecture must be one of" in msg
+    assert f"runs on 1-D (N, C, L) inputs only). Got '{block}'." in msg
+    assert "residual" in msg and block not in msg.split("must be")[1].split("(")[0]
 
 
 def test_impossible_cardinality_is_a_config_error() -> None:

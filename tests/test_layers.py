@@ -16,6 +16,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,8 +24,8 @@ import nasdepth
 
 PACKAGE = Path(nasdepth.__file__).parent
 ROOT = PACKAGE.parent
-LAYERS = {"errors": 0, "arch": 1, "data": 1, "train": 2, "probes": 3, "diagnosis": 4,
-          "space": 5, "study": 6, "export": 7, "report": 8, "cli": 9}
+LAYERS = {"errors": 0, "redact": 0, "yamlfile": 1, "arch": 1, "data": 1, "train": 2,
+          "probes": 3, "diagnosis": 4, "space": 5, "study": 6, "export": 7, "report": 8, "cli": 9}
 TOP = 10  # ``nasdepth`` itself (the lazy facade) and ``__main__``
 HEAVY = ("torch", "optuna", "sklearn", "pandas", "seaborn", "matplotlib")
 #: the one cycle left, inside one package: ``ArchConfig.summary`` asks the block registry for
@@ -60,6 +61,19 @@ def _imports(path: Path) -> list[tuple[str, int]]:
             continue
         found += [(n, node.lineno) for n in names if n.split(".")[0] == "nasdepth"]
     return found
+
+
+def _python(code: str) -> tuple[subprocess.CompletedProcess, Any]:
+    """Run ``code`` in a fresh interpreter (nothing imported yet); it prints one JSON line,
+    last, on stderr (stdout is the command line's)."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert lines, proc
+    try:
+        return proc, json.loads(lines[-1])
+    except json.JSONDecodeError:
+        raise AssertionError(proc.stderr) from None
 
 
 def _layer(module: str) -> tuple[int, str]:
@@ -138,11 +152,9 @@ def test_lower_layers_load_no_higher_layer() -> None:
         "    importlib.import_module('nasdepth.' + part)\n"
         "    out[part] = sorted({m.split('.')[1] for m in sys.modules\n"
         "                        if m.startswith('nasdepth.') and m != 'nasdepth.__main__'})\n"
-        "print(json.dumps(out))\n"
+        "print(json.dumps(out), file=sys.stderr)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120, check=True)
-    loaded = json.loads(proc.stdout)
+    _, loaded = _python(code)
     for part, parts in loaded.items():
         above = [p for p in parts if LAYERS[p] > LAYERS[part]]
         assert not above, f"importing nasdepth.{part} loads nasdepth.{above}"
@@ -169,19 +181,18 @@ def test_the_lazy_top_level_keeps_every_public_name() -> None:
         "import nasdepth\n"
         "before = 'torch' in sys.modules\n"
         "listed = [n for n in nasdepth.__all__ if n in dir(nasdepth)]\n"
+        "part = nasdepth.errors.__name__  # a part loads on first use too\n"
         "from nasdepth import *  # noqa\n"
         "from nasdepth import diagnose, cross_validate\n"
-        "import nasdepth.diagnosis, nasdepth.train\n"
-        "same = [diagnose is nasdepth.diagnosis.diagnose,\n"
+        "same = [diagnose is nasdepth.diagnosis.diagnose,  # parts load as attributes\n"
         "        cross_validate is nasdepth.train.cross_validate]\n"
         "print(json.dumps({'torch_before': before, 'listed': listed, 'same': same,\n"
-        "                  'all': nasdepth.__all__}))\n"
+        "                  'all': nasdepth.__all__, 'part': part}), file=sys.stderr)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120, check=True)
-    out = json.loads(proc.stdout)
+    _, out = _python(code)
     assert not out["torch_before"]  # ``import nasdepth`` alone imports no torch
     assert out["listed"] == out["all"] and out["same"] == [True, True]
+    assert out["part"] == "nasdepth.errors"
     assert out["all"] == nasdepth.__all__
     for name in nasdepth.__all__:
         assert getattr(nasdepth, name) is not None
@@ -202,9 +213,7 @@ def test_the_cli_answers_without_heavy_imports(argv: list[str]) -> None:
         f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "print(json.dumps({'code': code, 'heavy': heavy}), file=sys.stderr)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
-    out = json.loads(proc.stderr.strip().splitlines()[-1])
+    proc, out = _python(code)
     assert out["heavy"] == [], (argv, out)
     assert out["code"] == (0 if "--help" in argv else 2), proc.stderr
     if "--help" in argv:
@@ -214,3 +223,14 @@ def test_the_cli_answers_without_heavy_imports(argv: list[str]) -> None:
                 assert command in proc.stdout
     else:
         assert "missing.yaml" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_layout_table_lists_every_module() -> None:
+    text = (ROOT / "docs" / "layout.md").read_text()
+    rows = [line.split("|")[1].strip().strip("`") for line in text.splitlines()
+            if line.startswith("| `")]
+    listed = {r if r.startswith("nasdepth/") else f"nasdepth/{r}" for r in rows}
+    files = {str(p.relative_to(ROOT)) for p in MODULES.values()}
+    modules = {f for f in files if not f.endswith("/__init__.py") or f == "nasdepth/__init__.py"}
+    assert not modules - listed, f"add to docs/layout.md: {sorted(modules - listed)}"
+    assert not listed - files, f"no such module (docs/layout.md): {sorted(listed - files)}"

@@ -2,7 +2,7 @@
 (parameters within 0.5%, FLOPs within 2% at 3x224x224 / 1000 classes), with small-input
 variants that run on 8x8 and 32x32 data.
 
-Counting happens on the meta device (shapes only): FlopCounterMode needs no arithmetic, so the
+Counting happens on the meta device (shapes only): the FLOP rules need no arithmetic, so the
 whole table costs seconds rather than minutes on a busy CPU, and no weights are ever loaded.
 """
 

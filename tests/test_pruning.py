@@ -8,6 +8,7 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from nasdepth.study import open_study, run_study
+from nasdepth.study.record import read_record
 from nasdepth.study.study_file import load_study
 from tests.conftest import write_study
 
@@ -47,10 +48,12 @@ def test_median_pruner_stops_poor_candidates_and_keeps_their_finished_folds(
     for t in good:  # every epoch of every fold reported at a unique, increasing step
         assert sorted(t.intermediate_values) == list(range(FOLDS * EPOCHS))
     for t in poor:
-        assert t.state == TrialState.PRUNED, t.user_attrs
-        assert t.user_attrs["pruned_at"] == {"fold": 1, "epoch": 0, "step": EPOCHS}
+        rec = read_record(t)
+        assert t.state == TrialState.PRUNED, rec
+        assert rec.state == "pruned" and rec.reason == "pruned at fold 1, epoch 0"
+        assert rec.pruned_at == {"fold": 1, "epoch": 0, "step": EPOCHS}
         assert max(t.intermediate_values) == EPOCHS < FOLDS * EPOCHS - 1
-        assert [f["fold"] for f in t.user_attrs["cv_folds"]] == [0]  # the finished fold kept
+        assert [f["fold"] for f in rec.cv_folds] == [0]  # the finished fold kept
 
 
 def test_wilcoxon_pruner_sees_one_score_per_fold(tmp_path: Path) -> None:
@@ -60,5 +63,5 @@ def test_wilcoxon_pruner_sees_one_score_per_fold(tmp_path: Path) -> None:
     study = run_study(path, trials=1, progress=False, probes=False)
     t = study.trials[0]
     assert t.state == TrialState.COMPLETE
-    scores = [f["val_accuracy"] for f in t.user_attrs["cv_folds"]]
+    scores = [f["val_accuracy"] for f in read_record(t).cv_folds]
     assert t.intermediate_values == dict(enumerate(scores))

@@ -17,6 +17,7 @@ from nasdepth.data import Dataset
 from nasdepth.errors import ConfigError, NasdepthError
 from nasdepth.space import SearchSpace
 from nasdepth.study import load_study, run_study
+from nasdepth.study.record import read_record
 from nasdepth.train.lr_find import choose, find_lr, sweep_steps
 from tests.conftest import TINY_SPACE, write_study
 
@@ -92,7 +93,7 @@ def test_trials_train_at_the_sampled_lr(tmp_path: Path, monkeypatch: pytest.Monk
     lrs = [t.params["lr"] for t in trials]
     for t in trials:
         assert 1e-4 <= t.params["lr"] <= 0.1
-        assert t.user_attrs["training"]["lr"] == t.params["lr"]
+        assert read_record(t).training["lr"] == t.params["lr"]
     assert set(built) == set(lrs)  # every optimizer at a sampled lr, none at the study's 0.01
     assert lrs[0] != lrs[1]
 
@@ -198,10 +199,11 @@ def test_lr_auto_in_a_study_stores_curve_and_choice(tmp_path: Path) -> None:
     path = write_study(tmp_path, training={"epochs": 1, "batch_size": 128, "lr": "auto"})
     st = run_study(path, progress=False, probes=False)
     for t in st.trials:
-        found = t.user_attrs["lr_find"]
-        assert len(found["lrs"]) == len(found["losses"]) >= 10
-        assert t.user_attrs["training"]["lr"] == found["lr"]
-        assert t.user_attrs["training"]["lr_auto"] is True
+        rec = read_record(t)
+        found = rec.lr_find
+        assert found is not None and len(found["lrs"]) == len(found["losses"]) >= 10
+        assert rec.training["lr"] == found["lr"]
+        assert rec.training["lr_auto"] is True
 
 
 def test_lr_find_cli_prints_the_choice(capsys: pytest.CaptureFixture[str]) -> None:

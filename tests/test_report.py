@@ -23,6 +23,8 @@ from nasdepth.report import collect, corrected_resampled_ttest, one_se_rule, wri
 from nasdepth.report import tables as T
 from nasdepth.report.stats import pareto_mask
 from nasdepth.study import make_storage, run_study
+from nasdepth.study.record import RECORD_KEY, TrialRecord, read_record, write_record
+from nasdepth.study.study_file import load_study
 from tests.conftest import write_study
 
 EVIL = "<script>alert(1)</script>"
@@ -39,14 +41,16 @@ SPACE = {
 def _partial_trials(study: optuna.Study) -> None:
     """Leave the study as a live one looks mid-run: one trial still running, one failed with
     its reason, one pruned after its first fold (the fold of a real trial)."""
-    real = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))[0]
+    real = read_record(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))[0])
     study.ask()  # RUNNING
     failed = study.ask()
-    failed.set_user_attr("fail_reason", f"non-finite loss at fold 0, epoch 1 {EVIL}")
+    write_record(failed, TrialRecord(number=failed.number, state="failed",
+                                     reason=f"non-finite loss at fold 0, epoch 1 {EVIL}"))
     study.tell(failed, state=optuna.trial.TrialState.FAIL)
     pruned = study.ask()
-    pruned.set_user_attr("summary", real.user_attrs["summary"])
-    pruned.set_user_attr("cv_folds", real.user_attrs["cv_folds"][:1])
+    write_record(pruned, TrialRecord(number=pruned.number, state="pruned",
+                                     summary=real.summary, cv_folds=real.cv_folds[:1],
+                                     pruned_at={"fold": 1, "epoch": 0, "step": 1}))
     study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
 
 
@@ -60,10 +64,15 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                        training={"epochs": 1, "batch_size": 64, "lr": 0.01},
                        budget={"trials": 4})
     raw = yaml.safe_load(path.read_text())
-    raw["name"] = EVIL
     raw["storage"] = str(folder / "report.journal")
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    study = run_study(path, progress=False)
+    run_study(path, progress=False)
+    # named like an attack: nasdepth refuses such a name, another tool may store one, and the
+    # report must escape it
+    storage = make_storage(raw["storage"])
+    optuna.copy_study(from_study_name="report_tiny", from_storage=storage, to_storage=storage,
+                      to_study_name=EVIL)
+    study = optuna.load_study(study_name=EVIL, storage=storage)
     _partial_trials(study)
     out = folder / "out"
     index = write_report(study, out)
@@ -245,7 +254,7 @@ def test_cli_report_rebuilds_from_the_storage(built: dict[str, Any],
     # the same study in another kind of storage (SQLite through Optuna's RDB storage)
     url = f"sqlite:///{built['folder'] / 'copy.db'}"
     optuna.copy_study(from_study_name=EVIL, from_storage=make_storage(raw_storage(built)),
-                      to_storage=url)
+                      to_storage=url, to_study_name="report_tiny")  # the study file's name
     out = built["folder"] / "rebuilt"
     assert main(["report", str(built["path"]), "--storage", url, "--out", str(out),
                  "--no-baselines"]) == 0
@@ -260,8 +269,8 @@ def test_cli_report_rebuilds_from_the_storage(built: dict[str, Any],
 
 def test_stored_diagnoses_are_counted_and_listed(built: dict[str, Any]) -> None:
     """The study's own trials carry a probe summary and a diagnosis (probes run by default)."""
-    stored = {t.number: t.user_attrs["diagnosis"]["verdict"] for t in built["study"].trials
-              if "diagnosis" in t.user_attrs}
+    stored = {t.number: read_record(t).verdict for t in built["study"].trials
+              if read_record(t).diagnosis}
     table = pd.read_csv(built["out"] / "diagnoses.csv")
     assert dict(zip(table["trial"], table["verdict"], strict=True)) == stored
     md = (built["out"] / "report.md").read_text()
@@ -287,7 +296,10 @@ def _copy_study(src: optuna.Study, directions: list[str], name: str,
     for key, value in src.user_attrs.items():
         dst.set_user_attr(key, value)
     for t in src.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
-        attrs = {**t.user_attrs, **(extra(t) if extra else {})}
+        rec = read_record(t)
+        for name, value in (extra(t) if extra else {}).items():
+            setattr(rec, name, value)
+        attrs = {**t.user_attrs, RECORD_KEY: rec.to_dict()}
         dst.add_trial(optuna.trial.create_trial(
             params=t.params, distributions=t.distributions, values=values(t),
             user_attrs=attrs))
@@ -298,7 +310,7 @@ def test_multi_objective_study_shows_the_pareto_front(built: dict[str, Any],
                                                       tmp_path: Path) -> None:
     src = built["study"]
     multi = _copy_study(src, ["maximize", "minimize"], "multi",
-                        lambda t: [t.value, t.user_attrs["summary"]["params"]])
+                        lambda t: [t.value, read_record(t).summary["params"]])
     index = write_report(multi, tmp_path, baselines=False)
     page = index.read_text()
     assert "Pareto-optimal trials" in page
@@ -309,28 +321,23 @@ def test_multi_objective_study_shows_the_pareto_front(built: dict[str, Any],
 
 
 def test_diagnoses_section_from_stored_diagnoses(built: dict[str, Any], tmp_path: Path) -> None:
-    """The ``diagnosis`` and ``probe_summary`` attributes in their contract's shape."""
+    """Stored diagnoses of every verdict kind render with their evidence: the study's own
+    per-epoch trace summary (odd trials) or, for records without one, the compact per-block
+    profile of the probe summary (even trials)."""
     src = built["study"]
-    # a real per-epoch trace (probes on a 3-block MLP, iris, 2 folds x 3 epochs) for the
-    # trace-shaped summary; the compact per-block profile for the others
-    from nasdepth import ArchConfig, cross_validate, load_data
-    from nasdepth.probes import probe_hook
-
-    arch = ArchConfig.from_dict({"stages": [{"block": "plain", "depth": 3, "width": 8}]})
-    trace = cross_validate(arch, load_data("sklearn:iris"), folds=2, epochs=3,
-                           hooks=[probe_hook()]).traces[0]
     compact = {"folds": 2, "blocks": 3, "signals": {"skill_last": 0.01},
                "grad_rms_last_epoch": [1e-7, 1e-4, 1e-2]}
 
     def extra(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
         verdict = "data_limited_plateau" if t.number % 2 else "vanishing_gradients"
+        assert read_record(t).trace_summary  # the real study's probes
         return {"diagnosis": {
             "verdict": verdict, "confidence": 0.8,
             "evidence": [{"signal": "grad_depth_log10", "value": -5.2, "threshold": -3,
                           "meaning": f"first block gets 1e-5 of the last {EVIL}"}],
             "advice": ["add skip connections or normalization"],
             "controls": {"shuffled": {"val_accuracy": 0.1}}},
-            "probe_summary": {"trace": trace} if t.number % 2 else compact}
+            **({} if t.number % 2 else {"probe_summary": compact, "trace_summary": None})}
 
     diag = _copy_study(src, ["maximize"], "diag", lambda t: [t.value], extra)
     index = write_report(diag, tmp_path, baselines=False)
@@ -465,3 +472,53 @@ def test_importances_rank_the_parameter_that_matters() -> None:
     few.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     empty, why = T.importance_table(few)
     assert empty.empty and "at least 5 complete trials" in why
+
+
+#: a space where deep sigmoid nets without normalization stall: the probes have something to
+#: show (vanishing gradients) beside shallow candidates
+STALL_SPACE = {
+    "name": "stall", "stages": 1, "depth": {"type": "categorical", "choices": [1, 10]},
+    "width": {"type": "categorical", "choices": [4, 8]},
+    "block": {"type": "categorical", "choices": ["plain", "residual"]},
+    "skip": {"type": "categorical", "choices": [True, False]},
+    "activation": "sigmoid", "norm": "none",
+}
+
+
+def test_report_of_a_real_study_with_probes_renders_every_section(tmp_path: Path) -> None:
+    """A real study (6 trials, probes on) rebuilt from its storage: every section with data
+    shows its figure, and every stalled trial its per-epoch evidence from its record."""
+    path = write_study(tmp_path, name="stall", space=STALL_SPACE,
+                       data={"source": "sklearn:digits", "limit": 300}, cv={"folds": 2},
+                       training={"epochs": 2, "batch_size": 32, "lr": 0.01},
+                       budget={"trials": 6}, sampler="random")
+    run_study(path, progress=False)
+    cfg = load_study(path)
+    study = optuna.load_study(study_name="stall", storage=make_storage(cfg.storage_url))
+    out = tmp_path / "out"
+    write_report(study, out)
+    md = (out / "report.md").read_text()
+    st = collect(study)
+    images = {p.name for p in out.glob("*.png")}
+    assert {"depth.png", "one_se.png", "gap.png", "width_depth.png", "pareto.png",
+            "history.png", "verdicts.png", "importances.png"} <= images
+    for heading in ("Summary", "Depth", "Width", "Blocks and skip connections", "Cost",
+                    "Baselines", "What matters", "Diagnoses",
+                    "Looks like vanishing gradients, but is data-limited",
+                    "Failed and pruned trials"):
+        assert f"\n## {heading}\n" in md, heading
+    assert "Best candidates (cross-validated on the same folds)" in md
+    assert "Baselines on the study's folds" in md
+    # a section without data says so, one with data draws it
+    assert ("skip.png" in images) == (not T.skip_table(st.folds)["on_minus_off"].dropna().empty)
+    assert ("blocks.png" in images) == (not T.block_table(st).empty)
+    # the evidence figure of every stalled trial comes from its record's per-epoch series
+    stalled = [n for n, d in st.diagnoses.items() if d["verdict"] != "healthy"]
+    assert stalled and "vanishing_gradients" in {st.diagnoses[n]["verdict"] for n in stalled}
+    for n in stalled:
+        assert f"evidence_trial{n}.png" in images
+        assert f"![Trial {n}: probe evidence](evidence_trial{n}.png)" in md
+        trace = st.traces[n]
+        assert len(trace["epochs"]) == 2 and trace["folds"] == 2
+    diagnosed = pd.read_csv(out / "diagnoses.csv")
+    assert sorted(diagnosed["trial"]) == sorted(read_record(t).number for t in study.trials)

@@ -224,7 +224,8 @@ def test_cli_check_prints_parameters_and_size(capsys: pytest.CaptureFixture[str]
     assert main(["spaces", "check", str(ROOT / "search_spaces" / "quickstart.yaml"),
                  str(ROOT / "search_spaces" / "tabular_mlp.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "84 distinct architectures" in out  # 7 depths x 3 widths x 2 blocks x 2 skips
+    # 7 depths x 3 widths x 2 blocks x 2 skips x 2 norms x 2 activations
+    assert "336 distinct architectures" in out
     assert "depth" in out and "2 .. 8" in out
     assert "tabular_mlp" in out and "sampled architectures build" in out
 

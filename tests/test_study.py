@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 import nasdepth.study.objective as objective_module
 from nasdepth.cli import main
 from nasdepth.study import make_storage, run_study
+from nasdepth.study.record import RECORD_KEY, RECORD_VERSION, TrialRecord, read_record
 from nasdepth.study.study_file import load_study
 from tests.conftest import TINY_SPACE, write_study
 
@@ -26,10 +27,10 @@ def small_study(folder: Path, **overrides: object) -> Path:
 
 def test_second_run_resumes_and_keeps_trials(tiny_study: Path) -> None:
     first = run_study(tiny_study, trials=2, progress=False)
-    before = {t.number: (t.value, t.user_attrs["arch"]) for t in first.trials}
+    before = {t.number: (t.value, read_record(t).arch) for t in first.trials}
     assert len(before) == 2
     second = run_study(tiny_study, trials=3, progress=False)
-    after = {t.number: (t.value, t.user_attrs["arch"]) for t in second.trials}
+    after = {t.number: (t.value, read_record(t).arch) for t in second.trials}
     assert len(after) == 3
     assert all(after[n] == before[n] for n in before)  # nothing of the first run is lost
     cfg = load_study(tiny_study)
@@ -41,15 +42,27 @@ def test_trial_attributes_rebuild_the_candidate(tiny_study: Path) -> None:
     study = run_study(tiny_study, trials=1, progress=False)
     t = study.trials[0]
     assert t.state == TrialState.COMPLETE
-    folds = t.user_attrs["cv_folds"]
+    rec = read_record(t)
+    assert rec.state == "complete" and rec.reason is None and rec.version == RECORD_VERSION
+    folds = rec.cv_folds
     assert [f["fold"] for f in folds] == [0, 1]
     assert abs(t.value - sum(f["val_accuracy"] for f in folds) / 2) < 1e-12
-    assert t.user_attrs["summary"]["depth"] in (1, 2)
-    assert set(t.user_attrs["versions"]) >= {"torch", "optuna", "sklearn"}
-    for key in ("flops", "wall_time", "device", "seed", "worker", "probe_summary", "diagnosis"):
-        assert key in t.user_attrs, key
-    assert t.user_attrs["flops"] > t.user_attrs["summary"]["params"] > 0
-    assert {"verdict", "confidence", "evidence"} <= set(t.user_attrs["diagnosis"])
+    assert rec.summary["depth"] in (1, 2)
+    assert rec.params == t.params and rec.arch["stages"][0]["width"] == 8
+    assert rec.training["epochs"] == 2 and rec.seed == 0
+    assert set(rec.versions) >= {"torch", "optuna", "sklearn"}
+    assert rec.wall_time is not None and rec.wall_time > 0
+    assert rec.device == "cpu" and rec.worker["pid"] > 0
+    assert rec.costs["flops"] > rec.costs["params"] == rec.summary["params"] > 0
+    assert rec.probe_summary and {"verdict", "confidence", "evidence"} <= set(rec.diagnosis)
+    # the per-epoch series the report's evidence figure draws: a few floats per epoch/block
+    trace = rec.trace_summary
+    assert trace is not None and trace["folds"] == 2 and len(trace["epochs"]) == 2
+    assert all(len(e["grad_rms"]) == len(trace["blocks"]) for e in trace["epochs"])
+    assert all(v is None or v > 0 for e in trace["epochs"] for v in e["grad_rms"])
+    # one record round-trips through JSON; the few flat attributes are for the dashboard
+    assert TrialRecord.from_dict(t.user_attrs[RECORD_KEY]) == rec
+    assert set(t.user_attrs) <= {RECORD_KEY, "reason", "verdict", "duplicate_of", "retry_of"}
 
 
 def test_flops_agree_with_the_arch_package() -> None:
@@ -85,8 +98,8 @@ def test_multi_objective_study_has_a_pareto_front(tmp_path: Path) -> None:
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(done) == 4
     for t in done:
-        assert t.values[1] == t.user_attrs["summary"]["params"]
-        assert t.values[2] == t.user_attrs["flops"]
+        assert t.values[1] == read_record(t).summary["params"]
+        assert t.values[2] == read_record(t).costs["flops"]
     front = study.best_trials
     assert front
     # nothing on the front is dominated by any trial
@@ -99,7 +112,7 @@ def test_constraints_are_recorded_for_the_sampler(tmp_path: Path) -> None:
     path = small_study(tmp_path, constraints={"max_params": 1500})
     study = run_study(path, trials=3, progress=False, probes=False)
     for t in study.trials:
-        params = t.user_attrs["summary"]["params"]
+        params = read_record(t).summary["params"]
         assert t.constraints == {"max_params": params - 1500}
 
 
@@ -109,7 +122,9 @@ def test_nan_loss_is_recorded_as_failed_with_its_reason(tmp_path: Path) -> None:
     study = run_study(path, trials=1, progress=False, probes=False, max_failures=2)
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 2  # stopped after 2 in a row
     for t in study.trials:
-        assert "non-finite" in t.user_attrs["fail_reason"], t.user_attrs["fail_reason"]
+        rec = read_record(t)
+        assert rec.state == "failed" and "non-finite" in str(rec.reason), rec.reason
+        assert "NonFiniteLossError" in rec.errors["traceback"]
 
 
 @pytest.mark.parametrize("error,reason", [
@@ -132,8 +147,8 @@ def test_crashing_trial_is_failed_and_the_study_goes_on(
     study = run_study(small_study(tmp_path), trials=2, progress=False, probes=False)
     states = [t.state for t in study.trials]
     assert states == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
-    assert reason in study.trials[0].user_attrs["fail_reason"]
-    assert "arch" in study.trials[0].user_attrs  # what crashed stays inspectable
+    assert reason in str(read_record(study.trials[0]).reason)
+    assert read_record(study.trials[0]).arch  # what crashed stays inspectable
 
 
 def test_ctrl_c_records_the_trial_and_the_study_resumes(
@@ -158,12 +173,12 @@ def test_ctrl_c_records_the_trial_and_the_study_resumes(
     stored = optuna.load_study(study_name="tiny", storage=make_storage(cfg.storage_url))
     assert [t.state for t in stored.trials] == [TrialState.COMPLETE, TrialState.FAIL]
     interrupted = stored.trials[1]
-    assert interrupted.user_attrs["fail_reason"].startswith("interrupted")
+    assert str(read_record(interrupted).reason).startswith("interrupted")
 
     study = run_study(path, trials=3, progress=False, probes=False)  # resume
     finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(finished) == 3
-    retry = [t for t in study.trials if t.user_attrs.get("retry_of") == interrupted.number]
+    retry = [t for t in study.trials if read_record(t).retry_of == interrupted.number]
     assert len(retry) == 1 and retry[0].params == interrupted.params
     assert retry[0].state == TrialState.COMPLETE
 
@@ -236,6 +251,8 @@ def test_a_repeated_candidate_reuses_its_twin_scores(tmp_path: Path) -> None:
     study.enqueue_trial(params)
     study = run_study(path, trials=2, progress=False, probes=False)
     first, second = study.trials
-    assert second.user_attrs["duplicate_of"] == first.number
+    a, b = read_record(first), read_record(second)
+    assert b.duplicate_of == first.number and a.duplicate_of is None
     assert second.value == first.value
-    assert second.user_attrs["cv_folds"] == first.user_attrs["cv_folds"]
+    assert b.cv_folds == a.cv_folds and b.arch == a.arch and b.costs == a.costs
+    assert b.state == "complete" and b.number == second.number

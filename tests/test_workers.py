@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from nasdepth.study import make_storage, open_study, run_study
 from nasdepth.study.measure import worker_info
+from nasdepth.study.record import TrialRecord, read_record, write_record
 from nasdepth.study.study_file import load_study
 from tests.conftest import write_study
 
@@ -25,7 +26,7 @@ ATTRS = ("arch", "summary", "cv_folds", "flops", "wall_time", "device", "seed", 
          "worker")
 
 
-def _postgres_url() -> str | None:
+def _postgres_user() -> str | None:
     try:
         import psycopg2
     except ImportError:
@@ -34,10 +35,15 @@ def _postgres_url() -> str | None:
         try:
             psycopg2.connect(host="127.0.0.1", port=5432, dbname="test", user=user,
                              connect_timeout=3).close()
-            return f"postgresql://{user}@127.0.0.1:5432/test"
+            return user
         except Exception:
             continue
     return None
+
+
+def _postgres_url() -> str | None:
+    user = _postgres_user()
+    return None if user is None else f"postgresql://{user}@127.0.0.1:5432/test"
 
 
 def _redis_url() -> str | None:
@@ -56,6 +62,27 @@ def pg_url() -> Iterator[str]:
     if url is None:
         pytest.skip("no PostgreSQL server at 127.0.0.1:5432 (database 'test', trust auth)")
     yield url
+
+
+@pytest.fixture
+def fresh_pg_db() -> Iterator[str]:
+    """A new, empty PostgreSQL database (no Optuna tables yet), dropped afterwards."""
+    user = _postgres_user()
+    if user is None:
+        pytest.skip("no PostgreSQL server at 127.0.0.1:5432 (database 'test', trust auth)")
+    import psycopg2
+
+    name = f"nasdepth_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, dbname="test", user=user)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql://{user}@127.0.0.1:5432/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def _study(tmp_path: Path, url: str, *, epochs: int = 1, trials: int = 2, **storage: int
@@ -80,11 +107,12 @@ def _check_finished(study: optuna.Study, budget: int) -> list[optuna.trial.Froze
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
     done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(done) == budget, [(t.number, t.state, t.user_attrs.get("fail_reason"))
-                                 for t in trials]
+    assert len(done) == budget, [(t.number, t.state, read_record(t).reason) for t in trials]
     for t in done:
+        rec = read_record(t)
+        found = {**rec.to_dict(), "flops": rec.costs.get("flops"), "wall_time": rec.wall_time}
         for key in ATTRS:
-            assert key in t.user_attrs, (t.number, key)
+            assert found[key] not in (None, {}, [], ""), (t.number, key)
     return done
 
 
@@ -99,7 +127,7 @@ def test_three_postgres_workers_share_one_study(tmp_path: Path, pg_url: str) -> 
             assert p.returncode == 0, err
         study = optuna.load_study(study_name=name, storage=storage)
         done = _check_finished(study, budget=5)
-        assert all(t.user_attrs["cv_folds"] for t in done)
+        assert all(read_record(t).cv_folds for t in done)
     finally:
         optuna.delete_study(study_name=name, storage=storage)
 
@@ -121,8 +149,8 @@ def test_sigkilled_worker_trial_is_retried_and_nothing_is_lost(tmp_path: Path,
             except KeyError:
                 continue
             running = [t for t in study.get_trials(states=(TrialState.RUNNING,))
-                       if (t.user_attrs.get("worker") or {}).get("pid") == victim.pid
-                       and "arch" in t.user_attrs]
+                       if read_record(t).worker.get("pid") == victim.pid
+                       and read_record(t).arch]
             if running:
                 killed_number = running[0].number
                 os.kill(victim.pid, signal.SIGKILL)
@@ -171,11 +199,95 @@ def test_dead_local_worker_trial_on_a_journal_file_is_retried(tmp_path: Path) ->
     dead.wait()  # a pid that no longer runs: a worker killed mid-trial
     orphan = study.ask()
     cfg.space.suggest(orphan)
-    orphan.set_user_attr("worker", {**worker_info(), "pid": dead.pid})
+    write_record(orphan, TrialRecord(number=orphan.number,
+                                     worker={**worker_info(), "pid": dead.pid}))
     study = run_study(path, progress=False, probes=False)
     trials = study.get_trials()
     assert trials[0].state == TrialState.FAIL
-    assert trials[0].user_attrs["fail_reason"] == f"worker process {dead.pid} died"
-    retry = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    assert read_record(trials[0]).reason == f"worker process {dead.pid} died"
+    assert read_record(trials[0]).state == "failed"
+    retry = [t for t in trials if read_record(t).retry_of == 0]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
     assert retry[0].params == trials[0].params
+
+
+#: a worker that imports everything, says it is ready, and starts the CLI the moment the test
+#: creates the "go" file: the workers then reach the fresh database within a millisecond or so
+LAUNCHER = """
+import sys, time
+from pathlib import Path
+from nasdepth.cli import main
+import nasdepth.study.storage, optuna, sqlalchemy, psycopg2
+ready, go = Path(sys.argv[1]), Path(sys.argv[2])
+ready.touch()
+while not go.exists():
+    time.sleep(0.0005)
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.slow
+def test_workers_started_at_the_same_instant_on_a_fresh_postgres_database(
+        tmp_path: Path, fresh_pg_db: str) -> None:
+    """An array job starts every worker at once on an empty database: all of them must get
+    the storage (one creates the schema, the others wait for it), and a worker SIGKILLed
+    mid-trial loses nothing: its trial is failed by the heartbeat and run again."""
+    path, name = _study(tmp_path, fresh_pg_db, epochs=4, trials=4, heartbeat_interval=1,
+                        grace_period=5)  # a loaded CPU may delay a live worker's heartbeat
+    go = tmp_path / "go"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", LAUNCHER, str(tmp_path / f"ready{i}"),
+                               str(go), "run", str(path), "--no-report", "--no-progress",
+                               "--no-probes"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(3)]
+    try:
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"ready{i}").exists() for i in range(3)):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), [
+                p.communicate()[1] for p in procs if p.poll() is not None]
+            time.sleep(0.05)
+        go.touch()
+        storage, victim, killed_number = None, procs[0], None
+        while time.monotonic() < deadline + 120 and killed_number is None:
+            time.sleep(0.1)
+            try:
+                storage = storage or make_storage(fresh_pg_db)
+                study = optuna.load_study(study_name=name, storage=storage)
+            except (KeyError, Exception):
+                continue
+            running = [t for t in study.get_trials(states=(TrialState.RUNNING,))
+                       if (read_record(t).worker or {}).get("pid") == victim.pid
+                       and read_record(t).arch]
+            if running:
+                killed_number = running[0].number
+                os.kill(victim.pid, signal.SIGKILL)
+        assert killed_number is not None, "the first worker never ran a trial"
+        victim.wait()
+        for p in procs[1:]:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err
+            assert "UniqueViolation" not in err and "Traceback" not in err, err
+        assert storage is not None
+        study = optuna.load_study(study_name=name, storage=storage)
+        done = _check_finished(study, budget=4)
+        killed = study.trials[killed_number]
+        assert killed.state == TrialState.FAIL
+        retries = [t for t in done if t.system_attrs.get("failed_trial") == killed_number]
+        assert len(retries) == 1 and retries[0].params == killed.params
+        assert len({read_record(t).worker.get("pid") for t in study.trials}) >= 2
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_a_password_with_at_and_colon_reaches_postgres_whole(fresh_pg_db: str) -> None:
+    """Written unencoded, the password's '@' would make the driver connect to the host
+    'Secret99@127.0.0.1'; nasdepth splits at the last '@' and encodes it (the server here
+    trusts local users, so any password is accepted once the host is right)."""
+    user, rest = fresh_pg_db.split("://", 1)[1].split("@", 1)
+    storage = make_storage(f"postgresql://{user}:Top@Se:cret99@{rest}")
+    study = optuna.create_study(study_name="pw", storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert len(optuna.load_study(study_name="pw", storage=storage).trials) == 1

@@ -6,10 +6,11 @@ from nasdepth.arch.config import ArchConfig, StageConfig, StemLayer
 from nasdepth.arch.counting import FLOP_RULES, complexity, config_complexity, count_flops
 from nasdepth.arch.layers import ACTIVATIONS, NORMS, Ops
 from nasdepth.arch.presets import PRESETS, preset
+from nasdepth.arch.weights import load_weights
 
 __all__ = [
     "ACTIVATIONS", "BLOCKS", "FLOP_RULES", "INITS", "NORMS", "PRESETS", "ArchConfig", "Block",
     "Network", "Ops", "StageConfig", "StemLayer", "build_model", "complexity",
-    "config_complexity", "count_flops", "count_parameters", "get_block", "input_rank", "preset",
-    "register_block",
+    "config_complexity", "count_flops", "count_parameters", "get_block", "input_rank",
+    "load_weights", "preset", "register_block",
 ]

@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 from nasdepth.arch.blocks import conv_norm_act, get_block, has_transition
-from nasdepth.arch.config import HEAD_POOLS, STEM_KINDS, ArchConfig
+from nasdepth.arch.blocks.attention import AttentionPool
+from nasdepth.arch.blocks.recurrent import LastStep
+from nasdepth.arch.config import HEAD_POOLS, SEQUENCE_POOLS, STEM_KINDS, ArchConfig
 from nasdepth.arch.layers import Ops
 from nasdepth.errors import ConfigError, UnknownNameError
 
@@ -89,6 +91,11 @@ def build_model(cfg: ArchConfig, input_shape: Sequence[int], num_classes: int) -
             transition = block_cls.transition(cin, stride=stride, stage=stage, ops=ops)
             blocks.append(transition)
             cin, stride = cast(int, transition.out_channels), 1
+        # a run of stages of a block with an entry (a Transformer's embedding) opens with it
+        if block_cls.entry is not None and (si == 0 or cfg.stages[si - 1].block != stage.block):
+            entry = block_cls.entry(cin, stage=stage, ops=ops)
+            blocks.append(entry)
+            cin = cast(int, entry.out_channels)
         for i in range(stage.depth):
             block = block_cls(cin, stage.width, stride=stride if i == 0 else 1, stage=stage,
                               skip=cfg.skip, ops=ops)
@@ -141,7 +148,10 @@ def _build_head(cfg: ArchConfig, ops: Ops, cin: int, num_classes: int, *,
     layers: list[nn.Module] = []
     if preactivated:
         layers += [ops.norm(last.norm, cin), ops.act(last.activation)]
-    layers.append(ops.global_pool(cfg.head_pool, cfg.head_pool_size))
+    if cfg.head_pool in SEQUENCE_POOLS:
+        layers.append(_sequence_readout(cfg, ops, cin))
+    else:
+        layers.append(ops.global_pool(cfg.head_pool, cfg.head_pool_size))
     features = ops.pooled_features(cin, cfg.head_pool_size)
     for hidden in cfg.head_hidden:
         layers += [nn.Linear(features, hidden), Ops.act(last.activation)]
@@ -152,6 +162,22 @@ def _build_head(cfg: ArchConfig, ops: Ops, cin: int, num_classes: int, *,
         layers.append(nn.Dropout(cfg.head_dropout))
     layers.append(nn.Linear(features, num_classes))
     return nn.Sequential(*layers)
+
+
+def _sequence_readout(cfg: ArchConfig, ops: Ops, cin: int) -> nn.Module:
+    """``last`` step or ``attention`` pooling: readouts of 1-D inputs, one vector per sample."""
+    if ops.rank != 1:
+        raise ConfigError(SOURCE, "head_pool", cfg.head_pool,
+                          "avg or max for flat and 2-D inputs (last and attention read "
+                          "sequences: 1-D (N, C, L) inputs)")
+    if cfg.head_pool_size != 1:
+        raise ConfigError(SOURCE, "head_pool_size", cfg.head_pool_size,
+                          f"1 with head_pool {cfg.head_pool!r} (one vector per sample)")
+    if cfg.head_pool == "attention":
+        return AttentionPool(cin)
+    last = cfg.stages[-1]
+    return LastStep(split=bool(last.bidirectional) and bool(getattr(
+        get_block(last.block), "cell", None)))
 
 
 def initialize(model: nn.Module, scheme: str) -> None:

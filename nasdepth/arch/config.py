@@ -17,7 +17,13 @@ from nasdepth.errors import ConfigError, UnknownNameError
 
 DOWNSAMPLES = ("stride", "maxpool", "avgpool")
 STEM_KINDS = ("conv", "maxpool", "avgpool")
-HEAD_POOLS = ("avg", "max")
+HEAD_POOLS = ("avg", "max", "last", "attention")
+#: readouts that only have a meaning on sequences (1-D inputs): the last step, attention pooling
+SEQUENCE_POOLS = ("last", "attention")
+#: the recurrence nonlinearity of ``rnn`` blocks (``nn.RNN``'s own two)
+NONLINEARITIES = ("tanh", "relu")
+#: positional encodings a ``transformer`` stage adds to its input
+POSITIONALS = ("sinusoidal", "none")
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,20 @@ class StageConfig:
       (3, 3) as in Inception-v2, (3,) as torchvision's GoogLeNet
     - ``downsample``: how the stage's ``stride`` is applied: ``stride`` (strided first conv),
       ``maxpool``/``avgpool`` (a pooling layer before the first block, VGG/GoogLeNet style)
+
+    Sequence blocks (``rnn``, ``lstm``, ``gru``, ``transformer``; 1-D inputs only):
+
+    - ``bidirectional``: recurrent blocks read the sequence both ways, each direction with
+      ``width // 2`` hidden units (``width`` must be even)
+    - ``nonlinearity``: ``tanh`` or ``relu``, the recurrence of ``rnn`` blocks
+    - ``heads``: attention heads of ``transformer`` blocks; must divide ``width`` (d_model)
+    - ``expansion``: ``transformer``: feed-forward width = expansion * width (None: 4)
+    - ``norm_first``: ``transformer``: pre-norm (True) or post-norm (False, the original)
+    - ``positional``: ``transformer``: the encoding a transformer stage adds to its input
+      (``sinusoidal`` or ``none``)
+    - ``gate_bias``: the initial bias of the gate that keeps the state: an LSTM's forget gate
+      (None: 1, Jozefowicz et al. 2015), a GRU's update gate (None: PyTorch's initialization);
+      3 keeps about 95% of the state per step, memory over ~100 steps from the start
     """
 
     block: str = "plain"
@@ -58,6 +78,12 @@ class StageConfig:
     branches: tuple[int, ...] = ()
     wide_kernels: tuple[int, ...] = (5,)
     downsample: str = "stride"
+    bidirectional: bool = False
+    nonlinearity: str = "tanh"
+    heads: int = 4
+    norm_first: bool = True
+    positional: str = "sinusoidal"
+    gate_bias: float | None = None
 
     def __post_init__(self) -> None:
         # Lists from JSON/YAML become tuples so that configs compare equal after a round trip.
@@ -97,6 +123,9 @@ class ArchConfig:
     ``skip=False`` removes every shortcut, so a residual network and its plain twin differ in
     this one switch. ``stem=()`` means no stem (VGG: the first stage sees the input).
     ``head_pool_size`` > 1 keeps a small grid before the classifier (VGG's 7x7).
+    ``head_pool`` is the readout: ``avg`` (mean over positions) or ``max``, and on sequences
+    also ``last`` (the last step; both directions' final states after a bidirectional block)
+    or ``attention`` (a learned softmax weighting of the steps).
     ``aux_heads`` are stage indices after which an auxiliary classifier (pooling + linear)
     is attached; in training mode the network stores their logits in ``aux_logits`` and the
     trainer adds ``aux_weight`` times their loss.

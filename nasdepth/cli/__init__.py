@@ -24,6 +24,10 @@ COMMANDS = {
                  "vanishing/exploding gradients, data-limited plateau, overfitting, ..."),
     "lr-find": ("nasdepth.cli.lr_find", "learning-rate range test for one architecture "
                 "(what lr: auto runs per candidate)"),
+    "export": ("nasdepth.cli.export", "refit a study's trial on all non-test data and save it "
+               "as one model file"),
+    "predict": ("nasdepth.cli.predict", "predict with an exported model; scores the data's "
+                "labels where it has them"),
     "report": ("nasdepth.cli.report", "(re)build a study's report from its storage"),
     "run": ("nasdepth.cli.run", "run (or resume) a study, then write its report"),
     "spaces": ("nasdepth.cli.spaces", "search-space files: check them"),
@@ -40,8 +44,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() +
-                           help_text[1:] + ".")
+        p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
             importlib.import_module(module).register(p)
     return parser

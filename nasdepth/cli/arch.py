@@ -1,5 +1,5 @@
-"""``nasdepth arch NAME [--input 3x224x224] [--classes 1000] [--json]``: a preset's config,
-parameters and FLOPs."""
+"""``nasdepth arch NAME [--input 3x224x224] [--classes 1000] [--json] [--weights PATH]``: a
+preset's config, parameters and FLOPs (and whether a local checkpoint loads into it)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ def register(p: argparse.ArgumentParser) -> None:
                         "preset takes its small-input variant")
     p.add_argument("--classes", type=int, default=1000, help="number of classes (default 1000)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.add_argument("--weights", default=None,
+                   help="a local checkpoint (torchvision state_dict or nasdepth model file): "
+                        "check that it loads into this preset")
     p.set_defaults(func=main)
 
 
@@ -47,11 +50,23 @@ def describe(name: str, shape: tuple[int, ...], classes: int) -> dict[str, Any]:
             "flops": flops}
 
 
+def check_weights(info: dict[str, Any], path: str) -> str:
+    """What loading ``path`` into the preset gives (a NasdepthError naming the key if not)."""
+    from nasdepth.arch import ArchConfig, build_model
+    from nasdepth.arch.weights import read_weights
+
+    shape, classes = tuple(info["input_shape"]), int(info["num_classes"])
+    model = build_model(ArchConfig.from_dict(info["config"]), shape, classes)
+    return read_weights(model, path).describe()
+
+
 def main(args: argparse.Namespace) -> int:
     from nasdepth.arch import ArchConfig
 
     shape = parse_shape(args.input)
     info = describe(args.name, shape, args.classes)
+    if args.weights:
+        info["weights"] = check_weights(info, args.weights)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -61,6 +76,8 @@ def main(args: argparse.Namespace) -> int:
     s = info["summary"]
     print(f"blocks {s['depth']}, weight layers {s['layers']}, parameters {info['params']:,}, "
           f"FLOPs {info['flops'] / 1e9:.3f} G (a multiply-add counts 2)")
+    if args.weights:
+        print(f"weights {args.weights}: {info['weights']}")
     return 0
 
 

@@ -3,8 +3,9 @@
     nasdepth diagnose --study studies/x.yaml --trial 17 [--controls all] [--json]
     nasdepth diagnose --data sklearn:digits --arch arch.yaml [--epochs 20] [--controls shuffled]
 
-``--study`` rebuilds the trial from its stored ``arch`` and reruns the study's cross-validation
-with probes; ``--arch`` takes a YAML/JSON file, inline JSON or a preset name.
+``--study`` rebuilds the trial from its record (``arch`` and the ``training`` recipe it ran
+with) and reruns the study's cross-validation with probes; ``--arch`` takes a YAML/JSON file,
+inline JSON or a preset name.
 """
 
 from __future__ import annotations
@@ -65,13 +66,15 @@ def parse_arch(spec: str, data: Dataset) -> ArchConfig:
     raise UnknownNameError("--arch", "arch", spec, ["FILE.yaml", "FILE.json", "{...}", *PRESETS])
 
 
-def _trial_arch(args: argparse.Namespace) -> tuple[ArchConfig, Any, Dataset]:
+def _trial_arch(args: argparse.Namespace) -> tuple[ArchConfig, TrainConfig, Any, Dataset]:
     import optuna
 
     from nasdepth.arch import ArchConfig
     from nasdepth.data import load_data
+    from nasdepth.study.record import read_record
     from nasdepth.study.storage import make_storage
     from nasdepth.study.study_file import load_study
+    from nasdepth.train import TrainConfig
 
     cfg = load_study(args.study)
     storage = make_storage(args.storage or cfg.storage_url)
@@ -84,18 +87,14 @@ def _trial_arch(args: argparse.Namespace) -> tuple[ArchConfig, Any, Dataset]:
     if args.trial not in trials:
         raise ConfigError(args.study, "--trial", args.trial,
                           f"one of the study's trial numbers (0..{max(trials, default=-1)})")
-    attrs = trials[args.trial].user_attrs
-    if "arch" not in attrs:
+    rec = read_record(trials[args.trial])
+    if not rec.arch:
         raise ConfigError(args.study, "--trial", args.trial, "a trial with a stored 'arch'")
+    source = f"trial {args.trial} of {args.study}"
+    # the recipe the trial ran with (older records lack it: the study's own then)
+    training = TrainConfig.from_dict(rec.training, source) if rec.training else cfg.training
     data = load_data(cfg.data, source=str(cfg.path))
-    if isinstance(attrs.get("training"), dict):  # the recipe this trial trained with
-        from dataclasses import replace
-
-        from nasdepth.train import TrainConfig
-
-        trained = TrainConfig.from_dict(attrs["training"], f"trial {args.trial}")
-        cfg = replace(cfg, training=replace(trained, lr_auto=False))  # its range test's lr
-    return ArchConfig.from_dict(attrs["arch"], source=f"trial {args.trial}"), cfg, data
+    return ArchConfig.from_dict(rec.arch, source=source), training, cfg, data
 
 
 def _training(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
@@ -117,8 +116,8 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis:
     if args.study:
         if args.trial is None:
             raise ConfigError("the command line", "--trial", None, "set with --study")
-        arch, cfg, data = _trial_arch(args)
-        training = _training(cfg.training, args)
+        arch, trained_with, cfg, data = _trial_arch(args)
+        training = _training(trained_with, args)
         seed = cfg.cv_seed if args.seed is None else args.seed
         hook = ProbeHook()
         try:

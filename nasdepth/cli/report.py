@@ -4,16 +4,10 @@ from the study's storage alone (any time: while workers still run, or long after
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
-from nasdepth.cli.run import need_study_file
+from nasdepth.cli.run import need_study_file, os_errors_as_messages
 from nasdepth.errors import NasdepthError
-
-
-def _masked(url: str) -> str:
-    """The URL with any password hidden: messages end up in logs."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -26,15 +20,20 @@ def register(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=main)
 
 
+@os_errors_as_messages
 def main(args: argparse.Namespace) -> int:
     need_study_file(args.study)
     import optuna
 
-    from nasdepth.report import write_report
+    from nasdepth.cli.run import write_report_or_explain
+    from nasdepth.redact import redact
     from nasdepth.study import make_storage
+    from nasdepth.study.names import check_writable, report_dir
     from nasdepth.study.study_file import load_study
 
     cfg = load_study(args.study)
+    out = report_dir(cfg.name, args.out)
+    check_writable(out, "report folder")  # before the storage is read and baselines fitted
     url = args.storage or cfg.storage_url
     if "://" not in url and not Path(url).is_file():
         raise NasdepthError(f"No storage at {url} for study '{cfg.name}' ({args.study}): run "
@@ -42,9 +41,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         study = optuna.load_study(study_name=cfg.name, storage=make_storage(url))
     except KeyError:
-        raise NasdepthError(f"The storage {_masked(url)} holds no study named '{cfg.name}' "
+        raise NasdepthError(f"The storage {redact(url)} holds no study named '{cfg.name}' "
                             f"(from {args.study}).") from None
-    out = Path(args.out) if args.out else Path("reports") / cfg.name
-    path = write_report(study, out, baselines=not args.no_baselines)
-    print(f"Report: {path}")
+    write_report_or_explain(study, out, baselines=not args.no_baselines)
     return 0

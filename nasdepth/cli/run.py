@@ -7,6 +7,10 @@ running the same command with the same ``--storage`` URL.
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +43,9 @@ def add_study_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="sampler (and CV) seed")
     p.add_argument("--name", default=None, help="study name in the storage")
     p.add_argument("--out", default=None, help="report folder (default reports/<study>)")
+    p.add_argument("--allow-changes", action="store_true",
+                   help="resume a study under other data, CV or training settings (refused "
+                        "without it; see docs/studies.md)")
     p.add_argument("--no-probes", action="store_true", help="train without probe hooks")
     p.add_argument("--no-report", action="store_true", help="do not write the report")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -75,24 +82,48 @@ def check_workers(args: argparse.Namespace) -> None:
 def need_study_file(path: str) -> None:
     """A missing study file answered before the heavy imports (``load_study`` would say the
     same, seconds later)."""
+    if Path(path).is_dir():
+        raise NasdepthError(f"The study file {path} is a folder, not a YAML file.")
     if not Path(path).is_file():
-        raise NasdepthError(f"Study file {path} does not exist.")
+        raise NasdepthError(f"The study file {path} does not exist.")
 
 
 def run_and_report(cfg: StudyConfig, args: argparse.Namespace) -> int:
-    """Run the study, print the best trials and where the report is."""
+    """Run the study, print the best trials and where the report is. Exit status 1 (with the
+    failure reasons on stderr) when this run started trials and none of them completed."""
     from nasdepth.study import run_study
+    from nasdepth.study.names import check_writable, report_dir
+    from nasdepth.study.runner import run_outcome
 
-    study = run_study(cfg, progress=not args.no_progress, workers=args.workers,
-                      probes=not args.no_probes)
-    print_summary(study)
+    out = report_dir(cfg.name, args.out)
     if not args.no_report:
-        from nasdepth.report import write_report
+        check_writable(out, "report folder")  # before hours of training, not after
+    run_id = uuid.uuid4().hex
+    study = run_study(cfg, progress=not args.no_progress, workers=args.workers,
+                      probes=not args.no_probes, allow_changes=args.allow_changes,
+                      run_id=run_id)
+    print_summary(study)
+    status, message = run_outcome(study, run_id)
+    if not args.no_report:
+        write_report_or_explain(study, out)
+    if message:
+        print(f"nasdepth: error: {message}", file=sys.stderr)
+    return status
 
-        out = Path(args.out) if args.out else Path("reports") / cfg.name
-        path = write_report(study, out)
-        print(f"\nReport: {path}")
-    return 0
+
+def write_report_or_explain(study: optuna.Study, out: Path, **options: Any) -> None:
+    """Write the report; a folder that cannot be written is one message (the trials are safe
+    in the storage, ``nasdepth report`` rebuilds it)."""
+    from nasdepth.report import write_report
+
+    try:
+        path = write_report(study, out, **options)
+    except OSError as exc:
+        raise NasdepthError(f"Cannot write the report into {out}: "
+                            f"{exc.strerror or type(exc).__name__}"
+                            f"{f' ({exc.filename})' if exc.filename else ''}. The trials are "
+                            f"stored; rebuild it with `nasdepth report ... --out DIR`.") from None
+    print(f"\nReport: {path}")
 
 
 def print_summary(study: optuna.Study) -> None:
@@ -122,6 +153,24 @@ def print_summary(study: optuna.Study) -> None:
         print(shown.to_string(index=False))
 
 
+def os_errors_as_messages(command: Callable[[argparse.Namespace], int]
+                          ) -> Callable[[argparse.Namespace], int]:
+    """A file or disk the machine refuses (permissions, a full disk, a vanished mount) is one
+    line naming the file, not a traceback; the trials written so far stay in the storage."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            what = exc.strerror or f"{type(exc).__name__}: {exc}"
+            raise NasdepthError(f"{what}{where}.") from None
+
+    return run
+
+
+@os_errors_as_messages
 def main(args: argparse.Namespace) -> int:
     check_workers(args)
     need_study_file(args.study)

@@ -73,7 +73,9 @@ def sweep_study(args: argparse.Namespace) -> dict[str, Any]:
         "block": {"type": "categorical", "choices": _names(args.block)},
         "skip": {"type": "categorical", "choices": _bools("--skip", args.skip)},
     }
-    name = args.name or "sweep-" + str(args.data).replace(":", "-").replace("/", "-")
+    from nasdepth.study.names import safe_name
+
+    name = args.name or safe_name("sweep-" + str(args.data))
     return {
         "name": name, "data": args.data, "space": space, "sampler": "grid",
         "cv": {"folds": 3}, "training": {"epochs": 10, "batch_size": args.batch_size,

@@ -3,7 +3,15 @@
 from nasdepth.data.arrays import encode_labels, from_arrays
 from nasdepth.data.augment import AugmentConfig, augment_batch
 from nasdepth.data.dataset import Dataset
-from nasdepth.data.folds import CV_KINDS, CVConfig, holdout_split, make_folds, make_splits
+from nasdepth.data.folds import (
+    CV_KINDS,
+    CVConfig,
+    Splits,
+    holdout_split,
+    make_folds,
+    make_splits,
+    resolve_cv,
+)
 from nasdepth.data.load import load_data
 from nasdepth.data.preprocess import Standardizer
 from nasdepth.data.sources import SOURCES, register_source
@@ -11,5 +19,5 @@ from nasdepth.data.sources import SOURCES, register_source
 __all__ = [
     "CV_KINDS", "SOURCES", "AugmentConfig", "CVConfig", "Dataset", "Standardizer",
     "augment_batch", "encode_labels", "from_arrays", "holdout_split", "load_data", "make_folds",
-    "make_splits", "register_source",
+    "make_splits", "register_source", "resolve_cv", "Splits",
 ]

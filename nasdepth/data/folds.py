@@ -2,12 +2,22 @@
 
 Same folds for every trial make candidate comparisons paired (fold k of trial A against
 fold k of trial B), which removes the split-to-split noise from the comparison.
+
+One object describes the CV (:class:`CVConfig`: splitter kind, folds, repeats, seed, groups,
+held-out test part) and is resolved once on a data set into concrete :class:`Splits`, which
+training, the report's baselines and the diagnosis controls all take (as scikit-learn passes
+a ``cv=`` splitter)::
+
+    splits = CVConfig(folds=5, kind="group", group="patient").resolve(data)
+    cross_validate(arch, data, cv=splits)   # and baseline_folds(data, splits), diagnose(...)
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.model_selection import (
@@ -19,6 +29,9 @@ from sklearn.model_selection import (
 )
 
 from nasdepth.errors import ConfigError, UnknownNameError
+
+if TYPE_CHECKING:
+    from nasdepth.data.dataset import Dataset
 
 CV_KINDS = ("stratified", "kfold", "group", "repeated_stratified")
 Split = tuple[np.ndarray, np.ndarray]
@@ -83,6 +96,126 @@ class CVConfig:
             if key not in valid:
                 raise UnknownNameError(source, "cv key", key, valid)
         return cls(**d).validate(source)
+
+    def resolve(self, data: Dataset, source: str = "the study") -> Splits:
+        """The concrete splits of ``data``: the held-out test part set aside first (stratified,
+        fixed by ``seed``), then the CV splits of the rest, as positions into ``data``."""
+        self.validate(source)
+        y = data.y_numpy
+        cv_idx, test_idx = holdout_split(y, self.test_size, self.seed, source)
+        groups = None if data.groups is None else np.asarray(data.groups)[cv_idx]
+        folds = tuple((cv_idx[tr], cv_idx[va])
+                      for tr, va in make_splits(y[cv_idx], self, groups=groups, source=source,
+                                                class_names=data.class_names))
+        return Splits(cv=self, folds=folds, test=test_idx, n_samples=len(y))
+
+
+class Splits:
+    """A CV resolved on one data set: the (train index, validation index) pair of every split,
+    the held-out test index (empty when none) and the :class:`CVConfig` that made them.
+
+    Iterating gives the (train, validation) pairs in the engine's order (split ``k`` of a
+    repeated k-fold belongs to repeat ``k // folds``). ``to_dict()`` holds the description and a
+    digest of the indices (``indices=True`` adds the indices themselves); :meth:`from_dict`
+    rebuilds from the indices, or re-resolves the description on ``data`` and checks the
+    digest, so a stored run's splits are recovered exactly or refused.
+    """
+
+    def __init__(self, *, cv: CVConfig, folds: tuple[Split, ...] | list[Split],
+                 test: np.ndarray, n_samples: int) -> None:
+        self.cv = cv
+        self.folds = tuple((np.asarray(tr, dtype=np.int64), np.asarray(va, dtype=np.int64))
+                           for tr, va in folds)
+        self.test = np.asarray(test, dtype=np.int64)
+        self.n_samples = int(n_samples)
+
+    def __len__(self) -> int:
+        return len(self.folds)
+
+    def __iter__(self) -> Iterator[Split]:
+        return iter(self.folds)
+
+    def __getitem__(self, k: int) -> Split:
+        return self.folds[k]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Splits) and self.cv == other.cv \
+            and self.n_samples == other.n_samples and self.digest == other.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def __repr__(self) -> str:
+        return (f"Splits({self.cv.kind}, {len(self)} splits of {self.n_samples} samples, "
+                f"test {len(self.test)}, seed {self.cv.seed})")
+
+    @property
+    def kind(self) -> str:
+        return self.cv.kind
+
+    @property
+    def seed(self) -> int:
+        return self.cv.seed
+
+    @property
+    def n_splits(self) -> int:
+        return len(self.folds)
+
+    def repeat_of(self, k: int) -> int:
+        """The repeat split ``k`` belongs to (0 unless the CV is repeated)."""
+        return k // self.cv.folds if self.cv.kind == "repeated_stratified" else 0
+
+    @property
+    def digest(self) -> str:
+        """A short fingerprint of every index (two runs had the same splits when it matches)."""
+        h = hashlib.sha1()
+        for tr, va in self.folds:
+            h.update(tr.tobytes())
+            h.update(b"|")
+            h.update(va.tobytes())
+            h.update(b"#")
+        h.update(self.test.tobytes())
+        return h.hexdigest()[:16]
+
+    def to_dict(self, indices: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {"cv": self.cv.to_dict(), "n_samples": self.n_samples,
+                             "n_splits": self.n_splits, "n_test": int(len(self.test)),
+                             "digest": self.digest}
+        if indices:
+            d["folds"] = [[tr.tolist(), va.tolist()] for tr, va in self.folds]
+            d["test"] = self.test.tolist()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], data: Dataset | None = None,
+                  source: str = "the stored splits") -> Splits:
+        cv = CVConfig.from_dict(d.get("cv"), source)
+        if "folds" in d:
+            out = cls(cv=cv, folds=[(np.asarray(tr), np.asarray(va)) for tr, va in d["folds"]],
+                      test=np.asarray(d.get("test", []), dtype=np.int64),
+                      n_samples=int(d.get("n_samples", 0)))
+        elif data is not None:
+            out = cv.resolve(data, source)
+        else:
+            raise ConfigError(source, "splits", "a description without indices",
+                              "indices, or the data set to resolve the description on")
+        if d.get("digest") and d["digest"] != out.digest:
+            raise ConfigError(source, "splits", f"digest {out.digest} on this data",
+                              f"the run's splits (digest {d['digest']}): the data differ from "
+                              "the data the run was trained on")
+        return out
+
+
+def resolve_cv(cv: CVConfig | Splits | None, data: Dataset, *, folds: int = 5, seed: int = 0,
+               source: str = "the study") -> Splits:
+    """``Splits`` as given, a ``CVConfig`` resolved on ``data``, or stratified ``folds``-fold
+    CV shuffled with ``seed`` when ``cv`` is None. Splits resolved on other data are refused."""
+    if isinstance(cv, Splits):
+        if cv.n_samples != len(data):
+            raise ConfigError(source, "cv", f"splits of {cv.n_samples} samples",
+                              f"splits of this data set's {len(data)} samples")
+        return cv
+    return (cv or CVConfig(folds=folds, seed=seed)).resolve(data, source)
 
 
 def _check_smallest_class(y: np.ndarray, folds: int, source: str,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -197,14 +198,14 @@ X_KEYS, Y_KEYS = ("x", "X", "data", "features"), ("y", "Y", "labels", "target", 
                  example="data/my_arrays.npz (arrays x and y)")
 def load_npz(path: str, opts: dict[str, Any], source: str) -> Dataset:
     p = existing_path(path, source)
-    with np.load(p, allow_pickle=False) as arrays:
+    with _np_load(p, source) as arrays:
         keys = list(arrays.keys())
 
         def pick(key: str, defaults: tuple[str, ...]) -> np.ndarray:
             wanted = opts.get(key)
             for k in ([wanted] if wanted else defaults):
                 if k in arrays:
-                    return arrays[k]
+                    return _array(partial(arrays.__getitem__, k), f"{p} (array {k!r})", source)
             raise UnknownNameError(source, f"data.{key}", wanted or defaults[0], keys)
 
         x, y = pick("x_key", X_KEYS), pick("y_key", Y_KEYS)
@@ -223,9 +224,42 @@ def load_npy(path: str, opts: dict[str, Any], source: str) -> Dataset:
     if not lp.exists() and (p.parent / labels).exists():
         lp = p.parent / labels
     lp = existing_path(str(lp), source, "data.labels")
-    x = np.load(p, allow_pickle=False)
-    y = np.load(lp, allow_pickle=False)
+    x = _array(lambda: _np_load(p, source), str(p), source)
+    y = _array(lambda: _np_load(lp, source), str(lp), source)
     return from_arrays(x, y, name=p.name, source=source)
+
+
+OBJECT_ARRAYS = ("arrays of numbers (this one holds Python objects, which are never unpickled; "
+                 "save it with a numeric dtype)")
+
+
+def _np_load(p: Path, source: str) -> Any:
+    """``np.load`` without pickles; a file NumPy cannot read is one message."""
+    try:
+        return np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise ConfigError(source, "data", str(p), OBJECT_ARRAYS) from None
+        raise ConfigError(source, "path", str(p),
+                          f"a NumPy file NumPy can read ({type(exc).__name__}: {exc})") from None
+    except (OSError, EOFError) as exc:
+        raise ConfigError(source, "path", str(p),
+                          f"a NumPy file NumPy can read ({type(exc).__name__}: {exc})") from None
+
+
+def _array(get: Callable[[], Any], what: str, source: str) -> np.ndarray:
+    """An array of numbers: object arrays (pickles) are never loaded."""
+    try:
+        arr = get()
+    except NasdepthError:
+        raise
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise ConfigError(source, "data", what, OBJECT_ARRAYS) from None
+        raise ConfigError(source, "data", what, f"a readable array ({exc})") from None
+    if not isinstance(arr, np.ndarray):
+        raise ConfigError(source, "data", what, "one array (a .npy file)")
+    return arr
 
 
 @register_source("csv", options={
@@ -293,7 +327,14 @@ def load_imagefolder(path: str, opts: dict[str, Any], source: str) -> Dataset:
     except (FileNotFoundError, OSError) as exc:
         raise ConfigError(source, "path", str(path),
                           f"a folder with one sub-folder of images per class ({exc})") from None
-    images = [folder[i][0] for i in range(len(folder))]
+    images = []
+    for i in range(len(folder)):
+        try:
+            images.append(folder[i][0])
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL: truncated or not an image
+            raise ConfigError(source, "path", folder.samples[i][0],
+                              f"a readable image ({type(exc).__name__}: {exc}); remove or "
+                              "replace the file") from None
     shapes = {tuple(im.shape) for im in images}
     if len(shapes) > 1:
         raise ConfigError(source, "data.image_size", None,

@@ -9,25 +9,38 @@ Public API::
     d = diagnose(my_module, data, epochs=20, lr=1e-3, optimizer="adamw", batch_size=64, seed=0)
     d.verdict, d.confidence, d.evidence, d.advice, d.to_dict()
 
-For studies (cheap; no controls): per trial ::
+By default every call also runs the shallow baseline (logistic regression + extra trees on
+the run's own splits, seconds) where ``data`` is given; ``controls="none"`` turns it off.
 
+For studies: the splits are resolved once, the shallow baseline computed once per study, and
+each trial's diagnosis reads it ::
+
+    splits = cfg.cv.resolve(data)                 # one Splits for every trial
+    base = shallow_baseline(data, splits)         # once per study
     hook = nasdepth.probes.probe_hook()           # a fresh ProbeHook per trial
-    result = cross_validate(arch, data, ..., hooks=[hook])
-    trial.set_user_attr("probe_summary", hook.summary())
-    trial.set_user_attr("diagnosis", diagnose(result).to_dict())
+    result = cross_validate(arch, data, cv=splits, ..., hooks=[hook])
+    d = diagnose(result, data, controls=["shallow"], precomputed={"shallow": base})
     # on NonFiniteLossError: hook.close(str(exc)); diagnose(hook).to_dict()  -> exploding
 
 Figures' data: ``gradient_frame``, ``update_frame``, ``loss_frame``, ``controls_frame``.
 """
 
 from nasdepth.diagnosis.api import check_model_data, diagnose
-from nasdepth.diagnosis.controls import CONTROLS, parse_controls, run_controls, run_folds
-from nasdepth.diagnosis.diagnosis import VERDICTS, Diagnosis, Evidence
+from nasdepth.diagnosis.baseline import shallow_baseline
+from nasdepth.diagnosis.controls import (
+    CONTROLS,
+    DEFAULT_CONTROLS,
+    parse_controls,
+    run_controls,
+    run_folds,
+)
+from nasdepth.diagnosis.diagnosis import PLATEAUS, VERDICTS, Diagnosis, Evidence
 from nasdepth.diagnosis.frames import controls_frame, gradient_frame, loss_frame, update_frame
 from nasdepth.diagnosis.rules import THRESHOLDS, diagnose_traces
 
 __all__ = [
-    "CONTROLS", "THRESHOLDS", "VERDICTS", "Diagnosis", "Evidence", "check_model_data",
-    "controls_frame", "diagnose", "diagnose_traces", "gradient_frame", "loss_frame",
-    "parse_controls", "run_controls", "run_folds", "update_frame",
+    "CONTROLS", "DEFAULT_CONTROLS", "PLATEAUS", "THRESHOLDS", "VERDICTS", "Diagnosis",
+    "Evidence", "check_model_data", "controls_frame", "diagnose", "diagnose_traces",
+    "gradient_frame", "loss_frame", "parse_controls", "run_controls", "run_folds",
+    "shallow_baseline", "update_frame",
 ]

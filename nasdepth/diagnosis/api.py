@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from nasdepth.arch import ArchConfig
-from nasdepth.data import Dataset
+from nasdepth.data import CVConfig, Dataset, Splits, resolve_cv
 from nasdepth.diagnosis.controls import parse_controls, run_controls, run_folds
 from nasdepth.diagnosis.diagnosis import Diagnosis
 from nasdepth.diagnosis.rules import diagnose_traces
@@ -61,6 +61,8 @@ def diagnose(
     data: Dataset | None = None,
     *,
     controls: str | Sequence[str] | None = None,
+    cv: CVConfig | Splits | None = None,
+    precomputed: dict[str, Any] | None = None,
     epochs: int | None = None,
     lr: float | None = None,
     optimizer: str | None = None,
@@ -81,9 +83,17 @@ def diagnose(
       ``data`` with probes on every leaf module that has parameters);
     - a ``ProbeHook``, a ``Probe``, a ``Trace`` or a list of traces (their dicts too).
 
-    ``controls``: ``"all"`` or any of ``shuffled, counterfactual, shallow, learning_curve``
-    (each costs extra training runs on the same folds).
+    ``controls``: ``"all"`` or any of ``shuffled, counterfactual, shallow, learning_curve``;
+    by default (``None``) the shallow baseline alone (scikit-learn, seconds), where ``data`` is
+    given; ``"none"`` runs none. ``shallow`` needs only the data; the others train the model
+    again (costly). Every control runs on the diagnosed run's splits: those a ``CVResult``
+    recorded (checked against ``data``), else ``cv`` (``Splits`` or a ``CVConfig``), else
+    stratified ``folds``-fold CV seeded with ``seed``.
+
+    ``precomputed``: control results computed once elsewhere (a study computes the shallow
+    baseline once for all its trials), used where their ``splits`` digest matches.
     """
+    explicit = controls is not None
     names = parse_controls(controls)
     train_cfg = _training(training, epochs, lr, optimizer, batch_size)
     n_folds = 3 if folds is None else folds
@@ -91,6 +101,7 @@ def diagnose(
     arch: ArchConfig | None = None
     model: nn.Module | None = None
     table = None
+    splits: Splits | None = None
 
     if isinstance(target, CVResult):
         traces: list[Any] = list(target.traces)
@@ -104,14 +115,17 @@ def diagnose(
         if training is None and "training" in settings:
             train_cfg = _training(TrainConfig.from_dict(settings["training"]), epochs, lr,
                                   optimizer, batch_size)
+        if data is not None:
+            splits = run_splits(settings, data, cv)
     elif isinstance(target, ArchConfig):
         data = _need_data(data)
         arch = target
         hook = ProbeHook()
+        splits = resolve_cv(cv, data, folds=n_folds, seed=run_seed, source="diagnose")
         try:
-            cv = cross_validate(arch, data, folds=n_folds, seed=run_seed, training=train_cfg,
-                                hooks=[hook])
-            table = cv.folds
+            result = cross_validate(arch, data, cv=splits, seed=run_seed, training=train_cfg,
+                                    hooks=[hook], source="diagnose")
+            table = result.folds
         except NonFiniteLossError as exc:
             hook.close(str(exc))
         traces = list(hook.traces)
@@ -120,7 +134,8 @@ def diagnose(
         check_model_data(target, data)
         model = target
         base = target
-        traces, table = run_folds(lambda k: copy.deepcopy(base), data, folds=n_folds,
+        splits = resolve_cv(cv, data, folds=n_folds, seed=run_seed, source="diagnose")
+        traces, table = run_folds(lambda k: copy.deepcopy(base), data, splits=splits,
                                   seed=run_seed, training=train_cfg)
         if not len(table):
             table = None
@@ -137,14 +152,40 @@ def diagnose(
                           "a CVResult, an ArchConfig, an nn.Module, a ProbeHook, a Probe or "
                           "traces")
 
+    if not explicit and data is None:
+        names = []  # the default baseline needs the data; without it the plateau is undecided
     results: dict[str, Any] = {}
     if names:
         data = _need_data(data, "controls")
-        chance = (traces[0].chance_accuracy if isinstance(traces[0], Trace)
-                  else float(traces[0].get("chance_accuracy", 0.0)))
-        results = run_controls(names, data=data, folds=n_folds, seed=run_seed,
-                               training=train_cfg, arch=arch, model=model, chance=chance)
+        if splits is None:
+            splits = resolve_cv(cv, data, folds=n_folds, seed=run_seed, source="diagnose")
+        reuse = {k: v for k, v in (precomputed or {}).items()
+                 if k in names and isinstance(v, dict) and v.get("splits") == splits.digest}
+        todo = [n for n in names if n not in reuse]
+        results = {**reuse, **run_controls(todo, data=data, splits=splits, seed=run_seed,
+                                            training=train_cfg, arch=arch, model=model)}
+        results = {n: results[n] for n in names}
     return diagnose_traces(traces, folds=table, controls=results, thresholds=thresholds)
+
+
+def run_splits(settings: dict[str, Any], data: Dataset, cv: CVConfig | Splits | None = None
+               ) -> Splits:
+    """The splits a ``CVResult`` was trained on, recovered on ``data`` from its settings (and
+    checked against the digest it recorded); ``cv``, where given, must be those splits."""
+    stored = settings.get("splits")
+    if isinstance(stored, dict):
+        found = Splits.from_dict(stored, data, source="diagnose")
+    elif isinstance(settings.get("cv"), dict):  # results recorded before Splits existed
+        found = CVConfig.from_dict(settings["cv"], "diagnose").resolve(data, "diagnose")
+    else:
+        found = resolve_cv(None, data, folds=int(settings.get("folds", 3)),
+                           seed=int(settings.get("seed", 0)), source="diagnose")
+    if cv is not None:
+        given = resolve_cv(cv, data, source="diagnose")
+        if given != found:
+            raise ConfigError("diagnose", "cv", repr(given),
+                              f"the splits the run was trained on ({found!r})")
+    return found
 
 
 def _need_data(data: Dataset | None, what: str = "training") -> Dataset:

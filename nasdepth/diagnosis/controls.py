@@ -3,17 +3,21 @@
 - ``shuffled``: the same model on permuted labels (what "no signal" scores);
 - ``counterfactual``: the same depth with skip connections + BatchNorm (+ He initialization for
   ReLU networks); a user's own module is re-initialized with He initialization;
-- ``shallow``: logistic regression (scikit-learn) and a depth-2 network on the same folds;
+- ``shallow``: logistic regression and extremely randomized trees (scikit-learn, seconds; see
+  :mod:`nasdepth.diagnosis.baseline`); the one control on by default;
 - ``learning_curve``: 25/50/100% of each training fold, with the accuracy gained per doubling.
 
-Every network is trained through ``nasdepth.train.fit_fold`` on the folds of the run being
-diagnosed, with probes on.
+Every control runs on exactly the splits of the run being diagnosed (a
+:class:`~nasdepth.data.Splits`: the same splitter, seed, groups and repeats, the held-out test
+part left out); every network is trained through ``nasdepth.train.fit_fold`` with probes on.
+Each result carries ``seconds``, its cost.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -24,19 +28,26 @@ import torch
 from torch import nn
 
 from nasdepth.arch import ArchConfig, build_model
-from nasdepth.data import Dataset, Standardizer, make_folds
+from nasdepth.data import Dataset, Splits
+from nasdepth.diagnosis.baseline import shallow_baseline
+from nasdepth.diagnosis.through_time import gated_counterfactual
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.probes import ProbeHook, Trace, signals
 from nasdepth.train import NonFiniteLossError, TrainConfig, fit_fold, resolve_device
 
 CONTROLS = ("shuffled", "counterfactual", "shallow", "learning_curve")
+#: the controls every diagnosis runs unless told otherwise (cheap: no network is trained)
+DEFAULT_CONTROLS = ("shallow",)
 FRACTIONS = (0.25, 0.5, 1.0)
 ModelFactory = Callable[[int], nn.Module]  # fold -> fresh model
 
 
 def parse_controls(spec: str | Sequence[str] | None, source: str = "diagnose") -> list[str]:
-    """``"all"``, a comma-separated string or a list of names -> validated list."""
-    if spec is None or spec == "" or spec == "none":
+    """``"all"``, a comma-separated string or a list of names -> validated list; ``None``
+    gives :data:`DEFAULT_CONTROLS`, ``"none"`` or ``[]`` none at all."""
+    if spec is None:
+        return list(DEFAULT_CONTROLS)
+    if spec == "" or spec == "none" or (not isinstance(spec, str) and not list(spec)):
         return []
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     names = [n.strip() for n in names if n.strip()]
@@ -48,15 +59,16 @@ def parse_controls(spec: str | Sequence[str] | None, source: str = "diagnose") -
     return list(dict.fromkeys(names))
 
 
-def run_folds(make_model: ModelFactory, data: Dataset, *, folds: int, seed: int,
+def run_folds(make_model: ModelFactory, data: Dataset, *, splits: Splits, seed: int,
               training: TrainConfig, fraction: float = 1.0) -> tuple[list[Trace], pd.DataFrame]:
-    """k-fold training with probes on the folds fixed by ``seed`` (those of
-    ``cross_validate``); ``fraction`` keeps that share of each training fold. A fold whose loss
-    overflows keeps its partial trace and is left out of the table."""
+    """Training with probes on ``splits`` (those of the run diagnosed), fold ``k`` seeded with
+    ``seed * 1000 + k`` as ``cross_validate`` seeds it; ``fraction`` keeps that share of each
+    training fold. A fold whose loss overflows keeps its partial trace and is left out of the
+    table."""
     device = resolve_device(training.device)
     hook = ProbeHook()
     rows = []
-    for k, (tr, va) in enumerate(make_folds(data.y_numpy, folds, seed)):
+    for k, (tr, va) in enumerate(splits):
         if fraction < 1.0:
             keep = np.random.default_rng(seed * 1000 + k).permutation(len(tr))
             tr = np.sort(tr[keep[:max(2 * data.num_classes, int(len(tr) * fraction))]])
@@ -81,7 +93,11 @@ def _skill(traces: Sequence[Trace], table: pd.DataFrame) -> dict[str, float | No
 
 def counterfactual_arch(arch: ArchConfig) -> tuple[ArchConfig, str]:
     """The same stages with BatchNorm and skip connections on (and He initialization where the
-    network uses ReLU); where all of that is on already, He initialization alone."""
+    network uses ReLU); where all of that is on already, He initialization alone. Vanilla
+    ``rnn`` layers become gated ones instead (:func:`through_time.gated_counterfactual`)."""
+    gated = gated_counterfactual(arch)
+    if gated is not None:
+        return gated
     # plain blocks have no shortcut to switch on: residual blocks (two layers each) with the
     # same number of weight layers stand in for them
     stages = tuple(
@@ -115,33 +131,19 @@ def _he_factory(model: nn.Module | None) -> ModelFactory:
     return lambda k: he_reinit(model)
 
 
-def logistic_control(data: Dataset, *, folds: int, seed: int) -> float:
-    """Mean validation accuracy of logistic regression on standardized, flattened features."""
-    from sklearn.linear_model import LogisticRegression
-
-    accs = []
-    for tr, va in make_folds(data.y_numpy, folds, seed):
-        x_tr, x_va = data.x[tr].flatten(1), data.x[va].flatten(1)
-        scaler = Standardizer.fit(x_tr)
-        clf = LogisticRegression(max_iter=300)
-        clf.fit(scaler(x_tr).numpy(), data.y_numpy[tr])
-        accs.append(float(clf.score(scaler(x_va).numpy(), data.y_numpy[va])))
-    return float(np.mean(accs))
-
-
 def run_controls(
     names: Sequence[str],
     *,
     data: Dataset,
-    folds: int,
+    splits: Splits,
     seed: int,
     training: TrainConfig,
     arch: ArchConfig | None = None,
     model: nn.Module | None = None,
-    chance: float,
 ) -> dict[str, Any]:
-    """Run the named controls for ``arch`` (or a user's ``model``) on ``data``."""
-    if arch is None and model is None:
+    """Run the named controls for ``arch`` (or a user's ``model``) on ``data``, on ``splits``
+    (the diagnosed run's). The shallow baseline needs neither an architecture nor a model."""
+    if arch is None and model is None and any(n != "shallow" for n in names):
         raise ConfigError("diagnose", "controls", list(names),
                           "run on an architecture or a model (the CV result has neither)")
 
@@ -152,14 +154,20 @@ def run_controls(
             raise ValueError("a control needs an architecture or a model")
         return lambda k: copy.deepcopy(module)
 
-    same = factory(arch, model)
+    same = factory(arch, model) if arch is not None or model is not None else None
     out: dict[str, Any] = {}
     for name in names:
+        start = time.perf_counter()
+        if name == "shallow":
+            out[name] = shallow_baseline(data, splits, seed=seed)
+            continue
+        if same is None:  # unreachable: checked above; keeps the type checker informed
+            raise ValueError(f"the {name} control needs an architecture or a model")
         if name == "shuffled":
             y = torch.as_tensor(np.random.default_rng(seed).permutation(data.y_numpy))
             shuffled = Dataset(data.x, y, data.name + ":shuffled", data.num_classes,
                                list(data.class_names))
-            out[name] = _skill(*run_folds(same, shuffled, folds=folds, seed=seed,
+            out[name] = _skill(*run_folds(same, shuffled, splits=splits, seed=seed,
                                           training=training))
         elif name == "counterfactual":
             if arch is not None:
@@ -167,29 +175,17 @@ def run_controls(
                 make = factory(cf_arch, None)
             else:
                 change, make = "He initialization", _he_factory(model)
-            out[name] = {"change": change, **_skill(*run_folds(make, data, folds=folds,
+            out[name] = {"change": change, **_skill(*run_folds(make, data, splits=splits,
                                                                seed=seed, training=training))}
-        elif name == "shallow":
-            logistic = logistic_control(data, folds=folds, seed=seed)
-            width = arch.width if arch is not None else 64
-            d2 = ArchConfig.from_dict({"stages": [{"block": "plain", "depth": 1,
-                                                   "width": max(16, width), "norm": "batch"}]})
-            res = _skill(*run_folds(factory(d2, None), data, folds=folds, seed=seed,
-                                    training=training))
-            scale = (1 - chance) if chance < 1 else 1.0
-            out[name] = {"logistic_accuracy": logistic,
-                         "logistic_skill": (logistic - chance) / scale,
-                         "depth2_accuracy": res["val_accuracy"],
-                         "depth2_skill": None if res["val_accuracy"] is None
-                         else (res["val_accuracy"] - chance) / scale}
         elif name == "learning_curve":
             accs = []
             for frac in FRACTIONS:
-                _, table = run_folds(same, data, folds=folds, seed=seed, training=training,
-                                     fraction=frac)
+                _, table = run_folds(same, data, splits=splits, seed=seed,
+                                     training=training, fraction=frac)
                 accs.append(float(table["val_accuracy"].mean()) if len(table) else math.nan)
             doublings = math.log2(FRACTIONS[-1] / FRACTIONS[0])
             slope = (accs[-1] - accs[0]) / doublings
             out[name] = {"fractions": list(FRACTIONS), "val_accuracy": accs,
                          "slope": None if not math.isfinite(slope) else slope}
+        out[name]["seconds"] = round(time.perf_counter() - start, 3)
     return out

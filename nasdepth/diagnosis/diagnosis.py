@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+#: every verdict (docs/diagnose.md explains each). ``undertrained``: no skill yet on data that
+#: carry signal (the shallow baseline learns), the budget ended before the loss settled;
+#: ``undecided_plateau``: no skill, and no control says whether data or training is at fault.
 VERDICTS = ("vanishing_gradients", "exploding_gradients", "data_limited_plateau", "overfitting",
-            "healthy", "optimization_problem")
+            "healthy", "optimization_problem", "undertrained", "undecided_plateau",
+            "vanishing_through_time")
+#: verdicts of a run whose validation loss stayed at chance with gradients reaching every block
+PLATEAUS = ("data_limited_plateau", "undertrained", "undecided_plateau")
 
 
 @dataclass
@@ -26,7 +32,13 @@ class Evidence:
 @dataclass
 class Diagnosis:
     """``verdict`` is one of :data:`VERDICTS`; ``confidence`` in [0, 1]; ``evidence`` lists the
-    signals in the order the rules read them; ``controls`` holds each control run's result."""
+    signals in the order the rules read them; ``controls`` holds each control run's result.
+
+    ``basis``: the controls that back a ``data_limited_plateau`` verdict, one dict each
+    (``control``, ``signal``, ``value``, ``figure``: the control's result in words); a
+    data-limited verdict is never given without one. ``still_learning``: the loss was still
+    falling when the budget ended (None in records older than this reading).
+    """
 
     verdict: str
     confidence: float
@@ -34,6 +46,8 @@ class Diagnosis:
     advice: list[str] = field(default_factory=list)
     controls: dict[str, Any] = field(default_factory=dict)
     signals: dict[str, float | None] = field(default_factory=dict)
+    basis: list[dict[str, Any]] = field(default_factory=list)
+    still_learning: bool | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -47,6 +61,8 @@ class Diagnosis:
             "advice": list(self.advice),
             "controls": self.controls,
             "signals": self.signals,
+            "basis": [dict(b) for b in self.basis],
+            "still_learning": self.still_learning,
         }
 
     @classmethod
@@ -57,6 +73,8 @@ class Diagnosis:
                                e.get("meaning", "")) for e in d.get("evidence", [])],
             advice=list(d.get("advice", [])), controls=dict(d.get("controls", {})),
             signals=dict(d.get("signals", {})),
+            basis=[dict(b) for b in d.get("basis") or []],
+            still_learning=d.get("still_learning"),
         )
 
     def evidence_table(self) -> str:
@@ -71,6 +89,8 @@ class Diagnosis:
     def __str__(self) -> str:
         lines = [f"verdict: {self.verdict} (confidence {self.confidence:.2f})", "",
                  self.evidence_table()]
+        if self.basis:
+            lines += ["", "backed by:"] + [f"- {b['control']}: {b['figure']}" for b in self.basis]
         if self.advice:
             lines += ["", "advice:"] + [f"- {a}" for a in self.advice]
         return "\n".join(lines)

@@ -2,7 +2,9 @@
 
 The test suite diagnoses each over several seeds and prints the confusion matrix;
 ``benchmarks/diagnose_thresholds.py`` prints their signals, which is how the thresholds in
-``rules.THRESHOLDS`` were chosen. Every case takes seconds on one CPU core.
+``rules.THRESHOLDS`` were chosen, and the reliability of the confidences. Every case takes
+seconds on one CPU core. Each run is diagnosed as a user's would be: ``diagnose(result, data)``
+with the default controls (the shallow baseline, on the run's own splits).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import numpy as np
 from sklearn.datasets import load_digits, make_classification
 
 from nasdepth.arch import ArchConfig
-from nasdepth.data import Dataset, from_arrays
-from nasdepth.train import TrainConfig
+from nasdepth.data import CVConfig, Dataset, from_arrays
+from nasdepth.diagnosis.api import diagnose
+from nasdepth.diagnosis.diagnosis import Diagnosis
+from nasdepth.probes import ProbeHook
+from nasdepth.train import NonFiniteLossError, TrainConfig, cross_validate
 
 
 def learnable(seed: int, n: int = 400) -> Dataset:
@@ -52,6 +57,37 @@ def digits(seed: int, n: int = 360, shuffle_labels: bool = False) -> Dataset:
     return from_arrays(x, y, name=f"digits:{seed}" + (":shuffled" if shuffle_labels else ""))
 
 
+def long_range(seed: int, n: int = 600, length: int = 100, shuffle_labels: bool = False
+               ) -> Dataset:
+    """A long-range dependency: the label is the sign of the first step (+-1); the other
+    ``length - 1`` steps are noise (std 0.1) that says nothing about it. A model must carry the
+    first value through every later step; ``shuffle_labels`` draws labels independent of the
+    input instead (nothing to learn)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.normal(0.0, 0.1, (n, 1, length)).astype(np.float32)
+    x[:, 0, 0] = np.where(y == 1, 1.0, -1.0)
+    if shuffle_labels:
+        y = rng.permutation(y)
+    return from_arrays(x, y, name=f"synthetic:long_range:{length}:{seed}"
+                       + (":shuffled" if shuffle_labels else ""))
+
+
+def rnn(block: str, width: int, *, depth: int = 1, gate_bias: float | None = None,
+        nonlinearity: str = "tanh") -> ArchConfig:
+    """A stack of recurrent layers read at the last step (no stem, no normalization)."""
+    return ArchConfig.from_dict({"stages": [{"block": block, "depth": depth, "width": width,
+                                             "norm": "none", "gate_bias": gate_bias,
+                                             "nonlinearity": nonlinearity}],
+                                 "stem": [], "head_pool": "last", "skip": False})
+def sequences(seed: int, n: int = 500) -> Dataset:
+    """MNIST-1D (10 classes of 40-step 1-D digit shapes; generated, never downloaded), a seeded
+    draw of ``n`` samples (80% of them kept, as the generator's ``train`` part)."""
+    from nasdepth.data import load_data
+
+    return load_data({"source": "mnist1d", "n_samples": n, "seed": seed})
+
+
 def mlp(block: str, depth: int, width: int, *, norm: str = "none", act: str = "relu",
         skip: bool = False, init: str = "default") -> ArchConfig:
     return ArchConfig.from_dict({"stages": [{"block": block, "depth": depth, "width": width,
@@ -65,6 +101,11 @@ def cnn(block: str, depth: int, width: int, *, norm: str = "none", act: str = "r
                                              "norm": norm, "activation": act,
                                              "kernel_size": 3}],
                                  "skip": skip, "init": init})
+
+
+def adamw(lr: float) -> TrainConfig:
+    """AdamW as a new user runs it: the default schedule and weight decay, batches of 32."""
+    return TrainConfig(optimizer="adamw", lr=lr, batch_size=32)
 
 
 @dataclass(frozen=True)
@@ -117,4 +158,63 @@ CASES: tuple[Case, ...] = (
     Case("cnn_residual_shuffled_labels", "data_limited_plateau",
          cnn("residual", 2, 16, norm="batch", skip=True),
          lambda seed: digits(seed, shuffle_labels=True), ADAM, 4),
+    # under-trained on learnable data: residual + BatchNorm networks whose budget ends while
+    # the loss still falls (a learning rate far too small for the epochs, or one epoch); the
+    # shallow baseline learns on these data, so none of them is data-limited
+    Case("mlp_undertrained_lr3e-5", "undertrained",
+         mlp("residual", 4, 32, norm="batch", skip=True), learnable, adamw(3e-5), 3),
+    Case("mlp_undertrained_lr1e-4", "undertrained",
+         mlp("residual", 4, 32, norm="batch", skip=True), learnable, adamw(1e-4), 2),
+    Case("mlp_undertrained_one_epoch", "undertrained",
+         mlp("residual", 4, 32, norm="batch", skip=True), learnable, adamw(1e-3), 1),
+    Case("cnn1d_undertrained_lr3e-5", "undertrained",
+         cnn("residual", 2, 16, norm="batch", skip=True), sequences, adamw(3e-5), 3),
+    Case("cnn1d_undertrained_lr1e-4", "undertrained",
+         cnn("residual", 2, 16, norm="batch", skip=True), sequences, adamw(1e-4), 2),
+    Case("cnn1d_undertrained_one_epoch", "undertrained",
+         cnn("residual", 2, 16, norm="batch", skip=True), sequences, adamw(1e-3), 1),
+    Case("cnn_undertrained_lr3e-5", "undertrained",
+         cnn("residual", 2, 16, norm="batch", skip=True), digits, adamw(3e-5), 3),
+    Case("cnn_undertrained_lr1e-4", "undertrained",
+         cnn("residual", 2, 16, norm="batch", skip=True), digits, adamw(1e-4), 2),
+    Case("cnn_undertrained_one_epoch", "undertrained",
+         cnn("residual", 2, 16, norm="batch", skip=True), digits, adamw(1e-3), 1),
 )
+
+# Sequences of 100 steps (benchmarks/diagnose_through_time.py prints their signals): a
+# vanilla tanh RNN passes ~1e-25 of the last step's gradient back to the first step, so it
+# cannot learn a label set there, while an LSTM of the same width with memory at initialization
+# (forget-gate bias 5) learns it. On labels independent of the input the RNN's gradient vanishes
+# through time just the same: only a control (the shallow baseline, on by default, which finds
+# the signal in the first step or finds none) tells the two apart.
+SEQ_ADAM = TrainConfig(lr=1e-2, batch_size=32, weight_decay=0.0)
+SEQUENCE_CASES: tuple[Case, ...] = (
+    Case("rnn_tanh_long_range", "vanishing_through_time", rnn("rnn", 8), long_range,
+         SEQ_ADAM, 8),
+    Case("lstm_long_range", "healthy", rnn("lstm", 8, gate_bias=5.0), long_range,
+         SEQ_ADAM, 8),
+    Case("rnn_tanh_random_labels", "data_limited_plateau", rnn("rnn", 8),
+         lambda seed: long_range(seed, shuffle_labels=True), SEQ_ADAM, 8),
+    Case("lstm_random_labels", "data_limited_plateau", rnn("lstm", 8, gate_bias=5.0),
+         lambda seed: long_range(seed, shuffle_labels=True), SEQ_ADAM, 8),
+    # a relu RNN at AdamW lr 0.2: the gradient grows by millions back through time within
+    # the first epoch and the loss overflows (advice: clip gradients)
+    Case("rnn_relu_lr_far_too_large", "exploding_gradients",
+         rnn("rnn", 32, nonlinearity="relu"), lambda seed: long_range(seed, n=400),
+         TrainConfig(optimizer="adamw", lr=0.2, batch_size=32, weight_decay=0.0), 4),
+)
+
+
+def run_case(case: Case, seed: int, *, folds: int = 2) -> Diagnosis:
+    """Train ``case`` with probes on ``folds`` splits fixed by ``seed`` (split seed ``seed + 7``,
+    distinct from the model seed, as a study may have it) and diagnose it with the defaults."""
+    data = case.data(seed)
+    splits = CVConfig(folds=folds, seed=seed + 7).resolve(data)
+    hook = ProbeHook()
+    try:
+        result = cross_validate(case.arch, data, cv=splits, epochs=case.epochs, seed=seed,
+                                training=case.training, hooks=[hook])
+    except NonFiniteLossError as exc:
+        hook.close(str(exc))
+        return diagnose(hook, data, cv=splits)
+    return diagnose(result, data)

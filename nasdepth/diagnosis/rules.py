@@ -1,4 +1,4 @@
-"""The rules that turn probe traces (and optional controls) into a :class:`Diagnosis`.
+"""The rules that turn probe traces (and controls) into a :class:`Diagnosis`.
 
 The rules are read in a fixed order; the first that fires decides the verdict, the signals read
 before it join the evidence (showing what was ruled out):
@@ -11,15 +11,27 @@ before it join the evidence (showing what was ruled out):
    ``train_loss_blowup`` label entropies (confidently wrong: blown-up logits).
 2. ``optimization_problem``: no block moves (``update_ratio_low``: learning rate far too small)
    or nearly every ReLU unit is dead, while the training loss stays at the baseline.
-3. ``vanishing_gradients``: the first block receives less than ``10**grad_depth_log10`` of the
+3. ``vanishing_through_time`` (recurrent blocks; :mod:`nasdepth.diagnosis.through_time`): the
+   first steps of the sequence get orders of magnitude less gradient than the last one, the
+   model stalls and a control shows the data carry signal; exploding through time (advice:
+   clip gradients) joins rule 1 there.
+   ``vanishing_gradients``: the first block receives less than ``10**grad_depth_log10`` of the
    last hidden block's gradient (per parameter), unless the controls show that the data, not the
    depth, limits the model.
-4. ``data_limited_plateau``: the validation loss never gets below ``val_loss_norm_min`` of the
-   label entropy (no skill above chance) although the gradients reach every block, whether or
-   not the training loss falls (memorizing).
+4. A plateau: the validation loss never gets below ``val_loss_norm_min`` of the label entropy
+   (no skill above chance) although the gradients reach every block. Which plateau is decided by
+   the controls (:mod:`nasdepth.diagnosis.plateau`): ``data_limited_plateau`` only where a
+   control shows that the data lack signal, ``undertrained`` where the shallow baseline finds
+   signal the network missed (also where the accuracy is barely above chance but the baseline
+   scores ``shallow_gap`` more skill), ``undecided_plateau`` where no control tells (the advice
+   names the one that would).
 5. ``overfitting``: real skill, but the validation loss rose by ``val_loss_rise`` (in label
    entropies) from its minimum while the training accuracy runs ``gap_accuracy`` ahead.
 6. ``healthy`` otherwise.
+
+Whatever the verdict, ``Diagnosis.still_learning`` says whether the loss was still falling when
+the budget ended (:mod:`nasdepth.diagnosis.learning`). Controls then confirm or overturn the
+verdict (:mod:`nasdepth.diagnosis.weigh`).
 
 Thresholds come from ``benchmarks/diagnose_thresholds.py`` (ground-truth cases over seeds; see
 ``docs/diagnose.md`` for the measured separation).
@@ -34,6 +46,12 @@ from typing import Any
 import pandas as pd
 
 from nasdepth.diagnosis.diagnosis import Diagnosis, Evidence
+from nasdepth.diagnosis.learning import learning_signals, still_learning
+from nasdepth.diagnosis.plateau import decide_plateau, shallow_reading
+from nasdepth.diagnosis.scoring import ev as _ev
+from nasdepth.diagnosis.scoring import margin as _margin
+from nasdepth.diagnosis.through_time import TIME_THRESHOLDS, decide_through_time, time_note
+from nasdepth.diagnosis.weigh import weigh_controls
 from nasdepth.probes.summary import signals as trace_signals
 from nasdepth.probes.trace import Trace
 
@@ -54,18 +72,16 @@ THRESHOLDS: dict[str, float] = {
     "gap_accuracy": 0.10,  # train (probe batch) minus validation accuracy
     "loss_gap": 0.40,  # validation minus training loss (label entropies), last epoch
     "control_same": 0.05,  # skill difference below which a control "scores the same"
+    "shallow_z": 3.0,  # shallow baseline accuracy above chance in binomial SDs: at chance below
+    "shallow_skill": 0.05,  # ... and "learns" needs this skill above chance besides
+    "shallow_gap": 0.3,  # shallow skill minus the model's: a loss at chance "far behind" above
+    "learning_curve_flat": 0.02,  # accuracy gained per doubling of the data: flat below
+    "still_falling": 0.01,  # validation loss fall per epoch at the end: still learning above
+    "end_below_mean": 0.02,  # one epoch: end-of-epoch loss this far below the epoch mean
+    "update_ratio_small": 1e-3,  # median ||ΔW||/||W||: steps too small for the budget below
+    "settled_epochs": 3,  # fewer epochs than this cannot show a settled loss
+    **TIME_THRESHOLDS,  # gradients through time (recurrent blocks): diagnosis/through_time.py
 }
-
-
-def _ev(signal: str, value: float | None, threshold: float | None, meaning: str) -> Evidence:
-    return Evidence(signal, None if value is None else float(value), threshold, meaning)
-
-
-def _margin(value: float | None, threshold: float, scale: float) -> float:
-    """Confidence from how far ``value`` lies past ``threshold`` (``scale`` units = sure)."""
-    if value is None:
-        return 0.5
-    return max(0.5, min(0.97, 0.55 + 0.42 * abs(value - threshold) / scale))
 
 
 def skill_from_folds(folds: pd.DataFrame | None, chance: float) -> dict[str, float | None]:
@@ -99,20 +115,34 @@ def diagnose_traces(
         raise ValueError("no probe traces to diagnose: train with probes first "
                          "(cross_validate(..., hooks=[ProbeHook()]) or diagnose(model, data))")
     s = trace_signals(tr)
+    s.update(learning_signals(tr))
     s.update(skill_from_folds(folds, tr[0].chance_accuracy))
     controls = controls or {}
-    verdict, conf, ev, advice = _decide(s, th, controls)
-    conf, ev2, advice2, new_verdict = _weigh_controls(verdict, conf, s, th, controls)
+    verdict, conf, ev, advice, basis = _decide(s, th, controls)
+    conf, ev2, advice2, new_verdict, basis2 = weigh_controls(verdict, conf, s, th, controls)
     if new_verdict != verdict:  # the controls overturned the probes: their advice stands
-        advice, verdict = [], new_verdict
-    return Diagnosis(verdict=verdict, confidence=round(conf, 3), evidence=ev + ev2,
+        advice, verdict, basis = [], new_verdict, []
+    advice2 += time_note(s, th, verdict, controls)
+    learning = still_learning(s, th)
+    ev3 = [_ev("val_loss_fall_last", s.get("val_loss_fall_last"), th["still_falling"],
+               "validation loss fall per epoch over the last epochs (label entropies; "
+               "still learning above)")]
+    if learning and verdict in ("healthy", "overfitting"):
+        advice2.append("still learning: the validation loss still fell by "
+                       f"{s.get('val_loss_fall_last') or 0:.3f} label entropies per epoch at "
+                       "the last epoch; train longer before comparing this candidate")
+    return Diagnosis(verdict=verdict, confidence=round(conf, 3), evidence=ev + ev2 + ev3,
                      advice=advice + advice2, controls=controls,
                      signals={k: (None if v is None else round(float(v), 6))
-                              for k, v in s.items()})
+                              for k, v in s.items()},
+                     basis=basis + basis2, still_learning=learning)
+
+
+Decision = tuple[str, float, list[Evidence], list[str], list[dict[str, Any]]]
 
 
 def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str, Any]
-            ) -> tuple[str, float, list[Evidence], list[str]]:
+            ) -> Decision:
     ev: list[Evidence] = []
     nonfinite = s.get("nonfinite") or 0.0
     growth, upd_med = s.get("grad_growth_log10"), s.get("update_ratio_median")
@@ -121,7 +151,7 @@ def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str
     if nonfinite > 0:
         return ("exploding_gradients", 0.9 if nonfinite >= 0.5 else 0.75, ev, [
             "lower the learning rate (by 10x), clip gradients (norm 1.0) or add normalization: "
-            "the loss or the gradients overflowed"])
+            "the loss or the gradients overflowed"], [])
     peak, upd_max = s.get("grad_peak_log10"), s.get("update_ratio_max")
     loss_max = s.get("train_loss_norm_max")
     ev.append(_ev("grad_growth_log10", growth, th["grad_growth_log10"],
@@ -151,7 +181,7 @@ def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str
             what += f" and the gradients rose 10^{peak:.1f}-fold above their initial size"
         return ("exploding_gradients", max(fired), ev, [
             f"lower the learning rate (by 10x or more): {what}; clip gradients (norm 1.0) or "
-            "add normalization"])
+            "add normalization"], [])
 
     tl = s.get("train_loss_norm_last")
     dead = s.get("dead_frac_max")
@@ -161,16 +191,22 @@ def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str
     ev.append(_ev("train_loss_norm_last", tl, th["train_loss_flat"],
                   "training loss / label entropy (1 = predicting class frequencies)"))
     if upd_max is not None and upd_max < th["update_ratio_low"] and flat:
-        return ("optimization_problem", _margin(math.log10(max(upd_max, 1e-30)),
-                                                math.log10(th["update_ratio_low"]), 2.0), ev, [
+        conf = _margin(math.log10(max(upd_max, 1e-30)), math.log10(th["update_ratio_low"]), 2.0)
+        return ("optimization_problem", conf, ev, [
             f"raise the learning rate: no block changes by more than {upd_max:.1e} of its "
-            "norm per step, so the training loss stays at the baseline"])
+            "norm per step, so the training loss stays at the baseline"], [])
     ev.append(_ev("dead_frac_max", dead, th["dead_frac"],
                   "fraction of ReLU units that never fire on the probe batch (worst block)"))
     if dead is not None and dead >= th["dead_frac"] and flat:
         return ("optimization_problem", 0.8, ev, [
             "the network is dead (ReLU units never fire): lower the learning rate, use He "
-            "initialization or a leaky activation"])
+            "initialization or a leaky activation"], [])
+
+    # recurrent blocks: vanishing or exploding through time, told apart from depth
+    hit, ev_time = decide_through_time(s, th, controls)
+    ev += ev_time
+    if hit is not None:
+        return hit[0], hit[1], ev, hit[2], hit[3]
 
     depth = s.get("grad_depth_log10")
     ev.append(_ev("grad_depth_log10", depth, th["grad_depth_log10"],
@@ -182,7 +218,7 @@ def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str
                       "fraction of saturated sigmoid/tanh outputs (last epoch)"))
         return ("vanishing_gradients", _margin(depth, th["grad_depth_log10"], 4.0), ev, [
             f"add skip connections or normalization (or He initialization): the first block "
-            f"receives 10^{depth:.1f} of the last hidden block's gradient"])
+            f"receives 10^{depth:.1f} of the last hidden block's gradient"], [])
 
     ev.append(_ev("val_loss_norm_min", vmin, th["val_loss_norm_min"],
                   "best validation loss / label entropy (below 1 = skill above chance)"))
@@ -191,15 +227,14 @@ def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str
                       "validation accuracy above chance in binomial standard deviations"))
     skill_z = s.get("skill_z")
     significant = skill_z is not None and skill_z > th["skill_z"]
-    if vmin is not None and vmin > th["val_loss_norm_min"] and not significant:
-        memorizing = tl is not None and tl < th["train_loss_flat"]
-        advice = ["the gradients reach every block, yet validation never beats predicting the "
-                  "class frequencies: the data, not the depth, limits you; check features "
-                  "and labels, or collect more informative data"]
-        if memorizing:
-            advice.append("the training loss still falls while validation stays at chance: "
-                          "the model memorizes noise; more depth or epochs will not help")
-        return ("data_limited_plateau", _margin(vmin, th["val_loss_norm_min"], 0.1), ev, advice)
+    # a validation loss at chance with an accuracy barely above it, where the shallow baseline
+    # scores far more: a plateau too (the run has hardly begun to fit learnable data)
+    reading, _, shallow_best, _ = shallow_reading(controls.get("shallow"), th)
+    far_behind = reading == "learns" and shallow_best is not None and (
+        shallow_best - (s.get("skill_best") or 0.0) > th["shallow_gap"])
+    if vmin is not None and vmin > th["val_loss_norm_min"] and (not significant or far_behind):
+        verdict, conf, ev_plateau, advice, basis = decide_plateau(s, th, controls)
+        return verdict, conf, ev + ev_plateau, advice, basis
 
     rise, gap = s.get("val_loss_rise"), s.get("gap_accuracy")
     ev.append(_ev("val_loss_rise", rise, th["val_loss_rise"],
@@ -214,80 +249,7 @@ def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str
             or (loss_gap is not None and loss_gap > th["loss_gap"])):
         return ("overfitting", _margin(rise, th["val_loss_rise"], 0.5), ev, [
             "stop earlier, add regularization (weight decay, dropout, augmentation) or use a "
-            "smaller model: validation loss rises while training accuracy keeps climbing"])
+            "smaller model: validation loss rises while training accuracy keeps climbing"], [])
     conf = _margin(vmin, th["val_loss_norm_min"], 0.5)
     return ("healthy", conf, ev, ["training is healthy: compare depths and widths on the "
-                                  "validation score"])
-
-
-def _weigh_controls(verdict: str, conf: float, s: dict[str, float | None],
-                    th: dict[str, float], controls: dict[str, Any]
-                    ) -> tuple[float, list[Evidence], list[str], str]:
-    """Controls confirm or overturn the verdict read from the probes."""
-    ev: list[Evidence] = []
-    advice: list[str] = []
-    same = th["control_same"]
-    skill = s.get("skill_best")
-    sh, cf = controls.get("shuffled"), controls.get("counterfactual")
-    shallow, lc = controls.get("shallow"), controls.get("learning_curve")
-    if sh and skill is not None and sh.get("skill_best") is not None:
-        diff = skill - sh["skill_best"]
-        ev.append(_ev("shuffled_skill_difference", diff, same,
-                      "skill of the model minus the same model on permuted labels"))
-        if verdict == "data_limited_plateau":
-            conf += 0.1 if diff < same else -0.2
-    if cf and cf.get("skill_best") is not None and skill is not None:
-        gain = cf["skill_best"] - skill
-        ev.append(_ev("counterfactual_skill_gain", gain, same,
-                      f"skill gained by the same depth with {cf.get('change', 'skip+norm')}"))
-        if verdict == "vanishing_gradients":
-            if gain > same:
-                conf += 0.1
-                advice.append(f"the counterfactual with {cf.get('change')} learns "
-                              f"(skill +{gain:.2f}): the depth's gradients were the problem")
-            elif (cf.get("val_loss_norm_min") or 0) > th["val_loss_norm_min"]:
-                # overturn only where a shallow model fails too: a counterfactual that merely
-                # trains slowly must not turn a real gradient problem into "the data"
-                shallow_best = max([v for v in ((shallow or {}).get("logistic_skill"),
-                                                (shallow or {}).get("depth2_skill"))
-                                    if v is not None], default=None)
-                if shallow_best is not None and shallow_best < same:
-                    verdict, conf = "data_limited_plateau", 0.7
-                    advice.append("the counterfactual with healthy gradients and the shallow "
-                                  "models also stay at chance: the data, not the vanishing "
-                                  "gradients, limits this model")
-                else:
-                    conf -= 0.15
-                    advice.append("the counterfactual did not learn either within this budget: "
-                                  "run the shallow control to rule out data without signal")
-        elif verdict == "data_limited_plateau" and gain > 2 * same:
-            verdict, conf = "optimization_problem", 0.6
-            advice.append(f"the counterfactual with {cf.get('change')} learns (skill "
-                          f"+{gain:.2f}): the data carries signal this model fails to fit")
-    if shallow:
-        for name in ("logistic", "depth2"):
-            if shallow.get(f"{name}_skill") is not None and skill is not None:
-                ev.append(_ev(f"{name}_skill_difference", skill - shallow[f"{name}_skill"],
-                              same, f"skill of the model minus the {name} control"))
-        best = max([v for v in (shallow.get("logistic_skill"), shallow.get("depth2_skill"))
-                    if v is not None], default=None)
-        if verdict == "data_limited_plateau" and best is not None and best < same:
-            conf += 0.1
-            advice.append("a depth-2 network and logistic regression score the same: the data, "
-                          "not the depth, limits you")
-        elif (verdict == "data_limited_plateau" and best is not None
-              and best > (skill or 0.0) + 2 * same):
-            # a shallow model finds signal the probed model missed: not the data's fault
-            verdict, conf = "optimization_problem", 0.7
-            advice.append(f"a shallow control reaches skill {best:.2f} on the same folds: the "
-                          "data has signal this model fails to fit; train longer, tune the "
-                          "learning rate or use a smaller model")
-    if lc and lc.get("slope") is not None:
-        ev.append(_ev("learning_curve_slope", lc["slope"], 0.02,
-                      "validation accuracy gained per doubling of the training data"))
-        if lc["slope"] < 0.02:
-            advice.append("more data of this kind will not help: the learning curve is flat")
-        else:
-            advice.append(f"more data should help: each doubling adds {lc['slope']:.3f} "
-                          "validation accuracy")
-    return max(0.05, min(0.99, conf)), ev, advice, verdict
+                                  "validation score"], [])

@@ -39,6 +39,7 @@ from torch import nn
 
 from nasdepth.errors import ConfigError
 from nasdepth.probes.steps import StepStats
+from nasdepth.probes.time import time_profile, time_units
 from nasdepth.probes.trace import Trace, finite_or_none
 
 RELU_LIKE = (nn.ReLU, nn.ReLU6)
@@ -156,6 +157,8 @@ class Probe:
                        for m in unit.modules()}
         self._modules = list(model.modules())
         self._act_modules = [m for m in self._modules if isinstance(m, RELU_LIKE + SQUASHING)]
+        # recurrent blocks: their gradient through time joins the probe-batch statistics
+        self._time_units = time_units(self.units)
 
     # -- per step ---------------------------------------------------------------------------
     def share_steps(self, stats: StepStats, row: int) -> None:
@@ -230,6 +233,8 @@ class Probe:
         try:
             stats = self._activations(x, y)
             stats["grad_snr"] = self._snr(x, y) if self.snr_chunks else [None] * u
+            if self._time_units:
+                stats.update(time_profile(self.model, self._time_units, x, y, u))
         except Exception:
             # statistics must never break a user's training: record nothing for this epoch
             stats = empty

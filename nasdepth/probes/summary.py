@@ -12,6 +12,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from nasdepth.probes.time import time_signals
 from nasdepth.probes.trace import Trace
 
 EPS = 1e-30
@@ -74,7 +75,7 @@ def fold_signals(trace: Trace) -> dict[str, float | None]:
     vmin = min(_finite(vl), default=None)
     probe_acc = _last(trace.scalar("probe_accuracy"))
     vlast, tlast = _last(vl), _last(tl)
-    return {
+    return time_signals(trace) | {
         "grad_depth_log10": _median(ratios),
         "grad_depth_log10_first_epoch": ratios[0] if ratios else None,
         "grad_growth_log10": growth,

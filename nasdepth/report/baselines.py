@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from nasdepth.data import Dataset
+from nasdepth.data import CVConfig, Dataset, Splits
 from nasdepth.train.metrics import classification_metrics
 
 BASELINES = ("majority class", "logistic regression")
@@ -43,34 +43,31 @@ def _subsample(train: np.ndarray, y: np.ndarray, n_features: int, seed: int) -> 
     return np.sort(rng.choice(train, size=limit, replace=False))
 
 
-def study_splits(data: Dataset, config: dict[str, Any]
-                 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
-    """The splits the study's candidates were trained on, rebuilt from its stored config the
-    way the CV engine builds them: the held-out test part set aside first, then the CV splits
-    of the rest (numbered 0..n-1 as the engine numbers them). Returns (splits, test index)."""
-    from nasdepth.data.folds import CVConfig, holdout_split, make_splits
-
+def study_cv(config: dict[str, Any]) -> CVConfig:
+    """The CV description a study stored in its config (older studies: ``folds``,
+    ``cv_seed`` and ``repeats``)."""
     stored = config.get("cv")
     if isinstance(stored, dict):
-        cv = CVConfig.from_dict(stored)
-    else:
-        repeats = int(config.get("repeats") or 1)
-        cv = CVConfig(folds=int(config["folds"]), seed=int(config.get("cv_seed") or 0),
-                      kind="repeated_stratified" if repeats > 1 else "stratified",
-                      repeats=repeats)
-    y = data.y_numpy
-    cv_idx, test_idx = holdout_split(y, cv.test_size, cv.seed)
-    groups = None if data.groups is None else data.groups[cv_idx]
-    splits = [(cv_idx[tr], cv_idx[va]) for tr, va in make_splits(y[cv_idx], cv, groups=groups)]
-    return splits, test_idx
+        return CVConfig.from_dict(stored)
+    repeats = int(config.get("repeats") or 1)
+    return CVConfig(folds=int(config["folds"]), seed=int(config.get("cv_seed") or 0),
+                    kind="repeated_stratified" if repeats > 1 else "stratified",
+                    repeats=repeats)
 
 
-def baseline_folds(data: Dataset, config: dict[str, Any]) -> pd.DataFrame:
+def study_splits(data: Dataset, config: dict[str, Any]) -> Splits:
+    """The splits the study's candidates were trained on: its stored CV description resolved
+    on ``data``, by the one resolution the study and the CV engine use
+    (:meth:`CVConfig.resolve`)."""
+    return study_cv(config).resolve(data)
+
+
+def baseline_folds(data: Dataset, splits: Splits) -> pd.DataFrame:
     """One row per baseline x fold with ``train_*``/``val_*`` (and ``test_*`` where a test part
-    was held out) metrics and ``gap_accuracy``, on the same splits as the study's candidates
-    (:func:`study_splits`). Features are flattened and standardized on the training fold
+    was held out) metrics and ``gap_accuracy``, on ``splits``: the study's candidates' (see
+    :func:`study_splits`). Features are flattened and standardized on the training fold
     only."""
-    splits, test_idx = study_splits(data, config)
+    test_idx = splits.test
     x = data.x.reshape(len(data), -1).cpu().numpy().astype(np.float64)
     y = data.y_numpy
     rows = []

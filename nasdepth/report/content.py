@@ -115,6 +115,10 @@ def summary_section(study: optuna.Study, st: T.StudyTables) -> Section:
                        f"{fmt(top['width'])}, {top['block']} blocks, skip "
                        f"{fmt(top['skip'])}: {st.metric} {_pm(top['cv_mean'], top['cv_std'])} "
                        f"over {int(top['folds_done'])} folds, {fmt(top['params'])} parameters."))
+    blocks.append(Para(f"To get this model: nasdepth export STUDY.yaml --trial {int(top['trial'])}"
+                       " --out model.pt (STUDY.yaml: this study's file; refits the trial on all "
+                       "non-test data; --ensemble keeps its fold models; docs/export.md).",
+                       "note"))
     return Section("Summary", blocks)
 
 
@@ -134,6 +138,14 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
                 f"trial {int(b['trial'])}, {fmt(b['cv_mean'])} ± {fmt(b['cv_se'])} SE; "
                 f"threshold {fmt(rec.threshold)}).")
         blocks.append(Para(text, "warn"))
+        unsettled = T.unsettled_best(st, rec)
+        if unsettled:
+            blocks.append(Para(
+                "Not settled: train longer. The candidates that decide this recommendation "
+                f"(trial{'s' if len(unsettled) > 1 else ''} "
+                f"{', '.join(str(n) for n in unsettled)}) were still improving at their last "
+                "epoch, so more epochs may change which depth wins (see \"Still improving at "
+                "the last epoch\").", "warn"))
         if rec.ttest is not None:
             blocks.append(Para(_ttest_text(rec.ttest, "best", "recommended")))
         elif int(b["trial"]) == int(r["trial"]):
@@ -268,8 +280,8 @@ def cost_section(study: optuna.Study, st: T.StudyTables) -> Section:
                            "only.", "note"))
     if len(st.directions) > 1:
         best = [t for t in study.best_trials]
-        rows = [{"trial": t.number, **{f"objective {i}": v for i, v in enumerate(t.values)}}
-                for t in best]
+        names = study.metric_names or [f"objective {i}" for i in range(len(st.directions))]
+        rows = [{"trial": t.number, **dict(zip(names, t.values, strict=True))} for t in best]
         blocks.append(Tab(pd.DataFrame(rows), "Optuna's Pareto-optimal trials over the "
                           f"study's objectives ({', '.join(st.directions)})"))
     if len(blocks) == 0:
@@ -325,22 +337,6 @@ def importance_section(study: optuna.Study, st: T.StudyTables) -> Section:
     return Section("What matters", blocks)
 
 
-def _trace(probe: Any) -> dict[str, Any] | None:
-    """A trace-shaped dict (``blocks`` + ``epochs``) from a probe summary, whatever wraps it."""
-    if isinstance(probe, dict):
-        if isinstance(probe.get("epochs"), list):
-            return probe
-        for key in ("trace", "mean_trace", "traces", "folds"):
-            inner = probe.get(key)
-            inner = inner[0] if isinstance(inner, list) and inner else inner
-            found = _trace(inner)
-            if found is not None:
-                return found
-    if isinstance(probe, list) and probe:
-        return _trace(probe[0])
-    return None
-
-
 def _diagnosis_blocks(number: int, diag: dict[str, Any], st: T.StudyTables) -> list[Block]:
     out: list[Block] = []
     conf = diag.get("confidence")
@@ -351,17 +347,20 @@ def _diagnosis_blocks(number: int, diag: dict[str, Any], st: T.StudyTables) -> l
         out.append(Tab(ev, "Evidence"))
     for advice in diag.get("advice") or []:
         out.append(Para(f"Advice: {advice}"))
-    probe = st.probes.get(number)
-    trace = _trace(probe)
+    for b in diag.get("basis") or []:
+        if isinstance(b, dict):
+            out.append(Para(f"Backed by the {b.get('control')} control: {b.get('figure')}"))
+    probe = st.probes.get(number) or {}
+    trace = st.traces.get(number)  # the record's per-epoch series over folds
     if trace is not None:
         _add(out, image(F.evidence_figure(trace, f"Trial {number}: probe evidence"),
                         f"evidence_trial{number}.png", f"Trial {number}: probe evidence"))
-    elif isinstance(probe, dict) and isinstance(probe.get("grad_rms_last_epoch"), list):
+    elif isinstance(probe.get("grad_rms_last_epoch"), list):  # records without the series
         _add(out, image(F.gradient_profile_figure(probe["grad_rms_last_epoch"],
                                                   f"Trial {number}: gradient by depth"),
                         f"evidence_trial{number}.png",
                         f"Trial {number}: gradient RMS by block, last epoch"))
-    signals = (probe or {}).get("signals") if isinstance(probe, dict) else None
+    signals = probe.get("signals")
     if isinstance(signals, dict) and signals:
         out.append(Details(f"Trial {number}: all probe signals (median over folds)", [
             Tab(pd.DataFrame(sorted(signals.items()), columns=["signal", "value"]))]))
@@ -419,26 +418,57 @@ def data_limited_section(st: T.StudyTables) -> Section | None:
     table = T.diagnoses_table(st)
     if table.empty:
         return None
-    dl = table[table["verdict"] == DATA_LIMITED]
+    backed, unbacked = T.data_limited_table(st)
     blocks: list[Block] = [Para(
-        "A flat loss looks like vanishing gradients, but when a shallow model and logistic "
-        "regression do no better, or the controls (shuffled labels, a shallow model) score "
-        "the same, the data — not the depth — limits the score. Skip connections or "
-        "normalization will not help these candidates; more informative data or features "
-        "would.")]
-    if dl.empty:
+        "A flat loss looks like vanishing gradients, but where the gradients reach every block "
+        "and a control shows that the data carry no signal for a model — the shallow baseline "
+        "(logistic regression and extra trees on the same splits) at chance, shuffled labels "
+        "scoring the same, or a flat learning curve — the data, not the depth, limit the "
+        "score. Skip connections or normalization will not help these candidates; more "
+        "informative data or features would. Only trials with such a control are listed.")]
+    if backed.empty:
         blocks.append(Para("No trial was diagnosed as a data-limited plateau.", "note"))
     else:
-        # the two signals that separate the cases: do gradients reach the first block, and
-        # does validation beat predicting the class frequencies
-        sig = {n: st.diagnoses[n].get("signals") or {} for n in dl["trial"]}
-        shown = dl[["trial", "depth", "width", "block", "skip", "cv_mean", "confidence"]].assign(
-            grad_first_over_last_log10=[sig[n].get("grad_depth_log10") for n in dl["trial"]],
-            skill_above_chance=[sig[n].get("skill_best") for n in dl["trial"]])
-        blocks.append(Tab(shown, "Trials diagnosed as data-limited plateaus (a log10 gradient "
-                                 "ratio near 0: the first block gets as much gradient as the "
-                                 "last; skill near 0: no better than the class frequencies)"))
+        # the two signals that separate the cases (do gradients reach the first block, does
+        # validation beat the class frequencies) beside the control that backs the verdict
+        blocks.append(Tab(backed, "Trials diagnosed as data-limited plateaus, with the control "
+                                  "that backs each (a log10 gradient ratio near 0: the first "
+                                  "block gets as much gradient as the last; skill near 0: no "
+                                  "better than the class frequencies)"))
+    if unbacked:
+        blocks.append(Para(
+            f"Trial{'s' if len(unbacked) > 1 else ''} {', '.join(map(str, unbacked))} "
+            "carr{} a data-limited verdict from an earlier version, without a control behind "
+            "it: rerun their diagnosis (nasdepth diagnose --study ... --trial N) before "
+            "trusting it.".format("y" if len(unbacked) > 1 else "ies"), "note"))
+    others = table[table["verdict"].isin(["undertrained", "undecided_plateau"])]
+    if not others.empty:
+        what = {"undertrained": "under-trained: the shallow baseline learns on these data",
+                "undecided_plateau": "undecided: no control tells yet"}
+        blocks.append(Para(
+            f"{len(others)} other trial(s) plateaued at chance, but no control shows that the "
+            "data lack signal, so they are not listed as data-limited: "
+            + "; ".join(f"trial {int(r.trial)} {what[str(r.verdict)]}"
+                        for r in others.itertuples())
+            + ". Their diagnoses (above) give the figures and what to do (or which control "
+            "would settle it).", "note"))
     return Section("Looks like vanishing gradients, but is data-limited", blocks)
+
+
+def still_learning_section(st: T.StudyTables) -> Section | None:
+    if not st.diagnoses:
+        return None
+    table = T.still_learning_table(st)
+    text = ("Candidates whose validation loss was still falling at their last epoch (or that "
+            "never left chance on learnable data: under-trained). Their scores understate what "
+            "they reach with more epochs or a larger learning rate, so compare them only after "
+            "training longer.")
+    if table.empty:
+        return Section("Still improving at the last epoch", [
+            Para(text), Para("None: every diagnosed candidate had settled.", "note")])
+    return Section("Still improving at the last epoch", [
+        Para(text), Tab(table, "Still learning (val_loss_fall_last: fall per epoch at the end, "
+                               "label entropies; loss_gone: share of the starting loss gone)")])
 
 
 def problems_section(st: T.StudyTables) -> Section:
@@ -463,6 +493,7 @@ def build_report(study: optuna.Study, st: T.StudyTables, base_folds: pd.DataFram
     sections = [summary_section(study, st), depth_section(st, base), width_section(st),
                 blocks_section(st), cost_section(study, st),
                 baseline_section(st, base_folds, base_error), importance_section(study, st),
-                diagnoses_section(st), data_limited_section(st), problems_section(st)]
+                diagnoses_section(st), data_limited_section(st), still_learning_section(st),
+                problems_section(st)]
     return Report(name=st.name, subtitle=subtitle, sections=[s for s in sections if s])
 

@@ -290,8 +290,10 @@ def _block_matrix(epochs: list[dict[str, Any]], name: str) -> np.ndarray | None:
 def evidence_figure(trace: dict[str, Any], title: str) -> Figure | None:
     """Gradient RMS by block over epochs (heatmap, log10), update-to-weight ratio per block and
     the normalized losses with their baseline (1 = predicting the class frequencies), from a
-    trace-shaped probe summary (``blocks`` + per-epoch ``grad_rms``/``update_ratio`` lists)."""
+    trace-shaped probe summary (``blocks`` + per-epoch ``grad_rms``/``update_ratio`` lists;
+    a row's ``epoch`` numbers it where long runs were thinned, 1-based)."""
     epochs = trace.get("epochs") or []
+    numbers = [int(e.get("epoch", i + 1)) for i, e in enumerate(epochs)]
     blocks = [str(b) for b in trace.get("blocks") or []]
     grad = _block_matrix(epochs, "grad_rms")
     upd = _block_matrix(epochs, "update_ratio")
@@ -316,12 +318,12 @@ def evidence_figure(trace: dict[str, Any], title: str) -> Figure | None:
             with np.errstate(divide="ignore", invalid="ignore"):
                 logged = np.log10(np.where(grad > 0, grad, np.nan))
             labels = blocks if len(blocks) == grad.shape[1] else list(range(grad.shape[1]))
-            sns.heatmap(pd.DataFrame(logged.T, index=labels, columns=range(1, len(epochs) + 1)),
+            sns.heatmap(pd.DataFrame(logged.T, index=labels, columns=numbers),
                         cmap="magma", ax=ax, cbar_kws={"label": "log10 gradient RMS"})
             ax.set(title="Gradient RMS by block", xlabel="epoch", ylabel="block (input → head)")
             ax.tick_params(labelsize=7)
         elif panel == "upd" and upd is not None:
-            x = np.arange(1, upd.shape[0] + 1)
+            x = np.array(numbers)
             for j in range(upd.shape[1]):
                 name = blocks[j] if j < len(blocks) else str(j)
                 ax.plot(x, upd[:, j], marker=".", lw=1, label=name)
@@ -331,7 +333,7 @@ def evidence_figure(trace: dict[str, Any], title: str) -> Figure | None:
                 ax.legend(fontsize=6)
         else:
             for name, series in losses.items():
-                ax.plot(range(1, len(series) + 1), series, marker=".",
+                ax.plot(numbers, series, marker=".",
                         label=name.replace("_norm", "").replace("_", " "))
             ax.axhline(1.0, color="black", ls="--", lw=1, label="baseline (class frequencies)")
             ax.set(title="Normalized loss", xlabel="epoch",

@@ -1,9 +1,10 @@
 """Report tables, computed from the storage alone (no drawing here).
 
-``collect(study)`` reads every trial once into tidy frames (``trials``: one row per trial;
-``folds``: one row per trial x fold); the functions below derive each report table from them.
-Every trial attribute beyond ``arch``/``summary``/``cv_folds`` may be absent: columns are then
-NaN or empty and the report says so instead of failing.
+``collect(study)`` reads every trial's :class:`~nasdepth.study.record.TrialRecord` once into
+tidy frames (``trials``: one row per trial; ``folds``: one row per trial x fold); the functions
+below derive each report table from them. A record's parts beyond ``summary``/``cv_folds`` may
+be empty (probes off, a pruned or failed trial, an older record): columns are then NaN or empty
+and the report says so instead of failing.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import optuna
 import pandas as pd
 
 from nasdepth.report.stats import TTest, corrected_resampled_ttest, one_se_rule, pareto_mask
+from nasdepth.study.record import TrialRecord, read_record
 
 ARCH_COLUMNS = ["depth", "width", "block", "skip", "norm", "activation"]
 #: the recipe each trial trained with (``lr`` after any range test), from its ``training``
@@ -44,8 +46,11 @@ class StudyTables:
     trials: pd.DataFrame
     folds: pd.DataFrame
     diagnoses: dict[int, dict[str, Any]] = field(default_factory=dict)
-    probes: dict[int, Any] = field(default_factory=dict)
+    probes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: per-epoch probe series over folds (``TrialRecord.trace_summary``), by trial
+    traces: dict[int, dict[str, Any]] = field(default_factory=dict)
     values: dict[int, list[float]] = field(default_factory=dict)
+    records: dict[int, TrialRecord] = field(default_factory=dict)
     #: trial number -> its learning-rate range test (``LRFinding.to_dict()``), where it ran
     lr_finds: dict[int, dict[str, Any]] = field(default_factory=dict)
     #: trials that copied an earlier twin's results (same parameters) instead of training
@@ -77,47 +82,28 @@ def _objective(config: dict[str, Any], directions: list[str]) -> tuple[str, bool
     return metric, not metric.endswith("log_loss")
 
 
-def _test_score(attrs: dict[str, Any], metric: str, folds: pd.DataFrame) -> float:
+def _test_score(metric: str, folds: pd.DataFrame) -> float:
     """Held-out test score where a test part was set aside: the mean over the fold models of
-    the folds' ``test_<metric>`` (the CV engine scores every fold model on it), else a
-    ``test`` dict or ``test_<metric>`` trial attribute."""
-    plain = metric.removeprefix("val_")
-    column = f"test_{plain}"
+    the folds' ``test_<metric>`` (the CV engine scores every fold model on it)."""
+    column = f"test_{metric.removeprefix('val_')}"
     if column in folds and folds[column].notna().any():
         return float(folds[column].astype(float).mean())
-    test = attrs.get("test")
-    if isinstance(test, dict):
-        for key in (metric, plain, f"test_{plain}"):
-            if isinstance(test.get(key), int | float):
-                return float(test[key])
-    for key in (f"test_{plain}", "test_score"):
-        if isinstance(attrs.get(key), int | float):
-            return float(attrs[key])
     return math.nan
 
 
-def _flops(attrs: dict[str, Any]) -> float:
-    value = attrs.get("flops", attrs.get("summary", {}).get("flops"))
-    if isinstance(value, dict):
-        value = value.get("flops", value.get("total"))
-    return float(value) if isinstance(value, int | float) else math.nan
+def _number(*candidates: Any) -> float:
+    """The first candidate that is a number, as a float (NaN where none is)."""
+    for value in candidates:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return math.nan
 
 
-def _reason(t: optuna.trial.FrozenTrial, folds_done: int) -> str:
-    for key in ("fail_reason", "prune_reason", "pruned_reason"):
-        if t.user_attrs.get(key):
-            return str(t.user_attrs[key])
-    if t.state.name == "PRUNED":
-        steps = sorted(t.intermediate_values)
-        if steps:
-            last = steps[-1]
-            return (f"pruned after {folds_done} fold(s) (last reported step {last}: "
-                    f"{t.intermediate_values[last]:.4g})")
-        return "pruned"
-    if t.state.name in ("RUNNING", "WAITING"):
-        return f"{t.state.name.lower()} when the report was written"
-    if t.state.name == "FAIL":
-        return "failed (no reason recorded)"
+def _reason(rec: TrialRecord) -> str:
+    if rec.reason:
+        return str(rec.reason)
+    if rec.state in ("running", "waiting"):
+        return f"{rec.state} when the report was written"
     return ""
 
 
@@ -159,54 +145,56 @@ def collect(study: optuna.Study) -> StudyTables:
     diagnoses: dict[int, dict[str, Any]] = {}
     probes: dict[int, Any] = {}
     values: dict[int, list[float]] = {}
+    traces: dict[int, dict[str, Any]] = {}
+    records: dict[int, TrialRecord] = {}
     lr_finds: dict[int, dict[str, Any]] = {}
     duplicates: set[int] = set()
     for t in study.get_trials(deepcopy=False):
-        attrs = t.user_attrs
-        if attrs.get("duplicate_of") is not None:
+        rec = records[t.number] = read_record(t)
+        if rec.duplicate_of is not None:
             duplicates.add(t.number)
-        training = attrs.get("training") if isinstance(attrs.get("training"), dict) else None
-        if isinstance(attrs.get("lr_find"), dict):
-            lr_finds[t.number] = attrs["lr_find"]
-        summary = attrs.get("summary") or {}
-        folds = pd.DataFrame(attrs.get("cv_folds") or [])
+        training = rec.training or None
+        if isinstance(rec.lr_find, dict):
+            lr_finds[t.number] = rec.lr_find
+        summary = rec.summary or {}
+        folds = pd.DataFrame(rec.cv_folds)
         scores = (folds[metric].astype(float) if metric in folds
                   else pd.Series(dtype=float))
         arch = {k: summary.get(k) for k in ARCH_COLUMNS}
-        params = summary.get("params", attrs.get("params"))
-        diag = attrs.get("diagnosis") if isinstance(attrs.get("diagnosis"), dict) else None
+        diag = rec.diagnosis if isinstance(rec.diagnosis, dict) and rec.diagnosis else None
         if diag:
             diagnoses[t.number] = diag
-        if attrs.get("probe_summary") is not None:
-            probes[t.number] = attrs["probe_summary"]
+        if isinstance(rec.probe_summary, dict):
+            probes[t.number] = rec.probe_summary
+        if isinstance(rec.trace_summary, dict) and rec.trace_summary.get("epochs"):
+            traces[t.number] = rec.trace_summary
         if t.values is not None:
             values[t.number] = [float(v) for v in t.values]
         k = len(scores)
         std = float(scores.std(ddof=1)) if k > 1 else math.nan
         rows.append({
             "trial": t.number, "state": t.state.name, **arch,
-            "params": float(params) if isinstance(params, int | float) else math.nan,
-            "flops": _flops(attrs),
+            "params": _number(summary.get("params"), rec.costs.get("params")),
+            "flops": _number(rec.costs.get("flops"), summary.get("flops")),
             "cv_mean": float(scores.mean()) if k else math.nan,
             "cv_std": std, "cv_se": std / math.sqrt(k) if k > 1 else math.nan,
             "folds_done": k,
             "gap_mean": float(folds["gap_accuracy"].mean()) if "gap_accuracy" in folds
             else math.nan,
-            "test_score": _test_score(attrs, metric, folds),
-            "seconds": float(attrs["wall_time"]) if isinstance(attrs.get("wall_time"),
-                                                                int | float) else math.nan,
+            "test_score": _test_score(metric, folds),
+            "seconds": _number(rec.wall_time),
             "verdict": diag.get("verdict") if diag else None,
             "confidence": diag.get("confidence") if diag else None,
-            "fail_reason": _reason(t, k),
+            "fail_reason": _reason(rec),
             **recipe_of(training),
             "epochs_run": float(folds["epochs"].astype(float).mean()) if "epochs" in folds
             else math.nan,
-            "still_improving": still_improving(attrs.get("cv_folds") or [], training),
+            "still_improving": still_improving(rec.cv_folds, training),
         })
-        for rec in attrs.get("cv_folds") or []:
+        for fold in rec.cv_folds:
             fold_rows.append({"trial": t.number, "state": t.state.name, **arch,
-                              "params": rows[-1]["params"], **rec,
-                              "score": rec.get(metric, math.nan)})
+                              "params": rows[-1]["params"], **fold,
+                              "score": fold.get(metric, math.nan)})
     trials = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
     folds_df = pd.DataFrame(fold_rows)
     if folds_df.empty:
@@ -215,7 +203,8 @@ def collect(study: optuna.Study) -> StudyTables:
     return StudyTables(name=study.study_name, metric=metric, maximize=maximize,
                        directions=directions, config=config,
                        data=dict(study.user_attrs.get("data", {})), trials=trials,
-                       folds=folds_df, diagnoses=diagnoses, probes=probes, values=values,
+                       folds=folds_df, diagnoses=diagnoses, probes=probes, traces=traces,
+                       values=values, records=records,
                        lr_finds=lr_finds, duplicates=duplicates)
 
 
@@ -546,18 +535,77 @@ def importance_table(study: optuna.Study, *, min_trials: int = 5
 # --- diagnoses and problems ---------------------------------------------------------------
 
 def diagnoses_table(st: StudyTables) -> pd.DataFrame:
-    """One row per diagnosed trial: architecture, score, verdict, confidence, first advice."""
+    """One row per diagnosed trial: architecture, score, verdict, confidence, whether it was
+    still learning at its last epoch, first advice."""
     cols = ["trial", "state", "depth", "width", "block", "skip", "cv_mean", "verdict",
-            "confidence", "advice"]
+            "confidence", "still_learning", "advice"]
     rows = []
     for number, diag in sorted(st.diagnoses.items()):
         row = st.trials[st.trials["trial"] == number].iloc[0]
         advice = diag.get("advice") or []
         rows.append({**{c: row[c] for c in cols[:7]}, "verdict": diag.get("verdict"),
                      "confidence": diag.get("confidence"),
+                     "still_learning": diag.get("still_learning"),
                      "advice": "; ".join(str(a) for a in advice) if isinstance(advice, list)
                      else str(advice)})
     return pd.DataFrame(rows, columns=cols)
+
+
+def data_limited_table(st: StudyTables) -> tuple[pd.DataFrame, list[int]]:
+    """Trials diagnosed data-limited *with a control behind the verdict*, one row per backing
+    control with its figure (``basis`` of the diagnosis), and the numbers of data-limited
+    trials without one (records written before verdicts needed a control)."""
+    cols = ["trial", "depth", "width", "block", "skip", "cv_mean", "confidence", "control",
+            "control_result", "grad_first_over_last_log10", "skill_above_chance"]
+    rows, unbacked = [], []
+    for number, diag in sorted(st.diagnoses.items()):
+        if diag.get("verdict") != "data_limited_plateau":
+            continue
+        basis = [b for b in diag.get("basis") or [] if isinstance(b, dict)]
+        if not basis:
+            unbacked.append(number)
+            continue
+        row = st.trials[st.trials["trial"] == number].iloc[0]
+        sig = diag.get("signals") or {}
+        for b in basis:
+            rows.append({**{c: row[c] for c in cols[:6]}, "confidence": diag.get("confidence"),
+                         "control": b.get("control"), "control_result": b.get("figure"),
+                         "grad_first_over_last_log10": sig.get("grad_depth_log10"),
+                         "skill_above_chance": sig.get("skill_best")})
+    return pd.DataFrame(rows, columns=cols), unbacked
+
+
+def still_learning_table(st: StudyTables) -> pd.DataFrame:
+    """Trials whose loss was still falling at their last epoch (the diagnosis's reading of
+    the trace), best first: ``val_loss_fall_last`` is the fall per epoch at the end (label
+    entropies), ``loss_gone`` the share of the starting loss gone."""
+    cols = ["trial", "depth", "width", "block", "skip", "cv_mean", "verdict", "epochs",
+            "val_loss_fall_last", "loss_gone"]
+    rows = []
+    for number, diag in sorted(st.diagnoses.items()):
+        if not (diag.get("still_learning") or diag.get("verdict") == "undertrained"):
+            continue
+        row = st.trials[st.trials["trial"] == number].iloc[0]
+        sig = diag.get("signals") or {}
+        rows.append({**{c: row[c] for c in cols[:6]}, "verdict": diag.get("verdict"),
+                     "epochs": sig.get("epochs"), "val_loss_fall_last":
+                     sig.get("val_loss_fall_last"), "loss_gone": sig.get("loss_gone")})
+    df = pd.DataFrame(rows, columns=cols)
+    return df.sort_values("cv_mean", ascending=not st.maximize).reset_index(drop=True) \
+        if len(df) else df
+
+
+def unsettled_best(st: StudyTables, rec: DepthRecommendation) -> list[int]:
+    """The candidates that decide the depth recommendation (the best one, the recommended one,
+    and every depth's best within the one-standard-error threshold) that were still learning
+    at their last epoch: where there are any, more epochs may reorder the depths."""
+    table = best_per_depth(st)
+    close = table[table["cv_mean"] >= rec.threshold] if st.maximize \
+        else table[table["cv_mean"] <= rec.threshold]
+    deciding = {int(rec.best["trial"]), int(rec.recommended["trial"])} | {
+        int(t) for t in close["trial"]}
+    learning = set(still_learning_table(st)["trial"].astype(int))
+    return sorted(deciding & learning)
 
 
 def verdict_counts(diagnoses: pd.DataFrame) -> pd.DataFrame:

@@ -18,7 +18,7 @@ def study_baselines(st: StudyTables) -> tuple[pd.DataFrame | None, str]:
     """Baselines on the study's own data and folds; ``(None, why)`` where they cannot be
     computed (data no longer loadable here, no CV settings recorded)."""
     from nasdepth.data import load_data
-    from nasdepth.report.baselines import baseline_folds
+    from nasdepth.report.baselines import baseline_folds, study_splits
 
     spec = st.config.get("data")
     if not spec or not (isinstance(st.config.get("folds"), int)
@@ -26,7 +26,7 @@ def study_baselines(st: StudyTables) -> tuple[pd.DataFrame | None, str]:
         return None, "the study does not record its data spec and folds."
     try:
         data = load_data(spec if isinstance(spec, dict) else str(spec))  # a spec or a mapping
-        return baseline_folds(data, st.config), ""
+        return baseline_folds(data, study_splits(data, st.config)), ""
     except Exception as exc:  # a report must still be written when the data moved away
         return None, f"{type(exc).__name__}: {exc}"
 

@@ -24,7 +24,7 @@ HELPER_KEYS: dict[str, Any] = {"stages": int, "width_multiplier": float}
 META_KEYS = ("name", "description", "input_shape", "num_classes", "budget")
 # Keys that count something and so must be >= 1 (other numbers, if ints, must be >= 0).
 POSITIVE = {"depth", "width", "stride", "kernel_size", "stem_width", "stages", "cardinality",
-            "growth_rate", "head_pool_size"}
+            "growth_rate", "head_pool_size", "heads"}
 # Width-like stage keys a parameter budget scales together.
 WIDTH_KEYS = ("width", "growth_rate")
 
@@ -34,7 +34,8 @@ def named() -> dict[str, Any]:
     out: dict[str, Any] = {"block": BLOCKS, "norm": NORMS, "activation": ACTIVATIONS,
                            "init": INITS}
     # name lists the architecture keeps beside its config (absent in older versions)
-    for key, attr in (("downsample", "DOWNSAMPLES"), ("head_pool", "HEAD_POOLS")):
+    for key, attr in (("downsample", "DOWNSAMPLES"), ("head_pool", "HEAD_POOLS"),
+                      ("nonlinearity", "NONLINEARITIES"), ("positional", "POSITIONALS")):
         if hasattr(arch_config, attr):
             out[key] = getattr(arch_config, attr)
     return out

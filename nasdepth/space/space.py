@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
 from nasdepth.arch import BLOCKS, ArchConfig, StageConfig
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
@@ -57,6 +56,7 @@ from nasdepth.space.recipe import (
     recipe_values,
 )
 from nasdepth.train import TrainConfig
+from nasdepth.yamlfile import read_yaml
 
 # grid() refuses to list more combinations than this; size() then answers None.
 GRID_LIMIT = 20_000
@@ -483,8 +483,4 @@ def load_space(path: str | Path) -> SearchSpace:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("the study", "space", str(path), "an existing search-space file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise NasdepthError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    return SearchSpace.from_dict(raw, str(path))
+    return SearchSpace.from_dict(read_yaml(path, "search-space file"), str(path))

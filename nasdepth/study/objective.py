@@ -1,11 +1,15 @@
 """The Optuna objective: sample an architecture, cross-validate it with pruning across folds,
-store everything as trial attributes, and turn any crash into a recorded reason.
+store everything as one :class:`~nasdepth.study.record.TrialRecord`, and turn any crash into a
+recorded reason.
 
 Pruning steps (see ``docs/studies.md``): ``epoch`` pruners get the validation score of every
 epoch of every fold at ``step = fold * epochs + epoch`` (unique and increasing, so Optuna never
 drops a repeated step, and every trial is compared with others on the same fold and epoch);
 ``fold`` pruners (Wilcoxon) get one score per fold at ``step = fold``. The folds a trial
 finished are stored before it is pruned.
+
+The record is rewritten whenever something is known: after the costs, after every fold, at
+the end, and with the state and reason when the trial is pruned or fails.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from nasdepth.arch import ArchConfig, build_model, count_parameters
 from nasdepth.data import Dataset
 from nasdepth.study.measure import count_flops, measure_latency, versions, worker_info
 from nasdepth.study.probing import record_diagnosis
+from nasdepth.study.record import TrialRecord, read_record, write_record
 from nasdepth.study.registry import pruner_granularity
 from nasdepth.study.study_file import CONSTRAINTS, StudyConfig
 from nasdepth.train import NonFiniteLossError, TrainConfig, TrainHook, cross_validate
@@ -40,8 +45,9 @@ class EpochPruningHook(TrainHook):
     #: pruning across folds only saves time when folds train one after another
     needs_per_fold_model = True
 
-    def __init__(self, trial: optuna.Trial, epochs: int, key: str) -> None:
-        self.trial, self.epochs, self.key = trial, epochs, key
+    def __init__(self, trial: optuna.Trial, epochs: int, key: str,
+                 record: TrialRecord | None = None) -> None:
+        self.trial, self.epochs, self.key, self.record = trial, epochs, key, record
 
     def on_epoch_end(self, model: nn.Module, fold: int, record: dict[str, Any]) -> None:
         value = float(record[self.key])
@@ -50,8 +56,9 @@ class EpochPruningHook(TrainHook):
         step = fold * self.epochs + int(record["epoch"])
         self.trial.report(value, step)
         if self.trial.should_prune():
-            self.trial.set_user_attr("pruned_at", {"fold": fold, "epoch": int(record["epoch"]),
-                                                   "step": step})
+            if self.record is not None:  # stored by the objective with the state
+                self.record.pruned_at = {"fold": fold, "epoch": int(record["epoch"]),
+                                         "step": step}
             raise optuna.TrialPruned(f"pruned at fold {fold}, epoch {record['epoch']}")
 
 
@@ -64,7 +71,9 @@ def epoch_key(objective: str) -> str:
 def is_out_of_memory(exc: BaseException) -> bool:
     """``MemoryError``, CUDA's ``OutOfMemoryError``, the engine's ``DeviceOutOfMemoryError``."""
     return isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__ or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+        isinstance(exc, RuntimeError) and any(
+            s in str(exc).lower() for s in ("out of memory", "can't allocate memory",
+                                            "cannot allocate memory")))  # CPU allocator
 
 
 def fail_reason(exc: BaseException) -> str:
@@ -88,20 +97,35 @@ class Objective:
                  extra_hooks: HookFactory | None = None) -> None:
         self.cfg, self.data = cfg, data
         self.fold_progress, self.extra_hooks = fold_progress, extra_hooks
+        # the CV resolved once: every trial, the baselines and the controls share these splits
+        self.splits = cfg.cv.resolve(data, str(cfg.path))
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
+        # a record the runner started (worker) or an enqueued retry's ``retry_of`` carry on
+        rec = read_record(trial)
+        rec.state, rec.reason = "running", None
         try:
-            return self._run(trial)
-        except optuna.TrialPruned:
+            values = self._run(trial, rec)
+        except optuna.TrialPruned as exc:
+            rec.state, rec.reason = "pruned", str(exc) or None
+            write_record(trial, rec)
             raise
         except (Exception, KeyboardInterrupt) as exc:  # recorded; the study goes on
-            trial.set_user_attr("fail_reason", fail_reason(exc))
             tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-            trial.set_user_attr("fail_traceback", "".join(tb[-3:])[-2000:])
+            rec.state, rec.reason = "failed", fail_reason(exc)
+            rec.errors["traceback"] = "".join(tb[-3:])[-2000:]
+            write_record(trial, rec)
             if is_out_of_memory(exc):
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()  # leave memory for the next candidate
             raise
+        bad = [v for v in (values if isinstance(values, Sequence) else [values])
+               if not math.isfinite(float(v))]
+        # Optuna fails a trial whose value is NaN or infinite: say so in its record
+        rec.state, rec.reason = ("failed", f"non-finite objective value {bad[0]}") if bad else (
+            "complete", None)
+        write_record(trial, rec)
+        return values
 
     def _costs(self, trial: optuna.Trial, arch: ArchConfig) -> dict[str, float]:
         """Params (and FLOPs, latency where an objective or constraint needs them) of a
@@ -113,38 +137,38 @@ class Objective:
         wanted = set(cfg.objectives) | {CONSTRAINTS[c] for c in cfg.constraints}
         if "latency" in wanted:
             costs["latency"] = measure_latency(model, data.input_shape)
-            trial.set_user_attr("latency_ms", costs["latency"])
-        trial.set_user_attr("flops", costs["flops"])
         for key, bound in cfg.constraints.items():
             # Optuna: feasible when every constraint value is <= 0
             trial.set_constraint(key, costs[CONSTRAINTS[key]] - bound)
         return costs
 
-    def _run(self, trial: optuna.Trial) -> float | Sequence[float]:
+    def _run(self, trial: optuna.Trial, rec: TrialRecord) -> float | Sequence[float]:
         cfg = self.cfg
         start = time.perf_counter()
-        trial.set_user_attr("seed", cfg.seed)
-        trial.set_user_attr("versions", versions())
-        trial.set_user_attr("worker", worker_info())
+        rec.seed, rec.versions, rec.worker = cfg.seed, versions(), worker_info()
         arch = cfg.space.suggest(trial)
+        rec.params = dict(trial.params)
         # the study's training: with the space's sampled recipe (lr, weight decay ...) applied
         training = cfg.space.training(trial.params, cfg.training)
+        rec.training = training.to_dict()
         twin = _completed_twin(trial)
         if twin is not None:
             # same candidate, same seeded folds: the CV would repeat the twin's scores
             # exactly; samplers on small categorical spaces propose repeats often
-            for key, value in twin.user_attrs.items():
-                if key not in ("worker", "retry_of"):
-                    trial.set_user_attr(key, value)
+            _copy_twin(rec, read_record(twin))
             for key, bound in twin.constraints.items():
                 trial.set_constraint(key, bound)
-            trial.set_user_attr("duplicate_of", twin.number)
-            trial.set_user_attr("wall_time", time.perf_counter() - start)
+            rec.timings = {"wall_time": time.perf_counter() - start}
             return twin.values[0] if len(twin.values) == 1 else list(twin.values)
-        trial.set_user_attr("arch", arch.to_dict())
+        rec.arch = arch.to_dict()
+        write_record(trial, rec)  # what crashes while measuring stays inspectable
         costs = self._costs(trial, arch)
-        trial.set_user_attr("summary", {**arch.summary(), "params": int(costs["params"]),
-                                        "flops": int(costs["flops"])})
+        rec.costs = {"params": float(costs["params"]), "flops": float(costs["flops"])}
+        if "latency" in costs:
+            rec.costs["latency_ms"] = float(costs["latency"])
+        rec.summary = {**arch.summary(), "params": int(costs["params"]),
+                       "flops": int(costs["flops"])}
+        write_record(trial, rec)
 
         rows: list[dict[str, Any]] = []
         progress = None if self.fold_progress is None else self.fold_progress(
@@ -154,31 +178,32 @@ class Objective:
 
         def on_fold(k: int, row: dict[str, Any]) -> None:
             rows.append(row)
-            trial.set_user_attr("cv_folds", records_of(rows))  # kept if pruned later
+            rec.cv_folds = records_of(rows)
+            rec.timings = {"wall_time": time.perf_counter() - start}
+            write_record(trial, rec)  # kept if pruned or failed later
             if progress is not None:
                 progress(k, row)
             if granularity == "fold":
                 trial.report(float(row[metric]), k)
                 if trial.should_prune():
-                    trial.set_user_attr("pruned_at", {"fold": k, "step": k})
+                    rec.pruned_at = {"fold": k, "step": k}
                     raise optuna.TrialPruned(f"pruned after fold {k}")
 
         hooks: list[TrainHook] = []
         if granularity == "epoch":
-            hooks.append(EpochPruningHook(trial, training.epochs, epoch_key(metric)))
+            hooks.append(EpochPruningHook(trial, training.epochs, epoch_key(metric), rec))
         if self.extra_hooks is not None:
             hooks += list(self.extra_hooks(trial, arch))
         try:
             result = self._cross_validate(arch, on_fold, hooks, training)
         finally:
-            trial.set_user_attr("wall_time", time.perf_counter() - start)
+            rec.timings = {"wall_time": time.perf_counter() - start}
+        rec.cv_folds = records(result.folds)
+        rec.device = str(result.settings.get("device", "cpu"))
         # the recipe it trained with (lr: auto resolved) and the range test's curve
-        trial.set_user_attr("training", result.settings.get("training", training.to_dict()))
-        if result.settings.get("lr_find") is not None:
-            trial.set_user_attr("lr_find", result.settings["lr_find"])
-        trial.set_user_attr("cv_folds", records(result.folds))
-        trial.set_user_attr("device", result.settings.get("device", "cpu"))
-        self.after_cv(trial, result)
+        rec.training = dict(result.settings.get("training") or rec.training)
+        rec.lr_find = result.settings.get("lr_find")
+        self.after_cv(trial, result, rec)
         values = [result.mean(o) if o not in costs else float(costs[o])
                   for o in cfg.objectives]
         return values[0] if len(values) == 1 else values
@@ -187,22 +212,39 @@ class Objective:
                         hooks: Sequence[TrainHook], training: TrainConfig | None = None
                         ) -> CVResult:
         cfg = self.cfg
-        return cross_validate(arch, self.data, cv=cfg.cv, seed=cfg.cv_seed,
+        return cross_validate(arch, self.data, cv=self.splits, seed=cfg.cv_seed,
                               training=training or cfg.training, on_fold=on_fold, hooks=hooks,
                               source=str(cfg.path))
 
-    def after_cv(self, trial: optuna.Trial, result: CVResult) -> None:
-        """Store the probe summary and diagnosis (see :mod:`nasdepth.study.probing`)."""
-        record_diagnosis(trial, result)
+    def after_cv(self, trial: optuna.Trial, result: CVResult, record: TrialRecord) -> None:
+        """Add the probe summary and diagnosis to the record (see
+        :mod:`nasdepth.study.probing`); the objective stores it."""
+        record_diagnosis(trial, result, record, data=self.data, splits=self.splits,
+                         settings=self.cfg.diagnosis)
 
 
 def _completed_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
-    """An earlier complete trial of this study with exactly this trial's parameters."""
-    params = trial.params
+    """An earlier complete trial of this study with exactly this trial's parameters, trained
+    under the same settings (``settings_id``: data, CV, recipe)."""
+    params, settings = trial.params, read_record(trial).settings_id
     for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if t.params == params and t.values is not None and "cv_folds" in t.user_attrs:
+        if t.params == params and t.values is not None and read_record(t).cv_folds and \
+                read_record(t).settings_id == settings:
             return t
     return None
+
+
+#: what a repeated candidate keeps of its own: who ran it, when, and why it runs
+_OWN = ("number", "state", "reason", "timings", "seed", "versions", "worker", "retry_of",
+        "errors", "version", "run_id")
+
+
+def _copy_twin(rec: TrialRecord, twin: TrialRecord) -> None:
+    """Fill ``rec`` with the twin's results (arch, costs, CV table, probes, diagnosis)."""
+    for name, value in twin.to_dict().items():
+        if name not in _OWN:
+            setattr(rec, name, value)
+    rec.duplicate_of = twin.number
 
 
 def records_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

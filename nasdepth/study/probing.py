@@ -1,24 +1,47 @@
 """Where studies meet probes and diagnosis, through their public API only.
 
 ``probe_hooks(trial, arch)`` gives the training hooks that record a trace; after the CV,
-``record_diagnosis(trial, result)`` stores ``probe_summary`` and ``diagnosis``
-(``Diagnosis.to_dict()``) as trial attributes. A failure of either is recorded on the trial
-and never fails a finished candidate.
+``record_diagnosis(trial, result, record, ...)`` fills the trial record's ``probe_summary``,
+``trace_summary`` (the per-epoch series the report draws) and ``diagnosis``
+(``Diagnosis.to_dict()``). A failure of either is recorded in ``record.errors`` and never
+fails a finished candidate.
+
+Controls: the shallow baseline is computed once per study (:func:`study_baseline`, kept in the
+study's user attribute :data:`BASELINE_ATTR` with the digest of the splits it ran on) and
+every trial's diagnosis reads it; the costly controls a study file asks for
+(``diagnosis: {controls: [...], on: plateau}``) run only for the trials ``on`` selects, and
+their seconds are stored in ``record.timings["controls"]`` (the progress bar shows the sum).
 """
 
 from __future__ import annotations
 
+import math
+import statistics
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import optuna
 
 from nasdepth.arch import ArchConfig
-from nasdepth.diagnosis import diagnose
-from nasdepth.probes import probe_hook
+from nasdepth.data import Dataset, Splits
+from nasdepth.diagnosis import PLATEAUS, diagnose, shallow_baseline
+from nasdepth.probes import Trace, probe_hook
+from nasdepth.study.record import TrialRecord
+from nasdepth.study.study_file import DiagnosisSettings
 from nasdepth.train import TrainHook
 from nasdepth.train.cv import CVResult
 
 _HOOK_ATTR = "_nasdepth_probe_hook"
+#: the study attribute holding the shallow baseline every trial's diagnosis reads
+BASELINE_ATTR = "shallow_baseline"
+#: per-block series and per-epoch scalars kept in the trace summary: what the evidence
+#: figure draws (gradient RMS heatmap, update ratios, normalized losses)
+SUMMARY_SERIES = ("grad_rms", "update_ratio")
+SUMMARY_SCALARS = ("train_loss_norm", "val_loss_norm", "val_accuracy")
+#: longer runs are thinned to this many evenly spaced epochs (first and last kept), so a
+#: record stays a few kilobytes whatever the epoch count
+MAX_SUMMARY_EPOCHS = 50
 
 
 def probe_hooks(trial: optuna.Trial, arch: ArchConfig) -> Sequence[TrainHook]:
@@ -28,17 +51,110 @@ def probe_hooks(trial: optuna.Trial, arch: ArchConfig) -> Sequence[TrainHook]:
     return [hook]
 
 
-def record_diagnosis(trial: optuna.Trial, result: CVResult) -> None:
-    """Store the probe summary and the diagnosis of a finished CV (when probes ran)."""
+def study_baseline(study: optuna.Study, data: Dataset, splits: Splits) -> dict[str, Any]:
+    """The shallow baseline of the study's data on its splits: read from the study where an
+    earlier trial (of any worker) stored it for these splits, else computed now (seconds) and
+    stored. Two workers that start at the same moment may both compute it; they store the
+    same result."""
+    stored = study.user_attrs.get(BASELINE_ATTR)
+    if isinstance(stored, dict) and stored.get("splits") == splits.digest:
+        return stored
+    result = shallow_baseline(data, splits, seed=splits.seed)
+    study.set_user_attr(BASELINE_ATTR, result)
+    return result
+
+
+def wants_controls(verdict: str, settings: DiagnosisSettings) -> bool:
+    """Does a trial with ``verdict`` get the study's costly controls?"""
+    if not settings.controls:
+        return False
+    if settings.on == "all":
+        return True
+    if settings.on == "unhealthy":
+        return verdict != "healthy"
+    return verdict in PLATEAUS
+
+
+def record_diagnosis(trial: optuna.Trial, result: CVResult, record: TrialRecord, *,
+                     data: Dataset | None = None, splits: Splits | None = None,
+                     settings: DiagnosisSettings | None = None) -> None:
+    """Put the probe summary, the trace summary and the diagnosis of a finished CV (when
+    probes ran) into ``record`` (the caller stores it); the diagnosis reads the study's
+    shallow baseline (once per study) and, for the trials that ``settings`` selects, runs its
+    costly controls."""
     hook = getattr(trial, _HOOK_ATTR, None)
     if hook is not None and hasattr(hook, "summary"):
         try:
-            trial.set_user_attr("probe_summary", hook.summary())
+            record.probe_summary = hook.summary()
+            record.trace_summary = trace_summary(hook.traces)
         except Exception as exc:  # a probe bug must not fail a finished candidate
-            trial.set_user_attr("probe_error", f"{type(exc).__name__}: {exc}")
+            record.errors["probes"] = f"{type(exc).__name__}: {exc}"
     if hook is None and not result.traces:
         return
+    settings = settings or DiagnosisSettings()
     try:
-        trial.set_user_attr("diagnosis", diagnose(result).to_dict())
+        known: dict[str, Any] = {}
+        names: list[str] = []
+        if data is not None and splits is not None and settings.baseline:
+            known["shallow"] = study_baseline(trial.study, data, splits)
+            names = ["shallow"]
+        d = diagnose(result, data, controls=names, cv=splits, precomputed=known)
+        if data is not None and wants_controls(d.verdict, settings):
+            start = time.perf_counter()
+            d = diagnose(result, data, controls=[*names, *settings.controls], cv=splits,
+                         precomputed=known)
+            record.timings["controls"] = round(time.perf_counter() - start, 2)
+        record.diagnosis = d.to_dict()
+        if splits is not None:
+            record.splits = splits.to_dict()
     except Exception as exc:
-        trial.set_user_attr("diagnosis_error", f"{type(exc).__name__}: {exc}")
+        record.errors["diagnosis"] = f"{type(exc).__name__}: {exc}"
+
+
+def _sig(value: float | None, digits: int = 4) -> float | None:
+    """``digits`` significant digits (JSON-small), None for missing or non-finite values."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(f"{value:.{digits}g}")
+
+
+def _geomean(values: Sequence[Any]) -> float | None:
+    logs = [math.log10(v) for v in values
+            if isinstance(v, int | float) and math.isfinite(v) and v > 0]
+    return 10 ** (sum(logs) / len(logs)) if logs else None
+
+
+def _median(values: Sequence[Any]) -> float | None:
+    vals = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    return statistics.median(vals) if vals else None
+
+
+def trace_summary(traces: Sequence[Trace]) -> dict[str, Any] | None:
+    """The folds' traces as one trace-shaped dict: ``blocks``, ``folds`` and one row per
+    epoch (``epoch``, 1-based) with the per-block :data:`SUMMARY_SERIES` (geometric mean over
+    the folds that reached that epoch: these ratios span orders of magnitude) and the
+    :data:`SUMMARY_SCALARS` (median over folds). Runs longer than
+    :data:`MAX_SUMMARY_EPOCHS` keep that many evenly spaced epochs. None without traces."""
+    traces = [t for t in traces if t.epochs]
+    if not traces:
+        return None
+    blocks = list(traces[0].blocks)
+    same = [t for t in traces if len(t.blocks) == len(blocks)]
+    n_epochs = max(len(t.epochs) for t in same)
+    keep = list(range(n_epochs))
+    if n_epochs > MAX_SUMMARY_EPOCHS:
+        step = (n_epochs - 1) / (MAX_SUMMARY_EPOCHS - 1)
+        keep = sorted({round(i * step) for i in range(MAX_SUMMARY_EPOCHS)})
+    rows = []
+    for e in keep:
+        at = [t.epochs[e] for t in same if e < len(t.epochs)]
+        row: dict[str, Any] = {"epoch": e + 1}  # 1-based, as the figures number epochs
+        for name in SUMMARY_SERIES:
+            lists = [r.get(name) or [] for r in at]
+            row[name] = [_sig(_geomean([x[i] for x in lists if i < len(x)]))
+                         for i in range(len(blocks))]
+        for name in SUMMARY_SCALARS:
+            # normalized losses sit near 1 when nothing is learned: keep their small changes
+            row[name] = _sig(_median([r.get(name) for r in at]), digits=6)
+        rows.append(row)
+    return {"blocks": blocks, "folds": len(same), "epochs": rows}

@@ -1,37 +1,60 @@
 """``TrialRecord``: everything one trial produced, as one typed, versioned, JSON-ready record.
 
-``study`` writes it (one Optuna user attribute, :data:`RECORD_KEY`); ``report``,
-``diagnose --study`` and ``export`` read it. Records written by earlier versions (loose user
-attributes) load through :meth:`TrialRecord.from_frozen_trial`.
+``study`` writes it (one Optuna user attribute, :data:`RECORD_KEY`, rewritten as the trial
+goes: after the costs, after every fold, at the end, and when it is pruned or fails);
+``report``, ``diagnose --study`` and the runner read it through :func:`read_record`, which also
+turns the loose user attributes of trials written before the record existed (version 1) into a
+record.
 
 Each field holds plain JSON data (the ``to_dict()`` of the typed object it came from), so a
 report can be rebuilt from the storage alone. A part that adds to what a trial records adds a
 field here (with a default, so older records still load) and bumps :data:`RECORD_VERSION`.
+
+This module imports neither torch nor optuna: the CLI and the report read records cheaply.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 #: the user attribute that holds the record
 RECORD_KEY = "nasdepth_record"
-#: 1: loose user attributes (no record); 2: this record
-RECORD_VERSION = 2
+#: 1: loose user attributes (no record); 2: this record; 3: adds ``splits``,
+#: ``settings_id`` and ``run_id``
+RECORD_VERSION = 3
+#: the record's states (Optuna's, lower-case)
+STATES = ("running", "waiting", "complete", "pruned", "failed")
+#: a few flat user attributes written beside the record for Optuna's own tools (the
+#: dashboard's trial table shows user attributes); nothing in nasdepth reads them
+DASHBOARD_ATTRS = ("reason", "verdict", "duplicate_of")
+_OPTUNA_STATES = {"RUNNING": "running", "WAITING": "waiting", "COMPLETE": "complete",
+                  "PRUNED": "pruned", "FAIL": "failed"}
 
 
 @dataclass
 class TrialRecord:
     """One trial's results.
 
-    ``state``: ``running``, ``complete``, ``pruned``, ``failed`` (Optuna's state, lower-case);
-    ``reason``: why it was pruned or failed. ``arch``: ``ArchConfig.to_dict()``; ``training``:
-    the recipe it trained with (``TrainConfig.to_dict()``, sampled recipe parameters applied);
-    ``params``: Optuna's sampled parameters. ``cv_folds``: the CV table, one dict per fold (the
-    finished folds of a pruned trial). ``costs``: ``params``, ``flops``, ``latency_ms``.
-    ``probe_summary``: ``ProbeHook.summary()``; ``diagnosis``: ``Diagnosis.to_dict()``.
-    ``timings``: ``wall_time`` and other seconds. ``extras``: data of a part not yet given a
-    field (read with ``.get``; nothing depends on it being present).
+    ``state``: one of :data:`STATES`; ``reason``: why it was pruned or failed. ``arch``:
+    ``ArchConfig.to_dict()``; ``summary``: the architecture's summary (depth, width, block,
+    skip, ...) with ``params`` and ``flops``; ``training``: the recipe it trained with
+    (``TrainConfig.to_dict()``); ``params``: Optuna's sampled parameters. ``cv_folds``: the CV
+    table, one dict per fold (the finished folds of a pruned or failed trial). ``costs``:
+    ``params``, ``flops`` and ``latency_ms`` where measured. ``probe_summary``:
+    ``ProbeHook.summary()``; ``trace_summary``: the probes' per-epoch series over folds
+    (``blocks`` + ``epochs``, see :func:`nasdepth.study.probing.trace_summary`), what the
+    report's evidence figure draws; ``diagnosis``: ``Diagnosis.to_dict()``. ``timings``:
+    ``wall_time`` and ``controls`` (the study's opt-in diagnosis controls; seconds).
+    ``splits``: the CV the trial trained on (``Splits.to_dict()``: description and digest;
+    the diagnosis controls ran on the same). ``pruned_at``: ``{fold, epoch, step}`` of a
+    pruned trial; ``duplicate_of``: the trial whose results a repeated candidate copies;
+    ``retry_of``: the failed trial this one runs again. ``settings_id``: the digest of the
+    study settings (data, CV, recipe, space, objectives; :mod:`nasdepth.study.identity`) it
+    trained under; ``run_id``: the run that started it. ``errors``: ``traceback`` of a
+    failure, ``probes`` / ``diagnosis`` when those parts failed on a finished candidate.
+    ``extras``: data of a part not yet given a field (read with ``.get``; nothing depends on
+    it being present).
     """
 
     number: int
@@ -40,12 +63,16 @@ class TrialRecord:
     arch: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    #: under ``lr: auto``: the learning-rate range test (``LRFinding.to_dict()``)
+    lr_find: dict[str, Any] | None = None
     params: dict[str, Any] = field(default_factory=dict)
     cv_folds: list[dict[str, Any]] = field(default_factory=list)
     costs: dict[str, float] = field(default_factory=dict)
     probe_summary: dict[str, Any] | None = None
+    trace_summary: dict[str, Any] | None = None
     diagnosis: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    splits: dict[str, Any] | None = None
     seed: int | None = None
     device: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
@@ -53,6 +80,8 @@ class TrialRecord:
     pruned_at: dict[str, Any] | None = None
     duplicate_of: int | None = None
     retry_of: int | None = None
+    settings_id: str | None = None
+    run_id: str | None = None
     errors: dict[str, str] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
     version: int = RECORD_VERSION
@@ -67,5 +96,101 @@ class TrialRecord:
         known = {k: v for k, v in d.items() if k in names}
         extra = {k: v for k, v in d.items() if k not in names}
         rec = cls(**known)
-        rec.extras = {**extra, **rec.extras}
+        rec.extras = {**extra, **(rec.extras or {})}
         return rec
+
+    @classmethod
+    def from_frozen_trial(cls, trial: TrialLike) -> TrialRecord:
+        """The record of an Optuna trial (``FrozenTrial`` or a live ``Trial``); see
+        :func:`read_record`."""
+        return read_record(trial)
+
+    @property
+    def wall_time(self) -> float | None:
+        value = self.timings.get("wall_time")
+        return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def verdict(self) -> str | None:
+        return self.diagnosis.get("verdict") if isinstance(self.diagnosis, dict) else None
+
+
+class TrialLike(Protocol):
+    """What :func:`read_record` needs: Optuna's ``FrozenTrial`` and ``Trial`` both have it."""
+
+    @property
+    def number(self) -> int: ...
+
+    @property
+    def user_attrs(self) -> dict[str, Any]: ...
+
+
+def read_record(trial: TrialLike) -> TrialRecord:
+    """The trial's record: the stored one, or one converted from the loose attributes of an
+    earlier version. The state is Optuna's where the trial has one (a trial failed by
+    heartbeat or by another worker never rewrote its record), and a finished trial without
+    a recorded reason gets one that says what is known."""
+    attrs = dict(trial.user_attrs)
+    stored = attrs.get(RECORD_KEY)
+    rec = TrialRecord.from_dict(stored) if isinstance(stored, dict) else _from_loose(attrs)
+    rec.number = int(trial.number)
+    state = getattr(getattr(trial, "state", None), "name", None)
+    if state in _OPTUNA_STATES:
+        rec.state = _OPTUNA_STATES[state]
+    if not rec.params and isinstance(getattr(trial, "params", None), dict):
+        rec.params = dict(trial.params)  # type: ignore[attr-defined]
+    if rec.reason is None:
+        rec.reason = _default_reason(rec)
+    return rec
+
+
+def write_record(trial: Any, rec: TrialRecord) -> None:
+    """Store ``rec`` on a live ``optuna.Trial`` (and the few flat attributes the dashboard
+    shows). Written whole each time: one attribute, so a reader never sees half an update."""
+    trial.set_user_attr(RECORD_KEY, rec.to_dict())
+    for key, value in dashboard_attrs(rec).items():
+        trial.set_user_attr(key, value)
+
+
+def dashboard_attrs(rec: TrialRecord) -> dict[str, Any]:
+    """The flat attributes of :data:`DASHBOARD_ATTRS` that have a value."""
+    flat = {"reason": rec.reason, "verdict": rec.verdict, "duplicate_of": rec.duplicate_of}
+    return {k: v for k, v in flat.items() if v is not None}
+
+
+def _default_reason(rec: TrialRecord) -> str | None:
+    if rec.state == "pruned":
+        at = rec.pruned_at or {}
+        if "epoch" in at:
+            return f"pruned at fold {at.get('fold')}, epoch {at['epoch']}"
+        if "fold" in at:
+            return f"pruned after fold {at['fold']}"
+        return f"pruned after {len(rec.cv_folds)} fold(s)"
+    if rec.state == "failed":
+        return "failed (no reason recorded: the worker may have died)"
+    return None
+
+
+#: version-1 user attributes copied as they are into the field of the same name
+_LOOSE_SAME = ("arch", "summary", "cv_folds", "probe_summary", "diagnosis", "seed", "device",
+               "versions", "worker", "pruned_at", "duplicate_of", "retry_of")
+
+
+def _from_loose(attrs: dict[str, Any]) -> TrialRecord:
+    """A record from version-1 loose user attributes (also a trial that has not written its
+    record yet: one enqueued with ``retry_of``)."""
+    rec = TrialRecord(number=-1, version=1 if "arch" in attrs else RECORD_VERSION)
+    for key in _LOOSE_SAME:
+        if attrs.get(key) is not None:
+            setattr(rec, key, attrs[key])
+    rec.reason = attrs.get("fail_reason")
+    summary = rec.summary if isinstance(rec.summary, dict) else {}
+    costs = {"params": summary.get("params"), "flops": attrs.get("flops", summary.get("flops")),
+             "latency_ms": attrs.get("latency_ms")}
+    rec.costs = {k: float(v) for k, v in costs.items() if isinstance(v, int | float)}
+    if isinstance(attrs.get("wall_time"), int | float):
+        rec.timings = {"wall_time": float(attrs["wall_time"])}
+    errors = {"traceback": attrs.get("fail_traceback"), "probes": attrs.get("probe_error"),
+              "diagnosis": attrs.get("diagnosis_error")}
+    rec.errors = {k: str(v) for k, v in errors.items() if v}
+    return rec

@@ -5,12 +5,19 @@ a rerun resumes, and several workers on one storage together stop at exactly the
 Before each trial a worker counts finished + running trials and waits instead of starting one
 too many; a trial that still starts beyond the budget (two workers asked at the same moment)
 gives up at once and is recorded failed with the reason ``budget reached``.
+
+Before the first trial the study's name is checked, the data loaded and the settings checked
+(:mod:`nasdepth.study.preflight`), and on a resume the study's identity is compared with the
+stored one (:mod:`nasdepth.study.identity`). Every trial records ``settings_id`` (the identity
+it was trained under) and ``run_id`` (the run that started it, for :func:`run_outcome`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
+import uuid
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -20,10 +27,14 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
-from nasdepth.data import load_data
+from nasdepth.data import Dataset, load_data
 from nasdepth.errors import NasdepthError
+from nasdepth.study.identity import check_identity, settings_id, study_identity
+from nasdepth.study.names import check_name
 from nasdepth.study.objective import Objective
+from nasdepth.study.preflight import preflight
 from nasdepth.study.probing import probe_hooks
+from nasdepth.study.record import RECORD_KEY, read_record, write_record
 from nasdepth.study.registry import SamplerContext, make_pruner, make_sampler
 from nasdepth.study.storage import make_storage, redact, storage_kind
 from nasdepth.study.study_file import StudyConfig
@@ -44,13 +55,16 @@ def storage_for(cfg: StudyConfig) -> optuna.storages.BaseStorage:
                         grace_period=cfg.grace_period, max_retry=cfg.max_retry)
 
 
-def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = None
-               ) -> optuna.Study:
+def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = None, *,
+               data: Dataset | None = None, allow_changes: bool = False) -> optuna.Study:
     """Create the study in its storage, or load it where it exists (resume).
 
     A study of the same name made from a different search space or objectives is refused:
-    mixing them would corrupt both.
+    mixing them would corrupt both. With ``data`` the whole identity (data, CV, training
+    recipe, space, objectives) is stored on creation and compared on resume; a change is
+    refused unless ``allow_changes`` (space and objectives: always).
     """
+    check_name(cfg.name, str(cfg.path))
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = storage if storage is not None else storage_for(cfg)
     ctx = SamplerContext(seed=cfg.seed, space=cfg.space, multi_objective=len(cfg.objectives) > 1)
@@ -58,21 +72,66 @@ def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = N
     sampler = make_sampler(cfg.sampler, cfg.sampler_options, ctx, source)
     pruner = make_pruner(cfg.pruner, cfg.pruner_options,
                          cfg.cv.n_splits * cfg.training.epochs, source)
-    try:
+    directions = [StudyDirection[d.upper()] for d in cfg.directions]
+    try:  # load first: a create attempt on a journal appends a record even when refused
+        study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=sampler,
+                                  pruner=pruner)
+    except KeyError:
         study = optuna.create_study(study_name=cfg.name, storage=storage, sampler=sampler,
-                                    pruner=pruner,
-                                    directions=[StudyDirection[d.upper()]
-                                                for d in cfg.directions],
+                                    pruner=pruner, directions=directions,
                                     load_if_exists=True)
-    except ValueError as exc:  # Optuna: directions differ from the stored study's
+    if list(study.directions) != directions:
         raise NasdepthError(f"The study '{cfg.name}' in {redact(cfg.storage_url)} exists with "
-                            f"other objectives: {exc}. Use another 'name'.") from None
-    stored = study.user_attrs.get("config")
-    if stored is not None:
-        _check_same_study(cfg, stored)
-    else:
+                            f"other objectives (directions "
+                            f"{[d.name.lower() for d in study.directions]}, not "
+                            f"{cfg.directions}). Start a new study: --name NEW_NAME (or "
+                            "'name:' in the study file).")
+    attrs = study.user_attrs
+    stored = attrs.get("config")
+    if stored is not None and "identity" not in attrs:
+        _check_same_study(cfg, stored)  # a study stored before identities were
+    if data is not None:
+        _check_identity(study, cfg, data, allow_changes=allow_changes)
+    elif "identity" in attrs:  # no data at hand: everything but the data
+        mine = {**study_identity(cfg, None), "data": attrs["identity"].get("data")}
+        check_identity(cfg, attrs["identity"], mine, allow_changes=allow_changes)
+    if stored is None:
         study.set_user_attr("config", cfg.to_dict())
+        for params in cfg.enqueue:  # a new study: its listed candidates run first, once
+            study.enqueue_trial(params, skip_if_exists=True)
+    names = metric_names(cfg)
+    if study.metric_names != names:  # optuna-dashboard and plots show these, not "Objective 0"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
     return study
+
+
+def _check_identity(study: optuna.Study, cfg: StudyConfig, data: Dataset, *,
+                    allow_changes: bool) -> None:
+    mine = study_identity(cfg, data)
+    stored = study.user_attrs.get("identity")
+    if stored is None:
+        study.set_user_attr("identity", mine)
+        study.set_user_attr("data", data.to_dict())
+        return
+    found = check_identity(cfg, stored, mine, allow_changes=allow_changes)
+    if found:
+        # accepted on purpose: the new settings become the study's, the old ones stay listed
+        history = list(study.user_attrs.get("identity_changes", []))
+        history.append({"from": settings_id(stored), "to": settings_id(mine),
+                        "changes": found})
+        study.set_user_attr("identity_changes", history)
+        study.set_user_attr("identity", mine)
+        study.set_user_attr("data", data.to_dict())
+        study.set_user_attr("config", cfg.to_dict())
+        print(f"nasdepth: warning: study '{cfg.name}' continues under changed settings "
+              f"(--allow-changes): {'; '.join(found)}.", file=sys.stderr)
+
+
+def metric_names(cfg: StudyConfig) -> list[str]:
+    """The study's objectives as Optuna metric names (``latency`` with its unit)."""
+    return ["latency_ms" if o == "latency" else o for o in cfg.objectives]
 
 
 def _check_same_study(cfg: StudyConfig, stored: dict[str, Any]) -> None:
@@ -80,11 +139,12 @@ def _check_same_study(cfg: StudyConfig, stored: dict[str, Any]) -> None:
     where = f"The study '{cfg.name}' in {redact(cfg.storage_url)}"
     if "space_params" in stored and stored["space_params"] != mine["space_params"]:
         raise NasdepthError(f"{where} was made from another search space "
-                            f"({stored.get('space')}); give this study another 'name' or "
-                            "another storage.")
+                            f"({stored.get('space')}). Start a new study: --name NEW_NAME (or "
+                            "'name:' in the study file), or use another storage.")
     if stored.get("objectives", [stored.get("objective")]) != mine["objectives"]:
         raise NasdepthError(f"{where} has the objectives {stored.get('objectives')}, not "
-                            f"{mine['objectives']}; give this study another 'name'.")
+                            f"{mine['objectives']}. Start a new study: --name NEW_NAME (or "
+                            "'name:' in the study file).")
 
 
 def count_trials(study: optuna.Study) -> tuple[int, int]:
@@ -101,7 +161,7 @@ def _fail_dead_local_trials(study: optuna.Study) -> None:
 
     me = worker_info()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        w = t.user_attrs.get("worker") or {}
+        w = read_record(t).worker or {}
         if w.get("host") != me["host"] or not isinstance(w.get("pid"), int) or w["pid"] == me[
                 "pid"]:
             continue
@@ -115,8 +175,9 @@ def _fail_dead_local_trials(study: optuna.Study) -> None:
         storage = study._storage
         try:
             # the reason first: a finished trial's attributes are read-only
-            storage.set_trial_user_attr(t._trial_id, "fail_reason",
-                                        f"worker process {w['pid']} died")
+            rec = read_record(t)
+            rec.state, rec.reason = "failed", f"worker process {w['pid']} died"
+            storage.set_trial_user_attr(t._trial_id, RECORD_KEY, rec.to_dict())
             if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                 study.enqueue_trial(t.params, user_attrs={"retry_of": t.number},
                                     skip_if_exists=False)
@@ -127,17 +188,24 @@ def _fail_dead_local_trials(study: optuna.Study) -> None:
 class _BudgetGuard:
     """Wraps the objective: gives up a trial that started beyond the budget."""
 
-    def __init__(self, objective: Callable[[optuna.Trial], Any], budget: int) -> None:
+    def __init__(self, objective: Callable[[optuna.Trial], Any], budget: int, *,
+                 settings: str | None = None, run_id: str | None = None) -> None:
         self.objective, self.budget = objective, budget
+        self.settings, self.run_id = settings, run_id
 
     def __call__(self, trial: optuna.Trial) -> Any:
         from nasdepth.study.measure import worker_info
 
-        trial.set_user_attr("worker", worker_info())
+        rec = read_record(trial)  # an enqueued retry carries its retry_of
+        rec.worker = worker_info()
+        # before the objective: duplicates match on the settings; a duplicate keeps its run
+        rec.settings_id, rec.run_id = self.settings, self.run_id
+        write_record(trial, rec)
         trials = trial.study.get_trials(deepcopy=False, states=FINISHED + ACTIVE)
         earlier = sum(t.number < trial.number for t in trials)
         if earlier >= self.budget:
-            trial.set_user_attr("fail_reason", BUDGET_REACHED)
+            rec.state, rec.reason = "failed", BUDGET_REACHED
+            write_record(trial, rec)
             raise BudgetReached(BUDGET_REACHED)
         return self.objective(trial)
 
@@ -159,15 +227,23 @@ def effective_budget(cfg: StudyConfig) -> int:
     return cfg.trials
 
 
+def prepare(cfg: StudyConfig) -> Dataset:
+    """Everything checked before the first trial and before the storage is touched: the name,
+    the data, the settings against the data and this machine."""
+    check_name(cfg.name, str(cfg.path))
+    data = load_data(cfg.data, source=str(cfg.path))
+    preflight(cfg, data)
+    return data
+
+
 def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
-               max_failures: int = 5, threads_for: int = 1, requeue: bool = True
-               ) -> optuna.Study:
+               max_failures: int = 5, threads_for: int = 1, requeue: bool = True,
+               allow_changes: bool = False, run_id: str | None = None) -> optuna.Study:
     """One worker: run trials of ``cfg`` until the storage holds the budget of finished
     trials, the timeout passes, or ``max_failures`` trials in a row failed."""
     configure_threads(threads_for, threads=env_threads())
-    data = load_data(cfg.data, source=str(cfg.path))
-    st = open_study(cfg)
-    st.set_user_attr("data", data.to_dict())
+    data = prepare(cfg)
+    st = open_study(cfg, data=data, allow_changes=allow_changes)
     heartbeat = storage_kind(cfg.storage_url) == "rdb" and cfg.storage_url.startswith(
         ("postgres", "mysql"))
     if requeue:
@@ -190,7 +266,9 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
         return on_fold
 
     objective = _BudgetGuard(Objective(cfg, data, fold_progress if progress else None,
-                                       extra_hooks=probe_hooks if probes else None), budget)
+                                       extra_hooks=probe_hooks if probes else None), budget,
+                             settings=settings_id(st.user_attrs["identity"]),
+                             run_id=run_id or uuid.uuid4().hex)
     deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
     failures = 0
     try:
@@ -213,14 +291,22 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
                 if not waiting:
                     time.sleep(POLL_S)
                     continue
-            st.optimize(objective, n_trials=1, catch=(Exception,))
+            try:
+                st.optimize(objective, n_trials=1, catch=(Exception,))
+            except ValueError as exc:
+                if "Cannot tell a" not in str(exc):
+                    raise
+                # another worker failed this trial as stale (its heartbeat came late, e.g. on
+                # a loaded machine) and queued it again: it is not ours to finish any more
+                print(f"nasdepth: warning: a trial of this worker was taken over by another "
+                      f"worker ({exc}); going on.", file=sys.stderr)
             last = _last_trial_of_this_worker(st)
-            if last is not None and last.state == TrialState.FAIL and last.user_attrs.get(
-                    "fail_reason") != BUDGET_REACHED:
+            if last is not None and last.state == TrialState.FAIL and read_record(
+                    last).reason != BUDGET_REACHED:
                 failures += 1
                 if failures >= max_failures:
                     print(f"nasdepth: {failures} trials in a row failed; last reason: "
-                          f"{last.user_attrs.get('fail_reason')}. Stopping this worker.")
+                          f"{read_record(last).reason}. Stopping this worker.")
                     break
             elif last is not None and last.state in FINISHED:
                 failures = 0
@@ -231,27 +317,55 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
     return st
 
 
+def run_outcome(study: optuna.Study, run_id: str) -> tuple[int, str | None]:
+    """(exit status, message) of the run ``run_id``: 1 with a summary of the failure reasons
+    where it started trials and none of them finished, else 0 and no message."""
+    mine = [rec for rec in map(read_record, study.get_trials(deepcopy=False))
+            if rec.run_id == run_id and rec.reason != BUDGET_REACHED]
+    if not mine or any(rec.state in ("complete", "pruned") for rec in mine):
+        return 0, None
+    failed = [rec for rec in mine if rec.state == "failed"]
+    if not failed:
+        return 0, None
+    reasons: dict[str, int] = {}
+    for rec in failed:
+        reason = str(rec.reason or "no reason recorded")
+        reasons[reason[:160]] = reasons.get(reason[:160], 0) + 1
+    listed = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    return 1, (f"No trial of this run completed: {len(failed)} failed ({listed}). The trials "
+               f"and their tracebacks are stored; see `nasdepth report` or fix the setting and "
+               "run again.")
+
+
 def _last_trial_of_this_worker(st: optuna.Study) -> optuna.trial.FrozenTrial | None:
     pid = os.getpid()
     mine = [t for t in st.get_trials(deepcopy=False)
-            if (t.user_attrs.get("worker") or {}).get("pid") == pid]
+            if (read_record(t).worker or {}).get("pid") == pid]
     return max(mine, key=lambda t: t.number) if mine else None
 
 
 def _show_best(st: optuna.Study, bar: tqdm) -> None:
+    post: dict[str, str] = {}
     if len(st.directions) == 1:
         try:
-            bar.set_postfix(best=f"{st.best_value:.4f}")
+            post["best"] = f"{st.best_value:.4f}"
         except ValueError:
             pass
+    # the cost of the study's opt-in diagnosis controls so far (docs/diagnose.md)
+    spent = sum(float(read_record(t).timings.get("controls") or 0.0)
+                for t in st.get_trials(deepcopy=False, states=FINISHED))
+    if spent:
+        post["controls"] = f"{spent:.0f}s"
+    if post:
+        bar.set_postfix(post)
 
 
 def _requeue_interrupted(st: optuna.Study) -> None:
     """Trials failed by Ctrl-C are queued again (once), so a resumed study runs them."""
     trials = st.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
+    retried = {read_record(t).retry_of for t in trials}
     for t in trials:
-        reason = str(t.user_attrs.get("fail_reason", ""))
+        reason = str(read_record(t).reason or "")
         if t.state == TrialState.FAIL and reason.startswith("interrupted") and \
                 t.number not in retried and t.params:
             st.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)

@@ -1,5 +1,5 @@
 """``StudyConfig``: a study YAML (data, space, cv, training, budget, sampler, pruner,
-objectives, constraints, storage, seed).
+objectives, constraints, storage, seed, diagnosis).
 
 Names of samplers and pruners are checked against the registries of
 :mod:`nasdepth.study.registry`.
@@ -12,17 +12,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nasdepth.data import CVConfig
-from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
+from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.space.recipe import momentum_conflict, training_conflicts
 from nasdepth.space.space import SearchSpace, load_space
+from nasdepth.study.names import check_name
 from nasdepth.study.registry import check_pruner, check_sampler
 from nasdepth.train import METRICS, TrainConfig
+from nasdepth.yamlfile import read_yaml
 
 STUDY_KEYS = {"name", "description", "data", "space", "cv", "training", "budget", "seed",
-              "storage", "objective", "objectives", "sampler", "pruner", "constraints"}
+              "storage", "objective", "objectives", "sampler", "pruner", "constraints",
+              "diagnosis", "enqueue"}
+DIAGNOSIS_KEYS = {"baseline", "controls", "on"}
+#: the costly controls of nasdepth.diagnosis.CONTROLS (named here so that reading a study file
+#: does not import torch; a test keeps the two lists equal)
+STUDY_CONTROLS = ("shuffled", "counterfactual", "learning_curve")
+#: which trials get a study's costly controls: plateaus (no skill, gradients fine), every
+#: trial not diagnosed healthy, or every trial
+DIAGNOSIS_ON = ("plateau", "unhealthy", "all")
 BUDGET_KEYS = {"trials", "timeout"}
 STORAGE_KEYS = {"url", "heartbeat_interval", "grace_period", "max_retry"}
 #: cost objectives, always minimized; CV metrics are maximized (log loss minimized)
@@ -37,6 +45,70 @@ def direction(objective: str) -> str:
     """``maximize`` for CV scores, ``minimize`` for log loss and costs."""
     return "minimize" if objective in COST_OBJECTIVES or objective.endswith("log_loss") \
         else "maximize"
+
+
+@dataclass(frozen=True)
+class DiagnosisSettings:
+    """A study's ``diagnosis:`` section. ``baseline``: the shallow baseline (scikit-learn,
+    seconds), computed once per study and read by every trial's diagnosis; ``controls``: costly
+    controls (each retrains the candidate on the same splits) run for the trials that ``on``
+    selects (:data:`DIAGNOSIS_ON`)."""
+
+    baseline: bool = True
+    controls: tuple[str, ...] = ()
+    on: str = "plateau"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "controls": list(self.controls), "on": self.on}
+
+
+def _enqueue(raw: dict[str, Any], space: SearchSpace, source: str
+             ) -> tuple[dict[str, Any], ...]:
+    """``enqueue:``: a list of candidates, each a mapping of the space's parameters (every
+    parameter the candidate needs), checked by building it from the space."""
+    import optuna
+
+    spec = raw.get("enqueue") or []
+    if not isinstance(spec, list) or not all(isinstance(c, dict) for c in spec):
+        raise ConfigError(source, "enqueue", spec, "a list of mappings of space parameters")
+    names = {p.name for p in space.params}
+    for i, cand in enumerate(spec):
+        for key in cand:
+            if key not in names:
+                raise UnknownNameError(source, f"enqueue[{i}]", key, names)
+        try:
+            # FixedTrial answers the same suggest_* calls as a live trial
+            space.suggest(optuna.trial.FixedTrial(dict(cand)))  # type: ignore[arg-type]
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(source, f"enqueue[{i}]", cand,
+                              f"values the space allows ({exc})") from None
+    return tuple(dict(c) for c in spec)
+
+
+def _diagnosis(raw: dict[str, Any], source: str) -> DiagnosisSettings:
+    section = _section(raw, "diagnosis", DIAGNOSIS_KEYS, source)
+    baseline = section.get("baseline", True)
+    if not isinstance(baseline, bool):
+        raise ConfigError(source, "diagnosis.baseline", baseline, "true or false")
+    spec = section.get("controls", [])
+    names = [spec] if isinstance(spec, str) else spec
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(source, "diagnosis.controls", spec,
+                          "a list of " + ", ".join(STUDY_CONTROLS))
+    if names == ["all"]:
+        names = list(STUDY_CONTROLS)
+    for name in names:
+        if name == "shallow":
+            raise ConfigError(source, "diagnosis.controls", name,
+                              "one of " + ", ".join(STUDY_CONTROLS) + " (the shallow baseline "
+                              "runs by default; 'baseline: false' turns it off)")
+        if name not in STUDY_CONTROLS:
+            raise UnknownNameError(source, "diagnosis.controls", name, (*STUDY_CONTROLS, "all"))
+    names = list(dict.fromkeys(names))
+    on = section.get("on", "plateau")
+    if on not in DIAGNOSIS_ON:
+        raise UnknownNameError(source, "diagnosis.on", on, DIAGNOSIS_ON)
+    return DiagnosisSettings(baseline=baseline, controls=tuple(names), on=on)
 
 
 @dataclass
@@ -64,6 +136,9 @@ class StudyConfig:
     grace_period: int = 30
     max_retry: int = 3
     description: str = ""
+    diagnosis: DiagnosisSettings = field(default_factory=DiagnosisSettings)
+    #: candidates (parameter values of the space) the study tries first, once, when created
+    enqueue: tuple[dict[str, Any], ...] = ()
 
     @property
     def objective(self) -> str:
@@ -91,6 +166,7 @@ class StudyConfig:
             "objectives": list(self.objectives), "sampler": self.sampler,
             "sampler_options": self.sampler_options, "pruner": self.pruner,
             "pruner_options": self.pruner_options, "constraints": self.constraints,
+            "diagnosis": self.diagnosis.to_dict(),
         }
 
 
@@ -243,7 +319,7 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
                           "none with several objectives (Optuna prunes single-objective studies)")
     storage = _storage(raw, source)
     return StudyConfig(
-        name=str(raw.get("name", path.stem)), data=data, space=space, path=path,
+        name=check_name(raw.get("name", path.stem), source), data=data, space=space, path=path,
         folds=cv.folds, cv_seed=cv.seed, repeats=cv.repeats, cv=cv, training=training,
         trials=trials, timeout=timeout, seed=seed,
         storage=storage["url"], objectives=objectives, sampler=sampler,
@@ -252,17 +328,14 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
         heartbeat_interval=storage.get("heartbeat_interval", 10),
         grace_period=storage.get("grace_period", 30), max_retry=storage.get("max_retry", 3),
         description=str(raw.get("description", "")),
+        diagnosis=_diagnosis(raw, source),
+        enqueue=_enqueue(raw, space, source),
     )
 
 
 def read_study_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise NasdepthError(f"Study file {path} does not exist.")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise NasdepthError(f"{path} is not valid YAML: {exc}") from None
+    raw = read_yaml(path, "study file")
     if not isinstance(raw, dict):
         raise ConfigError(str(path), "study", type(raw).__name__, "a mapping")
     return raw

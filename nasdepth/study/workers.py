@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -27,6 +28,7 @@ from nasdepth.study.runner import (
     count_trials,
     effective_budget,
     open_study,
+    prepare,
     run_worker,
 )
 from nasdepth.study.study_file import StudyConfig, load_study
@@ -43,6 +45,8 @@ def run_study(
     workers: int = 1,
     probes: bool = True,
     max_failures: int = 5,
+    allow_changes: bool = False,
+    run_id: str | None = None,
 ) -> optuna.Study:
     """Run ``study`` (a YAML path or a loaded config) until ``trials`` trials have finished in
     its storage (the budget counts the trials of earlier runs: a rerun resumes).
@@ -50,7 +54,10 @@ def run_study(
     ``workers > 1`` starts that many local worker processes on the same storage
     (:func:`run_workers`). A worker stops after ``max_failures`` failed trials in a row (a
     broken setup should not loop). Ctrl-C records the running trial as failed (it is queued
-    again on resume) and raises ``KeyboardInterrupt``.
+    again on resume) and raises ``KeyboardInterrupt``. ``allow_changes`` accepts a resume
+    under other data, CV or training settings (see :mod:`nasdepth.study.identity`);
+    ``run_id`` is stored with every trial this run starts (see
+    :func:`nasdepth.study.runner.run_outcome`).
     """
     overrides = {"budget": {"trials": trials}, "storage": storage}
     if isinstance(study, StudyConfig):
@@ -61,14 +68,18 @@ def run_study(
         cfg = load_study(study, overrides)
     if workers > 1:
         return run_workers(cfg, workers=workers, progress=progress, probes=probes,
-                           max_failures=max_failures)
-    return run_worker(cfg, progress=progress, probes=probes, max_failures=max_failures)
+                           max_failures=max_failures, allow_changes=allow_changes,
+                           run_id=run_id)
+    return run_worker(cfg, progress=progress, probes=probes, max_failures=max_failures,
+                      allow_changes=allow_changes, run_id=run_id)
 
 
-def _worker_main(cfg: StudyConfig, workers: int, probes: bool, max_failures: int) -> None:
+def _worker_main(cfg: StudyConfig, workers: int, probes: bool, max_failures: int,
+                 allow_changes: bool = False, run_id: str | None = None) -> None:
     try:
         run_worker(cfg, progress=False, probes=probes, max_failures=max_failures,
-                   threads_for=workers, requeue=False)
+                   threads_for=workers, requeue=False, allow_changes=allow_changes,
+                   run_id=run_id)
     except KeyboardInterrupt:
         pass  # the running trial is recorded failed (and retried on resume)
 
@@ -101,16 +112,19 @@ def worker_env(index: int, workers: int, device: str) -> dict[str, str | None]:
 
 
 def run_workers(cfg: StudyConfig, *, workers: int, progress: bool = True, probes: bool = True,
-                max_failures: int = 5) -> optuna.Study:
+                max_failures: int = 5, allow_changes: bool = False, run_id: str | None = None
+                ) -> optuna.Study:
     """Start ``workers`` local processes on ``cfg``'s storage and wait for them."""
-    study = open_study(cfg)  # created (and checked) once, before the workers race to it
+    # checked and created once, before the workers race to it
+    study = open_study(cfg, data=prepare(cfg), allow_changes=allow_changes)
+    run_id = run_id or uuid.uuid4().hex
     _requeue_interrupted(study)
     ctx = mp.get_context("spawn")  # fork after torch/threads are up is unsafe
     procs = []
     for i in range(workers):
         with _env(**worker_env(i, workers, cfg.training.device)):
-            p = ctx.Process(target=_worker_main, args=(cfg, workers, probes, max_failures),
-                            name=f"nasdepth-worker-{i}")
+            p = ctx.Process(target=_worker_main, name=f"nasdepth-worker-{i}",
+                            args=(cfg, workers, probes, max_failures, allow_changes, run_id))
             p.start()
         procs.append(p)
     budget = effective_budget(cfg)

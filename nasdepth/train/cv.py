@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from nasdepth.arch import ArchConfig, build_model, count_parameters
-from nasdepth.data import CVConfig, Dataset, holdout_split, make_splits
+from nasdepth.data import CVConfig, Dataset, Splits, resolve_cv
 from nasdepth.errors import ConfigError
 from nasdepth.train.config import TrainConfig
 from nasdepth.train.device import configure_threads, resolve_device
@@ -117,21 +117,24 @@ def cross_validate(
     training: TrainConfig | None = None,
     on_fold: FoldCallback | None = None,
     hooks: Sequence[TrainHook] = (),
-    cv: CVConfig | None = None,
+    cv: CVConfig | Splits | None = None,
     parallel: str | bool | None = None,
     source: str = "the study",
 ) -> CVResult:
     """Train and score ``arch`` on every fold; the splits are fixed by the seed, so every
     candidate sees the same folds.
 
-    ``cv`` (a study's ``cv:`` section) wins over ``folds`` and ``seed`` for the splits;
-    ``seed`` always seeds the models (fold k: ``seed * 1000 + k``). ``epochs`` overrides
+    ``cv``: the splits, as :class:`~nasdepth.data.Splits` resolved once (shared with the
+    baselines and the diagnosis controls) or a ``CVConfig`` (a study's ``cv:`` section)
+    resolved here; either wins over ``folds`` and ``seed`` for the splits. ``seed`` always
+    seeds the models (fold k: ``seed * 1000 + k``). ``epochs`` overrides
     ``training.epochs``; ``parallel`` overrides ``training.parallel`` (``auto``/``on``/``off``
     or a bool). ``on_fold(fold, row)`` runs after every fold (the study reports to Optuna there
     and may stop the trial by raising ``TrialPruned``). ``hooks`` see the training loop.
     """
     training = (training or TrainConfig()).validate().with_epochs(epochs)
-    cv = (cv or CVConfig(folds=folds, seed=seed)).validate(source)
+    resolved = resolve_cv(cv, data, folds=folds, seed=seed, source=source)
+    cv_cfg = resolved.cv
     if training.threads:
         configure_threads(threads=training.threads)
     device = resolve_device(training.device)
@@ -139,12 +142,7 @@ def cross_validate(
     # build once before any fold: a shape the architecture cannot take fails here, not midway
     params = count_parameters(build_model(arch, data.input_shape, data.num_classes))
     aux_weight = float(getattr(arch, "aux_weight", 0.0) or 0.0)
-    y = data.y_numpy
-    cv_idx, test_idx = holdout_split(y, cv.test_size, cv.seed, source)
-    groups = None if data.groups is None else data.groups[cv_idx]
-    splits = [(cv_idx[tr], cv_idx[va])
-              for tr, va in make_splits(y[cv_idx], cv, groups=groups, source=source,
-                                        class_names=data.class_names)]
+    splits, test_idx = list(resolved.folds), resolved.test
     sizes = [len(tr) for tr, _ in splits]
     # equal steps for every fold (sizes differ by at most one) keeps the paths identical
     n_used = min(sizes) if max(sizes) - min(sizes) <= 1 else None
@@ -189,24 +187,25 @@ def cross_validate(
                             exc)
                 use_parallel = False
             for k, result in enumerate(results):
-                _finish(result, k, params, cv, on_fold)
+                _finish(result, k, params, resolved, on_fold)
         if not use_parallel:
             for k, (tr, va) in enumerate(splits):
                 result = fit_fold(fresh(k), data, tr, va, training=training, seed=seeds[k],
                                   device=device, fold=k, hooks=hooks, test_idx=test_idx,
                                   n_used=n_used, aux_weight=aux_weight, placement=placement)
                 results.append(result)
-                _finish(result, k, params, cv, on_fold)
+                _finish(result, k, params, resolved, on_fold)
     except OOM_ERRORS as exc:
         raise out_of_memory(exc, device, training, params, "while cross-validating") from None
     if not results:
-        raise ConfigError(source, "folds", cv.folds, "a split that leaves training data")
+        raise ConfigError(source, "folds", cv_cfg.folds, "a split that leaves training data")
     return CVResult(
         folds=pd.DataFrame([r.row for r in results]),
         history=pd.DataFrame([h for r in results for h in r.history]),
         arch=arch,
         data=data.to_dict(),
-        settings={"folds": cv.n_splits, "seed": seed, "cv": cv.to_dict(),
+        settings={"folds": resolved.n_splits, "seed": seed, "cv": cv_cfg.to_dict(),
+                  "splits": resolved.to_dict(),
                   "training": training.to_dict(), "device": str(device),
                   "parallel": use_parallel, "data_placement": placement,
                   "n_test": int(len(test_idx)),
@@ -215,10 +214,10 @@ def cross_validate(
     )
 
 
-def _finish(result: FoldResult, k: int, params: int, cv: CVConfig,
+def _finish(result: FoldResult, k: int, params: int, splits: Splits,
             on_fold: FoldCallback | None) -> None:
     result.row["params"] = params
-    if cv.kind == "repeated_stratified":
-        result.row["repeat"] = k // cv.folds
+    if splits.kind == "repeated_stratified":
+        result.row["repeat"] = splits.repeat_of(k)
     if on_fold is not None:
         on_fold(k, result.row)

@@ -1,4 +1,6 @@
-"""Train one fresh model on one fold (the sequential path; every hook call happens here).
+"""Train one fresh model on one fold (the sequential path): data placement, batches, the
+epochs with validation and early stopping, the final scores; each batch's step is
+:class:`~nasdepth.train.step.TrainStep`'s, the same step the fold-parallel path takes.
 
 Speed: the fold's tensors live on the device, batches are slices of a seeded ``randperm``,
 the running loss stays a device tensor, and the host syncs once per epoch. Data that does not
@@ -87,13 +89,29 @@ def use_channels_last(training: TrainConfig, input_shape: tuple[int, ...],
     return training.channels_last == "on" or device.type in ("cpu", "cuda")
 
 
-def epoch_record(fold: int, epoch: int, train_loss: float, train_acc: float,
-                 proba_va: torch.Tensor, y_va: torch.Tensor, lr: float) -> dict[str, Any]:
-    val_loss = float(F.nll_loss(torch.log(proba_va.clamp_min(1e-7)), y_va))
-    val_acc = float((proba_va.argmax(1) == y_va).float().mean())
+def epoch_record(fold: int, epoch: int, *, train_loss: float, train_accuracy: float,
+                 val_loss: float, val_accuracy: float, lr: float) -> dict[str, Any]:
+    """One row of a fold's per-epoch history (both loops write it here)."""
     return {"fold": fold, "epoch": epoch, "train_loss": train_loss,
-            "train_accuracy": train_acc, "val_loss": val_loss, "val_accuracy": val_acc,
+            "train_accuracy": train_accuracy, "val_loss": val_loss, "val_accuracy": val_accuracy,
             "lr": lr}
+
+
+def fold_result(fold: int, scores: Sequence[tuple[str, np.ndarray, np.ndarray]], *,
+                n_train: int, n_val: int, num_classes: int, epochs_run: int, epochs: int,
+                seconds: float, model: nn.Module, hooks: Sequence[TrainHook],
+                history: list[dict[str, Any]]) -> FoldResult:
+    """A fold's row of the CV table (metrics of each ``(split, labels, probabilities)``, gaps,
+    epochs, time) and what the hooks return at its end (both loops finish here)."""
+    row: dict[str, Any] = {"fold": fold, "n_train": n_train, "n_val": n_val}
+    for split, y, proba in scores:
+        row.update(metric_row(split, y, proba, num_classes))
+    add_gaps(row)
+    row["epochs"] = epochs_run
+    row["stopped_early"] = epochs_run < epochs
+    row["seconds"] = seconds
+    traces = [t for t in (hook.on_fit_end(model, fold) for hook in hooks) if t is not None]
+    return FoldResult(row=row, history=history, traces=traces)
 
 
 @dataclass
@@ -234,8 +252,10 @@ def fit_fold(
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"non-finite loss at fold {fold}, epoch {epoch}")
         proba_va = proba(val_idx, None if placed is None else placed.x_va)
-        record = epoch_record(fold, epoch, train_loss, float(step.correct) / seen, proba_va,
-                              y_va, step.lr)
+        record = epoch_record(
+            fold, epoch, train_loss=train_loss, train_accuracy=float(step.correct) / seen,
+            val_loss=float(F.nll_loss(torch.log(proba_va.clamp_min(1e-7)), y_va)),
+            val_accuracy=float((proba_va.argmax(1) == y_va).float().mean()), lr=step.lr)
         history.append(record)
         epochs_run = epoch + 1
         for hook in hooks:
@@ -243,7 +263,6 @@ def fit_fold(
         if stopper.step(record["val_loss"]):
             break
 
-    row: dict[str, Any] = {"fold": fold, "n_train": len(train_idx), "n_val": len(val_idx)}
     parts: list[tuple[str, np.ndarray, torch.Tensor | None]] = [
         ("train", train_idx, None), ("val", val_idx, None)]
     if placed is not None:
@@ -256,12 +275,9 @@ def fit_fold(
             x_te = scaler(data.x[torch.as_tensor(test_idx)].to(device))
             x_te = x_te.contiguous(memory_format=memory)
         parts.append(("test", test_idx, x_te))
-    for split, index, x in parts:
-        y = data.y[torch.as_tensor(index)].cpu().numpy()
-        row.update(metric_row(split, y, proba(index, x).cpu().numpy(), data.num_classes))
-    add_gaps(row)
-    row["epochs"] = epochs_run
-    row["stopped_early"] = epochs_run < training.epochs
-    row["seconds"] = time.perf_counter() - start
-    traces = [t for t in (hook.on_fit_end(model, fold) for hook in hooks) if t is not None]
-    return FoldResult(row=row, history=history, traces=traces)
+    scores = [(split, data.y[torch.as_tensor(index)].cpu().numpy(),
+               proba(index, x).cpu().numpy()) for split, index, x in parts]
+    return fold_result(fold, scores, n_train=len(train_idx), n_val=len(val_idx),
+                       num_classes=data.num_classes, epochs_run=epochs_run,
+                       epochs=training.epochs, seconds=time.perf_counter() - start,
+                       model=model, hooks=hooks, history=history)

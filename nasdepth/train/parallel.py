@@ -33,10 +33,9 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from nasdepth.data import Dataset, Standardizer, augment_batch
 from nasdepth.train.config import TrainConfig
-from nasdepth.train.fit import FoldResult, eval_rows
+from nasdepth.train.fit import FoldResult, epoch_record, eval_rows, fold_result
 from nasdepth.train.hooks import TrainHook, steps_each_fold
 from nasdepth.train.loop import EarlyStopper, NonFiniteLossError, autocast, batch_plan, fold_perm
-from nasdepth.train.metrics import add_gaps, metric_row
 from nasdepth.train.stacked import FoldStack, StackedFolds, can_stack
 from nasdepth.train.step import TrainStep
 
@@ -167,9 +166,9 @@ def fit_folds_parallel(
                 continue
             if not math.isfinite(train_loss[f]):
                 raise NonFiniteLossError(f"non-finite loss at fold {f}, epoch {epoch}")
-            record = {"fold": f, "epoch": epoch, "train_loss": train_loss[f],
-                      "train_accuracy": train_acc[f], "val_loss": val_loss[f],
-                      "val_accuracy": val_acc[f], "lr": lr}
+            record = epoch_record(f, epoch, train_loss=train_loss[f],
+                                  train_accuracy=train_acc[f], val_loss=val_loss[f],
+                                  val_accuracy=val_acc[f], lr=lr)
             history[f].append(record)
             epochs_run[f] = epoch + 1
             for hook in hooks:
@@ -193,18 +192,13 @@ def fit_folds_parallel(
         probas["test"] = _predict(ens, x_all, te_idx, standardize, training).cpu().numpy()
     y_np = data.y_numpy
     for f, (tr, va) in enumerate(splits):
-        row: dict[str, Any] = {"fold": f, "n_train": len(tr), "n_val": len(va)}
-        for split, index in (("train", tr), ("val", va), ("test", test_idx)):
-            if split in probas and index is not None:
-                row.update(metric_row(split, y_np[index], probas[split][f, :len(index)],
-                                      data.num_classes))
-        add_gaps(row)
-        row["epochs"] = epochs_run[f]
-        row["stopped_early"] = epochs_run[f] < training.epochs
-        row["seconds"] = per_fold
-        model = ens.materialize(f)
-        traces = [t for t in (hook.on_fit_end(model, f) for hook in hooks) if t is not None]
-        results.append(FoldResult(row=row, history=history[f], traces=traces))
+        scores = [(split, y_np[index], probas[split][f, :len(index)])
+                  for split, index in (("train", tr), ("val", va), ("test", test_idx))
+                  if split in probas and index is not None]
+        results.append(fold_result(
+            f, scores, n_train=len(tr), n_val=len(va), num_classes=data.num_classes,
+            epochs_run=epochs_run[f], epochs=training.epochs, seconds=per_fold,
+            model=ens.materialize(f), hooks=hooks, history=history[f]))
     return results
 
 

@@ -9,7 +9,9 @@ Class attributes the builder reads: ``conv_only`` (cannot run on flat features),
 (weight layers on the main path, see :meth:`Block.count_layers`), ``preactivation`` (the
 network needs a final norm + activation after the last block, as DenseNet), ``transition`` (a
 module that opens every later stage of this block, as DenseNet's transition layers) and
-``strides_by_pool`` (the block cannot stride itself; a pooling layer downsamples before it).
+``strides_by_pool`` (the block cannot stride itself; a pooling layer downsamples before it),
+``ranks`` (the input ranks it runs on: sequence blocks take 1-D inputs only) and ``entry`` (a
+module that opens a run of stages of this block, as a Transformer's embedding).
 """
 
 from __future__ import annotations
@@ -64,12 +66,22 @@ class Block(nn.Module):
     preactivation = False
     strides_by_pool = False
     transition: Callable[..., nn.Module] | None = None
+    ranks: tuple[int, ...] = (0, 1, 2)  # 0: flat (N, F), 1: (N, C, L), 2: (N, C, H, W)
+    entry: Callable[..., nn.Module] | None = None
 
     def __init__(
         self, in_channels: int, out_channels: int, *, stride: int, stage: StageConfig,
         skip: bool, ops: Ops,
     ) -> None:
         super().__init__()
+        if ops.rank not in self.ranks:
+            shapes = {0: "flat (N, F)", 1: "1-D (N, C, L)", 2: "2-D (N, C, H, W)"}
+            fits = sorted(n for n, b in BLOCKS.items()
+                          if ops.rank in b.ranks and not (ops.flat and b.conv_only))
+            runs_on = " or ".join(shapes[r] for r in self.ranks)
+            raise ConfigError(SOURCE, "block", self.name,
+                              f"one of {', '.join(fits)} for {shapes[ops.rank]} inputs (a "
+                              f"{self.name} block runs on {runs_on} inputs only)")
         if self.conv_only and ops.flat:
             raise ConfigError(SOURCE, "block", self.name,
                               f"one of {', '.join(flat_blocks())} for flat (N, F) inputs "

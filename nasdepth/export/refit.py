@@ -1,0 +1,259 @@
+"""``export_model``: refit a trial's architecture and recipe on all non-test data (or keep
+its k fold models), score it on the held-out test part, and save one model file.
+
+The held-out test part is set aside exactly as the study's CV did (same ``cv`` settings, same
+seed), so the test score of the exported model is as honest as the report's: no sample of it
+ever trained a fold or the refit.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import platform
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import sklearn
+import torch
+from torch import nn
+
+from nasdepth.arch import ArchConfig, build_model, count_parameters
+from nasdepth.data import CVConfig, Dataset, Splits, load_data
+from nasdepth.export.model import ExportedModel, save_model, standardization_dict
+from nasdepth.export.trial import (
+    StudySettings,
+    cv_scores,
+    for_refit,
+    open_stored_study,
+    pick_trial,
+    refit_epochs,
+    trial_arch,
+    trial_record,
+    trial_training,
+)
+from nasdepth.study.record import TrialRecord
+from nasdepth.study.study_file import StudyConfig
+from nasdepth.train import TrainConfig, TrainHook, cross_validate, fit_fold, resolve_device
+from nasdepth.train.device import configure_threads
+from nasdepth.train.metrics import classification_metrics
+from nasdepth.train.stream import fit_standardizer
+
+log = logging.getLogger("nasdepth.export")
+
+#: rows of the training part scored each epoch of a refit without a test part (the refit
+#: trains on everything else; these only fill the per-epoch history)
+MONITOR_ROWS = 512
+Say = Callable[[str], None]
+
+
+@dataclass
+class ExportResult:
+    """Where the model went and what it scored (``metadata`` is what the file holds)."""
+
+    path: Path
+    metadata: dict[str, Any]
+    model: ExportedModel
+    fold_rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def test_scores(self) -> dict[str, float] | None:
+        return self.metadata["scores"].get("test")
+
+    @property
+    def cv_mean(self) -> float:
+        return float(self.metadata["scores"]["cv"][self.metadata["objective"]]["mean"])
+
+
+class _KeepModels(TrainHook):
+    """Keeps each fold's trained model (``on_fit_end``); one fold after another."""
+
+    needs_per_fold_model = True
+
+    def __init__(self) -> None:
+        self.models: dict[int, nn.Module] = {}
+
+    def on_fit_end(self, model: nn.Module, fold: int) -> dict[str, Any] | None:
+        self.models[fold] = model
+        return None
+
+
+def split_indices(data: Dataset, cv: CVConfig, source: str
+                  ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """The study's CV splits and held-out test index on ``data``: the one resolution
+    (:meth:`CVConfig.resolve`) that ``cross_validate``, the baselines and the controls use."""
+    splits = cv.resolve(data, source)
+    return list(splits.folds), splits.test
+
+
+def trial_splits(record: TrialRecord, settings: StudySettings, data: Dataset) -> Splits:
+    """The splits the trial trained on: its recorded ones, checked against ``data`` by their
+    digest (data that changed since the study are refused, since the test part would no
+    longer be held out), else the study's CV resolved on ``data``."""
+    if record.splits:
+        return Splits.from_dict(record.splits, data,
+                                f"{settings.source}, trial {record.number} (its splits)")
+    return settings.cv.resolve(data, settings.source)
+
+
+def _versions() -> dict[str, str]:
+    # the running package's own version; the package is loaded before any of its modules,
+    # so this reads it without importing the top layer from this one
+    package = sys.modules["nasdepth"]
+    return {"nasdepth": str(getattr(package, "__version__", "unknown")),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "numpy": np.__version__, "sklearn": sklearn.__version__, "optuna": optuna.__version__}
+
+
+def _resolve(study: optuna.Study | StudyConfig | str | Path, storage: str | None
+             ) -> tuple[optuna.Study, StudySettings, str | None]:
+    if isinstance(study, optuna.Study):
+        return study, StudySettings.of(study), None
+    if isinstance(study, StudyConfig):
+        st, cfg = open_stored_study(study.path, storage or study.storage)
+        return st, StudySettings.of(st, cfg), str(study.path)
+    st, cfg = open_stored_study(study, storage)
+    return st, StudySettings.of(st, cfg), str(study)
+
+
+def _refit(arch: ArchConfig, data: Dataset, cv_idx: np.ndarray, test_idx: np.ndarray,
+           training: TrainConfig, seed: int, device: torch.device
+           ) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor], dict[str, Any]]:
+    """One fresh model trained on ``cv_idx``; the per-epoch history scores the test part (no
+    decision depends on it: patience is off) or a seeded sample of the training rows."""
+    if len(test_idx):
+        monitor = test_idx
+    else:
+        rng = np.random.default_rng(seed)
+        monitor = np.sort(rng.choice(cv_idx, size=min(MONITOR_ROWS, len(cv_idx)),
+                                     replace=False))
+    torch.manual_seed(seed)
+    model = build_model(arch, data.input_shape, data.num_classes)
+    aux_weight = float(getattr(arch, "aux_weight", 0.0) or 0.0)
+    result = fit_fold(model, data, cv_idx, monitor, training=training, seed=seed,
+                      device=device, fold=0, aux_weight=aux_weight)
+    scaler = fit_standardizer(data.x, cv_idx, device)  # what fit_fold fitted: same rows
+    info = {"monitor": "test" if len(test_idx) else f"{len(monitor)} training rows",
+            "history": [{k: h[k] for k in ("epoch", "train_loss", "train_accuracy",
+                                          "val_loss", "val_accuracy")}
+                        for h in result.history],
+            "train_accuracy": result.row.get("train_accuracy"),
+            "seconds": result.row.get("seconds")}
+    return model, (scaler.mean, scaler.std), info
+
+
+def export_model(
+    study: optuna.Study | StudyConfig | str | Path,
+    trial: int | str = "best",
+    path: str | Path = "model.pt",
+    *,
+    ensemble: bool = False,
+    storage: str | None = None,
+    device: str | None = None,
+    data: Dataset | None = None,
+    say: Say | None = None,
+) -> ExportResult:
+    """Refit trial ``trial`` (``best`` or a number) of ``study`` and save it to ``path``.
+
+    ``study``: a study file path, a :class:`StudyConfig` or an ``optuna.Study`` (settings from
+    its stored config). The refit trains the trial's architecture with the trial's recipe on
+    every sample outside the held-out test part, for the study's epochs, or, where the study
+    stopped early (``patience``), for the median epoch at which the folds stopped.
+    ``ensemble=True`` instead retrains the k fold models exactly as the CV did (same splits,
+    seeds and early stopping) and keeps them all; the saved model averages their
+    probabilities. ``device`` overrides the recipe's. ``data``: the study's data, already
+    loaded. ``say`` receives progress lines.
+    """
+    say = say or log.info
+    st, settings, study_file = _resolve(study, storage)
+    frozen = pick_trial(st, trial, settings.maximize)
+    record = trial_record(frozen)
+    source = settings.source
+    arch = trial_arch(record, source)
+    training = trial_training(record, settings)
+    if device is not None:
+        training = replace(training, device=device).validate(source)
+    if training.threads:
+        configure_threads(threads=training.threads)
+    dev = resolve_device(training.device)
+    if data is None:
+        data = load_data(settings.data, source=source)
+    resolved = trial_splits(record, settings, data)
+    splits, test_idx = list(resolved.folds), resolved.test
+    cv_idx = np.setdiff1d(np.arange(len(data)), test_idx)  # every sample not held out
+    scores = cv_scores(record)
+    objective = settings.objective
+    shape = ", ".join(f"{k} {v}" for k, v in arch.summary().items()
+                      if k in ("depth", "width", "block", "skip"))
+    say(f"Trial {record.number} of '{settings.name}' ({shape}): CV {objective} "
+        f"{scores.get(objective, {}).get('mean', float('nan')):.4f} over {scores['folds']} "
+        f"folds.")
+    fold_rows: list[dict[str, Any]] = []
+    refit: dict[str, Any]
+    if ensemble:
+        say(f"Retraining the {len(splits)} fold models on {dev} ...")
+        keep = _KeepModels()
+        result = cross_validate(arch, data, cv=resolved, seed=settings.cv_seed,
+                                training=training, hooks=[keep], parallel="off", source=source)
+        members = [keep.models[k].eval() for k in range(len(splits))]
+        standardizations = []
+        for tr, _ in splits:
+            scaler = fit_standardizer(data.x, tr, dev)
+            standardizations.append((scaler.mean, scaler.std))
+        fold_rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+                     for row in result.folds.to_dict(orient="records")]
+        refit = {"kind": "ensemble", "members": len(members), "epochs": training.epochs,
+                 "epochs_rule": "each fold as in the CV (its own early stopping)",
+                 "seeds": [settings.cv_seed * 1000 + k for k in range(len(splits))],
+                 "fold_epochs": [int(r["epochs"]) for r in fold_rows],
+                 "n_train": [int(len(tr)) for tr, _ in splits]}
+        used = training
+    else:
+        epochs, rule = refit_epochs(record, training)
+        used = for_refit(training, epochs)
+        seed = settings.cv_seed * 1000 + len(splits)  # next to the fold seeds, distinct
+        say(f"Refitting on {len(cv_idx)} samples (all but the {len(test_idx)} held out) for "
+            f"{epochs} epochs ({rule}) on {dev} ...")
+        model, std, info = _refit(arch, data, cv_idx, test_idx, used, seed, dev)
+        members, standardizations = [model.eval()], [std]
+        refit = {"kind": "refit", "members": 1, "epochs": epochs, "epochs_rule": rule,
+                 "seed": seed, "n_train": int(len(cv_idx)), **info}
+    meta: dict[str, Any] = {
+        "study": settings.name, "study_file": study_file, "trial": record.number,
+        "objective": objective, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(
+            timespec="seconds"),
+        "arch": arch.to_dict(), "arch_summary": arch.summary(),
+        "params": count_parameters(members[0]),
+        "training": used.to_dict(), "refit": refit,
+        "input_shape": list(data.input_shape), "class_names": list(data.class_names),
+        "num_classes": data.num_classes, "data": settings.data, "data_info": data.to_dict(),
+        "cv": resolved.cv.to_dict(), "cv_seed": settings.cv_seed,
+        "splits": resolved.to_dict(),
+        "n_test": int(len(test_idx)), "versions": _versions(),
+        "scores": {"cv": scores, "cv_folds": record.cv_folds},
+    }
+    # what is saved is what is scored: the model as it loads (contiguous weights: channels-last
+    # training leaves conv weights in another layout, which rounds differently), its
+    # standardization included
+    members = [m.to(memory_format=torch.contiguous_format) for m in members]
+    means = [m for m, _ in standardizations]
+    stds = [s for _, s in standardizations]
+    exported = ExportedModel(members, means, stds, meta).to(dev).eval()
+    meta["preprocessing"] = [standardization_dict(m, s) for m, s in standardizations]
+    if len(test_idx):
+        proba = exported.predict_proba(data.x[torch.as_tensor(test_idx)]).cpu().numpy()
+        meta["scores"]["test"] = classification_metrics(data.y_numpy[test_idx], proba,
+                                                        data.num_classes)
+    if fold_rows:
+        meta["scores"]["ensemble_folds"] = fold_rows
+    out = save_model(path, members, standardizations, meta)
+    exported.metadata = meta
+    return ExportResult(path=out, metadata=meta, model=exported, fold_rows=fold_rows)
+
+
+__all__ = ["ExportResult", "export_model", "split_indices"]

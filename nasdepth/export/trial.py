@@ -1,0 +1,167 @@
+"""Which trial to export, what it recorded, and the settings it was trained with.
+
+Everything comes from the storage: the study's ``config`` attribute (written when the study
+was created: data spec, CV, training) and the trial's record, so a trial exports the way it
+was cross-validated even when the study file has changed since, or ran with CLI overrides.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nasdepth.arch import ArchConfig
+from nasdepth.data import CVConfig
+from nasdepth.errors import ConfigError, NasdepthError
+from nasdepth.study.record import TrialRecord, read_record
+from nasdepth.study.storage import make_storage
+from nasdepth.study.study_file import StudyConfig, load_study
+from nasdepth.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What an export needs to know about the study (as its trials ran)."""
+
+    name: str
+    data: str | dict[str, Any]
+    cv: CVConfig
+    cv_seed: int
+    training: TrainConfig
+    objective: str
+    maximize: bool
+    source: str
+
+    @classmethod
+    def of(cls, study: optuna.Study, cfg: StudyConfig | None = None) -> StudySettings:
+        """From the study's stored config, else from ``cfg`` (a study without one)."""
+        stored = study.user_attrs.get("config")
+        maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        source = str(cfg.path) if cfg is not None else f"the study '{study.study_name}'"
+        if isinstance(stored, dict) and "data" in stored and "training" in stored:
+            cv = CVConfig.from_dict(stored.get("cv") or {"folds": stored.get("folds", 3),
+                                                         "seed": stored.get("cv_seed", 0)},
+                                    source)
+            return cls(name=study.study_name, data=stored["data"], cv=cv,
+                       cv_seed=int(stored.get("cv_seed", cv.seed)),
+                       training=TrainConfig.from_dict(stored["training"], source),
+                       objective=str(stored.get("objective", "val_accuracy")),
+                       maximize=maximize, source=source)
+        if cfg is None:
+            raise NasdepthError(f"The study '{study.study_name}' has no stored configuration; "
+                                "export it with its study file (nasdepth export STUDY.yaml).")
+        return cls(name=cfg.name, data=cfg.data, cv=cfg.cv, cv_seed=cfg.cv_seed,
+                   training=cfg.training, objective=cfg.objective, maximize=maximize,
+                   source=source)
+
+
+def open_stored_study(study_file: str | Path, storage: str | None = None
+                      ) -> tuple[optuna.Study, StudyConfig]:
+    """The study a study file names, from ``storage`` (default: the file's own)."""
+    cfg = load_study(study_file)
+    url = storage or cfg.storage_url
+    if "://" not in url and not Path(url).is_file():
+        raise NasdepthError(f"No storage at {url} for study '{cfg.name}' ({study_file}): run "
+                            f"`nasdepth run {study_file}` first, or pass --storage.")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        study = optuna.load_study(study_name=cfg.name, storage=make_storage(url))
+    except KeyError:
+        raise NasdepthError(f"The storage {url} holds no study named '{cfg.name}' (from "
+                            f"{study_file}).") from None
+    return study, cfg
+
+
+def trial_record(trial: FrozenTrial) -> TrialRecord:
+    """The trial's :class:`TrialRecord` (records of earlier versions converted)."""
+    return read_record(trial)
+
+
+def _sort_key(t: FrozenTrial, maximize: bool) -> tuple[float, float]:
+    value = float(t.values[0])
+    params = trial_record(t).costs.get("params", math.inf)
+    return (-value if maximize else value, params)
+
+
+def pick_trial(study: optuna.Study, which: int | str, maximize: bool) -> FrozenTrial:
+    """``best`` (the complete trial with the best primary objective, ties: fewer parameters)
+    or a trial number, which must be a complete trial with an architecture."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.values and math.isfinite(float(t.values[0]))]
+    where = f"the study '{study.study_name}'"
+    if which == "best":
+        if not complete:
+            raise NasdepthError(f"{where} has no complete trial yet: nothing to export.")
+        return min(complete, key=lambda t: _sort_key(t, maximize))
+    try:
+        number = int(which)
+    except (TypeError, ValueError):
+        raise ConfigError("the command line", "--trial", which,
+                          "'best' or a trial number") from None
+    numbers = sorted(t.number for t in complete)
+    shown = ", ".join(map(str, numbers[:20])) + (", ..." if len(numbers) > 20 else "")
+    found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    if not found:
+        raise ConfigError(where, "trial", number,
+                          f"the number of a complete trial ({shown or 'none yet'})")
+    trial = found[0]
+    if trial not in complete:
+        raise ConfigError(where, "trial", number,
+                          f"a complete trial (trial {number} is {trial.state.name.lower()}); "
+                          f"complete: {shown or 'none yet'}")
+    return trial
+
+
+def trial_arch(record: TrialRecord, source: str) -> ArchConfig:
+    if not record.arch:
+        raise NasdepthError(f"Trial {record.number} of {source} recorded no architecture.")
+    return ArchConfig.from_dict(record.arch, f"{source}, trial {record.number}")
+
+
+def trial_training(record: TrialRecord, settings: StudySettings) -> TrainConfig:
+    """The recipe the trial was cross-validated with: its own (sampled recipe parameters
+    applied) where recorded, else the study's."""
+    if record.training:
+        return TrainConfig.from_dict(record.training, f"{settings.source}, trial "
+                                                      f"{record.number}")
+    return settings.training
+
+
+def refit_epochs(record: TrialRecord, training: TrainConfig) -> tuple[int, str]:
+    """Epochs for the refit and why: the recipe's, or with early stopping (``patience``) the
+    median epoch at which the folds stopped (the fold rows record ``epochs``)."""
+    if not training.patience:
+        return training.epochs, f"the study's {training.epochs} epochs"
+    ran = [int(r["epochs"]) for r in record.cv_folds if r.get("epochs") is not None]
+    if not ran:
+        return training.epochs, (f"the study's {training.epochs} epochs (no fold recorded "
+                                 "where it stopped)")
+    median = max(1, int(round(statistics.median(ran))))
+    return median, (f"the median epoch at which the {len(ran)} folds stopped early "
+                    f"(patience {training.patience}; folds ran {sorted(ran)})")
+
+
+def for_refit(training: TrainConfig, epochs: int) -> TrainConfig:
+    """The recipe with a fixed epoch count and no early stopping (nothing is held out)."""
+    return replace(training, epochs=epochs, patience=0).validate()
+
+
+def cv_scores(record: TrialRecord) -> dict[str, Any]:
+    """Mean and std (ddof=1) over the trial's folds of every validation and test metric."""
+    out: dict[str, Any] = {"folds": len(record.cv_folds)}
+    if not record.cv_folds:
+        return out
+    keys = [k for k in record.cv_folds[0] if k.startswith(("val_", "test_"))]
+    for key in keys:
+        vals = [float(r[key]) for r in record.cv_folds
+                if isinstance(r.get(key), (int, float)) and math.isfinite(float(r[key]))]
+        if vals:
+            out[key] = {"mean": statistics.fmean(vals),
+                        "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+    return out
