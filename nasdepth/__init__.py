@@ -29,13 +29,15 @@ _EXPORTS = {
     "cross_validate": "nasdepth.train",
     "export_model": "nasdepth.export",
     "load_model": "nasdepth.export",
+    "LRFinding": "nasdepth.train.lr_find",
+    "find_lr": "nasdepth.train.lr_find",
 }
 
 __all__ = [
     "ArchConfig", "CVResult", "ConfigError", "Dataset", "NasdepthError", "StageConfig",
     "TrainConfig", "build_model", "cross_validate", "load_data",
     "Diagnosis", "Probe", "ProbeHook", "Trace", "diagnose", "export_model", "load_model",
-    "load_weights",
+    "load_weights", "LRFinding", "find_lr",
 ]
 __version__ = "0.1.0"
 
@@ -47,6 +49,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
     from nasdepth.export import export_model, load_model
     from nasdepth.probes import Probe, ProbeHook, Trace
     from nasdepth.train import CVResult, TrainConfig, cross_validate
+    from nasdepth.train.lr_find import LRFinding, find_lr
 
 
 #: the parts, reachable as attributes (``nasdepth.study.run_study``) after ``import nasdepth``

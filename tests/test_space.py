@@ -273,6 +273,19 @@ BAD = {
                            ["'budget.max_param'", "'max_params'"]),
     "dropout out of range": ({**GOOD, "dropout": {"choices": [0.1, 1.5]}},
                              ["'dropout'", "[0, 1)", "1.5"]),
+    "recipe lr low > high": ({**GOOD, "lr": {"type": "float", "low": 0.1, "high": 1e-4,
+                                             "log": True}}, ["'lr.low'", "<= lr.high"]),
+    "recipe negative weight decay": ({**GOOD, "weight_decay": {"choices": [0, -1e-4]}},
+                                     ["'weight_decay'", "-0.0001", ">= 0"]),
+    "recipe optimizer typo": ({**GOOD, "optimizer": "adam_w"},
+                              ["'optimizer'", "Did you mean 'adamw'"]),
+    "recipe momentum condition": ({**GOOD, "optimizer": {"choices": ["adamw", "sgd"]},
+                                   "momentum": {"choices": [0.9],
+                                                "when": {"optimizer": ["adamw"]}}},
+                                  ["'momentum.when.optimizer'", "only sgd"]),
+    "unknown key lists recipe keys": ({**GOOD, "wieght_decay": 0.1},
+                                      ["'parameter'", "wieght_decay", "label_smoothing",
+                                       "Did you mean 'weight_decay'"]),
 }
 
 

@@ -22,6 +22,8 @@ COMMANDS = {
     "arch": ("nasdepth.cli.arch", "print a preset architecture, its parameters and FLOPs"),
     "diagnose": ("nasdepth.cli.diagnose", "diagnose a stalled (or healthy) training run: "
                  "vanishing/exploding gradients, data-limited plateau, overfitting, ..."),
+    "lr-find": ("nasdepth.cli.lr_find", "learning-rate range test for one architecture "
+                "(what lr: auto runs per candidate)"),
     "export": ("nasdepth.cli.export", "refit a study's trial on all non-test data and save it "
                "as one model file"),
     "predict": ("nasdepth.cli.predict", "predict with an exported model; scores the data's "

@@ -64,13 +64,22 @@ def report(space: SearchSpace, *, samples: int = SAMPLES) -> list[str]:
                                             ("max_flops", b.max_flops)) if v is not None]
         lines.append(f"  budget: {', '.join(parts)} (widths scaled to fit; multiples of "
                      f"{b.width_divisor})")
-    size, bound = space.size(), space.bound()
+    recipe = [p for p in space.recipe_params if p.kind != "fixed"]
+    arch_space = space.architecture_only() if space.recipe_params else space
+    size, bound = arch_space.size(), arch_space.bound()
     if size is not None:
         lines.append(f"  {size:,} distinct architectures")
     elif bound is None:
         lines.append("  infinitely many architectures (continuous parameters)")
     else:
         lines.append(f"  up to {bound:,} combinations (too many to list)")
+    if space.recipe_params:
+        names = ", ".join(p.key for p in recipe) or "none (all fixed)"
+        total = space.size()
+        count = "continuous: infinitely many" if total is None and space.bound() is None \
+            else f"{total:,}" if total is not None else "too many to list"
+        lines.append(f"  training recipe searched: {names}; candidates (architecture x "
+                     f"recipe): {count}")
     if space.input_shape is not None and samples > 0:
         lines.append("  " + _sample_line(space, samples))
     return lines

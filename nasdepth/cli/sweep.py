@@ -37,6 +37,15 @@ def _bools(flag: str, text: str) -> list[bool]:
     return values
 
 
+def _lr(text: str) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number or auto, not {text!r}") from None
+
+
 def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
@@ -49,7 +58,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip", default="on,off", help="skip connections: on, off or on,off")
     p.add_argument("--stages", type=int, default=1, help="stages (resolution halves after 1)")
     p.add_argument("--batch-size", type=int, default=64, help="training batch size")
-    p.add_argument("--lr", type=float, default=3e-3, help="learning rate")
+    p.add_argument("--lr", type=_lr, default=3e-3,
+                   help="learning rate, or auto: a range test per candidate")
     add_study_flags(p)
     p.set_defaults(func=main)
 

@@ -100,13 +100,15 @@ def summary_section(study: optuna.Study, st: T.StudyTables) -> Section:
         blocks.append(Para("No trial has completed yet: the sections below fill in as trials "
                            "finish.", "warn"))
         return Section("Summary", blocks)
-    shown = best[["trial", "depth", "width", "block", "skip", "params", "flops"]].copy()
+    shown = best[["trial", "depth", "width", "block", "skip", "params", "flops", "lr"]].copy()
     shown.insert(6, f"{st.metric} mean ± std",
                  [_pm(m, s) for m, s in zip(best["cv_mean"], best["cv_std"], strict=True)])
     if best["test_score"].notna().any():
         shown["held-out test"] = best["test_score"]
     if best["flops"].isna().all():
         shown = shown.drop(columns="flops")
+    if best["lr"].isna().all():
+        shown = shown.drop(columns="lr")
     blocks.append(Tab(shown, "Best candidates (cross-validated on the same folds)"))
     top = best.iloc[0]
     blocks.append(Para(f"Best: trial {int(top['trial'])}, depth {fmt(top['depth'])}, width "
@@ -155,7 +157,10 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
         best_tab = T.best_per_depth(st)
         _add(blocks, image(F.one_se_figure(best_tab, rec.threshold, r["depth"], st.metric),
                            "one_se.png", "Best candidate per depth with one standard error"))
-        blocks.append(Tab(best_tab, "Best candidate at each depth (SE = std / sqrt(folds))"))
+        blocks.append(Tab(best_tab, "Best candidate at each depth, over the architectures and "
+                                    "recipes tried there (SE = std / sqrt(folds); lr: the "
+                                    "rate it trained at)"))
+        blocks += recipe_blocks(st, best_tab)
         tests = T.depth_tests(st)
         if not tests.empty:
             fine = tests[~tests["worse"]]
@@ -173,6 +178,50 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
     blocks.append(Details("Depth table (all complete candidates' folds)", [
         Tab(tab, "Fold scores by depth, block and skip (recomputable from folds.csv)")]))
     return Section("Depth", blocks)
+
+
+def recipe_blocks(st: T.StudyTables, best_tab: pd.DataFrame) -> list[Block]:
+    """How the depth comparison treats the recipe: whether each depth had its own learning
+    rate, the range tests of the depths' best candidates, and the winners still improving at
+    their epoch cap."""
+    out: list[Block] = []
+    lrs = best_tab["lr"].dropna().astype(float) if "lr" in best_tab else pd.Series(dtype=float)
+    auto = st.scored["lr_auto"].fillna(False).astype(bool).any() if "lr_auto" in st.scored \
+        else False
+    if len(lrs) and lrs.nunique() > 1:
+        how = "picked by a range test per candidate" if auto else "searched with the architecture"
+        out.append(Para(f"Each depth is compared at its own recipe: the learning rates of the "
+                        f"depths' best candidates ({how}) run from {fmt(lrs.min())} to "
+                        f"{fmt(lrs.max())}, a factor of {lrs.max() / lrs.min():.3g}."))
+    elif len(lrs):
+        out.append(Para(f"Every depth's best candidate trained at learning rate "
+                        f"{fmt(lrs.iloc[0])}: with one fixed recipe the depth curve partly "
+                        "measures that recipe (search lr, or set lr: auto; see "
+                        "docs/search_spaces.md).", "note"))
+    curves = T.lr_curves(st, [int(t) for t in best_tab["trial"]])
+    if curves:
+        _add(out, image(F.lr_find_figure(curves), "lr_find.png",
+                        "Learning-rate range tests of the best candidate at each depth"))
+        share = T.lr_find_share(st)
+        if share is not None:
+            out.append(Para(f"The range tests took {100 * share:.1f}% of the complete "
+                            "candidates' time (their sweeps over their CV and range test).",
+                            "note"))
+    flags = best_tab["still_improving"] if "still_improving" in best_tab else pd.Series()
+    still = best_tab[flags.fillna(False).astype(bool)] if len(flags) else best_tab.iloc[:0]
+    if len(still):
+        depths = ", ".join(fmt(d) for d in still["depth"])
+        out.append(Para(f"Still improving at the epoch cap: the best candidate at depth(s) "
+                        f"{depths} ran every epoch without its early stop (patience) firing, "
+                        "so more epochs could raise its score; deeper networks often need "
+                        "longer. Raise epochs before reading the depth curve as final.",
+                        "warn"))
+    elif len(flags) and flags.isna().all():
+        out.append(Para("Whether candidates were still improving at the epoch cap is not "
+                        "known: set training patience (early stopping on the validation loss) "
+                        "with epochs as a cap, the recommended budget for depth studies.",
+                        "note"))
+    return out
 
 
 def width_section(st: T.StudyTables) -> Section:

@@ -371,3 +371,30 @@ def controls_figure(frame: pd.DataFrame, title: str) -> Figure | None:
     ax.set(title=title, xlabel="validation accuracy (fraction)", ylabel="run")
     fig.tight_layout()
     return fig
+
+
+def lr_find_figure(curves: dict[str, dict[str, Any]]) -> Figure | None:
+    """Learning-rate range tests: the loss the choice rule reads (averaged over 0.75 decade)
+    against the learning rate (log scale), one line per sweep, each chosen rate marked."""
+    curves = {k: v for k, v in curves.items() if len(v.get("lrs") or []) >= 2}
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=WIDE)
+    colors = sns.color_palette("viridis", len(curves))
+    top = []
+    for (label, found), color in zip(curves.items(), colors, strict=True):
+        lrs = np.asarray(found["lrs"], dtype=float)
+        loss = np.asarray(found.get("curve") or found["losses"], dtype=float)
+        ax.plot(lrs, loss, color=color, lw=1.5, label=f"{label}: lr {found['lr']:.2g}")
+        chosen = float(found["lr"])
+        ax.plot([chosen], [float(np.interp(np.log10(chosen), np.log10(lrs), loss))], "o",
+                color=color, ms=7, mec="black")
+        top.append(float(loss[0]) * 1.3)  # clip the divergence: the descent is the point
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0, top=max(top))
+    rule = next(iter(curves.values())).get("rule", "")
+    ax.set(title=f"Learning-rate range tests (dots: the rate chosen, rule {rule})",
+           xlabel="learning rate", ylabel="training loss (averaged over 0.75 decade)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig

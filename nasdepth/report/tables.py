@@ -22,9 +22,13 @@ from nasdepth.report.stats import TTest, corrected_resampled_ttest, one_se_rule,
 from nasdepth.study.record import TrialRecord, read_record
 
 ARCH_COLUMNS = ["depth", "width", "block", "skip", "norm", "activation"]
+#: the recipe each trial trained with (``lr`` after any range test), from its ``training``
+RECIPE_COLUMNS = ["lr", "lr_auto", "weight_decay", "optimizer", "momentum", "batch_size",
+                  "schedule", "label_smoothing", "epochs", "patience"]
 TRIAL_COLUMNS = ["trial", "state", *ARCH_COLUMNS, "params", "flops", "cv_mean", "cv_std",
                  "cv_se", "folds_done", "gap_mean", "test_score", "seconds", "verdict",
-                 "confidence", "fail_reason"]
+                 "confidence", "fail_reason", *RECIPE_COLUMNS, "epochs_run",
+                 "still_improving"]
 #: states that are not finished successfully and appear in the "failed and pruned" table
 PROBLEM_STATES = ("FAIL", "PRUNED", "RUNNING", "WAITING")
 
@@ -47,6 +51,10 @@ class StudyTables:
     traces: dict[int, dict[str, Any]] = field(default_factory=dict)
     values: dict[int, list[float]] = field(default_factory=dict)
     records: dict[int, TrialRecord] = field(default_factory=dict)
+    #: trial number -> its learning-rate range test (``LRFinding.to_dict()``), where it ran
+    lr_finds: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: trials that copied an earlier twin's results (same parameters) instead of training
+    duplicates: set[int] = field(default_factory=set)
 
     @property
     def complete(self) -> pd.DataFrame:
@@ -99,6 +107,35 @@ def _reason(rec: TrialRecord) -> str:
     return ""
 
 
+def recipe_of(training: dict[str, Any] | None) -> dict[str, Any]:
+    """The :data:`RECIPE_COLUMNS` of a trial's recorded training settings (NaN/None where the
+    trial predates them)."""
+    training = training or {}
+    out: dict[str, Any] = {}
+    for key in RECIPE_COLUMNS:
+        value = training.get(key)
+        if key == "momentum" and training.get("optimizer") not in (None, "sgd"):
+            value = None  # AdamW has none: a number here would mislead
+        out[key] = value if value is not None else (
+            None if key in ("optimizer", "schedule", "lr_auto") else math.nan)
+    return out
+
+
+def still_improving(folds: list[dict[str, Any]], training: dict[str, Any] | None
+                    ) -> bool | None:
+    """Whether a trial was still improving when it hit its epoch cap: with ``patience`` on,
+    a fold that ran every epoch without stopping had improved its validation loss within its
+    last ``patience`` epochs. None where that cannot be told (no patience, no folds)."""
+    training = training or {}
+    cap, patience = training.get("epochs"), training.get("patience") or 0
+    if not folds or not cap or not patience:
+        return None
+    ran = [f for f in folds if isinstance(f.get("epochs"), int | float)]
+    if not ran:
+        return None
+    return any(int(f["epochs"]) >= int(cap) and not f.get("stopped_early") for f in ran)
+
+
 def collect(study: optuna.Study) -> StudyTables:
     """Read all trials of ``study`` into a :class:`StudyTables`."""
     config = dict(study.user_attrs.get("config", {}))
@@ -110,8 +147,15 @@ def collect(study: optuna.Study) -> StudyTables:
     values: dict[int, list[float]] = {}
     traces: dict[int, dict[str, Any]] = {}
     records: dict[int, TrialRecord] = {}
+    lr_finds: dict[int, dict[str, Any]] = {}
+    duplicates: set[int] = set()
     for t in study.get_trials(deepcopy=False):
         rec = records[t.number] = read_record(t)
+        if rec.duplicate_of is not None:
+            duplicates.add(t.number)
+        training = rec.training or None
+        if isinstance(rec.lr_find, dict):
+            lr_finds[t.number] = rec.lr_find
         summary = rec.summary or {}
         folds = pd.DataFrame(rec.cv_folds)
         scores = (folds[metric].astype(float) if metric in folds
@@ -142,6 +186,10 @@ def collect(study: optuna.Study) -> StudyTables:
             "verdict": diag.get("verdict") if diag else None,
             "confidence": diag.get("confidence") if diag else None,
             "fail_reason": _reason(rec),
+            **recipe_of(training),
+            "epochs_run": float(folds["epochs"].astype(float).mean()) if "epochs" in folds
+            else math.nan,
+            "still_improving": still_improving(rec.cv_folds, training),
         })
         for fold in rec.cv_folds:
             fold_rows.append({"trial": t.number, "state": t.state.name, **arch,
@@ -156,7 +204,8 @@ def collect(study: optuna.Study) -> StudyTables:
                        directions=directions, config=config,
                        data=dict(study.user_attrs.get("data", {})), trials=trials,
                        folds=folds_df, diagnoses=diagnoses, probes=probes, traces=traces,
-                       values=values, records=records)
+                       values=values, records=records,
+                       lr_finds=lr_finds, duplicates=duplicates)
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -195,17 +244,60 @@ def depth_table(folds: pd.DataFrame) -> pd.DataFrame:
     return out[cols]
 
 
+def varied_recipe(trials: pd.DataFrame) -> list[str]:
+    """The recipe columns (beyond ``lr``) that took more than one value among ``trials``."""
+    out = []
+    for col in RECIPE_COLUMNS[2:]:
+        if col in trials and trials[col].dropna().astype(str).nunique() > 1:
+            out.append(col)
+    return out
+
+
 def best_per_depth(st: StudyTables) -> pd.DataFrame:
-    """The best complete candidate at each depth with its CV mean, std and standard error
-    (std / sqrt(folds)): the table the one-standard-error rule reads."""
+    """The best complete candidate at each depth, over every architecture *and recipe* tried
+    at that depth (each depth at its own best recipe), with its CV mean, std and standard
+    error (std / sqrt(folds)): the table the one-standard-error rule and the paired tests
+    read. ``lr`` is the rate it trained at (the range test's pick under ``lr: auto``), the
+    recipe columns that varied in the study follow, ``candidates`` counts what was compared
+    at the depth, and ``still_improving`` marks a winner that hit its epoch cap while still
+    improving (its score may understate the depth)."""
     done = st.scored[st.scored["depth"].notna()]
-    cols = ["depth", "trial", "block", "skip", "width", "params", "cv_mean", "cv_std",
-            "cv_se", "folds_done"]
+    extra = varied_recipe(done)
+    cols = ["depth", "trial", "block", "skip", "width", "params", "lr", *extra, "cv_mean",
+            "cv_std", "cv_se", "folds_done", "candidates", "still_improving"]
     if done.empty:
         return pd.DataFrame(columns=cols)
     order = done.sort_values(["cv_mean", "params"], ascending=[not st.maximize, True])
     best = order.groupby("depth", sort=True).head(1).sort_values("depth")
+    counts = done.groupby("depth")["trial"].nunique()
+    best = best.assign(candidates=best["depth"].map(counts).astype(int))
     return best[cols].reset_index(drop=True)
+
+
+def lr_find_share(st: StudyTables) -> float | None:
+    """Seconds of the complete trials' range tests over those trials' total seconds (None
+    without range tests)."""
+    ran = [n for n in st.lr_finds if n not in st.duplicates]  # twins copied, did not run
+    done = st.scored[st.scored["trial"].isin(ran)]
+    seconds = done["seconds"].astype(float)
+    if done.empty or not np.isfinite(seconds).all() or seconds.sum() <= 0:
+        return None
+    tests = sum(float(st.lr_finds[int(n)].get("seconds") or 0.0) for n in done["trial"])
+    return tests / float(seconds.sum())
+
+
+def lr_curves(st: StudyTables, trials: list[int]) -> dict[str, dict[str, Any]]:
+    """The range-test sweeps of ``trials`` (those that ran one), labelled for a legend."""
+    out: dict[str, dict[str, Any]] = {}
+    rows = st.trials.set_index("trial")
+    for n in trials:
+        found = st.lr_finds.get(int(n))
+        if found and found.get("lrs"):
+            depth = rows.loc[int(n), "depth"] if int(n) in rows.index else None
+            label = f"trial {int(n)}" + (f", depth {int(depth)}" if isinstance(
+                depth, int | float) and math.isfinite(float(depth)) else "")
+            out[label] = found
+    return out
 
 
 @dataclass

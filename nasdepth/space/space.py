@@ -16,6 +16,10 @@ Top-level keys (each fixed or a distribution, see :mod:`nasdepth.space.params`):
 - ``num_classes`` (default 10), used by the budget's counts.
 - ``budget: {max_params, max_flops, width_divisor}``: scale widths to the largest that fits.
 - ``name``, ``description``.
+- training-recipe keys (``lr``, ``weight_decay``, ``optimizer``, ``momentum``, ``batch_size``,
+  ``schedule``, ``label_smoothing``, ``epochs``, ``patience``, ``augment: {flip, ...}`` ...,
+  see :mod:`nasdepth.space.recipe`): sampled with the architecture, applied to the study's
+  ``training:`` by :meth:`SearchSpace.training`.
 """
 
 from __future__ import annotations
@@ -42,6 +46,16 @@ from nasdepth.space.fields import (
     stage_problem,
 )
 from nasdepth.space.params import Param
+from nasdepth.space.recipe import (
+    ALL_KEYS,
+    apply_recipe,
+    checked,
+    flatten,
+    is_recipe,
+    link_momentum,
+    recipe_values,
+)
+from nasdepth.train import TrainConfig
 from nasdepth.yamlfile import read_yaml
 
 # grid() refuses to list more combinations than this; size() then answers None.
@@ -69,6 +83,26 @@ class SearchSpace:
         """Every parameter in sampling order (shared first, then stage by stage)."""
         return self.shared + tuple(p for stage in self.per_stage or () for p in stage)
 
+    @property
+    def recipe_params(self) -> tuple[Param, ...]:
+        """The training-recipe parameters (fixed or sampled), by key."""
+        return tuple(p for p in self.shared if is_recipe(p.name))
+
+    def searched_recipe(self) -> dict[str, Param]:
+        """Recipe keys the space sets (fixed or sampled): a study may not also fix them."""
+        return {p.name: p for p in self.recipe_params}
+
+    def recipe(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The recipe values of one set of parameter values (Optuna names, e.g.
+        ``trial.params``): fixed ones fill in, inactive conditional ones drop."""
+        shared, _ = self.scopes(values)
+        return recipe_values(shared)
+
+    def training(self, values: Mapping[str, Any], base: TrainConfig) -> TrainConfig:
+        """``base`` (the study's ``training:``) with this space's recipe values applied: the
+        settings a trial with these parameters trains with."""
+        return apply_recipe(base, self.recipe(values), self.source)
+
     @classmethod
     def from_dict(cls, d: Any, source: str) -> SearchSpace:
         if not isinstance(d, dict):
@@ -76,16 +110,20 @@ class SearchSpace:
         hints = shared_keys()
         shared: list[Param] = []
         per_stage: tuple[tuple[Param, ...], ...] | None = None
-        for key, spec in d.items():
+        for key, spec in flatten(d).items():
             if key in META_KEYS:
                 continue
             if key == "stages" and isinstance(spec, list):
                 per_stage = _parse_stages(spec, source)
                 continue
+            if is_recipe(key):
+                shared.append(checked(Param.parse(key, spec, source), source))
+                continue
             if key not in hints:
-                raise UnknownNameError(source, "parameter", key, [*hints, *META_KEYS])
+                raise UnknownNameError(source, "parameter", key,
+                                       [*hints, *ALL_KEYS, *META_KEYS])
             shared.append(_checked(Param.parse(key, spec, source), hints, source))
-        ordered = _order(shared, (), source)
+        ordered = _order(link_momentum(shared, source), (), source)
         stages = None if per_stage is None else tuple(
             _order(list(s), ordered, source) for s in per_stage)
         space = cls(
@@ -228,21 +266,27 @@ class SearchSpace:
         return [values for values, _, _ in combos]
 
     def size(self) -> int | None:
-        """Number of distinct architectures (before any budget scaling, which is one function
-        of the rest), or None where the space is infinite. Small spaces are listed and
-        deduplicated by architecture; larger ones count combinations of values, listing only
-        the parameters tied by conditions (None if even those are too many)."""
+        """Number of distinct candidates, architecture and training recipe (before any budget
+        scaling, which is one function of the rest), or None where the space is infinite.
+        Small spaces are listed and deduplicated by (architecture, recipe); larger ones count
+        combinations of values, listing only the parameters tied by conditions (None if even
+        those are too many)."""
         bound = self.bound()
         if bound is None:
             return None
         if bound <= GRID_LIMIT:
-            return len({self.to_arch(c, apply_budget=False) for c in self.grid() or []})
+            return len({(self.to_arch(c, apply_budget=False),
+                         tuple(sorted(self.recipe(c).items()))) for c in self.grid() or []})
         tested = {cond for p in self.params for cond in p.when}
         tied = [p for p in self.params if p.when or p.name in tested]
         free = math.prod(len(p.values() or []) for p in self.params if p not in tied)
         if math.prod(len(p.values() or []) for p in tied) > GRID_LIMIT:
             return None
         return free * len(self._combos(tied))
+
+    def architecture_only(self) -> SearchSpace:
+        """This space without its recipe parameters (for counting architectures alone)."""
+        return replace(self, shared=tuple(p for p in self.shared if not is_recipe(p.name)))
 
     def optuna_grid(self) -> dict[str, list[Any]] | None:
         """Search space for ``optuna.samplers.GridSampler``: every sampled parameter's values
@@ -309,7 +353,10 @@ class SearchSpace:
         # list (unless a condition tests it). A budget picks buildable widths itself; an
         # infinite or huge space leaves this to build time.
         tested = {cond for p in self.params for cond in p.when}
-        params = [p for p in self.params if p.name != "depth" or "depth" in tested]
+        # recipe parameters do not change a block: left out (a continuous lr would otherwise
+        # leave the space's blocks unchecked)
+        params = [p for p in self.params if (p.name != "depth" or "depth" in tested)
+                  and (not is_recipe(p.name) or p.name in tested)]
         counts = [p.values() for p in params]
         bound = None if any(c is None for c in counts) else math.prod(
             len(c or []) for c in counts)

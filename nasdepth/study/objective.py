@@ -31,7 +31,7 @@ from nasdepth.study.probing import record_diagnosis
 from nasdepth.study.record import TrialRecord, read_record, write_record
 from nasdepth.study.registry import pruner_granularity
 from nasdepth.study.study_file import CONSTRAINTS, StudyConfig
-from nasdepth.train import NonFiniteLossError, TrainHook, cross_validate
+from nasdepth.train import NonFiniteLossError, TrainConfig, TrainHook, cross_validate
 from nasdepth.train.cv import CVResult, FoldCallback, records
 
 FoldProgress = Callable[[int, int], FoldCallback]
@@ -146,9 +146,11 @@ class Objective:
         cfg = self.cfg
         start = time.perf_counter()
         rec.seed, rec.versions, rec.worker = cfg.seed, versions(), worker_info()
-        rec.training = cfg.training.to_dict()
         arch = cfg.space.suggest(trial)
         rec.params = dict(trial.params)
+        # the study's training: with the space's sampled recipe (lr, weight decay ...) applied
+        training = cfg.space.training(trial.params, cfg.training)
+        rec.training = training.to_dict()
         twin = _completed_twin(trial)
         if twin is not None:
             # same candidate, same seeded folds: the CV would repeat the twin's scores
@@ -189,25 +191,29 @@ class Objective:
 
         hooks: list[TrainHook] = []
         if granularity == "epoch":
-            hooks.append(EpochPruningHook(trial, cfg.training.epochs, epoch_key(metric), rec))
+            hooks.append(EpochPruningHook(trial, training.epochs, epoch_key(metric), rec))
         if self.extra_hooks is not None:
             hooks += list(self.extra_hooks(trial, arch))
         try:
-            result = self._cross_validate(arch, on_fold, hooks)
+            result = self._cross_validate(arch, on_fold, hooks, training)
         finally:
             rec.timings = {"wall_time": time.perf_counter() - start}
         rec.cv_folds = records(result.folds)
         rec.device = str(result.settings.get("device", "cpu"))
+        # the recipe it trained with (lr: auto resolved) and the range test's curve
+        rec.training = dict(result.settings.get("training") or rec.training)
+        rec.lr_find = result.settings.get("lr_find")
         self.after_cv(trial, result, rec)
         values = [result.mean(o) if o not in costs else float(costs[o])
                   for o in cfg.objectives]
         return values[0] if len(values) == 1 else values
 
     def _cross_validate(self, arch: ArchConfig, on_fold: FoldCallback,
-                        hooks: Sequence[TrainHook]) -> CVResult:
+                        hooks: Sequence[TrainHook], training: TrainConfig | None = None
+                        ) -> CVResult:
         cfg = self.cfg
         return cross_validate(arch, self.data, cv=self.splits, seed=cfg.cv_seed,
-                              training=cfg.training, on_fold=on_fold, hooks=hooks,
+                              training=training or cfg.training, on_fold=on_fold, hooks=hooks,
                               source=str(cfg.path))
 
     def after_cv(self, trial: optuna.Trial, result: CVResult, record: TrialRecord) -> None:

@@ -63,6 +63,8 @@ class TrialRecord:
     arch: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    #: under ``lr: auto``: the learning-rate range test (``LRFinding.to_dict()``)
+    lr_find: dict[str, Any] | None = None
     params: dict[str, Any] = field(default_factory=dict)
     cv_folds: list[dict[str, Any]] = field(default_factory=list)
     costs: dict[str, float] = field(default_factory=dict)

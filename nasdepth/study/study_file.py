@@ -14,6 +14,7 @@ from typing import Any
 
 from nasdepth.data import CVConfig
 from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.space.recipe import momentum_conflict, training_conflicts
 from nasdepth.space.space import SearchSpace, load_space
 from nasdepth.study.names import check_name
 from nasdepth.study.registry import check_pruner, check_sampler
@@ -299,8 +300,11 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
     cv = CVConfig.from_dict({"folds": 3, "seed": seed if _is_seed(seed) else 0, **cv_raw},
                             source)
     budget = _section(raw, "budget", BUDGET_KEYS, source)
-    training = TrainConfig.from_dict(_section(raw, "training", set(TrainConfig().to_dict()),
-                                              source), source)
+    training_raw = _section(raw, "training", set(TrainConfig().to_dict()), source)
+    # a recipe key is fixed under training: or searched in the space, never both
+    training_conflicts(space.searched_recipe(), training_raw, source, space.source)
+    training = TrainConfig.from_dict(training_raw, source)
+    momentum_conflict(space.searched_recipe(), training, source)
     trials = _int(budget.get("trials", 10), source, "budget.trials", 1)
     timeout = budget.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):

@@ -14,6 +14,8 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")
 #: where a fold's data lives while it trains: on the device, or streamed from the host
 PLACEMENTS = ("auto", "device", "stream")
+#: ``lr: auto`` in YAML: a learning-rate range test per candidate picks ``lr``
+LR_AUTO = "auto"
 
 
 def _number(v: Any) -> bool:
@@ -38,12 +40,16 @@ class TrainConfig:
     there; ``stream`` keeps them on the host and feeds batches through a ``DataLoader`` (same
     batches, same scores; no fold-parallel training); ``auto``: on the device where they fit
     (always on a CPU; on CUDA under half the free memory), streamed otherwise.
+    ``lr_auto`` (``lr: auto`` in YAML): ``cross_validate`` runs a learning-rate range test on
+    the first fold's training part and trains every fold at the rate it picks
+    (:mod:`nasdepth.train.lr_find`); ``lr`` then holds that rate.
     """
 
     epochs: int = 10
     batch_size: int = 64
     optimizer: str = "adamw"
     lr: float = 1e-3
+    lr_auto: bool = False
     weight_decay: float = 1e-4
     momentum: float = 0.9
     schedule: str = "cosine"
@@ -67,7 +73,8 @@ class TrainConfig:
             if not _int(v) or v < low:
                 raise ConfigError(source, key, v, f"an int >= {low}")
         if not (_number(self.lr) and self.lr > 0):
-            raise ConfigError(source, "lr", self.lr, "a number > 0")
+            raise ConfigError(source, "lr", self.lr,
+                              "a number > 0 (or auto: a learning-rate range test)")
         for key in ("weight_decay", "grad_clip", "min_delta"):
             if not (_number(getattr(self, key)) and getattr(self, key) >= 0):
                 raise ConfigError(source, key, getattr(self, key), "a number >= 0")
@@ -79,8 +86,9 @@ class TrainConfig:
                            ("channels_last", SWITCHES), ("data_placement", PLACEMENTS)):
             if getattr(self, key) not in valid:
                 raise UnknownNameError(source, key, getattr(self, key), valid)
-        if not isinstance(self.compile, bool):
-            raise ConfigError(source, "compile", self.compile, "true or false")
+        for key in ("compile", "lr_auto"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(source, key, getattr(self, key), "true or false")
         if not isinstance(self.device, str):
             raise ConfigError(source, "device", self.device, "auto, cpu, cuda, cuda:N or mps")
         self.augment.validate(source)
@@ -99,6 +107,8 @@ class TrainConfig:
         for key in ("parallel", "channels_last"):  # YAML true/false
             if isinstance(d.get(key), bool):
                 d[key] = "on" if d[key] else "off"
+        if d.get("lr") == LR_AUTO:
+            d["lr"], d["lr_auto"] = cls.lr, True
         if "augment" in d:
             d["augment"] = AugmentConfig.from_dict(d["augment"], source)
         return cls(**d).validate(source)

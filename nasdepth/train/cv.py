@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from nasdepth.train.device import configure_threads, resolve_device
 from nasdepth.train.fit import FoldResult, fit_fold
 from nasdepth.train.hooks import TrainHook
 from nasdepth.train.loop import OOM_ERRORS, out_of_memory
+from nasdepth.train.lr_find import lr_range_test, sweep_steps
 from nasdepth.train.parallel import fit_folds_parallel, needs_sequential
 from nasdepth.train.stream import resolve_placement
 
@@ -152,6 +153,14 @@ def cross_validate(
                                   max(len(va) for _, va in splits), len(test_idx))
     use_parallel = choose_parallel(mode, data, device, hooks, splits, training, placement)
 
+    found = None
+    if training.lr_auto:  # a range test on fold 0's training part picks every fold's rate
+        torch.manual_seed(seeds[0])
+        found = lr_range_test(build_model(arch, data.input_shape, data.num_classes), data,
+                              splits[0][0], training=training, seed=seeds[0], device=device,
+                              steps=sweep_steps(int(min(sizes)), training, len(splits)))
+        training = replace(training, lr=found.lr)
+
     def fresh(k: int) -> torch.nn.Module:
         torch.manual_seed(seeds[k])  # fresh, reproducible initialization per fold
         return build_model(arch, data.input_shape, data.num_classes)
@@ -199,7 +208,8 @@ def cross_validate(
                   "splits": resolved.to_dict(),
                   "training": training.to_dict(), "device": str(device),
                   "parallel": use_parallel, "data_placement": placement,
-                  "n_test": int(len(test_idx))},
+                  "n_test": int(len(test_idx)),
+                  "lr_find": None if found is None else found.to_dict()},
         traces=[t for r in results for t in r.traces],
     )
 
