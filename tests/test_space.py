@@ -21,7 +21,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
 # the data each shipped space is meant for
-DATA = {"tabular_mlp": "sklearn:breast_cancer"}
+DATA = {"tabular_mlp": "sklearn:breast_cancer",
+        "sequence": {"source": "mnist1d", "n_samples": 200}}
 
 EVERY_KIND = {
     "stages": 2,
@@ -215,9 +216,15 @@ def test_shipped_space_validates_and_builds_for_its_data(path: Path) -> None:
 def test_block_zoo_names_every_registered_block() -> None:
     from nasdepth.arch import BLOCKS
 
+    # the zoo runs on 8x8 images: every block that takes 2-D inputs; the sequence-only
+    # blocks (recurrent, attention) are covered by the sequence space, with the residual conv
     space = load_space(ROOT / "search_spaces" / "block_zoo.yaml")
     blocks = next(p for p in space.params if p.name == "block")
-    assert set(blocks.choices) == set(BLOCKS)
+    assert set(blocks.choices) == {n for n, b in BLOCKS.items() if 2 in b.ranks}
+    seq = load_space(ROOT / "search_spaces" / "sequence.yaml")
+    seq_blocks = set(next(p for p in seq.params if p.name == "block").choices)
+    only_1d = {n for n, b in BLOCKS.items() if 2 not in b.ranks}
+    assert only_1d - {"rnn"} <= seq_blocks and "residual" in seq_blocks
 
 
 def test_cli_check_prints_parameters_and_size(capsys: pytest.CaptureFixture[str]) -> None:
