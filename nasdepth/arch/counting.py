@@ -34,6 +34,30 @@ def _conv(module: nn.modules.conv._ConvNd, output: torch.Tensor) -> int:
     return 2 * output.numel() * fan_in
 
 
+def _recurrent(module: nn.RNNBase, output: tuple[torch.Tensor, Any]) -> int:
+    """Input and recurrent matrix products of every step, layer and direction (gates: 1 for
+    RNN, 3 for GRU, 4 for LSTM): what PyTorch's decomposed kernels run."""
+    seq = output[0]
+    steps = seq.shape[1] if module.batch_first else seq.shape[0]
+    gates = {"LSTM": 4, "GRU": 3}.get(module.mode, 1)
+    dirs = 2 if module.bidirectional else 1
+    h = module.hidden_size
+    total = 0
+    for layer in range(module.num_layers):
+        cin = module.input_size if layer == 0 else h * dirs
+        total += 2 * steps * gates * h * (cin + h) * dirs
+    return total
+
+
+def _attention(module: nn.MultiheadAttention, output: tuple[torch.Tensor, Any]) -> int:
+    """Self-attention (queries, keys and values of one length): the q/k/v and output
+    projections, and the two products of the scores (q k^T, then the weights times v)."""
+    out = output[0]
+    steps = out.shape[1] if module.batch_first else out.shape[0]
+    e = module.embed_dim
+    return 2 * steps * e * 4 * e + 2 * 2 * steps * steps * e
+
+
 #: layer type -> FLOPs of one call from the module and its output; a block made of other
 #: weight layers (attention, recurrence) adds its rule here
 FLOP_RULES: dict[type[nn.Module], FlopRule] = {
@@ -41,6 +65,10 @@ FLOP_RULES: dict[type[nn.Module], FlopRule] = {
     nn.Conv1d: _conv,
     nn.Conv2d: _conv,
     nn.Conv3d: _conv,
+    nn.RNN: _recurrent,
+    nn.LSTM: _recurrent,
+    nn.GRU: _recurrent,
+    nn.MultiheadAttention: _attention,
 }
 
 
