@@ -22,7 +22,7 @@ from torch import nn
 from nasdepth.arch.build import build_model, count_parameters
 from nasdepth.arch.config import ArchConfig
 
-FlopRule = Callable[[Any, torch.Tensor], int]
+FlopRule = Callable[[Any, Any], int]
 
 
 def _linear(module: nn.Linear, output: torch.Tensor) -> int:
