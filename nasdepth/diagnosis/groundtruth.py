@@ -161,24 +161,13 @@ CASES: tuple[Case, ...] = (
     # under-trained on learnable data: residual + BatchNorm networks whose budget ends while
     # the loss still falls (a learning rate far too small for the epochs, or one epoch); the
     # shallow baseline learns on these data, so none of them is data-limited
-    Case("mlp_undertrained_lr3e-5", "undertrained",
-         mlp("residual", 4, 32, norm="batch", skip=True), learnable, adamw(3e-5), 3),
-    Case("mlp_undertrained_lr1e-4", "undertrained",
-         mlp("residual", 4, 32, norm="batch", skip=True), learnable, adamw(1e-4), 2),
-    Case("mlp_undertrained_one_epoch", "undertrained",
-         mlp("residual", 4, 32, norm="batch", skip=True), learnable, adamw(1e-3), 1),
-    Case("cnn1d_undertrained_lr3e-5", "undertrained",
-         cnn("residual", 2, 16, norm="batch", skip=True), sequences, adamw(3e-5), 3),
-    Case("cnn1d_undertrained_lr1e-4", "undertrained",
-         cnn("residual", 2, 16, norm="batch", skip=True), sequences, adamw(1e-4), 2),
-    Case("cnn1d_undertrained_one_epoch", "undertrained",
-         cnn("residual", 2, 16, norm="batch", skip=True), sequences, adamw(1e-3), 1),
-    Case("cnn_undertrained_lr3e-5", "undertrained",
-         cnn("residual", 2, 16, norm="batch", skip=True), digits, adamw(3e-5), 3),
-    Case("cnn_undertrained_lr1e-4", "undertrained",
-         cnn("residual", 2, 16, norm="batch", skip=True), digits, adamw(1e-4), 2),
-    Case("cnn_undertrained_one_epoch", "undertrained",
-         cnn("residual", 2, 16, norm="batch", skip=True), digits, adamw(1e-3), 1),
+    *(Case(f"{family}_undertrained_{budget}", "undertrained", arch, data, adamw(lr), epochs)
+      for family, arch, data in (
+          ("mlp", mlp("residual", 4, 32, norm="batch", skip=True), learnable),
+          ("cnn1d", cnn("residual", 2, 16, norm="batch", skip=True), sequences),
+          ("cnn", cnn("residual", 2, 16, norm="batch", skip=True), digits))
+      for budget, lr, epochs in (("lr3e-5", 3e-5, 3), ("lr1e-4", 1e-4, 2),
+                                 ("one_epoch", 1e-3, 1))),
 )
 
 # Sequences of 100 steps (benchmarks/diagnose_through_time.py prints their signals): a
