@@ -4,14 +4,16 @@ labels mapped to ``0..C-1``)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from nasdepth.data.dataset import Dataset
-from nasdepth.errors import ConfigError
+from nasdepth.data.tasks import Task, check_task_name
+from nasdepth.errors import ConfigError, UnknownNameError
 
 log = logging.getLogger("nasdepth.data")
 
@@ -67,19 +69,33 @@ def _check_classes(names: Sequence[str], source: str) -> None:
 
 def from_arrays(
     x: np.ndarray | torch.Tensor,
-    y: np.ndarray | torch.Tensor | Sequence,
+    y: np.ndarray | torch.Tensor | Sequence | Mapping[str, Any],
     *,
     name: str,
-    class_names: Sequence[str] | None = None,
+    class_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
     groups: np.ndarray | None = None,
     source: str | None = None,
+    stratify: str | None = None,
 ) -> Dataset:
     """Check arrays and wrap them as a :class:`Dataset`.
 
     ``x``: ``(N, F)``, ``(N, C, L)`` or ``(N, C, H, W)`` numbers, all finite. ``y``: one label
-    per sample (ints, strings, ...; mapped to ``0..C-1`` when needed).
+    per sample (ints, strings, ...; mapped to ``0..C-1`` when needed), or a mapping of task
+    name -> labels for several tasks (``class_names`` then maps task -> names, ``stratify``
+    names the task the CV stratifies on; see :mod:`nasdepth.data.tasks`).
     """
     source = source or name
+    if isinstance(y, Mapping):
+        if class_names is not None and not isinstance(class_names, Mapping):
+            raise ConfigError(source, "class_names", class_names,
+                              "a mapping of task name -> class names for several tasks")
+        return multitask_from_arrays(x, y, name=name, class_names=class_names,
+                                     stratify=stratify, groups=groups, source=source)
+    if stratify is not None:
+        raise ConfigError(source, "stratify", stratify,
+                          "unset for one label column (it names a task of several)")
+    if isinstance(class_names, Mapping):
+        raise ConfigError(source, "class_names", class_names, "a list for one label column")
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     if isinstance(y, torch.Tensor):
@@ -113,3 +129,50 @@ def from_arrays(
         class_names=names,
         groups=None if groups is None else np.asarray(groups),
     )
+
+
+def multitask_from_arrays(
+    x: np.ndarray | torch.Tensor,
+    labels: Mapping[str, Any],
+    *,
+    name: str,
+    class_names: Mapping[str, Sequence[str]] | None = None,
+    stratify: str | None = None,
+    groups: np.ndarray | None = None,
+    source: str | None = None,
+) -> Dataset:
+    """Check arrays and wrap them as a multitask :class:`Dataset`: ``labels`` maps each task
+    name to one label per sample (ints, strings, ...; each task encoded on its own).
+
+    ``stratify``: the task the CV stratifies on (default: the first). At least one task;
+    every task needs as many labels as there are samples and at least two classes.
+    """
+    source = source or name
+    if not isinstance(labels, Mapping) or not labels:
+        raise ConfigError(source, "labels", labels, "a mapping of task name -> labels")
+    names = [check_task_name(n, source) for n in labels]
+    class_names = dict(class_names or {})
+    for key in class_names:
+        if key not in labels:
+            raise UnknownNameError(source, "class_names task", key, names)
+    n = len(x)
+    tasks: dict[str, Task] = {}
+    for task in names:
+        y = labels[task]
+        if isinstance(y, torch.Tensor):
+            y = y.detach().cpu().numpy()
+        where = f"{source} (task {task!r})"
+        codes, cls = encode_labels(y, where, class_names.get(task))
+        if len(codes) != n:
+            raise ConfigError(where, "labels", f"{len(codes)} labels for {n} samples",
+                              "one label per sample")
+        tasks[task] = Task(task, torch.from_numpy(codes), len(cls), cls)
+    first = stratify if stratify is not None else names[0]
+    if first not in tasks:
+        raise UnknownNameError(source, "stratify", first, names)
+    strat = tasks[first]
+    base = from_arrays(x, strat.y_numpy, name=name, class_names=strat.class_names,
+                       groups=groups, source=source)
+    base.tasks, base.stratify = tasks, first
+    base.y = strat.y  # one tensor for the task and ``y``
+    return base

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from nasdepth.data.tasks import Task
+
 
 @dataclass
 class Dataset:
-    """Samples ``x`` (float32, ``(N, *input_shape)``) with integer labels ``y`` in ``0..C-1``."""
+    """Samples ``x`` (float32, ``(N, *input_shape)``) with integer labels ``y`` in ``0..C-1``.
+
+    Multitask data (:mod:`nasdepth.data.tasks`) also hold ``tasks``: one :class:`Task` per
+    label column, by name; ``y``, ``num_classes`` and ``class_names`` are then those of the
+    task the CV stratifies on (``stratify``). Single-task data leave ``tasks`` None.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
@@ -19,6 +27,16 @@ class Dataset:
     num_classes: int
     class_names: list[str] = field(default_factory=list)
     groups: np.ndarray | None = None
+    tasks: dict[str, Task] | None = None
+    stratify: str | None = None  # multitask: the task whose labels ``y`` are
+
+    @property
+    def is_multitask(self) -> bool:
+        return bool(self.tasks)
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.tasks or {})
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -34,15 +52,21 @@ class Dataset:
     def subset(self, index: np.ndarray | torch.Tensor) -> Dataset:
         idx = torch.as_tensor(index, dtype=torch.long)
         groups = None if self.groups is None else self.groups[idx.numpy()]
+        tasks = None if self.tasks is None else {
+            n: t.subset(idx) for n, t in self.tasks.items()}
         return Dataset(self.x[idx], self.y[idx], self.name, self.num_classes,
-                       list(self.class_names), groups)
+                       list(self.class_names), groups, tasks, self.stratify)
 
     def to_dict(self) -> dict[str, Any]:
         """Metadata (not the tensors) for storing with a study."""
-        return {
+        d: dict[str, Any] = {
             "name": self.name,
             "n_samples": len(self),
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
             "class_names": list(self.class_names),
         }
+        if self.tasks:  # multitask only: single-task metadata stay as they were
+            d["tasks"] = [t.to_dict() for t in self.tasks.values()]
+            d["stratify"] = self.stratify
+        return d

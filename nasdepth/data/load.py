@@ -17,11 +17,13 @@ import numpy as np
 
 from nasdepth.data.dataset import Dataset
 from nasdepth.data.sources import SOURCES, Source, opt_int
+from nasdepth.data.tasks import with_stratify
 from nasdepth.errors import ConfigError, UnknownNameError
 
 #: options every source takes: ``limit`` keeps a stratified, seeded subsample of that many
-#: samples (a data-limited version of a large set, e.g. 2,000 MNIST digits).
-COMMON_OPTIONS: dict[str, Any] = {"limit": None, "limit_seed": 0}
+#: samples (a data-limited version of a large set, e.g. 2,000 MNIST digits); ``stratify``
+#: names the task the CV (and ``limit``) stratify on, for data with several tasks.
+COMMON_OPTIONS: dict[str, Any] = {"limit": None, "limit_seed": 0, "stratify": None}
 FILE_KINDS = {".npz": "npz", ".npy": "npy", ".csv": "csv"}
 
 
@@ -70,6 +72,8 @@ def load_data(spec: str | PathLike | Mapping[str, Any], *, source: str | None = 
             raise UnknownNameError(label, f"data option of {kind}", key, valid)
     opts = {**valid, **options}
     data = src.load(rest, opts, label)
+    if opts["stratify"] is not None:
+        data = with_stratify(data, opts["stratify"], label)
     if opts["limit"] is not None:
         data = subsample(data, opt_int(opts, "limit", label, low=2),
                          opt_int(opts, "limit_seed", label, low=0), label)

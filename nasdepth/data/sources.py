@@ -17,6 +17,7 @@ import numpy as np
 
 from nasdepth.data.arrays import from_arrays
 from nasdepth.data.dataset import Dataset
+from nasdepth.data.tasks import check_task_name, task_columns
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
 
 Loader = Callable[[str, dict[str, Any], str], Dataset]
@@ -194,22 +195,36 @@ def load_synthetic(name: str, opts: dict[str, Any], source: str) -> Dataset:
 X_KEYS, Y_KEYS = ("x", "X", "data", "features"), ("y", "Y", "labels", "target", "targets")
 
 
-@register_source("npz", options={"x_key": None, "y_key": None},
+@register_source("npz", options={"x_key": None, "y_key": None, "tasks": None},
                  example="data/my_arrays.npz (arrays x and y)")
 def load_npz(path: str, opts: dict[str, Any], source: str) -> Dataset:
+    """Arrays ``x`` and ``y``. Several tasks: ``y`` shaped ``(N, T)`` (``tasks`` names the
+    columns, default ``task0..``), or ``y_key: [a, b]``, one array per task named by its key."""
     p = existing_path(path, source)
     with _np_load(p, source) as arrays:
         keys = list(arrays.keys())
 
-        def pick(key: str, defaults: tuple[str, ...]) -> np.ndarray:
-            wanted = opts.get(key)
+        def pick(key: str, defaults: tuple[str, ...], wanted: Any = None) -> np.ndarray:
+            wanted = wanted or opts.get(key)
             for k in ([wanted] if wanted else defaults):
                 if k in arrays:
                     return _array(partial(arrays.__getitem__, k), f"{p} (array {k!r})", source)
             raise UnknownNameError(source, f"data.{key}", wanted or defaults[0], keys)
 
-        x, y = pick("x_key", X_KEYS), pick("y_key", Y_KEYS)
-    return from_arrays(x, y, name=p.name, source=source)
+        x = pick("x_key", X_KEYS)
+        y_keys = opts.get("y_key")
+        if isinstance(y_keys, (list, tuple)):  # one array per task
+            labels: Any = {str(k): pick("y_key", Y_KEYS, str(k)) for k in y_keys}
+        else:
+            labels = pick("y_key", Y_KEYS)
+    task_names = opt_names(opts, "tasks", source) if opts.get("tasks") is not None else None
+    if isinstance(labels, np.ndarray) and labels.ndim == 2 and labels.shape[1] > 1:
+        labels = task_columns(task_names, labels, source)
+    elif task_names is not None and not isinstance(labels, dict):
+        raise ConfigError(source, "data.tasks", task_names,
+                          f"unset: the labels of {p.name} are one column (tasks name the "
+                          "columns of (N, T) labels)")
+    return from_arrays(x, labels, name=p.name, source=source)
 
 
 @register_source("npy", options={"labels": None},
@@ -266,8 +281,9 @@ def _array(get: Callable[[], Any], what: str, source: str) -> np.ndarray:
     "target": "target", "categorical": [], "drop": [], "group": None, "sep": ",",
 }, example="{source: data/table.csv, target: label, categorical: [colour]}")
 def load_csv(path: str, opts: dict[str, Any], source: str) -> Dataset:
-    """A table: ``target`` is the label column, ``categorical`` columns (and any other text
-    column) are one-hot encoded, ``group`` is kept aside for group k-fold."""
+    """A table: ``target`` is the label column (a list of columns: one task each, see
+    :mod:`nasdepth.data.tasks`), ``categorical`` columns (and any other text column) are
+    one-hot encoded, ``group`` is kept aside for group k-fold."""
     import pandas as pd
 
     p = existing_path(path, source)
@@ -277,19 +293,21 @@ def load_csv(path: str, opts: dict[str, Any], source: str) -> Dataset:
         raise ConfigError(source, "path", str(path), f"a readable CSV file ({exc})") from None
     columns = [str(c) for c in df.columns]
     target = opts.get("target")
+    targets = opt_names(opts, "target", source) if isinstance(target, list) else [target]
     categorical, drop = opt_names(opts, "categorical", source), opt_names(opts, "drop", source)
     group = opts.get("group")
-    for key, names in (("target", [target]), ("categorical", categorical), ("drop", drop),
+    for key, names in (("target", targets), ("categorical", categorical), ("drop", drop),
                        ("group", [group] if group is not None else [])):
         for col in names:
             if col not in df.columns:
                 raise UnknownNameError(source, f"data.{key}", col, columns)
-    y = df[target]
-    if y.isna().any():
-        raise ConfigError(source, "target", f"{int(y.isna().sum())} missing labels in "
-                          f"column {target!r}", "a label in every row")
+    for col in targets:
+        y = df[col]
+        if y.isna().any():
+            raise ConfigError(source, "target", f"{int(y.isna().sum())} missing labels in "
+                              f"column {col!r}", "a label in every row")
     groups = df[group].to_numpy() if group is not None else None
-    features = df.drop(columns=[target, *drop, *([group] if group is not None else [])])
+    features = df.drop(columns=[*targets, *drop, *([group] if group is not None else [])])
     text = [c for c in features.columns if features[c].dtype == object and c not in categorical]
     features = pd.get_dummies(features, columns=categorical + text, dtype=np.float32)
     missing = features.columns[features.isna().any()].tolist()
@@ -300,7 +318,10 @@ def load_csv(path: str, opts: dict[str, Any], source: str) -> Dataset:
         x = features.to_numpy(dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise ConfigError(source, "features", str(exc), "numbers") from None
-    return from_arrays(x, y.to_numpy(), name=p.name, groups=groups, source=source)
+    if isinstance(target, list):  # several tasks, named by their columns
+        labels = {check_task_name(c, source): df[c].to_numpy() for c in targets}
+        return from_arrays(x, labels, name=p.name, groups=groups, source=source)
+    return from_arrays(x, df[target].to_numpy(), name=p.name, groups=groups, source=source)
 
 
 # ---------------------------------------------------------------- images

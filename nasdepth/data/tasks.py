@@ -1,0 +1,110 @@
+"""Several tasks on the same samples: one label column per task, each with its own classes.
+
+A multitask :class:`~nasdepth.data.Dataset` keeps its single-task fields for the task the CV
+stratifies on (``y``, ``num_classes``, ``class_names`` are that task's; ``stratify`` names it),
+so every fold split, baseline and control that reads ``y`` works unchanged and every
+candidate sees the same folds. ``tasks`` holds every task's labels by name::
+
+    data = from_arrays(x, {"digit": y, "parity": y % 2}, name="digits2")  # data.arrays
+    data.task_names                 # ['digit', 'parity']
+    data.stratify                   # 'digit' (the first task unless stratify= says otherwise)
+    with_stratify(data, "parity")   # the same data, folds stratified on parity
+    task_data(data, "parity")       # a single-task Dataset of parity labels (baselines)
+
+Stratifying on one task keeps that task's class proportions in every fold; the other tasks'
+proportions follow only as far as they correlate with it (stratify on the task with the
+rarest classes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from nasdepth.data.dataset import Dataset
+from nasdepth.errors import ConfigError, UnknownNameError
+
+#: a task name: letters, digits and underscores (it prefixes column names: ``digit.val_accuracy``)
+TASK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass
+class Task:
+    """One task's labels ``y`` (int64 codes ``0..C-1``) and its classes."""
+
+    name: str
+    y: torch.Tensor
+    num_classes: int
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def y_numpy(self) -> np.ndarray:
+        return self.y.cpu().numpy()
+
+    def subset(self, idx: torch.Tensor) -> Task:
+        return Task(self.name, self.y[idx], self.num_classes, list(self.class_names))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "num_classes": self.num_classes,
+                "class_names": list(self.class_names)}
+
+
+def check_task_name(name: Any, source: str) -> str:
+    if not isinstance(name, str) or not TASK_NAME.match(name):
+        raise ConfigError(source, "task name", name,
+                          "a name of letters, digits and underscores (such as 'digit')")
+    return name
+
+
+def check_task(data: Dataset, name: str, source: str = "the data", key: str = "task") -> str:
+    """``name`` when ``data`` has that task; else the error lists its tasks and the closest."""
+    if not data.is_multitask:
+        raise ConfigError(source, key, name,
+                          f"unset: {data.name} has one label column (no tasks); load several "
+                          "(CSV target: [a, b], an .npz with (N, T) labels, or "
+                          "from_arrays(x, {name: labels, ...}))")
+    if name not in (data.tasks or {}):
+        raise UnknownNameError(source, key, name, data.task_names)
+    return name
+
+
+def with_stratify(data: Dataset, task: str, source: str = "the data") -> Dataset:
+    """The same samples and tasks, with ``y`` (and so the CV's stratification) from ``task``."""
+    check_task(data, task, source, "stratify")
+    t = (data.tasks or {})[task]
+    return replace(data, y=t.y, num_classes=t.num_classes, class_names=list(t.class_names),
+                   stratify=task)
+
+
+def task_data(data: Dataset, task: str, source: str = "the data") -> Dataset:
+    """A single-task :class:`Dataset` of ``task``'s labels (the same ``x`` tensor): what a
+    single-task baseline or the shallow baseline of one task trains on."""
+    check_task(data, task, source)
+    t = (data.tasks or {})[task]
+    return Dataset(data.x, t.y, f"{data.name}[{task}]", t.num_classes, list(t.class_names),
+                   data.groups)
+
+
+def label_matrix(data: Dataset, tasks: Sequence[str]) -> torch.Tensor:
+    """``(N, T)`` int64 labels of ``tasks`` (columns in that order)."""
+    return torch.stack([(data.tasks or {})[t].y for t in tasks], dim=1)
+
+
+def task_columns(task_names: Sequence[str] | None, array: np.ndarray, source: str
+                 ) -> dict[str, np.ndarray]:
+    """An ``(N, T)`` label array as ``{name: column}``; names default to ``task0..``."""
+    if array.ndim != 2:
+        raise ConfigError(source, "labels", f"an array of shape {array.shape}",
+                          "(N, T): one column per task")
+    names = list(task_names) if task_names else [f"task{i}" for i in range(array.shape[1])]
+    if len(names) != array.shape[1]:
+        raise ConfigError(source, "data.tasks", names,
+                          f"{array.shape[1]} names, one per label column")
+    if len(set(names)) != len(names):
+        raise ConfigError(source, "data.tasks", names, "names without repeats")
+    return {n: array[:, i] for i, n in enumerate(names)}
