@@ -158,7 +158,8 @@ class TaskPath(nn.Module):
     def __init__(self, net: MultitaskNetwork, task: str) -> None:
         super().__init__()
         self.stem, self.shared = net.stem, net.shared
-        self.branch, self.head = net.branches[task], net.heads[task]
+        self.branch: nn.Sequential = net.branches[task]  # type: ignore[assignment]
+        self.head = net.heads[task]
         self.task = task
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -191,6 +192,7 @@ class MultitaskNetwork(nn.Module):
         # uncertainty weighting: s_t = log sigma_t^2, learned with the network
         self.log_vars = (nn.Parameter(torch.zeros(len(self.tasks)))
                          if cfg.weighting == "uncertainty" else None)
+        self.fixed_weights: torch.Tensor
         self.register_buffer("fixed_weights", torch.tensor(cfg.task_weights),
                              persistent=False)
 
@@ -208,8 +210,9 @@ class MultitaskNetwork(nn.Module):
         named += [(f"block{i}.{type(b).__name__}", b) for i, b in enumerate(self.shared)]
         n = len(self.shared)
         for t in self.tasks:
+            branch: nn.Sequential = self.branches[t]  # type: ignore[assignment]
             named += [(f"{t}/block{n + i}.{type(b).__name__}", b)
-                      for i, b in enumerate(self.branches[t])]
+                      for i, b in enumerate(branch)]
             named.append((f"{t}/head", self.heads[t]))
         return named
 

@@ -17,13 +17,16 @@ import numpy as np
 
 from nasdepth.data.dataset import Dataset
 from nasdepth.data.sources import SOURCES, Source, opt_int
-from nasdepth.data.tasks import with_stratify
+from nasdepth.data.tasks import derive_tasks, with_stratify
 from nasdepth.errors import ConfigError, UnknownNameError
 
 #: options every source takes: ``limit`` keeps a stratified, seeded subsample of that many
 #: samples (a data-limited version of a large set, e.g. 2,000 MNIST digits); ``stratify``
 #: names the task the CV (and ``limit``) stratify on, for data with several tasks.
-COMMON_OPTIONS: dict[str, Any] = {"limit": None, "limit_seed": 0, "stratify": None}
+#: ``derive`` makes tasks from the labels of a single-task source (``nasdepth.data.tasks``:
+#: ``{digit: label, parity: parity}``), ``derive_seed`` seeds its ``noise`` task.
+COMMON_OPTIONS: dict[str, Any] = {"limit": None, "limit_seed": 0, "stratify": None,
+                                  "derive": None, "derive_seed": 0}
 FILE_KINDS = {".npz": "npz", ".npy": "npy", ".csv": "csv"}
 
 
@@ -72,6 +75,9 @@ def load_data(spec: str | PathLike | Mapping[str, Any], *, source: str | None = 
             raise UnknownNameError(label, f"data option of {kind}", key, valid)
     opts = {**valid, **options}
     data = src.load(rest, opts, label)
+    if opts["derive"] is not None:
+        data = derive_tasks(data, opts["derive"], opt_int(opts, "derive_seed", label, low=0),
+                            label)
     if opts["stratify"] is not None:
         data = with_stratify(data, opts["stratify"], label)
     if opts["limit"] is not None:

@@ -108,3 +108,52 @@ def task_columns(task_names: Sequence[str] | None, array: np.ndarray, source: st
     if len(set(names)) != len(names):
         raise ConfigError(source, "data.tasks", names, "names without repeats")
     return {n: array[:, i] for i, n in enumerate(names)}
+
+
+#: tasks derived from a single-task data set's labels (codes ``0..C-1``), by name: the data
+#: option ``derive: {digit: label, parity: parity, noise: noise}`` (task name -> derivation)
+DERIVATIONS = {
+    "label": "the labels themselves",
+    "parity": "the label code modulo 2 (even/odd: the parity of a digit)",
+    "half": "whether the label code is in the upper half (a digit >= 5)",
+    "noise": "two classes drawn at random, independent of the sample (no signal at all)",
+}
+
+
+def derive_tasks(data: Dataset, spec: Any, seed: int, source: str) -> Dataset:
+    """A multitask data set from ``data``'s labels: ``spec`` maps each task name to one of
+    :data:`DERIVATIONS` (a list of derivations names the tasks after them). The first task
+    is the one the CV stratifies on. ``noise`` labels are seeded with ``seed``."""
+    if data.is_multitask:
+        raise ConfigError(source, "data.derive", spec,
+                          "unset for data that already have several tasks")
+    if isinstance(spec, list):
+        spec = {str(s): str(s) for s in spec}
+    if not isinstance(spec, dict) or not spec:
+        raise ConfigError(source, "data.derive", spec,
+                          "a mapping of task name -> derivation (" + ", ".join(DERIVATIONS)
+                          + ")")
+    y = data.y.cpu().numpy()
+    c = data.num_classes
+    rng = np.random.default_rng(seed)
+    tasks: dict[str, Task] = {}
+    for name, how in spec.items():
+        check_task_name(name, source)
+        if how not in DERIVATIONS:
+            raise UnknownNameError(source, f"data.derive.{name}", how, DERIVATIONS)
+        if how == "label":
+            codes, names = y, list(data.class_names)
+        elif how == "parity":
+            codes, names = y % 2, ["even", "odd"]
+        elif how == "half":
+            codes, names = (y >= (c + 1) // 2).astype(np.int64), ["low", "high"]
+        else:
+            codes, names = rng.integers(0, 2, size=len(y)), ["a", "b"]
+        codes = np.asarray(codes, dtype=np.int64)
+        if len(np.unique(codes)) < 2:
+            raise ConfigError(source, f"data.derive.{name}", how,
+                              "a derivation that leaves at least 2 classes")
+        tasks[name] = Task(name, torch.from_numpy(codes), len(names), names)
+    first = next(iter(tasks.values()))
+    return replace(data, y=first.y, num_classes=first.num_classes,
+                   class_names=list(first.class_names), tasks=tasks, stratify=first.name)

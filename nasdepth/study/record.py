@@ -21,8 +21,8 @@ from typing import Any, Protocol
 #: the user attribute that holds the record
 RECORD_KEY = "nasdepth_record"
 #: 1: loose user attributes (no record); 2: this record; 3: adds ``splits``,
-#: ``settings_id`` and ``run_id``
-RECORD_VERSION = 3
+#: ``settings_id`` and ``run_id``; 4: adds ``multitask``
+RECORD_VERSION = 4
 #: the record's states (Optuna's, lower-case)
 STATES = ("running", "waiting", "complete", "pruned", "failed")
 #: a few flat user attributes written beside the record for Optuna's own tools (the
@@ -53,6 +53,8 @@ class TrialRecord:
     study settings (data, CV, recipe, space, objectives; :mod:`nasdepth.study.identity`) it
     trained under; ``run_id``: the run that started it. ``errors``: ``traceback`` of a
     failure, ``probes`` / ``diagnosis`` when those parts failed on a finished candidate.
+    ``multitask``: a multitask trial's config, tasks, per-task scores and per-task diagnosis
+    (:mod:`nasdepth.study.multitask`; None for single-task trials).
     ``extras``: data of a part not yet given a field (read with ``.get``; nothing depends on
     it being present).
     """
@@ -83,6 +85,7 @@ class TrialRecord:
     settings_id: str | None = None
     run_id: str | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    multitask: dict[str, Any] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     version: int = RECORD_VERSION
 

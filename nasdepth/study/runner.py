@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from nasdepth.data import Dataset, load_data
 from nasdepth.errors import NasdepthError
 from nasdepth.study.identity import check_identity, settings_id, study_identity
+from nasdepth.study.multitask import MultitaskObjective, study_baselines, study_tasks
 from nasdepth.study.names import check_name
 from nasdepth.study.objective import Objective
 from nasdepth.study.preflight import preflight
@@ -233,6 +234,8 @@ def prepare(cfg: StudyConfig) -> Dataset:
     check_name(cfg.name, str(cfg.path))
     data = load_data(cfg.data, source=str(cfg.path))
     preflight(cfg, data)
+    if cfg.tasks is not None:  # task names checked against the data before any trial
+        study_tasks(cfg, data)
     return data
 
 
@@ -265,8 +268,9 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
 
         return on_fold
 
-    objective = _BudgetGuard(Objective(cfg, data, fold_progress if progress else None,
-                                       extra_hooks=probe_hooks if probes else None), budget,
+    make = MultitaskObjective if cfg.tasks is not None else Objective
+    objective = _BudgetGuard(make(cfg, data, fold_progress if progress else None,
+                                  extra_hooks=probe_hooks if probes else None), budget,
                              settings=settings_id(st.user_attrs["identity"]),
                              run_id=run_id or uuid.uuid4().hex)
     deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
@@ -314,6 +318,9 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
                 _show_best(st, bar)
     finally:
         bar.close()
+    if cfg.tasks is not None and cfg.tasks.baselines and count_trials(st)[0] >= budget:
+        # does sharing help? the best trial's architecture on each task alone, same folds
+        study_baselines(st, cfg, data)
     return st
 
 

@@ -18,12 +18,13 @@ from nasdepth.space.recipe import momentum_conflict, training_conflicts
 from nasdepth.space.space import SearchSpace, load_space
 from nasdepth.study.names import check_name
 from nasdepth.study.registry import check_pruner, check_sampler
+from nasdepth.study.tasks_file import SEARCHED, TaskSettings, parse_tasks
 from nasdepth.train import METRICS, TrainConfig
 from nasdepth.yamlfile import read_yaml
 
 STUDY_KEYS = {"name", "description", "data", "space", "cv", "training", "budget", "seed",
               "storage", "objective", "objectives", "sampler", "pruner", "constraints",
-              "diagnosis", "enqueue"}
+              "diagnosis", "enqueue", "tasks"}
 DIAGNOSIS_KEYS = {"baseline", "controls", "on"}
 #: the costly controls of nasdepth.diagnosis.CONTROLS (named here so that reading a study file
 #: does not import torch; a test keeps the two lists equal)
@@ -139,6 +140,8 @@ class StudyConfig:
     diagnosis: DiagnosisSettings = field(default_factory=DiagnosisSettings)
     #: candidates (parameter values of the space) the study tries first, once, when created
     enqueue: tuple[dict[str, Any], ...] = ()
+    #: a multitask study's ``tasks:`` section (None: single-task; see study/tasks_file.py)
+    tasks: TaskSettings | None = None
 
     @property
     def objective(self) -> str:
@@ -167,6 +170,7 @@ class StudyConfig:
             "sampler_options": self.sampler_options, "pruner": self.pruner,
             "pruner_options": self.pruner_options, "constraints": self.constraints,
             "diagnosis": self.diagnosis.to_dict(),
+            **({"tasks": self.tasks.to_dict()} if self.tasks is not None else {}),
         }
 
 
@@ -309,7 +313,12 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
     timeout = budget.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError(source, "budget.timeout", timeout, "a number of seconds > 0")
-    objectives = _objectives(raw, source)
+    tasks = None
+    if raw.get("tasks") is not None:
+        tasks = parse_tasks(raw["tasks"], source, CV_OBJECTIVES)
+        objectives = _task_objectives(raw, tasks, space, source)
+    else:
+        objectives = _objectives(raw, source)
     sampler, sampler_options = _named(raw.get("sampler", "tpe"), source, "sampler")
     pruner, pruner_options = _named(raw.get("pruner", "none"), source, "pruner")
     check_sampler(sampler, sampler_options, source)
@@ -330,7 +339,29 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
         description=str(raw.get("description", "")),
         diagnosis=_diagnosis(raw, source),
         enqueue=_enqueue(raw, space, source),
+        tasks=tasks,
     )
+
+
+def _task_objectives(raw: dict[str, Any], tasks: TaskSettings, space: SearchSpace,
+                     source: str) -> tuple[str, ...]:
+    """A multitask study's objectives: the CV ones from ``tasks.objective``, then the cost
+    objectives ``objectives:`` lists (CV metrics there would contradict the tasks' own)."""
+    if tasks.objective == "all" and not tasks.names:
+        raise ConfigError(source, "tasks.names", None,
+                          "set with objective: all (one objective per task)")
+    taken = {p.name for p in space.params} & set(SEARCHED)
+    if taken:
+        raise ConfigError(source, "tasks", sorted(taken),
+                          "settings the space does not sample as well")
+    spec = raw.get("objectives", raw.get("objective", []))
+    extra = [spec] if isinstance(spec, str) else list(spec or [])
+    for name in extra:
+        if name not in COST_OBJECTIVES:
+            raise ConfigError(source, "objectives", name,
+                              "a cost objective (" + ", ".join(COST_OBJECTIVES) + ") in a "
+                              "multitask study (tasks.objective sets the CV ones)")
+    return tasks.objectives(tasks.names) + tuple(dict.fromkeys(extra))
 
 
 def read_study_yaml(path: str | Path) -> dict[str, Any]:

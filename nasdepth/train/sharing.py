@@ -1,0 +1,68 @@
+"""Does sharing help? A multitask network against the same architecture trained on each task
+alone, on the same folds, and the score of every task against ``branch_at``.
+
+Both return tidy tables (one row per fold and task) for the report to compare and draw:
+
+- :func:`single_task_baselines`: ``mode`` ``multitask`` (the shared network's scores) or
+  ``single`` (``cfg.single(task)``: the same stem, blocks and head for that task alone, a
+  fresh network per fold with the same seeds), paired by ``fold``;
+- :func:`branch_sweep`: the multitask network cross-validated at each ``branch_at``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import pandas as pd
+
+from nasdepth.arch.multitask import MultitaskConfig
+from nasdepth.data import CVConfig, Dataset, Splits, resolve_cv
+from nasdepth.train.config import TrainConfig
+from nasdepth.train.multitask import cross_validate_multitask, task_frame
+
+#: the columns each row keeps (those present)
+KEEP = ("task", "fold", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_log_loss",
+        "val_roc_auc", "train_accuracy", "gap_accuracy", "test_accuracy", "epochs", "seconds",
+        "params")
+
+
+def _keep(df: pd.DataFrame) -> pd.DataFrame:
+    return df[[c for c in KEEP if c in df.columns]].reset_index(drop=True)
+
+
+def single_task_baselines(cfg: MultitaskConfig, data: Dataset, *,
+                          cv: CVConfig | Splits | None = None, folds: int = 5, seed: int = 0,
+                          training: TrainConfig | None = None,
+                          multitask_folds: Sequence[dict[str, Any]] | pd.DataFrame | None = None,
+                          ) -> pd.DataFrame:
+    """Each task of ``cfg`` trained alone (same architecture, same folds, same seeds) next to
+    its multitask scores: one row per ``mode``, ``task`` and ``fold``. ``multitask_folds``:
+    the multitask run's fold table where it exists already (else it is trained here)."""
+    splits = resolve_cv(cv, data, folds=folds, seed=seed)
+    if multitask_folds is None:
+        mt = cross_validate_multitask(cfg, data, cv=splits, seed=seed, training=training).folds
+    else:
+        mt = pd.DataFrame(list(multitask_folds)) if not isinstance(
+            multitask_folds, pd.DataFrame) else multitask_folds
+    parts = [_keep(task_frame(mt)).assign(mode="multitask")]
+    for task in cfg.tasks:
+        alone = cross_validate_multitask(cfg.single(task), data, cv=splits, seed=seed,
+                                         training=training)
+        parts.append(_keep(task_frame(alone.folds)).assign(mode="single"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def branch_sweep(cfg: MultitaskConfig, data: Dataset, branch_at: Sequence[int], *,
+                 cv: CVConfig | Splits | None = None, folds: int = 5, seed: int = 0,
+                 training: TrainConfig | None = None) -> pd.DataFrame:
+    """``cfg`` cross-validated at every ``branch_at`` (0 .. depth) on the same folds: one row
+    per ``branch_at``, ``task`` and ``fold``."""
+    splits = resolve_cv(cv, data, folds=folds, seed=seed)
+    parts = []
+    for b in branch_at:
+        res = cross_validate_multitask(replace(cfg, branch_at=int(b)), data, cv=splits,
+                                       seed=seed, training=training)
+        parts.append(_keep(task_frame(res.folds)).assign(branch_at=int(b)))
+    return pd.concat(parts, ignore_index=True)
