@@ -23,6 +23,7 @@ from nasdepth.report.document import (
     image,
 )
 from nasdepth.report.document import Table as Tab
+from nasdepth.report.multitask import multitask_section
 from nasdepth.report.stats import TTest, corrected_resampled_ttest
 
 #: stalled trials shown with full evidence (the others are listed in the verdict table)
@@ -494,6 +495,6 @@ def build_report(study: optuna.Study, st: T.StudyTables, base_folds: pd.DataFram
                 blocks_section(st), cost_section(study, st),
                 baseline_section(st, base_folds, base_error), importance_section(study, st),
                 diagnoses_section(st), data_limited_section(st), still_learning_section(st),
-                problems_section(st)]
+                problems_section(st), multitask_section(study, st)]
     return Report(name=st.name, subtitle=subtitle, sections=[s for s in sections if s])
 

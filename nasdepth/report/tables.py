@@ -75,7 +75,7 @@ def _objective(config: dict[str, Any], directions: list[str]) -> tuple[str, bool
         first = objectives[0]
         metric = first.get("metric", first.get("name")) if isinstance(first, dict) else first
     metric = str(metric or "val_accuracy")
-    if not metric.startswith("val_"):
+    if not metric.startswith("val_") and "." not in metric:  # ``digit.val_accuracy``: a task's
         metric = f"val_{metric}"
     if directions:
         return metric, directions[0] == "MAXIMIZE"

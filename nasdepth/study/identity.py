@@ -43,6 +43,9 @@ def data_digest(data: Dataset) -> str:
         h.update(str((arr.dtype.str, arr.shape)).encode())
         h.update(arr.data.cast("B"))
     h.update(json.dumps(list(data.class_names)).encode())
+    for task in (data.tasks or {}).values():  # multitask only: single-task digests unchanged
+        h.update(task.name.encode())
+        h.update(np.ascontiguousarray(task.y_numpy).data.cast("B"))
     return h.hexdigest()
 
 
@@ -57,6 +60,7 @@ def study_identity(cfg: StudyConfig, data: Dataset | None) -> dict[str, Any]:
         "training": training,
         "space": space_fingerprint(cfg.space),
         "objectives": list(cfg.objectives),
+        **({"tasks": cfg.tasks.to_dict()} if cfg.tasks is not None else {}),
     }
 
 
@@ -108,6 +112,8 @@ def changes(stored: dict[str, Any], mine: dict[str, Any]) -> list[str]:
             if old.get(key) != new.get(key):
                 out.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
     out += _space_changes(stored.get("space") or [], mine["space"])
+    if stored.get("tasks") != mine.get("tasks"):
+        out.append(f"tasks: {stored.get('tasks')} -> {mine.get('tasks')}")
     if (stored.get("objectives") or mine["objectives"]) != mine["objectives"]:
         out.append(f"objectives: {stored.get('objectives')} -> {mine['objectives']}")
     return out

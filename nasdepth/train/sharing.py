@@ -22,14 +22,15 @@ from nasdepth.data import CVConfig, Dataset, Splits, resolve_cv
 from nasdepth.train.config import TrainConfig
 from nasdepth.train.multitask import cross_validate_multitask, task_frame
 
-#: the columns each row keeps (those present)
-KEEP = ("task", "fold", "val_accuracy", "val_balanced_accuracy", "val_f1_macro", "val_log_loss",
-        "val_roc_auc", "train_accuracy", "gap_accuracy", "test_accuracy", "epochs", "seconds",
-        "params")
+#: the columns each row keeps besides every metric column (those present)
+KEEP = ("task", "fold", "n_train", "n_val", "epochs", "seconds", "params")
+METRIC_PREFIXES = ("train_", "val_", "gap_", "test_")
 
 
 def _keep(df: pd.DataFrame) -> pd.DataFrame:
-    return df[[c for c in KEEP if c in df.columns]].reset_index(drop=True)
+    cols = [c for c in KEEP if c in df.columns]
+    cols += [c for c in df.columns if c.startswith(METRIC_PREFIXES)]
+    return df[cols].reset_index(drop=True)
 
 
 def single_task_baselines(cfg: MultitaskConfig, data: Dataset, *,
