@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from nasdepth.data.tasks import Task
+
+@dataclass
+class Task:
+    """One task of a multitask :class:`Dataset` (:mod:`nasdepth.data.tasks`): its labels
+    ``y`` (int64 codes ``0..C-1``) and its classes."""
+
+    name: str
+    y: torch.Tensor
+    num_classes: int
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def y_numpy(self) -> np.ndarray:
+        return self.y.cpu().numpy()
+
+    def subset(self, idx: torch.Tensor) -> Task:
+        return Task(self.name, self.y[idx], self.num_classes, list(self.class_names))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "num_classes": self.num_classes,
+                "class_names": list(self.class_names)}
 
 
 @dataclass

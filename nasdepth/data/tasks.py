@@ -20,38 +20,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from nasdepth.data.dataset import Dataset
+from nasdepth.data.dataset import Dataset, Task
 from nasdepth.errors import ConfigError, UnknownNameError
 
 #: a task name: letters, digits and underscores (it prefixes column names: ``digit.val_accuracy``)
 TASK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-@dataclass
-class Task:
-    """One task's labels ``y`` (int64 codes ``0..C-1``) and its classes."""
-
-    name: str
-    y: torch.Tensor
-    num_classes: int
-    class_names: list[str] = field(default_factory=list)
-
-    @property
-    def y_numpy(self) -> np.ndarray:
-        return self.y.cpu().numpy()
-
-    def subset(self, idx: torch.Tensor) -> Task:
-        return Task(self.name, self.y[idx], self.num_classes, list(self.class_names))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "num_classes": self.num_classes,
-                "class_names": list(self.class_names)}
 
 
 def check_task_name(name: Any, source: str) -> str:
