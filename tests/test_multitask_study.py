@@ -1,0 +1,131 @@
+"""Multitask studies: the ``tasks:`` section, the objective (mean, one task, all tasks), the
+records, the single-task baselines after the search, the report's section, and bad input at
+the command line (exit 2, one line, the closest task name)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nasdepth.errors import NasdepthError
+from nasdepth.study.record import TrialRecord
+from nasdepth.study.study_file import load_study, study_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "studies" / "digits_multitask.yaml"
+SPACE = {"name": "mt", "input_shape": [64], "stages": 1, "depth": 2, "width": 32,
+         "block": "plain"}
+
+
+def _study(tmp_path: Path, **tasks: object) -> Path:
+    raw = {"name": "mt", "data": {"source": "sklearn:digits", "limit": 300,
+                                  "derive": {"digit": "label", "parity": "parity"}},
+           "space": SPACE, "cv": {"folds": 2}, "training": {"epochs": 2, "batch_size": 32},
+           "budget": {"trials": 2}, "seed": 0, "tasks": {"branch_at": [0, 1, 2], **tasks}}
+    path = tmp_path / "mt.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_tasks_section_sets_the_objectives(tmp_path: Path) -> None:
+    assert load_study(_study(tmp_path)).objectives == ("val_accuracy",)
+    one = load_study(_study(tmp_path, objective="parity", names=["digit", "parity"]))
+    assert one.objectives == ("parity.val_accuracy",) and one.directions == ["maximize"]
+    both = load_study(_study(tmp_path, objective="all", names=["digit", "parity"],
+                             metric="val_log_loss"))
+    assert both.objectives == ("digit.val_log_loss", "parity.val_log_loss")
+    assert both.directions == ["minimize", "minimize"]
+    with pytest.raises(NasdepthError, match="Did you mean 'parity'"):
+        load_study(_study(tmp_path, objective="parrity", names=["digit", "parity"]))
+    with pytest.raises(NasdepthError, match="tasks.names"):
+        load_study(_study(tmp_path, objective="all"))
+    with pytest.raises(NasdepthError, match="Did you mean 'uncertainty'"):
+        load_study(_study(tmp_path, weighting="uncertanty"))
+    raw = yaml.safe_load(_study(tmp_path).read_text())
+    raw["tasks"]["branch_at"] = {"low": 2, "high": 1}
+    with pytest.raises(NasdepthError, match="tasks.branch_at"):
+        study_from_dict(raw, tmp_path / "mt.yaml")
+
+
+def test_multitask_study_records_tasks_and_baselines(tmp_path: Path) -> None:
+    from nasdepth.report.content import build_report
+    from nasdepth.report.tables import collect
+    from nasdepth.study.record import read_record
+    from nasdepth.study.runner import run_worker
+
+    cfg = load_study(_study(tmp_path, objective="all", names=["digit", "parity"]))
+    st = run_worker(cfg, progress=False)
+    recs = [read_record(t) for t in st.trials]
+    assert all(r.state == "complete" for r in recs), [r.reason for r in recs]
+    for r, t in zip(recs, st.trials, strict=True):
+        mt = r.multitask
+        assert isinstance(mt, dict) and mt["tasks"] == ["digit", "parity"]
+        assert mt["branch_at"] == t.params["branch_at"]
+        assert set(mt["diagnosis"]["tasks"]) == {"digit", "parity"}
+        assert len(t.values) == 2  # Pareto over the two tasks
+        assert "parity.val_accuracy" in r.cv_folds[0]
+    base = st.user_attrs["multitask_baselines"]
+    assert {(row["task"], row["mode"]) for row in base["folds"]} == {
+        ("digit", "multitask"), ("digit", "single"), ("parity", "multitask"),
+        ("parity", "single")}
+    report = build_report(st, collect(st), None)
+    section = next(s for s in report.sections if s.title == "Multitask")
+    assert section.blocks  # tables of sharing and branch_at
+
+
+def test_old_records_load_without_multitask() -> None:
+    old = TrialRecord(number=3).to_dict()
+    old.pop("multitask")
+    old["version"] = 3
+    rec = TrialRecord.from_dict(old)
+    assert rec.multitask is None and rec.version == 3 and not rec.extras
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nasdepth", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _one_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_cli_unknown_task_name_exits_2(tmp_path: Path) -> None:
+    path = _study(tmp_path, names=["digit", "parrity"])
+    line = _one_line(_run("run", str(path), "--no-progress", cwd=tmp_path))
+    assert "tasks.names" in line and "'parrity'" in line and "Did you mean 'parity'?" in line
+
+
+def test_cli_labels_of_the_wrong_length_exit_2(tmp_path: Path) -> None:
+    import numpy as np
+
+    np.savez(tmp_path / "bad.npz", x=np.zeros((20, 4)), digit=np.arange(20) % 2,
+             parity=np.arange(18) % 2)
+    raw = yaml.safe_load(_study(tmp_path).read_text())
+    raw["data"] = {"source": str(tmp_path / "bad.npz"), "y_key": ["digit", "parity"]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    line = _one_line(_run("run", str(path), "--no-progress", cwd=tmp_path))
+    assert "task 'parity'" in line and "18 labels for 20 samples" in line
+
+
+def test_example_study_runs(tmp_path: Path) -> None:
+    """studies/digits_multitask.yaml, on a small budget."""
+    from nasdepth.study.record import read_record
+    from nasdepth.study.runner import run_worker
+
+    cfg = load_study(EXAMPLE, {"budget": {"trials": 1}, "training": {"epochs": 1},
+                               "data": {"limit": 200}, "storage": str(tmp_path / "ex.journal"),
+                               "tasks": {"baselines": False}})
+    st = run_worker(cfg, progress=False)
+    rec = read_record(st.trials[0])
+    assert rec.state == "complete" and rec.multitask is not None
+    assert set(rec.multitask["scores"]) == {"digit", "parity"}
