@@ -106,6 +106,30 @@ def _training(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
     return replace(base, **changes).validate("the command line") if changes else base
 
 
+def _diagnose_multitask(args: argparse.Namespace, cfg: Any, data: Any, training: Any,
+                        seed: int, controls: Any) -> Any:
+    """``--study`` on a multitask study: the trial's multitask network cross-validated again
+    with per-task probes, diagnosed per task (``MultitaskDiagnosis``)."""
+    import optuna
+
+    from nasdepth.arch.multitask import MultitaskConfig
+    from nasdepth.diagnosis.multitask import diagnose_tasks
+    from nasdepth.probes import MultitaskProbeHook
+    from nasdepth.study.record import read_record
+    from nasdepth.study.storage import make_storage
+    from nasdepth.train.multitask import cross_validate_multitask
+
+    study = optuna.load_study(study_name=cfg.name,
+                              storage=make_storage(args.storage or cfg.storage_url))
+    rec = read_record(study.get_trials(deepcopy=False)[args.trial])
+    if not isinstance(rec.multitask, dict):
+        raise ConfigError(args.study, "--trial", args.trial, "a trial with a multitask record")
+    mt = MultitaskConfig.from_dict(rec.multitask["config"], f"trial {args.trial}")
+    result = cross_validate_multitask(mt, data, cv=cfg.cv, seed=seed, training=training,
+                                      hooks=[MultitaskProbeHook()], source=str(cfg.path))
+    return diagnose_tasks(result, data, controls=controls)
+
+
 def run_diagnosis(args: argparse.Namespace) -> Diagnosis:
     from nasdepth.data import load_data
     from nasdepth.diagnosis import diagnose, parse_controls
@@ -119,6 +143,8 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis:
         arch, trained_with, cfg, data = _trial_arch(args)
         training = _training(trained_with, args)
         seed = cfg.cv_seed if args.seed is None else args.seed
+        if cfg.tasks is not None:  # a multitask trial: a verdict per task
+            return _diagnose_multitask(args, cfg, data, training, seed, controls)
         hook = ProbeHook()
         try:
             result = cross_validate(arch, data, cv=cfg.cv, seed=seed, training=training,
