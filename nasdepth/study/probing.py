@@ -105,8 +105,6 @@ def record_diagnosis(trial: optuna.Trial, result: CVResult, record: TrialRecord,
                          precomputed=known)
             record.timings["controls"] = round(time.perf_counter() - start, 2)
         record.diagnosis = d.to_dict()
-        if splits is not None:
-            record.splits = splits.to_dict()
     except Exception as exc:
         record.errors["diagnosis"] = f"{type(exc).__name__}: {exc}"
 
