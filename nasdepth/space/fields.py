@@ -41,13 +41,16 @@ def named() -> dict[str, Any]:
     return out
 
 
-def stage_problem(stage: StageConfig, rank: int = 2) -> ConfigError | None:
+def stage_problem(stage: StageConfig, rank: int | None = 2) -> ConfigError | None:
     """Why a block of this stage cannot be built (say, a cardinality that does not divide the
     width), or None. Asks the block's own rules (:func:`nasdepth.arch.rules.check_block`, the
-    checks the block runs when it is built; no torch, microseconds)."""
+    checks the block runs when it is built; no torch, microseconds). ``rank`` None: the
+    input is not known yet, so only the block's options are checked (at a rank it runs on)."""
     rules = BLOCK_RULES.get(stage.block)
     if rules is None or (rank == 0 and rules.conv_only):
         return None  # reported by name and rank checks with better messages
+    if rank is None:
+        rank = max(rules.ranks)
     try:
         check_block(stage.block, replace(stage, depth=1), width=stage.width, stride=1,
                     rank=rank)

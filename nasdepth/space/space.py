@@ -363,7 +363,8 @@ class SearchSpace:
         bound = None if any(c is None for c in counts) else math.prod(
             len(c or []) for c in counts)
         if self.budget is None and bound is not None and bound <= CHECK_LIMIT:
-            rank = 2 if self.input_shape is None else len(self.input_shape) - 1
+            # without input_shape the rank is not known: the blocks' options are still checked
+            rank = None if self.input_shape is None else len(self.input_shape) - 1
             distinct: dict[StageConfig, int] = {}
             for combo in self._combos(params):
                 for i, cfg in enumerate(self.to_arch(combo, apply_budget=False).stages):
@@ -373,7 +374,7 @@ class SearchSpace:
                 for cfg, i in distinct.items():
                     self._check_stage(cfg, i, rank)
 
-    def _check_stage(self, stage: StageConfig, index: int, rank: int) -> None:
+    def _check_stage(self, stage: StageConfig, index: int, rank: int | None) -> None:
         problem = stage_problem(stage, rank)
         if problem is None:
             return
