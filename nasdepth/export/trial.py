@@ -121,6 +121,9 @@ def pick_trial(study: optuna.Study, which: int | str, maximize: bool) -> FrozenT
 def trial_arch(record: TrialRecord, source: str) -> ArchConfig:
     if not record.arch:
         raise NasdepthError(f"Trial {record.number} of {source} recorded no architecture.")
+    if isinstance(record.multitask, dict):  # its network has one head per task
+        raise NasdepthError(f"Trial {record.number} of {source} is a multitask network; export "
+                            "takes single-task trials only (docs/multitask.md).")
     return ArchConfig.from_dict(record.arch, f"{source}, trial {record.number}")
 
 
