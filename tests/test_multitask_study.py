@@ -129,3 +129,31 @@ def test_example_study_runs(tmp_path: Path) -> None:
     rec = read_record(st.trials[0])
     assert rec.state == "complete" and rec.multitask is not None
     assert set(rec.multitask["scores"]) == {"digit", "parity"}
+
+
+def test_report_flags_the_noise_task_only(tmp_path: Path) -> None:
+    """A study on digits with a task of random labels: the noise task is diagnosed
+    data-limited and flagged by the report's Multitask section; the digit stays healthy."""
+    from nasdepth.report.content import build_report
+    from nasdepth.report.document import Para
+    from nasdepth.report.tables import collect
+    from nasdepth.study.record import read_record
+    from nasdepth.study.runner import run_worker
+
+    raw = yaml.safe_load(_study(tmp_path).read_text())
+    raw["data"] = {"source": "sklearn:digits", "limit": 600,
+                   "derive": {"digit": "label", "noise": "noise"}}
+    raw["training"] = {"epochs": 6, "batch_size": 32, "lr": 0.003}
+    raw["budget"] = {"trials": 1}
+    raw["tasks"] = {"branch_at": 1, "baselines": False}
+    path = tmp_path / "noise.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    st = run_worker(load_study(path), progress=False)
+    rec = read_record(st.trials[0])
+    assert rec.multitask is not None
+    verdicts = {t: d["verdict"] for t, d in rec.multitask["diagnosis"]["tasks"].items()}
+    assert verdicts == {"digit": "healthy", "noise": "data_limited_plateau"}
+    section = next(s for s in build_report(st, collect(st), None).sections
+                   if s.title == "Multitask")
+    warnings = [b.text for b in section.blocks if isinstance(b, Para) and "no signal" in b.text]
+    assert len(warnings) == 1 and "'noise'" in warnings[0]
