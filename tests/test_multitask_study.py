@@ -46,6 +46,8 @@ def test_tasks_section_sets_the_objectives(tmp_path: Path) -> None:
     with pytest.raises(NasdepthError, match="Did you mean 'uncertainty'"):
         load_study(_study(tmp_path, weighting="uncertanty"))
     raw = yaml.safe_load(_study(tmp_path).read_text())
+    raw["enqueue"] = [{"branch_at": 0}]  # the tasks' own parameters can be enqueued
+    assert study_from_dict(raw, tmp_path / "mt.yaml").enqueue == ({"branch_at": 0},)
     raw["tasks"]["branch_at"] = {"low": 2, "high": 1}
     with pytest.raises(NasdepthError, match="tasks.branch_at"):
         study_from_dict(raw, tmp_path / "mt.yaml")

@@ -63,8 +63,8 @@ class DiagnosisSettings:
         return {"baseline": self.baseline, "controls": list(self.controls), "on": self.on}
 
 
-def _enqueue(raw: dict[str, Any], space: SearchSpace, source: str
-             ) -> tuple[dict[str, Any], ...]:
+def _enqueue(raw: dict[str, Any], space: SearchSpace, source: str,
+             extra: tuple[str, ...] = ()) -> tuple[dict[str, Any], ...]:
     """``enqueue:``: a list of candidates, each a mapping of the space's parameters (every
     parameter the candidate needs), checked by building it from the space."""
     import optuna
@@ -72,7 +72,7 @@ def _enqueue(raw: dict[str, Any], space: SearchSpace, source: str
     spec = raw.get("enqueue") or []
     if not isinstance(spec, list) or not all(isinstance(c, dict) for c in spec):
         raise ConfigError(source, "enqueue", spec, "a list of mappings of space parameters")
-    names = {p.name for p in space.params}
+    names = {p.name for p in space.params} | set(extra)  # extra: a multitask study's own
     for i, cand in enumerate(spec):
         for key in cand:
             if key not in names:
@@ -338,7 +338,7 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
         grace_period=storage.get("grace_period", 30), max_retry=storage.get("max_retry", 3),
         description=str(raw.get("description", "")),
         diagnosis=_diagnosis(raw, source),
-        enqueue=_enqueue(raw, space, source),
+        enqueue=_enqueue(raw, space, source, SEARCHED if tasks is not None else ()),
         tasks=tasks,
     )
 
