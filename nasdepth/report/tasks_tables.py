@@ -78,7 +78,8 @@ def sharing_table(baselines: dict[str, Any] | None, metric: str = "val_accuracy"
             test = corrected_resampled_ttest(a, b, n_train=float(part["n_train"].mean()),
                                              n_test=float(part["n_val"].mean()))
             p = test.p_value
-        diff = float(np.mean(a - b)) if len(shared) else math.nan
+        # rounded: equal scores must read as equal, not as a 1e-17 lead
+        diff = round(float(np.mean(a - b)), 10) if len(shared) else math.nan
         better = diff > 0 if maximize else diff < 0
         if not math.isfinite(p) or p >= 0.05:
             reading = "no clear difference" + (" (sharing ahead)" if better and diff else
