@@ -159,3 +159,29 @@ def test_report_flags_the_noise_task_only(tmp_path: Path) -> None:
                    if s.title == "Multitask")
     warnings = [b.text for b in section.blocks if isinstance(b, Para) and "no signal" in b.text]
     assert len(warnings) == 1 and "'noise'" in warnings[0]
+
+
+def test_sharing_table_reads_paired_folds() -> None:
+    from nasdepth.report.tasks_tables import branch_table, sharing_table
+
+    rows = []
+    for fold in range(5):
+        for task, mt, single in (("a", 0.90 + 0.01 * fold, 0.80 + 0.01 * fold),
+                                 ("b", 0.70, 0.70)):
+            for mode, v in (("multitask", mt), ("single", single)):
+                rows.append({"task": task, "mode": mode, "fold": fold, "n_train": 800,
+                             "n_val": 200, "val_accuracy": v})
+    tab = sharing_table({"folds": rows}).set_index("task")
+    assert tab.loc["a", "reading"] == "sharing helps" and tab.loc["a", "difference"] == 0.1
+    assert tab.loc["b", "reading"] == "no clear difference" and tab.loc["b", "difference"] == 0
+    flipped = [{**r, "mode": {"multitask": "single", "single": "multitask"}[r["mode"]]}
+               for r in rows]
+    assert sharing_table({"folds": flipped}).set_index("task").loc["a", "reading"] == \
+        "negative transfer"
+    assert sharing_table(None).empty
+    import pandas as pd
+
+    scores = pd.DataFrame({"trial": [0, 1, 2], "branch_at": [0, 0, 2], "head_depth": 0,
+                           "task": "a", "mean": [0.5, 0.7, 0.6], "std": 0.0, "verdict": None})
+    bt = branch_table(scores)
+    assert bt["best"].tolist() == [0.7, 0.6] and bt["trials"].tolist() == [2, 1]

@@ -35,8 +35,9 @@ def sharing_figure(folds: pd.DataFrame, metric: str):  # type: ignore[no-untyped
     if folds.empty:
         return None
     fig, ax = plt.subplots(figsize=WIDE)
+    # tasks are categories: points with one SD over folds, no line from task to task
     sns.pointplot(data=folds, x="task", y="score", hue="mode", dodge=0.3, ax=ax,
-                  errorbar="sd")
+                  errorbar="sd", linestyle="none", capsize=0.1)
     ax.set(title="Each task: shared network against the same architecture alone",
            xlabel="task", ylabel=metric_label(metric))
     fig.tight_layout()
