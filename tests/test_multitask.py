@@ -249,3 +249,16 @@ def test_multitask_cv_is_reproducible(digits) -> None:  # type: ignore[no-untype
     a = cross_validate_multitask(cfg, d, folds=2, training=tr).folds.drop(columns="seconds")
     b = cross_validate_multitask(cfg, d, folds=2, training=tr).folds.drop(columns="seconds")
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_fold_parallel_and_streaming_fall_back_with_a_message(digits, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    d = _flat(*digits, 100)
+    tr = TrainConfig(epochs=1, batch_size=32, data_placement="stream", parallel="on")
+    with caplog.at_level(logging.INFO, logger="nasdepth.train"):
+        res = cross_validate_multitask(MultitaskConfig(MLP, ("digit", "parity")), d, folds=2,
+                                       training=tr)
+    text = caplog.text
+    assert "sequentially" in text and "streamed data path takes single-task" in text
+    assert res.settings["parallel"] is False and res.settings["data_placement"] == "device"
