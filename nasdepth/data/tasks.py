@@ -45,8 +45,8 @@ def check_task(data: Dataset, name: str, source: str = "the data", key: str = "t
     if not data.is_multitask:
         raise ConfigError(source, key, name,
                           f"unset: {data.name} has one label column (no tasks); load several "
-                          "(CSV target: [a, b], an .npz with (N, T) labels, or "
-                          "from_arrays(x, {name: labels, ...}))")
+                          "(CSV target: [a, b], an .npz with (N, T) labels, the data option "
+                          "derive: {name: label, ...}, or from_arrays(x, {name: labels}))")
     if name not in (data.tasks or {}):
         raise UnknownNameError(source, key, name, data.task_names)
     return name

@@ -60,8 +60,9 @@ def study_tasks(cfg: StudyConfig, data: Dataset) -> tuple[str, ...]:
     if settings is None:
         raise ConfigError(str(cfg.path), "tasks", None, "set for a multitask study")
     source = str(cfg.path)
-    if not data.is_multitask:
-        check_task(data, settings.names[0] if settings.names else "?", source, "tasks.names")
+    if not data.is_multitask:  # the error says how to load several tasks
+        check_task(data, settings.names[0] if settings.names else None,  # type: ignore[arg-type]
+                   source, "tasks")
     names = settings.names or tuple(data.task_names)
     for t in names:
         check_task(data, t, source, "tasks.names")
