@@ -22,6 +22,7 @@ from nasdepth.data import (
     task_data,
     with_stratify,
 )
+from nasdepth.diagnosis import diagnose
 from nasdepth.diagnosis.multitask import diagnose_tasks
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
 from nasdepth.probes import MultitaskProbeHook
@@ -215,6 +216,8 @@ def test_noise_task_is_data_limited_for_that_task_only(digits) -> None:  # type:
                                                                  lr=3e-3), hooks=[hook])
     assert {t.get("task") for t in res.traces} == {"digit", "noise"} and len(res.traces) == 6
     verdict = diagnose_tasks(res, d)
+    with pytest.raises(ConfigError, match="diagnose_tasks"):
+        diagnose(res, d)  # the single-task entry point would mix the tasks' traces
     assert verdict.verdicts["noise"] == "data_limited_plateau"
     assert verdict.verdicts["digit"] == "healthy"
     assert res.folds["digit.val_accuracy"].mean() > 0.85

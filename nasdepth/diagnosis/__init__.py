@@ -48,6 +48,7 @@ _EXPORTS = {
         "nasdepth.diagnosis.frames",
     ),
     **dict.fromkeys(("THRESHOLDS", "diagnose_traces"), "nasdepth.diagnosis.rules"),
+    **dict.fromkeys(("MultitaskDiagnosis", "diagnose_tasks"), "nasdepth.diagnosis.multitask"),
 }
 __all__ = [
     "CONTROLS",
@@ -61,6 +62,8 @@ __all__ = [
     "controls_frame",
     "diagnose",
     "diagnose_traces",
+    "diagnose_tasks",
+    "MultitaskDiagnosis",
     "gradient_frame",
     "loss_frame",
     "parse_controls",
@@ -88,4 +91,5 @@ if TYPE_CHECKING:
         Evidence,
     )
     from nasdepth.diagnosis.frames import controls_frame, gradient_frame, loss_frame, update_frame
+    from nasdepth.diagnosis.multitask import MultitaskDiagnosis, diagnose_tasks
     from nasdepth.diagnosis.rules import THRESHOLDS, diagnose_traces

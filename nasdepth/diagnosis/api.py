@@ -103,6 +103,11 @@ def diagnose(
     table = None
     splits: Splits | None = None
 
+    if isinstance(target, CVResult) and target.settings.get("multitask") \
+            and "task" not in target.settings:  # a task_view() is one task's side of it
+        raise ConfigError("diagnose", "cv_result", "a multitask result",
+                          "one task's result: diagnose_tasks(result, data) in "
+                          "nasdepth.diagnosis (a verdict per task)")
     if isinstance(target, CVResult):
         traces: list[Any] = list(target.traces)
         if not traces:
