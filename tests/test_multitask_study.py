@@ -79,6 +79,18 @@ def test_multitask_study_records_tasks_and_baselines(tmp_path: Path) -> None:
     assert section.blocks  # tables of sharing and branch_at
 
 
+def test_epoch_pruning_reads_the_objectives_task(tmp_path: Path) -> None:
+    from nasdepth.data import load_data
+    from nasdepth.study.multitask import MultitaskObjective
+
+    cfg = load_study(_study(tmp_path, objective="parity", names=["digit", "parity"]))
+    data = load_data(cfg.data, source=str(cfg.path))
+    obj = MultitaskObjective(cfg, data)
+    assert obj.epoch_key("parity.val_accuracy") == "parity.val_accuracy"
+    assert obj.epoch_key("parity.val_log_loss") == "parity.val_loss"
+    assert obj.epoch_key("val_accuracy") == "val_accuracy"
+
+
 def test_old_records_load_without_multitask() -> None:
     old = TrialRecord(number=3).to_dict()
     old.pop("multitask")

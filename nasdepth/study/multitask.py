@@ -35,7 +35,7 @@ from nasdepth.diagnosis.multitask import diagnose_tasks
 from nasdepth.errors import ConfigError
 from nasdepth.probes import MultitaskProbeHook
 from nasdepth.study.measure import count_flops, measure_latency
-from nasdepth.study.objective import FoldProgress, HookFactory, Objective
+from nasdepth.study.objective import FoldProgress, HookFactory, Objective, epoch_key
 from nasdepth.study.probing import trace_summary
 from nasdepth.study.record import TrialRecord, read_record
 from nasdepth.study.study_file import CONSTRAINTS, StudyConfig
@@ -123,6 +123,14 @@ class MultitaskObjective(Objective):
                          data, fold_progress,
                          extra_hooks=self._probes if extra_hooks is not None else None)
         self._current: MultitaskConfig | None = None
+
+    def epoch_key(self, objective: str) -> str:
+        """One task's objective (``parity.val_accuracy``) prunes on that task's per-epoch
+        score; the mean on the mean."""
+        if "." in objective:
+            task, metric = objective.split(".", 1)
+            return f"{task}.{epoch_key(metric)}"
+        return epoch_key(objective)
 
     def _probes(self, trial: optuna.Trial, arch: ArchConfig) -> Sequence[TrainHook]:
         hook = MultitaskProbeHook()

@@ -127,6 +127,10 @@ class Objective:
         write_record(trial, rec)
         return values
 
+    def epoch_key(self, objective: str) -> str:
+        """The per-epoch record value that epoch pruners read for ``objective``."""
+        return epoch_key(objective)
+
     def _costs(self, trial: optuna.Trial, arch: ArchConfig) -> dict[str, float]:
         """Params (and FLOPs, latency where an objective or constraint needs them) of a
         freshly built candidate, stored and turned into constraints before any training."""
@@ -192,7 +196,7 @@ class Objective:
 
         hooks: list[TrainHook] = []
         if granularity == "epoch":
-            hooks.append(EpochPruningHook(trial, training.epochs, epoch_key(metric), rec))
+            hooks.append(EpochPruningHook(trial, training.epochs, self.epoch_key(metric), rec))
         if self.extra_hooks is not None:
             hooks += list(self.extra_hooks(trial, arch))
         try:
