@@ -32,14 +32,14 @@ from nasdepth.data import Dataset
 from nasdepth.data.tasks import check_task
 from nasdepth.diagnosis import shallow_baseline
 from nasdepth.diagnosis.multitask import diagnose_tasks
-from nasdepth.errors import ConfigError
+from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.probes import MultitaskProbeHook
 from nasdepth.study.measure import count_flops, measure_latency
 from nasdepth.study.objective import FoldProgress, HookFactory, Objective, epoch_key
 from nasdepth.study.probing import trace_summary
 from nasdepth.study.record import TrialRecord, read_record
 from nasdepth.study.study_file import CONSTRAINTS, StudyConfig
-from nasdepth.study.tasks_file import SEARCHED, TaskSettings
+from nasdepth.study.tasks_file import SEARCHED, TASK_OBJECTIVES, TaskSettings
 from nasdepth.train import TrainConfig, TrainHook
 from nasdepth.train.cv import CVResult, FoldCallback, records
 from nasdepth.train.sharing import single_task_baselines
@@ -66,8 +66,9 @@ def study_tasks(cfg: StudyConfig, data: Dataset) -> tuple[str, ...]:
     names = settings.names or tuple(data.task_names)
     for t in names:
         check_task(data, t, source, "tasks.names")
-    if settings.objective not in ("mean", "all"):
-        check_task(data, settings.objective, source, "tasks.objective")
+    if settings.objective not in TASK_OBJECTIVES and settings.objective not in names:
+        raise UnknownNameError(source, "tasks.objective", settings.objective,
+                               [*TASK_OBJECTIVES, *names])
     for t in settings.weights:
         check_task(data, t, source, "tasks.weights")
     return tuple(names)
