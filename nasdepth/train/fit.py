@@ -32,9 +32,10 @@ from nasdepth.train.loop import (
     autocast,
     batch_plan,
     fold_perm,
+    frozen_norms_eval,
 )
 from nasdepth.train.metrics import add_gaps, metric_row
-from nasdepth.train.step import TrainStep
+from nasdepth.train.step import LRGroups, TrainStep
 from nasdepth.train.stream import (
     HostRows,
     PlanSampler,
@@ -160,6 +161,7 @@ def fit_fold(
     n_used: int | None = None,
     aux_weight: float = 0.0,
     placement: str | None = None,
+    lr_groups: LRGroups | None = None,
 ) -> FoldResult:
     """Train ``model`` on ``train_idx`` and score it on ``val_idx`` (and ``test_idx``),
     standardized with statistics of the training part only.
@@ -170,6 +172,10 @@ def fit_fold(
     for all folds); None or ``auto``: decided here from ``training.data_placement`` and logged.
     With ``training.data_placement: auto``, a fold whose data runs out of device memory on the
     way in is streamed instead.
+    ``lr_groups``: (parameters, learning-rate factor) groups for the optimizer (transfer
+    learning: a pre-trained body at a fraction of the head's rate). Frozen parameters
+    (``requires_grad`` False) get no optimizer state, and normalization layers whose
+    parameters are all frozen stay in eval mode while the rest trains.
     """
     start = time.perf_counter()
     n_test = 0 if test_idx is None else len(test_idx)
@@ -206,7 +212,8 @@ def fit_fold(
     n = len(train_idx)
     plan = batch_plan(min(n, n_used or n), training.batch_size)
     step = TrainStep(model, training, device, len(plan), hooks=hooks, aux_weight=aux_weight,
-                     compiled=torch.compile(model) if training.compile else None)
+                     compiled=torch.compile(model) if training.compile else None,
+                     lr_groups=lr_groups)
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed) if augment else None
     stopper = EarlyStopper(training.patience, training.min_delta)
@@ -241,6 +248,7 @@ def fit_fold(
     epochs_run = 0
     for epoch in range(training.epochs):
         model.train()
+        frozen_norms_eval(model)  # a frozen part keeps its running statistics
         step.start_epoch()
         for xb, yb in batches():
             if aug_gen is not None:  # training batches only, before standardization
