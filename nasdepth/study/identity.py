@@ -57,6 +57,7 @@ def study_identity(cfg: StudyConfig, data: Dataset | None) -> dict[str, Any]:
         "training": training,
         "space": space_fingerprint(cfg.space),
         "objectives": list(cfg.objectives),
+        **({} if cfg.transfer is None else {"transfer": cfg.transfer.to_dict()}),
     }
 
 

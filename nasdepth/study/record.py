@@ -21,8 +21,8 @@ from typing import Any, Protocol
 #: the user attribute that holds the record
 RECORD_KEY = "nasdepth_record"
 #: 1: loose user attributes (no record); 2: this record; 3: adds ``splits``,
-#: ``settings_id`` and ``run_id``
-RECORD_VERSION = 3
+#: ``settings_id`` and ``run_id``; 4: adds ``transfer``
+RECORD_VERSION = 4
 #: the record's states (Optuna's, lower-case)
 STATES = ("running", "waiting", "complete", "pruned", "failed")
 #: a few flat user attributes written beside the record for Optuna's own tools (the
@@ -83,6 +83,9 @@ class TrialRecord:
     settings_id: str | None = None
     run_id: str | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    #: a transfer study's candidate: ``TransferConfig.to_dict()`` with the frozen units, the
+    #: input adaptations and the ``learning_curve`` rows (:mod:`nasdepth.study.transfer`)
+    transfer: dict[str, Any] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     version: int = RECORD_VERSION
 

@@ -18,12 +18,13 @@ from nasdepth.space.recipe import momentum_conflict, training_conflicts
 from nasdepth.space.space import SearchSpace, load_space
 from nasdepth.study.names import check_name
 from nasdepth.study.registry import check_pruner, check_sampler
+from nasdepth.study.transfer import TransferSection, parse_transfer
 from nasdepth.train import METRICS, TrainConfig
 from nasdepth.yamlfile import read_yaml
 
 STUDY_KEYS = {"name", "description", "data", "space", "cv", "training", "budget", "seed",
               "storage", "objective", "objectives", "sampler", "pruner", "constraints",
-              "diagnosis", "enqueue"}
+              "diagnosis", "enqueue", "transfer"}
 DIAGNOSIS_KEYS = {"baseline", "controls", "on"}
 #: the costly controls of nasdepth.diagnosis.CONTROLS (named here so that reading a study file
 #: does not import torch; a test keeps the two lists equal)
@@ -139,6 +140,8 @@ class StudyConfig:
     diagnosis: DiagnosisSettings = field(default_factory=DiagnosisSettings)
     #: candidates (parameter values of the space) the study tries first, once, when created
     enqueue: tuple[dict[str, Any], ...] = ()
+    #: the ``transfer:`` section (:mod:`nasdepth.study.transfer`), None without one
+    transfer: TransferSection | None = None
 
     @property
     def objective(self) -> str:
@@ -167,6 +170,7 @@ class StudyConfig:
             "sampler_options": self.sampler_options, "pruner": self.pruner,
             "pruner_options": self.pruner_options, "constraints": self.constraints,
             "diagnosis": self.diagnosis.to_dict(),
+            **({} if self.transfer is None else {"transfer": self.transfer.to_dict()}),
         }
 
 
@@ -330,6 +334,7 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
         description=str(raw.get("description", "")),
         diagnosis=_diagnosis(raw, source),
         enqueue=_enqueue(raw, space, source),
+        transfer=parse_transfer(raw.get("transfer"), path, source, space, sampler),
     )
 
 
