@@ -229,3 +229,16 @@ def test_input_shapes_adapt_only_when_told(digits: Dataset, tmp_path: Path) -> N
         adapt_data(small, src, AdaptConfig(channels="repeat"))
     resized, notes = adapt_data(small, src, AdaptConfig(size="resize"))
     assert resized.input_shape == (3, 8, 8) and "resized [4, 4] -> [8, 8]" in notes[0]
+
+
+def test_feature_extraction_matches_fine_tune_of_no_block(source: Path, target: Dataset) -> None:
+    """Cached features train the head exactly as a fine-tune of 0 blocks that runs the frozen
+    body every step: the same scores, for a fraction of the time."""
+    fast = TrainConfig(epochs=10, lr=0.03, batch_size=32)
+    fe = cross_validate_transfer(None, target, TransferConfig(str(source), "feature_extraction"),
+                                 folds=3, training=fast)
+    ft0 = cross_validate_transfer(None, target, TransferConfig(str(source), "fine_tune", 0),
+                                  folds=3, training=fast)
+    assert fe.settings["transfer"]["frozen"] == ft0.settings["transfer"]["frozen"]
+    assert np.allclose(fe.folds["val_log_loss"], ft0.folds["val_log_loss"], atol=1e-4)
+    assert fe.folds["seconds"].sum() < ft0.folds["seconds"].sum()

@@ -118,3 +118,39 @@ def test_wrong_checkpoint_file_is_clear(exported: Path) -> None:
     (folder / "models" / "junk.pt").write_text("junk")
     with pytest.raises(NasdepthError, match="junk.pt is not a checkpoint"):
         load_study(_target(folder, {"weights": "models/junk.pt"}))
+
+
+def test_transfer_trial_exports_and_diagnoses(exported: Path, capsys) -> None:
+    """A fine-tuned trial refits from its checkpoint (frozen parts saved as loaded) and
+    ``diagnose --study`` reruns it as it ran."""
+    import torch
+
+    from nasdepth.arch.weights import read_checkpoint
+    from nasdepth.cli import main as cli
+    from nasdepth.export import load_model
+
+    folder = exported.parent.parent
+    path = _target(folder, {"weights": "models/source.pt", "mode": "fine_tune",
+                            "trainable_blocks": 1, "body_lr_factor": 0.3},
+                   budget={"trials": 1}, name="target_ft",
+                   training={"epochs": 3, "batch_size": 32})
+    study = run_study(path, progress=False, probes=False)
+    result = export_model(path, "best", folder / "models" / "target.pt")
+    assert result.metadata["refit"]["transfer"]["frozen"] == [
+        "stem", "block0.ResidualBlock", "block1.ResidualBlock", "block2.ResidualBlock"]
+    source_state, _ = read_checkpoint(exported)
+    model = load_model(folder / "models" / "target.pt")
+    state = model.members[0].state_dict()
+    assert torch.equal(state["blocks.0.conv1.0.weight"], source_state["blocks.0.conv1.0.weight"])
+    assert torch.equal(state["blocks.1.conv2.1.running_mean"],
+                       source_state["blocks.1.conv2.1.running_mean"])
+    assert not torch.equal(state["blocks.3.conv1.0.weight"],
+                           source_state["blocks.3.conv1.0.weight"])
+    assert model.class_names == ["5", "6", "7", "8", "9"]
+    with pytest.raises(ConfigError, match="--ensemble"):
+        export_model(path, "best", folder / "models" / "e.pt", ensemble=True)
+    n = study.best_trial.number
+    assert cli(["diagnose", "--study", str(path), "--trial", str(n), "--controls", "none"]) == 0
+    assert cli(["diagnose", "--study", str(path), "--trial", str(n), "--controls",
+                "shuffled"]) == 2
+    assert "shallow or none for a transfer trial" in capsys.readouterr().err

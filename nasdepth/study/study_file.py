@@ -334,7 +334,8 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
         description=str(raw.get("description", "")),
         diagnosis=_diagnosis(raw, source),
         enqueue=_enqueue(raw, space, source),
-        transfer=parse_transfer(raw.get("transfer"), path, source, space, sampler),
+        transfer=parse_transfer(raw.get("transfer"), path, source, space, sampler,
+                                raw.get("diagnosis")),
     )
 
 

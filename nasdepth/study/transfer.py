@@ -165,10 +165,17 @@ def _fractions(spec: Any, source: str) -> tuple[float, ...]:
 
 
 def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
-                   sampler: str = "tpe") -> TransferSection | None:
-    """The study's ``transfer:`` section, checked (None when the study has none)."""
+                   sampler: str = "tpe", diagnosis: Any = None) -> TransferSection | None:
+    """The study's ``transfer:`` section, checked (None when the study has none);
+    ``diagnosis``: the study's ``diagnosis:`` mapping (its costly controls retrain from
+    scratch, so a transfer study may not ask for them)."""
     if raw is None:
         return None
+    controls = diagnosis.get("controls") if isinstance(diagnosis, dict) else None
+    if controls:
+        raise ConfigError(source, "diagnosis.controls", controls,
+                          "absent in a study with a transfer: section (the controls retrain "
+                          "the architecture from scratch; the shallow baseline still runs)")
     if not isinstance(raw, dict):
         raise ConfigError(source, "transfer", raw, "a mapping with at least 'weights'")
     for key in raw:

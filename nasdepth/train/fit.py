@@ -134,16 +134,23 @@ class _OnDevice:
 
 
 def _on_device(data: Dataset, train_idx: np.ndarray, val_idx: np.ndarray, device: torch.device,
-               augment: bool, memory: torch.memory_format) -> _OnDevice:
+               augment: bool, memory: torch.memory_format, standardize: bool = True
+               ) -> _OnDevice:
     x_tr_raw = data.x[torch.as_tensor(train_idx)].to(device)
     y_tr = data.y[torch.as_tensor(train_idx)].to(device)
-    scaler = Standardizer.fit(x_tr_raw)  # training part only: validation never leaks in
+    # training part only: validation never leaks in
+    scaler = Standardizer.fit(x_tr_raw) if standardize else identity_scaler(device)
     x_va = scaler(data.x[torch.as_tensor(val_idx)].to(device))
     y_va = data.y[torch.as_tensor(val_idx)].to(device)
     x_tr = x_tr_raw if augment else scaler(x_tr_raw)
     if memory != torch.contiguous_format:
         x_tr, x_va = x_tr.contiguous(memory_format=memory), x_va.contiguous(memory_format=memory)
     return _OnDevice(x_tr_raw, x_tr, y_tr, x_va, y_va, scaler)
+
+
+def identity_scaler(device: torch.device) -> Standardizer:
+    """A standardization that changes nothing (``fit_fold(..., standardize=False)``)."""
+    return Standardizer(torch.zeros((), device=device), torch.ones((), device=device))
 
 
 def fit_fold(
@@ -162,6 +169,7 @@ def fit_fold(
     aux_weight: float = 0.0,
     placement: str | None = None,
     lr_groups: LRGroups | None = None,
+    standardize: bool = True,
 ) -> FoldResult:
     """Train ``model`` on ``train_idx`` and score it on ``val_idx`` (and ``test_idx``),
     standardized with statistics of the training part only.
@@ -175,7 +183,9 @@ def fit_fold(
     ``lr_groups``: (parameters, learning-rate factor) groups for the optimizer (transfer
     learning: a pre-trained body at a fraction of the head's rate). Frozen parameters
     (``requires_grad`` False) get no optimizer state, and normalization layers whose
-    parameters are all frozen stay in eval mode while the rest trains.
+    parameters are all frozen stay in eval mode while the rest trains. ``standardize``
+    False feeds the rows as they are (a frozen body's cached features, which its head was
+    pre-trained on unstandardized).
     """
     start = time.perf_counter()
     n_test = 0 if test_idx is None else len(test_idx)
@@ -191,7 +201,8 @@ def fit_fold(
     placed: _OnDevice | None = None
     if placement == "device":
         try:
-            placed = _on_device(data, train_idx, val_idx, device, augment, memory)
+            placed = _on_device(data, train_idx, val_idx, device, augment, memory,
+                                standardize)
         except OOM_ERRORS:
             if training.data_placement != "auto":
                 raise
@@ -204,7 +215,8 @@ def fit_fold(
     if placed is not None:
         scaler, y_va = placed.scaler, placed.y_va
     else:
-        scaler = fit_standardizer(data.x, train_idx, device)  # training rows only
+        scaler = (fit_standardizer(data.x, train_idx, device) if standardize  # training rows
+                  else identity_scaler(device))
         y_va = data.y[torch.as_tensor(val_idx)].to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

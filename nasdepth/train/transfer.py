@@ -116,6 +116,13 @@ class TransferConfig:
                 "body_lr_factor": self.body_lr_factor, "adapt": self.adapt.to_dict()}
 
     @classmethod
+    def from_record(cls, d: dict[str, Any], source: str = SOURCE) -> TransferConfig:
+        """The settings in a trial's ``TrialRecord.transfer`` (which adds what the run
+        found: frozen units, adaptations, the learning curve)."""
+        return cls.from_dict({k: v for k, v in d.items() if k in {f.name for f in fields(cls)}},
+                             source)
+
+    @classmethod
     def from_dict(cls, d: Any, source: str = SOURCE) -> TransferConfig:
         if not isinstance(d, dict):
             raise ConfigError(source, "transfer", d, "a mapping")

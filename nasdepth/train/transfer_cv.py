@@ -64,8 +64,9 @@ def fit_fold_features(prepared: PreparedModel, data: Dataset, train_idx: np.ndar
                       ) -> FoldResult:
     """``feature_extraction`` on one fold: the frozen body (eval mode) turns every sample,
     standardized with the training part's statistics, into features once; the head then
-    trains on those cached features (``fit_fold`` on a features data set, whose own
-    standardization of the features is again fitted on the training part only). The row's
+    trains on those cached features as they are (``fit_fold`` on a features data set,
+    without a second standardization: the network stays one function of its input, the same
+    as ``fine_tune`` with ``trainable_blocks: 0`` computes it every step). The row's
     ``feature_seconds`` is the body's share of ``seconds``."""
     start = time.perf_counter()
     body, head = head_of(prepared.model)
@@ -76,7 +77,7 @@ def fit_fold_features(prepared: PreparedModel, data: Dataset, train_idx: np.ndar
     spent = time.perf_counter() - start
     result = fit_fold(head, features, train_idx, val_idx, training=training, seed=seed,
                       device=device, fold=fold, hooks=hooks, test_idx=test_idx, n_used=n_used,
-                      placement="device")
+                      placement="device", standardize=False)
     result.row["feature_seconds"] = spent
     result.row["seconds"] = float(result.row["seconds"]) + spent
     return result
