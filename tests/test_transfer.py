@@ -218,11 +218,15 @@ def test_input_shapes_adapt_only_when_told(digits: Dataset, tmp_path: Path) -> N
     assert torch.equal(repeated.x[:, 0], repeated.x[:, 2])
     same, notes = adapt_data(gray, src, AdaptConfig(channels="new_stem"))
     assert same.input_shape == (1, 8, 8) and "new stem" in notes[0]
-    t = TransferConfig(src.path, "feature_extraction", adapt=AdaptConfig(channels="new_stem"))
+    t = TransferConfig(src.path, "fine_tune", 1, adapt=AdaptConfig(channels="new_stem"))
     prep = prepare_model(ARCH, same.input_shape, 5, t, src)
     conv = prep.model.stem[0][0]
     assert conv.in_channels == 1 and conv.weight.requires_grad  # fresh and trained
-    assert prep.fresh == ["stem.0.0"]
+    assert prep.fresh == ["stem.0.0"] and "stem" in prep.frozen  # the rest of the stem: frozen
+    assert prep.lr_groups is not None and any(p is conv.weight for p in prep.lr_groups[0][0])
+    fe = TransferConfig(src.path, "feature_extraction", adapt=AdaptConfig(channels="new_stem"))
+    with pytest.raises(ConfigError, match="new stem convolution would never train"):
+        cross_validate_transfer(None, gray, fe, folds=2, training=TrainConfig(epochs=1))
     # smaller images: refused, then resized as told
     small = Dataset(torch.nn.functional.avg_pool2d(repeated.x, 2), repeated.y, "small", 5)
     with pytest.raises(ConfigError, match="adapt.size.*\\[4, 4\\].*\\[8, 8\\]"):

@@ -214,8 +214,13 @@ def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
                               "absent: only the fine_tune mode uses it and the study's modes "
                               f"are {', '.join(sorted(modes))}")
         params.append(parse(raw[key]))
+    adapt = AdaptConfig.from_dict(raw.get("adapt"), source)
+    if adapt.channels == "new_stem" and "feature_extraction" in modes:
+        raise ConfigError(source, "transfer.adapt.channels", "new_stem",
+                          "repeat when the modes include feature_extraction (its features are "
+                          "computed once: a new stem convolution would never train)")
     section = TransferSection(weights=str(path), params=tuple(params), source=src,
-                              adapt=AdaptConfig.from_dict(raw.get("adapt"), source),
+                              adapt=adapt,
                               learning_curve=_fractions(raw.get("learning_curve"), source))
     if sampler == "grid" and section.searched:
         raise ConfigError(source, "sampler", sampler,

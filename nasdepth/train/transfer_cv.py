@@ -121,6 +121,11 @@ def cross_validate_transfer(
     notes: list[str] = []
     if src is not None:
         data, notes = adapt_data(data, src, transfer.adapt, source)
+    if transfer.mode == "feature_extraction" and prepared_fresh(notes):
+        raise ConfigError(source, "transfer.adapt.channels", "new_stem",
+                          "repeat with mode feature_extraction (its body's features are "
+                          "computed once: a new stem convolution would never train), or mode "
+                          "fine_tune")
     if transfer.mode == "feature_extraction" and training.augment.enabled:
         raise ConfigError(source, "training.augment", training.augment.to_dict(),
                           "off with transfer mode feature_extraction (its features are "
@@ -180,6 +185,11 @@ def cross_validate_transfer(
                                "n_blocks": len(probe.model.blocks)}},
         traces=[t for r in results for t in r.traces],
     )
+
+
+def prepared_fresh(notes: Sequence[str]) -> bool:
+    """Did the adaptation give the network a new stem convolution?"""
+    return any(n.startswith("new stem") for n in notes)
 
 
 def mean_fold_time(result: CVResult) -> float:
