@@ -77,6 +77,9 @@ def test_target_study_searches_the_modes(exported: Path) -> None:
     tabs = transfer_tables(collect(study))
     assert set(tabs.by_mode["mode"]) == {"scratch", "feature_extraction", "fine_tune"}
     assert tabs.by_mode.set_index("mode").loc["fine_tune", "trials"] == 2
+    modes = tabs.by_mode.set_index("mode")
+    assert modes.loc["feature_extraction", "trainable_params"] < \
+        modes.loc["scratch", "trainable_params"]
     assert set(tabs.by_blocks["trainable_blocks"]) == {"0 (feature extraction)", "1", "3"}
     curve = tabs.learning_curve
     assert set(curve["fraction"]) == {0.5, 1.0}

@@ -82,7 +82,9 @@ def transfer_tables(st: T.StudyTables) -> TransferTables:
                      "trainable_blocks": _blocks_label(transfer),
                      "body_lr_factor": transfer.get("body_lr_factor"),
                      "cv_mean": float(t["cv_mean"]), "cv_std": float(t["cv_std"]),
-                     "params": t["params"],
+                     # the fold rows count the parameters that train
+                     "params": folds["params"].iloc[0] if "params" in folds and len(folds)
+                     else t["params"],
                      "seconds_per_fold": float(folds["seconds"].astype(float).mean())
                      if "seconds" in folds else math.nan})
     trials = pd.DataFrame(rows, columns=["trial", "mode", "trainable_blocks",
@@ -138,7 +140,7 @@ def where_extraction_ends(curve: pd.DataFrame, maximize: bool = True) -> str | N
         noise = np.nanmean([fe.loc[f, "std"], ft.loc[f, "std"]])
         if gap > (noise if np.isfinite(noise) else 0.0):
             return (f"Fine-tuning beats feature extraction from {f:.0%} of each training fold "
-                    f"(~{ft.loc[f, 'n_train']:.0f} samples) on: {gap:+.3f}.")
+                    f"(~{ft.loc[f, 'n_train']:.0f} samples) upward: {gap:+.3f} there.")
     return ("Feature extraction is as good as fine-tuning at every fraction of the training "
             "folds tried (within a fold standard deviation).")
 
