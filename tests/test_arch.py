@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from nasdepth.arch import (
+    ACTIVATION_NAMES,
     ACTIVATIONS,
+    BLOCK_RULES,
     BLOCKS,
     INITS,
     NORMS,
@@ -21,6 +23,7 @@ from nasdepth.arch import (
     StageConfig,
     StemLayer,
     build_model,
+    check_block,
     complexity,
     config_complexity,
     count_flops,
@@ -397,3 +400,48 @@ def test_cli_arch_prints_counts_and_exits_2_on_bad_input(capsys: pytest.CaptureF
     assert "Did you mean 'resnet18'?" in err and "densenet121" in err and "googlenet" in err
     assert cli_main(["arch", "resnet18", "--input", "3xfoo"]) == 2
     assert "--input" in capsys.readouterr().err
+
+
+# Invalid options per block: (block, stage options, input rank, key the error names).
+REFUSED = [
+    ("bottleneck", {"bottleneck_ratio": 0.0}, 2, "bottleneck_ratio"),
+    ("grouped", {"width": 24, "cardinality": 16}, 2, "cardinality"),
+    ("dense", {"expansion": -1.0}, 2, "expansion"),
+    ("dense", {"compression": 1.5}, 2, "compression"),
+    ("inception", {"width": 6}, 2, "width"),
+    ("inception", {"width": 16, "wide_kernels": ()}, 2, "wide_kernels"),
+    ("dwsep", {"expansion": 0.0}, 2, "expansion"),
+    ("gru", {"width": 15, "bidirectional": True}, 1, "width"),
+    ("rnn", {"nonlinearity": "tahn"}, 1, "nonlinearity"),
+    ("lstm", {"gate_bias": float("nan")}, 1, "gate_bias"),
+    ("transformer", {"width": 30, "heads": 4}, 1, "heads"),
+    ("transformer", {"positional": "learned"}, 1, "positional"),
+    ("gru", {}, 2, "block"),
+    ("dwsep", {}, 0, "block"),
+    ("plain", {"dropout": 1.0}, 2, "dropout"),
+]
+
+
+@pytest.mark.parametrize(("block", "opts", "rank", "key"), REFUSED,
+                         ids=[f"{b}-{k}" for b, _, _, k in REFUSED])
+def test_the_rules_refuse_what_building_refuses(block: str, opts: dict[str, object], rank: int,
+                                                key: str) -> None:
+    """``check_block`` (no torch: what a search space is checked with) raises the error the
+    block raises when it is built, for the same key."""
+    stage = StageConfig(**{"block": block, "width": 16, "depth": 1, **opts})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as by_rules:
+        check_block(block, stage, width=stage.width, stride=1, rank=rank)
+    cfg = ArchConfig(stages=(stage,), stem_width=16)
+    shape = {0: (20,), 1: (3, 16), 2: (3, 8, 8)}[rank]
+    with pytest.raises(ConfigError) as by_building:
+        build_model(cfg, shape, CLASSES)
+    assert by_rules.value.key == by_building.value.key == key
+    assert str(by_rules.value) == str(by_building.value)
+
+
+def test_every_block_reads_its_ranks_from_the_rules() -> None:
+    assert set(BLOCKS) <= set(BLOCK_RULES)
+    for name, cls in BLOCKS.items():
+        assert (cls.ranks, cls.conv_only) == (BLOCK_RULES[name].ranks,
+                                              BLOCK_RULES[name].conv_only), name
+    assert list(ACTIVATIONS) == list(ACTIVATION_NAMES)

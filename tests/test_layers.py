@@ -24,7 +24,7 @@ import nasdepth
 
 PACKAGE = Path(nasdepth.__file__).parent
 ROOT = PACKAGE.parent
-LAYERS = {"errors": 0, "redact": 0, "yamlfile": 1, "arch": 1, "data": 1, "train": 2,
+LAYERS = {"errors": 0, "redact": 0, "lazy": 0, "yamlfile": 1, "arch": 1, "data": 1, "train": 2,
           "probes": 3, "diagnosis": 4, "space": 5, "study": 6, "export": 7, "report": 8, "cli": 9}
 TOP = 10  # ``nasdepth`` itself (the lazy facade) and ``__main__``
 HEAVY = ("torch", "optuna", "sklearn", "pandas", "seaborn", "matplotlib")
@@ -200,9 +200,20 @@ def test_the_lazy_top_level_keeps_every_public_name() -> None:
         _ = nasdepth.nope  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["run", "missing.yaml"],
-                                  ["spaces", "check", "missing.yaml"]])
-def test_the_cli_answers_without_heavy_imports(argv: list[str]) -> None:
+SPACES = ["search_spaces/quickstart.yaml", "search_spaces/block_zoo.yaml",
+          "search_spaces/sequence.yaml", "search_spaces/tabular_mlp.yaml"]
+TYPO_SPACE = "depth: {type: int, low: 1, high: 4}\nblock: {choices: [plain, residul]}\n"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["diagnose", "--help"],
+                                  ["run", "missing.yaml"], ["spaces", "check", "missing.yaml"],
+                                  ["spaces", "check", *SPACES], ["spaces", "check", "TYPO"]])
+def test_the_cli_answers_without_heavy_imports(argv: list[str], tmp_path: Path) -> None:
+    """Help, a bad-input error and a whole ``spaces check`` (the blocks' own rules, checked
+    without building them) load none of the heavy libraries."""
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(TYPO_SPACE)
+    argv = [str(typo) if a == "TYPO" else a for a in argv]
     code = (
         "import json, sys\n"
         "from nasdepth.cli import main\n"
@@ -215,14 +226,19 @@ def test_the_cli_answers_without_heavy_imports(argv: list[str]) -> None:
     )
     proc, out = _python(code)
     assert out["heavy"] == [], (argv, out)
-    assert out["code"] == (0 if "--help" in argv else 2), proc.stderr
+    ok = "--help" in argv or argv[-1] in SPACES
+    assert out["code"] == (0 if ok else 2), proc.stderr
     if "--help" in argv:
         assert "usage: nasdepth" in proc.stdout
         if argv == ["--help"]:
             for command in ("arch", "diagnose", "report", "run", "spaces", "sweep"):
                 assert command in proc.stdout
+    elif ok:
+        assert proc.stdout.count("distinct architectures") == len(SPACES), proc.stdout
     else:
-        assert "missing.yaml" in proc.stderr and "Traceback" not in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert ("missing.yaml" in proc.stderr if "missing.yaml" in argv
+                else "'residul'" in proc.stderr and "Did you mean 'residual'" in proc.stderr)
 
 
 def test_the_layout_table_lists_every_module() -> None:

@@ -13,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from nasdepth.data import load_data
 from nasdepth.report import collect
 from nasdepth.report import tables as T
 from nasdepth.study import make_storage, run_study
@@ -140,6 +141,10 @@ def test_the_storage_names_the_objectives(tmp_path: Path) -> None:
     for t in stored.trials:  # every trial's one record, beside a few flat dashboard columns
         assert read_record(t).version == RECORD_VERSION and RECORD_KEY in t.user_attrs
         assert t.values[1] == read_record(t).costs["params"]
+        # the splits it trained on are recorded even without probes (export refits on them)
+        splits = read_record(t).splits
+        assert splits is not None and splits["digest"] == cfg.cv.resolve(
+            load_data(cfg.data, source=str(cfg.path)), str(cfg.path)).digest
 
 
 def test_a_study_made_before_the_names_gets_them_on_resume(tmp_path: Path) -> None:

@@ -522,3 +522,46 @@ def test_report_of_a_real_study_with_probes_renders_every_section(tmp_path: Path
         assert len(trace["epochs"]) == 2 and trace["folds"] == 2
     diagnosed = pd.read_csv(out / "diagnoses.csv")
     assert sorted(diagnosed["trial"]) == sorted(read_record(t).number for t in study.trials)
+
+
+RNN_SPACE = {"name": "rnn", "stages": 1, "stem": [], "block": "rnn",
+             "depth": {"type": "categorical", "choices": [1, 2]}, "width": 8, "skip": False,
+             "norm": "none", "head_pool": "last"}
+
+
+def test_a_recurrent_trial_shows_its_gradient_through_time(tmp_path: Path) -> None:
+    """The record of a recurrent trial keeps the gradient at each sampled time step (over the
+    folds), and the report draws it for every stalled trial: the data of the figure is the
+    table, first and last epoch, one line per recurrent unit."""
+    path = write_study(tmp_path, name="rnn", space=RNN_SPACE,
+                       data={"source": "mnist1d", "n_samples": 300, "seed": 0},
+                       cv={"folds": 2}, training={"epochs": 2, "batch_size": 32, "lr": 0.003},
+                       budget={"trials": 2}, sampler="grid")
+    run_study(path, progress=False)
+    cfg = load_study(path)
+    study = optuna.load_study(study_name="rnn", storage=make_storage(cfg.storage_url))
+    st = collect(study)
+    for t in study.trials:
+        trace = read_record(t).trace_summary
+        assert trace is not None
+        units = [i for i, b in enumerate(trace["blocks"]) if "RNNBlock" in b]
+        depth = read_record(t).arch["stages"][0]["depth"]
+        assert len(units) == depth
+        for row in trace["epochs"]:
+            for i in units:
+                assert len(row["time_steps"][i]) == len(row["grad_time"][i]) == 8
+                assert row["time_steps"][i][0] == 0 and row["time_steps"][i][-1] == 39
+        table = T.gradient_time_table(trace)
+        assert set(table["epoch"]) == {1, 2} and table["block"].nunique() == depth
+        assert len(table) == 2 * depth * 8 and (table["grad"] > 0).all()
+    out = tmp_path / "out"
+    write_report(study, out)
+    md = (out / "report.md").read_text()
+    stalled = [n for n, d in st.diagnoses.items() if d["verdict"] != "healthy"]
+    assert stalled
+    for n in stalled:
+        assert (out / f"time_trial{n}.png").is_file()
+        assert f"(time_trial{n}.png)" in md
+    # a model without recurrent blocks has no such table
+    conv = {"blocks": ["block0"], "epochs": [{"epoch": 1, "grad_rms": [1.0]}]}
+    assert T.gradient_time_table(conv).empty

@@ -12,10 +12,11 @@ import yaml
 
 from nasdepth.arch import ArchConfig, build_model, count_parameters
 from nasdepth.arch import complexity as arch_complexity
+from nasdepth.arch import config_complexity as complexity
 from nasdepth.cli import main
 from nasdepth.data import load_data
 from nasdepth.errors import ConfigError, NasdepthError
-from nasdepth.space import SearchSpace, complexity, load_space
+from nasdepth.space import SearchSpace, load_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,7 +235,11 @@ def test_cli_check_prints_parameters_and_size(capsys: pytest.CaptureFixture[str]
     # 7 depths x 3 widths x 2 blocks x 2 skips x 2 norms x 2 activations
     assert "336 distinct architectures" in out
     assert "depth" in out and "2 .. 8" in out
-    assert "tabular_mlp" in out and "sampled architectures build" in out
+    assert "tabular_mlp" in out and "sampled architectures build" not in out
+    # --samples N also builds N sampled architectures (on the meta device)
+    assert main(["spaces", "check", "--samples", "2",
+                 str(ROOT / "search_spaces" / "tabular_mlp.yaml")]) == 0
+    assert "2 sampled architectures build" in capsys.readouterr().out
 
 
 GOOD = {"depth": {"type": "int", "low": 1, "high": 4},

@@ -17,11 +17,10 @@ from torch import nn
 from nasdepth.arch.blocks import conv_norm_act, get_block, has_transition
 from nasdepth.arch.blocks.attention import AttentionPool
 from nasdepth.arch.blocks.recurrent import LastStep
-from nasdepth.arch.config import HEAD_POOLS, SEQUENCE_POOLS, STEM_KINDS, ArchConfig
+from nasdepth.arch.config import HEAD_POOLS, INITS, SEQUENCE_POOLS, STEM_KINDS, ArchConfig
 from nasdepth.arch.layers import Ops
 from nasdepth.errors import ConfigError, UnknownNameError
 
-INITS = ("default", "kaiming", "xavier", "orthogonal")
 SOURCE = "the architecture"
 
 

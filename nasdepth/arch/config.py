@@ -15,6 +15,13 @@ from typing import Any
 
 from nasdepth.errors import ConfigError, UnknownNameError
 
+# Name lists live here, apart from the torch modules that implement them, so that a search
+# space is checked without importing torch.
+NORMS = ("batch", "group", "layer", "none")
+#: activations (``nasdepth.arch.layers.ACTIVATIONS`` maps each to its ``nn`` module)
+ACTIVATION_NAMES = ("relu", "gelu", "silu", "tanh", "sigmoid", "relu6")
+#: weight initializations (``nasdepth.arch.build.initialize``)
+INITS = ("default", "kaiming", "xavier", "orthogonal")
 DOWNSAMPLES = ("stride", "maxpool", "avgpool")
 STEM_KINDS = ("conv", "maxpool", "avgpool")
 HEAD_POOLS = ("avg", "max", "last", "attention")

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from nasdepth.arch.config import ACTIVATION_NAMES, NORMS
 from nasdepth.errors import UnknownNameError
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "relu6": nn.ReLU6,  # MobileNetV2
-}
-NORMS = ("batch", "group", "layer", "none")
+# in the order of ACTIVATION_NAMES (relu6: MobileNetV2); zip(strict) keeps the two in step
+ACTIVATIONS: dict[str, type[nn.Module]] = dict(zip(
+    ACTIVATION_NAMES, (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ReLU6), strict=True))
+__all__ = ["ACTIVATIONS", "NORMS", "Ops"]
 
 
 class Ops:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    from nasdepth.diagnosis.controls import CONTROLS  # the help lists them
+    from nasdepth.diagnosis.diagnosis import CONTROLS  # the help lists them
 
     p.add_argument("--study", help="study YAML file (with --trial)")
     p.add_argument("--trial", type=int, help="trial number in the study's storage")

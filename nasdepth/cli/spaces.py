@@ -1,6 +1,9 @@
 """``nasdepth spaces check FILE...``: validate search spaces, print their parameters and size.
 
 The first bad file ends the command with one line naming the file and the key, exit status 2.
+The check runs the blocks' own rules without building them (no torch import: a fraction of a
+second); ``--samples N`` also samples N architectures and builds them on the meta device, which
+catches what only building tells (a stage too small for the input after its strides).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from nasdepth.errors import ConfigError, NasdepthError
 if TYPE_CHECKING:
     from nasdepth.space import SearchSpace
 
-SAMPLES = 3
+SAMPLES = 0
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -23,8 +26,8 @@ def register(p: argparse.ArgumentParser) -> None:
         "check", help="validate search spaces; print their parameters and size")
     check.add_argument("files", nargs="+", help="search-space YAML files")
     check.add_argument("--samples", type=int, default=SAMPLES,
-                       help="architectures to sample and build where the space fixes "
-                            f"input_shape (default {SAMPLES}; 0: none)")
+                       help="also sample and build this many architectures where the space "
+                            f"fixes input_shape (imports torch; default {SAMPLES}: none)")
     check.set_defaults(func=main)
 
 

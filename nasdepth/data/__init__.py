@@ -1,23 +1,68 @@
-"""Data: loading into tensors, fold splits, and preprocessing fitted on training folds."""
+"""Data: loading into tensors, fold splits, and preprocessing fitted on training folds.
 
-from nasdepth.data.arrays import encode_labels, from_arrays
-from nasdepth.data.augment import AugmentConfig, augment_batch
-from nasdepth.data.dataset import Dataset
-from nasdepth.data.folds import (
-    CV_KINDS,
-    CVConfig,
-    Splits,
-    holdout_split,
-    make_folds,
-    make_splits,
-    resolve_cv,
-)
-from nasdepth.data.load import load_data
-from nasdepth.data.preprocess import Standardizer
-from nasdepth.data.sources import SOURCES, register_source
+Names load on first use (:mod:`nasdepth.lazy`)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nasdepth.lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(("encode_labels", "from_arrays"), "nasdepth.data.arrays"),
+    **dict.fromkeys(("AugmentConfig",), "nasdepth.data.augment_config"),
+    **dict.fromkeys(("augment_batch",), "nasdepth.data.augment"),
+    **dict.fromkeys(("Dataset",), "nasdepth.data.dataset"),
+    **dict.fromkeys(
+        (
+            "CV_KINDS",
+            "CVConfig",
+            "Splits",
+            "holdout_split",
+            "make_folds",
+            "make_splits",
+            "resolve_cv",
+        ),
+        "nasdepth.data.folds",
+    ),
+    **dict.fromkeys(("load_data",), "nasdepth.data.load"),
+    **dict.fromkeys(("Standardizer",), "nasdepth.data.preprocess"),
+    **dict.fromkeys(("SOURCES", "register_source"), "nasdepth.data.sources"),
+}
 __all__ = [
-    "CV_KINDS", "SOURCES", "AugmentConfig", "CVConfig", "Dataset", "Standardizer",
-    "augment_batch", "encode_labels", "from_arrays", "holdout_split", "load_data", "make_folds",
-    "make_splits", "register_source", "resolve_cv", "Splits",
+    "AugmentConfig",
+    "CVConfig",
+    "CV_KINDS",
+    "Dataset",
+    "SOURCES",
+    "Splits",
+    "Standardizer",
+    "augment_batch",
+    "encode_labels",
+    "from_arrays",
+    "holdout_split",
+    "load_data",
+    "make_folds",
+    "make_splits",
+    "register_source",
+    "resolve_cv",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from nasdepth.data.arrays import encode_labels, from_arrays
+    from nasdepth.data.augment import augment_batch
+    from nasdepth.data.augment_config import AugmentConfig
+    from nasdepth.data.dataset import Dataset
+    from nasdepth.data.folds import (
+        CV_KINDS,
+        CVConfig,
+        Splits,
+        holdout_split,
+        make_folds,
+        make_splits,
+        resolve_cv,
+    )
+    from nasdepth.data.load import load_data
+    from nasdepth.data.preprocess import Standardizer
+    from nasdepth.data.sources import SOURCES, register_source

@@ -23,24 +23,69 @@ each trial's diagnosis reads it ::
     # on NonFiniteLossError: hook.close(str(exc)); diagnose(hook).to_dict()  -> exploding
 
 Figures' data: ``gradient_frame``, ``update_frame``, ``loss_frame``, ``controls_frame``.
-"""
 
-from nasdepth.diagnosis.api import check_model_data, diagnose
-from nasdepth.diagnosis.baseline import shallow_baseline
-from nasdepth.diagnosis.controls import (
-    CONTROLS,
-    DEFAULT_CONTROLS,
-    parse_controls,
-    run_controls,
-    run_folds,
-)
-from nasdepth.diagnosis.diagnosis import PLATEAUS, VERDICTS, Diagnosis, Evidence
-from nasdepth.diagnosis.frames import controls_frame, gradient_frame, loss_frame, update_frame
-from nasdepth.diagnosis.rules import THRESHOLDS, diagnose_traces
+Names load on first use (:mod:`nasdepth.lazy`)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nasdepth.lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(("check_model_data", "diagnose"), "nasdepth.diagnosis.api"),
+    **dict.fromkeys(("shallow_baseline",), "nasdepth.diagnosis.baseline"),
+    **dict.fromkeys(
+        ("parse_controls", "run_controls", "run_folds"),
+        "nasdepth.diagnosis.controls",
+    ),
+    **dict.fromkeys(
+        ("CONTROLS", "DEFAULT_CONTROLS", "PLATEAUS", "VERDICTS", "Diagnosis", "Evidence"),
+        "nasdepth.diagnosis.diagnosis",
+    ),
+    **dict.fromkeys(
+        ("controls_frame", "gradient_frame", "loss_frame", "update_frame"),
+        "nasdepth.diagnosis.frames",
+    ),
+    **dict.fromkeys(("THRESHOLDS", "diagnose_traces"), "nasdepth.diagnosis.rules"),
+}
 __all__ = [
-    "CONTROLS", "DEFAULT_CONTROLS", "PLATEAUS", "THRESHOLDS", "VERDICTS", "Diagnosis",
-    "Evidence", "check_model_data", "controls_frame", "diagnose", "diagnose_traces",
-    "gradient_frame", "loss_frame", "parse_controls", "run_controls", "run_folds",
-    "shallow_baseline", "update_frame",
+    "CONTROLS",
+    "DEFAULT_CONTROLS",
+    "Diagnosis",
+    "Evidence",
+    "PLATEAUS",
+    "THRESHOLDS",
+    "VERDICTS",
+    "check_model_data",
+    "controls_frame",
+    "diagnose",
+    "diagnose_traces",
+    "gradient_frame",
+    "loss_frame",
+    "parse_controls",
+    "run_controls",
+    "run_folds",
+    "shallow_baseline",
+    "update_frame",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from nasdepth.diagnosis.api import check_model_data, diagnose
+    from nasdepth.diagnosis.baseline import shallow_baseline
+    from nasdepth.diagnosis.controls import (
+        parse_controls,
+        run_controls,
+        run_folds,
+    )
+    from nasdepth.diagnosis.diagnosis import (
+        CONTROLS,
+        DEFAULT_CONTROLS,
+        PLATEAUS,
+        VERDICTS,
+        Diagnosis,
+        Evidence,
+    )
+    from nasdepth.diagnosis.frames import controls_frame, gradient_frame, loss_frame, update_frame
+    from nasdepth.diagnosis.rules import THRESHOLDS, diagnose_traces

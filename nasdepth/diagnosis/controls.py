@@ -30,14 +30,12 @@ from torch import nn
 from nasdepth.arch import ArchConfig, build_model
 from nasdepth.data import Dataset, Splits
 from nasdepth.diagnosis.baseline import shallow_baseline
+from nasdepth.diagnosis.diagnosis import CONTROLS, DEFAULT_CONTROLS
 from nasdepth.diagnosis.through_time import gated_counterfactual
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.probes import ProbeHook, Trace, signals
 from nasdepth.train import NonFiniteLossError, TrainConfig, fit_fold, resolve_device
 
-CONTROLS = ("shuffled", "counterfactual", "shallow", "learning_curve")
-#: the controls every diagnosis runs unless told otherwise (cheap: no network is trained)
-DEFAULT_CONTROLS = ("shallow",)
 FRACTIONS = (0.25, 0.5, 1.0)
 ModelFactory = Callable[[int], nn.Module]  # fold -> fresh model
 

@@ -13,6 +13,10 @@ VERDICTS = ("vanishing_gradients", "exploding_gradients", "data_limited_plateau"
             "vanishing_through_time")
 #: verdicts of a run whose validation loss stayed at chance with gradients reaching every block
 PLATEAUS = ("data_limited_plateau", "undertrained", "undecided_plateau")
+#: the control runs a diagnosis may ask for (``nasdepth.diagnosis.controls`` runs them)
+CONTROLS = ("shuffled", "counterfactual", "shallow", "learning_curve")
+#: the controls every diagnosis runs unless told otherwise (cheap: no network is trained)
+DEFAULT_CONTROLS = ("shallow",)
 
 
 @dataclass

@@ -128,9 +128,12 @@ def diagnose_traces(
                "validation loss fall per epoch over the last epochs (label entropies; "
                "still learning above)")]
     if learning and verdict in ("healthy", "overfitting"):
-        advice2.append("still learning: the validation loss still fell by "
-                       f"{s.get('val_loss_fall_last') or 0:.3f} label entropies per epoch at "
-                       "the last epoch; train longer before comparing this candidate")
+        fall, below = s.get("val_loss_fall_last"), s.get("end_below_mean")
+        how = (f"the validation loss still fell by {fall:.3f} label entropies per epoch at "
+               "the last epoch" if fall is not None else
+               f"after its one epoch the loss at the end lies {below or 0:.3f} label "
+               "entropies below the epoch's mean")
+        advice2.append(f"still learning: {how}; train longer before comparing this candidate")
     return Diagnosis(verdict=verdict, confidence=round(conf, 3), evidence=ev + ev2 + ev3,
                      advice=advice + advice2, controls=controls,
                      signals={k: (None if v is None else round(float(v), 6))

@@ -361,6 +361,11 @@ def _diagnosis_blocks(number: int, diag: dict[str, Any], st: T.StudyTables) -> l
                                                   f"Trial {number}: gradient by depth"),
                         f"evidence_trial{number}.png",
                         f"Trial {number}: gradient RMS by block, last epoch"))
+    if trace is not None:
+        _add(out, image(F.gradient_time_figure(T.gradient_time_table(trace),
+                                               f"Trial {number}: gradient through time"),
+                        f"time_trial{number}.png",
+                        f"Trial {number}: gradient against time step (recurrent blocks)"))
     signals = probe.get("signals")
     if isinstance(signals, dict) and signals:
         out.append(Details(f"Trial {number}: all probe signals (median over folds)", [

@@ -360,6 +360,30 @@ def gradient_profile_figure(profile: list[float | None], title: str) -> Figure |
     return fig
 
 
+def gradient_time_figure(table: pd.DataFrame, title: str) -> Figure | None:
+    """Per recurrent unit, the gradient reaching the hidden state at each sampled step (log
+    scale), first epoch dashed, last solid: a line that falls by orders of magnitude toward
+    step 0 is a gradient vanishing through time (the early steps cannot be learned)."""
+    if table.empty or not (table["grad"] > 0).any():
+        return None
+    fig, ax = plt.subplots(figsize=WIDE)
+    blocks = list(dict.fromkeys(table["block"]))
+    colors = dict(zip(blocks, sns.color_palette("viridis", len(blocks)), strict=True))
+    last = table["epoch"].max()
+    for (block, epoch), part in table.groupby(["block", "epoch"], sort=False):
+        part = part.sort_values("step")
+        ax.plot(part["step"], part["grad"].where(part["grad"] > 0), marker="o", ms=3,
+                color=colors[block], ls="-" if epoch == last else "--",
+                label=f"{block}, epoch {epoch}")
+    ax.set_yscale("log")
+    _int_x(ax)
+    ax.set(title=title, xlabel="time step (0 = first step of the sequence)",
+           ylabel="gradient at the hidden state (RMS, log scale)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def controls_figure(frame: pd.DataFrame, title: str) -> Figure | None:
     """Validation accuracy of the model beside its control runs (shuffled labels, the
     counterfactual, logistic regression, a depth-2 model, fractions of the training data)."""

@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from nasdepth.probes.time import time_frame
 from nasdepth.report.stats import TTest, corrected_resampled_ttest, one_se_rule, pareto_mask
 from nasdepth.study.record import TrialRecord, read_record
 
@@ -613,6 +614,18 @@ def verdict_counts(diagnoses: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["verdict", "trials"])
     counts = diagnoses["verdict"].fillna("none").value_counts()
     return counts.rename_axis("verdict").reset_index(name="trials")
+
+
+def gradient_time_table(trace: dict[str, Any]) -> pd.DataFrame:
+    """The gradient at each sampled step of every recurrent unit, at the first and the last
+    recorded epoch (``epoch, block, step, grad``): the data of the gradient-against-time
+    figure. Empty for a model without recurrent blocks."""
+    frame = time_frame([trace]).dropna(subset=["grad"])
+    if frame.empty:
+        return frame[["epoch", "block", "step", "grad"]]
+    first, last = frame["epoch"].min(), frame["epoch"].max()
+    keep = frame[frame["epoch"].isin({first, last})]
+    return keep[["epoch", "block", "step", "grad"]].reset_index(drop=True)
 
 
 def evidence_table(diagnosis: dict[str, Any]) -> pd.DataFrame:

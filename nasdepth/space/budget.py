@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nasdepth.arch import ArchConfig, StageConfig, config_complexity
+from nasdepth.arch.config import ArchConfig, StageConfig
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.space.fields import WIDTH_KEYS, stage_problem
 
@@ -45,6 +45,8 @@ class Budget:
 
     def ratio(self, cfg: ArchConfig, input_shape: Sequence[int], num_classes: int) -> float:
         """Size over budget (the larger of params and FLOPs ratios): <= 1 fits."""
+        from nasdepth.arch.counting import config_complexity  # torch: only to count
+
         params, flops = config_complexity(cfg, input_shape, num_classes,
                                           flops=self.max_flops is not None)
         out = 0.0

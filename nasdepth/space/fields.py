@@ -2,7 +2,8 @@
 
 The keys are read from the ``StageConfig`` and ``ArchConfig`` dataclasses (``dataclasses``
 type hints), so a field the architecture gains is a valid space key at once; names are checked
-against the architecture registries (``BLOCKS``, ``NORMS``, ``ACTIVATIONS``, ``INITS``).
+against the architecture's name lists (the blocks' rules, ``NORMS``, ``ACTIVATION_NAMES``,
+``INITS``). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-import torch
-
-from nasdepth.arch import ACTIVATIONS, BLOCKS, INITS, NORMS, ArchConfig, Ops, StageConfig
 from nasdepth.arch import config as arch_config
+from nasdepth.arch.config import ACTIVATION_NAMES, INITS, NORMS, ArchConfig, StageConfig
+from nasdepth.arch.rules import BLOCK_RULES, check_block
 from nasdepth.errors import ConfigError, UnknownNameError
 
 # Keys the space adds on top of the dataclass fields.
@@ -31,7 +31,7 @@ WIDTH_KEYS = ("width", "growth_rate")
 
 def named() -> dict[str, Any]:
     """Registry per name-valued key (read at call time: blocks may be registered later)."""
-    out: dict[str, Any] = {"block": BLOCKS, "norm": NORMS, "activation": ACTIVATIONS,
+    out: dict[str, Any] = {"block": BLOCK_RULES, "norm": NORMS, "activation": ACTIVATION_NAMES,
                            "init": INITS}
     # name lists the architecture keeps beside its config (absent in older versions)
     for key, attr in (("downsample", "DOWNSAMPLES"), ("head_pool", "HEAD_POOLS"),
@@ -41,21 +41,21 @@ def named() -> dict[str, Any]:
     return out
 
 
-def stage_problem(stage: StageConfig, rank: int = 2) -> ConfigError | None:
+def stage_problem(stage: StageConfig, rank: int | None = 2) -> ConfigError | None:
     """Why a block of this stage cannot be built (say, a cardinality that does not divide the
-    width), or None. Asks the block itself (built once on the meta device: no memory, ~1 ms),
-    so the rules stay the architecture's own."""
-    block = BLOCKS.get(stage.block)
-    if block is None or (rank == 0 and block.conv_only):
+    width), or None. Asks the block's own rules (:func:`nasdepth.arch.rules.check_block`, the
+    checks the block runs when it is built; no torch, microseconds). ``rank`` None: the
+    input is not known yet, so only the block's options are checked (at a rank it runs on)."""
+    rules = BLOCK_RULES.get(stage.block)
+    if rules is None or (rank == 0 and rules.conv_only):
         return None  # reported by name and rank checks with better messages
+    if rank is None:
+        rank = max(rules.ranks)
     try:
-        with torch.device("meta"):
-            block(stage.width, stage.width, stride=1, stage=replace(stage, depth=1),
-                  skip=True, ops=Ops(rank))
+        check_block(stage.block, replace(stage, depth=1), width=stage.width, stride=1,
+                    rank=rank)
     except ConfigError as exc:
         return exc
-    except ValueError as exc:
-        return ConfigError("the architecture", "block", stage.block, f"buildable: {exc}")
     return None
 
 

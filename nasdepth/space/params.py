@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
-
-import optuna
+from typing import TYPE_CHECKING, Any
 
 from nasdepth.errors import ConfigError, UnknownNameError
+
+if TYPE_CHECKING:
+    import optuna
 
 TYPES = ("int", "float", "categorical")
 SPEC_KEYS = ("type", "low", "high", "step", "log", "choices", "when", "value")

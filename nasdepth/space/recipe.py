@@ -21,8 +21,7 @@ from typing import Any
 
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.space.params import Param
-from nasdepth.train import TrainConfig
-from nasdepth.train.config import LR_AUTO
+from nasdepth.train.config import LR_AUTO, TrainConfig
 
 #: recipe keys a space may search, as they appear in ``TrainConfig``
 RECIPE_KEYS: dict[str, Any] = {

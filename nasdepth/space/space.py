@@ -28,11 +28,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
-
-from nasdepth.arch import BLOCKS, ArchConfig, StageConfig
+from nasdepth.arch.config import ArchConfig, StageConfig
+from nasdepth.arch.rules import BLOCK_RULES
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
 from nasdepth.space.budget import Budget
 from nasdepth.space.fields import (
@@ -55,8 +54,11 @@ from nasdepth.space.recipe import (
     link_momentum,
     recipe_values,
 )
-from nasdepth.train import TrainConfig
+from nasdepth.train.config import TrainConfig
 from nasdepth.yamlfile import read_yaml
+
+if TYPE_CHECKING:
+    import optuna
 
 # grid() refuses to list more combinations than this; size() then answers None.
 GRID_LIMIT = 20_000
@@ -340,10 +342,10 @@ class SearchSpace:
             raise ConfigError(src, "input_shape", None,
                               "set (e.g. [1, 8, 8]) when a budget counts parameters or FLOPs")
         if self.input_shape is not None and len(self.input_shape) == 1:
-            flat_ok = sorted(n for n, b in BLOCKS.items() if not b.conv_only)
+            flat_ok = sorted(n for n, b in BLOCK_RULES.items() if not b.conv_only)
             for p in self.params:
                 for block in (p.values() or []) if p.name == "block" else []:
-                    if block in BLOCKS and BLOCKS[block].conv_only:
+                    if block in BLOCK_RULES and BLOCK_RULES[block].conv_only:
                         raise ConfigError(
                             src, p.key, block, f"a block that runs on flat features "
                             f"({', '.join(flat_ok)}) since input_shape {list(self.input_shape)} "
@@ -361,7 +363,8 @@ class SearchSpace:
         bound = None if any(c is None for c in counts) else math.prod(
             len(c or []) for c in counts)
         if self.budget is None and bound is not None and bound <= CHECK_LIMIT:
-            rank = 2 if self.input_shape is None else len(self.input_shape) - 1
+            # without input_shape the rank is not known: the blocks' options are still checked
+            rank = None if self.input_shape is None else len(self.input_shape) - 1
             distinct: dict[StageConfig, int] = {}
             for combo in self._combos(params):
                 for i, cfg in enumerate(self.to_arch(combo, apply_budget=False).stages):
@@ -371,7 +374,7 @@ class SearchSpace:
                 for cfg, i in distinct.items():
                     self._check_stage(cfg, i, rank)
 
-    def _check_stage(self, stage: StageConfig, index: int, rank: int) -> None:
+    def _check_stage(self, stage: StageConfig, index: int, rank: int | None) -> None:
         problem = stage_problem(stage, rank)
         if problem is None:
             return

@@ -172,6 +172,7 @@ class Objective:
             rec.timings = {"wall_time": time.perf_counter() - start}
             return twin.values[0] if len(twin.values) == 1 else list(twin.values)
         rec.arch = arch.to_dict()
+        rec.splits = self.splits.to_dict()  # what export refits on, probes or not
         write_record(trial, rec)  # what crashes while measuring stays inspectable
         costs = self._costs(trial, arch)
         rec.costs = {"params": float(costs["params"]), "flops": float(costs["flops"])}

@@ -105,10 +105,26 @@ def record_diagnosis(trial: optuna.Trial, result: CVResult, record: TrialRecord,
                          precomputed=known)
             record.timings["controls"] = round(time.perf_counter() - start, 2)
         record.diagnosis = d.to_dict()
-        if splits is not None:
-            record.splits = splits.to_dict()
     except Exception as exc:
         record.errors["diagnosis"] = f"{type(exc).__name__}: {exc}"
+
+
+def _time_summary(at: Sequence[dict[str, Any]], n_blocks: int) -> dict[str, Any]:
+    """``time_steps`` and ``grad_time`` of one epoch over the folds (recurrent units only: the
+    gradient at each sampled step, geometric mean over the folds that sampled the same steps);
+    nothing for a model without recurrent blocks."""
+    with_time = [r for r in at if r.get("grad_time")]
+    if not with_time:
+        return {}
+    steps = list(with_time[0].get("time_steps") or [None] * n_blocks)
+    profiles: list[list[float | None] | None] = []
+    for i in range(n_blocks):
+        same = [r["grad_time"][i] for r in with_time
+                if i < len(r["grad_time"]) and r["grad_time"][i]
+                and (r.get("time_steps") or [None] * n_blocks)[i] == steps[i]]
+        profiles.append([_sig(_geomean([p[j] for p in same])) for j in range(len(same[0]))]
+                        if same else None)
+    return {"time_steps": steps, "grad_time": profiles}
 
 
 def _sig(value: float | None, digits: int = 4) -> float | None:
@@ -156,5 +172,6 @@ def trace_summary(traces: Sequence[Trace]) -> dict[str, Any] | None:
         for name in SUMMARY_SCALARS:
             # normalized losses sit near 1 when nothing is learned: keep their small changes
             row[name] = _sig(_median([r.get(name) for r in at]), digits=6)
+        row.update(_time_summary(at, len(blocks)))
         rows.append(row)
     return {"blocks": blocks, "folds": len(same), "epochs": rows}

@@ -1,27 +1,77 @@
 """Training: one fold (``fit_fold``), all folds at once (``fit_folds_parallel``) and k-fold
 cross-validation (``cross_validate``); data on the device or streamed from the host
-(``data_placement``, ``resolve_placement``)."""
+(``data_placement``, ``resolve_placement``).
 
-from nasdepth.train.config import OPTIMIZERS, PLACEMENTS, PRECISIONS, SCHEDULES, TrainConfig
-from nasdepth.train.cv import CVResult, cross_validate, records
-from nasdepth.train.device import configure_threads, resolve_device, seed_everything
-from nasdepth.train.fit import FoldResult, fit_fold, predict_proba
-from nasdepth.train.hooks import TrainHook
-from nasdepth.train.loop import DeviceOutOfMemoryError, NonFiniteLossError
-from nasdepth.train.metrics import LOWER_IS_BETTER, METRICS, classification_metrics
-from nasdepth.train.parallel import fit_folds_parallel
-from nasdepth.train.stream import (
-    DEVICE_FRACTION,
-    fold_device_bytes,
-    placement_decision,
-    resolve_placement,
-)
+Names load on first use (:mod:`nasdepth.lazy`)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nasdepth.lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(
+        ("OPTIMIZERS", "PLACEMENTS", "PRECISIONS", "SCHEDULES", "TrainConfig"),
+        "nasdepth.train.config",
+    ),
+    **dict.fromkeys(("CVResult", "cross_validate", "records"), "nasdepth.train.cv"),
+    **dict.fromkeys(
+        ("configure_threads", "resolve_device", "seed_everything"), "nasdepth.train.device"
+    ),
+    **dict.fromkeys(("FoldResult", "fit_fold", "predict_proba"), "nasdepth.train.fit"),
+    **dict.fromkeys(("TrainHook",), "nasdepth.train.hooks"),
+    **dict.fromkeys(("DeviceOutOfMemoryError", "NonFiniteLossError"), "nasdepth.train.loop"),
+    **dict.fromkeys(
+        ("LOWER_IS_BETTER", "METRICS", "classification_metrics"), "nasdepth.train.metrics"
+    ),
+    **dict.fromkeys(("fit_folds_parallel",), "nasdepth.train.parallel"),
+    **dict.fromkeys(
+        ("DEVICE_FRACTION", "fold_device_bytes", "placement_decision", "resolve_placement"),
+        "nasdepth.train.stream",
+    ),
+}
 __all__ = [
-    "DEVICE_FRACTION", "LOWER_IS_BETTER", "METRICS", "OPTIMIZERS", "PLACEMENTS", "PRECISIONS",
-    "SCHEDULES", "CVResult",
-    "DeviceOutOfMemoryError", "FoldResult", "NonFiniteLossError", "TrainConfig", "TrainHook",
-    "classification_metrics", "configure_threads", "cross_validate", "fit_fold",
-    "fit_folds_parallel", "fold_device_bytes", "placement_decision", "predict_proba", "records",
-    "resolve_device", "resolve_placement", "seed_everything",
+    "CVResult",
+    "DEVICE_FRACTION",
+    "DeviceOutOfMemoryError",
+    "FoldResult",
+    "LOWER_IS_BETTER",
+    "METRICS",
+    "NonFiniteLossError",
+    "OPTIMIZERS",
+    "PLACEMENTS",
+    "PRECISIONS",
+    "SCHEDULES",
+    "TrainConfig",
+    "TrainHook",
+    "classification_metrics",
+    "configure_threads",
+    "cross_validate",
+    "fit_fold",
+    "fit_folds_parallel",
+    "fold_device_bytes",
+    "placement_decision",
+    "predict_proba",
+    "records",
+    "resolve_device",
+    "resolve_placement",
+    "seed_everything",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from nasdepth.train.config import OPTIMIZERS, PLACEMENTS, PRECISIONS, SCHEDULES, TrainConfig
+    from nasdepth.train.cv import CVResult, cross_validate, records
+    from nasdepth.train.device import configure_threads, resolve_device, seed_everything
+    from nasdepth.train.fit import FoldResult, fit_fold, predict_proba
+    from nasdepth.train.hooks import TrainHook
+    from nasdepth.train.loop import DeviceOutOfMemoryError, NonFiniteLossError
+    from nasdepth.train.metrics import LOWER_IS_BETTER, METRICS, classification_metrics
+    from nasdepth.train.parallel import fit_folds_parallel
+    from nasdepth.train.stream import (
+        DEVICE_FRACTION,
+        fold_device_bytes,
+        placement_decision,
+        resolve_placement,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from nasdepth.data.augment import AugmentConfig
+from nasdepth.data.augment_config import AugmentConfig
 from nasdepth.errors import ConfigError, UnknownNameError
 
 OPTIMIZERS = ("adamw", "sgd")

@@ -24,7 +24,7 @@ from nasdepth.arch.blocks.base import SOURCE, register_block
 from nasdepth.arch.blocks.recurrent import SequenceBlock, SequenceNorm
 from nasdepth.arch.config import POSITIONALS, StageConfig
 from nasdepth.arch.layers import Ops
-from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.errors import UnknownNameError
 
 
 def sinusoidal(length: int, channels: int, device: torch.device, dtype: torch.dtype
@@ -74,16 +74,8 @@ class TransformerBlock(SequenceBlock):
     def __init__(self, in_channels: int, out_channels: int, *, stride: int, stage: StageConfig,
                  skip: bool, ops: Ops) -> None:
         super().__init__(in_channels, out_channels, stride=stride, stage=stage, skip=skip, ops=ops)
-        heads = stage.heads
-        if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1 \
-                or out_channels % heads:
-            raise ConfigError(SOURCE, "heads", heads,
-                              f"an int >= 1 that divides the stage width {out_channels}")
+        heads = stage.heads  # checked by the block's rules (nasdepth.arch.rules)
         e = 4.0 if stage.expansion is None else stage.expansion
-        if not e > 0:
-            raise ConfigError(SOURCE, "expansion", e, "a number > 0 (feed-forward width / width)")
-        if not isinstance(stage.norm_first, bool):
-            raise ConfigError(SOURCE, "norm_first", stage.norm_first, "true or false")
         self.norm_first = stage.norm_first
         # a wider stage projects its input; the embedding did so for the first one
         self.proj = nn.Linear(in_channels, out_channels) if in_channels != out_channels else None

@@ -5,12 +5,15 @@
 
 ``stage`` is the :class:`StageConfig` (kernel size, norm, activation, dropout, block options),
 ``skip`` switches every shortcut on or off and ``ops`` makes layers of the input's rank.
-Class attributes the builder reads: ``conv_only`` (cannot run on flat features), ``layers``
+What a block accepts (the input ranks it runs on, ``conv_only``: not on flat features, and its
+option checks) is in :mod:`nasdepth.arch.rules`, which needs no torch; the block checks them
+when it is built. Class attributes the builder reads: ``conv_only`` and ``ranks`` (copied from
+the rules at registration), ``layers``
 (weight layers on the main path, see :meth:`Block.count_layers`), ``preactivation`` (the
 network needs a final norm + activation after the last block, as DenseNet), ``transition`` (a
 module that opens every later stage of this block, as DenseNet's transition layers) and
-``strides_by_pool`` (the block cannot stride itself; a pooling layer downsamples before it),
-``ranks`` (the input ranks it runs on: sequence blocks take 1-D inputs only) and ``entry`` (a
+``strides_by_pool`` (the block cannot stride itself; a pooling layer downsamples before it)
+and ``entry`` (a
 module that opens a run of stages of this block, as a Transformer's embedding).
 """
 
@@ -21,20 +24,27 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from nasdepth.arch.config import DOWNSAMPLES, ArchConfig, StageConfig
+from nasdepth.arch.config import ArchConfig, StageConfig
 from nasdepth.arch.layers import Ops
-from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.arch.rules import BLOCK_RULES, SOURCE, BlockRules, check_block
+from nasdepth.errors import UnknownNameError
 
 BLOCKS: dict[str, type[Block]] = {}
-SOURCE = "the architecture"
 
 
 def register_block(name: str) -> Callable[[type[Block]], type[Block]]:
-    """Class decorator adding a block to :data:`BLOCKS`; a duplicate name is a bug."""
+    """Class decorator adding a block to :data:`BLOCKS`; a duplicate name is a bug. The
+    block's rules come from :data:`~nasdepth.arch.rules.BLOCK_RULES`; a block that has none
+    there (one of the user's own) adds them from its ``ranks`` and ``conv_only``."""
 
     def add(cls: type[Block]) -> type[Block]:
         if name in BLOCKS:
             raise ValueError(f"block {name!r} is registered twice")
+        rules = BLOCK_RULES.get(name)
+        if rules is None:
+            BLOCK_RULES[name] = BlockRules(ranks=tuple(cls.ranks), conv_only=cls.conv_only)
+        else:
+            cls.ranks, cls.conv_only = rules.ranks, rules.conv_only
         BLOCKS[name] = cls
         cls.name = name
         return cls
@@ -46,10 +56,6 @@ def get_block(name: str, source: str = SOURCE) -> type[Block]:
     if name not in BLOCKS:
         raise UnknownNameError(source, "block", name, BLOCKS)
     return BLOCKS[name]
-
-
-def flat_blocks() -> list[str]:
-    return sorted(n for n, b in BLOCKS.items() if not b.conv_only)
 
 
 class Block(nn.Module):
@@ -74,27 +80,9 @@ class Block(nn.Module):
         skip: bool, ops: Ops,
     ) -> None:
         super().__init__()
-        if ops.rank not in self.ranks:
-            shapes = {0: "flat (N, F)", 1: "1-D (N, C, L)", 2: "2-D (N, C, H, W)"}
-            fits = sorted(n for n, b in BLOCKS.items()
-                          if ops.rank in b.ranks and not (ops.flat and b.conv_only))
-            runs_on = " or ".join(shapes[r] for r in self.ranks)
-            raise ConfigError(SOURCE, "block", self.name,
-                              f"one of {', '.join(fits)} for {shapes[ops.rank]} inputs (a "
-                              f"{self.name} block runs on {runs_on} inputs only)")
-        if self.conv_only and ops.flat:
-            raise ConfigError(SOURCE, "block", self.name,
-                              f"one of {', '.join(flat_blocks())} for flat (N, F) inputs "
-                              "(it is a convolutional block: it needs 1-D or 2-D inputs)")
-        if stage.downsample not in DOWNSAMPLES:
-            raise UnknownNameError(SOURCE, "downsample", stage.downsample, DOWNSAMPLES)
-        for key in ("width", "kernel_size"):
-            if getattr(stage, key) < 1:
-                raise ConfigError(SOURCE, key, getattr(stage, key), "an int >= 1")
-        if stride < 1:
-            raise ConfigError(SOURCE, "stride", stride, "an int >= 1")
-        if not 0 <= stage.dropout < 1:
-            raise ConfigError(SOURCE, "dropout", stage.dropout, "a number in [0, 1)")
+        rules = BLOCK_RULES.get(self.name) or BlockRules(self.ranks, self.conv_only)
+        check_block(self.name, stage, width=out_channels, stride=stride, rank=ops.rank,
+                    rules=rules)
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.shortcut: nn.Module | None = None
         # Downsampling by pooling happens before the block, so its convolutions do not stride.

@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nasdepth.arch.blocks.base import SOURCE, Block, norm_act_conv, register_block
+from nasdepth.arch.blocks.base import Block, norm_act_conv, register_block
 from nasdepth.arch.config import StageConfig
 from nasdepth.arch.layers import Ops
-from nasdepth.errors import ConfigError
+from nasdepth.arch.rules import check_compression, dense_expansion
 
 
 class Transition(nn.Module):
@@ -17,8 +17,7 @@ class Transition(nn.Module):
 
     def __init__(self, in_channels: int, *, stride: int, stage: StageConfig, ops: Ops) -> None:
         super().__init__()
-        if not 0 < stage.compression <= 1:
-            raise ConfigError(SOURCE, "compression", stage.compression, "a number in (0, 1]")
+        check_compression(stage)
         self.in_channels, self.stride = in_channels, stride
         self.out_channels = max(1, int(in_channels * stage.compression))
         self.body = norm_act_conv(ops, in_channels, self.out_channels, stage, kernel_size=1)
@@ -28,13 +27,6 @@ class Transition(nn.Module):
         return self.pool(self.body(x))
 
 
-def _expansion(stage: StageConfig) -> float:
-    e = 4.0 if stage.expansion is None else stage.expansion
-    if e < 0:
-        raise ConfigError(SOURCE, "expansion", e, "a number >= 0 (0: no bottleneck)")
-    return e
-
-
 @register_block("dense")
 class DenseLayer(Block):
     """One DenseNet-BC layer: norm-act-1x1 (to ``expansion * growth``) -> norm-act-kxk (to
@@ -42,7 +34,6 @@ class DenseLayer(Block):
     become a plain pre-activation stack of ``growth`` channels. The stage's ``width`` is the
     growth rate unless ``growth_rate`` is set; strides happen in the transition layers."""
 
-    conv_only = True
     preactivation = True
     strides_by_pool = True
     transition = Transition
@@ -51,9 +42,7 @@ class DenseLayer(Block):
                  skip: bool, ops: Ops) -> None:
         super().__init__(in_channels, out_channels, stride=stride, stage=stage, skip=skip, ops=ops)
         growth = stage.width if stage.growth_rate is None else stage.growth_rate
-        if growth < 1:
-            raise ConfigError(SOURCE, "growth_rate", growth, "an int >= 1")
-        e = _expansion(stage)
+        e = dense_expansion(stage)
         layers: list[nn.Module] = []
         cin = in_channels
         if e > 0:
@@ -69,7 +58,7 @@ class DenseLayer(Block):
 
     @classmethod
     def count_layers(cls, stage: StageConfig) -> int:
-        return 2 if _expansion(stage) > 0 else 1
+        return 2 if dense_expansion(stage) > 0 else 1
 
     def main(self, x: torch.Tensor) -> torch.Tensor:
         new = self.drop(self.body(x))

@@ -6,17 +6,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nasdepth.arch.blocks.base import SOURCE, Block, conv_norm_act, register_block
+from nasdepth.arch.blocks.base import Block, conv_norm_act, register_block
 from nasdepth.arch.config import StageConfig
 from nasdepth.arch.layers import Ops
-from nasdepth.errors import ConfigError
-
-
-def _expansion(stage: StageConfig) -> float:
-    e = 1.0 if stage.expansion is None else stage.expansion
-    if e <= 0:
-        raise ConfigError(SOURCE, "expansion", e, "a number > 0 (1: no expansion layer)")
-    return e
+from nasdepth.arch.rules import mobile_expansion
 
 
 @register_block("dwsep")
@@ -27,13 +20,12 @@ class DepthwiseSeparableBlock(Block):
     shapes match (stride 1, same width); ``skip=False`` removes it.
     """
 
-    conv_only = True
     layers = 2
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int, stage: StageConfig,
                  skip: bool, ops: Ops) -> None:
         super().__init__(in_channels, out_channels, stride=stride, stage=stage, skip=skip, ops=ops)
-        e = _expansion(stage)
+        e = mobile_expansion(stage)
         hidden = in_channels if e == 1 else max(1, round(in_channels * e))
         layers: list[nn.Module] = []
         if hidden != in_channels:
@@ -48,7 +40,7 @@ class DepthwiseSeparableBlock(Block):
 
     @classmethod
     def count_layers(cls, stage: StageConfig) -> int:
-        return 2 if _expansion(stage) == 1 else 3
+        return 2 if mobile_expansion(stage) == 1 else 3
 
     def main(self, x: torch.Tensor) -> torch.Tensor:
         out = self.drop(self.body(x))

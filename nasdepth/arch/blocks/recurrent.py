@@ -14,15 +14,14 @@ PyTorch runs the two directions one after the other anyway.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from nasdepth.arch.blocks.base import SOURCE, Block, register_block
-from nasdepth.arch.config import NONLINEARITIES, StageConfig
+from nasdepth.arch.config import StageConfig
 from nasdepth.arch.layers import NORMS, Ops, _num_groups
-from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.arch.rules import check_gate_bias
+from nasdepth.errors import UnknownNameError
 
 TIME_SAMPLES = 8  # sampled steps of a TimeTap: 8 chunks per direction cost ~nothing extra
 
@@ -90,8 +89,6 @@ def under_vmap(x: torch.Tensor) -> bool:
 class SequenceBlock(Block):
     """Base of the sequence blocks: 1-D inputs only; a stride pools before the block."""
 
-    ranks = (1,)
-    conv_only = True  # never offered for flat features
     strides_by_pool = True
     #: the fold-parallel engine's ``vmap`` has no batching rule for the fused recurrent
     #: kernels: under it the block raises an error that names vmap, on which
@@ -108,11 +105,6 @@ class RecurrentBlock(SequenceBlock):
     def __init__(self, in_channels: int, out_channels: int, *, stride: int, stage: StageConfig,
                  skip: bool, ops: Ops) -> None:
         super().__init__(in_channels, out_channels, stride=stride, stage=stage, skip=skip, ops=ops)
-        if not isinstance(stage.bidirectional, bool):
-            raise ConfigError(SOURCE, "bidirectional", stage.bidirectional, "true or false")
-        if stage.bidirectional and out_channels % 2:
-            raise ConfigError(SOURCE, "width", out_channels,
-                              "an even int when bidirectional is on (each direction gets half)")
         self.bidirectional = stage.bidirectional
         hidden = out_channels // 2 if stage.bidirectional else out_channels
         self.rnn = self.make_cell(in_channels, hidden, stage)
@@ -178,15 +170,12 @@ class RNNBlock(RecurrentBlock):
     cell = nn.RNN
 
     def make_cell(self, cin: int, hidden: int, stage: StageConfig) -> nn.RNNBase:
-        if stage.nonlinearity not in NONLINEARITIES:
-            raise UnknownNameError(SOURCE, "nonlinearity", stage.nonlinearity, NONLINEARITIES)
         return nn.RNN(cin, hidden, nonlinearity=stage.nonlinearity, batch_first=True)
 
 
 def _gate_bias(rnn: nn.RNNBase, gate: int, hidden: int, value: float) -> None:
     """Start gate ``gate`` (its index in PyTorch's stacked gate weights) at bias ``value``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(SOURCE, "gate_bias", value, "a number (or null for the default)")
+    check_gate_bias(value)
     bias_ih: torch.Tensor = rnn.bias_ih_l0  # type: ignore[assignment]
     bias_hh: torch.Tensor = rnn.bias_hh_l0  # type: ignore[assignment]
     with torch.no_grad():

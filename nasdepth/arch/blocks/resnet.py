@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from nasdepth.arch.blocks.base import SOURCE, Block, conv_norm_act, register_block, shortcut
+from nasdepth.arch.blocks.base import Block, conv_norm_act, register_block, shortcut
 from nasdepth.arch.config import StageConfig
 from nasdepth.arch.layers import Ops
-from nasdepth.errors import ConfigError
 
 
 @register_block("plain")
@@ -61,8 +60,6 @@ class BottleneckBlock(Block):
     def __init__(self, in_channels: int, out_channels: int, *, stride: int, stage: StageConfig,
                  skip: bool, ops: Ops) -> None:
         super().__init__(in_channels, out_channels, stride=stride, stage=stage, skip=skip, ops=ops)
-        if not stage.bottleneck_ratio > 0:
-            raise ConfigError(SOURCE, "bottleneck_ratio", stage.bottleneck_ratio, "a number > 0")
         groups = self.groups(stage, out_channels)
         # the grouped conv needs a multiple of its groups: round down, keep at least one each
         inner = max(groups, int(out_channels * stage.bottleneck_ratio) // groups * groups)
@@ -92,11 +89,5 @@ class GroupedBlock(BottleneckBlock):
     width; the inner width ``int(width * bottleneck_ratio)`` is rounded down to a multiple of
     it (at least ``cardinality``), as torchvision's ``width_per_group`` arithmetic always is."""
 
-    conv_only = True
-
     def groups(self, stage: StageConfig, width: int) -> int:
-        c = stage.cardinality
-        if not isinstance(c, int) or isinstance(c, bool) or c < 1 or width % c:
-            raise ConfigError(SOURCE, "cardinality", c,
-                              f"an int >= 1 that divides the stage width {width}")
-        return c
+        return stage.cardinality  # checked by the block's rules (nasdepth.arch.rules)
