@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasdepth.data import CVConfig
 from nasdepth.errors import ConfigError, UnknownNameError
@@ -18,9 +18,11 @@ from nasdepth.space.recipe import momentum_conflict, training_conflicts
 from nasdepth.space.space import SearchSpace, load_space
 from nasdepth.study.names import check_name
 from nasdepth.study.registry import check_pruner, check_sampler
-from nasdepth.study.transfer import TransferSection, parse_transfer
 from nasdepth.train import METRICS, TrainConfig
 from nasdepth.yamlfile import read_yaml
+
+if TYPE_CHECKING:
+    from nasdepth.study.transfer import TransferSection
 
 STUDY_KEYS = {"name", "description", "data", "space", "cv", "training", "budget", "seed",
               "storage", "objective", "objectives", "sampler", "pruner", "constraints",
@@ -334,9 +336,18 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
         description=str(raw.get("description", "")),
         diagnosis=_diagnosis(raw, source),
         enqueue=_enqueue(raw, space, source),
-        transfer=parse_transfer(raw.get("transfer"), path, source, space, sampler,
-                                raw.get("diagnosis")),
+        transfer=_transfer(raw, path, source, space, sampler),
     )
+
+
+def _transfer(raw: dict[str, Any], path: Path, source: str, space: SearchSpace,
+              sampler: str) -> TransferSection | None:
+    """The ``transfer:`` section (its checks read the checkpoint: torch loads only here)."""
+    if raw.get("transfer") is None:
+        return None
+    from nasdepth.study.transfer import parse_transfer
+
+    return parse_transfer(raw["transfer"], path, source, space, sampler, raw.get("diagnosis"))
 
 
 def read_study_yaml(path: str | Path) -> dict[str, Any]:
