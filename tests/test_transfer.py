@@ -246,3 +246,28 @@ def test_feature_extraction_matches_fine_tune_of_no_block(source: Path, target: 
     assert fe.settings["transfer"]["frozen"] == ft0.settings["transfer"]["frozen"]
     assert np.allclose(fe.folds["val_log_loss"], ft0.folds["val_log_loss"], atol=1e-4)
     assert fe.folds["seconds"].sum() < ft0.folds["seconds"].sum()
+
+
+def test_torchvision_checkpoint_transfers_into_its_preset(tmp_path: Path) -> None:
+    """A torchvision resnet18 state_dict (random weights) as the source of feature extraction
+    on gray 64x64 images: refused until the channels are adapted, then only the head trains."""
+    import torchvision
+
+    from nasdepth.arch import preset
+
+    path = tmp_path / "r18.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 1, 64, 64, generator=gen)
+    gray = Dataset(x, torch.arange(24) % 2, "gray", 2, ["a", "b"])
+    arch = preset("resnet18", (3, 64, 64), 2)
+    t = TransferConfig(str(path), "feature_extraction")
+    with pytest.raises(ConfigError, match="adapt.channels.*1 channels.*takes 3"):
+        cross_validate_transfer(arch, gray, t, folds=2, training=TrainConfig(epochs=1))
+    t = TransferConfig(str(path), "feature_extraction", adapt=AdaptConfig(channels="repeat"))
+    res = cross_validate_transfer(arch, gray, t, folds=2,
+                                  training=TrainConfig(epochs=1, batch_size=12))
+    assert res.settings["transfer"]["adapted"] == ["channels repeated 3x: 1 -> 3"]
+    assert len(res.settings["transfer"]["frozen"]) == 1 + 8  # the stem and 8 basic blocks
+    assert res.folds["params"].iloc[0] == 512 * 2 + 2  # the fresh classifier only

@@ -157,3 +157,12 @@ def test_transfer_trial_exports_and_diagnoses(exported: Path, capsys) -> None:
     assert cli(["diagnose", "--study", str(path), "--trial", str(n), "--controls",
                 "shuffled"]) == 2
     assert "shallow or none for a transfer trial" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_bad_transfer_section(exported: Path, capsys) -> None:
+    from nasdepth.cli import main as cli
+
+    path = _target(exported.parent.parent, {"weights": "models/source.pt", "mode": "finetune"})
+    assert cli(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Did you mean 'fine_tune'" in err and "Traceback" not in err
