@@ -271,3 +271,40 @@ def test_torchvision_checkpoint_transfers_into_its_preset(tmp_path: Path) -> Non
     assert res.settings["transfer"]["adapted"] == ["channels repeated 3x: 1 -> 3"]
     assert len(res.settings["transfer"]["frozen"]) == 1 + 8  # the stem and 8 basic blocks
     assert res.folds["params"].iloc[0] == 512 * 2 + 2  # the fresh classifier only
+
+
+def test_gradual_unfreezing_unfreezes_one_block_per_period(source: Path,
+                                                           target: Dataset) -> None:
+    """trainable_blocks 1, unfreeze_every 2 over 4 epochs: block 2 trains from the start,
+    block 1 from epoch 2, block 0 and the stem never; a block gets optimizer state only once
+    it trains."""
+    t = TransferConfig(str(source), "fine_tune", 1, 0.3, unfreeze_every=2)
+    torch.manual_seed(1)
+    prep = prepare_model(ARCH, target.input_shape, 5, t, read_source(source))
+    assert [n for n, _ in prep.later] == ["block1.ResidualBlock", "block0.ResidualBlock"]
+    loaded = _snapshot(prep.model)
+    on_epoch, done = prep.unfreezer(2)
+    idx = np.arange(len(target))
+    fit_fold(prep.model, target, idx[:120], idx[120:], training=TrainConfig(epochs=4, lr=0.01),
+             seed=0, device=CPU, lr_groups=prep.lr_groups, on_epoch=on_epoch)
+    assert done == [{"epoch": 2, "block": "block1.ResidualBlock"}]
+    after = prep.model.state_dict()
+    for key in ("stem.0.0.weight", "blocks.0.conv1.0.weight", "blocks.0.conv1.1.running_mean"):
+        assert torch.equal(after[key], loaded[key]), key  # never trained
+    assert not torch.equal(after["blocks.1.conv1.0.weight"], loaded["blocks.1.conv1.0.weight"])
+
+    # optimizer state: none for a listed block while it is frozen, from its first step on
+    torch.manual_seed(1)
+    prep = prepare_model(ARCH, target.input_shape, 5, t, read_source(source))
+    on_epoch, _ = prep.unfreezer(2)
+    step = TrainStep(prep.model, TrainConfig(lr=0.01), CPU, 4, lr_groups=prep.lr_groups)
+    xb, yb = Standardizer.fit(target.x)(target.x[:32]), target.y[:32]
+    block1 = {id(p) for p in prep.model.blocks[1].parameters()}
+    prep.model.train()
+    step(xb, yb)
+    assert not block1 & {id(p) for p in step.opt.state}
+    on_epoch(2)
+    step(xb, yb)
+    assert block1 <= {id(p) for p in step.opt.state}
+    with pytest.raises(ConfigError, match="unfreeze_every"):
+        TransferConfig(str(source), "fine_tune", None, unfreeze_every=2).validate()

@@ -54,7 +54,7 @@ def test_target_study_searches_the_modes(exported: Path) -> None:
         "mode": {"type": "categorical", "choices": ["scratch", "feature_extraction",
                                                     "fine_tune"]},
         "trainable_blocks": {"type": "categorical", "choices": [1, 3]},
-        "body_lr_factor": 0.3, "learning_curve": [0.5]})
+        "body_lr_factor": 0.3, "unfreeze_every": 4, "learning_curve": [0.5]})
     cfg = load_study(path)
     assert cfg.transfer is not None and cfg.transfer.arch is not None
     study = run_study(path, progress=False, probes=False)
@@ -69,6 +69,8 @@ def test_target_study_searches_the_modes(exported: Path) -> None:
         assert r.params["transfer.mode"] == r.transfer["mode"]
         if r.transfer["mode"] == "fine_tune":
             assert r.transfer["body_lr_factor"] == 0.3
+            # gradual unfreezing: one more block before epoch 4 (of 8)
+            assert r.transfer["unfreeze_every"] == 4 and len(r.transfer["unfrozen"]) == 1
             assert len(r.transfer["frozen"]) == 1 + 4 - r.transfer["trainable_blocks"]
 
     from nasdepth.report.tables import collect
@@ -97,7 +99,10 @@ def test_target_study_searches_the_modes(exported: Path) -> None:
                                                           "high": 9}},
      "trainable_blocks.*<= 4 \\(the checkpoint's blocks\\).*Got 9"),
     ({"weights": "models/source.pt", "body_lr_factor": 0}, "body_lr_factor.*\\(0, 10\\]"),
-    ({"weights": "models/source.pt", "unfreeze": 1}, "transfer.unfreeze"),
+    ({"weights": "models/source.pt", "unfreeze": 1}, "Did you mean 'unfreeze_every'"),
+    ({"weights": "models/source.pt", "unfreeze_every": 2}, "without a trainable_blocks"),
+    ({"weights": "models/source.pt", "trainable_blocks": 1, "unfreeze_every": -1},
+     "unfreeze_every.*an int >= 0"),
     ({"weights": "models/source.pt", "learning_curve": [1.5]}, "learning_curve"),
     ({"weights": "models/source.pt", "adapt": {"size": "crop"}}, "Did you mean 'keep'|resize"),
 ])

@@ -13,7 +13,8 @@ factor, the input adaptation and the learning curve, validated when the study fi
 
 Every key but ``weights``, ``adapt`` and ``learning_curve`` is fixed or searched with the
 search-space vocabulary; Optuna knows them as ``transfer.mode``, ``transfer.trainable_blocks``
-and ``transfer.body_lr_factor`` (the last two only where the mode is ``fine_tune``).
+``transfer.body_lr_factor`` and ``transfer.unfreeze_every`` (these three only where the mode
+is ``fine_tune``; ``unfreeze_every``, gradual unfreezing, only with a ``trainable_blocks``).
 
 A nasdepth model file names its architecture: the study's candidates then have that
 architecture, and the space may search training-recipe keys only. With a ``state_dict``
@@ -41,10 +42,10 @@ from nasdepth.train.cv import CVResult, records
 from nasdepth.train.transfer import MODES, AdaptConfig, TransferConfig, adapt_data
 from nasdepth.train.transfer_cv import cross_validate_transfer
 
-TRANSFER_KEYS = ("weights", "mode", "trainable_blocks", "body_lr_factor", "adapt",
-                 "learning_curve")
+TRANSFER_KEYS = ("weights", "mode", "trainable_blocks", "body_lr_factor", "unfreeze_every",
+                 "adapt", "learning_curve")
 #: the searchable keys and the Optuna prefix of their names
-SEARCHED = ("mode", "trainable_blocks", "body_lr_factor")
+SEARCHED = ("mode", "trainable_blocks", "body_lr_factor", "unfreeze_every")
 PREFIX = "transfer."
 
 
@@ -75,20 +76,24 @@ class TransferSection:
         """One candidate's transfer settings (blocks and factor only for ``fine_tune``)."""
         mode_p = self._param("mode")
         mode = "fine_tune" if mode_p is None else mode_p.suggest(trial)  # type: ignore[arg-type]
-        blocks, factor = None, 1.0
+        blocks, factor, every = None, 1.0, 0
         if mode == "fine_tune":
             bp, fp = self._param("trainable_blocks"), self._param("body_lr_factor")
+            up = self._param("unfreeze_every")
             blocks = None if bp is None else bp.suggest(trial)  # type: ignore[arg-type]
             factor = 1.0 if fp is None else float(fp.suggest(trial))  # type: ignore[arg-type]
+            if up is not None and blocks is not None:
+                every = int(up.suggest(trial))  # type: ignore[arg-type]
         return TransferConfig(weights=self.weights, mode=str(mode), trainable_blocks=blocks,
-                              body_lr_factor=factor, adapt=self.adapt).validate()
+                              body_lr_factor=factor, adapt=self.adapt,
+                              unfreeze_every=every).validate()
 
     def size(self) -> int | None:
         """Distinct transfer candidates (None where a searched value is continuous)."""
         mode = self._param("mode")
         modes = ["fine_tune"] if mode is None else mode.values() or []
         tuned = 1
-        for name in ("trainable_blocks", "body_lr_factor"):
+        for name in ("trainable_blocks", "body_lr_factor", "unfreeze_every"):
             p = self._param(name)
             values = [None] if p is None else p.values()
             if values is None:
@@ -152,6 +157,19 @@ def _factor_param(spec: Any, source: str) -> Param:
     return p
 
 
+def _every_param(spec: Any, source: str) -> Param:
+    key = f"{PREFIX}unfreeze_every"
+    p = Param.parse("unfreeze_every", spec, source, key)
+    if p.kind == "float":
+        raise ConfigError(source, f"{key}.type", p.kind, "int, categorical or a fixed int")
+    values = p.values() if p.kind != "int" else [int(p.low), int(p.high)]
+    for value in values or []:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(source, key, value, "an int >= 0 (epochs between unfreezing one "
+                              "more block; 0: off)")
+    return p
+
+
 def _fractions(spec: Any, source: str) -> tuple[float, ...]:
     key = f"{PREFIX}learning_curve"
     if spec is None:
@@ -206,7 +224,8 @@ def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
     params = [_mode_param(raw.get("mode", "fine_tune"), source)]
     modes = set(params[0].values() or [])
     for key, parse in (("trainable_blocks", lambda s: _blocks_param(s, source, n_blocks)),
-                       ("body_lr_factor", lambda s: _factor_param(s, source))):
+                       ("body_lr_factor", lambda s: _factor_param(s, source)),
+                       ("unfreeze_every", lambda s: _every_param(s, source))):
         if key not in raw:
             continue
         if "fine_tune" not in modes:
@@ -214,6 +233,11 @@ def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
                               "absent: only the fine_tune mode uses it and the study's modes "
                               f"are {', '.join(sorted(modes))}")
         params.append(parse(raw[key]))
+    if "unfreeze_every" in raw and raw.get("trainable_blocks") is None:
+        raise ConfigError(source, f"{PREFIX}unfreeze_every", raw["unfreeze_every"],
+                          "absent without a trainable_blocks count (gradual unfreezing starts "
+                          "from the top trainable_blocks and unfreezes one more every N "
+                          "epochs)")
     adapt = AdaptConfig.from_dict(raw.get("adapt"), source)
     if adapt.channels == "new_stem" and "feature_extraction" in modes:
         raise ConfigError(source, "transfer.adapt.channels", "new_stem",

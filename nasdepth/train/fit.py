@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,6 +170,7 @@ def fit_fold(
     placement: str | None = None,
     lr_groups: LRGroups | None = None,
     standardize: bool = True,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> FoldResult:
     """Train ``model`` on ``train_idx`` and score it on ``val_idx`` (and ``test_idx``),
     standardized with statistics of the training part only.
@@ -185,7 +186,8 @@ def fit_fold(
     (``requires_grad`` False) get no optimizer state, and normalization layers whose
     parameters are all frozen stay in eval mode while the rest trains. ``standardize``
     False feeds the rows as they are (a frozen body's cached features, which its head was
-    pre-trained on unstandardized).
+    pre-trained on unstandardized). ``on_epoch(epoch)`` runs before each epoch (gradual
+    unfreezing changes ``requires_grad`` there).
     """
     start = time.perf_counter()
     n_test = 0 if test_idx is None else len(test_idx)
@@ -259,6 +261,8 @@ def fit_fold(
     history = []
     epochs_run = 0
     for epoch in range(training.epochs):
+        if on_epoch is not None:
+            on_epoch(epoch)
         model.train()
         frozen_norms_eval(model)  # a frozen part keeps its running statistics
         step.start_epoch()

@@ -115,9 +115,11 @@ class TrainStep:
         else:
             self.model = model
             self.params = [p for p in model.parameters() if p.requires_grad]
-        if lr_groups is not None:  # frozen tensors get no optimizer state
-            self.params = [p for ps, _ in lr_groups for p in ps if p.requires_grad]
-            lr_groups = [([p for p in ps if p.requires_grad], f) for ps, f in lr_groups]
+        if lr_groups is not None:
+            # as given: a tensor that gets no gradient (frozen; ``requires_grad`` False) gets
+            # no optimizer state either, so a block unfrozen later (gradual unfreezing) can
+            # be listed from the start
+            self.params = [p for ps, _ in lr_groups for p in ps]
         self.forward: Callable[..., Any] = compiled if compiled is not None else model
         self.opt, self.sched = make_optimizer(self.params, training, device, steps_per_epoch,
                                               lr_groups)

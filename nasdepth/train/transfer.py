@@ -15,6 +15,8 @@ the target's classes are not the checkpoint's.
 - ``fine_tune``: the top ``trainable_blocks`` blocks and the head train, the stem and lower
   blocks are frozen (None: everything trains); the pre-trained part trains at
   ``body_lr_factor`` times the head's rate.
+  ``unfreeze_every: E`` (gradual unfreezing) unfreezes the next block below every ``E``
+  epochs, from the top down (the stem stays frozen).
 
 A frozen parameter has ``requires_grad`` False and gets no optimizer state; a normalization
 layer whose parameters are all frozen stays in eval mode (``loop.frozen_norms_eval``).
@@ -29,6 +31,7 @@ for networks that pool globally).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -92,6 +95,7 @@ class TransferConfig:
     trainable_blocks: int | None = None
     body_lr_factor: float = 1.0
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    unfreeze_every: int = 0
 
     def validate(self, source: str = SOURCE) -> TransferConfig:
         if self.mode not in MODES:
@@ -107,13 +111,22 @@ class TransferConfig:
         if not isinstance(f, (int, float)) or isinstance(f, bool) or not 0 < f <= 10 \
                 or not math.isfinite(f):
             raise ConfigError(source, "transfer.body_lr_factor", f, "a number in (0, 10]")
+        u = self.unfreeze_every
+        if not isinstance(u, int) or isinstance(u, bool) or u < 0:
+            raise ConfigError(source, "transfer.unfreeze_every", u,
+                              "an int >= 0 (epochs between unfreezing one more block; 0: off)")
+        if u and (self.mode != "fine_tune" or self.trainable_blocks is None):
+            raise ConfigError(source, "transfer.unfreeze_every", u,
+                              "0 unless the mode is fine_tune with a trainable_blocks count "
+                              "(the blocks that train from the start)")
         self.adapt.validate(source)
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return {"weights": self.weights, "mode": self.mode,
                 "trainable_blocks": self.trainable_blocks,
-                "body_lr_factor": self.body_lr_factor, "adapt": self.adapt.to_dict()}
+                "body_lr_factor": self.body_lr_factor, "adapt": self.adapt.to_dict(),
+                "unfreeze_every": self.unfreeze_every}
 
     @classmethod
     def from_record(cls, d: dict[str, Any], source: str = SOURCE) -> TransferConfig:
@@ -200,6 +213,21 @@ class PreparedModel:
     frozen: list[str] = field(default_factory=list)
     fresh: list[str] = field(default_factory=list)
     lr_groups: LRGroups | None = None
+    #: gradual unfreezing: the frozen blocks, next to unfreeze first (top down)
+    later: list[tuple[str, nn.Module]] = field(default_factory=list)
+
+    def unfreezer(self, every: int) -> tuple[Callable[[int], None], list[dict[str, Any]]]:
+        """``on_epoch`` for ``fit_fold``: before epochs ``every``, ``2 * every``, ... the
+        next frozen block trains; the list records ``{epoch, block}`` as it goes."""
+        queue, done = list(self.later), []
+
+        def on_epoch(epoch: int) -> None:
+            if every and epoch and epoch % every == 0 and queue:
+                name, module = queue.pop(0)
+                module.requires_grad_(True)
+                done.append({"epoch": epoch, "block": name})
+
+        return on_epoch, done
 
 
 def freeze(model: Network, mode: str, trainable_blocks: int | None,
@@ -227,11 +255,16 @@ def freeze(model: Network, mode: str, trainable_blocks: int | None,
     return [name for name, _ in frozen]
 
 
-def lr_groups(model: Network, factor: float, fresh: tuple[nn.Module, ...] = ()) -> LRGroups:
-    """Head and new modules at the full rate (first group), the rest at ``factor``."""
+def lr_groups(model: Network, factor: float, fresh: tuple[nn.Module, ...] = (),
+              later: tuple[nn.Module, ...] = ()) -> LRGroups:
+    """Head and new modules at the full rate (first group), the trainable rest at ``factor``;
+    frozen parameters are left out, except those of ``later`` (blocks unfrozen during the
+    training, listed from the start: they get optimizer state once they get gradients)."""
     new = {id(p) for m in (model.head, *fresh) for p in m.parameters()}
+    soon = {id(p) for m in later for p in m.parameters()}
     full = [p for p in model.parameters() if id(p) in new]
-    body = [p for p in model.parameters() if id(p) not in new]
+    body = [p for p in model.parameters() if id(p) not in new
+            and (p.requires_grad or id(p) in soon)]
     return [(full, 1.0), (body, float(factor))]
 
 
@@ -261,9 +294,13 @@ def prepare_model(arch: ArchConfig, input_shape: tuple[int, ...], num_classes: i
         keep = (model.get_submodule(name),)
     frozen = freeze(model, transfer.mode, transfer.trainable_blocks, keep)
     groups = None
+    later: list[tuple[str, nn.Module]] = []
+    if transfer.unfreeze_every:
+        units = dict(model.named_blocks())
+        later = [(n, units[n]) for n in reversed(frozen) if n != "stem"]
     if transfer.mode == "fine_tune":
-        groups = lr_groups(model, transfer.body_lr_factor, keep)
-    return PreparedModel(model, frozen=frozen, fresh=fresh, lr_groups=groups)
+        groups = lr_groups(model, transfer.body_lr_factor, keep, tuple(m for _, m in later))
+    return PreparedModel(model, frozen=frozen, fresh=fresh, lr_groups=groups, later=later)
 
 
 def _classifier(model: Network) -> nn.Linear:

@@ -148,6 +148,7 @@ def cross_validate_transfer(
     probe = prepare_model(arch, data.input_shape, data.num_classes, transfer, src)
     params = count_parameters(probe.model)  # the trainable ones
     results: list[FoldResult] = []
+    unfrozen: list[dict[str, object]] = []
     try:
         for k, (tr, va) in enumerate(splits):
             torch.manual_seed(seeds[k])  # the fold's fresh parts (head, new stem, scratch)
@@ -157,10 +158,11 @@ def cross_validate_transfer(
                                            seed=seeds[k], device=device, fold=k, hooks=hooks,
                                            test_idx=resolved.test, n_used=n_used)
             else:
+                on_epoch, unfrozen = prepared.unfreezer(transfer.unfreeze_every)
                 result = fit_fold(prepared.model, data, tr, va, training=training,
                                   seed=seeds[k], device=device, fold=k, hooks=hooks,
                                   test_idx=resolved.test, n_used=n_used, placement=placement,
-                                  lr_groups=prepared.lr_groups)
+                                  lr_groups=prepared.lr_groups, on_epoch=on_epoch)
             result.row["params"] = params
             result.row["mode"] = transfer.mode
             results.append(result)
@@ -181,7 +183,7 @@ def cross_validate_transfer(
                   "n_test": int(len(resolved.test)), "lr_find": None,
                   "transfer": {**transfer.to_dict(), "frozen": probe.frozen,
                                "fresh": probe.fresh, "adapted": notes,
-                               "train_fraction": train_fraction,
+                               "train_fraction": train_fraction, "unfrozen": unfrozen,
                                "n_blocks": len(probe.model.blocks)}},
         traces=[t for r in results for t in r.traces],
     )
