@@ -44,8 +44,7 @@ from nasdepth.train.transfer_cv import cross_validate_transfer
 
 TRANSFER_KEYS = ("weights", "mode", "trainable_blocks", "body_lr_factor", "unfreeze_every",
                  "adapt", "learning_curve")
-#: the searchable keys and the Optuna prefix of their names
-SEARCHED = ("mode", "trainable_blocks", "body_lr_factor", "unfreeze_every")
+#: the prefix of the searched keys' Optuna names
 PREFIX = "transfer."
 
 
@@ -60,6 +59,9 @@ class TransferSection:
     source: SourceModel
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     learning_curve: tuple[float, ...] = ()
+    #: ``weights`` as the study file spells it (the study's identity: the same study run from
+    #: another folder resolves it to another path)
+    spelled: str = ""
 
     @property
     def arch(self) -> ArchConfig | None:
@@ -105,7 +107,7 @@ class TransferSection:
         return adapt_data(data, self.source, self.adapt, where)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"weights": self.weights, "adapt": self.adapt.to_dict(),
+        return {"weights": self.spelled or self.weights, "adapt": self.adapt.to_dict(),
                 "learning_curve": list(self.learning_curve),
                 "params": [{"name": p.key, "kind": p.kind, "value": p.value, "low": p.low,
                             "high": p.high, "log": p.log, "choices": list(p.choices)}
@@ -243,7 +245,8 @@ def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
         raise ConfigError(source, "transfer.adapt.channels", "new_stem",
                           "repeat when the modes include feature_extraction (its features are "
                           "computed once: a new stem convolution would never train)")
-    section = TransferSection(weights=str(path), params=tuple(params), source=src,
+    section = TransferSection(weights=str(path.resolve()), params=tuple(params), source=src,
+                              spelled=weights,
                               adapt=adapt,
                               learning_curve=_fractions(raw.get("learning_curve"), source))
     if sampler == "grid" and section.searched:

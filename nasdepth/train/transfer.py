@@ -311,11 +311,6 @@ def _classifier(model: Network) -> nn.Linear:
     return linears[-1]
 
 
-def frozen_parameters(model: nn.Module) -> list[str]:
-    """Names of the parameters that do not train."""
-    return [n for n, p in model.named_parameters() if not p.requires_grad]
-
-
 def head_of(model: Network) -> tuple[nn.Module, nn.Module]:
     """(body, head) of a network: the body (stem + blocks) as one module, in eval mode."""
     body = nn.Sequential(model.stem, model.blocks)

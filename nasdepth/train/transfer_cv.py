@@ -193,8 +193,3 @@ def prepared_fresh(notes: Sequence[str]) -> bool:
     """Did the adaptation give the network a new stem convolution?"""
     return any(n.startswith("new stem") for n in notes)
 
-
-def mean_fold_time(result: CVResult) -> float:
-    """Mean seconds per fold (training and scoring; the body's features included)."""
-    return float(result.folds["seconds"].mean())
-
