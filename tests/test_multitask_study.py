@@ -51,6 +51,10 @@ def test_tasks_section_sets_the_objectives(tmp_path: Path) -> None:
     raw["tasks"]["branch_at"] = {"low": 2, "high": 1}
     with pytest.raises(NasdepthError, match="tasks.branch_at"):
         study_from_dict(raw, tmp_path / "mt.yaml")
+    raw = yaml.safe_load(_study(tmp_path).read_text())
+    raw["transfer"] = {"weights": "model.pt", "mode": "fine_tune"}
+    with pytest.raises(NasdepthError, match="'transfer'.*absent in a multitask study"):
+        study_from_dict(raw, tmp_path / "mt.yaml")
 
 
 def test_multitask_study_records_tasks_and_baselines(tmp_path: Path) -> None:

@@ -66,7 +66,8 @@ def parse_arch(spec: str, data: Dataset) -> ArchConfig:
     raise UnknownNameError("--arch", "arch", spec, ["FILE.yaml", "FILE.json", "{...}", *PRESETS])
 
 
-def _trial_arch(args: argparse.Namespace) -> tuple[ArchConfig, TrainConfig, Any, Dataset]:
+def _trial_arch(args: argparse.Namespace
+                ) -> tuple[ArchConfig, TrainConfig, Any, Dataset, dict[str, Any] | None]:
     import optuna
 
     from nasdepth.arch import ArchConfig
@@ -94,7 +95,7 @@ def _trial_arch(args: argparse.Namespace) -> tuple[ArchConfig, TrainConfig, Any,
     # the recipe the trial ran with (older records lack it: the study's own then)
     training = TrainConfig.from_dict(rec.training, source) if rec.training else cfg.training
     data = load_data(cfg.data, source=str(cfg.path))
-    return ArchConfig.from_dict(rec.arch, source=source), training, cfg, data
+    return ArchConfig.from_dict(rec.arch, source=source), training, cfg, data, rec.transfer
 
 
 def _training(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
@@ -130,6 +131,22 @@ def _diagnose_multitask(args: argparse.Namespace, cfg: Any, data: Any, training:
     return diagnose_tasks(result, data, controls=controls)
 
 
+def _transfer_cv(arch: ArchConfig, data: Dataset, transfer: dict[str, Any], cfg: Any, seed: int,
+                 training: TrainConfig, hook: Any, controls: list[str]) -> Any:
+    """A transfer trial cross-validated again as it ran (checkpoint, mode, frozen blocks)."""
+    from nasdepth.train.transfer import TransferConfig
+    from nasdepth.train.transfer_cv import cross_validate_transfer
+
+    costly = [c for c in controls if c != "shallow"]
+    if costly:
+        raise ConfigError("the command line", "--controls", ",".join(costly),
+                          "shallow or none for a transfer trial (the other controls retrain "
+                          "the architecture from scratch)")
+    return cross_validate_transfer(arch, data, TransferConfig.from_record(transfer, str(cfg.path)),
+                                   cv=cfg.cv, seed=seed, training=training, hooks=[hook],
+                                   source=str(cfg.path))
+
+
 def run_diagnosis(args: argparse.Namespace) -> Diagnosis:
     from nasdepth.data import load_data
     from nasdepth.diagnosis import diagnose, parse_controls
@@ -140,15 +157,19 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis:
     if args.study:
         if args.trial is None:
             raise ConfigError("the command line", "--trial", None, "set with --study")
-        arch, trained_with, cfg, data = _trial_arch(args)
+        arch, trained_with, cfg, data, transfer = _trial_arch(args)
         training = _training(trained_with, args)
         seed = cfg.cv_seed if args.seed is None else args.seed
         if cfg.tasks is not None:  # a multitask trial: a verdict per task
             return _diagnose_multitask(args, cfg, data, training, seed, controls)
         hook = ProbeHook()
         try:
-            result = cross_validate(arch, data, cv=cfg.cv, seed=seed, training=training,
-                                    hooks=[hook], source=str(cfg.path))
+            if transfer is not None:  # from the checkpoint, with the trial's frozen parts
+                result = _transfer_cv(arch, data, transfer, cfg, seed, training, hook,
+                                      controls)
+            else:
+                result = cross_validate(arch, data, cv=cfg.cv, seed=seed, training=training,
+                                        hooks=[hook], source=str(cfg.path))
         except NonFiniteLossError as exc:
             hook.close(str(exc))
             return diagnose(hook)

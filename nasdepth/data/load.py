@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from nasdepth.data.dataset import Dataset
 from nasdepth.data.sources import SOURCES, Source, opt_int
@@ -21,12 +22,14 @@ from nasdepth.data.tasks import derive_tasks, with_stratify
 from nasdepth.errors import ConfigError, UnknownNameError
 
 #: options every source takes: ``limit`` keeps a stratified, seeded subsample of that many
-#: samples (a data-limited version of a large set, e.g. 2,000 MNIST digits); ``stratify``
-#: names the task the CV (and ``limit``) stratify on, for data with several tasks.
+#: samples (a data-limited version of a large set, e.g. 2,000 MNIST digits); ``classes`` keeps
+#: the samples of the listed classes (by name), relabelled in that order (a source task of
+#: digits 0-4 and a target task of digits 5-9 from one set), before ``limit`` applies;
+#: ``stratify`` names the task the CV (and ``limit``) stratify on, for data with several tasks.
 #: ``derive`` makes tasks from the labels of a single-task source (``nasdepth.data.tasks``:
 #: ``{digit: label, parity: parity}``), ``derive_seed`` seeds its ``noise`` task.
-COMMON_OPTIONS: dict[str, Any] = {"limit": None, "limit_seed": 0, "stratify": None,
-                                  "derive": None, "derive_seed": 0}
+COMMON_OPTIONS: dict[str, Any] = {"limit": None, "limit_seed": 0, "classes": None,
+                                  "stratify": None, "derive": None, "derive_seed": 0}
 FILE_KINDS = {".npz": "npz", ".npy": "npy", ".csv": "csv"}
 
 
@@ -75,6 +78,8 @@ def load_data(spec: str | PathLike | Mapping[str, Any], *, source: str | None = 
             raise UnknownNameError(label, f"data option of {kind}", key, valid)
     opts = {**valid, **options}
     data = src.load(rest, opts, label)
+    if opts["classes"] is not None:
+        data = keep_classes(data, opts["classes"], label)
     if opts["derive"] is not None:
         data = derive_tasks(data, opts["derive"], opt_int(opts, "derive_seed", label, low=0),
                             label)
@@ -84,6 +89,30 @@ def load_data(spec: str | PathLike | Mapping[str, Any], *, source: str | None = 
         data = subsample(data, opt_int(opts, "limit", label, low=2),
                          opt_int(opts, "limit_seed", label, low=0), label)
     return data
+
+
+def keep_classes(data: Dataset, classes: Any, source: str) -> Dataset:
+    """The samples of ``classes`` (class names, or their ints), labelled 0..n-1 in that
+    order."""
+    names = [str(c) for c in data.class_names] or [str(i) for i in range(data.num_classes)]
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise ConfigError(source, "data.classes", classes,
+                          "a list of at least two class names, e.g. [5, 6, 7, 8, 9]")
+    index = []
+    for c in classes:
+        if str(c) not in names:
+            raise UnknownNameError(source, "data.classes", c, names)
+        index.append(names.index(str(c)))
+    if len(set(index)) != len(index):
+        raise ConfigError(source, "data.classes", classes, "a list without repeats")
+    new = torch.full((data.num_classes,), -1, dtype=torch.long)
+    new[torch.tensor(index)] = torch.arange(len(index))
+    keep = np.where(np.isin(data.y_numpy, index))[0]
+    out = data.subset(keep)
+    out.y = new[out.y.long()].to(data.y.dtype)
+    out.num_classes, out.class_names = len(index), [names[i] for i in index]
+    out.name = f"{data.name}[classes {','.join(map(str, classes))}]"
+    return out
 
 
 def subsample(data: Dataset, n: int, seed: int, source: str) -> Dataset:

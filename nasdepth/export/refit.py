@@ -26,6 +26,7 @@ from torch import nn
 from nasdepth.arch import ArchConfig, build_model, count_parameters
 from nasdepth.data import CVConfig, Dataset, Splits, load_data
 from nasdepth.export.model import ExportedModel, save_model, standardization_dict
+from nasdepth.export.transfer import refit_transfer, transfer_of
 from nasdepth.export.trial import (
     StudySettings,
     cv_scores,
@@ -183,6 +184,7 @@ def export_model(
     dev = resolve_device(training.device)
     if data is None:
         data = load_data(settings.data, source=source)
+    transfer, data = transfer_of(record, data, source, ensemble)  # adapted as the trial's
     resolved = trial_splits(record, settings, data)
     splits, test_idx = list(resolved.folds), resolved.test
     cv_idx = np.setdiff1d(np.arange(len(data)), test_idx)  # every sample not held out
@@ -219,7 +221,9 @@ def export_model(
         seed = settings.cv_seed * 1000 + len(splits)  # next to the fold seeds, distinct
         say(f"Refitting on {len(cv_idx)} samples (all but the {len(test_idx)} held out) for "
             f"{epochs} epochs ({rule}) on {dev} ...")
-        model, std, info = _refit(arch, data, cv_idx, test_idx, used, seed, dev)
+        model, std, info = (
+            _refit(arch, data, cv_idx, test_idx, used, seed, dev) if transfer is None
+            else refit_transfer(arch, data, cv_idx, test_idx, used, seed, dev, transfer))
         members, standardizations = [model.eval()], [std]
         refit = {"kind": "refit", "members": 1, "epochs": epochs, "epochs_rule": rule,
                  "seed": seed, "n_train": int(len(cv_idx)), **info}

@@ -61,6 +61,7 @@ def study_identity(cfg: StudyConfig, data: Dataset | None) -> dict[str, Any]:
         "space": space_fingerprint(cfg.space),
         "objectives": list(cfg.objectives),
         **({"tasks": cfg.tasks.to_dict()} if cfg.tasks is not None else {}),
+        **({} if cfg.transfer is None else {"transfer": cfg.transfer.to_dict()}),
     }
 
 

@@ -43,6 +43,7 @@ from nasdepth.study.tasks_file import SEARCHED, TASK_OBJECTIVES, TaskSettings
 from nasdepth.train import TrainConfig, TrainHook
 from nasdepth.train.cv import CVResult, FoldCallback, records
 from nasdepth.train.sharing import single_task_baselines
+from nasdepth.train.transfer import TransferConfig
 
 log = logging.getLogger("nasdepth.study")
 
@@ -154,9 +155,13 @@ class MultitaskObjective(Objective):
         return costs
 
     def _cross_validate(self, arch: ArchConfig, on_fold: FoldCallback,
-                        hooks: Sequence[TrainHook], training: TrainConfig | None = None
-                        ) -> CVResult:
+                        hooks: Sequence[TrainHook], training: TrainConfig | None = None,
+                        transfer: TransferConfig | None = None) -> CVResult:
         from nasdepth.train.multitask import cross_validate_multitask
+
+        if transfer is not None:  # the study file refuses transfer: with tasks:
+            raise ConfigError(str(self.cfg.path), "transfer", transfer.to_dict(),
+                              "absent in a multitask study")
 
         assert self._current is not None
         cfg = self.cfg

@@ -31,8 +31,11 @@ from nasdepth.study.probing import record_diagnosis
 from nasdepth.study.record import TrialRecord, read_record, write_record
 from nasdepth.study.registry import pruner_granularity
 from nasdepth.study.study_file import CONSTRAINTS, StudyConfig
+from nasdepth.study.transfer import PREFIX, transfer_record
 from nasdepth.train import NonFiniteLossError, TrainConfig, TrainHook, cross_validate
 from nasdepth.train.cv import CVResult, FoldCallback, records
+from nasdepth.train.transfer import TransferConfig
+from nasdepth.train.transfer_cv import cross_validate_transfer
 
 FoldProgress = Callable[[int, int], FoldCallback]
 #: (trial, arch, model) -> extra hooks for cross_validate, e.g. probes
@@ -95,6 +98,8 @@ class Objective:
 
     def __init__(self, cfg: StudyConfig, data: Dataset, fold_progress: FoldProgress | None = None,
                  extra_hooks: HookFactory | None = None) -> None:
+        if cfg.transfer is not None:  # the data as the checkpoint takes it, once for all trials
+            data, _ = cfg.transfer.adapt_data(data, str(cfg.path))
         self.cfg, self.data = cfg, data
         self.fold_progress, self.extra_hooks = fold_progress, extra_hooks
         # the CV resolved once: every trial, the baselines and the controls share these splits
@@ -151,9 +156,15 @@ class Objective:
         start = time.perf_counter()
         rec.seed, rec.versions, rec.worker = cfg.seed, versions(), worker_info()
         arch = cfg.space.suggest(trial)
+        transfer = None
+        if cfg.transfer is not None:  # the mode, blocks and rate factor; the file's architecture
+            transfer = cfg.transfer.suggest(trial)
+            arch = cfg.transfer.arch or arch
+            rec.transfer = transfer.to_dict()
         rec.params = dict(trial.params)
         # the study's training: with the space's sampled recipe (lr, weight decay ...) applied
-        training = cfg.space.training(trial.params, cfg.training)
+        space_params = {k: v for k, v in trial.params.items() if not k.startswith(PREFIX)}
+        training = cfg.space.training(space_params, cfg.training)
         rec.training = training.to_dict()
         twin = _completed_twin(trial)
         if twin is not None:
@@ -200,7 +211,7 @@ class Objective:
         if self.extra_hooks is not None:
             hooks += list(self.extra_hooks(trial, arch))
         try:
-            result = self._cross_validate(arch, on_fold, hooks, training)
+            result = self._cross_validate(arch, on_fold, hooks, training, transfer)
         finally:
             rec.timings = {"wall_time": time.perf_counter() - start}
         rec.cv_folds = records(result.folds)
@@ -208,15 +219,23 @@ class Objective:
         # the recipe it trained with (lr: auto resolved) and the range test's curve
         rec.training = dict(result.settings.get("training") or rec.training)
         rec.lr_find = result.settings.get("lr_find")
+        if transfer is not None and self.cfg.transfer is not None:
+            rec.transfer = transfer_record(result, self.cfg.transfer, self.data, arch, transfer,
+                                           self.splits, training)
         self.after_cv(trial, result, rec)
         values = [result.mean(o) if o not in costs else float(costs[o])
                   for o in cfg.objectives]
         return values[0] if len(values) == 1 else values
 
     def _cross_validate(self, arch: ArchConfig, on_fold: FoldCallback,
-                        hooks: Sequence[TrainHook], training: TrainConfig | None = None
-                        ) -> CVResult:
+                        hooks: Sequence[TrainHook], training: TrainConfig | None = None,
+                        transfer: TransferConfig | None = None) -> CVResult:
         cfg = self.cfg
+        if transfer is not None and cfg.transfer is not None:  # sequential folds
+            return cross_validate_transfer(
+                arch, self.data, transfer, cv=self.splits, seed=cfg.cv_seed,
+                training=training or cfg.training, on_fold=on_fold, hooks=hooks,
+                source_model=cfg.transfer.source, source=str(cfg.path))
         return cross_validate(arch, self.data, cv=self.splits, seed=cfg.cv_seed,
                               training=training or cfg.training, on_fold=on_fold, hooks=hooks,
                               source=str(cfg.path))

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 #: the user attribute that holds the record
 RECORD_KEY = "nasdepth_record"
 #: 1: loose user attributes (no record); 2: this record; 3: adds ``splits``,
-#: ``settings_id`` and ``run_id``; 4: adds ``multitask``
+#: ``settings_id`` and ``run_id``; 4: adds ``multitask`` and ``transfer``
 RECORD_VERSION = 4
 #: the record's states (Optuna's, lower-case)
 STATES = ("running", "waiting", "complete", "pruned", "failed")
@@ -86,6 +86,9 @@ class TrialRecord:
     run_id: str | None = None
     errors: dict[str, str] = field(default_factory=dict)
     multitask: dict[str, Any] | None = None
+    #: a transfer study's candidate: ``TransferConfig.to_dict()`` with the frozen units, the
+    #: input adaptations and the ``learning_curve`` rows (:mod:`nasdepth.study.transfer`)
+    transfer: dict[str, Any] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     version: int = RECORD_VERSION
 

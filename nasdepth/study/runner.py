@@ -223,6 +223,9 @@ def effective_budget(cfg: StudyConfig) -> int:
     """The trial budget, capped at the number of grid points for exhaustive samplers."""
     if cfg.sampler in ("grid", "bruteforce"):
         size = cfg.space.size()
+        if size is not None and cfg.transfer is not None:  # times the transfer candidates
+            extra = cfg.transfer.size()
+            size = None if extra is None else size * extra
         if size is not None:
             return min(cfg.trials, size)
     return cfg.trials

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasdepth.data import CVConfig
 from nasdepth.errors import ConfigError, UnknownNameError
@@ -22,9 +22,12 @@ from nasdepth.study.tasks_file import SEARCHED, TaskSettings, parse_tasks
 from nasdepth.train import METRICS, TrainConfig
 from nasdepth.yamlfile import read_yaml
 
+if TYPE_CHECKING:
+    from nasdepth.study.transfer import TransferSection
+
 STUDY_KEYS = {"name", "description", "data", "space", "cv", "training", "budget", "seed",
               "storage", "objective", "objectives", "sampler", "pruner", "constraints",
-              "diagnosis", "enqueue", "tasks"}
+              "diagnosis", "enqueue", "tasks", "transfer"}
 DIAGNOSIS_KEYS = {"baseline", "controls", "on"}
 #: the costly controls of nasdepth.diagnosis.CONTROLS (named here so that reading a study file
 #: does not import torch; a test keeps the two lists equal)
@@ -142,6 +145,8 @@ class StudyConfig:
     enqueue: tuple[dict[str, Any], ...] = ()
     #: a multitask study's ``tasks:`` section (None: single-task; see study/tasks_file.py)
     tasks: TaskSettings | None = None
+    #: the ``transfer:`` section (:mod:`nasdepth.study.transfer`), None without one
+    transfer: TransferSection | None = None
 
     @property
     def objective(self) -> str:
@@ -171,6 +176,7 @@ class StudyConfig:
             "pruner_options": self.pruner_options, "constraints": self.constraints,
             "diagnosis": self.diagnosis.to_dict(),
             **({"tasks": self.tasks.to_dict()} if self.tasks is not None else {}),
+            **({} if self.transfer is None else {"transfer": self.transfer.to_dict()}),
         }
 
 
@@ -340,6 +346,7 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
         diagnosis=_diagnosis(raw, source),
         enqueue=_enqueue(raw, space, source, SEARCHED if tasks is not None else ()),
         tasks=tasks,
+        transfer=_transfer(raw, path, source, space, sampler, tasks),
     )
 
 
@@ -362,6 +369,20 @@ def _task_objectives(raw: dict[str, Any], tasks: TaskSettings, space: SearchSpac
                               "a cost objective (" + ", ".join(COST_OBJECTIVES) + ") in a "
                               "multitask study (tasks.objective sets the CV ones)")
     return tasks.objectives(tasks.names) + tuple(dict.fromkeys(extra))
+
+
+def _transfer(raw: dict[str, Any], path: Path, source: str, space: SearchSpace,
+              sampler: str, tasks: TaskSettings | None) -> TransferSection | None:
+    """The ``transfer:`` section (its checks read the checkpoint: torch loads only here)."""
+    if raw.get("transfer") is None:
+        return None
+    if tasks is not None:
+        raise ConfigError(source, "transfer", "a transfer: section",
+                          "absent in a multitask study (tasks: and transfer: do not combine "
+                          "yet)")
+    from nasdepth.study.transfer import parse_transfer
+
+    return parse_transfer(raw["transfer"], path, source, space, sampler, raw.get("diagnosis"))
 
 
 def read_study_yaml(path: str | Path) -> dict[str, Any]:

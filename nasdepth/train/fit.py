@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +32,10 @@ from nasdepth.train.loop import (
     autocast,
     batch_plan,
     fold_perm,
+    frozen_norms_eval,
 )
 from nasdepth.train.metrics import add_gaps, metric_row
-from nasdepth.train.step import TrainStep
+from nasdepth.train.step import LRGroups, TrainStep
 from nasdepth.train.stream import (
     HostRows,
     PlanSampler,
@@ -133,16 +134,23 @@ class _OnDevice:
 
 
 def _on_device(data: Dataset, train_idx: np.ndarray, val_idx: np.ndarray, device: torch.device,
-               augment: bool, memory: torch.memory_format) -> _OnDevice:
+               augment: bool, memory: torch.memory_format, standardize: bool = True
+               ) -> _OnDevice:
     x_tr_raw = data.x[torch.as_tensor(train_idx)].to(device)
     y_tr = data.y[torch.as_tensor(train_idx)].to(device)
-    scaler = Standardizer.fit(x_tr_raw)  # training part only: validation never leaks in
+    # training part only: validation never leaks in
+    scaler = Standardizer.fit(x_tr_raw) if standardize else identity_scaler(device)
     x_va = scaler(data.x[torch.as_tensor(val_idx)].to(device))
     y_va = data.y[torch.as_tensor(val_idx)].to(device)
     x_tr = x_tr_raw if augment else scaler(x_tr_raw)
     if memory != torch.contiguous_format:
         x_tr, x_va = x_tr.contiguous(memory_format=memory), x_va.contiguous(memory_format=memory)
     return _OnDevice(x_tr_raw, x_tr, y_tr, x_va, y_va, scaler)
+
+
+def identity_scaler(device: torch.device) -> Standardizer:
+    """A standardization that changes nothing (``fit_fold(..., standardize=False)``)."""
+    return Standardizer(torch.zeros((), device=device), torch.ones((), device=device))
 
 
 def fit_fold(
@@ -160,6 +168,9 @@ def fit_fold(
     n_used: int | None = None,
     aux_weight: float = 0.0,
     placement: str | None = None,
+    lr_groups: LRGroups | None = None,
+    standardize: bool = True,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> FoldResult:
     """Train ``model`` on ``train_idx`` and score it on ``val_idx`` (and ``test_idx``),
     standardized with statistics of the training part only.
@@ -170,6 +181,13 @@ def fit_fold(
     for all folds); None or ``auto``: decided here from ``training.data_placement`` and logged.
     With ``training.data_placement: auto``, a fold whose data runs out of device memory on the
     way in is streamed instead.
+    ``lr_groups``: (parameters, learning-rate factor) groups for the optimizer (transfer
+    learning: a pre-trained body at a fraction of the head's rate). Frozen parameters
+    (``requires_grad`` False) get no optimizer state, and normalization layers whose
+    parameters are all frozen stay in eval mode while the rest trains. ``standardize``
+    False feeds the rows as they are (a frozen body's cached features, which its head was
+    pre-trained on unstandardized). ``on_epoch(epoch)`` runs before each epoch (gradual
+    unfreezing changes ``requires_grad`` there).
     """
     start = time.perf_counter()
     n_test = 0 if test_idx is None else len(test_idx)
@@ -185,7 +203,8 @@ def fit_fold(
     placed: _OnDevice | None = None
     if placement == "device":
         try:
-            placed = _on_device(data, train_idx, val_idx, device, augment, memory)
+            placed = _on_device(data, train_idx, val_idx, device, augment, memory,
+                                standardize)
         except OOM_ERRORS:
             if training.data_placement != "auto":
                 raise
@@ -198,7 +217,8 @@ def fit_fold(
     if placed is not None:
         scaler, y_va = placed.scaler, placed.y_va
     else:
-        scaler = fit_standardizer(data.x, train_idx, device)  # training rows only
+        scaler = (fit_standardizer(data.x, train_idx, device) if standardize  # training rows
+                  else identity_scaler(device))
         y_va = data.y[torch.as_tensor(val_idx)].to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -206,7 +226,8 @@ def fit_fold(
     n = len(train_idx)
     plan = batch_plan(min(n, n_used or n), training.batch_size)
     step = TrainStep(model, training, device, len(plan), hooks=hooks, aux_weight=aux_weight,
-                     compiled=torch.compile(model) if training.compile else None)
+                     compiled=torch.compile(model) if training.compile else None,
+                     lr_groups=lr_groups)
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed) if augment else None
     stopper = EarlyStopper(training.patience, training.min_delta)
@@ -240,7 +261,10 @@ def fit_fold(
     history = []
     epochs_run = 0
     for epoch in range(training.epochs):
+        if on_epoch is not None:
+            on_epoch(epoch)
         model.train()
+        frozen_norms_eval(model)  # a frozen part keeps its running statistics
         step.start_epoch()
         for xb, yb in batches():
             if aug_gen is not None:  # training batches only, before standardization

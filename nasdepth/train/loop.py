@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from torch import nn
 
 from nasdepth.train.config import TrainConfig
 
@@ -71,3 +72,15 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def frozen_norms_eval(model: nn.Module) -> None:
+    """Put every normalization layer whose parameters are all frozen (``requires_grad``
+    False) in eval mode: a frozen pre-trained part keeps its running statistics instead of
+    re-estimating them from the target's batches. Called after ``model.train()``; a model with
+    no frozen parameter is left as it is."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase):
+            params = list(m.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                m.eval()

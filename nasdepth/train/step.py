@@ -30,25 +30,37 @@ from nasdepth.train.stacked import FoldStack
 Schedule = torch.optim.lr_scheduler.LRScheduler
 
 
+#: (parameters, learning-rate factor) pairs: parts of a model trained at ``factor * lr``
+LRGroups = Sequence[tuple[Sequence[torch.Tensor], float]]
+
+
 def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig, device: torch.device,
-                   steps_per_epoch: int) -> tuple[torch.optim.Optimizer, Schedule | None]:
+                   steps_per_epoch: int, lr_groups: LRGroups | None = None
+                   ) -> tuple[torch.optim.Optimizer, Schedule | None]:
     """The optimizer and its per-step learning-rate schedule (None: a constant rate): the one
-    place the training options choose them."""
+    place the training options choose them. ``lr_groups``: the parameters as (tensors,
+    factor) groups, each at ``factor * cfg.lr`` under the same schedule (a pre-trained body
+    at a smaller rate than a fresh head); they replace ``params``."""
     # fused kernels do one pass over all tensors: much less per-step overhead
     fused = device.type in ("cpu", "cuda")
+    groups: Any = params
+    max_lr: float | list[float] = cfg.lr
+    if lr_groups is not None:
+        groups = [{"params": list(ps), "lr": cfg.lr * f} for ps, f in lr_groups if len(ps)]
+        max_lr = [g["lr"] for g in groups]
     opt: torch.optim.Optimizer
     if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                               weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0,
                               fused=fused)
     else:
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     total = max(1, cfg.epochs * steps_per_epoch)
     sched: Schedule | None = None
     if cfg.schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     elif cfg.schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total)
     return opt, sched
 
 
@@ -93,7 +105,8 @@ class TrainStep:
     def __init__(self, model: nn.Module | FoldStack, training: TrainConfig,
                  device: torch.device, steps_per_epoch: int, *,
                  hooks: Sequence[TrainHook] = (), aux_weight: float = 0.0,
-                 compiled: Callable[..., Any] | None = None) -> None:
+                 compiled: Callable[..., Any] | None = None,
+                 lr_groups: LRGroups | None = None) -> None:
         self.folds: FoldStack | None = None
         self.model: nn.Module | None = None  # one of the two
         if isinstance(model, FoldStack):
@@ -102,8 +115,14 @@ class TrainStep:
         else:
             self.model = model
             self.params = [p for p in model.parameters() if p.requires_grad]
+        if lr_groups is not None:
+            # as given: a tensor that gets no gradient (frozen; ``requires_grad`` False) gets
+            # no optimizer state either, so a block unfrozen later (gradual unfreezing) can
+            # be listed from the start
+            self.params = [p for ps, _ in lr_groups for p in ps]
         self.forward: Callable[..., Any] = compiled if compiled is not None else model
-        self.opt, self.sched = make_optimizer(self.params, training, device, steps_per_epoch)
+        self.opt, self.sched = make_optimizer(self.params, training, device, steps_per_epoch,
+                                              lr_groups)
         self.amp = grad_scaler(device, training.precision)
         self.device, self.precision = device, training.precision
         self.smoothing, self.grad_clip = training.label_smoothing, training.grad_clip
@@ -115,6 +134,7 @@ class TrainStep:
 
     @property
     def lr(self) -> float:
+        """The current rate of the first parameter group (the head's, with ``lr_groups``)."""
         return float(self.opt.param_groups[0]["lr"])
 
     def start_epoch(self) -> None:

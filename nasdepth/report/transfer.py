@@ -1,0 +1,183 @@
+"""The report's "Transfer" section: CV score by transfer mode and by trainable blocks, and a
+learning curve (fractions of each training fold) per mode, computed from the trials' records
+(``TrialRecord.transfer``); the figures are drawn from these tables in
+:mod:`nasdepth.report.transfer_figures`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nasdepth.report import tables as T
+from nasdepth.report.document import Para, Section
+from nasdepth.report.document import Table as Tab
+
+#: the modes in the order the report lists them (a study may search any subset)
+MODE_ORDER = ("scratch", "feature_extraction", "fine_tune")
+FEATURE_EXTRACTION_BLOCKS = "0 (feature extraction)"
+
+
+@dataclass
+class TransferTables:
+    """``trials``: one row per scored transfer trial (mode, blocks, factor, score, fold
+    time); ``by_mode`` and ``by_blocks``: the best trial of each mode and of each count of
+    trainable blocks; ``learning_curve``: per mode (its best trial), the mean validation
+    score at each fraction of the training folds (1.0: the trial's own CV)."""
+
+    trials: pd.DataFrame
+    by_mode: pd.DataFrame
+    by_blocks: pd.DataFrame
+    learning_curve: pd.DataFrame
+
+    @property
+    def empty(self) -> bool:
+        return self.trials.empty
+
+
+def _blocks_label(transfer: dict[str, Any]) -> str | None:
+    mode = transfer.get("mode")
+    if mode == "feature_extraction":
+        return FEATURE_EXTRACTION_BLOCKS
+    if mode != "fine_tune":
+        return None
+    n = transfer.get("trainable_blocks")
+    return "all" if n is None else str(int(n))
+
+
+def _best(df: pd.DataFrame, by: str, maximize: bool) -> pd.DataFrame:
+    """The best trial of each group of ``by`` with the group's trial count."""
+    rows = []
+    for key, group in df.groupby(by, sort=False):
+        best = group.loc[group["cv_mean"].idxmax() if maximize else group["cv_mean"].idxmin()]
+        rows.append({by: key, "trials": len(group), "best_trial": int(best["trial"]),
+                     "cv_mean": float(best["cv_mean"]), "cv_std": float(best["cv_std"]),
+                     "seconds_per_fold": float(best["seconds_per_fold"]),
+                     "trainable_params": best["params"]})
+    return pd.DataFrame(rows, columns=[by, "trials", "best_trial", "cv_mean", "cv_std",
+                                       "seconds_per_fold", "trainable_params"])
+
+
+def _order(df: pd.DataFrame, key: str, order: list[str]) -> pd.DataFrame:
+    rank = {v: i for i, v in enumerate(order)}
+    return df.sort_values(key, key=lambda s: s.map(lambda v: rank.get(v, len(rank)))) \
+        .reset_index(drop=True)
+
+
+def transfer_tables(st: T.StudyTables) -> TransferTables:
+    """The section's tables (empty frames in a study without transfer records)."""
+    scored = st.scored
+    rows = []
+    for _, t in scored.iterrows():
+        rec = st.records.get(int(t["trial"]))
+        transfer = getattr(rec, "transfer", None)
+        if not isinstance(transfer, dict) or "mode" not in transfer:
+            continue
+        folds = st.folds[st.folds["trial"] == t["trial"]]
+        rows.append({"trial": int(t["trial"]), "mode": transfer["mode"],
+                     "trainable_blocks": _blocks_label(transfer),
+                     "body_lr_factor": transfer.get("body_lr_factor"),
+                     "cv_mean": float(t["cv_mean"]), "cv_std": float(t["cv_std"]),
+                     # the fold rows count the parameters that train
+                     "params": folds["params"].iloc[0] if "params" in folds and len(folds)
+                     else t["params"],
+                     "seconds_per_fold": float(folds["seconds"].astype(float).mean())
+                     if "seconds" in folds else math.nan})
+    trials = pd.DataFrame(rows, columns=["trial", "mode", "trainable_blocks",
+                                         "body_lr_factor", "cv_mean", "cv_std", "params",
+                                         "seconds_per_fold"])
+    if trials.empty:
+        empty = pd.DataFrame()
+        return TransferTables(trials, empty, empty, empty)
+    by_mode = _order(_best(trials, "mode", st.maximize), "mode", list(MODE_ORDER))
+    blocks = trials.dropna(subset=["trainable_blocks"])
+    labels = sorted(set(blocks["trainable_blocks"]),
+                    key=lambda v: (v != FEATURE_EXTRACTION_BLOCKS, v == "all",
+                                   int(v) if v.isdigit() else 0))
+    by_blocks = _order(_best(blocks, "trainable_blocks", st.maximize), "trainable_blocks",
+                       labels)
+    return TransferTables(trials, by_mode, by_blocks, learning_curve_table(st, by_mode))
+
+
+def learning_curve_table(st: T.StudyTables, by_mode: pd.DataFrame) -> pd.DataFrame:
+    """Per mode, its best trial's mean validation score (``st.metric``) and training-part
+    size at each recorded fraction of the training folds, and at 1.0 (its CV)."""
+    metric = st.metric
+    rows = []
+    for _, best in by_mode.iterrows():
+        trial = int(best["best_trial"])
+        rec = st.records[trial]
+        curve = pd.DataFrame((rec.transfer or {}).get("learning_curve") or [])
+        parts = [(float(f), g) for f, g in curve.groupby("fraction")] if not curve.empty \
+            and metric in curve else []
+        own = pd.DataFrame(rec.cv_folds)
+        parts.append((1.0, own))
+        for fraction, g in parts:
+            scores = g[metric].astype(float) if metric in g else pd.Series(dtype=float)
+            rows.append({"mode": best["mode"], "trial": trial, "fraction": fraction,
+                         "n_train": float(g["n_train"].astype(float).mean())
+                         if "n_train" in g else math.nan,
+                         "score": float(scores.mean()) if len(scores) else math.nan,
+                         "std": float(scores.std(ddof=1)) if len(scores) > 1 else math.nan})
+    return pd.DataFrame(rows, columns=["mode", "trial", "fraction", "n_train", "score", "std"])
+
+
+def where_extraction_ends(curve: pd.DataFrame, maximize: bool = True) -> str | None:
+    """One sentence: at which fraction fine-tuning first beats feature extraction (by more
+    than their pooled standard deviation), or that it never does on these fractions."""
+    if curve.empty or not {"feature_extraction", "fine_tune"} <= set(curve["mode"]):
+        return None
+    fe = curve[curve["mode"] == "feature_extraction"].set_index("fraction")
+    ft = curve[curve["mode"] == "fine_tune"].set_index("fraction")
+    common = sorted(set(fe.index) & set(ft.index))
+    sign = 1.0 if maximize else -1.0
+    for f in common:
+        gap = sign * (ft.loc[f, "score"] - fe.loc[f, "score"])
+        noise = np.nanmean([fe.loc[f, "std"], ft.loc[f, "std"]])
+        if gap > (noise if np.isfinite(noise) else 0.0):
+            return (f"Fine-tuning beats feature extraction from {f:.0%} of each training fold "
+                    f"(~{ft.loc[f, 'n_train']:.0f} samples) upward: {gap:+.3f} there.")
+    return ("Feature extraction is as good as fine-tuning at every fraction of the training "
+            "folds tried (within a fold standard deviation).")
+
+
+def transfer_section(st: T.StudyTables) -> Section | None:
+    """The "Transfer" section, or None in a study without transfer trials."""
+    from nasdepth.report import transfer_figures as TF
+    from nasdepth.report.document import image
+
+    tabs = transfer_tables(st)
+    if tabs.empty:
+        return None
+    blocks: list[Any] = []
+    fig = image(TF.mode_figure(tabs.trials, st.metric), "transfer_modes.png",
+                "CV score of every transfer trial by mode")
+    if fig is not None:
+        blocks.append(fig)
+    blocks.append(Tab(tabs.by_mode, "Best trial per transfer mode (seconds per fold: training "
+                      "and scoring; feature extraction includes computing the features)"))
+    if not tabs.by_blocks.empty:
+        fig = image(TF.blocks_figure(tabs.by_blocks, st.metric), "transfer_blocks.png",
+                    "Best CV score by number of trainable top blocks")
+        if fig is not None:
+            blocks.append(fig)
+        blocks.append(Tab(tabs.by_blocks, "Best trial per number of trainable blocks"))
+    curve = tabs.learning_curve
+    if curve["fraction"].nunique() > 1:
+        fig = image(TF.curve_figure(curve, st.metric), "transfer_curve.png",
+                    "Learning curve per mode (its best trial, fractions of each training fold)")
+        if fig is not None:
+            blocks.append(fig)
+        blocks.append(Tab(curve, "Learning curve per mode"))
+        sentence = where_extraction_ends(curve, st.maximize)
+        if sentence:
+            blocks.append(Para(sentence))
+    else:
+        blocks.append(Para("No learning curve: add 'learning_curve: [0.25, 0.5]' to the "
+                           "study's transfer: section to train each trial on fractions of "
+                           "its training folds too.", "note"))
+    return Section("Transfer", blocks)

@@ -1,0 +1,276 @@
+"""A study's ``transfer:`` section: the checkpoint, the searched mode, blocks and learning-rate
+factor, the input adaptation and the learning curve, validated when the study file loads.
+
+.. code-block:: yaml
+
+    transfer:
+      weights: models/source.pt              # a local checkpoint (relative to the study file)
+      mode: {type: categorical, choices: [scratch, feature_extraction, fine_tune]}
+      trainable_blocks: {type: int, low: 1, high: 4}              # fine_tune only
+      body_lr_factor: {type: float, low: 0.01, high: 1, log: true}  # fine_tune only
+      adapt: {channels: repeat, size: resize}  # only where the data's shape differs
+      learning_curve: [0.25, 0.5]              # also train each trial on these fractions
+
+Every key but ``weights``, ``adapt`` and ``learning_curve`` is fixed or searched with the
+search-space vocabulary; Optuna knows them as ``transfer.mode``, ``transfer.trainable_blocks``
+``transfer.body_lr_factor`` and ``transfer.unfreeze_every`` (these three only where the mode
+is ``fine_tune``; ``unfreeze_every``, gradual unfreezing, only with a ``trainable_blocks``).
+
+A nasdepth model file names its architecture: the study's candidates then have that
+architecture, and the space may search training-recipe keys only. With a ``state_dict``
+checkpoint (torchvision's or nasdepth's) the space's architecture is used, and each trial
+checks that the checkpoint fits it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from nasdepth.arch import ArchConfig
+from nasdepth.arch.adapt import SourceModel, read_source
+from nasdepth.data import Dataset, Splits
+from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.space.params import Param
+from nasdepth.space.recipe import is_recipe
+from nasdepth.space.space import SearchSpace
+from nasdepth.train import TrainConfig
+from nasdepth.train.cv import CVResult, records
+from nasdepth.train.transfer import MODES, AdaptConfig, TransferConfig, adapt_data
+from nasdepth.train.transfer_cv import cross_validate_transfer
+
+TRANSFER_KEYS = ("weights", "mode", "trainable_blocks", "body_lr_factor", "unfreeze_every",
+                 "adapt", "learning_curve")
+#: the prefix of the searched keys' Optuna names
+PREFIX = "transfer."
+
+
+@dataclass(frozen=True)
+class TransferSection:
+    """A validated ``transfer:`` section: ``params`` are the searched (or fixed) keys,
+    ``source`` the checkpoint's description, ``arch`` its architecture where the file names
+    one (else None: the space's)."""
+
+    weights: str
+    params: tuple[Param, ...]
+    source: SourceModel
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    learning_curve: tuple[float, ...] = ()
+    #: ``weights`` as the study file spells it (the study's identity: the same study run from
+    #: another folder resolves it to another path)
+    spelled: str = ""
+
+    @property
+    def arch(self) -> ArchConfig | None:
+        return self.source.arch
+
+    @property
+    def searched(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.kind != "fixed")
+
+    def _param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def suggest(self, trial: optuna.Trial | optuna.trial.FixedTrial) -> TransferConfig:
+        """One candidate's transfer settings (blocks and factor only for ``fine_tune``)."""
+        mode_p = self._param("mode")
+        mode = "fine_tune" if mode_p is None else mode_p.suggest(trial)  # type: ignore[arg-type]
+        blocks, factor, every = None, 1.0, 0
+        if mode == "fine_tune":
+            bp, fp = self._param("trainable_blocks"), self._param("body_lr_factor")
+            up = self._param("unfreeze_every")
+            blocks = None if bp is None else bp.suggest(trial)  # type: ignore[arg-type]
+            factor = 1.0 if fp is None else float(fp.suggest(trial))  # type: ignore[arg-type]
+            if up is not None and blocks is not None:
+                every = int(up.suggest(trial))  # type: ignore[arg-type]
+        return TransferConfig(weights=self.weights, mode=str(mode), trainable_blocks=blocks,
+                              body_lr_factor=factor, adapt=self.adapt,
+                              unfreeze_every=every).validate()
+
+    def size(self) -> int | None:
+        """Distinct transfer candidates (None where a searched value is continuous)."""
+        mode = self._param("mode")
+        modes = ["fine_tune"] if mode is None else mode.values() or []
+        tuned = 1
+        for name in ("trainable_blocks", "body_lr_factor", "unfreeze_every"):
+            p = self._param(name)
+            values = [None] if p is None else p.values()
+            if values is None:
+                return None
+            tuned *= len(values)
+        return sum(tuned if m == "fine_tune" else 1 for m in modes)
+
+    def adapt_data(self, data: Dataset, where: str) -> tuple[Dataset, list[str]]:
+        return adapt_data(data, self.source, self.adapt, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weights": self.spelled or self.weights, "adapt": self.adapt.to_dict(),
+                "learning_curve": list(self.learning_curve),
+                "params": [{"name": p.key, "kind": p.kind, "value": p.value, "low": p.low,
+                            "high": p.high, "log": p.log, "choices": list(p.choices)}
+                           for p in self.params]}
+
+
+def _resolve(path: str, study_path: Path) -> Path:
+    for candidate in (Path(path), study_path.parent / path, study_path.parent.parent / path):
+        if candidate.is_file():
+            return candidate
+    return Path(path)
+
+
+def _mode_param(spec: Any, source: str) -> Param:
+    p = Param.parse("mode", spec, source, f"{PREFIX}mode")
+    if p.kind in ("int", "float"):
+        raise ConfigError(source, f"{PREFIX}mode.type", p.kind,
+                          "categorical or a fixed value (the mode is a name)")
+    for value in p.values() or []:
+        if value not in MODES:
+            raise UnknownNameError(source, f"{PREFIX}mode", value, MODES)
+    return p
+
+
+def _blocks_param(spec: Any, source: str, n_blocks: int | None) -> Param:
+    key = f"{PREFIX}trainable_blocks"
+    p = Param.parse("trainable_blocks", spec, source, key)
+    if p.kind == "float":
+        raise ConfigError(source, f"{key}.type", p.kind, "int, categorical or a fixed int")
+    top = "" if n_blocks is None else f" and <= {n_blocks} (the checkpoint's blocks)"
+    values = p.values() if p.kind != "int" else [int(p.low), int(p.high)]
+    for value in values or []:
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (
+                n_blocks is not None and value > n_blocks):
+            raise ConfigError(source, key, value, f"an int >= 0{top}, or null (all)")
+    return p
+
+
+def _factor_param(spec: Any, source: str) -> Param:
+    key = f"{PREFIX}body_lr_factor"
+    p = Param.parse("body_lr_factor", spec, source, key)
+    values = [p.low, p.high] if p.kind in ("int", "float") else p.values() or []
+    for value in values:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 10:
+            raise ConfigError(source, key, value, "a number in (0, 10] (the pre-trained "
+                              "part's learning rate over the head's)")
+    return p
+
+
+def _every_param(spec: Any, source: str) -> Param:
+    key = f"{PREFIX}unfreeze_every"
+    p = Param.parse("unfreeze_every", spec, source, key)
+    if p.kind == "float":
+        raise ConfigError(source, f"{key}.type", p.kind, "int, categorical or a fixed int")
+    values = p.values() if p.kind != "int" else [int(p.low), int(p.high)]
+    for value in values or []:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(source, key, value, "an int >= 0 (epochs between unfreezing one "
+                              "more block; 0: off)")
+    return p
+
+
+def _fractions(spec: Any, source: str) -> tuple[float, ...]:
+    key = f"{PREFIX}learning_curve"
+    if spec is None:
+        return ()
+    if not isinstance(spec, list):
+        raise ConfigError(source, key, spec, "a list of fractions in (0, 1), e.g. [0.25, 0.5]")
+    for f in spec:
+        if not isinstance(f, (int, float)) or isinstance(f, bool) or not 0 < f < 1:
+            raise ConfigError(source, key, f, "fractions in (0, 1) (1: the trial's own CV)")
+    return tuple(sorted({float(f) for f in spec}))
+
+
+def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
+                   sampler: str = "tpe", diagnosis: Any = None) -> TransferSection | None:
+    """The study's ``transfer:`` section, checked (None when the study has none);
+    ``diagnosis``: the study's ``diagnosis:`` mapping (its costly controls retrain from
+    scratch, so a transfer study may not ask for them)."""
+    if raw is None:
+        return None
+    controls = diagnosis.get("controls") if isinstance(diagnosis, dict) else None
+    if controls:
+        raise ConfigError(source, "diagnosis.controls", controls,
+                          "absent in a study with a transfer: section (the controls retrain "
+                          "the architecture from scratch; the shallow baseline still runs)")
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "transfer", raw, "a mapping with at least 'weights'")
+    for key in raw:
+        if key not in TRANSFER_KEYS:
+            raise UnknownNameError(source, f"transfer.{key}", key, TRANSFER_KEYS)
+    weights = raw.get("weights")
+    if not isinstance(weights, str) or not weights:
+        raise ConfigError(source, f"{PREFIX}weights", weights,
+                          "the path of a local checkpoint (a nasdepth model file from "
+                          "`nasdepth export`, or a state_dict)")
+    path = _resolve(weights, study_path)
+    if not path.is_file():
+        raise ConfigError(source, f"{PREFIX}weights", weights,
+                          "an existing local file (relative paths: to the study file's folder "
+                          "or its parent)")
+    src = read_source(path)
+    n_blocks = None
+    if src.arch is not None:
+        sampled = [p for p in space.params if not is_recipe(p.name)]
+        if sampled:
+            raise ConfigError(source, "space", sampled[0].key,
+                              f"training-recipe keys only: the architecture comes from the "
+                              f"model file {weights}")
+        from nasdepth.arch import build_model
+
+        shape = src.input_shape or ()
+        n_blocks = len(build_model(src.arch, shape, src.num_classes or 2).blocks)
+    params = [_mode_param(raw.get("mode", "fine_tune"), source)]
+    modes = set(params[0].values() or [])
+    for key, parse in (("trainable_blocks", lambda s: _blocks_param(s, source, n_blocks)),
+                       ("body_lr_factor", lambda s: _factor_param(s, source)),
+                       ("unfreeze_every", lambda s: _every_param(s, source))):
+        if key not in raw:
+            continue
+        if "fine_tune" not in modes:
+            raise ConfigError(source, f"{PREFIX}{key}", raw[key],
+                              "absent: only the fine_tune mode uses it and the study's modes "
+                              f"are {', '.join(sorted(modes))}")
+        params.append(parse(raw[key]))
+    if "unfreeze_every" in raw and raw.get("trainable_blocks") is None:
+        raise ConfigError(source, f"{PREFIX}unfreeze_every", raw["unfreeze_every"],
+                          "absent without a trainable_blocks count (gradual unfreezing starts "
+                          "from the top trainable_blocks and unfreezes one more every N "
+                          "epochs)")
+    adapt = AdaptConfig.from_dict(raw.get("adapt"), source)
+    if adapt.channels == "new_stem" and "feature_extraction" in modes:
+        raise ConfigError(source, "transfer.adapt.channels", "new_stem",
+                          "repeat when the modes include feature_extraction (its features are "
+                          "computed once: a new stem convolution would never train)")
+    section = TransferSection(weights=str(path.resolve()), params=tuple(params), source=src,
+                              spelled=weights,
+                              adapt=adapt,
+                              learning_curve=_fractions(raw.get("learning_curve"), source))
+    if sampler == "grid" and section.searched:
+        raise ConfigError(source, "sampler", sampler,
+                          "bruteforce, tpe or random with a searched transfer: section (the "
+                          "grid lists the space's parameters only)")
+    return section
+
+
+def transfer_record(result: CVResult, section: TransferSection, data: Dataset,
+                    arch: ArchConfig, transfer: TransferConfig, splits: Splits,
+                    training: TrainConfig) -> dict[str, Any]:
+    """A trial's ``TrialRecord.transfer``: its settings (frozen units, adaptations) and, where
+    the study asks for a learning curve, one row per fold and fraction of the training
+    folds (validation scores; the trial's own CV is the curve's 100% point). The curve's
+    runs reuse the trial's splits and recipe."""
+    out = dict(result.settings.get("transfer") or transfer.to_dict())
+    rows: list[dict[str, Any]] = []
+    for fraction in section.learning_curve:
+        part = cross_validate_transfer(arch, data, transfer, cv=splits, seed=int(
+            result.settings.get("seed", 0)), training=training, train_fraction=fraction,
+            source_model=section.source)
+        for row in records(part.folds):
+            rows.append({"fraction": fraction, **{k: v for k, v in row.items() if k in (
+                "fold", "n_train", "seconds") or k.startswith("val_")}})
+    out["learning_curve"] = rows
+    return out

@@ -1,0 +1,326 @@
+"""Transfer learning: ``TransferConfig`` (a checkpoint, a mode, how many blocks train, the
+pre-trained part's learning-rate factor, input adaptation), the pre-trained model of one fold
+with its frozen parts and learning-rate groups, and the explicit adaptation of the data to
+the checkpoint's input shape.
+
+Modes:
+
+The classifier (the head's last linear layer) always starts from a fresh initialization:
+the target's classes are not the checkpoint's.
+
+- ``scratch``: the same architecture, freshly initialized (the checkpoint is not loaded);
+- ``feature_extraction``: stem and blocks frozen (BatchNorm in eval mode); the body's
+  features are computed once per fold and only the head trains on them
+  (:mod:`nasdepth.train.transfer_cv`);
+- ``fine_tune``: the top ``trainable_blocks`` blocks and the head train, the stem and lower
+  blocks are frozen (None: everything trains); the pre-trained part trains at
+  ``body_lr_factor`` times the head's rate.
+  ``unfreeze_every: E`` (gradual unfreezing) unfreezes the next block below every ``E``
+  epochs, from the top down (the stem stays frozen).
+
+A frozen parameter has ``requires_grad`` False and gets no optimizer state; a normalization
+layer whose parameters are all frozen stays in eval mode (``loop.frozen_norms_eval``).
+
+Input shapes never adapt silently: data whose channels or size differ from the checkpoint's
+is refused unless ``adapt`` says what to do (``channels: repeat`` repeats the channels,
+``channels: new_stem`` replaces the first convolution by a fresh trainable one, ``size:
+resize`` resizes every sample to the checkpoint's size, ``size: keep`` keeps the data's size
+for networks that pool globally).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasdepth.arch import ArchConfig, Network, build_model, load_weights
+from nasdepth.arch.adapt import SourceModel, new_stem_conv
+from nasdepth.data import Dataset
+from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
+from nasdepth.train.step import LRGroups
+
+MODES = ("scratch", "feature_extraction", "fine_tune")
+CHANNEL_ADAPTS = ("repeat", "new_stem")
+SIZE_ADAPTS = ("resize", "keep")
+SOURCE = "the transfer settings"
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """How data of another shape than the checkpoint's is fed to it (None: refused)."""
+
+    channels: str | None = None  # repeat | new_stem
+    size: str | None = None  # resize | keep
+
+    def validate(self, source: str = SOURCE, key: str = "transfer.adapt") -> AdaptConfig:
+        if self.channels is not None and self.channels not in CHANNEL_ADAPTS:
+            raise UnknownNameError(source, f"{key}.channels", self.channels, CHANNEL_ADAPTS)
+        if self.size is not None and self.size not in SIZE_ADAPTS:
+            raise UnknownNameError(source, f"{key}.size", self.size, SIZE_ADAPTS)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = SOURCE, key: str = "transfer.adapt"
+                  ) -> AdaptConfig:
+        if d is None:
+            return cls()
+        if not isinstance(d, dict):
+            raise ConfigError(source, key, d, "a mapping with 'channels' and/or 'size'")
+        valid = {f.name for f in fields(cls)}
+        for k in d:
+            if k not in valid:
+                raise UnknownNameError(source, f"{key}.{k}", k, valid)
+        return cls(**d).validate(source, key)
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """One candidate's transfer settings (a study's ``transfer:`` with its searched values
+    drawn). ``weights``: a local checkpoint (None only for ``scratch``);
+    ``trainable_blocks``: ``fine_tune``: how many of the top blocks train (None: all, the
+    stem too); ``body_lr_factor``: the learning rate of the pre-trained trainable part over
+    the head's (``fine_tune``)."""
+
+    weights: str | None = None
+    mode: str = "fine_tune"
+    trainable_blocks: int | None = None
+    body_lr_factor: float = 1.0
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    unfreeze_every: int = 0
+
+    def validate(self, source: str = SOURCE) -> TransferConfig:
+        if self.mode not in MODES:
+            raise UnknownNameError(source, "transfer.mode", self.mode, MODES)
+        if self.mode != "scratch" and not isinstance(self.weights, str):
+            raise ConfigError(source, "transfer.weights", self.weights,
+                              f"the path of a local checkpoint (mode {self.mode} loads one)")
+        tb = self.trainable_blocks
+        if tb is not None and (not isinstance(tb, int) or isinstance(tb, bool) or tb < 0):
+            raise ConfigError(source, "transfer.trainable_blocks", tb,
+                              "an int >= 0 (the top blocks that train) or null (all)")
+        f = self.body_lr_factor
+        if not isinstance(f, (int, float)) or isinstance(f, bool) or not 0 < f <= 10 \
+                or not math.isfinite(f):
+            raise ConfigError(source, "transfer.body_lr_factor", f, "a number in (0, 10]")
+        u = self.unfreeze_every
+        if not isinstance(u, int) or isinstance(u, bool) or u < 0:
+            raise ConfigError(source, "transfer.unfreeze_every", u,
+                              "an int >= 0 (epochs between unfreezing one more block; 0: off)")
+        if u and (self.mode != "fine_tune" or self.trainable_blocks is None):
+            raise ConfigError(source, "transfer.unfreeze_every", u,
+                              "0 unless the mode is fine_tune with a trainable_blocks count "
+                              "(the blocks that train from the start)")
+        self.adapt.validate(source)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weights": self.weights, "mode": self.mode,
+                "trainable_blocks": self.trainable_blocks,
+                "body_lr_factor": self.body_lr_factor, "adapt": self.adapt.to_dict(),
+                "unfreeze_every": self.unfreeze_every}
+
+    @classmethod
+    def from_record(cls, d: dict[str, Any], source: str = SOURCE) -> TransferConfig:
+        """The settings in a trial's ``TrialRecord.transfer`` (which adds what the run
+        found: frozen units, adaptations, the learning curve)."""
+        return cls.from_dict({k: v for k, v in d.items() if k in {f.name for f in fields(cls)}},
+                             source)
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = SOURCE) -> TransferConfig:
+        if not isinstance(d, dict):
+            raise ConfigError(source, "transfer", d, "a mapping")
+        valid = {f.name for f in fields(cls)}
+        for k in d:
+            if k not in valid:
+                raise UnknownNameError(source, f"transfer.{k}", k, valid)
+        d = dict(d)
+        d["adapt"] = AdaptConfig.from_dict(d.get("adapt"), source)
+        return cls(**d).validate(source)
+
+
+# --- the data ---------------------------------------------------------------------------------
+
+def adapt_data(data: Dataset, source: SourceModel, adapt: AdaptConfig,
+               where: str = SOURCE) -> tuple[Dataset, list[str]]:
+    """``data`` as the checkpoint takes it, and one note per adaptation made. A shape that
+    differs without an ``adapt`` entry for it is a :class:`ConfigError`."""
+    shape = tuple(data.input_shape)
+    notes: list[str] = []
+    want = source.input_shape
+    if want is not None and len(want) != len(shape):
+        raise NasdepthError(f"The data of {where} has samples of shape {list(shape)}; the "
+                            f"checkpoint {source.path} was trained on {list(want)} (another "
+                            "rank: no adaptation maps one to the other).")
+    if len(shape) == 1:
+        if want is not None and want != shape:
+            raise NasdepthError(f"The data of {where} has {shape[0]} features; the checkpoint "
+                                f"{source.path} was trained on {want[0]} (flat inputs are not "
+                                "adapted).")
+        return data, notes
+    x = data.x
+    channels = source.in_channels
+    if channels is not None and channels != shape[0]:
+        if adapt.channels is None:
+            raise ConfigError(where, "transfer.adapt.channels", None,
+                              f"repeat or new_stem: the data has {shape[0]} channels and the "
+                              f"checkpoint {source.path} takes {channels}")
+        if adapt.channels == "repeat":
+            if channels % shape[0]:
+                raise ConfigError(where, "transfer.adapt.channels", "repeat",
+                                  f"new_stem: {channels} channels are no multiple of the "
+                                  f"data's {shape[0]}")
+            reps = channels // shape[0]
+            x = x.repeat(1, reps, *([1] * (x.dim() - 2)))
+            notes.append(f"channels repeated {reps}x: {shape[0]} -> {channels}")
+        else:
+            notes.append(f"new stem convolution: {shape[0]} input channels instead of "
+                         f"{channels} (fresh weights, trained)")
+    if want is not None and tuple(want[1:]) != tuple(shape[1:]):
+        if adapt.size is None:
+            raise ConfigError(where, "transfer.adapt.size", None,
+                              f"resize or keep: the data's samples are {list(shape[1:])} and "
+                              f"the checkpoint {source.path} was trained on {list(want[1:])}")
+        if adapt.size == "resize":
+            mode = "linear" if len(shape) == 2 else "bilinear"
+            x = F.interpolate(x, size=tuple(want[1:]), mode=mode, align_corners=False)
+            notes.append(f"resized {list(shape[1:])} -> {list(want[1:])} ({mode})")
+        else:
+            notes.append(f"size kept: {list(shape[1:])} (checkpoint: {list(want[1:])})")
+    if x is data.x:
+        return data, notes
+    return Dataset(x.contiguous(), data.y, data.name, data.num_classes, list(data.class_names),
+                   data.groups), notes
+
+
+# --- the model --------------------------------------------------------------------------------
+
+@dataclass
+class PreparedModel:
+    """A fold's network with its transfer applied: which units are frozen, which parameters
+    are new (trained at the head's rate), and the optimizer's learning-rate groups."""
+
+    model: Network
+    frozen: list[str] = field(default_factory=list)
+    fresh: list[str] = field(default_factory=list)
+    lr_groups: LRGroups | None = None
+    #: gradual unfreezing: the frozen blocks, next to unfreeze first (top down)
+    later: list[tuple[str, nn.Module]] = field(default_factory=list)
+
+    def unfreezer(self, every: int) -> tuple[Callable[[int], None], list[dict[str, Any]]]:
+        """``on_epoch`` for ``fit_fold``: before epochs ``every``, ``2 * every``, ... the
+        next frozen block trains; the list records ``{epoch, block}`` as it goes."""
+        queue, done = list(self.later), []
+
+        def on_epoch(epoch: int) -> None:
+            if every and epoch and epoch % every == 0 and queue:
+                name, module = queue.pop(0)
+                module.requires_grad_(True)
+                done.append({"epoch": epoch, "block": name})
+
+        return on_epoch, done
+
+
+def freeze(model: Network, mode: str, trainable_blocks: int | None,
+           keep: tuple[nn.Module, ...] = ()) -> list[str]:
+    """Set ``requires_grad`` False on the frozen units of ``model`` (``named_blocks`` names
+    returned); modules in ``keep`` (a new stem convolution) stay trainable."""
+    units = model.named_blocks()  # stem, blocks..., head
+    body = units[:-1]
+    if mode == "feature_extraction":
+        frozen = body
+    elif mode == "fine_tune" and trainable_blocks is not None:
+        n_blocks = len(body) - 1
+        if trainable_blocks > n_blocks:
+            raise ConfigError(SOURCE, "transfer.trainable_blocks", trainable_blocks,
+                              f"at most {n_blocks} (this network has {n_blocks} blocks), or "
+                              "null for all")
+        frozen = body[:len(body) - trainable_blocks]
+    else:
+        frozen = []
+    kept = {id(p) for m in keep for p in m.parameters()}
+    for _, module in frozen:
+        for p in module.parameters():
+            if id(p) not in kept:
+                p.requires_grad_(False)
+    return [name for name, _ in frozen]
+
+
+def lr_groups(model: Network, factor: float, fresh: tuple[nn.Module, ...] = (),
+              later: tuple[nn.Module, ...] = ()) -> LRGroups:
+    """Head and new modules at the full rate (first group), the trainable rest at ``factor``;
+    frozen parameters are left out, except those of ``later`` (blocks unfrozen during the
+    training, listed from the start: they get optimizer state once they get gradients)."""
+    new = {id(p) for m in (model.head, *fresh) for p in m.parameters()}
+    soon = {id(p) for m in later for p in m.parameters()}
+    full = [p for p in model.parameters() if id(p) in new]
+    body = [p for p in model.parameters() if id(p) not in new
+            and (p.requires_grad or id(p) in soon)]
+    return [(full, 1.0), (body, float(factor))]
+
+
+def prepare_model(arch: ArchConfig, input_shape: tuple[int, ...], num_classes: int,
+                  transfer: TransferConfig, source: SourceModel | None) -> PreparedModel:
+    """Build ``arch`` for ``input_shape`` (the adapted data's), load the checkpoint (not for
+    ``scratch``), give it a new stem convolution where ``adapt.channels`` says so, and freeze
+    what the mode freezes. Call under the fold's seed: fresh parts are initialized here."""
+    if transfer.mode == "scratch" or source is None:
+        return PreparedModel(build_model(arch, input_shape, num_classes))
+    shape = tuple(input_shape)
+    new_stem = (transfer.adapt.channels == "new_stem" and source.in_channels is not None
+                and len(shape) > 1 and source.in_channels != shape[0])
+    build_shape = (int(source.in_channels or shape[0]), *shape[1:]) if new_stem else shape
+    model = build_model(arch, build_shape, num_classes)
+    classifier = _classifier(model)
+    fresh_state = {k: v.clone() for k, v in classifier.state_dict().items()}
+    load_weights(model, str(transfer.weights))
+    # the target's classes are not the source's: the classifier always starts fresh (the
+    # fold's own initialization), even where the class counts agree
+    classifier.load_state_dict(fresh_state)
+    fresh: list[str] = []
+    keep: tuple[nn.Module, ...] = ()
+    if new_stem:
+        name = new_stem_conv(model, shape[0])
+        fresh.append(name)
+        keep = (model.get_submodule(name),)
+    frozen = freeze(model, transfer.mode, transfer.trainable_blocks, keep)
+    groups = None
+    later: list[tuple[str, nn.Module]] = []
+    if transfer.unfreeze_every:
+        units = dict(model.named_blocks())
+        later = [(n, units[n]) for n in reversed(frozen) if n != "stem"]
+    if transfer.mode == "fine_tune":
+        groups = lr_groups(model, transfer.body_lr_factor, keep, tuple(m for _, m in later))
+    return PreparedModel(model, frozen=frozen, fresh=fresh, lr_groups=groups, later=later)
+
+
+def _classifier(model: Network) -> nn.Linear:
+    """The head's last linear layer."""
+    linears = [m for m in model.head.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise NasdepthError("This network's head has no linear classifier to train.")
+    return linears[-1]
+
+
+def head_of(model: Network) -> tuple[nn.Module, nn.Module]:
+    """(body, head) of a network: the body (stem + blocks) as one module, in eval mode."""
+    body = nn.Sequential(model.stem, model.blocks)
+    return body.eval(), model.head
+
+
+@torch.no_grad()
+def body_features(body: nn.Module, x: torch.Tensor, device: torch.device,
+                  rows: int = 256) -> torch.Tensor:
+    """The body's outputs for ``x`` (already standardized), in chunks, on the host."""
+    body.to(device).eval()
+    out = [body(x[i:i + rows].to(device)).float().cpu() for i in range(0, len(x), rows)]
+    return torch.cat(out)
