@@ -171,3 +171,48 @@ def test_cli_refuses_a_bad_transfer_section(exported: Path, capsys) -> None:
     assert cli(["run", str(path)]) == 2
     err = capsys.readouterr().err
     assert "Did you mean 'fine_tune'" in err and "Traceback" not in err
+
+
+def test_a_torchvision_checkpoint_in_a_study_takes_its_preset(tmp_path: Path) -> None:
+    """``transfer: {weights: resnet18.pth, preset: resnet18}``: a torchvision state_dict
+    (random weights, saved by torchvision itself) is every candidate's body, in the preset's
+    torchvision layout, and the modes are searched over it like a nasdepth model file's."""
+    import torch
+    import torchvision
+
+    from nasdepth.arch import preset
+
+    torch.manual_seed(0)
+    weights = tmp_path / "models" / "resnet18.pth"
+    weights.parent.mkdir()
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    data = {"source": "synthetic:classification", "n_samples": 48, "n_classes": 2,
+            "image_shape": [3, 16, 16], "class_sep": 2.0}
+    path = _write(tmp_path / "studies" / "tv.yaml", {
+        "name": "tv", "data": data, "space": {}, "cv": {"folds": 2},
+        "training": {"epochs": 1, "batch_size": 16, "lr": 0.01}, "budget": {"trials": 2},
+        "sampler": "bruteforce", "seed": 0, "diagnosis": {"baseline": False},
+        "transfer": {"weights": "models/resnet18.pth", "preset": "resnet18",
+                     "mode": {"type": "categorical",
+                              "choices": ["feature_extraction", "fine_tune"]},
+                     "trainable_blocks": 1}})
+    cfg = load_study(path)
+    assert cfg.transfer is not None and cfg.transfer.preset == "resnet18"
+    study = run_study(path, progress=False, probes=False)
+    recs = [read_record(t) for t in study.trials]
+    assert [r.state for r in recs] == ["complete", "complete"], [r.reason for r in recs]
+    expected = preset("resnet18", (3, 16, 16), 2, small=False).to_dict()
+    assert all(r.arch == expected for r in recs)
+    assert {r.transfer["mode"] for r in recs} == {"feature_extraction", "fine_tune"}
+    frozen = {r.transfer["mode"]: r.transfer["frozen"] for r in recs}
+    # fine_tune of the top block: the stem and the seven blocks below it stay as loaded
+    assert len(frozen["fine_tune"]) == 8 and frozen["feature_extraction"]
+    # a preset names a state_dict's network only: the space may not sample one, and a
+    # misspelt preset gets the closest name
+    raw = yaml.safe_load(path.read_text())
+    raw["transfer"]["preset"] = "resnet81"
+    with pytest.raises(NasdepthError, match="Did you mean 'resnet18'"):
+        load_study(_write(path, raw))
+    raw["transfer"]["preset"], raw["space"] = "resnet18", {"width": 8}
+    with pytest.raises(ConfigError, match="the preset resnet18"):
+        load_study(_write(path, raw))

@@ -159,7 +159,7 @@ class Objective:
         transfer = None
         if cfg.transfer is not None:  # the mode, blocks and rate factor; the file's architecture
             transfer = cfg.transfer.suggest(trial)
-            arch = cfg.transfer.arch or arch
+            arch = cfg.transfer.architecture(self.data) or arch
             rec.transfer = transfer.to_dict()
         rec.params = dict(trial.params)
         # the study's training: with the space's sampled recipe (lr, weight decay ...) applied

@@ -5,6 +5,7 @@ factor, the input adaptation and the learning curve, validated when the study fi
 
     transfer:
       weights: models/source.pt              # a local checkpoint (relative to the study file)
+      preset: resnet18                       # a state_dict's network (torchvision's layout)
       mode: {type: categorical, choices: [scratch, feature_extraction, fine_tune]}
       trainable_blocks: {type: int, low: 1, high: 4}              # fine_tune only
       body_lr_factor: {type: float, low: 0.01, high: 1, log: true}  # fine_tune only
@@ -17,9 +18,12 @@ search-space vocabulary; Optuna knows them as ``transfer.mode``, ``transfer.trai
 is ``fine_tune``; ``unfreeze_every``, gradual unfreezing, only with a ``trainable_blocks``).
 
 A nasdepth model file names its architecture: the study's candidates then have that
-architecture, and the space may search training-recipe keys only. With a ``state_dict``
-checkpoint (torchvision's or nasdepth's) the space's architecture is used, and each trial
-checks that the checkpoint fits it.
+architecture, and the space may search training-recipe keys only. A ``state_dict`` checkpoint
+(torchvision's, say ``resnet18``) takes ``preset: resnet18``: every candidate is that preset
+in torchvision's own layout (``preset(name, shape, classes, small=False)``, whatever the input
+size, so that the checkpoint's weights fit), again with a recipe-only space. Without
+``preset`` the space's architecture is used, and each trial checks that the checkpoint fits
+it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 
 import optuna
 
-from nasdepth.arch import ArchConfig
+from nasdepth.arch import PRESETS, ArchConfig, preset
 from nasdepth.arch.adapt import SourceModel, read_source
 from nasdepth.data import Dataset, Splits
 from nasdepth.errors import ConfigError, UnknownNameError
@@ -42,8 +46,8 @@ from nasdepth.train.cv import CVResult, records
 from nasdepth.train.transfer import MODES, AdaptConfig, TransferConfig, adapt_data
 from nasdepth.train.transfer_cv import cross_validate_transfer
 
-TRANSFER_KEYS = ("weights", "mode", "trainable_blocks", "body_lr_factor", "unfreeze_every",
-                 "adapt", "learning_curve")
+TRANSFER_KEYS = ("weights", "preset", "mode", "trainable_blocks", "body_lr_factor",
+                 "unfreeze_every", "adapt", "learning_curve")
 #: the prefix of the searched keys' Optuna names
 PREFIX = "transfer."
 
@@ -62,10 +66,19 @@ class TransferSection:
     #: ``weights`` as the study file spells it (the study's identity: the same study run from
     #: another folder resolves it to another path)
     spelled: str = ""
+    #: the preset a ``state_dict`` checkpoint belongs to (None: a model file, or the space's)
+    preset: str | None = None
 
     @property
     def arch(self) -> ArchConfig | None:
         return self.source.arch
+
+    def architecture(self, data: Dataset) -> ArchConfig | None:
+        """Every candidate's architecture on ``data`` (after the input adaptation): the model
+        file's, the preset's in torchvision's layout, or None (the space samples it)."""
+        if self.source.arch is not None or self.preset is None:
+            return self.source.arch
+        return preset(self.preset, data.input_shape, data.num_classes, small=False)
 
     @property
     def searched(self) -> tuple[Param, ...]:
@@ -107,7 +120,8 @@ class TransferSection:
         return adapt_data(data, self.source, self.adapt, where)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"weights": self.spelled or self.weights, "adapt": self.adapt.to_dict(),
+        return {"weights": self.spelled or self.weights, "preset": self.preset,
+                "adapt": self.adapt.to_dict(),
                 "learning_curve": list(self.learning_curve),
                 "params": [{"name": p.key, "kind": p.kind, "value": p.value, "low": p.low,
                             "high": p.high, "log": p.log, "choices": list(p.choices)}
@@ -184,6 +198,17 @@ def _fractions(spec: Any, source: str) -> tuple[float, ...]:
     return tuple(sorted({float(f) for f in spec}))
 
 
+def _preset_name(spec: Any, src: SourceModel, weights: str, source: str) -> str | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, str) or spec not in PRESETS:
+        raise UnknownNameError(source, f"{PREFIX}preset", spec, PRESETS)
+    if src.arch is not None:
+        raise ConfigError(source, f"{PREFIX}preset", spec,
+                          f"absent: the model file {weights} names its own architecture")
+    return spec
+
+
 def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
                    sampler: str = "tpe", diagnosis: Any = None) -> TransferSection | None:
     """The study's ``transfer:`` section, checked (None when the study has none);
@@ -213,16 +238,26 @@ def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
                           "or its parent)")
     src = read_source(path)
     n_blocks = None
-    if src.arch is not None:
+    name = _preset_name(raw.get("preset"), src, weights, source)
+    if src.arch is not None or name is not None:
         sampled = [p for p in space.params if not is_recipe(p.name)]
         if sampled:
+            origin = f"the model file {weights}" if name is None else f"the preset {name}"
             raise ConfigError(source, "space", sampled[0].key,
-                              f"training-recipe keys only: the architecture comes from the "
-                              f"model file {weights}")
+                              f"training-recipe keys only: the architecture comes from "
+                              f"{origin}")
+        import torch
+
         from nasdepth.arch import build_model
 
-        shape = src.input_shape or ()
-        n_blocks = len(build_model(src.arch, shape, src.num_classes or 2).blocks)
+        with torch.device("meta"):  # shapes only: the block count
+            if src.arch is not None:
+                n_blocks = len(build_model(src.arch, src.input_shape or (),
+                                           src.num_classes or 2).blocks)
+            else:
+                shape = (src.in_channels or 3, 224, 224)
+                n_blocks = len(build_model(preset(str(name), shape, 10, small=False), shape,
+                                           10).blocks)
     params = [_mode_param(raw.get("mode", "fine_tune"), source)]
     modes = set(params[0].values() or [])
     for key, parse in (("trainable_blocks", lambda s: _blocks_param(s, source, n_blocks)),
@@ -246,7 +281,7 @@ def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
                           "repeat when the modes include feature_extraction (its features are "
                           "computed once: a new stem convolution would never train)")
     section = TransferSection(weights=str(path.resolve()), params=tuple(params), source=src,
-                              spelled=weights,
+                              spelled=weights, preset=name,
                               adapt=adapt,
                               learning_curve=_fractions(raw.get("learning_curve"), source))
     if sampler == "grid" and section.searched:
