@@ -265,3 +265,17 @@ def test_fold_parallel_and_streaming_fall_back_with_a_message(digits, caplog) ->
     text = caplog.text
     assert "sequentially" in text and "streamed data path takes single-task" in text
     assert res.settings["parallel"] is False and res.settings["data_placement"] == "device"
+
+
+def test_one_task_trains_exactly_as_the_single_task_engine() -> None:
+    """One task and its network: the multitask fold loop (its own joint loss, the shared
+    ``TrainStep.update``) gives the single-task engine's fold scores, the same splits,
+    initialization and batches."""
+    data = load_data({"source": "sklearn:digits", "limit": 240})
+    one = from_arrays(data.x.numpy(), {"digit": data.y.numpy()}, name="digits[240]")
+    tr = TrainConfig(epochs=3, batch_size=32, lr=0.01, grad_clip=1.0)
+    single = cross_validate(RESNET, data, folds=2, seed=3, training=tr, parallel=False)
+    multi = cross_validate_multitask(MultitaskConfig(RESNET, ("digit",)), one, folds=2,
+                                     seed=3, training=tr)
+    for key in ("val_log_loss", "val_accuracy", "train_log_loss"):
+        np.testing.assert_allclose(multi.folds[key], single.folds[key], rtol=1e-5, err_msg=key)

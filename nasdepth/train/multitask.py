@@ -43,7 +43,7 @@ from nasdepth.train.fit import FoldResult, eval_rows
 from nasdepth.train.hooks import TrainHook
 from nasdepth.train.loop import EarlyStopper, NonFiniteLossError, autocast, batch_plan, fold_perm
 from nasdepth.train.metrics import METRICS, add_gaps, metric_row
-from nasdepth.train.step import grad_scaler, make_optimizer
+from nasdepth.train.step import TrainStep
 
 __all__ = ["check_tasks", "cross_validate_multitask", "fit_fold_multitask", "task_frame",
            "task_view"]
@@ -106,9 +106,9 @@ def fit_fold_multitask(
     model.to(device)
     n = len(train_idx)
     plan = batch_plan(min(n, n_used or n), training.batch_size)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt, sched = make_optimizer(params, training, device, len(plan))
-    amp = grad_scaler(device, training.precision)
+    # the optimizer step, clipping, schedule and the hooks' per-step calls: the single-task
+    # engine's own (TrainStep.update); the joint loss is this loop's
+    step = TrainStep(model, training, device, len(plan), hooks=hooks)
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed) if augment else None
     stopper = EarlyStopper(training.patience, training.min_delta)
@@ -134,23 +134,7 @@ def fit_fold_multitask(
                                     label_smoothing=training.label_smoothing)
                     for i, t in enumerate(tasks)])
                 joint = model.joint_loss(losses)
-            opt.zero_grad(set_to_none=True)
-            (joint if amp is None else amp.scale(joint)).backward()
-            for hook in hooks:
-                hook.after_backward(model, losses.detach())
-            if training.grad_clip:
-                if amp is not None:
-                    amp.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(params, training.grad_clip)
-            if amp is None:
-                opt.step()
-            else:
-                amp.step(opt)
-                amp.update()
-            for hook in hooks:
-                hook.after_step(model)
-            if sched is not None:
-                sched.step()
+            step.update(joint, losses.detach())
             total.add_(losses.detach(), alpha=b - a)
             correct.add_(torch.stack([(out[t].detach().argmax(-1) == yb[:, i]).sum()
                                       for i, t in enumerate(tasks)]))
@@ -177,7 +161,7 @@ def fit_fold_multitask(
                        "train_accuracy": float(np.mean(train_acc)),
                        "val_loss": float(np.mean(val_loss)),
                        "val_accuracy": float(np.mean(val_acc)),
-                       "lr": float(opt.param_groups[0]["lr"])})
+                       "lr": step.lr})
         history.append(record)
         epochs_run = epoch + 1
         for hook in hooks:

@@ -157,10 +157,19 @@ class TrainStep:
             if self.aux_weight and aux:
                 aux_losses = [batch_loss(a, y, self.smoothing) for a in aux]
                 full = loss + self.aux_weight * torch.stack(aux_losses).sum(0)
+        self.update(full, loss)
+        self.total.add_(loss.detach(), alpha=y.shape[-1])
+        self.correct.add_((out.detach().argmax(-1) == y).sum(-1))
+
+    def update(self, objective: torch.Tensor, loss: torch.Tensor) -> None:
+        """Everything after the forward pass: backward of ``objective`` (the loss that is
+        differentiated: per fold for a stack), the hooks' per-step calls (they see ``loss``,
+        the batch loss as it is reported), clipping, the optimizer step and the schedule. A
+        loop with its own loss (the joint loss of several tasks) calls this directly."""
         self.opt.zero_grad(set_to_none=True)
         if self.folds is not None:
-            full = full.sum()
-        (full if self.amp is None else self.amp.scale(full)).backward()
+            objective = objective.sum()
+        (objective if self.amp is None else self.amp.scale(objective)).backward()
         self._after_backward(loss)
         if self.grad_clip:
             if self.amp is not None:
@@ -177,8 +186,6 @@ class TrainStep:
         self._after_step()
         if self.sched is not None:
             self.sched.step()
-        self.total.add_(loss.detach(), alpha=y.shape[-1])
-        self.correct.add_((out.detach().argmax(-1) == y).sum(-1))
 
     def _after_backward(self, loss: torch.Tensor) -> None:
         if self.folds is not None and self.hooks:
