@@ -26,6 +26,7 @@ from torch import nn
 from nasdepth.arch import ArchConfig, build_model, count_parameters
 from nasdepth.data import CVConfig, Dataset, Splits, load_data
 from nasdepth.export.model import ExportedModel, save_model, standardization_dict
+from nasdepth.export.monitor import monitor_rows
 from nasdepth.export.transfer import refit_transfer, transfer_of
 from nasdepth.export.trial import (
     StudySettings,
@@ -47,9 +48,6 @@ from nasdepth.train.stream import fit_standardizer
 
 log = logging.getLogger("nasdepth.export")
 
-#: rows of the training part scored each epoch of a refit without a test part (the refit
-#: trains on everything else; these only fill the per-epoch history)
-MONITOR_ROWS = 512
 Say = Callable[[str], None]
 
 
@@ -127,12 +125,7 @@ def _refit(arch: ArchConfig, data: Dataset, cv_idx: np.ndarray, test_idx: np.nda
            ) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor], dict[str, Any]]:
     """One fresh model trained on ``cv_idx``; the per-epoch history scores the test part (no
     decision depends on it: patience is off) or a seeded sample of the training rows."""
-    if len(test_idx):
-        monitor = test_idx
-    else:
-        rng = np.random.default_rng(seed)
-        monitor = np.sort(rng.choice(cv_idx, size=min(MONITOR_ROWS, len(cv_idx)),
-                                     replace=False))
+    monitor = monitor_rows(cv_idx, test_idx, seed)
     torch.manual_seed(seed)
     model = build_model(arch, data.input_shape, data.num_classes)
     aux_weight = float(getattr(arch, "aux_weight", 0.0) or 0.0)

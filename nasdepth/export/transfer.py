@@ -15,13 +15,12 @@ from nasdepth.arch import ArchConfig
 from nasdepth.arch.adapt import read_source
 from nasdepth.data import Dataset
 from nasdepth.errors import ConfigError
+from nasdepth.export.monitor import monitor_rows
 from nasdepth.study.record import TrialRecord
 from nasdepth.train import TrainConfig, fit_fold
 from nasdepth.train.stream import fit_standardizer
 from nasdepth.train.transfer import TransferConfig, adapt_data, prepare_model
 from nasdepth.train.transfer_cv import fit_fold_features
-
-MONITOR_ROWS = 512
 
 
 def transfer_of(record: TrialRecord, data: Dataset, source: str, ensemble: bool
@@ -45,12 +44,7 @@ def refit_transfer(arch: ArchConfig, data: Dataset, cv_idx: np.ndarray, test_idx
                    transfer: TransferConfig
                    ) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor], dict[str, Any]]:
     """``refit._refit`` for a transfer trial: the same monitor rows, the same outputs."""
-    if len(test_idx):
-        monitor = test_idx
-    else:
-        rng = np.random.default_rng(seed)
-        monitor = np.sort(rng.choice(cv_idx, size=min(MONITOR_ROWS, len(cv_idx)),
-                                     replace=False))
+    monitor = monitor_rows(cv_idx, test_idx, seed)
     src = read_source(transfer.weights) if transfer.weights else None
     torch.manual_seed(seed)
     prepared = prepare_model(arch, data.input_shape, data.num_classes, transfer, src)

@@ -26,7 +26,7 @@ from typing import Any
 
 import optuna
 
-from nasdepth.arch import ArchConfig, count_parameters
+from nasdepth.arch import ArchConfig
 from nasdepth.arch.multitask import MultitaskConfig, build_multitask
 from nasdepth.data import Dataset
 from nasdepth.data.tasks import check_task
@@ -34,11 +34,10 @@ from nasdepth.diagnosis import shallow_baseline
 from nasdepth.diagnosis.multitask import diagnose_tasks
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.probes import MultitaskProbeHook
-from nasdepth.study.measure import count_flops, measure_latency
 from nasdepth.study.objective import FoldProgress, HookFactory, Objective, epoch_key
 from nasdepth.study.probing import trace_summary
 from nasdepth.study.record import TrialRecord, read_record
-from nasdepth.study.study_file import CONSTRAINTS, StudyConfig
+from nasdepth.study.study_file import StudyConfig
 from nasdepth.study.tasks_file import SEARCHED, TASK_OBJECTIVES, TaskSettings
 from nasdepth.train import TrainConfig, TrainHook
 from nasdepth.train.cv import CVResult, FoldCallback, records
@@ -140,19 +139,11 @@ class MultitaskObjective(Objective):
         return [hook]
 
     def _costs(self, trial: optuna.Trial, arch: ArchConfig) -> dict[str, float]:
-        cfg, data = self.cfg, self.data
+        data = self.data
         mt: MultitaskConfig = getattr(trial, _MT_ATTR)
         self._current = mt
         num_classes = {t: (data.tasks or {})[t].num_classes for t in mt.tasks}
-        model = build_multitask(mt, data.input_shape, num_classes)
-        costs: dict[str, float] = {"params": count_parameters(model)}
-        costs["flops"] = count_flops(model, data.input_shape)
-        wanted = set(cfg.objectives) | {CONSTRAINTS[c] for c in cfg.constraints}
-        if "latency" in wanted:
-            costs["latency"] = measure_latency(model, data.input_shape)
-        for key, bound in cfg.constraints.items():
-            trial.set_constraint(key, costs[CONSTRAINTS[key]] - bound)
-        return costs
+        return self._measure(trial, build_multitask(mt, data.input_shape, num_classes))
 
     def _cross_validate(self, arch: ArchConfig, on_fold: FoldCallback,
                         hooks: Sequence[TrainHook], training: TrainConfig | None = None,

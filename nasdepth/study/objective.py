@@ -139,8 +139,12 @@ class Objective:
     def _costs(self, trial: optuna.Trial, arch: ArchConfig) -> dict[str, float]:
         """Params (and FLOPs, latency where an objective or constraint needs them) of a
         freshly built candidate, stored and turned into constraints before any training."""
+        data = self.data
+        return self._measure(trial, build_model(arch, data.input_shape, data.num_classes))
+
+    def _measure(self, trial: optuna.Trial, model: nn.Module) -> dict[str, float]:
+        """The costs of ``model`` (one candidate, built), set as the trial's constraints."""
         cfg, data = self.cfg, self.data
-        model = build_model(arch, data.input_shape, data.num_classes)
         costs: dict[str, float] = {"params": count_parameters(model)}
         costs["flops"] = count_flops(model, data.input_shape)
         wanted = set(cfg.objectives) | {CONSTRAINTS[c] for c in cfg.constraints}
