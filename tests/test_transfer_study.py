@@ -88,6 +88,13 @@ def test_target_study_searches_the_modes(exported: Path) -> None:
     assert set(curve["mode"]) == {"scratch", "feature_extraction", "fine_tune"}
     half = curve[curve["fraction"] == 0.5]
     assert (half["n_train"] < curve[curve["fraction"] == 1.0]["n_train"].max()).all()
+    # one architecture (the model file's): the report says so instead of comparing depths
+    from nasdepth.report import write_report
+
+    write_report(study, folder / "report")
+    md = (folder / "report" / "report.md").read_text()
+    assert "\n## Architecture\n" in md and "\n## Transfer\n" in md
+    assert "\n## Depth\n" not in md and "\n## Width\n" not in md
 
 
 @pytest.mark.parametrize(("transfer", "match"), [

@@ -9,6 +9,7 @@ and the report says so instead of failing.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -614,6 +615,14 @@ def verdict_counts(diagnoses: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["verdict", "trials"])
     counts = diagnoses["verdict"].fillna("none").value_counts()
     return counts.rename_axis("verdict").reset_index(name="trials")
+
+
+def architectures_tried(st: StudyTables) -> int:
+    """Distinct architectures among the scored trials (by their recorded ``ArchConfig``); 1:
+    the study searched the training recipe, the transfer mode or the tasks only."""
+    archs = {json.dumps(st.records[int(n)].arch, sort_keys=True)
+             for n in st.scored["trial"] if int(n) in st.records}
+    return len(archs)
 
 
 def gradient_time_table(trace: dict[str, Any]) -> pd.DataFrame:
