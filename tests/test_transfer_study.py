@@ -214,6 +214,11 @@ def test_a_torchvision_checkpoint_in_a_study_takes_its_preset(tmp_path: Path) ->
     frozen = {r.transfer["mode"]: r.transfer["frozen"] for r in recs}
     # fine_tune of the top block: the stem and the seven blocks below it stay as loaded
     assert len(frozen["fine_tune"]) == 8 and frozen["feature_extraction"]
+    # another checkpoint under the same name: the resume says so instead of mixing trials
+    torch.manual_seed(1)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    with pytest.raises(NasdepthError, match="checkpoint models/resnet18.pth has other contents"):
+        run_study(path, progress=False, probes=False)
     # a preset names a state_dict's network only: the space may not sample one, and a
     # misspelt preset gets the closest name
     raw = yaml.safe_load(path.read_text())

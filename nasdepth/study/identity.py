@@ -91,6 +91,24 @@ def _space_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list
     return out
 
 
+def _transfer_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[str]:
+    if old == new:
+        return []
+    if old is None or new is None:
+        return [f"transfer: {'none' if old is None else 'a section'} -> "
+                f"{'none' if new is None else 'a section'}"]
+    out = []
+    if old.get("digest") and new.get("digest") and old["digest"] != new["digest"]:
+        out.append(f"transfer.weights: the checkpoint {new.get('weights')} has other contents")
+    flat_old, flat_new = _flat(old, "transfer"), _flat(new, "transfer")
+    for key in sorted(set(flat_old) | set(flat_new)):
+        if key == "transfer.digest" or key not in flat_old:
+            continue  # the digest is said above; a key added by a newer nasdepth: its default
+        if flat_old.get(key) != flat_new.get(key):
+            out.append(f"{key}: {flat_old.get(key)!r} -> {flat_new.get(key)!r}")
+    return out
+
+
 def _describe_data(d: dict[str, Any]) -> str:
     return (f"{d.get('name')} ({d.get('n_samples')} samples, shape "
             f"{tuple(d.get('input_shape') or ())}, {d.get('num_classes')} classes)")
@@ -113,6 +131,7 @@ def changes(stored: dict[str, Any], mine: dict[str, Any]) -> list[str]:
             if old.get(key) != new.get(key):
                 out.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
     out += _space_changes(stored.get("space") or [], mine["space"])
+    out += _transfer_changes(stored.get("transfer"), mine.get("transfer"))
     if stored.get("tasks") != mine.get("tasks"):
         out.append(f"tasks: {stored.get('tasks')} -> {mine.get('tasks')}")
     if (stored.get("objectives") or mine["objectives"]) != mine["objectives"]:
