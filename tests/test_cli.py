@@ -68,3 +68,16 @@ def test_main_returns_2_in_process(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["run", str(study)]) == 2
     assert "'epochs'" in capsys.readouterr().err
     assert yaml.safe_load(study.read_text())["training"]["epochs"] == 0
+
+
+def test_the_summary_shows_the_searched_recipe(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The "Top trials" table beside the architecture columns: what else was searched (here
+    the learning rate), so the best row says how to reproduce it."""
+    space = {**TINY_SPACE, "lr": {"type": "categorical", "choices": [0.003, 0.03]}}
+    study = write_study(tmp_path, space=space, training={"epochs": 2, "batch_size": 64})
+    assert main(["run", str(study), "--trials", "2", "--no-progress", "--no-report"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.strip().startswith("trial"))
+    assert header.split()[:2] == ["trial", "depth"] and "lr" in header.split()
+    assert "0.003" in out or "0.03" in out

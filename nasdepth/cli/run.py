@@ -143,6 +143,8 @@ def print_summary(study: optuna.Study) -> None:
             if c in best.columns]
     if len(best) and {"cv_mean", "cv_std"} <= set(best.columns):
         shown = best[cols].copy()
+        for name, values in _searched_beside_the_architecture(study, best["trial"]).items():
+            shown.insert(len(shown.columns) - 2, name, values)
         for c in ("params", "flops"):  # NaN for trials without them makes pandas use floats
             if c in shown:
                 shown[c] = shown[c].astype("Int64")
@@ -151,6 +153,19 @@ def print_summary(study: optuna.Study) -> None:
                              for m, s in zip(best["cv_mean"], std, strict=True)]
         print("\nTop trials:")
         print(shown.to_string(index=False))
+
+
+def _searched_beside_the_architecture(study: optuna.Study, numbers: Any) -> dict[str, list[Any]]:
+    """The searched values of the shown trials that are not architecture columns: the recipe
+    (``lr``, ...), the transfer mode and blocks, the tasks' ``branch_at`` and heads."""
+    from nasdepth.space.recipe import is_recipe
+    from nasdepth.study.tasks_file import SEARCHED
+
+    trials = {t.number: t.params for t in study.get_trials(deepcopy=False)}
+    rows = [trials.get(int(n), {}) for n in numbers]
+    names = sorted({k for r in rows for k in r
+                    if is_recipe(k) or k in SEARCHED or k.startswith("transfer.")})
+    return {name.removeprefix("transfer."): [r.get(name, "") for r in rows] for name in names}
 
 
 def os_errors_as_messages(command: Callable[[argparse.Namespace], int]
