@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import torch
 from torch import nn
 
 from nasdepth.arch.config import ArchConfig
-from nasdepth.arch.weights import MODEL_FORMAT, read_checkpoint
+from nasdepth.arch.weights import MODEL_FORMAT, load_file, read_checkpoint
 from nasdepth.errors import NasdepthError
 
 CONVS = (nn.Conv1d, nn.Conv2d)
@@ -56,7 +55,7 @@ def read_source(path: str | Path) -> SourceModel:
                         if k.endswith("weight") and t.dim() in (3, 4)), None)
     if kind != MODEL_FORMAT:
         return SourceModel(str(path), kind, in_channels=in_channels)
-    raw = torch.load(path, map_location="cpu", weights_only=True)
+    raw = load_file(path)  # read once: read_checkpoint's own load, cached
     try:
         meta = json.loads(raw["metadata"])
         arch = ArchConfig.from_dict(meta["arch"], f"{path} (arch)")

@@ -17,11 +17,12 @@ does not fit (a missing or unexpected key, another shape, a checkpoint of anothe
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -289,18 +290,34 @@ def model_family(model: nn.Module) -> str | None:
 
 # --- reading files ------------------------------------------------------------------------------
 
-def read_checkpoint(path: str | Path) -> tuple[StateDict, str]:
-    """(state_dict, kind) of a local file: kind ``nasdepth-model`` or ``state_dict``."""
+@functools.lru_cache(maxsize=2)
+def _torch_load(path: str, stamp: tuple[int, int]) -> Any:
+    """The file's contents, read once per version (``stamp``: mtime and size): a transfer
+    study loads its checkpoint into every fold of every trial. Callers never modify what it
+    returns (loading copies the tensors into the model)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_file(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` of a local file, with one message per problem
+    (missing, unreadable), cached while the file is unchanged."""
     path = Path(path)
     if not path.is_file():
         raise NasdepthError(f"Checkpoint {path} does not exist (weights are read from local "
                             "files only).")
+    st = path.stat()
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        return _torch_load(str(path.resolve()), (st.st_mtime_ns, st.st_size))
     except Exception as exc:
         why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         raise NasdepthError(f"{path} is not a checkpoint torch.load(weights_only=True) can read "
                             f"({why}).") from None
+
+
+def read_checkpoint(path: str | Path) -> tuple[StateDict, str]:
+    """(state_dict, kind) of a local file: kind ``nasdepth-model`` or ``state_dict``."""
+    path = Path(path)
+    raw = load_file(path)
     if isinstance(raw, dict) and raw.get("format") == MODEL_FORMAT:
         states = raw.get("state_dicts")
         if not isinstance(states, list) or not states:

@@ -237,6 +237,10 @@ def study_baselines(study: optuna.Study, cfg: StudyConfig, data: Dataset) -> dic
     mt = MultitaskConfig.from_dict(rec.multitask["config"])
     training = TrainConfig.from_dict(rec.training) if rec.training else cfg.training
     splits = cfg.cv.resolve(data, str(cfg.path))
+    stored = study.user_attrs.get(BASELINES_ATTR)
+    if isinstance(stored, dict) and stored.get("trial") == rec.number and \
+            stored.get("config") == mt.to_dict() and stored.get("splits") == splits.digest:
+        return stored  # a rerun of a finished study: the same best trial, already trained alone
     table = single_task_baselines(mt, data, cv=splits, seed=cfg.cv_seed, training=training,
                                   multitask_folds=rec.cv_folds)
     out = {"trial": rec.number, "config": mt.to_dict(), "splits": splits.digest,

@@ -268,6 +268,14 @@ def lr_groups(model: Network, factor: float, fresh: tuple[nn.Module, ...] = (),
     return [(full, 1.0), (body, float(factor))]
 
 
+def needs_new_stem(transfer: TransferConfig, source: SourceModel | None,
+                   input_shape: tuple[int, ...]) -> bool:
+    """Does the network get a fresh first convolution for the data's channel count?"""
+    return (transfer.adapt.channels == "new_stem" and source is not None
+            and source.in_channels is not None and len(input_shape) > 1
+            and source.in_channels != input_shape[0])
+
+
 def prepare_model(arch: ArchConfig, input_shape: tuple[int, ...], num_classes: int,
                   transfer: TransferConfig, source: SourceModel | None) -> PreparedModel:
     """Build ``arch`` for ``input_shape`` (the adapted data's), load the checkpoint (not for
@@ -276,8 +284,7 @@ def prepare_model(arch: ArchConfig, input_shape: tuple[int, ...], num_classes: i
     if transfer.mode == "scratch" or source is None:
         return PreparedModel(build_model(arch, input_shape, num_classes))
     shape = tuple(input_shape)
-    new_stem = (transfer.adapt.channels == "new_stem" and source.in_channels is not None
-                and len(shape) > 1 and source.in_channels != shape[0])
+    new_stem = needs_new_stem(transfer, source, shape)
     build_shape = (int(source.in_channels or shape[0]), *shape[1:]) if new_stem else shape
     model = build_model(arch, build_shape, num_classes)
     classifier = _classifier(model)

@@ -34,6 +34,7 @@ from nasdepth.train.transfer import (
     adapt_data,
     body_features,
     head_of,
+    needs_new_stem,
     prepare_model,
 )
 
@@ -121,7 +122,8 @@ def cross_validate_transfer(
     notes: list[str] = []
     if src is not None:
         data, notes = adapt_data(data, src, transfer.adapt, source)
-    if transfer.mode == "feature_extraction" and prepared_fresh(notes):
+    if transfer.mode == "feature_extraction" and needs_new_stem(transfer, src,
+                                                                tuple(data.input_shape)):
         raise ConfigError(source, "transfer.adapt.channels", "new_stem",
                           "repeat with mode feature_extraction (its body's features are "
                           "computed once: a new stem convolution would never train), or mode "
@@ -188,8 +190,4 @@ def cross_validate_transfer(
         traces=[t for r in results for t in r.traces],
     )
 
-
-def prepared_fresh(notes: Sequence[str]) -> bool:
-    """Did the adaptation give the network a new stem convolution?"""
-    return any(n.startswith("new stem") for n in notes)
 
