@@ -98,6 +98,19 @@ def _trial_arch(args: argparse.Namespace
     return ArchConfig.from_dict(rec.arch, source=source), training, cfg, data, rec.transfer
 
 
+def _study_controls(args: argparse.Namespace, cfg: Any, data: Any) -> dict[str, Any]:
+    """The study as it stands: its trials that learned on the same splits (and the reference
+    network's result where it ran), so a stalled trial is judged beside them."""
+    import optuna
+
+    from nasdepth.study.peers import study_controls
+    from nasdepth.study.storage import make_storage
+
+    study = optuna.load_study(study_name=cfg.name,
+                              storage=make_storage(args.storage or cfg.storage_url))
+    return study_controls(study, data, cfg.cv.resolve(data, str(cfg.path)), exclude=args.trial)
+
+
 def _training(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
     from dataclasses import replace
 
@@ -173,7 +186,8 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis:
         except NonFiniteLossError as exc:
             hook.close(str(exc))
             return diagnose(hook)
-        return diagnose(result, data, controls=controls)
+        return diagnose(result, data, controls=controls,
+                        precomputed=_study_controls(args, cfg, data))
     if not (args.data and args.arch):
         raise ConfigError("the command line", "--data/--arch", None,
                           "both set (or --study with --trial)")
