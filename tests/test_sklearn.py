@@ -7,14 +7,17 @@ import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from nasdepth.sklearn import ArchClassifier, expected_failed_checks
+from nasdepth.sklearn import ArchClassifier, NASClassifier, expected_failed_checks
 
 #: tiny and fast: every check fits several times
 FAST_ARCH = ArchClassifier(depth=1, width=16, epochs=8, lr=0.01, batch_size=32, device="cpu",
                            random_state=0)
+#: a tiny budget: two trials of 2-fold CV, probes and verdicts on
+FAST_NAS = NASClassifier(depth=[1, 2], width=16, block="plain", n_trials=2, cv=2, epochs=5,
+                         lr=0.01, batch_size=32, device="cpu", baseline=False)
 
 
-@parametrize_with_checks([FAST_ARCH], expected_failed_checks=expected_failed_checks)
+@parametrize_with_checks([FAST_ARCH, FAST_NAS], expected_failed_checks=expected_failed_checks)
 def test_scikit_learn_checks(estimator, check) -> None:
     check(estimator)
 

@@ -8,5 +8,6 @@ reason (the dict ``parametrize_with_checks(expected_failed_checks=...)`` takes).
 
 from nasdepth.sklearn._arch import ArchClassifier
 from nasdepth.sklearn._checks import EXPECTED_FAILED_CHECKS, expected_failed_checks
+from nasdepth.sklearn._search import NASClassifier
 
-__all__ = ["ArchClassifier", "EXPECTED_FAILED_CHECKS", "expected_failed_checks"]
+__all__ = ["ArchClassifier", "NASClassifier", "EXPECTED_FAILED_CHECKS", "expected_failed_checks"]
