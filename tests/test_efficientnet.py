@@ -5,7 +5,9 @@ presets against torchvision's models, and torchvision checkpoints through ``load
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -131,3 +133,112 @@ def test_bad_options_are_config_errors(key: str, value: float, rank: int) -> Non
         check_block(block, stage, width=8, stride=1, rank=rank)
     with pytest.raises(ConfigError, match=key):
         build_model(ArchConfig(stages=(stage,)), (20,) if rank == 0 else (3, 8, 8), 5)
+
+
+# --- presets and torchvision checkpoints ---------------------------------------------------------
+
+EFFNETS = ["efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3"]
+IMAGENET = (3, 224, 224)
+
+
+@pytest.mark.parametrize("name", EFFNETS)
+def test_efficientnet_presets_match_torchvision(name: str) -> None:
+    import torchvision
+
+    from nasdepth.arch import complexity, preset
+
+    with torch.device("meta"):  # shapes only: no memory, no init
+        theirs = complexity(getattr(torchvision.models, name)(weights=None), IMAGENET)
+        ours = complexity(build_model(preset(name, IMAGENET, 1000), IMAGENET, 1000), IMAGENET)
+    assert ours["params"] == theirs["params"], (ours, theirs)
+    assert abs(ours["flops"] / theirs["flops"] - 1) <= 0.02, (ours, theirs)
+
+
+def _randomized(model: nn.Module) -> nn.Module:
+    """Random 1-D tensors (biases, norm weights, running statistics): a wrong mapping of
+    torchvision's zero biases and unit norms would otherwise go unseen."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for key, t in model.state_dict().items():
+            if t.is_floating_point() and t.dim() == 1:
+                noise = torch.rand(t.shape, generator=gen)
+                t.copy_(noise * 0.5 + (0.75 if key.endswith(("running_var", "weight"))
+                                       else -0.25))
+    return model.eval()
+
+
+def test_efficientnet_checkpoint_round_trip(tmp_path: Path) -> None:
+    import torchvision
+
+    from nasdepth.arch import load_weights, preset
+    from nasdepth.arch.weights import checkpoint_family, model_family, torchvision_key_map
+
+    torch.manual_seed(0)
+    tv = _randomized(torchvision.models.efficientnet_b0(weights=None))
+    path = tmp_path / "b0.pth"
+    torch.save(tv.state_dict(), path)
+    assert checkpoint_family(tv.state_dict()) == "efficientnet"
+    ours = build_model(preset("efficientnet_b0", IMAGENET, 1000), IMAGENET, 1000)
+    assert model_family(ours) == "efficientnet"
+    load_weights(ours, path)
+    assert sorted(torchvision_key_map(ours).values()) == sorted(tv.state_dict())
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert float((tv(x) - ours.eval()(x)).abs().max()) <= 1e-4
+    # the mobilenet_v2 map does not claim it (MBConv is a subclass of dwsep)
+    mobile = build_model(preset("mobilenet_v2", IMAGENET, 1000), IMAGENET, 1000)
+    assert model_family(mobile) == "mobilenet_v2"
+
+
+@pytest.mark.parametrize("name", EFFNETS[1:])
+def test_efficientnet_key_map_covers_every_torchvision_tensor(name: str) -> None:
+    import torchvision
+
+    from nasdepth.arch import preset
+    from nasdepth.arch.weights import torchvision_key_map
+
+    with torch.device("meta"):
+        theirs = getattr(torchvision.models, name)(weights=None).state_dict()
+        model = build_model(preset(name, IMAGENET, 1000), IMAGENET, 1000)
+    km = torchvision_key_map(model)
+    assert sorted(km) == sorted(model.state_dict()) and sorted(km.values()) == sorted(theirs)
+    ours = model.state_dict()
+    for mine, key in km.items():
+        assert ours[mine].shape == theirs[key].shape, (mine, key)
+
+
+def test_efficientnet_checkpoint_through_the_transfer_path(tmp_path: Path) -> None:
+    """A torchvision efficientnet_b0 state_dict as the frozen body of feature extraction on
+    32x32 images (the preset in torchvision's layout): only the fresh classifier trains."""
+    import torchvision
+
+    from nasdepth.arch import preset
+    from nasdepth.data import Dataset
+    from nasdepth.train import TrainConfig
+    from nasdepth.train.transfer import TransferConfig
+    from nasdepth.train.transfer_cv import cross_validate_transfer
+
+    torch.manual_seed(0)
+    path = tmp_path / "b0.pth"
+    torch.save(torchvision.models.efficientnet_b0(weights=None).state_dict(), path)
+    gen = torch.Generator().manual_seed(0)
+    data = Dataset(torch.randn(16, 3, 32, 32, generator=gen), torch.arange(16) % 2, "rgb", 2,
+                   ["a", "b"])
+    arch = preset("efficientnet_b0", (3, 32, 32), 2, small=False)
+    res = cross_validate_transfer(arch, data, TransferConfig(str(path), "feature_extraction"),
+                                  folds=2, training=TrainConfig(epochs=1, batch_size=8))
+    assert res.folds["params"].iloc[0] == 1280 * 2 + 2  # the fresh classifier only
+    assert np.isfinite(res.folds["val_log_loss"]).all()
+
+
+def test_small_efficientnet_runs_on_digit_sized_images() -> None:
+    from nasdepth.arch import preset
+
+    cfg = preset("efficientnet_b0", (1, 16, 16), 10)
+    assert cfg.stem[0].stride == 1 and all(s.activation == "silu" for s in cfg.stages)
+    torch.manual_seed(0)
+    model = build_model(cfg, (1, 16, 16), 10)
+    out = model(torch.randn(2, 1, 16, 16))
+    out.square().mean().backward()
+    assert out.shape == (2, 10)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
