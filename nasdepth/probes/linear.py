@@ -40,8 +40,8 @@ from nasdepth.train.hooks import TrainHook
 __all__ = ["LinearProbeHook", "fit_linear_probe", "linear_probe_units", "pooled",
            "probe_features", "saturation"]
 
-MAX_TRAIN = 2048  # training rows the probes fit on (evenly spaced)
-MAX_VAL = 4096  # validation rows they are scored on
+MAX_TRAIN = 1024  # training rows the probes fit on (evenly spaced)
+MAX_VAL = 2048  # validation rows they are scored on
 FIT_STEPS = 100  # L-BFGS iterations per probe
 L2 = 1e-3  # weight penalty of the probes (features standardized first)
 CHUNK = 256  # rows per forward chunk (the engine's evaluation chunk on the CPU)
