@@ -95,3 +95,16 @@ def test_a_study_records_the_probe_curve(tiny_study) -> None:
     assert lp is not None and len(lp["folds"]) == 2  # the tiny study's 2 folds
     assert len(lp["val_accuracy"]) == len(lp["units"]) >= 2
     assert lp["seconds"] < rec.wall_time  # type: ignore[operator]
+
+
+def test_auxiliary_heads_get_their_own_accuracy(digits) -> None:
+    splits = CVConfig(folds=2, seed=0).resolve(digits)
+    arch = ArchConfig.from_dict({"stages": [{"depth": 1, "width": 16, "block": "plain"},
+                                            {"depth": 1, "width": 16, "block": "plain"}],
+                                 "aux_heads": [0]})
+    hook = LinearProbeHook(digits, splits)
+    cross_validate(arch, digits, cv=splits, training=TRAINING.with_epochs(2), hooks=[hook],
+                   parallel="off")
+    summary = hook.summary()
+    assert summary is not None and list(summary["aux_accuracy"]) == ["block0.PlainBlock"]
+    assert 0.2 < summary["aux_accuracy"]["block0.PlainBlock"] <= 1.0  # trained: above chance

@@ -78,14 +78,21 @@ def pooled(out: Any) -> torch.Tensor:
 
 @torch.no_grad()
 def probe_features(model: nn.Module, units: Sequence[tuple[str, nn.Module]],
-                   x: torch.Tensor, chunk: int = CHUNK) -> list[torch.Tensor]:
+                   x: torch.Tensor, chunk: int = CHUNK,
+                   taps: dict[int, nn.Module] | None = None
+                   ) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
     """Each unit's pooled output for the rows ``x``: one forward pass (in chunks), eval mode;
-    the model's mode is restored."""
+    the model's mode is restored. ``taps`` (unit index -> auxiliary head) also read that
+    unit's raw output in the same pass: their predicted classes come back by unit index."""
     feats: list[list[torch.Tensor]] = [[] for _ in units]
+    taps = taps or {}
+    preds: dict[int, list[torch.Tensor]] = {i: [] for i in taps}
 
     def keep(i: int) -> Any:
         def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
             feats[i].append(pooled(out))
+            if i in taps:
+                preds[i].append(taps[i](out).argmax(1))
         return hook
 
     handles = [m.register_forward_hook(keep(i)) for i, (_, m) in enumerate(units)]
@@ -98,7 +105,7 @@ def probe_features(model: nn.Module, units: Sequence[tuple[str, nn.Module]],
         model.train(was)
         for h in handles:
             h.remove()
-    return [torch.cat(f) for f in feats]
+    return [torch.cat(f) for f in feats], {i: torch.cat(p) for i, p in preds.items()}
 
 
 def fit_linear_probe(f_train: torch.Tensor, y_train: torch.Tensor, f_val: torch.Tensor,
@@ -177,7 +184,12 @@ class LinearProbeHook(TrainHook):
         x_tr, y_tr = kept[0].to(dev), kept[1].to(dev)
         units = linear_probe_units(model)
         n_tr = len(x_tr)
-        feats = probe_features(model, units, torch.cat([x_tr, x_val]))
+        aux = getattr(model, "aux", None)  # auxiliary heads by the index of the block they read
+        names = [n for n, _ in units]
+        taps = {names.index(n): aux[k] for k in (aux or {})
+                for n in names if n.startswith(f"block{k}.")} if isinstance(
+            aux, nn.ModuleDict) else {}
+        feats, preds = probe_features(model, units, torch.cat([x_tr, x_val]), taps=taps)
         num_classes = int(self.data.num_classes)
         train_acc: list[float | None] = []
         val_acc: list[float | None] = []
@@ -194,6 +206,9 @@ class LinearProbeHook(TrainHook):
                "features": [int(f.shape[1]) for f in feats],
                "train_accuracy": train_acc, "val_accuracy": val_acc,
                "n_train": int(n_tr), "n_val": len(va),
+               # each auxiliary head's own validation accuracy, by the unit it reads
+               "aux_accuracy": {names[i]: round(float((p[n_tr:] == y_val).float().mean()), 5)
+                                for i, p in preds.items()},
                "seconds": round(time.perf_counter() - start, 4)}
         self.fold_rows.append(row)
         return None
@@ -210,7 +225,10 @@ class LinearProbeHook(TrainHook):
             return round(sum(vals) / len(vals), 5) if vals else None
 
         n = len(rows[0]["units"])
+        heads = rows[0].get("aux_accuracy") or {}
+        aux = {h: round(sum(r["aux_accuracy"][h] for r in rows) / len(rows), 5) for h in heads}
         return {"units": rows[0]["units"], "features": rows[0]["features"],
+                "aux_accuracy": aux,
                 "val_accuracy": [mean("val_accuracy", i) for i in range(n)],
                 "train_accuracy": [mean("train_accuracy", i) for i in range(n)],
                 "folds": rows, "seconds": round(sum(r["seconds"] for r in self.fold_rows), 4)}
