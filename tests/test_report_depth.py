@@ -118,3 +118,27 @@ def test_probe_saturation_sentence() -> None:
     text = saturation_sentence(row)
     assert text.startswith("Depth 4 (trial 7): unit 3 of 5 (block1) reaches 97%")
     assert "units 4-5 add 0.7 points" in text
+
+
+def test_a_real_study_report_shows_the_depth_analysis(tmp_path) -> None:
+    """A real study (probes on, depths 1 and 2, skip on and off) rebuilt from its storage:
+    the summary prints the bootstrap shares beside the recommendation, the depth section
+    draws the probe curves and states where each saturates."""
+    import optuna
+
+    from nasdepth.report.writers import write_report
+    from nasdepth.study import make_storage, run_study
+    from nasdepth.study.study_file import load_study
+    from tests.conftest import write_study
+
+    path = write_study(tmp_path, name="depthprobe", budget={"trials": 4}, sampler="grid",
+                       data={"source": "sklearn:digits", "limit": 400})
+    run_study(path, progress=False)
+    cfg = load_study(path)
+    study = optuna.load_study(study_name="depthprobe", storage=make_storage(cfg.storage_url))
+    out = tmp_path / "out"
+    write_report(study, out)
+    md = (out / "report.md").read_text()
+    assert "linear_probes.png" in {p.name for p in out.glob("*.png")}
+    assert md.count("How sure: resampling the folds") == 2  # summary and depth section
+    assert "of the final probe accuracy" in md
