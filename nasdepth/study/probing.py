@@ -31,13 +31,14 @@ import optuna
 from nasdepth.arch import ArchConfig
 from nasdepth.data import Dataset, Splits
 from nasdepth.diagnosis import PLATEAUS, diagnose, shallow_baseline
-from nasdepth.probes import Trace, probe_hook
+from nasdepth.probes import LinearProbeHook, Trace, probe_hook
 from nasdepth.study.record import TrialRecord
 from nasdepth.study.study_file import DiagnosisSettings
 from nasdepth.train import TrainHook
 from nasdepth.train.cv import CVResult
 
 _HOOK_ATTR = "_nasdepth_probe_hook"
+_LINEAR_ATTR = "_nasdepth_linear_probe_hook"
 #: the study attribute holding the shallow baseline every trial's diagnosis reads
 BASELINE_ATTR = "shallow_baseline"
 #: the study attribute holding the reference network's result (run at most once per splits)
@@ -55,6 +56,18 @@ def probe_hooks(trial: optuna.Trial, arch: ArchConfig) -> Sequence[TrainHook]:
     """One probe hook for this trial (kept on the trial object to summarize after the CV)."""
     hook = probe_hook()
     setattr(trial, _HOOK_ATTR, hook)
+    return [hook]
+
+
+def linear_probe_hooks(trial: optuna.Trial, data: Dataset, splits: Splits
+                       ) -> list[TrainHook]:
+    """Per-block linear probes of each fold's trained model, for a trial that probes (its
+    :func:`probe_hooks` ran); ``record_diagnosis`` stores their summary in
+    ``record.linear_probes``. None for a trial without probes."""
+    if getattr(trial, _HOOK_ATTR, None) is None:
+        return []
+    hook = LinearProbeHook(data, splits)
+    setattr(trial, _LINEAR_ATTR, hook)
     return [hook]
 
 
@@ -121,6 +134,12 @@ def record_diagnosis(trial: optuna.Trial, result: CVResult, record: TrialRecord,
             record.trace_summary = trace_summary(hook.traces)
         except Exception as exc:  # a probe bug must not fail a finished candidate
             record.errors["probes"] = f"{type(exc).__name__}: {exc}"
+    linear = getattr(trial, _LINEAR_ATTR, None)
+    if isinstance(linear, LinearProbeHook):
+        try:
+            record.linear_probes = linear.summary()
+        except Exception as exc:
+            record.errors["linear_probes"] = f"{type(exc).__name__}: {exc}"
     if hook is None and not result.traces:
         return
     settings = settings or DiagnosisSettings()
