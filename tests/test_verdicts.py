@@ -126,3 +126,20 @@ def test_hidden_signal_ground_truth() -> None:
         if case.expected == "undertrained":
             assert "reference network" in " ".join(d.advice)
     assert not wrong, wrong
+
+
+def test_too_big_for_this_data_advice() -> None:
+    """A stalled candidate much larger and deeper than the trial that learned is told so, with
+    both sizes (and the learning curve where it ran); a similar-sized one is not."""
+    from nasdepth.diagnosis.capable import too_big_advice
+
+    peer = {"trial": 2, "summary": "depth 2, residual", "val_accuracy": 0.9,
+            "chance_accuracy": 0.25, "z": 30.0, "skill": 0.87, "params": 5_000, "depth": 2}
+    controls = {"peers": {"learned": [peer]},
+                "learning_curve": {"fractions": [0.25, 0.5, 1.0],
+                                   "val_accuracy": [0.25, 0.26, 0.25]}}
+    text = too_big_advice({"params": 400_000, "depth": 16}, controls, {"kind": "trial", **peer})
+    assert text is not None and "larger and deeper than trial 2" in text
+    assert "400,000 vs 5,000 parameters, depth 16 vs 2" in text and "learning curve" in text
+    assert too_big_advice({"params": 6_000, "depth": 2}, controls,
+                          {"kind": "trial", **peer}) is None
