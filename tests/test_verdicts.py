@@ -143,3 +143,14 @@ def test_too_big_for_this_data_advice() -> None:
     assert "400,000 vs 5,000 parameters, depth 16 vs 2" in text and "learning curve" in text
     assert too_big_advice({"params": 6_000, "depth": 2}, controls,
                           {"kind": "trial", **peer}) is None
+
+
+def test_bad_reference_budget_is_a_clear_error() -> None:
+    from nasdepth import diagnose
+    from nasdepth.cli import main
+    from nasdepth.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="reference_budget.*>= 0"):
+        diagnose([], None, reference_budget=-1)
+    assert main(["diagnose", "--data", "sklearn:iris", "--arch", "resnet18",
+                 "--reference-budget", "-5"]) == 2

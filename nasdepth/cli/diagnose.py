@@ -40,6 +40,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed of folds and models")
     p.add_argument("--controls", default=None,
                    help=f"comma-separated: {', '.join(CONTROLS)}, or 'all' (extra runs)")
+    p.add_argument("--reference-budget", type=float, default=None,
+                   help="seconds the reference network control may take where a plateau "
+                        "would otherwise be data-limited (default 300; 0: off)")
     p.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
     p.set_defaults(func=main)
 
@@ -187,7 +190,8 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis:
             hook.close(str(exc))
             return diagnose(hook)
         return diagnose(result, data, controls=controls,
-                        precomputed=_study_controls(args, cfg, data))
+                        precomputed=_study_controls(args, cfg, data),
+                        reference_budget=args.reference_budget)
     if not (args.data and args.arch):
         raise ConfigError("the command line", "--data/--arch", None,
                           "both set (or --study with --trial)")
@@ -195,7 +199,7 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis:
     arch = parse_arch(args.arch, data)
     return diagnose(arch, data, controls=controls, epochs=args.epochs, lr=args.lr,
                     batch_size=args.batch_size, optimizer=args.optimizer, folds=args.folds,
-                    seed=args.seed)
+                    seed=args.seed, reference_budget=args.reference_budget)
 
 
 def main(args: argparse.Namespace) -> int:
