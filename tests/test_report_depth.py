@@ -157,3 +157,11 @@ def test_double_descent_peak_and_interpolation_threshold() -> None:
     mono = curve.assign(val_error=[0.62, 0.45, 0.35, 0.33, 0.32, 0.31, 0.30])
     plain = double_descent(mono)
     assert plain is not None and not plain["double_descent"] and plain["text"] is None
+
+
+def test_saturation_sentence_when_later_units_lose() -> None:
+    row = {"depth": 8, "trial": 1, "unit": 0, "units": 9, "name": "stem", "reached": 0.778,
+           "final": 0.725, "added_points": -5.3}
+    assert "units 2-9 lose 5.3 points" in saturation_sentence(row)
+    one = {**row, "units": 2, "added_points": 1.5}
+    assert saturation_sentence(one).endswith("unit 2 adds 1.5 points.")

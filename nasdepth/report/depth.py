@@ -87,7 +87,12 @@ def saturation_sentence(row: Mapping[str, Any], share: float = PROBE_SHARE) -> s
     if unit == units:
         return head + "; the last unit is the first to get there: every block adds."
     later = f"unit {units}" if unit + 1 == units else f"units {unit + 1}-{units}"
-    return head + f"; {later} add {row['added_points']:.1f} points."
+    verb = "adds" if unit + 1 == units else "add"
+    if row["added_points"] < 0:
+        return (f"{head}; {later} lose {-row['added_points']:.1f} points of linear "
+                "separability: past that unit the deeper blocks degrade the representation "
+                "at this budget.")
+    return head + f"; {later} {verb} {row['added_points']:.1f} points."
 
 
 def fmt_depth(depth: Any) -> str:
@@ -153,9 +158,8 @@ def depth_statements(table: pd.DataFrame, min_rise: float = MIN_RISE) -> list[di
                               f"{worst['train_error']:.1%} at depth {fmt_depth(worst['depth'])}) "
                               "at the same budget. That is an optimization limit "
                               "(degradation, He et al. 2016), not overfitting: the deeper "
-                              "networks fit their own training data worse. Residual "
-                              "connections or normalization lift it; more data or "
-                              "regularization would not."))
+                              "networks fit their own training data worse. "
+                              + _lift(skip) + " More data or regularization would not."))
             out.append(item)
             continue
         vlo = g.loc[g["val_error"].idxmin()]
@@ -183,6 +187,14 @@ def depth_statements(table: pd.DataFrame, min_rise: float = MIN_RISE) -> list[di
                                        f"{fmt_depth(lo['depth'])}); no sign of degradation."))
         out.append(item)
     return out
+
+
+def _lift(skip: Any) -> str:
+    if skip in (True, "True") or skip is np.True_:  # already residual
+        return ("These networks already have skip connections: a longer budget, warm-up or a "
+                "lower learning rate for the deepest, or normalization where it is off, lift "
+                "it.")
+    return "Residual connections or normalization lift it."
 
 
 def _family(block: Any, skip: Any) -> str:
