@@ -12,7 +12,12 @@ import pandas as pd
 
 from nasdepth.report import figures as F
 from nasdepth.report import tables as T
-from nasdepth.report.depth_section import bootstrap_text, depth_analysis_blocks, depth_summary_para
+from nasdepth.report.depth_section import (
+    bootstrap_text,
+    depth_analysis_blocks,
+    depth_summary_para,
+    width_descent_blocks,
+)
 from nasdepth.report.document import (
     Block,
     Details,
@@ -254,6 +259,7 @@ def width_section(st: T.StudyTables) -> Section:
         return Section("Width", [Para("No complete trial with a width yet.", "note")])
     _add(blocks, image(F.width_heatmap(wd, st.metric), "width_depth.png",
                        "Mean CV score by width and depth"))
+    blocks += width_descent_blocks(st)
     matched = T.matched_params_table(st)
     if matched.empty:
         blocks.append(Para("No parameter budget (a factor-of-two bin) holds two depths yet: the "
