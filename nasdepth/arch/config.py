@@ -24,9 +24,10 @@ ACTIVATION_NAMES = ("relu", "gelu", "silu", "tanh", "sigmoid", "relu6")
 INITS = ("default", "kaiming", "xavier", "orthogonal")
 DOWNSAMPLES = ("stride", "maxpool", "avgpool")
 STEM_KINDS = ("conv", "maxpool", "avgpool")
-HEAD_POOLS = ("avg", "max", "last", "attention")
-#: readouts that only have a meaning on sequences (1-D inputs): the last step, attention pooling
-SEQUENCE_POOLS = ("last", "attention")
+HEAD_POOLS = ("avg", "max", "last", "attention", "flatten")
+#: readouts that only have a meaning on sequences (1-D inputs): the last step, attention
+#: pooling, every step's state flattened into the head (the MNIST-1D paper's GRU readout)
+SEQUENCE_POOLS = ("last", "attention", "flatten")
 #: the recurrence nonlinearity of ``rnn`` blocks (``nn.RNN``'s own two)
 NONLINEARITIES = ("tanh", "relu")
 #: positional encodings a ``transformer`` stage adds to its input

@@ -12,6 +12,7 @@ import pandas as pd
 
 from nasdepth.report import figures as F
 from nasdepth.report import tables as T
+from nasdepth.report.depth_section import bootstrap_text, depth_analysis_blocks, depth_summary_para
 from nasdepth.report.document import (
     Block,
     Details,
@@ -37,6 +38,10 @@ DATA_LIMITED = "data_limited_plateau"
 def _add(blocks: list[Block], item: Block | None) -> None:
     if item is not None:
         blocks.append(item)
+
+
+def _maybe_para(text: str | None) -> Para | None:
+    return None if text is None else Para(text)
 
 
 def _pm(mean: float, std: float) -> str:
@@ -118,6 +123,7 @@ def summary_section(study: optuna.Study, st: T.StudyTables) -> Section:
                        f"{fmt(top['width'])}, {top['block']} blocks, skip "
                        f"{fmt(top['skip'])}: {st.metric} {_pm(top['cv_mean'], top['cv_std'])} "
                        f"over {int(top['folds_done'])} folds, {fmt(top['params'])} parameters."))
+    _add(blocks, depth_summary_para(st))
     blocks.append(Para(f"To get this model: nasdepth export STUDY.yaml --trial {int(top['trial'])}"
                        " --out model.pt (STUDY.yaml: this study's file; refits the trial on all "
                        "non-test data; --ensemble keeps its fold models; docs/export.md).",
@@ -141,6 +147,7 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
                 f"trial {int(b['trial'])}, {fmt(b['cv_mean'])} ± {fmt(b['cv_se'])} SE; "
                 f"threshold {fmt(rec.threshold)}).")
         blocks.append(Para(text, "warn"))
+        _add(blocks, _maybe_para(bootstrap_text(st)))
         unsettled = T.unsettled_best(st, rec)
         if unsettled:
             blocks.append(Para(
@@ -178,6 +185,7 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
                               "Best overall against the best of each other depth, "
                                      "paired on shared folds (diff = best − that depth)"))
     _add(blocks, image(F.gap_figure(tab), "gap.png", "Train − validation gap against depth"))
+    blocks += depth_analysis_blocks(st)
     blocks.append(Details("Depth table (all complete candidates' folds)", [
         Tab(tab, "Fold scores by depth, block and skip (recomputable from folds.csv)")]))
     return Section("Depth", blocks)
