@@ -34,7 +34,12 @@ from nasdepth.data import Splits, from_arrays
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
 from nasdepth.export import refit_epochs
 from nasdepth.report.writers import write_report
-from nasdepth.sklearn._arch import ARCH_PARAMS, ArchClassifier, _is_int
+from nasdepth.sklearn._arch import (
+    ARCH_PARAMS,
+    ArchClassifier,
+    _is_int,
+    split_recipe,
+)
 from nasdepth.study.objective import Objective
 from nasdepth.study.preflight import preflight
 from nasdepth.study.probing import probe_hooks
@@ -301,12 +306,16 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
     def _refit(self, record: TrialRecord, cfg: StudyConfig) -> ArchClassifier:
         """The best candidate as an unfitted ArchClassifier: its architecture and the recipe
         it trained with (with early stopping: the median epoch its folds stopped at)."""
-        training = TrainConfig.from_dict(record.training or cfg.training.to_dict(), SOURCE)
+        stored = record.training or cfg.training.to_dict()
+        training = TrainConfig.from_dict(stored, SOURCE)
         epochs, _ = refit_epochs(record, training)
+        _, extra = split_recipe(stored)
+        # the seed export's refit takes: the same network as `nasdepth export` of this trial
         return ArchClassifier(arch=record.arch, epochs=epochs, lr=float(training.lr),
                               batch_size=training.batch_size, optimizer=training.optimizer,
                               weight_decay=training.weight_decay, patience=0,
-                              input_shape=self.input_shape_, device=self.device,
+                              training=extra or None, input_shape=self.input_shape_,
+                              device=self.device,
                               random_state=cfg.cv_seed * 1000 + cfg.cv.n_splits)
 
     def _results(self, study: optuna.Study) -> tuple[dict[str, Any], int]:
