@@ -40,11 +40,13 @@ from nasdepth.sklearn._arch import (
     _is_int,
     split_recipe,
 )
+from nasdepth.study.distinct import is_yielded, use_worker_sampler
 from nasdepth.study.objective import Objective
 from nasdepth.study.preflight import preflight
 from nasdepth.study.probing import probe_hooks
 from nasdepth.study.record import TrialRecord, read_record
 from nasdepth.study.runner import open_study, storage_for
+from nasdepth.study.scaling import ScalingObjective
 from nasdepth.study.study_file import StudyConfig, study_from_dict
 from nasdepth.train import TrainConfig
 from nasdepth.yamlfile import read_yaml
@@ -271,11 +273,15 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
         preflight(cfg, data)
         storage = optuna.storages.InMemoryStorage() if self.storage is None else storage_for(cfg)
         study = open_study(cfg, storage, data=data)
-        if not isinstance(self.sampler, str):
+        if isinstance(self.sampler, str):
+            use_worker_sampler(study, cfg)  # processes sharing a storage: a stream each
+        else:
             study.sampler = self.sampler
         if not isinstance(self.pruner, str):
             study.pruner = self.pruner
-        objective = Objective(cfg, data, None, extra_hooks=probe_hooks if self.probes else None)
+        # the runner's choice of objective (a scaling space trains each trial at its size)
+        make = ScalingObjective if getattr(cfg.space, "scaling", None) is not None else Objective
+        objective = make(cfg, data, None, extra_hooks=probe_hooks if self.probes else None)
         if splits is not None:
             objective.splits = splits
         done = len(study.get_trials(deepcopy=False, states=FINISHED))
@@ -322,7 +328,8 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
         """``cv_results_`` from the stored trial records (one row per trial, in order)."""
         metric, sign = self._objective()
         trials = [t for t in study.get_trials(deepcopy=False)
-                  if t.state in (*FINISHED, TrialState.FAIL)]
+                  if t.state in FINISHED or (t.state == TrialState.FAIL and not is_yielded(
+                      read_record(t).reason))]  # not a candidate given up to its running twin
         records = [read_record(t) for t in trials]
         n_splits = max([len(r.cv_folds) for r in records] + [0])
         if not any(t.state == TrialState.COMPLETE for t in trials):
