@@ -11,6 +11,11 @@ study's user attribute :data:`BASELINE_ATTR` with the digest of the splits it ra
 every trial's diagnosis reads it; the costly controls a study file asks for
 (``diagnosis: {controls: [...], on: plateau}``) run only for the trials ``on`` selects, and
 their seconds are stored in ``record.timings["controls"]`` (the progress bar shows the sum).
+
+Capable learners: every diagnosis reads the study's trials that learned on the same splits
+(:mod:`nasdepth.study.peers`); where none did and the verdict would be data-limited, the
+reference network runs (once per study: :data:`REFERENCE_ATTR`; its seconds go to the
+record's ``timings["reference"]``), within the study file's ``diagnosis.reference_budget``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ _HOOK_ATTR = "_nasdepth_probe_hook"
 _LINEAR_ATTR = "_nasdepth_linear_probe_hook"
 #: the study attribute holding the shallow baseline every trial's diagnosis reads
 BASELINE_ATTR = "shallow_baseline"
+#: the study attribute holding the reference network's result (run at most once per splits)
+REFERENCE_ATTR = "reference_network"
 #: per-block series and per-epoch scalars kept in the trace summary: what the evidence
 #: figure draws (gradient RMS heatmap, update ratios, normalized losses)
 SUMMARY_SERIES = ("grad_rms", "update_ratio")
@@ -75,6 +82,31 @@ def study_baseline(study: optuna.Study, data: Dataset, splits: Splits) -> dict[s
     result = shallow_baseline(data, splits, seed=splits.seed)
     study.set_user_attr(BASELINE_ATTR, result)
     return result
+
+
+def capable_controls(trial: optuna.Trial, splits: Splits, known: dict[str, Any],
+                     settings: DiagnosisSettings, names: list[str]
+                     ) -> tuple[list[str], float | None]:
+    """Add the capable learners to ``known`` (the study's trials that learned on these splits;
+    the reference network's result where an earlier trial ran it) and ``reference`` to the
+    controls where the study file leaves it on. Returns (controls, reference budget)."""
+    from nasdepth.study.peers import study_peers
+
+    chance = float(known["shallow"].get("chance_accuracy") or 0.0)
+    known["peers"] = study_peers(trial.study, splits.digest, chance, exclude=trial.number)
+    stored = trial.study.user_attrs.get(REFERENCE_ATTR)
+    if isinstance(stored, dict) and stored.get("splits") == splits.digest:
+        known["reference"] = stored
+    budget = settings.reference_budget if settings.reference else 0.0
+    return [*names, "reference"], budget
+
+
+def keep_reference(trial: optuna.Trial, controls: dict[str, Any]) -> None:
+    """Store a reference network result that ran, once per study (later trials read it)."""
+    ref = controls.get("reference")
+    if isinstance(ref, dict) and ref.get("ran") and \
+            trial.study.user_attrs.get(REFERENCE_ATTR) != ref:
+        trial.study.set_user_attr(REFERENCE_ATTR, ref)
 
 
 def wants_controls(verdict: str, settings: DiagnosisSettings) -> bool:
@@ -117,12 +149,20 @@ def record_diagnosis(trial: optuna.Trial, result: CVResult, record: TrialRecord,
         if data is not None and splits is not None and settings.baseline:
             known["shallow"] = study_baseline(trial.study, data, splits)
             names = ["shallow"]
-        d = diagnose(result, data, controls=names, cv=splits, precomputed=known)
+            names, budget = capable_controls(trial, splits, known, settings, names)
+        else:
+            budget = None
+        d = diagnose(result, data, controls=names, cv=splits, precomputed=known,
+                     reference_budget=budget)
+        keep_reference(trial, d.controls)
         if data is not None and wants_controls(d.verdict, settings):
             start = time.perf_counter()
             d = diagnose(result, data, controls=[*names, *settings.controls], cv=splits,
-                         precomputed=known)
+                         precomputed={**known, **d.controls}, reference_budget=budget)
             record.timings["controls"] = round(time.perf_counter() - start, 2)
+        reference = d.controls.get("reference") or {}
+        if reference.get("ran") and reference is not known.get("reference"):
+            record.timings["reference"] = float(reference.get("seconds") or 0.0)
         record.diagnosis = d.to_dict()
     except Exception as exc:
         record.errors["diagnosis"] = f"{type(exc).__name__}: {exc}"
