@@ -132,3 +132,15 @@ def test_googlenet_aux_carries_torchvisions_two_auxiliary_classifiers() -> None:
     small.eval()
     small(torch.randn(2, 3, 32, 32))
     assert small.aux_logits == []
+
+
+def test_fold_scaler_in_chunks_equals_the_engines(monkeypatch, digits) -> None:
+    import nasdepth.probes.linear as linear
+    from nasdepth.data import Standardizer
+
+    tr = np.arange(0, len(digits), 2)
+    whole = Standardizer.fit(digits.x[torch.as_tensor(tr)])
+    monkeypatch.setattr(linear, "WHOLE_FIT", 0)
+    chunked = linear.fold_scaler(digits.x, tr, torch.device("cpu"), chunk=100)
+    assert torch.allclose(whole.mean, chunked.mean, atol=1e-5)
+    assert torch.allclose(whole.std, chunked.std, rtol=1e-4, atol=1e-5)

@@ -136,6 +136,33 @@ def fit_linear_probe(f_train: torch.Tensor, y_train: torch.Tensor, f_val: torch.
     return train_acc, val_acc
 
 
+#: training parts up to this many values are standardized as the engine does (one
+#: ``Standardizer.fit``); larger ones in chunks (float64 sums: equal to ~1e-7), so that the
+#: probes never copy a large training part again
+WHOLE_FIT = 1 << 25
+
+
+def fold_scaler(x: torch.Tensor, train: np.ndarray, device: torch.device,
+                chunk: int = 4096) -> Standardizer:
+    """The fold's standardization (statistics of its training rows only), as the engine fits
+    it: per feature on flat data, per channel on 1-D and 2-D data."""
+    if len(train) * int(np.prod(x.shape[1:])) <= WHOLE_FIT:
+        return Standardizer.fit(x[torch.as_tensor(train)].to(device))
+    dims = (0,) if x.dim() == 2 else (0, *range(2, x.dim()))
+    total = sq = None
+    count = 0
+    for a in range(0, len(train), chunk):
+        part = x[torch.as_tensor(train[a:a + chunk])].double()
+        s1, s2 = part.sum(dim=dims, keepdim=True), (part * part).sum(dim=dims, keepdim=True)
+        total, sq = (s1, s2) if total is None else (total + s1, sq + s2)  # type: ignore[operator]
+        count += part.numel() // s1.numel()
+    assert total is not None and sq is not None
+    mean = total / count
+    var = (sq - count * mean * mean) / max(count - 1, 1)
+    std = var.clamp_min(0).sqrt().clamp_min(1e-6)
+    return Standardizer(mean[0].float().to(device), std[0].float().to(device))
+
+
 def _spaced(n: int, most: int) -> torch.Tensor:
     """At most ``most`` evenly spaced row indices of ``0 .. n - 1`` (no random draws)."""
     if n <= most:
@@ -177,7 +204,7 @@ class LinearProbeHook(TrainHook):
         start = time.perf_counter()
         dev = next(model.parameters()).device
         tr, va = self.splits[fold]
-        scaler = Standardizer.fit(self.data.x[torch.as_tensor(np.asarray(tr))].to(dev))
+        scaler = fold_scaler(self.data.x, np.asarray(tr), dev)
         va = np.asarray(va)[_spaced(len(va), self.max_val).numpy()]
         x_val = scaler(self.data.x[torch.as_tensor(va)].to(dev))
         y_val = self.data.y[torch.as_tensor(va)].to(dev)
