@@ -30,6 +30,7 @@ from nasdepth.report.document import (
 )
 from nasdepth.report.document import Table as Tab
 from nasdepth.report.multitask import multitask_section
+from nasdepth.report.scaling import scaling_section
 from nasdepth.report.stats import TTest, corrected_resampled_ttest
 from nasdepth.report.transfer import transfer_section
 
@@ -528,7 +529,8 @@ def build_report(study: optuna.Study, st: T.StudyTables, base_folds: pd.DataFram
         arch_sections: list[Section | None] = [one_architecture_section(st)]
     else:
         arch_sections = [depth_section(st, base), width_section(st), blocks_section(st)]
-    sections = [summary_section(study, st), *arch_sections, transfer_section(st),
+    sections = [summary_section(study, st), *arch_sections, scaling_section(study, st),
+                transfer_section(st),
                 cost_section(study, st),
                 baseline_section(st, base_folds, base_error), importance_section(study, st),
                 diagnoses_section(st), data_limited_section(st), still_learning_section(st),
