@@ -38,7 +38,8 @@ from nasdepth.data import Dataset, Splits, Standardizer
 from nasdepth.errors import ConfigError
 from nasdepth.train.hooks import TrainHook
 
-__all__ = ["LinearProbeHook", "fit_linear_probe", "linear_probe_units", "pooled",
+__all__ = ["LinearProbeHook", "fit_linear_probe", "fit_linear_probes", "linear_probe_units",
+           "pooled",
            "probe_features", "saturation"]
 
 MAX_TRAIN = 1024  # training rows the probes fit on (evenly spaced)
@@ -169,6 +170,48 @@ def fold_scaler(x: torch.Tensor, train: np.ndarray, device: torch.device,
     return Standardizer(mean[0].float().to(device), std[0].float().to(device))
 
 
+def fit_linear_probes(feats: Sequence[torch.Tensor], y_train: torch.Tensor,
+                      y_val: torch.Tensor, n_train: int, num_classes: int, *,
+                      steps: int = FIT_STEPS, l2: float = L2
+                      ) -> list[tuple[float, float]]:
+    """:func:`fit_linear_probe` for every unit at once: the features (rows ``:n_train`` train,
+    the rest validation) zero-padded to one width and stacked, one L-BFGS run over the sum of
+    the units' losses. The sum of independent convex problems has the tuple of their optima as
+    its optimum, and one batched run costs one unit's Python overhead instead of one per unit
+    (an 8-block MLP: 9 fits)."""
+    width = max(int(f.shape[1]) for f in feats)
+    stack = []
+    for f in feats:
+        tr = f[:n_train]
+        mean = tr.mean(0, keepdim=True)
+        std = tr.std(0, keepdim=True).nan_to_num(0.0).clamp_min(1e-6)
+        z = (f - mean) / std
+        stack.append(F.pad(z, (0, width - z.shape[1])))  # padded columns stay zero
+    x = torch.stack(stack)  # (units, rows, width)
+    a, b = x[:, :n_train], x[:, n_train:]
+    units = len(feats)
+    w = torch.zeros(units, width, num_classes, device=x.device, requires_grad=True)
+    bias = torch.zeros(units, 1, num_classes, device=x.device, requires_grad=True)
+    opt = torch.optim.LBFGS([w, bias], lr=1.0, max_iter=steps, history_size=10,
+                            line_search_fn="strong_wolfe")
+    target = y_train.repeat(units)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        logits = torch.baddbmm(bias, a, w).reshape(-1, num_classes)
+        # per unit: mean cross-entropy + l2 ||w||^2, summed over the units
+        loss = F.cross_entropy(logits, target, reduction="sum") / n_train + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        tr_acc = (torch.baddbmm(bias, a, w).argmax(2) == y_train).float().mean(1)
+        va_acc = (torch.baddbmm(bias, b, w).argmax(2) == y_val).float().mean(1)
+    return [(float(t), float(v)) for t, v in zip(tr_acc, va_acc, strict=True)]
+
+
 def _spaced(n: int, most: int) -> torch.Tensor:
     """At most ``most`` evenly spaced row indices of ``0 .. n - 1`` (no random draws)."""
     if n <= most:
@@ -227,15 +270,14 @@ class LinearProbeHook(TrainHook):
         num_classes = int(self.data.num_classes)
         train_acc: list[float | None] = []
         val_acc: list[float | None] = []
-        for f in feats:
-            if not torch.isfinite(f).all():
-                train_acc.append(None)
-                val_acc.append(None)
-                continue
-            a, b = fit_linear_probe(f[:n_tr], y_tr, f[n_tr:], y_val, num_classes,
-                                    steps=self.steps, l2=self.l2)
-            train_acc.append(round(a, 5))
-            val_acc.append(round(b, 5))
+        finite = [i for i, f in enumerate(feats) if torch.isfinite(f).all()]
+        fitted = dict(zip(finite, fit_linear_probes(
+            [feats[i] for i in finite], y_tr, y_val, n_tr, num_classes, steps=self.steps,
+            l2=self.l2), strict=True)) if finite else {}
+        for i in range(len(feats)):
+            a, b = fitted.get(i, (None, None))
+            train_acc.append(None if a is None else round(a, 5))
+            val_acc.append(None if b is None else round(b, 5))
         row = {"fold": int(fold), "units": [n for n, _ in units],
                "features": [int(f.shape[1]) for f in feats],
                "train_accuracy": train_acc, "val_accuracy": val_acc,
