@@ -11,19 +11,32 @@ sets are kept per side: a study visits a handful.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nasdepth.data import Dataset
 from nasdepth.data.resize import resized
+from nasdepth.errors import ConfigError
 from nasdepth.study.objective import Objective
 from nasdepth.study.record import TrialRecord
+from nasdepth.study.study_file import StudyConfig
 
 if TYPE_CHECKING:
     import optuna
 
 
 class ScalingObjective(Objective):
-    """The objective of a study whose space scales the input resolution."""
+    """The objective of a study whose space scales the input resolution. Single-task
+    candidates trained from scratch only: a transfer source fixes the network and a multitask
+    study its own objective, so neither combines with a ``scaling:`` space."""
+
+    def __init__(self, cfg: StudyConfig, data: Dataset, *args: Any, **kwargs: Any) -> None:
+        for key in ("transfer", "tasks"):
+            if getattr(cfg, key, None) is not None:
+                raise ConfigError(str(cfg.path), key, f"a {key}: section",
+                                  f"absent when the space ({cfg.space.source}) has a scaling: "
+                                  "section (scaling studies train single-task networks from "
+                                  "scratch)")
+        super().__init__(cfg, data, *args, **kwargs)
 
     def _run(self, trial: optuna.Trial, rec: TrialRecord) -> float | Sequence[float]:
         space = self.cfg.space
