@@ -43,9 +43,13 @@ class ScalingObjective(Objective):
         data = self.data
         space.suggest(trial)  # the same values the objective will get
         side = space.resolution(trial.params)
-        if side is not None:
+        if side is not None and space.scaling is not None:
             self.data = self._at(side)
             trial.set_user_attr("resolution", side)
+            shared, _ = space.scopes(trial.params)
+            phi, rule = space.scaling.values(shared)  # a fixed phi is no Optuna parameter
+            trial.set_user_attr("scaling", {"scaling.phi": phi, "scaling.rule": rule.name,
+                                            "matched_phi": space.scaled(trial.params)[0]})
         try:
             return super()._run(trial, rec)
         finally:
