@@ -28,12 +28,13 @@ def main(args: argparse.Namespace) -> int:
     from nasdepth.cli.run import write_report_or_explain
     from nasdepth.redact import redact
     from nasdepth.study import make_storage
-    from nasdepth.study.names import check_writable, report_dir
+    from nasdepth.study.names import check_writable, report_dir, study_inputs
     from nasdepth.study.study_file import load_study
 
     cfg = load_study(args.study)
     out = report_dir(cfg.name, args.out)
-    check_writable(out, "report folder")  # before the storage is read and baselines fitted
+    # before the storage is read and baselines fitted; never over what the report reads
+    check_writable(out, "report folder", study_inputs(cfg, args.storage))
     url = args.storage or cfg.storage_url
     if "://" not in url and not Path(url).is_file():
         raise NasdepthError(f"No storage at {url} for study '{cfg.name}' ({args.study}): run "

@@ -26,6 +26,7 @@ from torch import nn
 
 from nasdepth.arch import ArchConfig, build_model, count_parameters
 from nasdepth.data import Dataset
+from nasdepth.study.distinct import claim_candidate
 from nasdepth.study.measure import count_flops, measure_latency, versions, worker_info
 from nasdepth.study.probing import linear_probe_hooks, record_diagnosis
 from nasdepth.study.record import TrialRecord, read_record, write_record
@@ -170,6 +171,7 @@ class Objective:
         space_params = {k: v for k, v in trial.params.items() if not k.startswith(PREFIX)}
         training = cfg.space.training(space_params, cfg.training)
         rec.training = training.to_dict()
+        claim_candidate(trial)  # another worker's running trial holds it: draw another
         twin = _completed_twin(trial)
         if twin is not None:
             # same candidate, same seeded folds: the CV would repeat the twin's scores
