@@ -228,3 +228,26 @@ def test_a_torchvision_checkpoint_in_a_study_takes_its_preset(tmp_path: Path) ->
     raw["transfer"]["preset"], raw["space"] = "resnet18", {"width": 8}
     with pytest.raises(ConfigError, match="the preset resnet18"):
         load_study(_write(path, raw))
+
+
+def test_a_checkpoint_replaced_mid_study_fails_the_trial_not_mixes(exported: Path,
+                                                                   tmp_path: Path) -> None:
+    """The checkpoint is checked before and after every trial, not only at the start."""
+    import shutil
+
+    from nasdepth.study.identity import check_checkpoint
+
+    folder = tmp_path / "t"
+    (folder / "models").mkdir(parents=True)
+    shutil.copy(exported, folder / "models" / "source.pt")
+    path = _target(folder, {"weights": "models/source.pt", "mode": "fine_tune"})
+    cfg = load_study(path)
+    check_checkpoint(cfg)  # unchanged: nothing to say
+    with open(folder / "models" / "source.pt", "ab") as f:
+        f.write(b"another checkpoint")
+    with pytest.raises(NasdepthError, match="changed while study 'target' ran"):
+        check_checkpoint(cfg)
+    study = run_study(cfg, trials=1, progress=False, probes=False, max_failures=1)
+    reasons = [str(read_record(t).reason) for t in study.trials]
+    assert len(reasons) == 1 and "changed while study 'target' ran" in reasons[0]
+    assert not read_record(study.trials[0]).cv_folds  # nothing trained on the new file

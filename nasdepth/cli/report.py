@@ -28,8 +28,8 @@ def main(args: argparse.Namespace) -> int:
     from nasdepth.cli.run import write_report_or_explain
     from nasdepth.redact import redact
     from nasdepth.study import make_storage
-    from nasdepth.study.names import check_writable, report_dir, study_inputs
-    from nasdepth.study.study_file import load_study
+    from nasdepth.study.names import check_writable, report_dir
+    from nasdepth.study.study_file import load_study, study_inputs
 
     cfg = load_study(args.study)
     out = report_dir(cfg.name, args.out)
