@@ -24,9 +24,12 @@ ACTIVATION_NAMES = ("relu", "gelu", "silu", "tanh", "sigmoid", "relu6")
 INITS = ("default", "kaiming", "xavier", "orthogonal")
 DOWNSAMPLES = ("stride", "maxpool", "avgpool")
 STEM_KINDS = ("conv", "maxpool", "avgpool")
-HEAD_POOLS = ("avg", "max", "last", "attention")
-#: readouts that only have a meaning on sequences (1-D inputs): the last step, attention pooling
-SEQUENCE_POOLS = ("last", "attention")
+HEAD_POOLS = ("avg", "max", "last", "attention", "flatten")
+#: readouts that only have a meaning on sequences (1-D inputs): the last step, attention
+#: pooling, every step's state flattened into the head (the MNIST-1D paper's GRU readout)
+SEQUENCE_POOLS = ("last", "attention", "flatten")
+#: auxiliary classifiers (``ArchConfig.aux_head``)
+AUX_HEADS = ("linear", "inception")
 #: the recurrence nonlinearity of ``rnn`` blocks (``nn.RNN``'s own two)
 NONLINEARITIES = ("tanh", "relu")
 #: positional encodings a ``transformer`` stage adds to its input
@@ -45,12 +48,20 @@ class StageConfig:
     - ``growth_rate``: channels each ``dense`` layer adds (None: ``width``)
     - ``expansion``: ``dense``: bottleneck width = expansion * growth (None: 4, 0: no 1x1
       bottleneck); ``dwsep``: inverted-residual hidden width = expansion * input width
-      (None or 1: no expansion layer, MobileNetV2's t)
+      (None or 1: no expansion layer, MobileNetV2's t); ``mbconv``: the same (None: 6)
     - ``compression``: channel factor of the transition layer that opens a later ``dense`` stage
     - ``branches``: ``inception`` branch widths (1x1, 3x3 reduce, 3x3, wide reduce, wide,
       pool projection); empty: derived from ``width``
     - ``wide_kernels``: kernel sizes stacked in the inception wide branch: (5,) as in the paper,
       (3, 3) as in Inception-v2, (3,) as torchvision's GoogLeNet
+    - ``se_ratio``: squeeze-and-excitation (Hu et al. 2018) of ``residual``, ``bottleneck``,
+      ``grouped``, ``dwsep`` and ``mbconv`` blocks: a gate per channel from the pooled map,
+      through ``se_ratio`` x the block's input width (``mbconv``/``dwsep``, EfficientNet's
+      convention) or output width (the ResNet family, SENet's 1/r); 0: off; None: the
+      block's default (``mbconv``: 0.25, the others: off)
+    - ``drop_path``: stochastic depth (Huang et al. 2016) of blocks with a shortcut: in
+      training, each sample's residual branch is dropped with this probability (and the
+      kept ones scaled up); nothing is dropped where the block has no shortcut
     - ``downsample``: how the stage's ``stride`` is applied: ``stride`` (strided first conv),
       ``maxpool``/``avgpool`` (a pooling layer before the first block, VGG/GoogLeNet style)
 
@@ -91,6 +102,8 @@ class StageConfig:
     norm_first: bool = True
     positional: str = "sinusoidal"
     gate_bias: float | None = None
+    se_ratio: float | None = None
+    drop_path: float = 0.0
 
     def __post_init__(self) -> None:
         # Lists from JSON/YAML become tuples so that configs compare equal after a round trip.
@@ -135,7 +148,9 @@ class ArchConfig:
     or ``attention`` (a learned softmax weighting of the steps).
     ``aux_heads`` are stage indices after which an auxiliary classifier (pooling + linear)
     is attached; in training mode the network stores their logits in ``aux_logits`` and the
-    trainer adds ``aux_weight`` times their loss.
+    trainer adds ``aux_weight`` times their loss. ``aux_head``: ``linear`` (pooling + linear)
+    or ``inception`` (torchvision's GoogLeNet ``InceptionAux``: 4x4 average pool, 1x1 conv to
+    128, 1024 hidden units, dropout 0.7; 2-D inputs).
     """
 
     stages: tuple[StageConfig, ...] = (StageConfig(),)
@@ -149,6 +164,7 @@ class ArchConfig:
     head_dropout: float = 0.0
     aux_heads: tuple[int, ...] = ()
     aux_weight: float = 0.3
+    aux_head: str = "linear"
 
     def __post_init__(self) -> None:
         for name in ("stages", "stem", "head_hidden", "aux_heads"):
@@ -172,6 +188,8 @@ class ArchConfig:
         d = asdict(self)
         d["stages"] = [_listify(asdict(s)) for s in self.stages]
         d["stem"] = [asdict(s) for s in self.stem]
+        if d.get("aux_head") == "linear":  # the default: configs written before it match
+            del d["aux_head"]
         return _listify(d)
 
     @classmethod

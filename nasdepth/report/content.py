@@ -12,6 +12,12 @@ import pandas as pd
 
 from nasdepth.report import figures as F
 from nasdepth.report import tables as T
+from nasdepth.report.depth_section import (
+    bootstrap_text,
+    depth_analysis_blocks,
+    depth_summary_para,
+    width_descent_blocks,
+)
 from nasdepth.report.document import (
     Block,
     Details,
@@ -24,6 +30,7 @@ from nasdepth.report.document import (
 )
 from nasdepth.report.document import Table as Tab
 from nasdepth.report.multitask import multitask_section
+from nasdepth.report.scaling import scaling_section
 from nasdepth.report.stats import TTest, corrected_resampled_ttest
 from nasdepth.report.transfer import transfer_section
 
@@ -36,6 +43,10 @@ DATA_LIMITED = "data_limited_plateau"
 def _add(blocks: list[Block], item: Block | None) -> None:
     if item is not None:
         blocks.append(item)
+
+
+def _maybe_para(text: str | None) -> Para | None:
+    return None if text is None else Para(text)
 
 
 def _pm(mean: float, std: float) -> str:
@@ -117,6 +128,7 @@ def summary_section(study: optuna.Study, st: T.StudyTables) -> Section:
                        f"{fmt(top['width'])}, {top['block']} blocks, skip "
                        f"{fmt(top['skip'])}: {st.metric} {_pm(top['cv_mean'], top['cv_std'])} "
                        f"over {int(top['folds_done'])} folds, {fmt(top['params'])} parameters."))
+    _add(blocks, depth_summary_para(st))
     blocks.append(Para(f"To get this model: nasdepth export STUDY.yaml --trial {int(top['trial'])}"
                        " --out model.pt (STUDY.yaml: this study's file; refits the trial on all "
                        "non-test data; --ensemble keeps its fold models; docs/export.md).",
@@ -140,6 +152,7 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
                 f"trial {int(b['trial'])}, {fmt(b['cv_mean'])} ± {fmt(b['cv_se'])} SE; "
                 f"threshold {fmt(rec.threshold)}).")
         blocks.append(Para(text, "warn"))
+        _add(blocks, _maybe_para(bootstrap_text(st)))
         unsettled = T.unsettled_best(st, rec)
         if unsettled:
             blocks.append(Para(
@@ -177,6 +190,7 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
                               "Best overall against the best of each other depth, "
                                      "paired on shared folds (diff = best − that depth)"))
     _add(blocks, image(F.gap_figure(tab), "gap.png", "Train − validation gap against depth"))
+    blocks += depth_analysis_blocks(st)
     blocks.append(Details("Depth table (all complete candidates' folds)", [
         Tab(tab, "Fold scores by depth, block and skip (recomputable from folds.csv)")]))
     return Section("Depth", blocks)
@@ -246,6 +260,7 @@ def width_section(st: T.StudyTables) -> Section:
         return Section("Width", [Para("No complete trial with a width yet.", "note")])
     _add(blocks, image(F.width_heatmap(wd, st.metric), "width_depth.png",
                        "Mean CV score by width and depth"))
+    blocks += width_descent_blocks(st)
     matched = T.matched_params_table(st)
     if matched.empty:
         blocks.append(Para("No parameter budget (a factor-of-two bin) holds two depths yet: the "
@@ -514,7 +529,8 @@ def build_report(study: optuna.Study, st: T.StudyTables, base_folds: pd.DataFram
         arch_sections: list[Section | None] = [one_architecture_section(st)]
     else:
         arch_sections = [depth_section(st, base), width_section(st), blocks_section(st)]
-    sections = [summary_section(study, st), *arch_sections, transfer_section(st),
+    sections = [summary_section(study, st), *arch_sections, scaling_section(study, st),
+                transfer_section(st),
                 cost_section(study, st),
                 baseline_section(st, base_folds, base_error), importance_section(study, st),
                 diagnoses_section(st), data_limited_section(st), still_learning_section(st),

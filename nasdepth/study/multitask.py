@@ -35,6 +35,7 @@ from nasdepth.diagnosis.multitask import diagnose_tasks
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.probes import MultitaskProbeHook
 from nasdepth.study.objective import FoldProgress, HookFactory, Objective, epoch_key
+from nasdepth.study.peers import task_controls
 from nasdepth.study.probing import trace_summary
 from nasdepth.study.record import TrialRecord, read_record
 from nasdepth.study.study_file import StudyConfig
@@ -188,8 +189,9 @@ class MultitaskObjective(Objective):
             if self.cfg.diagnosis.baseline:
                 known = self._shallow(trial.study)
                 names = ["shallow"]
-            d = diagnose_tasks(result, self.data, controls=names,
-                               precomputed={t: {"shallow": v} for t, v in known.items()})
+            d = diagnose_tasks(result, self.data, controls=names + ["reference"] * bool(names),
+                               precomputed=task_controls(trial.study, self.splits, known,
+                                                         exclude=trial.number))
             record.multitask["diagnosis"] = d.to_dict()
             lead = self.cfg.objectives[0].split(".", 1)[0] if "." in self.cfg.objectives[0] \
                 else mt.tasks[0]

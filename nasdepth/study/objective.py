@@ -29,7 +29,7 @@ from nasdepth.data import Dataset
 from nasdepth.study.distinct import claim_candidate
 from nasdepth.study.identity import check_checkpoint
 from nasdepth.study.measure import count_flops, measure_latency, versions, worker_info
-from nasdepth.study.probing import record_diagnosis
+from nasdepth.study.probing import linear_probe_hooks, record_diagnosis
 from nasdepth.study.record import TrialRecord, read_record, write_record
 from nasdepth.study.registry import pruner_granularity
 from nasdepth.study.study_file import CONSTRAINTS, StudyConfig
@@ -218,6 +218,7 @@ class Objective:
             hooks.append(EpochPruningHook(trial, training.epochs, self.epoch_key(metric), rec))
         if self.extra_hooks is not None:
             hooks += list(self.extra_hooks(trial, arch))
+            hooks += linear_probe_hooks(trial, self.data, self.splits)
         try:
             result = self._cross_validate(arch, on_fold, hooks, training, transfer)
         finally:

@@ -89,6 +89,9 @@ class TrialRecord:
     #: a transfer study's candidate: ``TransferConfig.to_dict()`` with the frozen units, the
     #: input adaptations and the ``learning_curve`` rows (:mod:`nasdepth.study.transfer`)
     transfer: dict[str, Any] | None = None
+    #: per-unit linear classifier probes of each fold's trained model (stem, blocks):
+    #: ``LinearProbeHook.summary()`` (:mod:`nasdepth.probes.linear`); None without probes
+    linear_probes: dict[str, Any] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     version: int = RECORD_VERSION
 

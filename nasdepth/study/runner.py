@@ -38,6 +38,7 @@ from nasdepth.study.preflight import preflight
 from nasdepth.study.probing import probe_hooks
 from nasdepth.study.record import RECORD_KEY, read_record, write_record
 from nasdepth.study.registry import SamplerContext, make_pruner, make_sampler
+from nasdepth.study.scaling import ScalingObjective
 from nasdepth.study.storage import make_storage, redact, storage_kind
 from nasdepth.study.study_file import StudyConfig
 from nasdepth.train import configure_threads
@@ -274,6 +275,8 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
         return on_fold
 
     make = MultitaskObjective if cfg.tasks is not None else Objective
+    if cfg.space.scaling is not None:  # each trial's data at its scaled input resolution
+        make = ScalingObjective
     objective = _BudgetGuard(make(cfg, data, fold_progress if progress else None,
                                   extra_hooks=probe_hooks if probes else None), budget,
                              settings=settings_id(st.user_attrs["identity"]),
