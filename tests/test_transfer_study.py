@@ -251,3 +251,23 @@ def test_a_checkpoint_replaced_mid_study_fails_the_trial_not_mixes(exported: Pat
     reasons = [str(read_record(t).reason) for t in study.trials]
     assert len(reasons) == 1 and "changed while study 'target' ran" in reasons[0]
     assert not read_record(study.trials[0]).cv_folds  # nothing trained on the new file
+
+
+def test_a_preset_that_does_not_fit_its_checkpoint_is_refused_before_any_trial(
+        tmp_path: Path) -> None:
+    import torch
+    import torchvision
+
+    weights = tmp_path / "models" / "resnet18.pth"
+    weights.parent.mkdir()
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    path = _write(tmp_path / "studies" / "tv.yaml", {
+        "name": "tv", "data": {"source": "synthetic:classification", "n_samples": 48,
+                               "n_classes": 2, "image_shape": [3, 16, 16]},
+        "space": {}, "cv": {"folds": 2}, "training": {"epochs": 1, "batch_size": 16},
+        "budget": {"trials": 2}, "transfer": {"weights": "models/resnet18.pth",
+                                              "preset": "resnet34", "mode": "fine_tune"}})
+    with pytest.raises(ConfigError, match="The 'transfer.preset' value in .* must be the "
+                                          "network the checkpoint models/resnet18.pth holds"):
+        run_study(path, progress=False, probes=False)
+    assert not (tmp_path / "studies" / "tv.journal").exists()  # no trial, no storage

@@ -23,6 +23,30 @@ def preflight(cfg: StudyConfig, data: Dataset) -> None:
     cfg.training.augment.check_input(data.input_shape, source)
     cfg.cv.resolve(data, source)  # the same splits every trial trains on
     check_blocks_fit(cfg, data)
+    check_transfer_fits(cfg, data)
+
+
+def check_transfer_fits(cfg: StudyConfig, data: Dataset) -> None:
+    """A transfer study whose architecture is fixed (a ``preset:`` for a state_dict) loads its
+    checkpoint into that network once here: a checkpoint of another network is one message
+    before the first trial, not the same failure in every trial."""
+    section = cfg.transfer
+    if section is None or section.preset is None or section.source.arch is not None:
+        return
+    from nasdepth.arch import build_model, load_weights
+
+    adapted, _ = section.adapt_data(data, str(cfg.path))
+    arch = section.architecture(adapted)
+    if arch is None:
+        return
+    try:
+        load_weights(build_model(arch, adapted.input_shape, adapted.num_classes),
+                     section.weights)
+    except (NasdepthError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split())[:300].rstrip(".")
+        raise ConfigError(str(cfg.path), "transfer.preset", section.preset,
+                          f"the network the checkpoint {section.spelled or section.weights} "
+                          f"holds ({reason})") from None
 
 
 def check_blocks_fit(cfg: StudyConfig, data: Dataset) -> None:
