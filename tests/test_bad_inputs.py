@@ -611,3 +611,19 @@ def test_export_checks_its_output_before_the_refit_trains(base: Path, tmp_path: 
     monkeypatch.chdir(work)
     assert main(["export", STUDY, "--out", "blocker/m.pt"]) == 2
     assert "Cannot write the model file blocker/m.pt" in capsys.readouterr().err
+
+
+def test_the_output_guard_follows_symlinks(tmp_path: Path) -> None:
+    """A link to an input is that input; a dangling link's target folder is made (the file is
+    written there), so the write after hours of training cannot fail on it."""
+    from nasdepth.errors import NasdepthError
+    from nasdepth.outpath import check_output
+
+    (tmp_path / "x.journal").write_text("{}\n")
+    (tmp_path / "to-journal").symlink_to(tmp_path / "x.journal")
+    with pytest.raises(NasdepthError, match="is the study storage this command reads"):
+        check_output(tmp_path / "to-journal", {"study storage": str(tmp_path / "x.journal")})
+    (tmp_path / "dangling.pt").symlink_to(tmp_path / "a" / "b" / "m.pt")
+    notes: list[str] = []
+    check_output(tmp_path / "dangling.pt", {}, say=notes.append)
+    assert (tmp_path / "a" / "b").is_dir() and notes == []
