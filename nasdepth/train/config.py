@@ -26,6 +26,10 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+#: upper limits of the counting settings
+INT_LIMITS = {"epochs": 100_000, "batch_size": 2**24, "patience": 100_000, "threads": 4_096}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every training option. ``0`` switches ``grad_clip``, ``patience`` and ``threads`` off.
@@ -78,6 +82,8 @@ class TrainConfig:
             v = getattr(self, key)
             if not _int(v) or v < low:
                 raise ConfigError(source, key, v, f"an int >= {low}")
+            if v > INT_LIMITS.get(key, v):  # a typo of 10**9 epochs would run for years
+                raise ConfigError(source, key, v, f"an int from {low} to {INT_LIMITS[key]}")
         if not (_number(self.lr) and self.lr > 0):
             raise ConfigError(source, "lr", self.lr,
                               "a number > 0 (or auto: a learning-rate range test)")
