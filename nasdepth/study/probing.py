@@ -32,6 +32,7 @@ from nasdepth.arch import ArchConfig
 from nasdepth.data import Dataset, Splits
 from nasdepth.diagnosis import PLATEAUS, diagnose, shallow_baseline
 from nasdepth.probes import LinearProbeHook, Trace, probe_hook
+from nasdepth.study.peers import REFERENCE_ATTR
 from nasdepth.study.record import TrialRecord
 from nasdepth.study.study_file import DiagnosisSettings
 from nasdepth.train import TrainHook
@@ -42,7 +43,6 @@ _LINEAR_ATTR = "_nasdepth_linear_probe_hook"
 #: the study attribute holding the shallow baseline every trial's diagnosis reads
 BASELINE_ATTR = "shallow_baseline"
 #: the study attribute holding the reference network's result (run at most once per splits)
-REFERENCE_ATTR = "reference_network"
 #: per-block series and per-epoch scalars kept in the trace summary: what the evidence
 #: figure draws (gradient RMS heatmap, update ratios, normalized losses)
 SUMMARY_SERIES = ("grad_rms", "update_ratio")
