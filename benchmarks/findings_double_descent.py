@@ -31,18 +31,21 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--widths", default="4,8,16,32,64,128,256,512")
     ap.add_argument("--noise", type=float, default=0.15)
+    ap.add_argument("--n-train", type=int, default=4000,
+                    help="training rows (the first of the package's 4,000; fewer: faster)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     clean = load_data({"source": "mnist1d", "split": "all", "flat": True})
     y = clean.y.numpy().copy()
-    train, test = np.arange(4000), np.arange(4000, 5000)  # the package's train/test parts
+    train, test = np.arange(args.n_train), np.arange(4000, 5000)  # package's train/test parts
     rng = np.random.default_rng(0)
     noisy = rng.choice(train, int(args.noise * len(train)), replace=False)
     y[noisy] = rng.integers(0, 10, len(noisy))
     data = from_arrays(clean.x.numpy(), y, name="mnist1d:label_noise")
     training = TrainConfig(epochs=args.epochs, batch_size=100, optimizer="sgd", lr=0.01,
                            momentum=0.9, weight_decay=0.0, schedule="none", threads=1)
-    print(f"MNIST-1D MLP 40-w-w-10, {args.noise:.0%} label noise on 4,000 training rows, "
+    print(f"MNIST-1D MLP 40-w-w-10, {args.noise:.0%} label noise on {args.n_train:,} "
+          "training rows (test: the 1,000 clean test rows), "
           f"SGD momentum 0.9 lr 0.01 batch 100, {args.epochs} epochs, 1 thread")
     print(f"{'width':>6s} {'params':>8s} {'train err':>10s} {'test err':>9s} {'seconds':>8s}")
     rows = []

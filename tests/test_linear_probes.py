@@ -132,3 +132,29 @@ def test_googlenet_aux_carries_torchvisions_two_auxiliary_classifiers() -> None:
     small.eval()
     small(torch.randn(2, 3, 32, 32))
     assert small.aux_logits == []
+
+
+def test_fold_scaler_in_chunks_equals_the_engines(monkeypatch, digits) -> None:
+    import nasdepth.probes.linear as linear
+    from nasdepth.data import Standardizer
+
+    tr = np.arange(0, len(digits), 2)
+    whole = Standardizer.fit(digits.x[torch.as_tensor(tr)])
+    monkeypatch.setattr(linear, "WHOLE_FIT", 0)
+    chunked = linear.fold_scaler(digits.x, tr, torch.device("cpu"), chunk=100)
+    assert torch.allclose(whole.mean, chunked.mean, atol=1e-5)
+    assert torch.allclose(whole.std, chunked.std, rtol=1e-4, atol=1e-5)
+
+
+def test_batched_probes_match_separate_fits() -> None:
+    from nasdepth.probes.linear import fit_linear_probes
+
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(0, 4, (500,), generator=g)
+    good = torch.nn.functional.one_hot(y, 4).float() * 2 + torch.randn(500, 4, generator=g)
+    wide = torch.cat([good, torch.randn(500, 12, generator=g)], dim=1)
+    noise = torch.randn(500, 6, generator=g)
+    together = fit_linear_probes([good, wide, noise], y[:400], y[400:], 400, 4, steps=200)
+    for f, (tr, va) in zip([good, wide, noise], together, strict=True):
+        a, b = fit_linear_probe(f[:400], y[:400], f[400:], y[400:], 4, steps=200)
+        assert abs(va - b) <= 0.02 and abs(tr - a) <= 0.02

@@ -121,9 +121,9 @@ def test_probe_saturation_sentence() -> None:
 
 
 def test_a_real_study_report_shows_the_depth_analysis(tmp_path) -> None:
-    """A real study (probes on, depths 1 and 2, skip on and off) rebuilt from its storage:
-    the summary prints the bootstrap shares beside the recommendation, the depth section
-    draws the probe curves and states where each saturates."""
+    """A real study (probes on, depths 2 and 4, auxiliary head on and off) rebuilt from its
+    storage: the summary prints the bootstrap shares beside the recommendation, the depth
+    section draws the probe curves, states where each saturates and pairs heads on/off."""
     import optuna
 
     from nasdepth.report.writers import write_report
@@ -131,8 +131,11 @@ def test_a_real_study_report_shows_the_depth_analysis(tmp_path) -> None:
     from nasdepth.study.study_file import load_study
     from tests.conftest import write_study
 
-    path = write_study(tmp_path, name="depthprobe", budget={"trials": 4}, sampler="grid",
-                       data={"source": "sklearn:digits", "limit": 400})
+    space = {"name": "depthprobe", "stages": 2, "width": 8, "block": "plain", "skip": False,
+             "depth": {"type": "categorical", "choices": [2, 4]},
+             "aux_heads": {"type": "categorical", "choices": [[], [0]]}}
+    path = write_study(tmp_path, name="depthprobe", space=space, budget={"trials": 4},
+                       sampler="grid", data={"source": "sklearn:digits", "limit": 400})
     run_study(path, progress=False)
     cfg = load_study(path)
     study = optuna.load_study(study_name="depthprobe", storage=make_storage(cfg.storage_url))
@@ -142,6 +145,14 @@ def test_a_real_study_report_shows_the_depth_analysis(tmp_path) -> None:
     assert "linear_probes.png" in {p.name for p in out.glob("*.png")}
     assert md.count("How sure: resampling the folds") == 2  # summary and depth section
     assert "of the final probe accuracy" in md
+    # the space searches aux_heads: on against off, paired per depth, with the head's accuracy
+    assert "Auxiliary heads on against off" in md
+    import re
+
+    section = md.split("Auxiliary heads on against off")[1].split("####")[0]
+    # one row per depth, each with its head's own accuracy (depth 2: block0; depth 4: block1)
+    assert len(re.findall(r"\| block\d 0\.\d+ \|", section)) == 2
+    assert "| no | block" in section or "| yes | block" in section
 
 
 def test_double_descent_peak_and_interpolation_threshold() -> None:

@@ -92,6 +92,8 @@ def depth_analysis_blocks(st: T.StudyTables) -> list[Block]:
         heads = {n: (p or {}).get("aux_accuracy") or {} for n, p in probes.items()}
         table = aux_table(st.folds, pairs, heads)
         if not table.empty:
+            table = table.assign(significant=table["significant"].map({True: "yes",
+                                                                       False: "no"}))
             blocks.append(Tab(table, "Auxiliary heads on against off, paired on matched "
                                      "architectures and folds (corrected resampled t-test; "
                                      "diff = on − off; heads: each head's own validation "

@@ -102,9 +102,10 @@ def capable_controls(trial: optuna.Trial, splits: Splits, known: dict[str, Any],
 
 
 def keep_reference(trial: optuna.Trial, controls: dict[str, Any]) -> None:
-    """Store a reference network result that ran, once per study (later trials read it)."""
+    """Store a reference network result that trained, once per study (later trials read it;
+    one that ran out of its budget too, so the study pays the budget once, not per trial)."""
     ref = controls.get("reference")
-    if isinstance(ref, dict) and ref.get("ran") and \
+    if isinstance(ref, dict) and (ref.get("ran") or (ref.get("seconds") or 0) > 0) and \
             trial.study.user_attrs.get(REFERENCE_ATTR) != ref:
         trial.study.set_user_attr(REFERENCE_ATTR, ref)
 
