@@ -274,7 +274,7 @@ ROWS = [
         setup=space_with(block="lstm")),
     Row("name-long", ["run", STUDY, "--name", LONG], 2, "(300 characters)"),
     Row("name-long-remote", ["run", STUDY, "--name", LONG, "--storage", PG_DOWN], 2,
-        "1 to 100 letters"),
+        "1 to 100 ASCII characters"),
     Row("name-from-file-stem", ["run", "studies/my study.yaml"], 2, "Got 'my study'",
         setup=unnamed_study_file("my study.yaml")),
     # ---- settings no trial can train under: refused before the first trial
