@@ -13,8 +13,7 @@ from nasdepth.report.document import Block, KeyValues, Para, Section, fmt, image
 from nasdepth.report.document import Table as Tab
 from nasdepth.report.figures import WIDE, metric_label, plt, sns
 from nasdepth.report.tables import StudyTables
-
-BASELINES_ATTR = "multitask_baselines"  # = nasdepth.study.multitask.BASELINES_ATTR
+from nasdepth.study.multitask import BASELINES_ATTR
 
 
 def branch_figure(table: pd.DataFrame, metric: str):  # type: ignore[no-untyped-def]

@@ -1,6 +1,6 @@
 """Where studies meet probes and diagnosis, through their public API only.
 
-``probe_hooks(trial, arch)`` gives the training hooks that record a trace; after the CV,
+``probe_hooks(trial, candidate)`` gives the training hooks that record a trace; after the CV,
 ``record_diagnosis(trial, result, record, ...)`` fills the trial record's ``probe_summary``,
 ``trace_summary`` (the per-epoch series the report draws) and ``diagnosis``
 (``Diagnosis.to_dict()``). A failure of either is recorded in ``record.errors`` and never
@@ -23,16 +23,15 @@ from typing import Any
 
 import optuna
 
-from nasdepth.arch import ArchConfig
 from nasdepth.data import Dataset, Splits
 from nasdepth.diagnosis import PLATEAUS, diagnose, shallow_baseline
-from nasdepth.probes import Trace, probe_hook
+from nasdepth.probes import MultitaskProbeHook, Trace, probe_hook
 from nasdepth.study.record import TrialRecord
 from nasdepth.study.study_file import DiagnosisSettings
 from nasdepth.train import TrainHook
+from nasdepth.train.candidate import Candidate
 from nasdepth.train.cv import CVResult
 
-_HOOK_ATTR = "_nasdepth_probe_hook"
 #: the study attribute holding the shallow baseline every trial's diagnosis reads
 BASELINE_ATTR = "shallow_baseline"
 #: per-block series and per-epoch scalars kept in the trace summary: what the evidence
@@ -44,11 +43,12 @@ SUMMARY_SCALARS = ("train_loss_norm", "val_loss_norm", "val_accuracy")
 MAX_SUMMARY_EPOCHS = 50
 
 
-def probe_hooks(trial: optuna.Trial, arch: ArchConfig) -> Sequence[TrainHook]:
-    """One probe hook for this trial (kept on the trial object to summarize after the CV)."""
-    hook = probe_hook()
-    setattr(trial, _HOOK_ATTR, hook)
-    return [hook]
+def probe_hooks(trial: optuna.Trial, candidate: Candidate) -> Sequence[TrainHook]:
+    """One probe hook for this trial's candidate (one probe per task for several tasks); the
+    objective keeps it to summarize after the CV."""
+    if candidate.targets().tasks:
+        return [MultitaskProbeHook()]
+    return [probe_hook()]
 
 
 def study_baseline(study: optuna.Study, data: Dataset, splits: Splits) -> dict[str, Any]:
@@ -77,12 +77,12 @@ def wants_controls(verdict: str, settings: DiagnosisSettings) -> bool:
 
 def record_diagnosis(trial: optuna.Trial, result: CVResult, record: TrialRecord, *,
                      data: Dataset | None = None, splits: Splits | None = None,
-                     settings: DiagnosisSettings | None = None) -> None:
+                     settings: DiagnosisSettings | None = None, probes: Any = None) -> None:
     """Put the probe summary, the trace summary and the diagnosis of a finished CV (when
     probes ran) into ``record`` (the caller stores it); the diagnosis reads the study's
     shallow baseline (once per study) and, for the trials that ``settings`` selects, runs its
-    costly controls."""
-    hook = getattr(trial, _HOOK_ATTR, None)
+    costly controls. ``probes``: the trial's probe hook (None: no probes ran)."""
+    hook = probes
     if hook is not None and hasattr(hook, "summary"):
         try:
             record.probe_summary = hook.summary()

@@ -21,8 +21,9 @@ from typing import Any, Protocol
 #: the user attribute that holds the record
 RECORD_KEY = "nasdepth_record"
 #: 1: loose user attributes (no record); 2: this record; 3: adds ``splits``,
-#: ``settings_id`` and ``run_id``; 4: adds ``multitask`` and ``transfer``
-RECORD_VERSION = 4
+#: ``settings_id`` and ``run_id``; 4: adds ``multitask`` and ``transfer``; 5: adds
+#: ``candidate`` (what the trial trained, as one object)
+RECORD_VERSION = 5
 #: the record's states (Optuna's, lower-case)
 STATES = ("running", "waiting", "complete", "pruned", "failed")
 #: a few flat user attributes written beside the record for Optuna's own tools (the
@@ -89,6 +90,11 @@ class TrialRecord:
     #: a transfer study's candidate: ``TransferConfig.to_dict()`` with the frozen units, the
     #: input adaptations and the ``learning_curve`` rows (:mod:`nasdepth.study.transfer`)
     transfer: dict[str, Any] | None = None
+    #: what the trial trained: ``Candidate.describe()`` (``kind``, ``version`` and the
+    #: candidate's own fields; a transfer candidate holds the one it wraps). None in records
+    #: of version <= 4: :func:`nasdepth.study.candidates.candidate_of_record` rebuilds it
+    #: from ``arch``, ``multitask`` and ``transfer``
+    candidate: dict[str, Any] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     version: int = RECORD_VERSION
 

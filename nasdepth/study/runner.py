@@ -20,6 +20,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -30,7 +31,7 @@ from tqdm.auto import tqdm
 from nasdepth.data import Dataset, load_data
 from nasdepth.errors import NasdepthError
 from nasdepth.study.identity import check_identity, settings_id, study_identity
-from nasdepth.study.multitask import MultitaskObjective, study_baselines, study_tasks
+from nasdepth.study.multitask import study_baselines, study_tasks
 from nasdepth.study.names import check_name
 from nasdepth.study.objective import Objective
 from nasdepth.study.preflight import preflight
@@ -40,6 +41,7 @@ from nasdepth.study.registry import SamplerContext, make_pruner, make_sampler
 from nasdepth.study.storage import make_storage, redact, storage_kind
 from nasdepth.study.study_file import StudyConfig
 from nasdepth.train import configure_threads
+from nasdepth.train.candidate import check_one_label_column
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 ACTIVE = (TrialState.RUNNING, TrialState.WAITING)
@@ -106,6 +108,23 @@ def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = N
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(names)
     return study
+
+
+def load_stored_study(cfg: StudyConfig, storage: str | None = None) -> optuna.Study:
+    """The stored study a study file names, from ``storage`` (default: the file's own), for
+    reading (export, report, ``diagnose --study``); a missing storage or study is one line
+    saying what to run."""
+    url = storage or cfg.storage_url
+    where = f"'{cfg.name}' ({cfg.path})"
+    if "://" not in url and not Path(url).is_file():
+        raise NasdepthError(f"No storage at {url} for study {where}: run "
+                            f"`nasdepth run {cfg.path}` first, or pass --storage.")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        return optuna.load_study(study_name=cfg.name, storage=make_storage(url))
+    except KeyError:
+        raise NasdepthError(f"The storage {redact(url)} holds no study named '{cfg.name}' "
+                            f"(from {cfg.path}).") from None
 
 
 def _check_identity(study: optuna.Study, cfg: StudyConfig, data: Dataset, *,
@@ -239,6 +258,8 @@ def prepare(cfg: StudyConfig) -> Dataset:
     preflight(cfg, data)
     if cfg.tasks is not None:  # task names checked against the data before any trial
         study_tasks(cfg, data)
+    else:  # several label columns: a tasks: section says how, before any trial
+        check_one_label_column(data, str(cfg.path))
     return data
 
 
@@ -271,8 +292,7 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
 
         return on_fold
 
-    make = MultitaskObjective if cfg.tasks is not None else Objective
-    objective = _BudgetGuard(make(cfg, data, fold_progress if progress else None,
+    objective = _BudgetGuard(Objective(cfg, data, fold_progress if progress else None,
                                   extra_hooks=probe_hooks if probes else None), budget,
                              settings=settings_id(st.user_attrs["identity"]),
                              run_id=run_id or uuid.uuid4().hex)

@@ -43,9 +43,9 @@ from nasdepth.space.params import Param
 from nasdepth.space.recipe import is_recipe
 from nasdepth.space.space import SearchSpace
 from nasdepth.train import TrainConfig
-from nasdepth.train.cv import CVResult, records
-from nasdepth.train.transfer import MODES, AdaptConfig, TransferConfig, adapt_data
-from nasdepth.train.transfer_cv import cross_validate_transfer
+from nasdepth.train.candidate import TransferCandidate
+from nasdepth.train.cv import CVResult, cross_validate, records
+from nasdepth.train.transfer import MODES, AdaptConfig, TransferConfig, adapt_data, subsampled
 
 TRANSFER_KEYS = ("weights", "preset", "mode", "trainable_blocks", "body_lr_factor",
                  "unfreeze_every", "adapt", "learning_curve")
@@ -305,18 +305,19 @@ def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
 
 
 def transfer_record(result: CVResult, section: TransferSection, data: Dataset,
-                    arch: ArchConfig, transfer: TransferConfig, splits: Splits,
+                    candidate: TransferCandidate, splits: Splits,
                     training: TrainConfig) -> dict[str, Any]:
     """A trial's ``TrialRecord.transfer``: its settings (frozen units, adaptations) and, where
     the study asks for a learning curve, one row per fold and fraction of the training
     folds (validation scores; the trial's own CV is the curve's 100% point). The curve's
-    runs reuse the trial's splits and recipe."""
-    out = dict(result.settings.get("transfer") or transfer.to_dict())
+    runs reuse the trial's candidate, splits (their training parts subsampled) and recipe."""
+    out = dict(result.settings.get("transfer") or candidate.transfer.to_dict())
     rows: list[dict[str, Any]] = []
+    seed = int(result.settings.get("seed", 0))
     for fraction in section.learning_curve:
-        part = cross_validate_transfer(arch, data, transfer, cv=splits, seed=int(
-            result.settings.get("seed", 0)), training=training, train_fraction=fraction,
-            source_model=section.source)
+        part = cross_validate(candidate, data, cv=subsampled(splits, data.y_numpy, fraction,
+                                                             seed),
+                              seed=seed, training=training)
         for row in records(part.folds):
             rows.append({"fraction": fraction, **{k: v for k, v in row.items() if k in (
                 "fold", "n_train", "seconds") or k.startswith("val_")}})
