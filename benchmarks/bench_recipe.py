@@ -14,6 +14,17 @@ the quickstart study with ``lr: auto`` and prints the range test's share of each
     .venv/bin/python benchmarks/bench_recipe.py --quick            # depths 2,8,32; minutes
     .venv/bin/python benchmarks/bench_recipe.py                    # depths 2,4,8,16,32
     .venv/bin/python benchmarks/bench_recipe.py --quickstart --data none
+    .venv/bin/python benchmarks/bench_recipe.py --schedules          # the default schedule
+
+``--schedules`` answers another question: which schedule (and rate) should be the default?
+It cross-validates fixed models under each recipe (``schedule@lr``; ``lr`` a number or
+``auto``) at budgets of 1, 3, 5, 10 and 30 epochs on digits (2-D CNNs), MNIST-1D (1-D CNNs)
+and breast cancer (tabular MLPs), a small and a larger model each, and prints the mean CV
+accuracy, the fold standard deviation and, per recipe, its worst loss to the best recipe of
+each budget in units of that best recipe's fold standard deviation (the default must stay
+within 1). A constant rate is trained once for the longest budget and read at each shorter
+one (the model after epoch e of a constant-rate run is the model a run of e epochs ends
+with: same seeds, same batches).
 
 Timings on a shared CPU are noisy: compare the ways within one run.
 """
@@ -155,6 +166,79 @@ def quickstart_cost(folder: Path, trials: int) -> None:
               "first-call overheads)")
 
 
+SCHEDULE_CASES: dict[str, tuple[Any, list[tuple[str, dict[str, Any]]]]] = {
+    "digits": ("sklearn:digits", [
+        ("CNN plain 2x16", {"stages": [{"block": "plain", "depth": 2, "width": 16}]}),
+        ("CNN residual 4x16", {"stages": [{"block": "residual", "depth": 4, "width": 16}]}),
+    ]),
+    "mnist1d": ({"source": "mnist1d", "n_samples": 4000}, [
+        ("1-D CNN plain 2x16", {"stages": [{"block": "plain", "depth": 2, "width": 16}]}),
+    ]),
+    "breast_cancer": ("sklearn:breast_cancer", [
+        ("MLP plain 2x64", {"stages": [{"block": "plain", "depth": 2, "width": 64}]}),
+        ("MLP residual 8x128", {"stages": [{"block": "residual", "depth": 8, "width": 128}]}),
+    ]),
+}
+RECIPES = "cosine@1e-3,none@1e-3,warmup_cosine@1e-3,none@3e-3"
+
+
+def recipe_scores(arch: Any, data: Any, recipe: str, budgets: list[int], folds: int
+                  ) -> tuple[dict[int, tuple[float, float]], float]:
+    """{budget: (mean, fold std)} of the val accuracy under ``schedule@lr``, and the wall
+    time. A constant rate (``none``) trains once for the longest budget."""
+    from nasdepth import TrainConfig, cross_validate
+
+    schedule, lr = recipe.split("@")
+    base: dict[str, Any] = {"batch_size": 64, "schedule": schedule,
+                            "lr": lr if lr == "auto" else float(lr)}
+    out: dict[int, tuple[float, float]] = {}
+    start = time.perf_counter()
+    if schedule == "none" and lr != "auto":
+        res = cross_validate(arch, data, folds=folds, seed=0, training=TrainConfig.from_dict(
+            {**base, "epochs": max(budgets)}))
+        h = res.history
+        for b in budgets:
+            acc = h[h["epoch"] == b - 1]["val_accuracy"]
+            out[b] = (float(acc.mean()), float(acc.std(ddof=1)))
+    else:
+        for b in budgets:
+            res = cross_validate(arch, data, folds=folds, seed=0,
+                                 training=TrainConfig.from_dict({**base, "epochs": b}))
+            out[b] = (res.mean(), res.std())
+    return out, time.perf_counter() - start
+
+
+def schedules_table(args: argparse.Namespace) -> None:
+    from nasdepth import ArchConfig, load_data
+
+    budgets = [int(b) for b in args.budgets.split(",")]
+    recipes = args.recipes.split(",")
+    worst: dict[str, float] = {r: 0.0 for r in recipes}
+    for label in [d for d in args.data.split(",") if d in SCHEDULE_CASES]:
+        spec, models = SCHEDULE_CASES[label]
+        data = load_data(spec)
+        for name, arch_d in models:
+            arch = ArchConfig.from_dict(arch_d)
+            rows = {r: recipe_scores(arch, data, r, budgets, args.folds) for r in recipes}
+            print(f"\n== {label}, {name}: mean CV accuracy ± fold std "
+                  f"({args.folds} folds, batch 64, AdamW) ==", flush=True)
+            print(f"{'recipe':>20} " + " ".join(f"{f'{b} ep':>14}" for b in budgets)
+                  + f" {'worst/std':>9} {'wall s':>7}")
+            best = {b: max(recipes, key=lambda r: rows[r][0][b][0]) for b in budgets}
+            for r in recipes:
+                scores, wall = rows[r]
+                losses = [(rows[best[b]][0][b][0] - scores[b][0])
+                          / max(rows[best[b]][0][b][1], 1e-9) for b in budgets]
+                worst[r] = max(worst[r], max(losses))
+                cells = " ".join(f"{scores[b][0]:.3f}±{scores[b][1]:.3f}".rjust(14)
+                                 + ("*" if best[b] == r else " ") for b in budgets)
+                print(f"{r:>20} {cells} {max(losses):9.2f} {wall:7.1f}", flush=True)
+    print("\nworst loss to the best recipe of a budget, in the best's fold std, over every case:")
+    for r in recipes:
+        print(f"{r:>20} {worst[r]:6.2f}" + ("  (within one std everywhere)"
+                                              if worst[r] <= 1 else ""))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="depths 2,8,32, 4 epochs")
@@ -169,7 +253,20 @@ def main() -> None:
     p.add_argument("--quickstart", action="store_true",
                    help="also time lr: auto on the quickstart study")
     p.add_argument("--quickstart-trials", type=int, default=12)
+    p.add_argument("--schedules", action="store_true",
+                   help="compare schedules and rates across budgets (the default recipe)")
+    p.add_argument("--recipes", default=RECIPES, help="comma list of schedule@lr")
+    p.add_argument("--budgets", default="1,3,5,10,30")
     args = p.parse_args()
+    if args.schedules:
+        torch.set_num_threads(1)
+        if args.data == "digits,mnist1d":
+            args.data = ",".join(SCHEDULE_CASES)
+        args.folds = 5 if args.folds == 3 else args.folds
+        print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+              f"1 thread; budgets {args.budgets}; recipes {args.recipes}")
+        schedules_table(args)
+        return
     if args.quick:
         args.depths, args.epochs = "2,8,32", 4
         args.quickstart_trials = min(args.quickstart_trials, 6)

@@ -86,7 +86,8 @@ def test_ground_truth_suite_all_cases_all_seeds() -> None:
 
 def test_data_limited_needs_a_control() -> None:
     """Random labels: the probes alone cannot tell a data-limited plateau from a run that has
-    not trained enough; the shallow baseline (on by default) decides, and says so."""
+    not trained enough; the shallow baseline and the reference network (both on by default)
+    decide, and say so; the shallow baseline alone leaves it undecided."""
     data = random_labels(0, 300)
     hook = ProbeHook()
     result = cross_validate(mlp("residual", 2, 16, norm="batch", skip=True), data, folds=2,
@@ -95,9 +96,15 @@ def test_data_limited_needs_a_control() -> None:
     assert alone.verdict == "undecided_plateau" and not alone.basis
     assert any("shallow" in a for a in alone.advice)
     assert diagnose(result, data, controls="none").verdict == "undecided_plateau"
+    shallow_only = diagnose(result, data, controls="shallow")
+    assert shallow_only.verdict == "undecided_plateau"
+    assert any("reference network" in a for a in shallow_only.advice)
+    off = diagnose(result, data, reference_budget=0)
+    assert off.verdict == "undecided_plateau" and "turned off" in " ".join(off.advice)
     d = diagnose(result, data)
     assert d.verdict == "data_limited_plateau"
-    assert [b["control"] for b in d.basis] == ["shallow"]
+    assert [b["control"] for b in d.basis] == ["shallow", "reference"]
+    assert d.controls["reference"]["ran"] and d.controls["reference"]["seconds"] > 0
     assert "chance" in d.basis[0]["figure"] and "backed by:" in str(d)
     assert d.controls["shallow"]["splits"] == result.settings["splits"]["digest"]
     # the same run on data that carry signal: the baseline learns, the verdict is not "data"
@@ -411,7 +418,7 @@ def test_study_file_diagnosis_and_enqueue_errors(tmp_path) -> None:
     from nasdepth.study.study_file import STUDY_CONTROLS, load_study
     from tests.conftest import write_study
 
-    assert set(STUDY_CONTROLS) == set(CONTROLS) - {"shallow"}
+    assert set(STUDY_CONTROLS) == set(CONTROLS) - {"shallow", "reference"}
     cfg = load_study(write_study(tmp_path, diagnosis={"controls": "all", "on": "unhealthy"},
                                  enqueue=[{"depth": 2, "block": "plain", "skip": False}]))
     assert cfg.diagnosis.controls == STUDY_CONTROLS and cfg.diagnosis.on == "unhealthy"

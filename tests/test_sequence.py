@@ -314,3 +314,34 @@ def test_sequence_study_file_loads() -> None:
 
     study = load_study(ROOT / "studies" / "mnist1d_sequence.yaml")
     assert study.data == "mnist1d" or "mnist1d" in json.dumps(study.data, default=str)
+
+
+def test_flatten_readout_is_the_mnist1d_papers_gru() -> None:
+    """Greydanus 2020's GRU: bidirectional, 6 units per direction, every one of the 40 steps'
+    states flattened into one linear layer: 5,134 parameters, as the paper's notebook."""
+    spec = {"stem": [], "skip": False, "head_pool": "flatten",
+            "stages": [{"block": "gru", "depth": 1, "width": 12, "bidirectional": True,
+                        "norm": "none"}]}
+    model = build_model(ArchConfig.from_dict(spec), (1, 40), 10)
+    assert count_parameters(model) == 5134
+    assert model(torch.randn(3, 1, 40)).shape == (3, 10)
+    # a strided conv stem shortens the sequence: the head is built for the length it gets
+    strided = {**spec, "stem": [{"kind": "conv", "width": 8, "stride": 2}]}
+    assert build_model(ArchConfig.from_dict(strided), (1, 40), 10)(
+        torch.randn(2, 1, 40)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="head_pool"):
+        build_model(ArchConfig.from_dict({**spec, "stages": [{"block": "plain", "depth": 1,
+                                                               "width": 8}]}), (1, 8, 8), 10)
+
+
+def test_mnist1d_positions_shuffled_and_flat() -> None:
+    from nasdepth.data import load_data
+
+    base = load_data({"source": "mnist1d", "n_samples": 200, "split": "all", "flat": True})
+    mixed = load_data({"source": "mnist1d", "n_samples": 200, "split": "all", "flat": True,
+                       "shuffle_positions": True})
+    assert base.x.shape == mixed.x.shape == (200, 40)
+    # one permutation for every sample: each column of the shuffled set is a column of the other
+    cols = {tuple(c.tolist()) for c in base.x.T}
+    assert all(tuple(c.tolist()) in cols for c in mixed.x.T)
+    assert not torch.equal(base.x, mixed.x)

@@ -16,7 +16,7 @@ from torch import nn
 
 from nasdepth.arch.blocks import conv_norm_act, get_block, has_transition
 from nasdepth.arch.blocks.attention import AttentionPool
-from nasdepth.arch.blocks.recurrent import LastStep
+from nasdepth.arch.blocks.recurrent import FlattenSteps, LastStep
 from nasdepth.arch.config import HEAD_POOLS, INITS, SEQUENCE_POOLS, STEM_KINDS, ArchConfig
 from nasdepth.arch.layers import Ops
 from nasdepth.errors import ConfigError, UnknownNameError
@@ -106,8 +106,9 @@ def build_model(cfg: ArchConfig, input_shape: Sequence[int], num_classes: int) -
         if not 0 <= a < len(cfg.stages):
             raise ConfigError(SOURCE, "aux_heads", list(cfg.aux_heads),
                               f"stage indices in 0..{len(cfg.stages) - 1}")
+    steps = _head_steps(stem, blocks, input_shape) if cfg.head_pool == "flatten" else 1
     head = _build_head(cfg, ops, cin, num_classes, preactivated=get_block(
-        cfg.stages[-1].block).preactivation)
+        cfg.stages[-1].block).preactivation, steps=steps)
     model = Network(stem, blocks, head, aux)
     initialize(model, cfg.init)
     return model
@@ -132,8 +133,17 @@ def _build_stem(cfg: ArchConfig, ops: Ops, channels: int) -> tuple[nn.Module, in
     return nn.Sequential(*layers), cin
 
 
+def _head_steps(stem: nn.Module, blocks: Sequence[nn.Module], input_shape: Sequence[int]
+                ) -> int:
+    """The sequence length reaching the head (strides and pools shorten it): one forward of a
+    zero sample through the stem and blocks in eval mode (``flatten`` readout only)."""
+    body = nn.Sequential(stem, *blocks).eval()
+    with torch.no_grad():
+        return int(body(torch.zeros(1, *(int(s) for s in input_shape))).shape[-1])
+
+
 def _build_head(cfg: ArchConfig, ops: Ops, cin: int, num_classes: int, *,
-                preactivated: bool) -> nn.Sequential:
+                preactivated: bool, steps: int = 1) -> nn.Sequential:
     """[final norm + act after pre-activation blocks] -> pool -> (hidden, act, dropout)* ->
     [dropout when there is no hidden layer] -> linear; the dropout placement of VGG,
     GoogLeNet and MobileNetV2 alike."""
@@ -148,10 +158,12 @@ def _build_head(cfg: ArchConfig, ops: Ops, cin: int, num_classes: int, *,
     if preactivated:
         layers += [ops.norm(last.norm, cin), ops.act(last.activation)]
     if cfg.head_pool in SEQUENCE_POOLS:
-        layers.append(_sequence_readout(cfg, ops, cin))
+        layers.append(_sequence_readout(cfg, ops, cin, steps))
     else:
         layers.append(ops.global_pool(cfg.head_pool, cfg.head_pool_size))
     features = ops.pooled_features(cin, cfg.head_pool_size)
+    if cfg.head_pool == "flatten":
+        features = cin * steps
     for hidden in cfg.head_hidden:
         layers += [nn.Linear(features, hidden), Ops.act(last.activation)]
         if cfg.head_dropout > 0:
@@ -163,8 +175,9 @@ def _build_head(cfg: ArchConfig, ops: Ops, cin: int, num_classes: int, *,
     return nn.Sequential(*layers)
 
 
-def _sequence_readout(cfg: ArchConfig, ops: Ops, cin: int) -> nn.Module:
-    """``last`` step or ``attention`` pooling: readouts of 1-D inputs, one vector per sample."""
+def _sequence_readout(cfg: ArchConfig, ops: Ops, cin: int, steps: int = 1) -> nn.Module:
+    """``last`` step, ``attention`` pooling or every step ``flatten``ed: readouts of 1-D
+    inputs, one vector per sample."""
     if ops.rank != 1:
         raise ConfigError(SOURCE, "head_pool", cfg.head_pool,
                           "avg or max for flat and 2-D inputs (last and attention read "
@@ -174,6 +187,8 @@ def _sequence_readout(cfg: ArchConfig, ops: Ops, cin: int) -> nn.Module:
                           f"1 with head_pool {cfg.head_pool!r} (one vector per sample)")
     if cfg.head_pool == "attention":
         return AttentionPool(cin)
+    if cfg.head_pool == "flatten":
+        return FlattenSteps(steps)
     last = cfg.stages[-1]
     return LastStep(split=bool(last.bidirectional) and bool(getattr(
         get_block(last.block), "cell", None)))

@@ -24,9 +24,10 @@ ACTIVATION_NAMES = ("relu", "gelu", "silu", "tanh", "sigmoid", "relu6")
 INITS = ("default", "kaiming", "xavier", "orthogonal")
 DOWNSAMPLES = ("stride", "maxpool", "avgpool")
 STEM_KINDS = ("conv", "maxpool", "avgpool")
-HEAD_POOLS = ("avg", "max", "last", "attention")
-#: readouts that only have a meaning on sequences (1-D inputs): the last step, attention pooling
-SEQUENCE_POOLS = ("last", "attention")
+HEAD_POOLS = ("avg", "max", "last", "attention", "flatten")
+#: readouts that only have a meaning on sequences (1-D inputs): the last step, attention
+#: pooling, every step's state flattened into the head (the MNIST-1D paper's GRU readout)
+SEQUENCE_POOLS = ("last", "attention", "flatten")
 #: the recurrence nonlinearity of ``rnn`` blocks (``nn.RNN``'s own two)
 NONLINEARITIES = ("tanh", "relu")
 #: positional encodings a ``transformer`` stage adds to its input
@@ -45,12 +46,20 @@ class StageConfig:
     - ``growth_rate``: channels each ``dense`` layer adds (None: ``width``)
     - ``expansion``: ``dense``: bottleneck width = expansion * growth (None: 4, 0: no 1x1
       bottleneck); ``dwsep``: inverted-residual hidden width = expansion * input width
-      (None or 1: no expansion layer, MobileNetV2's t)
+      (None or 1: no expansion layer, MobileNetV2's t); ``mbconv``: the same (None: 6)
     - ``compression``: channel factor of the transition layer that opens a later ``dense`` stage
     - ``branches``: ``inception`` branch widths (1x1, 3x3 reduce, 3x3, wide reduce, wide,
       pool projection); empty: derived from ``width``
     - ``wide_kernels``: kernel sizes stacked in the inception wide branch: (5,) as in the paper,
       (3, 3) as in Inception-v2, (3,) as torchvision's GoogLeNet
+    - ``se_ratio``: squeeze-and-excitation (Hu et al. 2018) of ``residual``, ``bottleneck``,
+      ``grouped``, ``dwsep`` and ``mbconv`` blocks: a gate per channel from the pooled map,
+      through ``se_ratio`` x the block's input width (``mbconv``/``dwsep``, EfficientNet's
+      convention) or output width (the ResNet family, SENet's 1/r); 0: off; None: the
+      block's default (``mbconv``: 0.25, the others: off)
+    - ``drop_path``: stochastic depth (Huang et al. 2016) of blocks with a shortcut: in
+      training, each sample's residual branch is dropped with this probability (and the
+      kept ones scaled up); nothing is dropped where the block has no shortcut
     - ``downsample``: how the stage's ``stride`` is applied: ``stride`` (strided first conv),
       ``maxpool``/``avgpool`` (a pooling layer before the first block, VGG/GoogLeNet style)
 
@@ -91,6 +100,8 @@ class StageConfig:
     norm_first: bool = True
     positional: str = "sinusoidal"
     gate_bias: float | None = None
+    se_ratio: float | None = None
+    drop_path: float = 0.0
 
     def __post_init__(self) -> None:
         # Lists from JSON/YAML become tuples so that configs compare equal after a round trip.

@@ -216,3 +216,53 @@ def googlenet(*, small: bool) -> ArchConfig:
 
 
 register_preset("googlenet", lambda small: googlenet(small=small))
+
+
+# --- EfficientNet -------------------------------------------------------------------------------
+
+# (expansion t, kernel k, stride s, width c, depth n): EfficientNet-B0, Tan & Le 2019 table 1
+EFFICIENTNET_B0 = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+                   (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+#: name -> (width multiplier, depth multiplier, head dropout), torchvision's b0..b3 (the
+#: resolutions 224, 240, 260, 300 are the data's business: resize the inputs)
+EFFICIENTNETS = {"efficientnet_b0": (1.0, 1.0, 0.2), "efficientnet_b1": (1.0, 1.1, 0.2),
+                 "efficientnet_b2": (1.1, 1.2, 0.3), "efficientnet_b3": (1.2, 1.4, 0.3)}
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """The nearest multiple of ``divisor`` (at least ``divisor``), never more than 10% below
+    ``value``: the channel rounding of the TensorFlow and torchvision MobileNets/EfficientNets."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def efficientnet(*, small: bool, width_mult: float = 1.0, depth_mult: float = 1.0,
+                 dropout: float = 0.2, drop_path: float = 0.2) -> ArchConfig:
+    """EfficientNet-B0 scaled by ``width_mult`` (channels rounded to multiples of 8) and
+    ``depth_mult`` (blocks per stage rounded up): ``mbconv`` stages with SE 0.25 and SiLU,
+    a 1x1 conv to 4x the last width, dropout, linear. torchvision raises stochastic depth
+    linearly from 0 to ``drop_path`` over the blocks; a stage here takes its blocks' mean."""
+    depths = [math.ceil(n * depth_mult) for *_, n in EFFICIENTNET_B0]
+    total, done = sum(depths), 0
+    stages = []
+    for (t, k, s, c, _), n in zip(EFFICIENTNET_B0, depths, strict=True):
+        rate = drop_path * (done + (n - 1) / 2) / total  # the mean of this stage's blocks
+        done += n
+        stages.append(StageConfig(block="mbconv", depth=n, width=make_divisible(c * width_mult),
+                                  stride=s, kernel_size=k, expansion=float(t), se_ratio=0.25,
+                                  activation="silu", drop_path=round(rate, 4)))
+    last = 4 * stages[-1].width
+    stages.append(StageConfig(block="plain", depth=1, width=last, kernel_size=1,
+                              activation="silu"))
+    stem = (StemLayer("conv", make_divisible(32 * width_mult), 3, 1 if small else 2),)
+    return ArchConfig(stages=tuple(stages), stem=stem, head_dropout=dropout)
+
+
+def _efficientnet_preset(width_mult: float, depth_mult: float, dropout: float,
+                         small: bool) -> ArchConfig:
+    return efficientnet(small=small, width_mult=width_mult, depth_mult=depth_mult,
+                        dropout=dropout)
+
+
+for _name, (_w, _d, _p) in EFFICIENTNETS.items():
+    register_preset(_name, partial(_efficientnet_preset, _w, _d, _p))

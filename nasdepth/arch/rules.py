@@ -33,6 +33,10 @@ class BlockRules:
     ranks: tuple[int, ...] = (0, 1, 2)
     conv_only: bool = False
     check: Check | None = None
+    #: the block's squeeze-and-excitation ratio when ``se_ratio`` is None; None: no SE option
+    se_default: float | None = None
+    #: the block has a residual branch that ``drop_path`` (stochastic depth) can drop
+    drop_path: bool = False
 
 
 def _is_int(value: object) -> bool:
@@ -117,6 +121,36 @@ def _mobile(stage: StageConfig, width: int) -> None:
     mobile_expansion(stage)
 
 
+def mbconv_expansion(stage: StageConfig) -> float:
+    """An MBConv block's expansion factor (None: 6, EfficientNet's MBConv6; 1: none)."""
+    e = 6.0 if stage.expansion is None else stage.expansion
+    if isinstance(e, bool) or not isinstance(e, (int, float)) or not e > 0:
+        raise ConfigError(SOURCE, "expansion", e, "a number > 0 (1: no expansion layer)")
+    return float(e)
+
+
+def _mbconv(stage: StageConfig, width: int) -> None:
+    mbconv_expansion(stage)
+
+
+def se_ratio(stage: StageConfig, rules: BlockRules) -> float:
+    """The squeeze-and-excitation ratio a block of ``rules`` uses (0: off)."""
+    if rules.se_default is None:
+        return 0.0
+    r = rules.se_default if stage.se_ratio is None else stage.se_ratio
+    if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1:
+        raise ConfigError(SOURCE, "se_ratio", r,
+                          "a number in [0, 1] (0: no squeeze-and-excitation; null: the "
+                          "block's default)")
+    return float(r)
+
+
+def squeeze_width(channels: int, ratio: float) -> int:
+    """Channels of the squeeze layer: ``int(channels * ratio)``, at least 1 (torchvision's
+    ``max(1, channels // 4)`` at 0.25)."""
+    return max(1, int(channels * ratio))
+
+
 def check_gate_bias(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(SOURCE, "gate_bias", value, "a number (or null for the default)")
@@ -161,12 +195,13 @@ SEQUENCE = (1,)
 #: every block's rules, by registry name (blocks registered later add theirs)
 BLOCK_RULES: dict[str, BlockRules] = {
     "plain": BlockRules(),
-    "residual": BlockRules(),
-    "bottleneck": BlockRules(check=_bottleneck),
-    "grouped": BlockRules(conv_only=True, check=_grouped),
+    "residual": BlockRules(se_default=0.0, drop_path=True),
+    "bottleneck": BlockRules(check=_bottleneck, se_default=0.0, drop_path=True),
+    "grouped": BlockRules(conv_only=True, check=_grouped, se_default=0.0, drop_path=True),
     "dense": BlockRules(conv_only=True, check=_dense),
     "inception": BlockRules(conv_only=True, check=_inception),
-    "dwsep": BlockRules(conv_only=True, check=_mobile),
+    "dwsep": BlockRules(conv_only=True, check=_mobile, se_default=0.0, drop_path=True),
+    "mbconv": BlockRules(conv_only=True, check=_mbconv, se_default=0.25, drop_path=True),
     "rnn": BlockRules(ranks=SEQUENCE, conv_only=True, check=_rnn),
     "lstm": BlockRules(ranks=SEQUENCE, conv_only=True, check=_gated),
     "gru": BlockRules(ranks=SEQUENCE, conv_only=True, check=_gated),
@@ -208,5 +243,13 @@ def check_block(name: str, stage: StageConfig, *, width: int, stride: int, rank:
         raise ConfigError(SOURCE, "stride", stride, "an int >= 1")
     if not 0 <= stage.dropout < 1:
         raise ConfigError(SOURCE, "dropout", stage.dropout, "a number in [0, 1)")
+    if se_ratio(stage, rules) > 0 and rank == 0:
+        raise ConfigError(SOURCE, "se_ratio", stage.se_ratio,
+                          "0 for flat (N, F) inputs (squeeze-and-excitation pools over "
+                          "positions: it needs 1-D or 2-D inputs)")
+    dp = stage.drop_path
+    if rules.drop_path and (isinstance(dp, bool) or not isinstance(dp, (int, float))
+                            or not 0 <= dp < 1):
+        raise ConfigError(SOURCE, "drop_path", dp, "a number in [0, 1)")
     if rules.check is not None:
         rules.check(stage, width)

@@ -29,8 +29,9 @@ from torch import nn
 
 from nasdepth.arch.blocks.dense import DenseLayer, Transition
 from nasdepth.arch.blocks.inception import InceptionBlock
-from nasdepth.arch.blocks.mobile import DepthwiseSeparableBlock
+from nasdepth.arch.blocks.mobile import DepthwiseSeparableBlock, MBConvBlock
 from nasdepth.arch.blocks.resnet import BottleneckBlock, PlainBlock, ResidualBlock
+from nasdepth.arch.blocks.squeeze import SqueezeExcite
 from nasdepth.arch.build import Network
 from nasdepth.errors import NasdepthError
 
@@ -213,7 +214,44 @@ def _mobilenet_v2_map(model: Network) -> KeyMap:
 
 def _is_mobilenet_v2(model: Network) -> bool:
     blocks = list(model.blocks)
-    return len(blocks) > 1 and all(isinstance(b, DepthwiseSeparableBlock) for b in blocks[:-1]) \
+    return len(blocks) > 1 and all(type(b) is DepthwiseSeparableBlock for b in blocks[:-1]) \
+        and type(blocks[-1]) is PlainBlock
+
+
+# --- EfficientNet -------------------------------------------------------------------------------
+
+def _efficientnet_map(model: Network) -> KeyMap:
+    """torchvision ``features.0`` (stem), ``features.{s}.{i}.block.{j}`` per MBConv (stage
+    ``s`` from 1, a new stage where the width changes): (conv, bn) pairs at ``.0``/``.1``, the
+    squeeze-and-excitation at ``.fc1``/``.fc2``, index for index with our ``body``; the 1x1 conv
+    to 4x the last width as the last ``features`` entry; ``classifier.1``."""
+    km = KeyMap()
+    _conv_norm(km, "stem.0", cast(nn.Sequential, model.stem)[0], "features.0.0", "features.0.1")
+    stage, index, width = 0, 0, None
+    for n, block in enumerate(model.blocks):
+        body = cast(nn.Sequential, block.body)
+        if not isinstance(block, MBConvBlock):  # the final 1x1 conv
+            _conv_norm(km, f"blocks.{n}.body", body, f"features.{stage + 1}.0",
+                       f"features.{stage + 1}.1")
+            continue
+        if block.out_channels != width:
+            stage, index, width = stage + 1, 0, block.out_channels
+        tv = f"features.{stage}.{index}.block"
+        for j, unit in enumerate(body):
+            if isinstance(unit, SqueezeExcite):
+                km.add(f"blocks.{n}.body.{j}.fc1", f"{tv}.{j}.fc1", unit.fc1)
+                km.add(f"blocks.{n}.body.{j}.fc2", f"{tv}.{j}.fc2", unit.fc2)
+            else:
+                _conv_norm(km, f"blocks.{n}.body.{j}", unit, f"{tv}.{j}.0", f"{tv}.{j}.1")
+        index += 1
+    (name, fc), = _linears(model.head)[-1:]
+    km.add(f"head.{name}", "classifier.1", fc)
+    return km
+
+
+def _is_efficientnet(model: Network) -> bool:
+    blocks = list(model.blocks)
+    return len(blocks) > 1 and all(isinstance(b, MBConvBlock) for b in blocks[:-1]) \
         and type(blocks[-1]) is PlainBlock
 
 
@@ -268,12 +306,14 @@ FAMILIES: dict[str, tuple[Callable[[Network], bool], Callable[[Network], KeyMap]
     "densenet": (_is_densenet, _densenet_map),
     "mobilenet_v2": (_is_mobilenet_v2, _mobilenet_v2_map),
     "googlenet": (_is_googlenet, _googlenet_map),
+    "efficientnet": (_is_efficientnet, _efficientnet_map),
 }
 #: a key that tells which torchvision family a checkpoint comes from (for error messages)
 SIGNATURES = {
     "layer1.0.conv1.weight": "resnet", "classifier.0.weight": "vgg",
     "features.denseblock1.denselayer1.conv1.weight": "densenet",
     "features.1.conv.0.0.weight": "mobilenet_v2", "inception3a.branch1.conv.weight": "googlenet",
+    "features.1.0.block.0.0.weight": "efficientnet",
 }
 
 
@@ -446,7 +486,8 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     (``build_model(preset("resnet18", ...), ...)`` for ``torchvision.models.resnet18``);
     families (:data:`FAMILIES`): ResNet (resnet18..152, wide_resnet50_2, resnext50_32x4d,
     resnext101_32x8d), VGG (vgg11..19, with or without ``_bn``), DenseNet (121, 161, 169,
-    201), MobileNetV2 and GoogLeNet (without its auxiliary classifiers). A nasdepth model
+    201), MobileNetV2, EfficientNet (b0..b3) and GoogLeNet (without its auxiliary
+    classifiers). A nasdepth model
     file or state_dict loads into the same architecture. The classifier keeps the model's
     fresh weights when the class count differs.
     """

@@ -111,14 +111,18 @@ def load_sklearn(name: str, opts: dict[str, Any], source: str) -> Dataset:
                        source=source)
 
 
-@register_source("mnist1d", options={"n_samples": 5000, "seed": 42, "split": "train"},
+@register_source("mnist1d", options={"n_samples": 5000, "seed": 42, "split": "train",
+                                    "shuffle_positions": False, "flat": False},
                  example="{source: mnist1d, n_samples: 4000, split: train}")
 def load_mnist1d(rest: str, opts: dict[str, Any], source: str) -> Dataset:
     """MNIST-1D (Greydanus 2020): 40-step 1-D digit shapes with shifts, scaling, correlated
     noise; generated procedurally by the ``mnist1d`` package, never downloaded. The package
     keeps 80% of ``n_samples`` as its ``train`` part and 20% as ``test``; the published
     template and defaults (seed 42, 5,000 samples) give the benchmark's own data set.
-    Shape ``(N, 1, 40)``: one channel, 40 steps."""
+    Shape ``(N, 1, 40)``: one channel, 40 steps; ``flat: true`` gives ``(N, 40)`` features
+    (MLPs). ``shuffle_positions: true`` permutes the 40 positions of every sample by one fixed
+    permutation (the paper's test of spatial priors: a CNN or GRU loses its advantage, a
+    logistic regression or MLP does not)."""
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as exc:  # pragma: no cover - a declared dependency
@@ -138,7 +142,14 @@ def load_mnist1d(rest: str, opts: dict[str, Any], source: str) -> Dataset:
              "all": [("x", "y"), ("x_test", "y_test")]}[split]
     x = np.concatenate([np.asarray(d[a], dtype=np.float32) for a, _ in parts])
     y = np.concatenate([np.asarray(d[b]) for _, b in parts])
-    return from_arrays(x[:, None, :], y, name=f"mnist1d:{split}",
+    for key in ("shuffle_positions", "flat"):
+        if not isinstance(opts.get(key), bool):
+            raise ConfigError(source, f"data.{key}", opts.get(key), "true or false")
+    name = f"mnist1d:{split}"
+    if opts["shuffle_positions"]:  # one fixed permutation for every sample (seeded)
+        x = x[:, np.random.RandomState(0).permutation(x.shape[1])]
+        name += ":shuffled"
+    return from_arrays(x if opts["flat"] else x[:, None, :], y, name=name,
                        class_names=[str(i) for i in range(10)], source=source)
 
 

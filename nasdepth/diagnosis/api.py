@@ -71,6 +71,7 @@ def diagnose(
     seed: int | None = None,
     training: TrainConfig | None = None,
     thresholds: dict[str, float] | None = None,
+    reference_budget: float | None = None,
 ) -> Diagnosis:
     """Diagnose a run: why did training stall (or did it not)?
 
@@ -83,15 +84,20 @@ def diagnose(
       ``data`` with probes on every leaf module that has parameters);
     - a ``ProbeHook``, a ``Probe``, a ``Trace`` or a list of traces (their dicts too).
 
-    ``controls``: ``"all"`` or any of ``shuffled, counterfactual, shallow, learning_curve``;
-    by default (``None``) the shallow baseline alone (scikit-learn, seconds), where ``data`` is
-    given; ``"none"`` runs none. ``shallow`` needs only the data; the others train the model
-    again (costly). Every control runs on the diagnosed run's splits: those a ``CVResult``
+    ``controls``: ``"all"`` or any of ``shuffled, counterfactual, shallow, learning_curve,
+    reference``; by default (``None``) the shallow baseline (scikit-learn, seconds) and the
+    reference network, where ``data`` is given; ``"none"`` runs none. The reference network
+    (:mod:`nasdepth.diagnosis.reference`) trains only where the verdict would otherwise be
+    data-limited, within ``reference_budget`` seconds (default
+    ``reference.REFERENCE_BUDGET``; 0 turns it off: such a plateau stays undecided).
+    ``shallow`` and ``reference`` need only the data; the others train the model again
+    (costly). Every control runs on the diagnosed run's splits: those a ``CVResult``
     recorded (checked against ``data``), else ``cv`` (``Splits`` or a ``CVConfig``), else
     stratified ``folds``-fold CV seeded with ``seed``.
 
     ``precomputed``: control results computed once elsewhere (a study computes the shallow
-    baseline once for all its trials), used where their ``splits`` digest matches.
+    baseline once for all its trials, and its ``peers``: trials that learned), used where
+    their ``splits`` digest matches.
     """
     explicit = controls is not None
     names = parse_controls(controls)
@@ -159,18 +165,49 @@ def diagnose(
 
     if not explicit and data is None:
         names = []  # the default baseline needs the data; without it the plateau is undecided
+    size = _size(table, arch)
     results: dict[str, Any] = {}
     if names:
         data = _need_data(data, "controls")
         if splits is None:
             splits = resolve_cv(cv, data, folds=n_folds, seed=run_seed, source="diagnose")
+        digest = splits.digest
         reuse = {k: v for k, v in (precomputed or {}).items()
-                 if k in names and isinstance(v, dict) and v.get("splits") == splits.digest}
-        todo = [n for n in names if n not in reuse]
+                 if (k in names or k == "peers") and isinstance(v, dict)
+                 and v.get("splits") == digest}
+        # the reference network trains only where the verdict would otherwise be
+        # data-limited: a first pass reads it as failing ("pending") and asks
+        todo = [n for n in names if n not in reuse and n != "reference"]
         results = {**reuse, **run_controls(todo, data=data, splits=splits, seed=run_seed,
                                             training=train_cfg, arch=arch, model=model)}
-        results = {n: results[n] for n in names}
-    return diagnose_traces(traces, folds=table, controls=results, thresholds=thresholds)
+        if "reference" in names and "reference" not in results:
+            first = diagnose_traces(traces, folds=table, thresholds=thresholds, size=size,
+                                    controls={**results, "reference": {"pending": True}})
+            if first.verdict == "data_limited_plateau":
+                seconds = _seconds(table)
+                results.update(run_controls(["reference"], data=data, splits=splits,
+                                            seed=run_seed, training=train_cfg,
+                                            reference_budget=reference_budget,
+                                            model_seconds=seconds))
+        results = {n: results[n] for n in [*names, "peers"] if n in results}
+    return diagnose_traces(traces, folds=table, controls=results, thresholds=thresholds,
+                           size=size)
+
+
+def _size(table: Any, arch: ArchConfig | None) -> dict[str, Any] | None:
+    """The diagnosed model's parameters and depth (blocks), where known."""
+    params = None
+    if table is not None and "params" in table and len(table):
+        params = int(table["params"].iloc[0])
+    depth = sum(s.depth for s in arch.stages) if arch is not None else None
+    return None if params is None and depth is None else {"params": params, "depth": depth}
+
+
+def _seconds(table: Any) -> float | None:
+    """The diagnosed run's training seconds (all folds), where its table has them."""
+    if table is None or "seconds" not in table or not len(table):
+        return None
+    return float(table["seconds"].sum())
 
 
 def run_splits(settings: dict[str, Any], data: Dataset, cv: CVConfig | Splits | None = None

@@ -5,7 +5,9 @@
   ReLU networks); a user's own module is re-initialized with He initialization;
 - ``shallow``: logistic regression and extremely randomized trees (scikit-learn, seconds; see
   :mod:`nasdepth.diagnosis.baseline`); the one control on by default;
-- ``learning_curve``: 25/50/100% of each training fold, with the accuracy gained per doubling.
+- ``learning_curve``: 25/50/100% of each training fold, with the accuracy gained per doubling;
+- ``reference``: the reference network of the input's rank (:mod:`nasdepth.diagnosis.
+  reference`), the learner that could see what shallow models cannot.
 
 Every control runs on exactly the splits of the run being diagnosed (a
 :class:`~nasdepth.data.Splits`: the same splitter, seed, groups and repeats, the held-out test
@@ -31,6 +33,7 @@ from nasdepth.arch import ArchConfig, build_model
 from nasdepth.data import Dataset, Splits
 from nasdepth.diagnosis.baseline import shallow_baseline
 from nasdepth.diagnosis.diagnosis import CONTROLS, DEFAULT_CONTROLS
+from nasdepth.diagnosis.reference import REFERENCE_BUDGET, run_reference
 from nasdepth.diagnosis.through_time import gated_counterfactual
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.probes import ProbeHook, Trace, signals
@@ -138,10 +141,15 @@ def run_controls(
     training: TrainConfig,
     arch: ArchConfig | None = None,
     model: nn.Module | None = None,
+    reference_budget: float | None = None,
+    model_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Run the named controls for ``arch`` (or a user's ``model``) on ``data``, on ``splits``
-    (the diagnosed run's). The shallow baseline needs neither an architecture nor a model."""
-    if arch is None and model is None and any(n != "shallow" for n in names):
+    (the diagnosed run's). The shallow baseline and the reference network need neither an
+    architecture nor a model; ``reference_budget`` bounds the reference's seconds
+    (``model_seconds``: the diagnosed run's, for its cost ratio)."""
+    if arch is None and model is None and any(n not in ("shallow", "reference")
+                                              for n in names):
         raise ConfigError("diagnose", "controls", list(names),
                           "run on an architecture or a model (the CV result has neither)")
 
@@ -158,6 +166,11 @@ def run_controls(
         start = time.perf_counter()
         if name == "shallow":
             out[name] = shallow_baseline(data, splits, seed=seed)
+            continue
+        if name == "reference":
+            out[name] = run_reference(
+                data, splits, seed=seed, device=training.device, model_seconds=model_seconds,
+                budget=REFERENCE_BUDGET if reference_budget is None else reference_budget)
             continue
         if same is None:  # unreachable: checked above; keeps the type checker informed
             raise ValueError(f"the {name} control needs an architecture or a model")

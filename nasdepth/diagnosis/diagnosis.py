@@ -14,9 +14,11 @@ VERDICTS = ("vanishing_gradients", "exploding_gradients", "data_limited_plateau"
 #: verdicts of a run whose validation loss stayed at chance with gradients reaching every block
 PLATEAUS = ("data_limited_plateau", "undertrained", "undecided_plateau")
 #: the control runs a diagnosis may ask for (``nasdepth.diagnosis.controls`` runs them)
-CONTROLS = ("shuffled", "counterfactual", "shallow", "learning_curve")
-#: the controls every diagnosis runs unless told otherwise (cheap: no network is trained)
-DEFAULT_CONTROLS = ("shallow",)
+CONTROLS = ("shuffled", "counterfactual", "shallow", "learning_curve", "reference")
+#: the controls every diagnosis runs unless told otherwise: the shallow baseline (seconds, no
+#: network trained) and the reference network, which trains only where the verdict would
+#: otherwise be data-limited (:mod:`nasdepth.diagnosis.reference`)
+DEFAULT_CONTROLS = ("shallow", "reference")
 
 
 @dataclass

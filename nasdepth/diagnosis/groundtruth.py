@@ -194,6 +194,44 @@ SEQUENCE_CASES: tuple[Case, ...] = (
 )
 
 
+# Signal that shallow models cannot see (:mod:`nasdepth.diagnosis.hidden`): a texture anywhere
+# in a 16x16 noise image, a motif at any offset in a 64-step sequence, a band along an oblique
+# direction of 40 features. The shallow baseline is at chance on all of them, so it cannot
+# tell an under-trained run from data without signal; the reference network can (it runs for
+# the under-trained and the shuffled-label cases: their first reading is data-limited).
+# ``benchmarks/verify_hidden.py`` re-checks each label with plain PyTorch.
+def _hidden(form: str, shuffle: bool = False) -> Callable[[int], Dataset]:
+    from nasdepth.diagnosis.hidden import HIDDEN
+
+    return lambda seed: HIDDEN[form](seed, shuffle_labels=shuffle)
+
+
+#: (form, the healthy network, its epochs, the deep plain sigmoid network)
+HIDDEN_FORMS = (
+    ("textures", cnn("residual", 4, 16, norm="batch", skip=True, init="kaiming"), 10,
+     cnn("plain", 10, 8, act="sigmoid")),
+    ("motifs", cnn("residual", 4, 16, norm="batch", skip=True, init="kaiming"), 10,
+     cnn("plain", 10, 8, act="sigmoid")),
+    ("band", mlp("residual", 2, 128, norm="batch", skip=True, init="kaiming"), 0,
+     mlp("plain", 12, 32, act="sigmoid")),
+)
+HIDDEN_CASES: tuple[Case, ...] = tuple(
+    case for form, healthy, epochs, sigmoid in HIDDEN_FORMS for case in (
+        Case(f"hidden_{form}_undertrained", "undertrained", healthy, _hidden(form),
+             adamw(1e-4), 2),
+        Case(f"hidden_{form}_sigmoid_plain_deep", "vanishing_gradients", sigmoid,
+             _hidden(form), ADAM, 3),
+        *((Case(f"hidden_{form}_healthy", "healthy", healthy, _hidden(form),
+                TrainConfig(lr=3e-3, batch_size=32, weight_decay=0.0), epochs),)
+          # no healthy band run: on 1,200 rows an MLP that learns the band (z 3-11) still
+          # ends with a validation loss above the label entropy (overconfident), which the
+          # rules rightly do not call healthy
+          if form != "band" else ()),
+        Case(f"hidden_{form}_shuffled_labels", "data_limited_plateau", healthy,
+             _hidden(form, shuffle=True), ADAM, 4),
+    ))
+
+
 def run_case(case: Case, seed: int, *, folds: int = 2) -> Diagnosis:
     """Train ``case`` with probes on ``folds`` splits fixed by ``seed`` (split seed ``seed + 7``,
     distinct from the model seed, as a study may have it) and diagnose it with the defaults."""

@@ -4,12 +4,18 @@ Such a run looks the same in the probes whether the data carry no signal for thi
 model has not trained enough, so the verdict is read from the controls (the shallow baseline,
 on by default, answers in seconds):
 
-- ``data_limited_plateau`` only where a control shows that the data lack signal: the shallow
-  baseline at chance on the same splits (its accuracy less than ``shallow_z`` binomial standard
-  deviations above chance; "learns" needs that and a skill of ``shallow_skill``), or, for a
+- ``data_limited_plateau`` only where every learner that ran failed on the same splits: the
+  shallow baseline at chance (its accuracy less than ``shallow_z`` binomial standard
+  deviations above chance; "learns" needs that and a skill of ``shallow_skill``) or, for a
   run that trained long enough to tell (``settled``), shuffled labels scoring the same or a
-  flat learning curve. Each such control is named in
-  ``Diagnosis.basis`` with its figure.
+  flat learning curve; **and** a network that could see what shallow models cannot (the
+  reference network of the input's rank) at chance too, with no trial of the study that
+  learned (:mod:`nasdepth.diagnosis.capable`). Each such control is named in
+  ``Diagnosis.basis`` with its figure. Where the capable learner did not run (turned off,
+  over budget) the plateau is ``undecided``, never data-limited on the shallow baseline alone.
+- ``undertrained`` also where the shallow baseline is at chance but a capable learner (a
+  trial of the study, the reference network) learned: the advice names it with its score,
+  and says "too big or too deep for this data" where this model is much larger or deeper.
 - ``undertrained`` where the shallow baseline finds signal the network missed. The advice says
   train longer or raise the learning rate, with the figures (steps below
   ``update_ratio_small`` of the weights, fewer than ``settled_epochs`` epochs, a loss still
@@ -27,6 +33,14 @@ from __future__ import annotations
 from typing import Any
 
 from nasdepth.diagnosis.baseline import SHALLOW_NAMES, best_shallow
+from nasdepth.diagnosis.capable import (
+    capable_basis,
+    capable_evidence,
+    capable_reading,
+    learner_figure,
+    too_big_advice,
+    undecided_advice,
+)
 from nasdepth.diagnosis.diagnosis import Evidence
 from nasdepth.diagnosis.learning import learning_advice
 from nasdepth.diagnosis.scoring import ev, margin
@@ -72,7 +86,7 @@ def shallow_figure(shallow: dict[str, Any], name: str | None) -> str:
 
 
 def decide_plateau(s: dict[str, float | None], th: dict[str, float],
-                   controls: dict[str, Any]) -> Plateau:
+                   controls: dict[str, Any], size: dict[str, Any] | None = None) -> Plateau:
     evidence: list[Evidence] = []
     basis: list[dict[str, Any]] = []
     is_settled = settled(s, th)
@@ -112,13 +126,16 @@ def decide_plateau(s: dict[str, float | None], th: dict[str, float],
                       f"{', '.join(f'{f:.0%}' for f in lc.get('fractions', []))} of the data "
                       f"({lc['slope']:+.3f} per doubling)"})
 
-    vmin = s.get("val_loss_norm_min")
+    capable, learner = capable_reading(controls, th)
+    evidence += capable_evidence(controls, th)
     if reading == "learns":
         # a shallow model finds signal this network missed: not the data's fault
         figure = shallow_figure(shallow, name)
         advice = [learning_advice(s, th),
                   f"the data carry signal: {figure} on the same splits; validation stays at "
                   "chance because this run has not fitted it yet, not because of the data"]
+        if capable == "learns" and learner is not None:
+            advice.append(f"so does a network: {learner_figure(learner)}")
         if not is_settled:
             conf = margin(z, th["shallow_z"], 10.0) if z is not None else 0.6
             return ("undertrained", conf, evidence, advice, [])
@@ -126,11 +143,35 @@ def decide_plateau(s: dict[str, float | None], th: dict[str, float],
                       "longer still sits at chance, change the recipe (learning rate, "
                       "warm-up) or the initialization rather than the data")
         return ("undertrained", 0.65, evidence, advice, [])
-    if basis:
-        conf = margin(vmin, th["val_loss_norm_min"], 0.1)
+    if capable == "learns" and learner is not None:
+        # the shallow baseline is blind to this signal, but a network that could see it
+        # learned on the same folds: the verdict is about this model
+        advice = [learning_advice(s, th),
+                  f"the data carry signal that shallow models cannot see: "
+                  f"{learner_figure(learner)}; this run has not fitted it"]
+        big = too_big_advice(size, controls, learner)
+        if big:
+            advice.append(big)
+        if reading == "at_chance":
+            advice.append(f"(the shallow baseline stays at chance: "
+                          f"{shallow_figure(shallow, name)})")
+        lz = learner.get("z")
+        if not is_settled:
+            conf = margin(lz, th["skill_z"], 10.0) if lz is not None else 0.6
+            return ("undertrained", conf, evidence, advice, [])
+        advice.append("the loss had gone flat with healthy step sizes: change the recipe "
+                      "(learning rate, warm-up), the initialization or the architecture "
+                      "toward the one that learned, rather than the data")
+        return ("undertrained", 0.65, evidence, advice, [])
+    if basis and capable in ("fails", "pending"):  # pending: diagnose's first pass
+        # every learner that ran failed on the same splits: the shallow baseline (or the
+        # settled run's shuffled labels / flat learning curve) and a capable network
+        if learner is not None:
+            basis.append(capable_basis(learner))
+        conf = 0.85
         if reading == "at_chance" and z is not None:
-            conf = min(conf, margin(z, th["shallow_z"], 4.0))
-        conf = min(0.97, conf + 0.05 * (len(basis) - 1))
+            conf = min(conf, margin(z, th["shallow_z"], 2.0) + 0.1)
+        conf = min(0.97, conf + 0.03 * (len(basis) - 2))
         tl = s.get("train_loss_norm_last")
         advice = ["the gradients reach every block, yet validation never beats predicting the "
                   "class frequencies, and " + "; ".join(b["figure"] for b in basis) +
@@ -145,7 +186,10 @@ def decide_plateau(s: dict[str, float | None], th: dict[str, float],
               "trained enough"]
     if reading == "missing":
         advice.append("run the shallow baseline (controls: shallow, seconds): at chance it "
-                      "shows the data lack signal, above chance that this model under-fits")
+                      "shows that shallow models see no signal, above chance that this model "
+                      "under-fits")
+    elif basis:
+        advice.append(undecided_advice(learner, capable))
     else:
         advice.append(f"the shallow baseline is inconclusive ({shallow_figure(shallow, name)}):"
                       " run the shuffled-labels and learning-curve controls after training "

@@ -20,9 +20,10 @@ before it join the evidence (showing what was ruled out):
    depth, limits the model.
 4. A plateau: the validation loss never gets below ``val_loss_norm_min`` of the label entropy
    (no skill above chance) although the gradients reach every block. Which plateau is decided by
-   the controls (:mod:`nasdepth.diagnosis.plateau`): ``data_limited_plateau`` only where a
-   control shows that the data lack signal, ``undertrained`` where the shallow baseline finds
-   signal the network missed (also where the accuracy is barely above chance but the baseline
+   the controls (:mod:`nasdepth.diagnosis.plateau`): ``data_limited_plateau`` only where every
+   learner that ran fails (the shallow baseline and a capable network: the reference network
+   or a trial of the study), ``undertrained`` where the shallow baseline or a capable network
+   finds signal the network missed (also where the accuracy is barely above chance but the baseline
    scores ``shallow_gap`` more skill), ``undecided_plateau`` where no control tells (the advice
    names the one that would).
 5. ``overfitting``: real skill, but the validation loss rose by ``val_loss_rise`` (in label
@@ -45,6 +46,7 @@ from typing import Any
 
 import pandas as pd
 
+from nasdepth.diagnosis.capable import capable_reading
 from nasdepth.diagnosis.diagnosis import Diagnosis, Evidence
 from nasdepth.diagnosis.learning import learning_signals, still_learning
 from nasdepth.diagnosis.plateau import decide_plateau, shallow_reading
@@ -106,9 +108,12 @@ def diagnose_traces(
     folds: pd.DataFrame | None = None,
     controls: dict[str, Any] | None = None,
     thresholds: dict[str, float] | None = None,
+    size: dict[str, Any] | None = None,
 ) -> Diagnosis:
     """Verdict from per-fold traces (``Trace`` objects or their dicts), an optional fold table
-    (for skill above chance) and optional control results (see ``controls.run_controls``)."""
+    (for skill above chance) and optional control results (see ``controls.run_controls``;
+    ``peers``: trials of the study that learned, :mod:`nasdepth.study.peers`). ``size``:
+    the diagnosed model's ``params`` and ``depth`` (for "too big for this data" advice)."""
     th = {**THRESHOLDS, **(thresholds or {})}
     tr = [t if isinstance(t, Trace) else Trace.from_dict(t) for t in traces]
     if not tr or not any(t.epochs for t in tr):
@@ -118,7 +123,7 @@ def diagnose_traces(
     s.update(learning_signals(tr))
     s.update(skill_from_folds(folds, tr[0].chance_accuracy))
     controls = controls or {}
-    verdict, conf, ev, advice, basis = _decide(s, th, controls)
+    verdict, conf, ev, advice, basis = _decide(s, th, controls, size)
     conf, ev2, advice2, new_verdict, basis2 = weigh_controls(verdict, conf, s, th, controls)
     if new_verdict != verdict:  # the controls overturned the probes: their advice stands
         advice, verdict, basis = [], new_verdict, []
@@ -144,8 +149,8 @@ def diagnose_traces(
 Decision = tuple[str, float, list[Evidence], list[str], list[dict[str, Any]]]
 
 
-def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str, Any]
-            ) -> Decision:
+def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str, Any],
+            size: dict[str, Any] | None = None) -> Decision:
     ev: list[Evidence] = []
     nonfinite = s.get("nonfinite") or 0.0
     growth, upd_med = s.get("grad_growth_log10"), s.get("update_ratio_median")
@@ -235,8 +240,12 @@ def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str
     reading, _, shallow_best, _ = shallow_reading(controls.get("shallow"), th)
     far_behind = reading == "learns" and shallow_best is not None and (
         shallow_best - (s.get("skill_best") or 0.0) > th["shallow_gap"])
+    capable, learner = capable_reading(controls, th)
+    if capable == "learns" and learner is not None and learner.get("skill") is not None:
+        far_behind = far_behind or (
+            learner["skill"] - (s.get("skill_best") or 0.0) > th["shallow_gap"])
     if vmin is not None and vmin > th["val_loss_norm_min"] and (not significant or far_behind):
-        verdict, conf, ev_plateau, advice, basis = decide_plateau(s, th, controls)
+        verdict, conf, ev_plateau, advice, basis = decide_plateau(s, th, controls, size)
         return verdict, conf, ev + ev_plateau, advice, basis
 
     rise, gap = s.get("val_loss_rise"), s.get("gap_accuracy")

@@ -59,6 +59,13 @@ def data_signal(controls: dict[str, Any], th: dict[str, float]
     if reading == "learns":
         return True, [{"control": "shallow", "signal": "shallow_best_skill", "value": best,
                        "figure": shallow_figure(shallow, name)}]
+    from nasdepth.diagnosis.capable import capable_reading, learner_figure
+
+    capable, learner = capable_reading(controls, th)
+    if capable == "learns" and learner is not None:
+        return True, [{"control": "peers" if learner.get("kind") == "trial" else "reference",
+                       "signal": "capable_z", "value": learner.get("z"),
+                       "figure": learner_figure(learner)}]
     cf_skill = cf.get("skill_best")
     if cf_skill is not None and cf_skill > th["control_same"]:
         return True, [{"control": "counterfactual", "signal": "counterfactual_skill",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from nasdepth.diagnosis.baseline import SHALLOW_MODELS, SHALLOW_NAMES
+from nasdepth.diagnosis.capable import capable_basis, capable_reading, learner_figure
 from nasdepth.diagnosis.diagnosis import Evidence
 from nasdepth.diagnosis.plateau import shallow_figure, shallow_reading
 from nasdepth.diagnosis.scoring import ev as _ev
@@ -41,14 +42,20 @@ def weigh_controls(verdict: str, conf: float, s: dict[str, float | None],
                 # overturn only where a shallow model fails too: a counterfactual that merely
                 # trains slowly must not turn a real gradient problem into "the data"
                 reading, name, _, _ = shallow_reading(shallow, th)
-                if reading == "at_chance" and shallow:
+                capable, learner = capable_reading(controls, th)
+                if reading == "at_chance" and shallow and capable in ("fails", "pending"):
                     verdict, conf = "data_limited_plateau", 0.7
                     basis.append({"control": "shallow", "signal": "shallow_best_skill",
                                   "value": shallow.get(f"{name}_skill"),
                                   "figure": shallow_figure(shallow, name)})
-                    advice.append("the counterfactual with healthy gradients and the shallow "
-                                  "baseline also stay at chance: the data, not the vanishing "
-                                  "gradients, limits this model")
+                    if learner is not None:
+                        basis.append(capable_basis(learner))
+                    advice.append("the counterfactual with healthy gradients, the shallow "
+                                  "baseline and the reference network also stay at chance: "
+                                  "the data, not the vanishing gradients, limits this model")
+                elif capable == "learns" and learner is not None:
+                    advice.append("the counterfactual did not learn within this budget, but "
+                                  f"{learner_figure(learner)}: the data carry signal")
                 else:
                     conf -= 0.15
                     advice.append("the counterfactual did not learn either within this budget: "

@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from nasdepth.data import CVConfig
 from nasdepth.errors import ConfigError, NasdepthError
 from nasdepth.study.candidates import candidate_of_record
-from nasdepth.study.record import TrialRecord, read_record
+from nasdepth.study.record import TrialRecord, read_record, read_study_record
 from nasdepth.study.runner import load_stored_study
 from nasdepth.study.study_file import StudyConfig, load_study
 from nasdepth.train import TrainConfig
@@ -42,7 +42,7 @@ class StudySettings:
     @classmethod
     def of(cls, study: optuna.Study, cfg: StudyConfig | None = None) -> StudySettings:
         """From the study's stored config, else from ``cfg`` (a study without one)."""
-        stored = study.user_attrs.get("config")
+        stored = read_study_record(study).settings
         maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
         source = str(cfg.path) if cfg is not None else f"the study '{study.study_name}'"
         if isinstance(stored, dict) and "data" in stored and "training" in stored:

@@ -11,13 +11,15 @@ Three ways in:
 """
 
 from nasdepth.probes.hook import PROBE_BATCH, ProbeHook, probe_hook
+from nasdepth.probes.linear import LinearProbeHook, fit_linear_probe, saturation
 from nasdepth.probes.multitask import MultitaskProbeHook
 from nasdepth.probes.probe import Probe, label_entropy, probe_units
 from nasdepth.probes.summary import fold_signals, signals, summarize
 from nasdepth.probes.trace import BLOCK_SERIES, EPOCH_SCALARS, Trace
 
 __all__ = [
-    "BLOCK_SERIES", "EPOCH_SCALARS", "PROBE_BATCH", "MultitaskProbeHook", "Probe", "ProbeHook",
-    "Trace",
-    "fold_signals", "label_entropy", "probe_hook", "probe_units", "signals", "summarize",
+    "BLOCK_SERIES", "EPOCH_SCALARS", "PROBE_BATCH", "LinearProbeHook", "MultitaskProbeHook",
+    "Probe", "ProbeHook", "Trace",
+    "fit_linear_probe", "fold_signals", "label_entropy", "probe_hook", "probe_units",
+    "saturation", "signals", "summarize",
 ]

@@ -12,6 +12,7 @@ import pandas as pd
 
 from nasdepth.report import figures as F
 from nasdepth.report import tables as T
+from nasdepth.report.depth_section import bootstrap_text, depth_analysis_blocks, depth_summary_para
 from nasdepth.report.document import (
     Block,
     Details,
@@ -36,6 +37,10 @@ DATA_LIMITED = "data_limited_plateau"
 def _add(blocks: list[Block], item: Block | None) -> None:
     if item is not None:
         blocks.append(item)
+
+
+def _maybe_para(text: str | None) -> Para | None:
+    return None if text is None else Para(text)
 
 
 def _pm(mean: float, std: float) -> str:
@@ -117,6 +122,7 @@ def summary_section(study: optuna.Study, st: T.StudyTables) -> Section:
                        f"{fmt(top['width'])}, {top['block']} blocks, skip "
                        f"{fmt(top['skip'])}: {st.metric} {_pm(top['cv_mean'], top['cv_std'])} "
                        f"over {int(top['folds_done'])} folds, {fmt(top['params'])} parameters."))
+    _add(blocks, depth_summary_para(st))
     blocks.append(Para(f"To get this model: nasdepth export STUDY.yaml --trial {int(top['trial'])}"
                        " --out model.pt (STUDY.yaml: this study's file; refits the trial on all "
                        "non-test data; --ensemble keeps its fold models; docs/export.md).",
@@ -140,6 +146,7 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
                 f"trial {int(b['trial'])}, {fmt(b['cv_mean'])} ± {fmt(b['cv_se'])} SE; "
                 f"threshold {fmt(rec.threshold)}).")
         blocks.append(Para(text, "warn"))
+        _add(blocks, _maybe_para(bootstrap_text(st)))
         unsettled = T.unsettled_best(st, rec)
         if unsettled:
             blocks.append(Para(
@@ -177,6 +184,7 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
                               "Best overall against the best of each other depth, "
                                      "paired on shared folds (diff = best − that depth)"))
     _add(blocks, image(F.gap_figure(tab), "gap.png", "Train − validation gap against depth"))
+    blocks += depth_analysis_blocks(st)
     blocks.append(Details("Depth table (all complete candidates' folds)", [
         Tab(tab, "Fold scores by depth, block and skip (recomputable from folds.csv)")]))
     return Section("Depth", blocks)
@@ -295,7 +303,7 @@ def cost_section(study: optuna.Study, st: T.StudyTables) -> Section:
                            "only.", "note"))
     if len(st.directions) > 1:
         best = [t for t in study.best_trials]
-        names = study.metric_names or [f"objective {i}" for i in range(len(st.directions))]
+        names = st.study.metric_names or [f"objective {i}" for i in range(len(st.directions))]
         rows = [{"trial": t.number, **dict(zip(names, t.values, strict=True))} for t in best]
         blocks.append(Tab(pd.DataFrame(rows), "Optuna's Pareto-optimal trials over the "
                           f"study's objectives ({', '.join(st.directions)})"))

@@ -34,7 +34,7 @@ from nasdepth.diagnosis import shallow_baseline
 from nasdepth.diagnosis.multitask import diagnose_tasks
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.study.probing import trace_summary
-from nasdepth.study.record import TrialRecord, read_record
+from nasdepth.study.record import STUDY_ATTRS, TrialRecord, read_record
 from nasdepth.study.study_file import StudyConfig
 from nasdepth.study.tasks_file import TASK_OBJECTIVES, TaskSettings
 from nasdepth.train import TrainConfig
@@ -44,9 +44,9 @@ from nasdepth.train.sharing import single_task_baselines
 log = logging.getLogger("nasdepth.study")
 
 #: the study attribute holding the best trial's single-task baselines
-BASELINES_ATTR = "multitask_baselines"
+BASELINES_ATTR = STUDY_ATTRS["multitask_baselines"]
 #: the study attribute holding each task's shallow baseline (once per study)
-SHALLOW_ATTR = "shallow_baseline_tasks"
+SHALLOW_ATTR = STUDY_ATTRS["shallow_tasks"]
 
 
 def study_tasks(cfg: StudyConfig, data: Dataset) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ from nasdepth.data import Dataset
 from nasdepth.study.candidates import recipe_params, suggest_candidate
 from nasdepth.study.measure import count_flops, measure_latency, versions, worker_info
 from nasdepth.study.multitask import record_tasks, study_tasks
-from nasdepth.study.probing import record_diagnosis
+from nasdepth.study.probing import linear_probe_hooks, record_diagnosis
 from nasdepth.study.record import TrialRecord, read_record, write_record
 from nasdepth.study.registry import pruner_granularity
 from nasdepth.study.study_file import CONSTRAINTS, StudyConfig
@@ -214,6 +214,7 @@ class Objective:
         probes: list[TrainHook] = []
         if self.extra_hooks is not None:
             probes = list(self.extra_hooks(trial, cand))
+            probes += linear_probe_hooks(cand, self.data, self.splits)
         try:
             result = cross_validate(cand, self.raw, cv=self.splits, seed=cfg.cv_seed,
                                     training=training, on_fold=on_fold, hooks=hooks + probes,
@@ -228,13 +229,12 @@ class Objective:
         if isinstance(cand, TransferCandidate) and self.cfg.transfer is not None:
             rec.transfer = transfer_record(result, self.cfg.transfer, self.raw, cand,
                                            self.splits, training)
-        probe = next((h for h in probes if hasattr(h, "summary")), None)
         if cfg.tasks is not None:
-            record_tasks(cfg, trial.study, result, rec, probe, self.data, self.splits,
-                         self.tasks)
+            record_tasks(cfg, trial.study, result, rec, probes[0] if probes else None,
+                         self.data, self.splits, self.tasks)
         else:
             record_diagnosis(trial, result, rec, data=self.data, splits=self.splits,
-                             settings=self.cfg.diagnosis, probes=probe)
+                             settings=self.cfg.diagnosis, probes=probes)
         values = [result.mean(o) if o not in costs else float(costs[o])
                   for o in cfg.objectives]
         return values[0] if len(values) == 1 else values

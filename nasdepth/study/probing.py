@@ -11,6 +11,11 @@ study's user attribute :data:`BASELINE_ATTR` with the digest of the splits it ra
 every trial's diagnosis reads it; the costly controls a study file asks for
 (``diagnosis: {controls: [...], on: plateau}``) run only for the trials ``on`` selects, and
 their seconds are stored in ``record.timings["controls"]`` (the progress bar shows the sum).
+
+Capable learners: every diagnosis reads the study's trials that learned on the same splits
+(:mod:`nasdepth.study.peers`); where none did and the verdict would be data-limited, the
+reference network runs (once per study: :data:`REFERENCE_ATTR`; its seconds go to the
+record's ``timings["reference"]``), within the study file's ``diagnosis.reference_budget``.
 """
 
 from __future__ import annotations
@@ -25,15 +30,17 @@ import optuna
 
 from nasdepth.data import Dataset, Splits
 from nasdepth.diagnosis import PLATEAUS, diagnose, shallow_baseline
-from nasdepth.probes import MultitaskProbeHook, Trace, probe_hook
-from nasdepth.study.record import TrialRecord
+from nasdepth.probes import LinearProbeHook, MultitaskProbeHook, Trace, probe_hook
+from nasdepth.study.record import STUDY_ATTRS, TrialRecord
 from nasdepth.study.study_file import DiagnosisSettings
 from nasdepth.train import TrainHook
 from nasdepth.train.candidate import Candidate
 from nasdepth.train.cv import CVResult
 
 #: the study attribute holding the shallow baseline every trial's diagnosis reads
-BASELINE_ATTR = "shallow_baseline"
+BASELINE_ATTR = STUDY_ATTRS["shallow"]
+#: the study attribute holding the reference network's result (run at most once per splits)
+REFERENCE_ATTR = STUDY_ATTRS["reference"]
 #: per-block series and per-epoch scalars kept in the trace summary: what the evidence
 #: figure draws (gradient RMS heatmap, update ratios, normalized losses)
 SUMMARY_SERIES = ("grad_rms", "update_ratio")
@@ -51,6 +58,16 @@ def probe_hooks(trial: optuna.Trial, candidate: Candidate) -> Sequence[TrainHook
     return [probe_hook()]
 
 
+def linear_probe_hooks(candidate: Candidate, data: Dataset, splits: Splits
+                       ) -> list[TrainHook]:
+    """Per-block linear probes of each fold's trained model, for a trial that probes (the
+    objective asks only then); ``record_diagnosis`` stores their summary in
+    ``record.linear_probes``. None for a candidate with several tasks."""
+    if candidate.targets().tasks:
+        return []
+    return [LinearProbeHook(data, splits)]
+
+
 def study_baseline(study: optuna.Study, data: Dataset, splits: Splits) -> dict[str, Any]:
     """The shallow baseline of the study's data on its splits: read from the study where an
     earlier trial (of any worker) stored it for these splits, else computed now (seconds) and
@@ -62,6 +79,31 @@ def study_baseline(study: optuna.Study, data: Dataset, splits: Splits) -> dict[s
     result = shallow_baseline(data, splits, seed=splits.seed)
     study.set_user_attr(BASELINE_ATTR, result)
     return result
+
+
+def capable_controls(trial: optuna.Trial, splits: Splits, known: dict[str, Any],
+                     settings: DiagnosisSettings, names: list[str]
+                     ) -> tuple[list[str], float | None]:
+    """Add the capable learners to ``known`` (the study's trials that learned on these splits;
+    the reference network's result where an earlier trial ran it) and ``reference`` to the
+    controls where the study file leaves it on. Returns (controls, reference budget)."""
+    from nasdepth.study.peers import study_peers
+
+    chance = float(known["shallow"].get("chance_accuracy") or 0.0)
+    known["peers"] = study_peers(trial.study, splits.digest, chance, exclude=trial.number)
+    stored = trial.study.user_attrs.get(REFERENCE_ATTR)
+    if isinstance(stored, dict) and stored.get("splits") == splits.digest:
+        known["reference"] = stored
+    budget = settings.reference_budget if settings.reference else 0.0
+    return [*names, "reference"], budget
+
+
+def keep_reference(trial: optuna.Trial, controls: dict[str, Any]) -> None:
+    """Store a reference network result that ran, once per study (later trials read it)."""
+    ref = controls.get("reference")
+    if isinstance(ref, dict) and ref.get("ran") and \
+            trial.study.user_attrs.get(REFERENCE_ATTR) != ref:
+        trial.study.set_user_attr(REFERENCE_ATTR, ref)
 
 
 def wants_controls(verdict: str, settings: DiagnosisSettings) -> bool:
@@ -77,18 +119,26 @@ def wants_controls(verdict: str, settings: DiagnosisSettings) -> bool:
 
 def record_diagnosis(trial: optuna.Trial, result: CVResult, record: TrialRecord, *,
                      data: Dataset | None = None, splits: Splits | None = None,
-                     settings: DiagnosisSettings | None = None, probes: Any = None) -> None:
+                     settings: DiagnosisSettings | None = None,
+                     probes: Sequence[TrainHook] = ()) -> None:
     """Put the probe summary, the trace summary and the diagnosis of a finished CV (when
     probes ran) into ``record`` (the caller stores it); the diagnosis reads the study's
     shallow baseline (once per study) and, for the trials that ``settings`` selects, runs its
-    costly controls. ``probes``: the trial's probe hook (None: no probes ran)."""
-    hook = probes
+    costly controls. ``probes``: the trial's probe hooks (none: no probes ran)."""
+    hook: Any = next((h for h in probes if hasattr(h, "summary")
+                      and not isinstance(h, LinearProbeHook)), None)
     if hook is not None and hasattr(hook, "summary"):
         try:
             record.probe_summary = hook.summary()
             record.trace_summary = trace_summary(hook.traces)
         except Exception as exc:  # a probe bug must not fail a finished candidate
             record.errors["probes"] = f"{type(exc).__name__}: {exc}"
+    linear = next((h for h in probes if isinstance(h, LinearProbeHook)), None)
+    if isinstance(linear, LinearProbeHook):
+        try:
+            record.linear_probes = linear.summary()
+        except Exception as exc:
+            record.errors["linear_probes"] = f"{type(exc).__name__}: {exc}"
     if hook is None and not result.traces:
         return
     settings = settings or DiagnosisSettings()
@@ -98,12 +148,20 @@ def record_diagnosis(trial: optuna.Trial, result: CVResult, record: TrialRecord,
         if data is not None and splits is not None and settings.baseline:
             known["shallow"] = study_baseline(trial.study, data, splits)
             names = ["shallow"]
-        d = diagnose(result, data, controls=names, cv=splits, precomputed=known)
+            names, budget = capable_controls(trial, splits, known, settings, names)
+        else:
+            budget = None
+        d = diagnose(result, data, controls=names, cv=splits, precomputed=known,
+                     reference_budget=budget)
+        keep_reference(trial, d.controls)
         if data is not None and wants_controls(d.verdict, settings):
             start = time.perf_counter()
             d = diagnose(result, data, controls=[*names, *settings.controls], cv=splits,
-                         precomputed=known)
+                         precomputed={**known, **d.controls}, reference_budget=budget)
             record.timings["controls"] = round(time.perf_counter() - start, 2)
+        reference = d.controls.get("reference") or {}
+        if reference.get("ran") and reference is not known.get("reference"):
+            record.timings["reference"] = float(reference.get("seconds") or 0.0)
         record.diagnosis = d.to_dict()
     except Exception as exc:
         record.errors["diagnosis"] = f"{type(exc).__name__}: {exc}"

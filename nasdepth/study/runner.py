@@ -36,7 +36,13 @@ from nasdepth.study.names import check_name
 from nasdepth.study.objective import Objective
 from nasdepth.study.preflight import preflight
 from nasdepth.study.probing import probe_hooks
-from nasdepth.study.record import RECORD_KEY, read_record, write_record
+from nasdepth.study.record import (
+    RECORD_KEY,
+    STUDY_ATTRS,
+    STUDY_RECORD_VERSION,
+    read_record,
+    write_record,
+)
 from nasdepth.study.registry import SamplerContext, make_pruner, make_sampler
 from nasdepth.study.storage import make_storage, redact, storage_kind
 from nasdepth.study.study_file import StudyConfig
@@ -100,6 +106,7 @@ def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = N
         check_identity(cfg, attrs["identity"], mine, allow_changes=allow_changes)
     if stored is None:
         study.set_user_attr("config", cfg.to_dict())
+        study.set_user_attr(STUDY_ATTRS["version"], STUDY_RECORD_VERSION)
         for params in cfg.enqueue:  # a new study: its listed candidates run first, once
             study.enqueue_trial(params, skip_if_exists=True)
     names = metric_names(cfg)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 STUDY_KEYS = {"name", "description", "data", "space", "cv", "training", "budget", "seed",
               "storage", "objective", "objectives", "sampler", "pruner", "constraints",
               "diagnosis", "enqueue", "tasks", "transfer"}
-DIAGNOSIS_KEYS = {"baseline", "controls", "on"}
+DIAGNOSIS_KEYS = {"baseline", "controls", "on", "reference", "reference_budget"}
 #: the costly controls of nasdepth.diagnosis.CONTROLS (named here so that reading a study file
 #: does not import torch; a test keeps the two lists equal)
 STUDY_CONTROLS = ("shuffled", "counterfactual", "learning_curve")
@@ -61,9 +61,13 @@ class DiagnosisSettings:
     baseline: bool = True
     controls: tuple[str, ...] = ()
     on: str = "plateau"
+    #: the reference network control (nasdepth.diagnosis.reference): on, and its budget (s)
+    reference: bool = True
+    reference_budget: float = 300.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"baseline": self.baseline, "controls": list(self.controls), "on": self.on}
+        return {"baseline": self.baseline, "controls": list(self.controls), "on": self.on,
+                "reference": self.reference, "reference_budget": self.reference_budget}
 
 
 def _enqueue(raw: dict[str, Any], space: SearchSpace, source: str,
@@ -112,7 +116,15 @@ def _diagnosis(raw: dict[str, Any], source: str) -> DiagnosisSettings:
     on = section.get("on", "plateau")
     if on not in DIAGNOSIS_ON:
         raise UnknownNameError(source, "diagnosis.on", on, DIAGNOSIS_ON)
-    return DiagnosisSettings(baseline=baseline, controls=tuple(names), on=on)
+    reference = section.get("reference", True)
+    if not isinstance(reference, bool):
+        raise ConfigError(source, "diagnosis.reference", reference, "true or false")
+    budget = section.get("reference_budget", 300.0)
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0:
+        raise ConfigError(source, "diagnosis.reference_budget", budget,
+                          "a number of seconds >= 0")
+    return DiagnosisSettings(baseline=baseline, controls=tuple(names), on=on,
+                             reference=reference, reference_budget=float(budget))
 
 
 @dataclass

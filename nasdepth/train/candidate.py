@@ -38,7 +38,6 @@ from nasdepth.data import Dataset, Standardizer
 from nasdepth.data.tasks import check_task
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.train.fit import FitOptions
-from nasdepth.train.step import LRGroups
 from nasdepth.train.targets import SINGLE, SingleTarget, TaskTargets
 from nasdepth.train.transfer import (
     PreparedModel,
@@ -46,6 +45,7 @@ from nasdepth.train.transfer import (
     adapt_data,
     body_features,
     head_of,
+    lr_groups,
     needs_new_stem,
     prepare_model,
 )
@@ -110,9 +110,6 @@ class Candidate:
     def settings(self, notes: list[dict[str, Any]]) -> dict[str, Any]:
         """What a run adds to ``CVResult.settings`` (``notes``: each fold's)."""
         return {}
-
-    def summary(self) -> dict[str, Any]:
-        return self.arch.summary()
 
     def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -231,9 +228,6 @@ class MultitaskCandidate(Candidate):
     def settings(self, notes: list[dict[str, Any]]) -> dict[str, Any]:
         return {"multitask": self.config.to_dict()}
 
-    def summary(self) -> dict[str, Any]:
-        return self.config.summary()
-
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config.to_dict()}
 
@@ -259,17 +253,9 @@ def _graft(prepared: PreparedModel, net: MultitaskNetwork, cfg: MultitaskConfig,
         i = next(j for j, b in enumerate(blocks) if b is module)
         parts = [blocks[i]] if i < cut else [branches[t][i - cut] for t in net.tasks]
         later.append((name, nn.ModuleList(parts)))
-    groups: LRGroups | None = None
-    if fine_tune:
-        fresh_ids = {id(p) for m in (*net.heads.values(), *(
-            [net.get_submodule(n) for n in prepared.fresh])) for p in m.parameters()}
-        if net.log_vars is not None:
-            fresh_ids.add(id(net.log_vars))
-        soon = {id(p) for _, m in later for p in m.parameters()}
-        full = [p for p in net.parameters() if id(p) in fresh_ids]
-        body = [p for p in net.parameters() if id(p) not in fresh_ids
-                and (p.requires_grad or id(p) in soon)]
-        groups = [(full, 1.0), (body, float(factor))]
+    groups = None if not fine_tune else lr_groups(
+        net, factor, tuple(net.get_submodule(n) for n in prepared.fresh),
+        tuple(m for _, m in later))
     return PreparedModel(net, frozen=prepared.frozen,  # type: ignore[arg-type]
                          fresh=prepared.fresh, lr_groups=groups, later=later)
 
@@ -388,9 +374,6 @@ class TransferCandidate(Candidate):
                             "unfrozen": last.get("unfrozen", []),
                             "n_blocks": last.get("n_blocks")}}
         return {**self.inner.settings(notes), **out}
-
-    def summary(self) -> dict[str, Any]:
-        return self.inner.summary()
 
     def to_dict(self) -> dict[str, Any]:
         return {"transfer": self.transfer.to_dict(), "inner": self.inner.describe()}

@@ -15,6 +15,7 @@ trains each fold exactly as on its own.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -61,7 +62,30 @@ def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig, device: tor
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     elif cfg.schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total)
+    elif cfg.schedule == "warmup_cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda t: warmup_cosine_factor(t, total))
     return opt, sched
+
+
+#: ``warmup_cosine``: the share of the steps spent warming up, and the floor the cosine
+#: decays to (a share of the peak rate). See ``docs/data_and_training.md`` for the budgets
+#: table (``benchmarks/bench_recipe.py --schedules``) that chose them.
+WARMUP_SHARE = 0.05
+LR_FLOOR = 0.1
+
+
+def warmup_cosine_factor(t: int, total: int, warmup: float = WARMUP_SHARE,
+                         floor: float = LR_FLOOR) -> float:
+    """The rate of step ``t`` of ``total`` as a share of the peak: a linear warm-up over the
+    first ``warmup`` share of the steps, then a half cosine from 1 down to ``floor`` at the
+    last step. Unlike ``cosine`` (down to 0) the last epochs of a short budget still learn."""
+    w = max(1, round(warmup * total))
+    if t < w:
+        return (t + 1) / w
+    span = max(1, total - w)
+    progress = min(1.0, (t - w) / span)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:

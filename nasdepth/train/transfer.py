@@ -269,12 +269,17 @@ def freeze(model: Network, mode: str, trainable_blocks: int | None,
     return [name for name, _ in frozen]
 
 
-def lr_groups(model: Network, factor: float, fresh: tuple[nn.Module, ...] = (),
+def lr_groups(model: nn.Module, factor: float, fresh: tuple[nn.Module, ...] = (),
               later: tuple[nn.Module, ...] = ()) -> LRGroups:
-    """Head and new modules at the full rate (first group), the trainable rest at ``factor``;
-    frozen parameters are left out, except those of ``later`` (blocks unfrozen during the
-    training, listed from the start: they get optimizer state once they get gradients)."""
-    new = {id(p) for m in (model.head, *fresh) for p in m.parameters()}
+    """Head(s) and new modules at the full rate (first group), the trainable rest at
+    ``factor``; frozen parameters are left out, except those of ``later`` (blocks unfrozen
+    during the training, listed from the start: they get optimizer state once they get
+    gradients). A multitask network's heads and learned loss weights are new."""
+    heads: Any = getattr(model, "heads", None)
+    new = {id(p) for m in ([model.head] if heads is None else [*heads.values()]) + [*fresh]
+           for p in m.parameters()}  # type: ignore[union-attr]
+    if getattr(model, "log_vars", None) is not None:
+        new.add(id(model.log_vars))
     soon = {id(p) for m in later for p in m.parameters()}
     full = [p for p in model.parameters() if id(p) in new]
     body = [p for p in model.parameters() if id(p) not in new

@@ -1,6 +1,6 @@
 """The block registry and every block family (importing this package registers them all)."""
 
-from nasdepth.arch.blocks import attention, dense, inception, mobile, recurrent, resnet
+from nasdepth.arch.blocks import attention, dense, inception, mobile, recurrent, resnet, squeeze
 from nasdepth.arch.blocks.base import (
     BLOCKS,
     Block,
@@ -15,4 +15,5 @@ from nasdepth.arch.blocks.base import (
 __all__ = [
     "BLOCKS", "Block", "attention", "conv_norm_act", "count_layers", "dense", "get_block",
     "has_transition", "inception", "mobile", "recurrent", "register_block", "resnet", "shortcut",
+    "squeeze",
 ]

@@ -225,3 +225,20 @@ class LastStep(nn.Module):
             return x[..., -1]
         half = x.shape[1] // 2
         return torch.cat([x[:, :half, -1], x[:, half:, 0]], dim=1)
+
+
+class FlattenSteps(nn.Module):
+    """Readout ``(N, C, L) -> (N, C * L)``: every step's state into the head, as the MNIST-1D
+    paper's GRU (Greydanus 2020) flattens its bidirectional GRU's output over all 40 steps
+    into one linear layer. ``steps``: the length the head was built for (a sequence of another
+    length would not fit its linear layer: said here rather than as a shape mismatch)."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = int(steps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.steps:
+            raise ValueError(f"head_pool 'flatten' was built for {self.steps} steps; "
+                             f"got a sequence of {x.shape[-1]}")
+        return x.flatten(1)

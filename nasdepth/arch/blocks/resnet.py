@@ -7,8 +7,10 @@ These three families are the ones that also run on flat features (as MLP blocks)
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from nasdepth.arch.blocks.base import Block, conv_norm_act, register_block, shortcut
+from nasdepth.arch.blocks.squeeze import DropPath, squeeze_for
 from nasdepth.arch.config import StageConfig
 from nasdepth.arch.layers import Ops
 
@@ -29,7 +31,9 @@ class PlainBlock(Block):
 
 @register_block("residual")
 class ResidualBlock(Block):
-    """ResNet basic block: two kxk convs; ``skip`` adds the identity/projection shortcut."""
+    """ResNet basic block: two kxk convs; ``skip`` adds the identity/projection shortcut.
+    ``se_ratio`` > 0 gates the branch's channels before the sum (SE-ResNet), ``drop_path``
+    drops the branch per sample in training where the shortcut carries the input."""
 
     layers = 2
 
@@ -39,15 +43,31 @@ class ResidualBlock(Block):
         self.conv1 = conv_norm_act(ops, in_channels, out_channels, stage, stride=self.conv_stride)
         self.drop = ops.dropout(stage.dropout)
         self.conv2 = conv_norm_act(ops, out_channels, out_channels, stage, act=False)
-        if skip:
-            self.shortcut = shortcut(ops, in_channels, out_channels, self.conv_stride, stage)
+        self.shortcut, self.se, self.drop_path = branch_extras(self, stage, ops, skip)
         self.act = ops.act(stage.activation)
 
     def main(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(self.drop(self.conv1(x)))
-        if self.shortcut is not None:
-            out = out + self.shortcut(x)
-        return self.act(out)
+        return self.act(join(self, self.conv2(self.drop(self.conv1(x))), x))
+
+
+def branch_extras(block: Block, stage: StageConfig, ops: Ops, skip: bool
+                  ) -> tuple[nn.Module | None, nn.Module | None, DropPath]:
+    """(shortcut where ``skip``, the SE gate of the branch: ``se_ratio`` of the output width,
+    SENet's 1/r; stochastic depth, only where a shortcut carries the input)."""
+    width = block.out_channels
+    short = shortcut(ops, block.in_channels, width, block.conv_stride, stage) if skip else None
+    se = squeeze_for(block.name, stage, ops, width, width)
+    return short, se, DropPath(stage.drop_path if short is not None else 0.0)
+
+
+def join(block: ResidualBlock | BottleneckBlock, out: torch.Tensor,
+         x: torch.Tensor) -> torch.Tensor:
+    """The branch ``out`` gated (SE), dropped (stochastic depth) and added to the shortcut."""
+    if block.se is not None:
+        out = block.se(out)
+    if block.shortcut is not None:
+        out = block.drop_path(out) + block.shortcut(x)
+    return out
 
 
 @register_block("bottleneck")
@@ -68,18 +88,14 @@ class BottleneckBlock(Block):
                                   groups=groups)
         self.drop = ops.dropout(stage.dropout)
         self.expand = conv_norm_act(ops, inner, out_channels, stage, kernel_size=1, act=False)
-        if skip:
-            self.shortcut = shortcut(ops, in_channels, out_channels, self.conv_stride, stage)
+        self.shortcut, self.se, self.drop_path = branch_extras(self, stage, ops, skip)
         self.act = ops.act(stage.activation)
 
     def groups(self, stage: StageConfig, width: int) -> int:
         return 1
 
     def main(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.expand(self.drop(self.conv(self.reduce(x))))
-        if self.shortcut is not None:
-            out = out + self.shortcut(x)
-        return self.act(out)
+        return self.act(join(self, self.expand(self.drop(self.conv(self.reduce(x)))), x))
 
 
 @register_block("grouped")

@@ -1,0 +1,97 @@
+"""The depth analysis in the report: what each block adds, degradation or overfitting, how
+sure the recommended depth is, auxiliary heads on against off. Called from
+:func:`nasdepth.report.content.depth_section` (tables in :mod:`nasdepth.report.depth`)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from nasdepth.report import tables as T
+from nasdepth.report.depth import (
+    BOOTSTRAP_RESAMPLES,
+    aux_pairs,
+    aux_table,
+    depth_bootstrap,
+    depth_statements,
+    fmt_depth,
+    probe_curves,
+    saturation_sentence,
+    saturation_table,
+    training_error_table,
+)
+from nasdepth.report.depth_figures import probe_figure, training_error_figure
+from nasdepth.report.document import Block, Para, image
+from nasdepth.report.document import Table as Tab
+
+
+def bootstrap_text(st: T.StudyTables, seed: int = 0) -> str | None:
+    """"Bootstrap over folds and trials (1,000 resamples): depth 4 in 83%, depth 8 in 15%,
+    depth 2 in 2%." None with fewer than two depths."""
+    if st.folds.empty or "depth" not in st.folds or st.folds["depth"].nunique() < 2:
+        return None
+    boot = depth_bootstrap(st.folds, maximize=st.maximize, seed=seed)
+    boot = boot[boot["share"] > 0].sort_values("share", ascending=False)
+    if boot.empty:
+        return None
+    shares = ", ".join(f"depth {fmt_depth(d)} in {s:.0%}"
+                       for d, s in zip(boot["depth"], boot["share"], strict=True))
+    return (f"How sure: resampling the folds and, at each depth, the candidates "
+            f"({BOOTSTRAP_RESAMPLES:,} bootstrap resamples, seed {seed}), the one-standard-error "
+            f"rule recommends {shares}.")
+
+
+def depth_summary_para(st: T.StudyTables) -> Para | None:
+    """The recommendation and its bootstrap shares, for the summary."""
+    rec = T.recommend_depth(st)
+    text = bootstrap_text(st)
+    if rec is None or text is None:
+        return None
+    return Para(f"Recommended depth: {fmt_depth(rec.recommended['depth'])} (one-standard-error "
+                f"rule; see Depth). {text}")
+
+
+def depth_analysis_blocks(st: T.StudyTables) -> list[Block]:
+    """Probe curves with their saturation, the degradation/overfitting statement, and the
+    auxiliary-head comparison, each where the study has what it reads."""
+    blocks: list[Block] = []
+    best = T.best_per_depth(st)
+    probes = {n: r.linear_probes for n, r in st.records.items()
+              if isinstance(getattr(r, "linear_probes", None), dict)}
+    curves = probe_curves(best, probes) if not best.empty else pd.DataFrame()
+    if not curves.empty:
+        sat = saturation_table(curves)
+        fig = image(probe_figure(curves, sat), "linear_probes.png",
+                    "What each block adds: linear probe accuracy per block (Alain & Bengio "
+                    "2016), best candidate per depth")
+        if fig is not None:
+            blocks.append(fig)
+        for row in sat.to_dict(orient="records"):
+            blocks.append(Para(saturation_sentence(row)))
+        if not sat.empty:
+            early = sat[sat["unit"] + 1 < sat["units"]]
+            if len(early) and float(early["added_points"].max()) < 1.0:
+                blocks.append(Para(
+                    "The representation is good enough before the last block: the later "
+                    "blocks add less than a point of linear separability, so a shallower "
+                    "network may do (the head still reads the last block).", "note"))
+    errors = training_error_table(st.folds, maximize=st.maximize)
+    if not errors.empty:
+        statements = depth_statements(errors)
+        for item in statements:
+            blocks.append(Para(item["text"],
+                               "warn" if item["kind"] == "degradation" else "text"))
+        if any(s["kind"] != "none" for s in statements):
+            fig = image(training_error_figure(errors), "training_error.png",
+                        "Final training and validation error against depth")
+            if fig is not None:
+                blocks.append(fig)
+    pairs = aux_pairs(st.records)
+    if pairs:
+        heads = {n: (p or {}).get("aux_accuracy") or {} for n, p in probes.items()}
+        table = aux_table(st.folds, pairs, heads)
+        if not table.empty:
+            blocks.append(Tab(table, "Auxiliary heads on against off, paired on matched "
+                                     "architectures and folds (corrected resampled t-test; "
+                                     "diff = on − off; heads: each head's own validation "
+                                     "accuracy)"))
+    return blocks

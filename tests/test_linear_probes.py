@@ -1,0 +1,110 @@
+"""Linear classifier probes per block (Alain & Bengio 2016) on real data and small models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nasdepth.arch import ArchConfig, build_model
+from nasdepth.data import CVConfig, load_data
+from nasdepth.probes import LinearProbeHook, fit_linear_probe, saturation
+from nasdepth.train import TrainConfig, cross_validate
+from nasdepth.train.fit import fit_fold
+
+TRAINING = TrainConfig(epochs=4, batch_size=64, lr=0.01)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("sklearn:digits")
+
+
+def _arch(depth: int) -> ArchConfig:
+    return ArchConfig.from_dict({"stages": [{"depth": depth, "width": 32, "block": "plain"}]})
+
+
+def test_blocks_frozen_at_identity_add_nothing(digits) -> None:
+    """Known answer: blocks 2..4 are identities, so their outputs are block 1's and their
+    probes must score exactly what block 1's scores; the trained block 1 is far above
+    chance, and the saturation statement puts the curve's end at block 1."""
+    splits = CVConfig(folds=3, seed=0).resolve(digits)
+    torch.manual_seed(0)
+    model = build_model(_arch(4), digits.input_shape, digits.num_classes)
+    for i in (1, 2, 3):  # frozen at identity: nothing to train, output = input
+        model.blocks[i] = nn.Identity()
+    hook = LinearProbeHook(digits, splits)
+    tr, va = splits[0]
+    fit_fold(model, digits, tr, va, training=TRAINING, seed=0, device=torch.device("cpu"),
+             fold=0, hooks=[hook])
+    summary = hook.summary()
+    assert summary is not None
+    assert summary["units"][0] == "stem" or summary["units"][0].startswith("block0")
+    acc = summary["val_accuracy"]
+    b0 = summary["units"].index("block0.PlainBlock")
+    assert acc[b0] > 0.8  # the one trained block carries the digits
+    assert acc[b0 + 1:] == [acc[b0]] * (len(acc) - b0 - 1)  # identities add exactly nothing
+    sat = saturation(acc)
+    assert sat is not None and sat["unit"] <= b0 and sat["added_after"] <= 1e-9 + (
+        acc[-1] - acc[sat["unit"]])
+
+
+def test_probe_curve_through_cross_validate(digits) -> None:
+    """Every fold probed, one accuracy per unit, the training result unchanged."""
+    splits = CVConfig(folds=2, seed=0).resolve(digits)
+    hook = LinearProbeHook(digits, splits)
+    training = TRAINING.with_epochs(2)
+    with_probes = cross_validate(_arch(3), digits, cv=splits, training=training, hooks=[hook],
+                                 parallel="off")
+    without = cross_validate(_arch(3), digits, cv=splits, training=training, parallel="off")
+    assert np.allclose(with_probes.folds["val_accuracy"], without.folds["val_accuracy"])
+    summary = hook.summary()
+    assert summary is not None and len(summary["folds"]) == 2
+    assert len(summary["val_accuracy"]) == len(summary["units"]) == 4  # stem + 3 blocks
+    assert all(0.0 <= a <= 1.0 for a in summary["val_accuracy"])
+    # the last block's probe reads what the head reads, fitted to convergence: at least
+    # about the network's own score after 2 epochs
+    assert summary["val_accuracy"][-1] > with_probes.mean() - 0.05
+    assert summary["seconds"] > 0
+
+
+def test_linear_probe_separates_and_fails_on_noise() -> None:
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (600,), generator=g)
+    signal = torch.nn.functional.one_hot(y, 3).float() * 3 + torch.randn(600, 3, generator=g)
+    noise = torch.randn(600, 3, generator=g)
+    _, good = fit_linear_probe(signal[:400], y[:400], signal[400:], y[400:], 3)
+    _, bad = fit_linear_probe(noise[:400], y[:400], noise[400:], y[400:], 3)
+    assert good > 0.9 and bad < 0.5
+
+
+def test_saturation_statement_numbers() -> None:
+    sat = saturation([0.5, 0.9, 0.97, 0.975, 0.98])
+    assert sat is not None and sat["unit"] == 2 and sat["added_after"] == pytest.approx(0.01)
+    assert saturation([None]) is None
+
+
+def test_a_study_records_the_probe_curve(tiny_study) -> None:
+    from nasdepth.study import run_study
+    from nasdepth.study.record import read_record
+
+    study = run_study(tiny_study, trials=1, progress=False)
+    rec = read_record(study.trials[0])
+    lp = rec.linear_probes
+    assert lp is not None and len(lp["folds"]) == 2  # the tiny study's 2 folds
+    assert len(lp["val_accuracy"]) == len(lp["units"]) >= 2
+    assert lp["seconds"] < rec.wall_time  # type: ignore[operator]
+
+
+def test_auxiliary_heads_get_their_own_accuracy(digits) -> None:
+    splits = CVConfig(folds=2, seed=0).resolve(digits)
+    arch = ArchConfig.from_dict({"stages": [{"depth": 1, "width": 16, "block": "plain"},
+                                            {"depth": 1, "width": 16, "block": "plain"}],
+                                 "aux_heads": [0]})
+    hook = LinearProbeHook(digits, splits)
+    cross_validate(arch, digits, cv=splits, training=TRAINING.with_epochs(2), hooks=[hook],
+                   parallel="off")
+    summary = hook.summary()
+    assert summary is not None and list(summary["aux_accuracy"]) == ["block0.PlainBlock"]
+    assert 0.2 < summary["aux_accuracy"]["block0.PlainBlock"] <= 1.0  # trained: above chance
