@@ -3,8 +3,9 @@
     nasdepth diagnose --study studies/x.yaml --trial 17 [--controls all] [--json]
     nasdepth diagnose --data sklearn:digits --arch arch.yaml [--epochs 20] [--controls shuffled]
 
-``--study`` rebuilds the trial from its record (``arch`` and the ``training`` recipe it ran
-with) and reruns the study's cross-validation with probes; ``--arch`` takes a YAML/JSON file,
+``--study`` rebuilds the trial's candidate from its record (single-task, multitask or
+transfer, and the ``training`` recipe it ran with) and reruns the study's cross-validation
+with probes; ``--arch`` takes a YAML/JSON file,
 inline JSON or a preset name.
 """
 
@@ -45,6 +46,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def _trial_candidate(args: argparse.Namespace) -> tuple[Any, TrainConfig, Any, Dataset]:
     """The candidate a stored trial trained, its recipe, the study and its data."""
+    from nasdepth.data import load_data
     from nasdepth.study.candidates import candidate_of_record
     from nasdepth.study.record import read_record
     from nasdepth.study.runner import load_stored_study
@@ -63,8 +65,6 @@ def _trial_candidate(args: argparse.Namespace) -> tuple[Any, TrainConfig, Any, D
     source = f"trial {args.trial} of {args.study}"
     # the recipe the trial ran with (older records lack it: the study's own then)
     training = TrainConfig.from_dict(rec.training, source) if rec.training else cfg.training
-    from nasdepth.data import load_data
-
     data = load_data(cfg.data, source=str(cfg.path))
     return candidate_of_record(rec, source), training, cfg, data
 

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from nasdepth.arch import ArchConfig, build_model
-from nasdepth.data import CVConfig, Dataset, Standardizer, holdout_split, make_splits
+from nasdepth.data import CVConfig, Dataset, Standardizer
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.train.config import LR_RULES, TrainConfig
 from nasdepth.train.device import resolve_device
@@ -241,16 +241,6 @@ def lr_range_test(model: nn.Module, data: Dataset, train_idx: np.ndarray, *,
                      batch_size=bs, optimizer=training.optimizer)
 
 
-def first_fold(data: Dataset, cv: CVConfig, source: str = "the range test") -> np.ndarray:
-    """The training part of the first fold ``cross_validate`` would train (same splits)."""
-    y = data.y_numpy
-    cv_idx, _ = holdout_split(y, cv.test_size, cv.seed, source)
-    groups = None if data.groups is None else data.groups[cv_idx]
-    tr, _ = make_splits(y[cv_idx], cv, groups=groups, source=source,
-                        class_names=data.class_names)[0]
-    return np.asarray(cv_idx[tr])
-
-
 def find_lr(arch: ArchConfig, data: Dataset, *, training: TrainConfig | None = None,
             folds: int = 5, seed: int = 0, cv: CVConfig | None = None,
             start_lr: float = START_LR, end_lr: float = END_LR, steps: int | None = None,
@@ -262,7 +252,7 @@ def find_lr(arch: ArchConfig, data: Dataset, *, training: TrainConfig | None = N
     training = (training or TrainConfig()).validate()
     cv = (cv or CVConfig(folds=folds, seed=seed)).validate("the range test")
     device = resolve_device(training.device)
-    train_idx = first_fold(data, cv)
+    train_idx = cv.resolve(data, "the range test").folds[0][0]  # cross_validate's fold 0
     if steps is None:
         steps = sweep_steps(len(train_idx), training, cv.n_splits)
     torch.manual_seed(seed * 1000)  # fold 0's initialization
