@@ -13,6 +13,12 @@ shows medians over repeats and the median of per-repeat ratios against ``plain``
     .venv/bin/python benchmarks/bench_cv.py                  # CPU, 1 thread, both cases
     .venv/bin/python benchmarks/bench_cv.py --case mlp --repeats 5 --epochs 10
     .venv/bin/python benchmarks/bench_cv.py --device cuda    # on a GPU machine
+    .venv/bin/python benchmarks/bench_cv.py --device cuda --precisions fp32,bf16,fp16
+
+``--precisions``: the engine's variants again under each autocast precision (CUDA only: on a
+CPU the engine trains in fp32 whatever ``precision`` says; bf16 autocast measured 8-15x
+slower there, see ``docs/gpu.md``). Mean CV accuracies are printed beside the times, so that
+a faster precision that loses accuracy shows it.
 """
 
 from __future__ import annotations
@@ -82,16 +88,29 @@ def plain_loop(case: Case, folds: int, epochs: int, bs: int, lr: float, device: 
                     correct += int((model(xb.to(dev)).argmax(1) == yb.to(dev)).sum())
 
 
-def engine(parallel: bool) -> Callable[[Case, int, int, int, float, str], None]:
+#: mean CV accuracy of each engine variant's last run (printed beside its time)
+ACCURACY: dict[str, float] = {}
+
+
+def engine(parallel: bool, precision: str = "fp32", name: str = ""
+           ) -> Callable[[Case, int, int, int, float, str], None]:
     def run(case: Case, folds: int, epochs: int, bs: int, lr: float, device: str) -> None:
-        training = TrainConfig(epochs=epochs, batch_size=bs, lr=lr, device=device)
-        cross_validate(case.arch, case.data, folds=folds, seed=0, training=training,
-                       parallel=parallel)
+        training = TrainConfig(epochs=epochs, batch_size=bs, lr=lr, device=device,
+                               precision=precision)
+        res = cross_validate(case.arch, case.data, folds=folds, seed=0, training=training,
+                             parallel=parallel)
+        ACCURACY[name] = res.mean()
 
     return run
 
 
-VARIANTS = {"plain": plain_loop, "engine-seq": engine(False), "engine-par": engine(True)}
+def variants(precisions: list[str]) -> dict[str, Callable[..., None]]:
+    out: dict[str, Callable[..., None]] = {"plain": plain_loop}
+    for p in precisions:
+        tag = "" if p == "fp32" else f"-{p}"
+        out[f"engine-seq{tag}"] = engine(False, p, f"engine-seq{tag}")
+        out[f"engine-par{tag}"] = engine(True, p, f"engine-par{tag}")
+    return out
 
 
 def sync(device: str) -> None:
@@ -110,7 +129,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--mlp-samples", type=int, default=20000)
+    ap.add_argument("--precisions", default="fp32",
+                    help="comma list of engine precisions: fp32, bf16, fp16 (autocast, CUDA)")
     args = ap.parse_args()
+    VARIANTS = variants(args.precisions.split(","))
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, device {args.device}, {args.threads} thread(s), "
           f"{args.folds}-fold CV x {args.epochs} epochs, batch {args.batch_size}, "
@@ -129,12 +151,15 @@ def main() -> None:
                 sync(args.device)
                 walls[name].append(time.perf_counter() - start)
         print(f"\n{case.name}: {samples:,.0f} training samples per CV")
-        print(f"  {'variant':<11} {'wall s':>8} {'samples/s':>10} {'x plain':>8} {'x seq':>6}")
+        print(f"  {'variant':<16} {'wall s':>8} {'samples/s':>10} {'x plain':>8} {'x seq':>6} "
+              f"{'CV acc':>7}")
         for name, w in walls.items():
             ratio = statistics.median(np.array(walls["plain"]) / np.array(w))
             vs_seq = statistics.median(np.array(walls["engine-seq"]) / np.array(w))
             med = statistics.median(w)
-            print(f"  {name:<11} {med:8.2f} {samples / med:10,.0f} {ratio:8.2f} {vs_seq:6.2f}")
+            acc = f"{ACCURACY[name]:.4f}" if name in ACCURACY else "-"
+            print(f"  {name:<16} {med:8.2f} {samples / med:10,.0f} {ratio:8.2f} {vs_seq:6.2f} "
+                  f"{acc:>7}", flush=True)
 
 
 if __name__ == "__main__":

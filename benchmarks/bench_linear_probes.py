@@ -51,11 +51,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--side-by-side", action="store_true")
+    ap.add_argument("--workloads", default=",".join(str(i) for i in range(len(WORKLOADS))),
+                    help="comma-separated indices into the workload list")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"5-fold CV, {args.epochs} epochs, batch 64, 1 thread")
     print(f"{'workload':32s} {'trial s':>8s} {'probes s':>9s} {'share':>7s}")
-    for name, (spec, arch) in WORKLOADS.items():
+    chosen = {int(i) for i in args.workloads.split(",")}
+    for i, (name, (spec, arch)) in enumerate(WORKLOADS.items()):
+        if i not in chosen:
+            continue
         probe_s, wall = run(spec, arch, args.epochs, True)
         print(f"{name:32s} {wall:8.2f} {probe_s:9.3f} {probe_s / wall:7.2%}", flush=True)
         if args.side_by_side:

@@ -188,7 +188,8 @@ def run_sweep(grid: Grid, args: argparse.Namespace, folder: Path) -> float:
     data = grid.data_spec if isinstance(grid.data_spec, str) else None
     if data is None:  # a mapping: through a one-line data YAML is not what sweep takes;
         return float("nan")  # sweep's --data is a spec string, so MLP grids skip it
-    cmd = [sys.executable, "-m", "nasdepth.cli", "sweep", "--data", data,
+    cmd = [sys.executable, "-c", "import sys; from nasdepth.cli import main; sys.exit(main())",
+           "sweep", "--data", data,
            "--depth", ",".join(map(str, grid.depths)),
            "--width", ",".join(map(str, grid.widths)), "--block", ",".join(grid.blocks),
            "--skip", "on", "--batch-size", str(args.batch_size), "--lr", str(args.lr),

@@ -6,6 +6,12 @@ range of the signal on the runs that must fire the rule and on those that must n
 between them is where the threshold sits), and the confusion matrix of the current rules.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/diagnose_thresholds.py [--seeds 5]
+    ... --all --seeds 3      # the earlier cases, the through-time ones and the hidden-signal ones
+    ... --hidden --seeds 3   # only the hidden-signal cases (signal shallow models cannot see)
+    ... --cost               # the reference network's cost beside the diagnosed run's
+
+``--all``/``--hidden`` also print the reliability table per confidence band over every run
+(what ``docs/diagnose.md`` shows).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import pandas as pd
 import torch
 
 from nasdepth.diagnosis.baseline import best_shallow
-from nasdepth.diagnosis.groundtruth import CASES, run_case
+from nasdepth.diagnosis.groundtruth import CASES, HIDDEN_CASES, SEQUENCE_CASES, run_case
 from nasdepth.diagnosis.rules import THRESHOLDS
 
 SHOWN = ["nonfinite", "grad_depth_log10", "grad_growth_log10", "grad_peak_log10",
@@ -26,8 +32,9 @@ SHOWN = ["nonfinite", "grad_depth_log10", "grad_growth_log10", "grad_peak_log10"
          "loss_gap", "skill_z", "val_loss_fall_last", "train_loss_fall_last", "loss_gone",
          "end_below_mean"]
 
-ORDER = ["exploding_gradients", "optimization_problem", "vanishing_gradients",
-         "data_limited_plateau", "undertrained", "overfitting", "healthy"]
+ORDER = ["exploding_gradients", "optimization_problem", "vanishing_through_time",
+         "vanishing_gradients", "data_limited_plateau", "undertrained", "undecided_plateau",
+         "overfitting", "healthy"]
 BANDS = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
 # (signal, threshold key, verdicts that must be above/below it, direction of the rule)
@@ -47,19 +54,23 @@ SEPARATIONS = [
 ]
 
 
-def run(seeds: int) -> pd.DataFrame:
+def run(seeds: int, cases=CASES) -> pd.DataFrame:  # type: ignore[no-untyped-def]
     rows = []
-    for case in CASES:
+    for case in cases:
         for seed in range(seeds):
             start = time.perf_counter()
             d = run_case(case, seed)
             _, shallow_skill, shallow_z = best_shallow(d.controls.get("shallow"))
+            ref = d.controls.get("reference") or {}
+            print(f"{case.name:40s} seed {seed} {case.expected:22s} -> {d.verdict:22s} "
+                  f"{d.confidence:.2f}", flush=True)
             rows.append({"case": case.name, "seed": seed, "expected": case.expected,
                          "verdict": d.verdict, "confidence": d.confidence,
                          "still_learning": d.still_learning,
                          "seconds": time.perf_counter() - start,
                          "shallow_seconds": (d.controls.get("shallow") or {}).get("seconds"),
                          "shallow_best_skill": shallow_skill, "shallow_best_z": shallow_z,
+                         "reference_z": ref.get("z"), "reference_seconds": ref.get("seconds"),
                          **{k: d.signals.get(k) for k in SHOWN}})
     return pd.DataFrame(rows)
 
@@ -74,13 +85,49 @@ def reliability(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def cost() -> None:
+    """The reference network's seconds beside a diagnosed run's on the same splits: digits
+    (1,797 8x8 images), MNIST-1D (4,000 sequences of 40 steps) and the hidden textures."""
+    from nasdepth.data import CVConfig, load_data
+    from nasdepth.diagnosis.groundtruth import cnn
+    from nasdepth.diagnosis.hidden import textures
+    from nasdepth.diagnosis.reference import run_reference
+    from nasdepth.train import TrainConfig, cross_validate
+
+    rows = []
+    for name, data in (("digits", load_data("sklearn:digits")),
+                       ("MNIST-1D", load_data({"source": "mnist1d", "n_samples": 5000})),
+                       ("textures", textures(0))):
+        splits = CVConfig(folds=3, seed=0).resolve(data)
+        start = time.perf_counter()
+        cross_validate(cnn("residual", 2, 16, norm="batch", skip=True), data, cv=splits,
+                       epochs=10, training=TrainConfig(batch_size=64))
+        run_s = time.perf_counter() - start
+        ref = run_reference(data, splits, model_seconds=run_s)
+        rows.append({"data": name, "rows": len(data), "run_s": round(run_s, 1),
+                     "reference_s": round(ref["seconds"], 1),
+                     "share": round(ref["seconds"] / run_s, 2),
+                     "reference_accuracy": round(ref.get("val_accuracy") or 0, 3),
+                     "epochs": ref.get("epochs")})
+        print(rows[-1], flush=True)
+    print(pd.DataFrame(rows).to_string(index=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--all", action="store_true", help="every ground-truth case")
+    parser.add_argument("--hidden", action="store_true", help="the hidden-signal cases")
+    parser.add_argument("--cost", action="store_true", help="the reference network's cost")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    df = run(args.seeds)
+    if args.cost:
+        cost()
+        return
+    cases = (HIDDEN_CASES if args.hidden else
+             (*CASES, *SEQUENCE_CASES, *HIDDEN_CASES) if args.all else CASES)
+    df = run(args.seeds, cases)
     pd.set_option("display.width", 250, "display.max_columns", 30)
     print(df.round(4).to_string(index=False))
     print("\nSeparation (min..max of the signal on runs where the rule must fire vs. on runs"
@@ -101,7 +148,8 @@ def main() -> None:
     print(pd.crosstab(df.expected, df.verdict).to_string())
     wrong = df[df.expected != df.verdict]
     print(f"\n{len(df) - len(wrong)}/{len(df)} correct; total {df.seconds.sum():.1f} s, of "
-          f"which the shallow baseline {df.shallow_seconds.sum():.1f} s")
+          f"which the shallow baseline {df.shallow_seconds.sum():.1f} s, the reference network "
+          f"{df.reference_seconds.fillna(0).sum():.1f} s")
     if len(wrong):
         print(wrong[["case", "seed", "expected", "verdict"]].to_string(index=False))
 

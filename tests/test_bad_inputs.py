@@ -45,6 +45,17 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("base")
     write_study(folder, **BASE)
     run_study(folder / STUDY, progress=False, probes=False)
+    from nasdepth.export import export_model  # a model file and unlabelled rows to predict
+
+    cwd = Path.cwd()
+    os.chdir(folder)
+    try:
+        export_model(STUDY, "best", "model.pt", say=lambda _: None)
+    finally:
+        os.chdir(cwd)
+    from sklearn.datasets import load_digits
+
+    np.save(folder / "rows.npy", load_digits().data[:5].reshape(5, 1, 8, 8).astype(np.float32))
     return folder
 
 
@@ -244,6 +255,36 @@ ROWS = [
     Row("report-command-folder-not-writable", ["report", STUDY, "--out", "blocker/r",
                                                "--no-baselines"], 2,
         "Cannot write the report folder blocker/r", setup=a_file("blocker")),
+    # ---- outputs never overwrite what the command reads (one guard: nasdepth.outpath)
+    Row("export-out-is-the-journal", ["export", STUDY, "--out", JOURNAL], 2,
+        "The --out path studies/tiny.journal is the study storage this command reads"),
+    Row("export-out-is-the-journal-respelled", ["export", STUDY, "--out",
+                                                "./studies/../studies/tiny.journal"], 2,
+        "is the study storage this command reads"),
+    Row("export-out-is-the-study-file", ["export", STUDY, "--out", STUDY], 2,
+        "is the study file this command reads"),
+    Row("export-out-is-the-space-file", ["export", STUDY, "--out", "search_spaces/tiny.yaml"],
+        2, "is the search-space file this command reads"),
+    Row("export-out-not-writable", ["export", STUDY, "--out", "blocker/m.pt"], 2,
+        "Cannot write the model file blocker/m.pt", setup=a_file("blocker")),
+    Row("export-out-is-a-folder", ["export", STUDY, "--out", "studies"], 2,
+        "The --out path studies is a folder"),
+    Row("predict-out-is-the-model", ["predict", "model.pt", "rows.npy", "--out", "model.pt"],
+        2, "The --out path model.pt is the model file this command reads"),
+    Row("predict-out-is-the-data", ["predict", "model.pt", "rows.npy", "--out", "rows.npy"],
+        2, "is the data file this command reads"),
+    Row("predict-out-is-the-data-in-a-mapping", ["predict", "model.pt", "{source: rows.npy}",
+                                                 "--out", "rows.npy"], 2,
+        "is the data file this command reads"),
+    Row("predict-replaces-a-file", ["predict", "model.pt", "rows.npy", "--out", "old.csv"], 0,
+        "old.csv exists; it will be replaced", setup=write_text("old.csv", "x\n"),
+        writes="kept"),
+    Row("report-out-holds-an-input", ["report", STUDY, "--out", ".", "--no-baselines"], 2,
+        "holds the data file trials.csv",
+        setup=lambda f: (write_text("trials.csv", "a,b\n1,0\n")(f),
+                         edit_study(f, name="fresh", data="trials.csv"))),
+    Row("run-out-is-the-study-file", ["run", STUDY, "--out", STUDY], 2,
+        "The --out path studies/tiny.yaml is the study file"),
     # ---- damaged journals
     Row("journal-last-record-cut", ["run", STUDY, "--no-report"], 0,
         "the last record of studies/tiny.journal was cut short", setup=append_half_record,
@@ -402,3 +443,20 @@ def test_a_damaged_last_record_is_never_appended_to(base: Path, tmp_path: Path) 
     assert len(optuna.load_study(study_name="tiny", storage=_storage(work)).trials) == 3
     backup = next((work / "studies").glob("tiny.journal.damaged-*"))
     assert backup.read_bytes() == damaged
+
+
+def test_export_checks_its_output_before_the_refit_trains(base: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    import nasdepth.export
+
+    def refit(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the refit started before the output was checked")
+
+    monkeypatch.setattr(nasdepth.export, "export_model", refit)
+    work = tmp_path / "work"
+    shutil.copytree(base, work)
+    (work / "blocker").write_text("a file\n")
+    monkeypatch.chdir(work)
+    assert main(["export", STUDY, "--out", "blocker/m.pt"]) == 2
+    assert "Cannot write the model file blocker/m.pt" in capsys.readouterr().err

@@ -24,8 +24,9 @@ import nasdepth
 
 PACKAGE = Path(nasdepth.__file__).parent
 ROOT = PACKAGE.parent
-LAYERS = {"errors": 0, "redact": 0, "lazy": 0, "yamlfile": 1, "arch": 1, "data": 1, "train": 2,
-          "probes": 3, "diagnosis": 4, "space": 5, "study": 6, "export": 7, "report": 8, "cli": 9,
+LAYERS = {"errors": 0, "redact": 0, "lazy": 0, "yamlfile": 1, "outpath": 1, "arch": 1, "data": 1,
+          "train": 2, "probes": 3, "diagnosis": 4, "space": 5, "study": 6, "export": 7,
+          "report": 8, "cli": 9,
           "sklearn": 9}  # the scikit-learn face: beside the CLI, over study, export, report
 TOP = 10  # ``nasdepth`` itself (the lazy facade) and ``__main__``
 HEAVY = ("torch", "optuna", "sklearn", "pandas", "seaborn", "matplotlib")

@@ -108,3 +108,27 @@ def test_auxiliary_heads_get_their_own_accuracy(digits) -> None:
     summary = hook.summary()
     assert summary is not None and list(summary["aux_accuracy"]) == ["block0.PlainBlock"]
     assert 0.2 < summary["aux_accuracy"]["block0.PlainBlock"] <= 1.0  # trained: above chance
+
+
+def test_googlenet_aux_carries_torchvisions_two_auxiliary_classifiers() -> None:
+    """``googlenet_aux``: InceptionAux after 4a and 4d as torchvision's ``aux_logits=True``;
+    the auxiliary parameters equal torchvision's exactly, both heads run in training only."""
+    torchvision = pytest.importorskip("torchvision")
+    from nasdepth.arch import count_parameters, preset
+
+    shape = (3, 224, 224)
+    with torch.device("meta"):
+        ours = [count_parameters(build_model(preset(n, shape, 10), shape, 10))
+                for n in ("googlenet_aux", "googlenet")]
+        theirs = [count_parameters(torchvision.models.googlenet(
+            weights=None, aux_logits=a, init_weights=False, num_classes=10))
+            for a in (True, False)]
+    assert ours[0] - ours[1] == theirs[0] - theirs[1] > 0
+    small = build_model(preset("googlenet_aux", (3, 32, 32), 10), (3, 32, 32), 10)
+    assert sorted(small.aux) == ["2", "5"]  # after inception 4a (stage 2) and 4d (stage 5)
+    small.train()
+    small(torch.randn(2, 3, 32, 32))
+    assert [t.shape for t in small.aux_logits] == [(2, 10), (2, 10)]
+    small.eval()
+    small(torch.randn(2, 3, 32, 32))
+    assert small.aux_logits == []

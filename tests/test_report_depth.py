@@ -142,3 +142,26 @@ def test_a_real_study_report_shows_the_depth_analysis(tmp_path) -> None:
     assert "linear_probes.png" in {p.name for p in out.glob("*.png")}
     assert md.count("How sure: resampling the folds") == 2  # summary and depth section
     assert "of the final probe accuracy" in md
+
+
+def test_double_descent_peak_and_interpolation_threshold() -> None:
+    from nasdepth.report.depth import double_descent
+
+    curve = pd.DataFrame({"width": [4, 8, 16, 32, 64, 128, 256],
+                          "train_error": [0.6, 0.4, 0.2, 0.05, 0.0, 0.0, 0.0],
+                          "val_error": [0.62, 0.45, 0.35, 0.40, 0.48, 0.36, 0.30]})
+    dd = double_descent(curve)
+    assert dd is not None and dd["double_descent"] and dd["peak"] == 64
+    assert dd["threshold"] == 64 and "at the interpolation threshold" in dd["text"]
+    assert "not a sign that the model is too big" in dd["text"]
+    mono = curve.assign(val_error=[0.62, 0.45, 0.35, 0.33, 0.32, 0.31, 0.30])
+    plain = double_descent(mono)
+    assert plain is not None and not plain["double_descent"] and plain["text"] is None
+
+
+def test_saturation_sentence_when_later_units_lose() -> None:
+    row = {"depth": 8, "trial": 1, "unit": 0, "units": 9, "name": "stem", "reached": 0.778,
+           "final": 0.725, "added_points": -5.3}
+    assert "units 2-9 lose 5.3 points" in saturation_sentence(row)
+    one = {**row, "units": 2, "added_points": 1.5}
+    assert saturation_sentence(one).endswith("unit 2 adds 1.5 points.")

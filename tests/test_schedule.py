@@ -7,7 +7,7 @@ import torch
 
 from nasdepth import ArchConfig, TrainConfig, cross_validate, load_data
 from nasdepth.train.config import SCHEDULES
-from nasdepth.train.step import LR_FLOOR, make_optimizer, warmup_cosine_factor
+from nasdepth.train.step import LR_FLOOR, make_optimizer, warmup_cosine_factor, wsd_factor
 
 
 def test_warmup_cosine_warms_up_then_decays_to_the_floor() -> None:
@@ -47,3 +47,15 @@ def test_warmup_cosine_trains_on_real_data() -> None:
     # the last epoch's rate is near the floor, never zero
     assert (last > 0).all() and (last < 0.5 * 3e-3).all()
     assert res.mean() > 0.85
+
+
+def test_wsd_holds_the_peak_then_decays_over_the_last_fifth() -> None:
+    total = 100
+    f = [wsd_factor(t, total) for t in range(total)]
+    assert f[0] == pytest.approx(1 / 5)
+    assert f[5:80] == [1.0] * 75
+    tail = f[80:]
+    assert all(a >= b for a, b in zip(tail, tail[1:], strict=False))
+    assert f[-1] == pytest.approx(LR_FLOOR, abs=0.01)
+    # a one-step budget still takes a positive step
+    assert wsd_factor(0, 1) > 0 and warmup_cosine_factor(0, 1) > 0

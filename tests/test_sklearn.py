@@ -221,7 +221,12 @@ def test_nas_groups_splitters_and_a_shared_storage(digits, tmp_path) -> None:
     X, y = digits
     groups = np.arange(len(y)) % 5
     splitter = GroupKFold(n_splits=2)
-    nas = _tiny_nas(cv=splitter, n_trials=1, probes=False).fit(X, y, groups=groups)
+    import optuna
+
+    sampler = optuna.samplers.RandomSampler(seed=3)  # Optuna objects as well as names
+    nas = _tiny_nas(cv=splitter, n_trials=1, probes=False, sampler=sampler,
+                    pruner=optuna.pruners.NopPruner()).fit(X, y, groups=groups)
+    assert nas.study_.sampler is sampler
     rows = read_record(nas.best_trial_).cv_folds
     want = [len(va) for _, va in splitter.split(X, y, groups)]
     assert [r["n_val"] for r in rows] == want

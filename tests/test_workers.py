@@ -291,3 +291,161 @@ def test_a_password_with_at_and_colon_reaches_postgres_whole(fresh_pg_db: str) -
     study = optuna.create_study(study_name="pw", storage=storage)
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     assert len(optuna.load_study(study_name="pw", storage=storage).trials) == 1
+
+
+# -- distinct candidates per worker (issue 30) ------------------------------------------------
+
+#: 3 x 61 x 2 x 2 = 732 candidates: 9 independent draws repeat one with probability ~5%
+WIDE_SPACE = {"name": "wide", "stages": 1, "depth": {"type": "int", "low": 1, "high": 3},
+              "width": {"type": "int", "low": 4, "high": 64},
+              "block": {"type": "categorical", "choices": ["plain", "residual"]},
+              "skip": {"type": "categorical", "choices": [True, False]}}
+
+
+def _wide_study(tmp_path: Path, url: str, trials: int = 9) -> tuple[Path, str]:
+    name = f"nasdepth-test-{uuid.uuid4().hex[:10]}"
+    path = write_study(tmp_path, name=name, space=WIDE_SPACE, storage={"url": url},
+                       data={"source": "sklearn:digits", "limit": 200}, budget={"trials": trials},
+                       training={"epochs": 1, "batch_size": 64, "lr": 0.01}, sampler="random")
+    return path, name
+
+
+def _check_distinct(study: optuna.Study, budget: int) -> None:
+    """At least budget - 1 distinct candidates among the finished trials, every trial finished
+    or failed with a reason, each drawn by a numbered worker."""
+    trials = study.get_trials()
+    table = [(t.number, t.state.name, read_record(t).reason, t.params) for t in trials]
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)], table
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == budget, table
+    distinct = {tuple(sorted(t.params.items())) for t in done}
+    assert len(distinct) >= budget - 1, table
+    assert all(read_record(t).reason for t in trials if t.state == TrialState.FAIL), table
+    indexes = {(read_record(t).worker or {}).get("index") for t in done}
+    assert indexes <= {0, 1, 2} and len(indexes) >= 2, (indexes, table)
+
+
+def _start_at_once(tmp_path: Path, path: Path, n: int = 3) -> list[subprocess.Popen]:
+    """``n`` separately started ``nasdepth run`` processes released at the same instant."""
+    go = tmp_path / "go"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("NASDEPTH_WORKER_INDEX", None)
+    procs = [subprocess.Popen([sys.executable, "-c", LAUNCHER, str(tmp_path / f"ready{i}"),
+                               str(go), "run", str(path), "--no-report", "--no-progress",
+                               "--no-probes"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(n)]
+    deadline = time.monotonic() + 180
+    while not all((tmp_path / f"ready{i}").exists() for i in range(n)):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), [
+            p.communicate()[1] for p in procs if p.poll() is not None]
+        time.sleep(0.05)
+    go.touch()
+    for p in procs:
+        _, err = p.communicate(timeout=400)
+        assert p.returncode == 0, err
+    return procs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["postgresql", "redis"])
+def test_three_workers_started_at_once_train_distinct_candidates(tmp_path: Path,
+                                                                 backend: str) -> None:
+    url = _postgres_url() if backend == "postgresql" else _redis_url()
+    if url is None:
+        pytest.skip(f"no {backend} server at 127.0.0.1 (PostgreSQL: 5432, database 'test', "
+                    "trust auth; Redis: 6379)")
+    path, name = _wide_study(tmp_path, url)
+    storage = make_storage(url)
+    try:
+        _start_at_once(tmp_path, path)
+        _check_distinct(optuna.load_study(study_name=name, storage=storage), budget=9)
+    finally:
+        try:
+            optuna.delete_study(study_name=name, storage=storage)
+        except KeyError:
+            pass
+
+
+@pytest.mark.slow
+def test_three_local_workers_on_a_journal_train_distinct_candidates(tmp_path: Path) -> None:
+    path, _ = _wide_study(tmp_path, str(tmp_path / "wide.journal"))
+    study = run_study(path, workers=3, progress=False, probes=False)
+    _check_distinct(study, budget=9)
+
+
+def test_worker_seeds_are_stable_and_distinct() -> None:
+    from nasdepth.study.distinct import worker_seed
+
+    assert worker_seed(7, 0) == 7  # one worker alone draws what it always drew
+    seeds = [worker_seed(7, i) for i in range(100)]
+    assert len(set(seeds)) == 100 and seeds == [worker_seed(7, i) for i in range(100)]
+    assert worker_seed(7, 1) == 1212852174  # the same on every machine (docs/workers.md)
+    assert worker_seed(8, 1) != worker_seed(7, 1)
+
+
+def test_a_worker_index_gives_a_reproducible_stream_of_its_own(tmp_path: Path) -> None:
+    runs = {}
+    for folder, index in (("a", 1), ("b", 1), ("c", 0)):
+        (tmp_path / folder).mkdir()
+        path = write_study(tmp_path / folder, space=WIDE_SPACE, sampler="random",
+                           data={"source": "sklearn:digits", "limit": 100},
+                           training={"epochs": 1, "batch_size": 64, "lr": 0.01})
+        study = run_study(path, trials=2, progress=False, probes=False, worker_index=index)
+        runs[folder] = [t.params for t in study.trials]
+        assert {read_record(t).worker["index"] for t in study.trials} == {index}
+    assert runs["a"] == runs["b"] and runs["a"] != runs["c"]
+
+
+def test_slots_are_claimed_in_order_and_a_resume_draws_a_new_stream(tmp_path: Path) -> None:
+    from nasdepth.study.distinct import claim_worker_indexes
+
+    path = write_study(tmp_path, space=WIDE_SPACE, sampler="random",
+                       data={"source": "sklearn:digits", "limit": 100},
+                       training={"epochs": 1, "batch_size": 64, "lr": 0.01})
+    first = run_study(path, trials=2, progress=False, probes=False)
+    second = run_study(path, trials=4, progress=False, probes=False)
+    idx = [read_record(t).worker["index"] for t in second.trials]
+    assert idx == [0, 0, 1, 1]
+    # the resume did not redraw the first run's candidates (the same seed would have)
+    assert [t.params for t in second.trials[2:]] != [t.params for t in first.trials]
+    assert claim_worker_indexes(second, 3) == [2, 3, 4]
+
+
+def test_a_candidate_held_by_a_running_trial_is_drawn_again(tmp_path: Path) -> None:
+    from nasdepth.study.distinct import TAKEN
+    from nasdepth.study.identity import settings_id
+    from nasdepth.study.runner import prepare
+
+    path = write_study(tmp_path, data={"source": "sklearn:digits", "limit": 100},
+                       training={"epochs": 1, "batch_size": 64, "lr": 0.01})
+    cfg = load_study(path)
+    study = open_study(cfg, data=prepare(cfg))
+    held = {"depth": 1, "block": "plain", "skip": True}
+    study.enqueue_trial(held)
+    holder = study.ask()  # running in another worker
+    cfg.space.suggest(holder)
+    # the other worker: alive until this one gives the candidate up (then it dies, and its
+    # trial is retried here)
+    watch = ("import sys, time\nend = time.time() + 120\nwhile time.time() < end and "
+             f"{TAKEN!r} not in open(sys.argv[1]).read():\n    time.sleep(0.1)")
+    # started through a shell that exits at once: not our child, so no zombie outlives it
+    pid = int(subprocess.run(["sh", "-c", '"$0" -c "$1" "$2" >/dev/null 2>&1 & echo $!',
+                              sys.executable, watch, cfg.storage_url],
+                             capture_output=True, text=True, check=True).stdout)
+    write_record(holder, TrialRecord(number=holder.number,
+                                     settings_id=settings_id(study.user_attrs["identity"]),
+                                     worker={**worker_info(), "pid": pid}))
+    study.enqueue_trial(held)  # this worker draws the same candidate meanwhile
+    try:
+        study = run_study(path, trials=3, progress=False, probes=False)
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    by_number = {t.number: t for t in study.get_trials()}
+    assert TAKEN in str(read_record(by_number[1]).reason)  # given up, not trained twice
+    assert not read_record(by_number[1]).cv_folds
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 3  # the study went on: other draws, and the holder's retry
+    assert any(read_record(t).retry_of == 0 and t.params == held for t in done)

@@ -17,7 +17,14 @@ from torch import nn
 from nasdepth.arch.blocks import conv_norm_act, get_block, has_transition
 from nasdepth.arch.blocks.attention import AttentionPool
 from nasdepth.arch.blocks.recurrent import FlattenSteps, LastStep
-from nasdepth.arch.config import HEAD_POOLS, INITS, SEQUENCE_POOLS, STEM_KINDS, ArchConfig
+from nasdepth.arch.config import (
+    AUX_HEADS,
+    HEAD_POOLS,
+    INITS,
+    SEQUENCE_POOLS,
+    STEM_KINDS,
+    ArchConfig,
+)
 from nasdepth.arch.layers import Ops
 from nasdepth.errors import ConfigError, UnknownNameError
 
@@ -101,7 +108,7 @@ def build_model(cfg: ArchConfig, input_shape: Sequence[int], num_classes: int) -
             blocks.append(block)
             cin = block.out_channels
         if si in cfg.aux_heads:
-            aux[len(blocks) - 1] = nn.Sequential(ops.global_pool(), nn.Linear(cin, num_classes))
+            aux[len(blocks) - 1] = _aux_head(cfg, ops, cin, num_classes)
     for a in cfg.aux_heads:
         if not 0 <= a < len(cfg.stages):
             raise ConfigError(SOURCE, "aux_heads", list(cfg.aux_heads),
@@ -131,6 +138,23 @@ def _build_stem(cfg: ArchConfig, ops: Ops, channels: int) -> tuple[nn.Module, in
             kind = "max" if layer.kind == "maxpool" else "avg"
             layers.append(ops.pool(stride, kind, kernel_size=layer.kernel_size))
     return nn.Sequential(*layers), cin
+
+
+def _aux_head(cfg: ArchConfig, ops: Ops, cin: int, num_classes: int) -> nn.Module:
+    """An auxiliary classifier on a block's output: pooling + linear, or torchvision's
+    GoogLeNet ``InceptionAux`` (same layers and sizes, so the parameter counts agree)."""
+    if cfg.aux_head not in AUX_HEADS:
+        raise UnknownNameError(SOURCE, "aux_head", cfg.aux_head, AUX_HEADS)
+    if cfg.aux_head == "linear":
+        return nn.Sequential(ops.global_pool(), nn.Linear(cin, num_classes))
+    if ops.rank != 2:
+        raise ConfigError(SOURCE, "aux_head", cfg.aux_head,
+                          "linear for flat and 1-D inputs (inception: 2-D maps)")
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(4), nn.Conv2d(cin, 128, 1, bias=False),
+        nn.BatchNorm2d(128, eps=0.001), nn.ReLU(inplace=True), nn.Flatten(1),
+        nn.Linear(128 * 16, 1024), nn.ReLU(inplace=True), nn.Dropout(0.7),
+        nn.Linear(1024, num_classes))
 
 
 def _head_steps(stem: nn.Module, blocks: Sequence[nn.Module], input_shape: Sequence[int]

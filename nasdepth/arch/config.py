@@ -28,6 +28,8 @@ HEAD_POOLS = ("avg", "max", "last", "attention", "flatten")
 #: readouts that only have a meaning on sequences (1-D inputs): the last step, attention
 #: pooling, every step's state flattened into the head (the MNIST-1D paper's GRU readout)
 SEQUENCE_POOLS = ("last", "attention", "flatten")
+#: auxiliary classifiers (``ArchConfig.aux_head``)
+AUX_HEADS = ("linear", "inception")
 #: the recurrence nonlinearity of ``rnn`` blocks (``nn.RNN``'s own two)
 NONLINEARITIES = ("tanh", "relu")
 #: positional encodings a ``transformer`` stage adds to its input
@@ -146,7 +148,9 @@ class ArchConfig:
     or ``attention`` (a learned softmax weighting of the steps).
     ``aux_heads`` are stage indices after which an auxiliary classifier (pooling + linear)
     is attached; in training mode the network stores their logits in ``aux_logits`` and the
-    trainer adds ``aux_weight`` times their loss.
+    trainer adds ``aux_weight`` times their loss. ``aux_head``: ``linear`` (pooling + linear)
+    or ``inception`` (torchvision's GoogLeNet ``InceptionAux``: 4x4 average pool, 1x1 conv to
+    128, 1024 hidden units, dropout 0.7; 2-D inputs).
     """
 
     stages: tuple[StageConfig, ...] = (StageConfig(),)
@@ -160,6 +164,7 @@ class ArchConfig:
     head_dropout: float = 0.0
     aux_heads: tuple[int, ...] = ()
     aux_weight: float = 0.3
+    aux_head: str = "linear"
 
     def __post_init__(self) -> None:
         for name in ("stages", "stem", "head_hidden", "aux_heads"):
@@ -183,6 +188,8 @@ class ArchConfig:
         d = asdict(self)
         d["stages"] = [_listify(asdict(s)) for s in self.stages]
         d["stem"] = [asdict(s) for s in self.stem]
+        if d.get("aux_head") == "linear":  # the default: configs written before it match
+            del d["aux_head"]
         return _listify(d)
 
     @classmethod

@@ -218,6 +218,18 @@ def googlenet(*, small: bool) -> ArchConfig:
 register_preset("googlenet", lambda small: googlenet(small=small))
 
 
+def googlenet_aux(*, small: bool) -> ArchConfig:
+    """GoogLeNet with its two auxiliary classifiers as torchvision builds them
+    (``aux_logits=True``): ``InceptionAux`` after inception 4a and 4d (stages 2 and 5), their
+    losses weighted 0.3 in training (torchvision's reference recipe), ignored at evaluation.
+    The ``googlenet`` preset stays without them, as torchvision's pre-trained checkpoints."""
+    return replace(googlenet(small=small), aux_heads=(2, 5), aux_weight=0.3,
+                   aux_head="inception")
+
+
+register_preset("googlenet_aux", lambda small: googlenet_aux(small=small))
+
+
 # --- EfficientNet -------------------------------------------------------------------------------
 
 # (expansion t, kernel k, stride s, width c, depth n): EfficientNet-B0, Tan & Le 2019 table 1

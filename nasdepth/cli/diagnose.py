@@ -40,6 +40,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed of folds and models")
     p.add_argument("--controls", default=None,
                    help=f"comma-separated: {', '.join(CONTROLS)}, or 'all' (extra runs)")
+    p.add_argument("--reference-budget", type=float, default=None,
+                   help="seconds the reference network control may take where a plateau "
+                        "would otherwise be data-limited (default 300; 0: off)")
     p.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
     p.set_defaults(func=main)
 
@@ -67,6 +70,19 @@ def _trial_candidate(args: argparse.Namespace) -> tuple[Any, TrainConfig, Any, D
     training = TrainConfig.from_dict(rec.training, source) if rec.training else cfg.training
     data = load_data(cfg.data, source=str(cfg.path))
     return candidate_of_record(rec, source), training, cfg, data
+
+
+def _study_controls(args: argparse.Namespace, cfg: Any, data: Any) -> dict[str, Any]:
+    """The study as it stands: its trials that learned on the same splits (and the reference
+    network's result where it ran), so a stalled trial is judged beside them."""
+    import optuna
+
+    from nasdepth.study.peers import study_controls
+    from nasdepth.study.storage import make_storage
+
+    study = optuna.load_study(study_name=cfg.name,
+                              storage=make_storage(args.storage or cfg.storage_url))
+    return study_controls(study, data, cfg.cv.resolve(data, str(cfg.path)), exclude=args.trial)
 
 
 def _training(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
@@ -112,7 +128,9 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis | MultitaskDiagnosis:
             from nasdepth.diagnosis.multitask import diagnose_tasks
 
             return diagnose_tasks(result, data, controls=controls)
-        return diagnose(result, data, controls=controls)
+        return diagnose(result, data, controls=controls,
+                        precomputed=_study_controls(args, cfg, data),
+                        reference_budget=args.reference_budget)
     if not (args.data and args.arch):
         raise ConfigError("the command line", "--data/--arch", None,
                           "both set (or --study with --trial)")
@@ -120,7 +138,7 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis | MultitaskDiagnosis:
     arch = parse_arch(args.arch, data.input_shape, data.num_classes)
     return diagnose(arch, data, controls=controls, epochs=args.epochs, lr=args.lr,
                     batch_size=args.batch_size, optimizer=args.optimizer, folds=args.folds,
-                    seed=args.seed)
+                    seed=args.seed, reference_budget=args.reference_budget)
 
 
 def main(args: argparse.Namespace) -> int:

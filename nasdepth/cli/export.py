@@ -29,6 +29,13 @@ def main(args: argparse.Namespace) -> int:
     from nasdepth.cli.run import need_study_file
 
     need_study_file(args.study)
+    from nasdepth.outpath import check_output
+    from nasdepth.study.names import study_inputs
+    from nasdepth.study.study_file import load_study
+
+    # before the refit trains: never over the study's storage, data or files; writable
+    cfg = load_study(args.study, {"storage": args.storage})
+    check_output(args.out, study_inputs(cfg, args.storage), what="model file")
     from nasdepth.export import export_model
 
     result = export_model(args.study, args.trial, args.out, ensemble=args.ensemble,

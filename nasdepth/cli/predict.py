@@ -44,11 +44,16 @@ def main(args: argparse.Namespace) -> int:
 
     if not Path(args.model).is_file():  # answered before the heavy imports
         raise NasdepthError(f"Model file {args.model} does not exist.")
+    from nasdepth.outpath import check_output
+
+    spec = data_spec(args.data)
+    check_output(args.out, {"model file": args.model, "data file": spec},
+                 what="predictions file")
     from nasdepth.export import load_model, predict, write_predictions
     from nasdepth.train import resolve_device
 
     model = load_model(args.model, device=resolve_device(args.device))
-    pred = predict(model, data_spec(args.data))
+    pred = predict(model, spec)
     out = write_predictions(pred, args.out)
     print(f"{len(pred.frame)} predictions ({model.num_classes} classes) -> {out}")
     if pred.unknown:

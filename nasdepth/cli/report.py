@@ -23,13 +23,14 @@ def main(args: argparse.Namespace) -> int:
     need_study_file(args.study)
 
     from nasdepth.cli.run import write_report_or_explain
-    from nasdepth.study.names import check_writable, report_dir
+    from nasdepth.study.names import check_writable, report_dir, study_inputs
     from nasdepth.study.runner import load_stored_study
     from nasdepth.study.study_file import load_study
 
     cfg = load_study(args.study)
     out = report_dir(cfg.name, args.out)
-    check_writable(out, "report folder")  # before the storage is read and baselines fitted
+    # before the storage is read and baselines fitted; never over what the report reads
+    check_writable(out, "report folder", study_inputs(cfg, args.storage))
     study = load_stored_study(cfg, args.storage)
     write_report_or_explain(study, out, baselines=not args.no_baselines)
     return 0

@@ -30,6 +30,10 @@ def add_study_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="local worker processes on the same storage (cores divided, one GPU "
                         "each where there are several)")
+    p.add_argument("--worker-index", type=int, default=None,
+                   help="this worker's sampler stream when workers are started separately "
+                        "(0, 1, 2, ...; default: $NASDEPTH_WORKER_INDEX, else claimed in the "
+                        "storage in start order; see docs/workers.md)")
     p.add_argument("--storage", default=None,
                    help="journal file path, postgresql://..., mysql://..., redis://...")
     p.add_argument("--sampler", default=None, help="tpe, random, gp, nsga2, grid, bruteforce")
@@ -77,6 +81,9 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 def check_workers(args: argparse.Namespace) -> None:
     if args.workers < 1:
         raise ConfigError("the command line", "--workers", args.workers, "an int >= 1")
+    index = getattr(args, "worker_index", None)
+    if index is not None and not 0 <= index <= 1_000_000:
+        raise ConfigError("the command line", "--worker-index", index, "an int from 0 to 1000000")
 
 
 def need_study_file(path: str) -> None:
@@ -92,16 +99,17 @@ def run_and_report(cfg: StudyConfig, args: argparse.Namespace) -> int:
     """Run the study, print the best trials and where the report is. Exit status 1 (with the
     failure reasons on stderr) when this run started trials and none of them completed."""
     from nasdepth.study import run_study
-    from nasdepth.study.names import check_writable, report_dir
+    from nasdepth.study.names import check_writable, report_dir, study_inputs
     from nasdepth.study.runner import run_outcome
 
     out = report_dir(cfg.name, args.out)
     if not args.no_report:
-        check_writable(out, "report folder")  # before hours of training, not after
+        # before hours of training, not after; never over what the study reads
+        check_writable(out, "report folder", study_inputs(cfg))
     run_id = uuid.uuid4().hex
     study = run_study(cfg, progress=not args.no_progress, workers=args.workers,
                       probes=not args.no_probes, allow_changes=args.allow_changes,
-                      run_id=run_id)
+                      run_id=run_id, worker_index=getattr(args, "worker_index", None))
     print_summary(study)
     status, message = run_outcome(study, run_id)
     if not args.no_report:

@@ -67,11 +67,14 @@ def report(space: SearchSpace, *, samples: int = SAMPLES) -> list[str]:
                                             ("max_flops", b.max_flops)) if v is not None]
         lines.append(f"  budget: {', '.join(parts)} (widths scaled to fit; multiples of "
                      f"{b.width_divisor})")
+    if space.scaling is not None:
+        lines += scaling_lines(space)
     recipe = [p for p in space.recipe_params if p.kind != "fixed"]
     arch_space = space.architecture_only() if space.recipe_params else space
     size, bound = arch_space.size(), arch_space.bound()
     if size is not None:
-        lines.append(f"  {size:,} distinct architectures")
+        lines.append(f"  {size:,} distinct architectures" + (
+            " (x input side)" if space.scaling is not None else ""))
     elif bound is None:
         lines.append("  infinitely many architectures (continuous parameters)")
     else:
@@ -85,6 +88,42 @@ def report(space: SearchSpace, *, samples: int = SAMPLES) -> list[str]:
                      f"recipe): {count}")
     if space.input_shape is not None and samples > 0:
         lines.append("  " + _sample_line(space, samples))
+    return lines
+
+
+def scaling_lines(space: SearchSpace) -> list[str]:
+    """What a ``scaling:`` section does: every rule's coefficients and, per φ, the resulting
+    depth, stage widths and input resolution of the base network (its first combination
+    where the rest of the space is searched too)."""
+    from nasdepth.space.scaling import explain
+
+    sc = space.scaling
+    assert sc is not None  # the caller checked
+    combos = space.grid(limit=10**9) if space.bound() is not None else None
+    first = (combos or [{}])[0]
+    base = space.to_arch(first, scale=False, apply_budget=False)
+    searched = any(p.kind != "fixed" for p in space.params if p not in sc.params)
+    lines = [f"  compound scaling: base input side {sc.resolution}, FLOPs x {sc.target:g} per "
+             f"unit of phi (alpha * beta^2 * gamma^2 within {sc.tolerance:.0%})"
+             + ("; phi matched to the FLOPs target per candidate" if sc.match_flops else ""),
+             f"    base network: depth {base.depth}, widths "
+             f"{[s.width for s in base.stages]}" + (" (the first combination of the other "
+                                                   "searched parameters)" if searched else "")]
+    rows = explain(sc, base, space.input_shape, space.num_classes)
+    matched = any("matched_phi" in r for r in rows)
+    head = ["rule", "alpha", "beta", "gamma", "phi", *(["matched"] if matched else []),
+            "depth", "widths", "resolution", "FLOPs x"]
+    table = [head]
+    for r in rows:
+        flops = (f"{r['flops_reached']:.2f} (target {r['flops_target']:g})"
+                 if "flops_reached" in r else f"{r['flops_target']:g}")
+        table.append([r["rule"], f"{r['alpha']:g}", f"{r['beta']:g}", f"{r['gamma']:g}",
+                      f"{r['phi']:g}", *([f"{r['matched_phi']:.3f}"] if matched else []),
+                      str(r["depth"]), ",".join(map(str, r["widths"])), str(r["resolution"]),
+                      flops])
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    lines += ["    " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+              for row in table]
     return lines
 
 

@@ -101,6 +101,10 @@ def diagnose(
     """
     explicit = controls is not None
     names = parse_controls(controls)
+    if reference_budget is not None and (isinstance(reference_budget, bool) or not isinstance(
+            reference_budget, int | float) or not reference_budget >= 0):
+        raise ConfigError("diagnose", "reference_budget", reference_budget,
+                          "a number of seconds >= 0 (0 turns the reference network off)")
     train_cfg = _training(training, epochs, lr, optimizer, batch_size)
     n_folds = 3 if folds is None else folds
     run_seed = 0 if seed is None else seed

@@ -70,6 +70,12 @@ def weigh_controls(verdict: str, conf: float, s: dict[str, float | None],
                 ev.append(_ev(f"{name}_skill_difference", skill - shallow[f"{name}_skill"],
                               same, "skill of the model minus the "
                               f"{SHALLOW_NAMES.get(name, name)} baseline (same splits)"))
+    capable, learner = capable_reading(controls, th)
+    if capable == "learns" and learner is not None and verdict in (
+            "optimization_problem", "vanishing_gradients", "vanishing_through_time",
+            "exploding_gradients"):
+        # a stalled run beside a learner on the same folds: name it as evidence
+        advice.append(f"the data carry signal: {learner_figure(learner)}")
     if lc and lc.get("slope") is not None:
         ev.append(_ev("learning_curve_slope", lc["slope"], th["learning_curve_flat"],
                       "validation accuracy gained per doubling of the training data"))

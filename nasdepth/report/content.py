@@ -12,7 +12,12 @@ import pandas as pd
 
 from nasdepth.report import figures as F
 from nasdepth.report import tables as T
-from nasdepth.report.depth_section import bootstrap_text, depth_analysis_blocks, depth_summary_para
+from nasdepth.report.depth_section import (
+    bootstrap_text,
+    depth_analysis_blocks,
+    depth_summary_para,
+    width_descent_blocks,
+)
 from nasdepth.report.document import (
     Block,
     Details,
@@ -25,6 +30,7 @@ from nasdepth.report.document import (
 )
 from nasdepth.report.document import Table as Tab
 from nasdepth.report.multitask import multitask_section
+from nasdepth.report.scaling import scaling_section
 from nasdepth.report.stats import TTest, corrected_resampled_ttest
 from nasdepth.report.transfer import transfer_section
 
@@ -254,6 +260,7 @@ def width_section(st: T.StudyTables) -> Section:
         return Section("Width", [Para("No complete trial with a width yet.", "note")])
     _add(blocks, image(F.width_heatmap(wd, st.metric), "width_depth.png",
                        "Mean CV score by width and depth"))
+    blocks += width_descent_blocks(st)
     matched = T.matched_params_table(st)
     if matched.empty:
         blocks.append(Para("No parameter budget (a factor-of-two bin) holds two depths yet: the "
@@ -522,7 +529,8 @@ def build_report(study: optuna.Study, st: T.StudyTables, base_folds: pd.DataFram
         arch_sections: list[Section | None] = [one_architecture_section(st)]
     else:
         arch_sections = [depth_section(st, base), width_section(st), blocks_section(st)]
-    sections = [summary_section(study, st), *arch_sections, transfer_section(st),
+    sections = [summary_section(study, st), *arch_sections, scaling_section(study, st),
+                transfer_section(st),
                 cost_section(study, st),
                 baseline_section(st, base_folds, base_error), importance_section(study, st),
                 diagnoses_section(st), data_limited_section(st), still_learning_section(st),

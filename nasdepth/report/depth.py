@@ -87,7 +87,12 @@ def saturation_sentence(row: Mapping[str, Any], share: float = PROBE_SHARE) -> s
     if unit == units:
         return head + "; the last unit is the first to get there: every block adds."
     later = f"unit {units}" if unit + 1 == units else f"units {unit + 1}-{units}"
-    return head + f"; {later} add {row['added_points']:.1f} points."
+    verb = "adds" if unit + 1 == units else "add"
+    if row["added_points"] < 0:
+        return (f"{head}; {later} lose {-row['added_points']:.1f} points of linear "
+                "separability: past that unit the deeper blocks degrade the representation "
+                "at this budget.")
+    return head + f"; {later} {verb} {row['added_points']:.1f} points."
 
 
 def fmt_depth(depth: Any) -> str:
@@ -153,9 +158,8 @@ def depth_statements(table: pd.DataFrame, min_rise: float = MIN_RISE) -> list[di
                               f"{worst['train_error']:.1%} at depth {fmt_depth(worst['depth'])}) "
                               "at the same budget. That is an optimization limit "
                               "(degradation, He et al. 2016), not overfitting: the deeper "
-                              "networks fit their own training data worse. Residual "
-                              "connections or normalization lift it; more data or "
-                              "regularization would not."))
+                              "networks fit their own training data worse. "
+                              + _lift(skip) + " More data or regularization would not."))
             out.append(item)
             continue
         vlo = g.loc[g["val_error"].idxmin()]
@@ -183,6 +187,14 @@ def depth_statements(table: pd.DataFrame, min_rise: float = MIN_RISE) -> list[di
                                        f"{fmt_depth(lo['depth'])}); no sign of degradation."))
         out.append(item)
     return out
+
+
+def _lift(skip: Any) -> str:
+    if skip in (True, "True") or skip is np.True_:  # already residual
+        return ("These networks already have skip connections: a longer budget, warm-up or a "
+                "lower learning rate for the deepest, or normalization where it is off, lift "
+                "it.")
+    return "Residual connections or normalization lift it."
 
 
 def _family(block: Any, skip: Any) -> str:
@@ -295,3 +307,72 @@ def aux_table(folds: pd.DataFrame, pairs: list[tuple[int, int]],
                      "significant": bool(test.p_value < alpha),
                      "heads": ", ".join(f"{n.split('.')[0]} {v:.3f}" for n, v in heads.items())})
     return pd.DataFrame(rows, columns=cols)
+
+
+# --- width: double descent -------------------------------------------------------------------
+
+#: training error at or below this is "interpolating" (fits its noisy training labels)
+INTERPOLATION = 0.01
+
+
+def width_error_table(folds: pd.DataFrame, *, maximize: bool = True) -> pd.DataFrame:
+    """Per width (at the most common depth), the best candidate's final training and
+    validation error (mean over folds): what the double-descent reading takes."""
+    cols = ["width", "trial", "train_error", "val_error"]
+    need = {"trial", "width", "depth", "train_accuracy", "val_accuracy", "score"}
+    if folds.empty or not need <= set(folds.columns):
+        return pd.DataFrame(columns=cols)
+    done = folds[folds["width"].notna()]
+    if "state" in done:
+        done = done[done["state"] == "COMPLETE"]
+    if done.empty:
+        return pd.DataFrame(columns=cols)
+    done = done[done["depth"] == done["depth"].mode().iloc[0]]
+    per = done.groupby(["width", "trial"]).agg(
+        score=("score", "mean"), train=("train_accuracy", "mean"),
+        val=("val_accuracy", "mean")).reset_index()
+    per = per.sort_values("score", ascending=not maximize, kind="mergesort")
+    best = per.groupby("width").head(1).sort_values("width")
+    return pd.DataFrame({"width": best["width"], "trial": best["trial"],
+                         "train_error": 1 - best["train"], "val_error": 1 - best["val"]}
+                        ).reset_index(drop=True)[cols]
+
+
+def double_descent(table: pd.DataFrame, *, interpolation: float = INTERPOLATION,
+                   min_rise: float = MIN_RISE) -> dict[str, Any] | None:
+    """Read a width curve (``width``, ``train_error``, ``val_error``): the interpolation
+    threshold (the first width whose training error is at most ``interpolation``), the peak of
+    validation error, and whether it descends again past the peak (double descent, Nakkiran
+    et al. 2019). None with fewer than three widths."""
+    t = table.sort_values("width").reset_index(drop=True)
+    if len(t) < 3:
+        return None
+    fits = t[t["train_error"] <= interpolation]
+    threshold = None if fits.empty else t.loc[fits.index[0], "width"]
+    v = t["val_error"].astype(float).to_numpy()
+    # the second hump: the interior width whose error stands highest above the lowest error
+    # before it and the lowest after it (the underfitting narrow end is no peak)
+    bumps = [min(v[i] - v[:i].min(), v[i] - v[i + 1:].min()) for i in range(1, len(v) - 1)]
+    peak = 1 + int(np.argmax(bumps))
+    top = float(v[peak])
+    before, after = float(v[:peak].min()), float(v[peak + 1:].min())
+    double = bool(bumps[peak - 1] > min_rise)
+    out = {"threshold": threshold, "peak": t.loc[peak, "width"] if double else None,
+           "peak_error": top if double else None, "double_descent": double,
+           "before_error": before, "after_error": after,
+           "widest": t["width"].iloc[-1], "widest_error": float(v[-1])}
+    if double:
+        low = t.loc[t["val_error"].iloc[peak + 1:].idxmin(), "width"]
+        where = ("" if threshold is None else
+                 f", {'at' if threshold == out['peak'] else 'near'} the interpolation "
+                 f"threshold (width {fmt_depth(threshold)}: the first whose training error "
+                 f"is at most {interpolation:.0%})")
+        out["text"] = (f"Validation error peaks at width {fmt_depth(out['peak'])} "
+                       f"({top:.1%}){where}, then falls again to {after:.1%} "
+                       f"(width {fmt_depth(low)})"
+                       ": double descent (Nakkiran et al. 2019). The peak is not a sign that "
+                       "the model is too big: wider networks past it do better; do not stop "
+                       "the width search there.")
+    else:
+        out["text"] = None
+    return out

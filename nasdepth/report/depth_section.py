@@ -13,11 +13,13 @@ from nasdepth.report.depth import (
     aux_table,
     depth_bootstrap,
     depth_statements,
+    double_descent,
     fmt_depth,
     probe_curves,
     saturation_sentence,
     saturation_table,
     training_error_table,
+    width_error_table,
 )
 from nasdepth.report.depth_figures import probe_figure, training_error_figure
 from nasdepth.report.document import Block, Para, image
@@ -95,3 +97,12 @@ def depth_analysis_blocks(st: T.StudyTables) -> list[Block]:
                                      "diff = on − off; heads: each head's own validation "
                                      "accuracy)"))
     return blocks
+
+
+def width_descent_blocks(st: T.StudyTables) -> list[Block]:
+    """Where validation error peaks against width and falls again (double descent), say so
+    and mark the interpolation threshold: the peak is no reason to stop widening."""
+    dd = double_descent(width_error_table(st.folds, maximize=st.maximize))
+    if dd is None or not dd["double_descent"]:
+        return []
+    return [Para(dd["text"], "warn")]

@@ -21,6 +21,7 @@ import pandas as pd
 
 from nasdepth.probes.time import time_frame
 from nasdepth.report.stats import TTest, corrected_resampled_ttest, one_se_rule, pareto_mask
+from nasdepth.study.peers import study_verdicts
 from nasdepth.study.record import StudyRecord, TrialRecord, read_record, read_study_record
 
 ARCH_COLUMNS = ["depth", "width", "block", "skip", "norm", "activation"]
@@ -155,6 +156,7 @@ def collect(study: optuna.Study) -> StudyTables:
     records: dict[int, TrialRecord] = {}
     lr_finds: dict[int, dict[str, Any]] = {}
     duplicates: set[int] = set()
+    reread = study_verdicts(study)  # plateau verdicts read again beside trials that learned
     for t in study.get_trials(deepcopy=False):
         rec = records[t.number] = read_record(t)
         if rec.duplicate_of is not None:
@@ -168,6 +170,7 @@ def collect(study: optuna.Study) -> StudyTables:
                   else pd.Series(dtype=float))
         arch = {k: summary.get(k) for k in ARCH_COLUMNS}
         diag = rec.diagnosis if isinstance(rec.diagnosis, dict) and rec.diagnosis else None
+        diag = reread.get(t.number, diag)
         if diag:
             diagnoses[t.number] = diag
         if isinstance(rec.probe_summary, dict):

@@ -21,7 +21,7 @@ from nasdepth.errors import ConfigError, UnknownNameError
 
 # Keys the space adds on top of the dataclass fields.
 HELPER_KEYS: dict[str, Any] = {"stages": int, "width_multiplier": float}
-META_KEYS = ("name", "description", "input_shape", "num_classes", "budget")
+META_KEYS = ("name", "description", "input_shape", "num_classes", "budget", "scaling")
 # Keys that count something and so must be >= 1 (other numbers, if ints, must be >= 0).
 POSITIVE = {"depth", "width", "stride", "kernel_size", "stem_width", "stages", "cardinality",
             "growth_rate", "head_pool_size", "heads"}

@@ -15,6 +15,9 @@ Top-level keys (each fixed or a distribution, see :mod:`nasdepth.space.params`):
   rules out convolution-only blocks on flat data, and a ``budget`` counts on it.
 - ``num_classes`` (default 10), used by the budget's counts.
 - ``budget: {max_params, max_flops, width_divisor}``: scale widths to the largest that fits.
+- ``scaling: {resolution, phi, rule, alpha, beta, gamma, grid, ...}``: compound scaling of the
+  base architecture the other keys describe, in depth, width and input resolution
+  (:mod:`nasdepth.space.scaling`); adds the parameters ``scaling.phi`` and ``scaling.rule``.
 - ``name``, ``description``.
 - training-recipe keys (``lr``, ``weight_decay``, ``optimizer``, ``momentum``, ``batch_size``,
   ``schedule``, ``label_smoothing``, ``epochs``, ``patience``, ``augment: {flip, ...}`` ...,
@@ -54,6 +57,7 @@ from nasdepth.space.recipe import (
     link_momentum,
     recipe_values,
 )
+from nasdepth.space.scaling import Rule, Scaling, parse_scaling
 from nasdepth.train.config import TrainConfig
 from nasdepth.yamlfile import read_yaml
 
@@ -79,6 +83,7 @@ class SearchSpace:
     input_shape: tuple[int, ...] | None = None
     num_classes: int = 10
     budget: Budget | None = None
+    scaling: Scaling | None = None
 
     @property
     def params(self) -> tuple[Param, ...]:
@@ -125,6 +130,9 @@ class SearchSpace:
                 raise UnknownNameError(source, "parameter", key,
                                        [*hints, *ALL_KEYS, *META_KEYS])
             shared.append(_checked(Param.parse(key, spec, source), hints, source))
+        scaling = None if d.get("scaling") is None else parse_scaling(d["scaling"], source)
+        if scaling is not None:
+            shared += list(scaling.params)
         ordered = _order(link_momentum(shared, source), (), source)
         stages = None if per_stage is None else tuple(
             _order(list(s), ordered, source) for s in per_stage)
@@ -134,6 +142,7 @@ class SearchSpace:
             input_shape=_input_shape(d.get("input_shape"), source),
             num_classes=_num_classes(d.get("num_classes", 10), source),
             budget=None if d.get("budget") is None else Budget.parse(d["budget"], source),
+            scaling=scaling,
         )
         space._validate()
         return space
@@ -178,9 +187,39 @@ class SearchSpace:
             stages.append(own)
         return shared, stages
 
+    def resolution(self, values: Mapping[str, Any]) -> int | None:
+        """The input side a candidate's data are resized to (``scaling:``), or None."""
+        if self.scaling is None:
+            return None
+        phi, rule = self.scaled(values)
+        return self.scaling.side(phi, rule)
+
+    def scaled(self, values: Mapping[str, Any], *, input_shape: Sequence[int] | None = None,
+               num_classes: int | None = None) -> tuple[float, Rule]:
+        """(φ, rule) a candidate is scaled by: the sampled φ, or with ``match_flops`` the φ
+        along its rule that matches its FLOPs to the target (counted: imports torch)."""
+        if self.scaling is None:
+            raise ConfigError(self.source, "scaling", None, "a scaling: section")
+        shared, _ = self.scopes(values)
+        phi, rule = self.scaling.values(shared)
+        if self.scaling.match_flops:
+            base = self.to_arch(values, scale=False, apply_budget=False)
+            phi = self.scaling.matched_phi(base, phi, rule, self._shape(input_shape),
+                                           num_classes or self.num_classes)
+        return phi, rule
+
+    def _shape(self, input_shape: Sequence[int] | None) -> tuple[int, ...]:
+        shape = input_shape or self.input_shape
+        if shape is None:
+            raise ConfigError(self.source, "input_shape", None,
+                              "set (e.g. [1, 8, 8]) for scaling.match_flops to count FLOPs")
+        return tuple(shape)
+
     def to_arch(self, values: Mapping[str, Any], *, input_shape: Sequence[int] | None = None,
-                num_classes: int | None = None, apply_budget: bool = True) -> ArchConfig:
-        """The architecture for one set of parameter values (Optuna names)."""
+                num_classes: int | None = None, apply_budget: bool = True,
+                scale: bool = True) -> ArchConfig:
+        """The architecture for one set of parameter values (Optuna names); ``scale`` False:
+        the base network, before a ``scaling:`` section scales it."""
         shared, own = self.scopes(values)
         n = len(own) if self.per_stage is not None else int(shared.get("stages", 1))
         total = shared.get("depth")
@@ -211,6 +250,14 @@ class SearchSpace:
                 raise
             raise NasdepthError(f"{self.source}: cannot make an architecture of "
                                 f"{dict(values)}: {exc}") from None
+        if self.scaling is not None and scale:
+            shape = input_shape or self.input_shape
+            self.scaling.check_network(cfg, None if shape is None else len(shape) - 1)
+            phi, rule = self.scaling.values(shared)
+            if self.scaling.match_flops and apply_budget:  # counting: a study's candidate
+                phi = self.scaling.matched_phi(cfg, phi, rule, self._shape(input_shape),
+                                               num_classes or self.num_classes)
+            cfg = self.scaling.apply(cfg, phi, rule)
         if self.budget is not None and apply_budget:
             shape = input_shape or self.input_shape
             if shape is None:
@@ -277,7 +324,7 @@ class SearchSpace:
         if bound is None:
             return None
         if bound <= GRID_LIMIT:
-            return len({(self.to_arch(c, apply_budget=False),
+            return len({(self.to_arch(c, apply_budget=False), self.resolution(c),
                          tuple(sorted(self.recipe(c).items()))) for c in self.grid() or []})
         tested = {cond for p in self.params for cond in p.when}
         tied = [p for p in self.params if p.when or p.name in tested]
@@ -338,6 +385,12 @@ class SearchSpace:
             if low < n_stages:
                 raise ConfigError(src, "depth", low, f">= the number of stages ({n_stages}): "
                                   "shared depth is the total over the stages")
+        if self.scaling is not None and self.scaling.match_flops and self.input_shape is None:
+            raise ConfigError(src, "input_shape", None,
+                              "set (e.g. [1, 8, 8]) when scaling.match_flops counts FLOPs")
+        if self.budget is not None and self.scaling is not None:
+            raise ConfigError(src, "budget", "a budget",
+                              "absent when a scaling: section sets the network's size")
         if self.budget is not None and self.input_shape is None:
             raise ConfigError(src, "input_shape", None,
                               "set (e.g. [1, 8, 8]) when a budget counts parameters or FLOPs")

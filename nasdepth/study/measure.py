@@ -28,7 +28,9 @@ def versions() -> dict[str, str]:
 
 def worker_info() -> dict[str, object]:
     """Which process runs a trial: lets a local worker tell a dead sibling's trial apart."""
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+    from nasdepth.study.distinct import CURRENT  # the worker index and sampler seed
+
+    return {"host": socket.gethostname(), "pid": os.getpid(), **CURRENT}
 
 
 def measure_latency(model: nn.Module, input_shape: Sequence[int], *, repeats: int = 20

@@ -33,6 +33,7 @@ from nasdepth.data.tasks import check_task
 from nasdepth.diagnosis import shallow_baseline
 from nasdepth.diagnosis.multitask import diagnose_tasks
 from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.study.peers import task_controls
 from nasdepth.study.probing import trace_summary
 from nasdepth.study.record import STUDY_ATTRS, TrialRecord, read_record
 from nasdepth.study.study_file import StudyConfig
@@ -113,8 +114,9 @@ def record_tasks(cfg: StudyConfig, study: optuna.Study, result: CVResult, record
         if cfg.diagnosis.baseline:
             known = _shallow(study, data, splits, tasks)
             names = ["shallow"]
-        d = diagnose_tasks(result, data, controls=names,
-                           precomputed={t: {"shallow": v} for t, v in known.items()})
+        d = diagnose_tasks(result, data, controls=names + ["reference"] * bool(names),
+                           precomputed=task_controls(study, splits, known,
+                                                     exclude=record.number))
         record.multitask["diagnosis"] = d.to_dict()
         lead = cfg.objectives[0].split(".", 1)[0] if "." in cfg.objectives[0] else mt.tasks[0]
         record.diagnosis = d.tasks[lead].to_dict()

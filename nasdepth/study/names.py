@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nasdepth.errors import ConfigError, NasdepthError
+from nasdepth.outpath import check_output
+
+if TYPE_CHECKING:
+    from nasdepth.study.study_file import StudyConfig
 
 MAX_NAME = 100
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -49,16 +54,21 @@ def report_dir(name: str, out: str | Path | None) -> Path:
     return path
 
 
-def check_writable(folder: Path, what: str) -> None:
+def check_writable(folder: Path, what: str, inputs: dict[str, object] | None = None) -> None:
     """Make ``folder`` (and check a file can be written in it) before any training, so a study
-    does not train for hours and then fail to write its report."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".nasdepth-write-check"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise NasdepthError(f"Cannot write the {what} {folder}: {reason}"
-                            f"{f' ({exc.filename})' if exc.filename else ''}. Give another "
-                            "folder with --out.") from None
+    does not train for hours and then fail to write its report; ``inputs`` (what the command
+    reads, see :func:`study_inputs`) are refused as the folder or a file in it the report
+    would overwrite (:mod:`nasdepth.outpath`)."""
+    check_output(folder, inputs or {}, what=what, folder=True)
+
+
+def study_inputs(cfg: StudyConfig, storage: str | None = None) -> dict[str, object]:
+    """What a command on the study ``cfg`` reads, by role: for the output-path guard."""
+    found: dict[str, object] = {"study file": cfg.path, "study storage": storage or
+                                cfg.storage_url, "data file": cfg.data}
+    space = getattr(cfg.space, "source", None)
+    if isinstance(space, str) and space.endswith((".yaml", ".yml")):
+        found["search-space file"] = space
+    if cfg.transfer is not None:
+        found["transfer checkpoint"] = cfg.transfer.weights
+    return found

@@ -27,6 +27,7 @@ from torch import nn
 from nasdepth.arch import count_parameters
 from nasdepth.data import Dataset
 from nasdepth.study.candidates import recipe_params, suggest_candidate
+from nasdepth.study.distinct import claim_candidate
 from nasdepth.study.measure import count_flops, measure_latency, versions, worker_info
 from nasdepth.study.multitask import record_tasks, study_tasks
 from nasdepth.study.probing import linear_probe_hooks, record_diagnosis
@@ -108,13 +109,19 @@ class Objective:
     def __init__(self, cfg: StudyConfig, data: Dataset, fold_progress: FoldProgress | None = None,
                  extra_hooks: HookFactory | None = None) -> None:
         self.tasks = study_tasks(cfg, data) if cfg.tasks is not None else ()
-        self.raw = data  # what each candidate prepares (adapts) itself
-        if cfg.transfer is not None:  # as the checkpoint takes it: baselines and diagnosis
-            data, _ = cfg.transfer.adapt_data(data, str(cfg.path))
+        # ``data`` is what each candidate prepares (adapts) itself; ``adapted``: as the
+        # checkpoint takes it, once, for the baselines and the diagnosis
         self.cfg, self.data = cfg, data
+        self.adapted = None if cfg.transfer is None else cfg.transfer.adapt_data(
+            data, str(cfg.path))[0]
         self.fold_progress, self.extra_hooks = fold_progress, extra_hooks
         # the CV resolved once: every trial, the baselines and the controls share these splits
         self.splits = cfg.cv.resolve(data, str(cfg.path))
+
+    @property
+    def view(self) -> Dataset:
+        """The data as the candidates' networks take them (baselines, costs, diagnosis)."""
+        return self.data if self.adapted is None else self.adapted
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
         # a record the runner started (worker) or an enqueued retry's ``retry_of`` carry on
@@ -145,7 +152,7 @@ class Objective:
 
     def _measure(self, trial: optuna.Trial, model: nn.Module) -> dict[str, float]:
         """The costs of ``model`` (one candidate, built), set as the trial's constraints."""
-        cfg, data = self.cfg, self.data
+        cfg, data = self.cfg, self.view
         costs: dict[str, float] = {"params": count_parameters(model)}
         costs["flops"] = count_flops(model, data.input_shape)
         wanted = set(cfg.objectives) | {CONSTRAINTS[c] for c in cfg.constraints}
@@ -160,7 +167,7 @@ class Objective:
         cfg = self.cfg
         start = time.perf_counter()
         rec.seed, rec.versions, rec.worker = cfg.seed, versions(), worker_info()
-        cand = suggest_candidate(cfg, trial, self.data, self.tasks)
+        cand = suggest_candidate(cfg, trial, self.view, self.tasks)
         arch = cand.arch
         if isinstance(cand, TransferCandidate):
             rec.transfer = cand.transfer.to_dict()
@@ -168,6 +175,7 @@ class Objective:
         # the study's training: with the space's sampled recipe (lr, weight decay ...) applied
         training = cfg.space.training(recipe_params(cfg, trial.params), cfg.training)
         rec.training = training.to_dict()
+        claim_candidate(trial)  # another worker's running trial holds it: draw another
         twin = _completed_twin(trial)
         if twin is not None:
             # same candidate, same seeded folds: the CV would repeat the twin's scores
@@ -181,7 +189,7 @@ class Objective:
         rec.candidate = cand.describe()
         rec.splits = self.splits.to_dict()  # what export refits on, probes or not
         write_record(trial, rec)  # what crashes while measuring stays inspectable
-        costs = self._measure(trial, cand.build(cand.prepare(self.raw, str(cfg.path))))
+        costs = self._measure(trial, cand.build(cand.prepare(self.data, str(cfg.path))))
         rec.costs = {"params": float(costs["params"]), "flops": float(costs["flops"])}
         if "latency" in costs:
             rec.costs["latency_ms"] = float(costs["latency"])
@@ -214,9 +222,9 @@ class Objective:
         probes: list[TrainHook] = []
         if self.extra_hooks is not None:
             probes = list(self.extra_hooks(trial, cand))
-            probes += linear_probe_hooks(cand, self.data, self.splits)
+            probes += linear_probe_hooks(cand, self.view, self.splits)
         try:
-            result = cross_validate(cand, self.raw, cv=self.splits, seed=cfg.cv_seed,
+            result = cross_validate(cand, self.data, cv=self.splits, seed=cfg.cv_seed,
                                     training=training, on_fold=on_fold, hooks=hooks + probes,
                                     source=str(cfg.path))
         finally:
@@ -227,13 +235,13 @@ class Objective:
         rec.training = dict(result.settings.get("training") or rec.training)
         rec.lr_find = result.settings.get("lr_find")
         if isinstance(cand, TransferCandidate) and self.cfg.transfer is not None:
-            rec.transfer = transfer_record(result, self.cfg.transfer, self.raw, cand,
+            rec.transfer = transfer_record(result, self.cfg.transfer, self.data, cand,
                                            self.splits, training)
         if cfg.tasks is not None:
             record_tasks(cfg, trial.study, result, rec, probes[0] if probes else None,
-                         self.data, self.splits, self.tasks)
+                         self.view, self.splits, self.tasks)
         else:
-            record_diagnosis(trial, result, rec, data=self.data, splits=self.splits,
+            record_diagnosis(trial, result, rec, data=self.view, splits=self.splits,
                              settings=self.cfg.diagnosis, probes=probes)
         values = [result.mean(o) if o not in costs else float(costs[o])
                   for o in cfg.objectives]

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 
 from nasdepth.diagnosis.rules import THRESHOLDS
-from nasdepth.study.record import TrialRecord, read_record
+from nasdepth.study.record import STUDY_ATTRS, TrialRecord, read_record
 
 #: at most this many learners are kept (best first)
 KEEP = 5
@@ -107,3 +107,69 @@ def reread_verdict(diagnosis: dict[str, Any], peers: dict[str, Any],
             "advice": advice + [a for a in diagnosis.get("advice", [])
                                 if not a.startswith(("undecided", "the gradients reach"))],
             "controls": controls}
+
+
+def splits_chance(data: Any, splits: Any) -> float:
+    """The accuracy of predicting each training fold's majority class on its validation fold,
+    pooled over ``splits`` (the shallow baseline's chance)."""
+    import numpy as np
+
+    y = data.y_numpy
+    hits = n = 0
+    for tr, va in splits:
+        hits += int((y[va] == int(np.bincount(y[tr]).argmax())).sum())
+        n += len(va)
+    return hits / max(1, n)
+
+
+def study_controls(study: optuna.Study, data: Any, splits: Any, *,
+                   exclude: int | None = None) -> dict[str, Any]:
+    """What ``diagnose --study`` passes as ``precomputed``: the study's trials that learned on
+    ``splits`` (as it stands now) and the reference network's result where the study ran it."""
+    out: dict[str, Any] = {"peers": study_peers(study, splits.digest,
+                                                splits_chance(data, splits), exclude=exclude)}
+    stored = study.user_attrs.get(STUDY_ATTRS["reference"])
+    if isinstance(stored, dict) and stored.get("splits") == splits.digest:
+        out["reference"] = stored
+    return out
+
+
+def study_verdicts(study: optuna.Study) -> dict[int, dict[str, Any]]:
+    """Stored plateau verdicts (data-limited, undecided) read again with the study as it
+    stands: trial number -> the updated diagnosis, for the trials whose verdict a trial that
+    learned later (on the same splits) overturns. A report rebuilt after more trials finished
+    reads these instead of the stored ones."""
+    out: dict[int, dict[str, Any]] = {}
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    records = [read_record(t) for t in trials]
+    for rec in records:
+        d = rec.diagnosis
+        if not isinstance(d, dict) or d.get("verdict") not in ("data_limited_plateau",
+                                                               "undecided_plateau"):
+            continue
+        digest = (rec.splits or {}).get("digest")
+        chance = ((d.get("controls") or {}).get("shallow") or {}).get("chance_accuracy")
+        if not digest or not isinstance(chance, int | float):
+            continue
+        learned = [e for r in records if r.number != rec.number
+                   and (r.splits or {}).get("digest") == digest
+                   for e in [peer_entry(r, float(chance))] if e is not None]
+        if learned:
+            learned.sort(key=lambda e: -e["val_accuracy"])
+            size = {"params": (rec.summary or {}).get("params"),
+                    "depth": (rec.summary or {}).get("depth")}
+            out[rec.number] = reread_verdict(
+                d, {"splits": digest, "learned": learned[:KEEP], "checked": len(records)},
+                size)
+    return out
+
+
+def task_controls(study: optuna.Study, splits: Any, shallow: dict[str, dict[str, Any]], *,
+                  exclude: int | None = None) -> dict[str, dict[str, Any]]:
+    """A multitask study's ``precomputed`` per task: each task's shallow baseline and the
+    trials that learned that task (its own fold column) on the same splits."""
+    return {task: {"shallow": base,
+                   "peers": study_peers(study, splits.digest,
+                                        float(base.get("chance_accuracy") or 0.0),
+                                        exclude=exclude, task=task)}
+            for task, base in shallow.items()}

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from nasdepth.data import Dataset, load_data
 from nasdepth.errors import NasdepthError
+from nasdepth.study.distinct import is_yielded, use_worker_sampler
 from nasdepth.study.identity import check_identity, settings_id, study_identity
 from nasdepth.study.multitask import study_baselines, study_tasks
 from nasdepth.study.names import check_name
@@ -44,6 +45,7 @@ from nasdepth.study.record import (
     write_record,
 )
 from nasdepth.study.registry import SamplerContext, make_pruner, make_sampler
+from nasdepth.study.scaling import ScalingObjective
 from nasdepth.study.storage import make_storage, redact, storage_kind
 from nasdepth.study.study_file import StudyConfig
 from nasdepth.train import configure_threads
@@ -278,6 +280,7 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
     configure_threads(threads_for, threads=env_threads())
     data = prepare(cfg)
     st = open_study(cfg, data=data, allow_changes=allow_changes)
+    use_worker_sampler(st, cfg)  # a stream of its own per worker (docs/workers.md)
     heartbeat = storage_kind(cfg.storage_url) == "rdb" and cfg.storage_url.startswith(
         ("postgres", "mysql"))
     if requeue:
@@ -299,7 +302,9 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
 
         return on_fold
 
-    objective = _BudgetGuard(Objective(cfg, data, fold_progress if progress else None,
+    # scaling spaces: each trial's data at its scaled input resolution
+    make = ScalingObjective if cfg.space.scaling is not None else Objective
+    objective = _BudgetGuard(make(cfg, data, fold_progress if progress else None,
                                   extra_hooks=probe_hooks if probes else None), budget,
                              settings=settings_id(st.user_attrs["identity"]),
                              run_id=run_id or uuid.uuid4().hex)
@@ -336,7 +341,7 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
                       f"worker ({exc}); going on.", file=sys.stderr)
             last = _last_trial_of_this_worker(st)
             if last is not None and last.state == TrialState.FAIL and read_record(
-                    last).reason != BUDGET_REACHED:
+                    last).reason != BUDGET_REACHED and not is_yielded(read_record(last).reason):
                 failures += 1
                 if failures >= max_failures:
                     print(f"nasdepth: {failures} trials in a row failed; last reason: "
@@ -358,7 +363,8 @@ def run_outcome(study: optuna.Study, run_id: str) -> tuple[int, str | None]:
     """(exit status, message) of the run ``run_id``: 1 with a summary of the failure reasons
     where it started trials and none of them finished, else 0 and no message."""
     mine = [rec for rec in map(read_record, study.get_trials(deepcopy=False))
-            if rec.run_id == run_id and rec.reason != BUDGET_REACHED]
+            if rec.run_id == run_id and rec.reason != BUDGET_REACHED
+            and not is_yielded(rec.reason)]
     if not mine or any(rec.state in ("complete", "pruned") for rec in mine):
         return 0, None
     failed = [rec for rec in mine if rec.state == "failed"]

@@ -23,6 +23,8 @@ import optuna
 import torch
 from tqdm.auto import tqdm
 
+from nasdepth.errors import NasdepthError
+from nasdepth.study.distinct import ENV, claim_worker_indexes, index_from_env
 from nasdepth.study.runner import (
     _requeue_interrupted,
     count_trials,
@@ -47,6 +49,7 @@ def run_study(
     max_failures: int = 5,
     allow_changes: bool = False,
     run_id: str | None = None,
+    worker_index: int | None = None,
 ) -> optuna.Study:
     """Run ``study`` (a YAML path or a loaded config) until ``trials`` trials have finished in
     its storage (the budget counts the trials of earlier runs: a rerun resumes).
@@ -57,7 +60,9 @@ def run_study(
     again on resume) and raises ``KeyboardInterrupt``. ``allow_changes`` accepts a resume
     under other data, CV or training settings (see :mod:`nasdepth.study.identity`);
     ``run_id`` is stored with every trial this run starts (see
-    :func:`nasdepth.study.runner.run_outcome`).
+    :func:`nasdepth.study.runner.run_outcome`). ``worker_index`` picks this worker's sampler
+    stream (see :mod:`nasdepth.study.distinct`; default: ``NASDEPTH_WORKER_INDEX``, else
+    claimed in the storage).
     """
     overrides = {"budget": {"trials": trials}, "storage": storage}
     if isinstance(study, StudyConfig):
@@ -66,6 +71,15 @@ def run_study(
             cfg = replace(cfg, trials=trials or cfg.trials, storage=storage or cfg.storage)
     else:
         cfg = load_study(study, overrides)
+    if worker_index is not None:
+        if workers > 1:
+            raise NasdepthError("--worker-index names one worker; --workers N numbers its N "
+                                "workers itself. Give one of them.")
+        with _env(**{ENV: str(worker_index)}):
+            index_from_env("--worker-index")  # checked here, named as the flag
+            return run_worker(cfg, progress=progress, probes=probes,
+                              max_failures=max_failures, allow_changes=allow_changes,
+                              run_id=run_id)
     if workers > 1:
         return run_workers(cfg, workers=workers, progress=progress, probes=probes,
                            max_failures=max_failures, allow_changes=allow_changes,
@@ -119,10 +133,12 @@ def run_workers(cfg: StudyConfig, *, workers: int, progress: bool = True, probes
     study = open_study(cfg, data=prepare(cfg), allow_changes=allow_changes)
     run_id = run_id or uuid.uuid4().hex
     _requeue_interrupted(study)
+    # one sampler stream per worker: indexes claimed here, in order (docs/workers.md)
+    indexes = claim_worker_indexes(study, workers)
     ctx = mp.get_context("spawn")  # fork after torch/threads are up is unsafe
     procs = []
     for i in range(workers):
-        with _env(**worker_env(i, workers, cfg.training.device)):
+        with _env(**worker_env(i, workers, cfg.training.device), **{ENV: str(indexes[i])}):
             p = ctx.Process(target=_worker_main, name=f"nasdepth-worker-{i}",
                             args=(cfg, workers, probes, max_failures, allow_changes, run_id))
             p.start()

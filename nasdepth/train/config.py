@@ -9,7 +9,7 @@ from nasdepth.data.augment_config import AugmentConfig
 from nasdepth.errors import ConfigError, UnknownNameError
 
 OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "warmup_cosine", "onecycle", "none")
+SCHEDULES = ("cosine", "warmup_cosine", "wsd", "onecycle", "none")
 PRECISIONS = ("fp32", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")
 #: where a fold's data lives while it trains: on the device, or streamed from the host

@@ -133,11 +133,10 @@ def identity_scaler(device: torch.device) -> Standardizer:
 class FitOptions:
     """The rest of what one fold's training takes (beyond ``fit_fold``'s own parameters).
 
-    ``test_idx``: the held-out
-    test rows, scored at the end. ``n_used``: samples per epoch (a seeded subset of the
-    training part; the CV driver sets the smallest fold's size so that every fold takes the
-    same steps). ``placement``: ``device`` or ``stream``, already decided (the CV driver
-    decides once for all folds); None or ``auto``: decided here from
+    ``test_idx``: the held-out test rows, scored at the end. ``n_used``: samples per epoch (a
+    seeded subset of the training part; the CV driver sets the smallest fold's size so that
+    every fold takes the same steps). ``placement``: ``device`` or ``stream``, already
+    decided (the CV driver decides once for all folds); None or ``auto``: decided here from
     ``training.data_placement`` and logged; with ``data_placement: auto``, a fold whose data
     runs out of device memory on the way in is streamed instead.
 

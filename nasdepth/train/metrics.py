@@ -41,18 +41,37 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, num_classes: i
         "recall_macro": float(recall.mean()),
         "f1_macro": float(f1.mean()),
         "roc_auc": _roc_auc(y_true, clipped, num_classes),
-        "log_loss": float(skm.log_loss(y_true, clipped, labels=labels)),
+        # sklearn's log_loss on the same clipped, renormalized rows, without its validation
+        "log_loss": float(-np.log(clipped[np.arange(len(y_true)), y_true]).mean()),
     }
 
 
 def _roc_auc(y_true: np.ndarray, proba: np.ndarray, num_classes: int) -> float:
+    """sklearn's ``roc_auc_score`` (binary: the positive class; else one-vs-rest, macro),
+    computed from ranks: the AUC of a score is the Mann-Whitney U statistic of the positives'
+    ranks (ties share their average rank, as sklearn's trapezoids count them half). sklearn
+    itself took ~0.2 s per call on 10 classes, a tenth of a small CNN's 5-epoch fold."""
     present = np.unique(y_true)
     if len(present) < num_classes:
         return float("nan")
     if num_classes == 2:
-        return float(skm.roc_auc_score(y_true, proba[:, 1]))
-    return float(skm.roc_auc_score(y_true, proba, multi_class="ovr", average="macro",
-                                   labels=np.arange(num_classes)))
+        return _auc(y_true == 1, proba[:, 1])
+    return float(np.mean([_auc(y_true == c, proba[:, c]) for c in range(num_classes)]))
+
+
+def _auc(positive: np.ndarray, score: np.ndarray) -> float:
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    order = np.argsort(score, kind="mergesort")
+    s = score[order]
+    ranks = np.empty(len(s), dtype=np.float64)
+    # average rank (1-based) of each run of equal scores
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    ends = np.r_[starts[1:], len(s)]
+    avg = (starts + ends + 1) / 2.0
+    ranks[order] = np.repeat(avg, ends - starts)
+    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
 
 
 def metric_row(prefix: str, y_true: np.ndarray, proba: np.ndarray, num_classes: int

@@ -65,6 +65,8 @@ def make_optimizer(params: Sequence[torch.Tensor], cfg: TrainConfig, device: tor
     elif cfg.schedule == "warmup_cosine":
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda t: warmup_cosine_factor(t, total))
+    elif cfg.schedule == "wsd":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: wsd_factor(t, total))
     return opt, sched
 
 
@@ -85,6 +87,27 @@ def warmup_cosine_factor(t: int, total: int, warmup: float = WARMUP_SHARE,
         return (t + 1) / w
     span = max(1, total - w)
     progress = min(1.0, (t - w) / span)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+#: ``wsd``: the share of the steps at the end over which the rate decays
+DECAY_SHARE = 0.2
+
+
+def wsd_factor(t: int, total: int, warmup: float = WARMUP_SHARE,
+               decay: float = DECAY_SHARE, floor: float = LR_FLOOR) -> float:
+    """Warm-up, stable, decay (Hu et al. 2024, MiniCPM; Hägele et al. 2024): a linear warm-up
+    over the first ``warmup`` share of the steps, the peak rate until the last ``decay``
+    share, then a half cosine down to ``floor``. A short budget trains at the peak nearly all
+    the way (where ``cosine`` spends half of it at low rates); a long one still anneals."""
+    w = max(1, round(warmup * total))
+    if t < w:
+        return (t + 1) / w
+    d = max(1, round(decay * total))
+    start = total - d
+    if t < start:
+        return 1.0
+    progress = min(1.0, (t - start) / d)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
