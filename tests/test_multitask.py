@@ -190,7 +190,7 @@ def test_fold_table_has_each_tasks_metrics_and_their_mean(digits) -> None:  # ty
     view = task_view(res, "parity")
     assert np.allclose(view.folds["val_accuracy"], f["parity.val_accuracy"])
     # the same folds as any single-task candidate on these data
-    single = cross_validate(MLP, d, folds=3, training=tr)
+    single = cross_validate(MLP, task_data(d, "digit"), folds=3, training=tr)
     assert single.settings["splits"]["digest"] == res.settings["splits"]["digest"]
     assert "digit.val_loss" in res.history.columns and len(res.history) == 9
 

@@ -150,9 +150,9 @@ def check_one_label_column(data: Dataset, source: str = "the study") -> None:
     stops here with the section to add (``docs/multitask.md``: why it does not train them
     all by default: a multitask network is another candidate, with its own trunk, heads and
     loss weights, and a study's objective must say which task or mean it scores)."""
-    if not data.is_multitask:
-        return
     names = data.task_names
+    if len(names) < 2:
+        return
     raise ConfigError(source, "tasks", None,
                       f"a tasks: section for data with {len(names)} label columns "
                       f"({', '.join(names)}): 'tasks: {{names: [{', '.join(names)}]}}' trains "
