@@ -29,9 +29,9 @@ import torch
 from nasdepth.arch import ArchConfig, build_model
 from nasdepth.data import Dataset, Standardizer, load_data
 from nasdepth.export.model import save_model
-from nasdepth.train import TrainConfig, fit_fold
+from nasdepth.train import TrainConfig, cross_validate, fit_fold
+from nasdepth.train.candidate import transfer_candidate
 from nasdepth.train.transfer import TransferConfig
-from nasdepth.train.transfer_cv import cross_validate_transfer
 
 ARCH = ArchConfig.from_dict({"stages": [
     {"block": "residual", "depth": 2, "width": 16},
@@ -81,7 +81,8 @@ def run(sizes: list[int], epochs: int, lrs: list[float], folds: int,
             tried = []
             for lr in lrs:
                 training = TrainConfig(epochs=epochs, lr=lr, batch_size=32)
-                res = cross_validate_transfer(None, data, t, folds=folds, training=training)
+                res = cross_validate(transfer_candidate(t), data, folds=folds,
+                                     training=training)
                 tried.append({"per_class": n, "candidate": label, "mode": mode, "lr": lr,
                               "val_accuracy": res.mean(), "std": res.std(),
                               "seconds_per_fold": float(res.folds["seconds"].mean()),

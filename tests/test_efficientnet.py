@@ -214,9 +214,9 @@ def test_efficientnet_checkpoint_through_the_transfer_path(tmp_path: Path) -> No
 
     from nasdepth.arch import preset
     from nasdepth.data import Dataset
-    from nasdepth.train import TrainConfig
+    from nasdepth.train import TrainConfig, cross_validate
+    from nasdepth.train.candidate import transfer_candidate
     from nasdepth.train.transfer import TransferConfig
-    from nasdepth.train.transfer_cv import cross_validate_transfer
 
     torch.manual_seed(0)
     path = tmp_path / "b0.pth"
@@ -225,8 +225,9 @@ def test_efficientnet_checkpoint_through_the_transfer_path(tmp_path: Path) -> No
     data = Dataset(torch.randn(16, 3, 32, 32, generator=gen), torch.arange(16) % 2, "rgb", 2,
                    ["a", "b"])
     arch = preset("efficientnet_b0", (3, 32, 32), 2, small=False)
-    res = cross_validate_transfer(arch, data, TransferConfig(str(path), "feature_extraction"),
-                                  folds=2, training=TrainConfig(epochs=1, batch_size=8))
+    res = cross_validate(transfer_candidate(TransferConfig(str(path), "feature_extraction"),
+                                            arch), data,
+                         folds=2, training=TrainConfig(epochs=1, batch_size=8))
     assert res.folds["params"].iloc[0] == 1280 * 2 + 2  # the fresh classifier only
     assert np.isfinite(res.folds["val_log_loss"]).all()
 

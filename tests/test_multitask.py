@@ -6,6 +6,7 @@ a task of pure noise labels."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from nasdepth.diagnosis.multitask import diagnose_tasks
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
 from nasdepth.probes import MultitaskProbeHook
 from nasdepth.train import TrainConfig, cross_validate
-from nasdepth.train.multitask import cross_validate_multitask, task_frame, task_view
+from nasdepth.train.multitask import task_frame, task_view
 from nasdepth.train.sharing import branch_sweep, single_task_baselines
 
 RESNET = ArchConfig.from_dict({"stages": [{"block": "residual", "depth": 2, "width": 8}]})
@@ -101,7 +102,7 @@ def test_bad_task_input_is_a_clear_error(tmp_path: Path, digits) -> None:  # typ
     with pytest.raises(UnknownNameError, match="Did you mean 'parity'"):
         with_stratify(d, "parrity")
     with pytest.raises(UnknownNameError, match="Did you mean 'parity'"):
-        cross_validate_multitask(MultitaskConfig(RESNET, ("digit", "parety")), d, folds=2,
+        cross_validate(MultitaskConfig(RESNET, ("digit", "parety")), d, folds=2,
                                  epochs=1)
     with pytest.raises(NasdepthError, match="one label column"):
         with_stratify(from_arrays(x, y, name="one"), "digit")
@@ -177,7 +178,7 @@ def test_heads_and_uncertainty_weights() -> None:
 def test_fold_table_has_each_tasks_metrics_and_their_mean(digits) -> None:  # type: ignore[no-untyped-def]
     d = _flat(*digits, 300)
     tr = TrainConfig(epochs=3, batch_size=32, lr=3e-3)
-    res = cross_validate_multitask(MultitaskConfig(MLP, ("digit", "parity"), branch_at=1), d,
+    res = cross_validate(MultitaskConfig(MLP, ("digit", "parity"), branch_at=1), d,
                                    folds=3, training=tr, parallel="on")
     f = res.folds
     for col in ("digit.val_accuracy", "parity.val_log_loss", "parity.gap_accuracy",
@@ -189,7 +190,7 @@ def test_fold_table_has_each_tasks_metrics_and_their_mean(digits) -> None:  # ty
     view = task_view(res, "parity")
     assert np.allclose(view.folds["val_accuracy"], f["parity.val_accuracy"])
     # the same folds as any single-task candidate on these data
-    single = cross_validate(MLP, d, folds=3, training=tr)
+    single = cross_validate(MLP, task_data(d, "digit"), folds=3, training=tr)
     assert single.settings["splits"]["digest"] == res.settings["splits"]["digest"]
     assert "digit.val_loss" in res.history.columns and len(res.history) == 9
 
@@ -211,7 +212,7 @@ def test_noise_task_is_data_limited_for_that_task_only(digits) -> None:  # type:
     rng = np.random.default_rng(0)
     d = _flat(*digits, 600, noise=rng.integers(0, 2, 1797))
     hook = MultitaskProbeHook()
-    res = cross_validate_multitask(MultitaskConfig(MLP, ("digit", "noise"), branch_at=1), d,
+    res = cross_validate(MultitaskConfig(MLP, ("digit", "noise"), branch_at=1), d,
                                    folds=3, training=TrainConfig(epochs=8, batch_size=32,
                                                                  lr=3e-3), hooks=[hook])
     assert {t.get("task") for t in res.traces} == {"digit", "noise"} and len(res.traces) == 6
@@ -237,7 +238,7 @@ def test_branch_sweep_scores_every_branch_point(digits) -> None:  # type: ignore
 def test_uncertainty_weighting_weighs_the_noise_task_down(digits) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(1)
     d = _flat(*digits, 600, noise=rng.integers(0, 2, 1797))
-    res = cross_validate_multitask(
+    res = cross_validate(
         MultitaskConfig(MLP, ("digit", "noise"), weighting="uncertainty"), d, folds=2,
         training=TrainConfig(epochs=20, batch_size=32, lr=1e-2))
     # the digit's loss falls fast, the noise task's only by memorizing: its learned weight
@@ -249,22 +250,31 @@ def test_multitask_cv_is_reproducible(digits) -> None:  # type: ignore[no-untype
     d = _flat(*digits, 200)
     cfg = MultitaskConfig(MLP, ("digit", "parity"), branch_at=1)
     tr = TrainConfig(epochs=2, batch_size=32)
-    a = cross_validate_multitask(cfg, d, folds=2, training=tr).folds.drop(columns="seconds")
-    b = cross_validate_multitask(cfg, d, folds=2, training=tr).folds.drop(columns="seconds")
+    a = cross_validate(cfg, d, folds=2, training=tr).folds.drop(columns="seconds")
+    b = cross_validate(cfg, d, folds=2, training=tr).folds.drop(columns="seconds")
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_fold_parallel_and_streaming_fall_back_with_a_message(digits, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_multitask_takes_the_engines_its_network_supports(digits, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Streamed from the host: the same scores as on the device (the same batches in the same
+    order); fold-parallel asked: sequential, said in the log; ``lr: auto``: the range test
+    runs on the joint loss and every fold trains at the rate it chose."""
     import logging
 
-    d = _flat(*digits, 100)
-    tr = TrainConfig(epochs=1, batch_size=32, data_placement="stream", parallel="on")
+    d = _flat(*digits, 120)
+    cfg = MultitaskConfig(MLP, ("digit", "parity"))
+    tr = TrainConfig(epochs=2, batch_size=32, parallel="on")
     with caplog.at_level(logging.INFO, logger="nasdepth.train"):
-        res = cross_validate_multitask(MultitaskConfig(MLP, ("digit", "parity")), d, folds=2,
-                                       training=tr)
-    text = caplog.text
-    assert "sequentially" in text and "streamed data path takes single-task" in text
-    assert res.settings["parallel"] is False and res.settings["data_placement"] == "device"
+        on_device = cross_validate(cfg, d, folds=2, training=tr)
+    assert "sequentially" in caplog.text and on_device.settings["parallel"] is False
+    streamed = cross_validate(cfg, d, folds=2, training=replace(tr, data_placement="stream"))
+    assert streamed.settings["data_placement"] == "stream"
+    for key in ("digit.val_log_loss", "parity.val_accuracy", "train_log_loss"):
+        np.testing.assert_allclose(streamed.folds[key], on_device.folds[key], rtol=1e-5)
+    auto = cross_validate(cfg, d, folds=2, training=replace(tr, lr_auto=True))
+    found = auto.settings["lr_find"]
+    assert found is not None and found["lr"] == auto.settings["training"]["lr"]
+    assert auto.history["lr"].iloc[0] <= found["lr"] and auto.history["lr"].iloc[0] > 0
 
 
 def test_one_task_trains_exactly_as_the_single_task_engine() -> None:
@@ -275,7 +285,7 @@ def test_one_task_trains_exactly_as_the_single_task_engine() -> None:
     one = from_arrays(data.x.numpy(), {"digit": data.y.numpy()}, name="digits[240]")
     tr = TrainConfig(epochs=3, batch_size=32, lr=0.01, grad_clip=1.0)
     single = cross_validate(RESNET, data, folds=2, seed=3, training=tr, parallel=False)
-    multi = cross_validate_multitask(MultitaskConfig(RESNET, ("digit",)), one, folds=2,
+    multi = cross_validate(MultitaskConfig(RESNET, ("digit",)), one, folds=2,
                                      seed=3, training=tr)
     for key in ("val_log_loss", "val_accuracy", "train_log_loss"):
         np.testing.assert_allclose(multi.folds[key], single.folds[key], rtol=1e-5, err_msg=key)

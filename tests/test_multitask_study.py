@@ -53,7 +53,8 @@ def test_tasks_section_sets_the_objectives(tmp_path: Path) -> None:
         study_from_dict(raw, tmp_path / "mt.yaml")
     raw = yaml.safe_load(_study(tmp_path).read_text())
     raw["transfer"] = {"weights": "model.pt", "mode": "fine_tune"}
-    with pytest.raises(NasdepthError, match="'transfer'.*absent in a multitask study"):
+    # tasks: and transfer: combine: the transfer section is checked as in any study
+    with pytest.raises(NasdepthError, match="'transfer.weights'.*existing local file"):
         study_from_dict(raw, tmp_path / "mt.yaml")
 
 
@@ -84,15 +85,11 @@ def test_multitask_study_records_tasks_and_baselines(tmp_path: Path) -> None:
 
 
 def test_epoch_pruning_reads_the_objectives_task(tmp_path: Path) -> None:
-    from nasdepth.data import load_data
-    from nasdepth.study.multitask import MultitaskObjective
+    from nasdepth.study.objective import epoch_key
 
-    cfg = load_study(_study(tmp_path, objective="parity", names=["digit", "parity"]))
-    data = load_data(cfg.data, source=str(cfg.path))
-    obj = MultitaskObjective(cfg, data)
-    assert obj.epoch_key("parity.val_accuracy") == "parity.val_accuracy"
-    assert obj.epoch_key("parity.val_log_loss") == "parity.val_loss"
-    assert obj.epoch_key("val_accuracy") == "val_accuracy"
+    assert epoch_key("parity.val_accuracy") == "parity.val_accuracy"
+    assert epoch_key("parity.val_log_loss") == "parity.val_loss"
+    assert epoch_key("val_accuracy") == "val_accuracy"
 
 
 def test_old_records_load_without_multitask() -> None:
@@ -201,3 +198,34 @@ def test_sharing_table_reads_paired_folds() -> None:
                            "task": "a", "mean": [0.5, 0.7, 0.6], "std": 0.0, "verdict": None})
     bt = branch_table(scores)
     assert bt["best"].tolist() == [0.7, 0.6] and bt["trials"].tolist() == [2, 1]
+
+
+def test_two_label_columns_without_tasks_stop_naming_the_section(tmp_path: Path) -> None:
+    """A CSV whose ``target`` names two columns, in a study without ``tasks:``: the run stops
+    before any trial (exit 2, one line) and names the section to add; ``cross_validate`` of
+    an architecture on such data says the same. With the section it trains both."""
+    import numpy as np
+    import pandas as pd
+
+    from nasdepth.arch import ArchConfig, StageConfig
+    from nasdepth.data import load_data
+    from nasdepth.errors import ConfigError
+    from nasdepth.train import cross_validate
+
+    rng = np.random.default_rng(0)
+    digit = rng.integers(0, 4, 80)
+    df = pd.DataFrame(rng.normal(size=(80, 5)), columns=[f"f{i}" for i in range(5)])
+    df["digit"], df["parity"] = digit, digit % 2
+    df.to_csv(tmp_path / "table.csv", index=False)
+    spec = {"source": str(tmp_path / "table.csv"), "target": ["digit", "parity"]}
+    raw = yaml.safe_load(_study(tmp_path).read_text())
+    raw.pop("tasks")
+    raw["data"] = spec
+    path = tmp_path / "two.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    line = _one_line(_run("run", str(path), "--no-progress", cwd=tmp_path))
+    assert "'tasks' value" in line and "tasks: {names: [digit, parity]}" in line
+    data = load_data(spec)
+    with pytest.raises(ConfigError, match="2 label columns"):
+        cross_validate(ArchConfig(stages=(StageConfig(block="plain", depth=1, width=8),)), data,
+                       folds=2, epochs=1)

@@ -147,6 +147,30 @@ def test_the_storage_names_the_objectives(tmp_path: Path) -> None:
             load_data(cfg.data, source=str(cfg.path)), str(cfg.path)).digest
 
 
+def test_the_study_record_is_read_once_and_typed(tmp_path: Path) -> None:
+    """The study's settings, data and candidate record: one typed, versioned object the
+    report reads (``StudyTables.study``); loose attributes of older studies read the same, a
+    damaged one reads as missing."""
+    from nasdepth.study.record import STUDY_RECORD_VERSION, StudyRecord, read_study_record
+
+    path = write_study(tmp_path, budget={"trials": 1}, **SMALL)
+    study = run_study(path, progress=False, probes=False)
+    rec = read_study_record(study)
+    assert rec.version == STUDY_RECORD_VERSION and rec.name == "tiny"
+    assert rec.directions == ["maximize"] and rec.metric_names == ["val_accuracy"]
+    assert rec.settings["name"] == "tiny" and rec.data["n_samples"] > 0
+    assert rec.identity is not None and rec.maximize
+    st = collect(study)
+    assert st.study == rec and st.config == rec.settings and st.data == rec.data
+    candidate = read_record(study.trials[0]).candidate
+    assert candidate is not None and candidate["kind"] == "single" and candidate["version"] == 1
+    old = StudyRecord.from_attrs({"config": {"name": "old"}, "data": "damaged",
+                                  "multitask_baselines": {"trial": 3}})
+    assert old.version == 0 and old.settings == {"name": "old"} and old.data == {}
+    assert old.multitask_baselines == {"trial": 3}
+    assert StudyRecord.from_dict(rec.to_dict()) == rec
+
+
 def test_a_study_made_before_the_names_gets_them_on_resume(tmp_path: Path) -> None:
     path = write_study(tmp_path, budget={"trials": 1}, **SMALL)
     cfg = load_study(path)

@@ -20,6 +20,7 @@ from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.train import (
     METRICS,
     DeviceOutOfMemoryError,
+    FitOptions,
     NonFiniteLossError,
     TrainHook,
     fit_fold,
@@ -380,7 +381,7 @@ def test_aux_head_loss_trains_the_aux_head_in_both_paths() -> None:
         models = nets()
         before = models[0].aux.weight.clone()
         fit_fold(models[0], data, *splits[0], training=training, seed=0, device=cpu,
-                 aux_weight=weight)
+                 options=FitOptions(aux_weight=weight))
         assert torch.equal(models[0].aux.weight, before) == (weight == 0.0)
     models = nets()
     before = models[1].aux.weight.clone()

@@ -12,13 +12,20 @@ import torch
 
 from nasdepth.arch import ArchConfig, build_model
 from nasdepth.arch.adapt import read_source
-from nasdepth.data import Dataset, Standardizer, load_data
+from nasdepth.data import CVConfig, Dataset, Standardizer, load_data
 from nasdepth.errors import ConfigError, NasdepthError
 from nasdepth.export.model import save_model
-from nasdepth.train import TrainConfig, fit_fold
+from nasdepth.train import FitOptions, TrainConfig, cross_validate, fit_fold
+from nasdepth.train.candidate import transfer_candidate, unfreezer
 from nasdepth.train.step import TrainStep
-from nasdepth.train.transfer import AdaptConfig, TransferConfig, adapt_data, prepare_model
-from nasdepth.train.transfer_cv import cross_validate_transfer, fit_fold_features, subsample
+from nasdepth.train.transfer import (
+    AdaptConfig,
+    TransferConfig,
+    adapt_data,
+    prepare_model,
+    subsample,
+    subsampled,
+)
 
 CPU = torch.device("cpu")
 ARCH = ArchConfig.from_dict({"stages": [
@@ -105,7 +112,7 @@ def test_fine_tune_freezes_lower_blocks_which_stay_as_loaded(source: Path,
     assert frozen and all(n.startswith(("stem.", "blocks.0.", "blocks.1.")) for n in frozen)
     idx = np.arange(len(target))
     fit_fold(model, target, idx[:120], idx[120:], training=TrainConfig(epochs=2, lr=0.01),
-             seed=0, device=CPU, lr_groups=prep.lr_groups)
+             seed=0, device=CPU, options=FitOptions(lr_groups=prep.lr_groups))
     after = model.state_dict()
     for key, value in loaded.items():
         lower = key.startswith(("stem.", "blocks.0.", "blocks.1."))
@@ -142,17 +149,23 @@ def test_feature_extraction_trains_only_the_head(source: Path, target: Dataset) 
     assert all(not p.requires_grad for n, p in model.named_parameters()
                if not n.startswith("head."))
     idx = np.arange(len(target))
-    result = fit_fold_features(prep, target, idx[:120], idx[120:],
-                               # the rate and schedule this head's threshold was set with
-                               # (cosine was the default then; wsd holds 0.03 longer)
-                               training=TrainConfig(epochs=20, lr=0.03, batch_size=32,
-                                                    schedule="cosine"),
-                               seed=0, device=CPU)
+    cand = transfer_candidate(TransferConfig(str(source), "feature_extraction"), ARCH)
+    fm = cand.fold(cand.prepare(target), idx[:120], 0, CPU)
+    model = fm.whole
+    body_before = {k: v for k, v in _snapshot(model).items() if not k.startswith("head.")}
+    head_before = _snapshot(model.head)
+    result = fit_fold(fm.model, fm.data, idx[:120], idx[120:],
+                      # the rate and schedule this head's threshold was set with
+                      # (cosine was the default then; wsd holds 0.03 longer)
+                      training=TrainConfig(epochs=20, lr=0.03, batch_size=32,
+                                           schedule="cosine"),
+                      seed=0, device=CPU, options=fm.options)
+    result.row.update(fm.row)
     after = model.state_dict()
     for key, value in body_before.items():  # weights and BatchNorm statistics alike
         assert torch.equal(after[key], value), key
     assert not torch.equal(model.head.state_dict()["1.weight"], head_before["1.weight"])
-    assert 0 < result.row["feature_seconds"] < result.row["seconds"]
+    assert 0 < result.row["feature_seconds"]
     assert result.row["val_accuracy"] > 0.5  # chance: 0.2
 
 
@@ -160,8 +173,8 @@ def test_cross_validate_transfer_modes(source: Path, target: Dataset) -> None:
     fast = TrainConfig(epochs=15, lr=0.03, batch_size=32)
     got = {}
     for mode, blocks in (("scratch", None), ("feature_extraction", None), ("fine_tune", 1)):
-        res = cross_validate_transfer(None, target, TransferConfig(str(source), mode, blocks,
-                                                                   0.3), folds=3,
+        res = cross_validate(transfer_candidate(TransferConfig(str(source), mode, blocks,
+                                                                   0.3), None), target, folds=3,
                                       training=fast)
         got[mode] = res
         assert res.settings["transfer"]["mode"] == mode
@@ -185,29 +198,30 @@ def test_learning_curve_subsets_are_stratified_and_seeded(target: Dataset) -> No
     assert np.bincount(y[quarter]).tolist() == [8] * 5
     assert np.array_equal(quarter, subsample(idx, y, 0.25, seed=3))
     assert set(quarter) <= set(idx)
-    res = cross_validate_transfer(ARCH, target, TransferConfig(None, "scratch"), folds=3,
-                                  training=TrainConfig(epochs=1), train_fraction=0.5)
+    half = subsampled(CVConfig(folds=3).resolve(target), y, 0.5, seed=0)
+    res = cross_validate(transfer_candidate(TransferConfig(None, "scratch"), ARCH), target,
+                         cv=half, training=TrainConfig(epochs=1))
     assert res.folds["n_train"].tolist() == [50, 50, 50]  # half of 100 per fold
     assert res.folds["n_val"].tolist() == [50, 50, 50]  # validation parts stay whole
-    assert res.settings["transfer"]["train_fraction"] == 0.5
 
 
 def test_wrong_checkpoints_are_clear_errors(source: Path, target: Dataset,
                                             tmp_path: Path) -> None:
     other = ArchConfig.from_dict({"stages": [{"block": "plain", "depth": 2, "width": 8}]})
     with pytest.raises(NasdepthError, match="lacks the key|has the key|has shape"):
-        cross_validate_transfer(other, target, TransferConfig(str(source), "fine_tune"),
+        cross_validate(transfer_candidate(TransferConfig(str(source), "fine_tune"), other), target,
                                 folds=2, training=TrainConfig(epochs=1))
     with pytest.raises(NasdepthError, match="does not exist"):
-        cross_validate_transfer(None, target, TransferConfig(str(tmp_path / "no.pt"),
-                                                             "fine_tune"), folds=2)
+        cross_validate(transfer_candidate(TransferConfig(str(tmp_path / "no.pt"),
+                                                             "fine_tune"), None), target, folds=2)
     bad = tmp_path / "bad.pt"
     bad.write_text("not a checkpoint")
     with pytest.raises(NasdepthError, match="is not a checkpoint"):
-        cross_validate_transfer(None, target, TransferConfig(str(bad), "fine_tune"), folds=2)
+        cross_validate(transfer_candidate(TransferConfig(str(bad), "fine_tune")), target,
+                       folds=2)
     with pytest.raises(ConfigError, match="at most 3"):
-        cross_validate_transfer(None, target, TransferConfig(str(source), "fine_tune", 7),
-                                folds=2, training=TrainConfig(epochs=1))
+        cross_validate(transfer_candidate(TransferConfig(str(source), "fine_tune", 7)), target,
+                       folds=2, training=TrainConfig(epochs=1))
 
 
 def test_input_shapes_adapt_only_when_told(digits: Dataset, tmp_path: Path) -> None:
@@ -230,7 +244,7 @@ def test_input_shapes_adapt_only_when_told(digits: Dataset, tmp_path: Path) -> N
     assert prep.lr_groups is not None and any(p is conv.weight for p in prep.lr_groups[0][0])
     fe = TransferConfig(src.path, "feature_extraction", adapt=AdaptConfig(channels="new_stem"))
     with pytest.raises(ConfigError, match="new stem convolution would never train"):
-        cross_validate_transfer(None, gray, fe, folds=2, training=TrainConfig(epochs=1))
+        cross_validate(transfer_candidate(fe, None), gray, folds=2, training=TrainConfig(epochs=1))
     # smaller images: refused, then resized as told
     small = Dataset(torch.nn.functional.avg_pool2d(repeated.x, 2), repeated.y, "small", 5)
     with pytest.raises(ConfigError, match="adapt.size.*\\[4, 4\\].*\\[8, 8\\]"):
@@ -243,10 +257,10 @@ def test_feature_extraction_matches_fine_tune_of_no_block(source: Path, target: 
     """Cached features train the head exactly as a fine-tune of 0 blocks that runs the frozen
     body every step: the same scores, for a fraction of the time."""
     fast = TrainConfig(epochs=10, lr=0.03, batch_size=32)
-    fe = cross_validate_transfer(None, target, TransferConfig(str(source), "feature_extraction"),
-                                 folds=3, training=fast)
-    ft0 = cross_validate_transfer(None, target, TransferConfig(str(source), "fine_tune", 0),
-                                  folds=3, training=fast)
+    fe = cross_validate(transfer_candidate(TransferConfig(str(source), "feature_extraction")),
+                        target, folds=3, training=fast)
+    ft0 = cross_validate(transfer_candidate(TransferConfig(str(source), "fine_tune", 0)),
+                         target, folds=3, training=fast)
     assert fe.settings["transfer"]["frozen"] == ft0.settings["transfer"]["frozen"]
     assert np.allclose(fe.folds["val_log_loss"], ft0.folds["val_log_loss"], atol=1e-4)
     assert fe.folds["seconds"].sum() < ft0.folds["seconds"].sum()
@@ -268,9 +282,9 @@ def test_torchvision_checkpoint_transfers_into_its_preset(tmp_path: Path) -> Non
     arch = preset("resnet18", (3, 64, 64), 2)
     t = TransferConfig(str(path), "feature_extraction")
     with pytest.raises(ConfigError, match="adapt.channels.*1 channels.*takes 3"):
-        cross_validate_transfer(arch, gray, t, folds=2, training=TrainConfig(epochs=1))
+        cross_validate(transfer_candidate(t, arch), gray, folds=2, training=TrainConfig(epochs=1))
     t = TransferConfig(str(path), "feature_extraction", adapt=AdaptConfig(channels="repeat"))
-    res = cross_validate_transfer(arch, gray, t, folds=2,
+    res = cross_validate(transfer_candidate(t, arch), gray, folds=2,
                                   training=TrainConfig(epochs=1, batch_size=12))
     assert res.settings["transfer"]["adapted"] == ["channels repeated 3x: 1 -> 3"]
     assert len(res.settings["transfer"]["frozen"]) == 1 + 8  # the stem and 8 basic blocks
@@ -287,10 +301,11 @@ def test_gradual_unfreezing_unfreezes_one_block_per_period(source: Path,
     prep = prepare_model(ARCH, target.input_shape, 5, t, read_source(source))
     assert [n for n, _ in prep.later] == ["block1.ResidualBlock", "block0.ResidualBlock"]
     loaded = _snapshot(prep.model)
-    on_epoch, done = prep.unfreezer(2)
+    on_epoch, done = unfreezer(prep.later, 2)
     idx = np.arange(len(target))
     fit_fold(prep.model, target, idx[:120], idx[120:], training=TrainConfig(epochs=4, lr=0.01),
-             seed=0, device=CPU, lr_groups=prep.lr_groups, on_epoch=on_epoch)
+             seed=0, device=CPU, options=FitOptions(lr_groups=prep.lr_groups,
+                                                    on_epoch=on_epoch))
     assert done == [{"epoch": 2, "block": "block1.ResidualBlock"}]
     after = prep.model.state_dict()
     for key in ("stem.0.0.weight", "blocks.0.conv1.0.weight", "blocks.0.conv1.1.running_mean"):
@@ -300,7 +315,7 @@ def test_gradual_unfreezing_unfreezes_one_block_per_period(source: Path,
     # optimizer state: none for a listed block while it is frozen, from its first step on
     torch.manual_seed(1)
     prep = prepare_model(ARCH, target.input_shape, 5, t, read_source(source))
-    on_epoch, _ = prep.unfreezer(2)
+    on_epoch, _ = unfreezer(prep.later, 2)
     step = TrainStep(prep.model, TrainConfig(lr=0.01), CPU, 4, lr_groups=prep.lr_groups)
     xb, yb = Standardizer.fit(target.x)(target.x[:32]), target.y[:32]
     block1 = {id(p) for p in prep.model.blocks[1].parameters()}

@@ -12,8 +12,8 @@ from nasdepth.diagnosis import diagnose
 from nasdepth.diagnosis.groundtruth import CASES
 from nasdepth.probes import ProbeHook
 from nasdepth.train import cross_validate
+from nasdepth.train.candidate import transfer_candidate
 from nasdepth.train.transfer import TransferConfig
-from nasdepth.train.transfer_cv import cross_validate_transfer
 
 CASE = next(c for c in CASES if c.name == "mlp_sigmoid_plain_deep")  # 12 sigmoid blocks
 
@@ -33,8 +33,9 @@ def test_frozen_blocks_are_not_vanishing(tmp_path: Path) -> None:
     path = tmp_path / "deep.pt"
     torch.save(build_model(CASE.arch, data.input_shape, data.num_classes).state_dict(), path)
     probe = ProbeHook()
-    tuned = cross_validate_transfer(CASE.arch, data, TransferConfig(str(path), "fine_tune", 2),
-                                    folds=2, training=training, hooks=[probe])
+    tuned = cross_validate(transfer_candidate(TransferConfig(str(path), "fine_tune", 2),
+                                              CASE.arch), data,
+                           folds=2, training=training, hooks=[probe])
     frozen = tuned.settings["transfer"]["frozen"]
     assert len(frozen) == 11  # the stem and ten blocks
     blocks = probe.traces[0].blocks

@@ -271,3 +271,76 @@ def test_a_preset_that_does_not_fit_its_checkpoint_is_refused_before_any_trial(
                                           "network the checkpoint models/resnet18.pth holds"):
         run_study(path, progress=False, probes=False)
     assert not (tmp_path / "studies" / "tv.journal").exists()  # no trial, no storage
+def test_export_refits_a_gradual_unfreezing_trial_as_the_cv_trained_it(exported: Path) -> None:
+    """The refit export uses is the CV's fold: on a fold's own rows and seed it gives that
+    fold's per-epoch history (frozen parts, per-part rates, the unfreezing schedule and the
+    recipe alike), and the exported file records the blocks it unfroze."""
+    import pandas as pd
+    import torch
+
+    from nasdepth.data import load_data
+    from nasdepth.export.refit import refit
+    from nasdepth.study.candidates import candidate_of_record
+    from nasdepth.train import TrainConfig, cross_validate
+
+    folder = exported.parent.parent
+    path = _target(folder, {"weights": "models/source.pt", "mode": "fine_tune",
+                            "trainable_blocks": 1, "body_lr_factor": 0.3, "unfreeze_every": 2},
+                   budget={"trials": 1}, name="target_unfreeze", cv={"folds": 2},
+                   training={"epochs": 5, "batch_size": 32})
+    study = run_study(path, progress=False, probes=False)
+    rec = read_record(study.best_trial)
+    assert [u["epoch"] for u in rec.transfer["unfrozen"]] == [2, 4]
+    cand = candidate_of_record(rec, str(path))
+    data = cand.prepare(load_data(TARGET_DATA))
+    cfg = load_study(path)
+    training = TrainConfig.from_dict(rec.training)
+    cv = cross_validate(cand, data, cv=cfg.cv, seed=cfg.cv_seed, training=training)
+    tr, va = cfg.cv.resolve(data).folds[0]
+    _, _, info = refit(cand, data, tr, va, training, cfg.cv_seed * 1000, torch.device("cpu"))
+    fold0 = cv.history[cv.history["fold"] == 0].reset_index(drop=True)
+    cols = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+    pd.testing.assert_frame_equal(pd.DataFrame(info["history"])[cols], fold0[cols],
+                                  check_dtype=False)
+    assert info["transfer"]["unfrozen"] == rec.transfer["unfrozen"]
+    exported_trial = export_model(path, "best", folder / "models" / "unfrozen.pt")
+    assert [u["epoch"] for u in exported_trial.metadata["refit"]["transfer"]["unfrozen"]] == [
+        2, 4]
+
+
+def test_transfer_study_with_lr_auto_trains_at_the_chosen_rate(exported: Path) -> None:
+    folder = exported.parent.parent
+    path = _target(folder, {"weights": "models/source.pt", "mode": "fine_tune",
+                            "trainable_blocks": 2, "body_lr_factor": 0.5},
+                   budget={"trials": 1}, name="target_auto", space={"lr": "auto"},
+                   training={"epochs": 2, "batch_size": 32, "schedule": "none"})
+    study = run_study(path, progress=False, probes=False)
+    rec = read_record(study.best_trial)
+    assert rec.state == "complete" and rec.lr_find is not None
+    chosen = rec.lr_find["lr"]
+    assert rec.training["lr"] == chosen  # every fold trained at the rate the test chose
+    assert chosen != 0.001  # not the default rate
+
+
+def test_multitask_transfer_study_runs(exported: Path) -> None:
+    """``tasks:`` with ``transfer:``: every task's branch starts from the checkpoint's blocks,
+    each task gets a fresh head, the frozen parts stay as loaded."""
+    folder = exported.parent.parent
+    data = {"source": "sklearn:digits", "classes": [5, 6, 7, 8, 9], "limit": 150,
+            "derive": {"digit": "label", "parity": "parity"}}
+    path = _target(folder, {"weights": "models/source.pt", "mode": "fine_tune",
+                            "trainable_blocks": 1, "unfreeze_every": 1},
+                   budget={"trials": 1}, name="target_mt", data=data,
+                   training={"epochs": 2, "batch_size": 32},
+                   tasks={"names": ["digit", "parity"], "branch_at": 3})
+    study = run_study(path, progress=False, probes=True)
+    rec = read_record(study.best_trial)
+    assert rec.state == "complete", rec.reason
+    assert rec.candidate is not None and rec.candidate["kind"] == "transfer"
+    assert rec.candidate["inner"]["kind"] == "multitask"
+    assert set(rec.multitask["tasks"]) == {"digit", "parity"}
+    assert rec.multitask["scores"]["parity"]["mean"] > 0.5
+    assert rec.transfer["frozen"] == ["stem", "block0.ResidualBlock", "block1.ResidualBlock",
+                                      "block2.ResidualBlock"]
+    assert rec.transfer["unfrozen"] == [{"epoch": 1, "block": "block2.ResidualBlock"}]
+    assert "digit.val_accuracy" in rec.cv_folds[0]

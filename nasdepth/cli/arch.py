@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from nasdepth.errors import ConfigError
+from nasdepth.errors import ConfigError, UnknownNameError
 
 if TYPE_CHECKING:
     from nasdepth.arch import ArchConfig
@@ -27,6 +27,26 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="a local checkpoint (torchvision state_dict or nasdepth model file): "
                         "check that it loads into this preset")
     p.set_defaults(func=main)
+
+
+def parse_arch(spec: str, input_shape: tuple[int, ...], num_classes: int) -> ArchConfig:
+    """``--arch``: a preset name, an ``ArchConfig`` YAML/JSON file, or an inline mapping
+    (JSON or YAML) -> ``ArchConfig`` (presets built for ``input_shape`` and ``num_classes``).
+    Files and mappings go through the one bounded YAML reader: one line for any error."""
+    from pathlib import Path
+
+    from nasdepth.arch import PRESETS, ArchConfig, preset
+    from nasdepth.yamlfile import parse_yaml, read_yaml
+
+    if spec in PRESETS:
+        return preset(spec, input_shape, num_classes)
+    path = Path(spec)
+    is_file = path.is_file()
+    raw = read_yaml(path, "--arch file") if is_file else parse_yaml(spec, "--arch")
+    if not isinstance(raw, dict):
+        raise UnknownNameError("--arch", "arch", spec,
+                               ["FILE.yaml", "FILE.json", "{...}", *PRESETS])
+    return ArchConfig.from_dict(raw, source=str(path) if is_file else f"--arch {spec}")
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

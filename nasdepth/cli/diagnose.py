@@ -3,8 +3,9 @@
     nasdepth diagnose --study studies/x.yaml --trial 17 [--controls all] [--json]
     nasdepth diagnose --data sklearn:digits --arch arch.yaml [--epochs 20] [--controls shuffled]
 
-``--study`` rebuilds the trial from its record (``arch`` and the ``training`` recipe it ran
-with) and reruns the study's cross-validation with probes; ``--arch`` takes a YAML/JSON file,
+``--study`` rebuilds the trial's candidate from its record (single-task, multitask or
+transfer, and the ``training`` recipe it ran with) and reruns the study's cross-validation
+with probes; ``--arch`` takes a YAML/JSON file,
 inline JSON or a preset name.
 """
 
@@ -12,15 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.errors import ConfigError
 
 if TYPE_CHECKING:
-    from nasdepth.arch import ArchConfig
     from nasdepth.data import Dataset
     from nasdepth.diagnosis import Diagnosis
+    from nasdepth.diagnosis.multitask import MultitaskDiagnosis
     from nasdepth.train import TrainConfig
 
 
@@ -47,65 +47,38 @@ def register(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=main)
 
 
-def parse_arch(spec: str, data: Dataset) -> ArchConfig:
-    """A YAML/JSON file, inline JSON (``{...}``) or a preset name."""
-    from nasdepth.arch import PRESETS, ArchConfig, preset
-    from nasdepth.yamlfile import parse_yaml, read_yaml
-
-    raw: Any = None
-    if Path(spec).is_file():  # JSON is YAML; one line for any error (nasdepth.yamlfile)
-        raw = read_yaml(spec, "--arch file")
-    elif spec.lstrip().startswith("{"):
-        raw = parse_yaml(spec, "The --arch mapping")
-    if raw is not None or Path(spec).is_file():
-        return ArchConfig.from_dict(raw, source=f"--arch {spec}")
-    if spec in PRESETS:
-        return preset(spec, data.input_shape, data.num_classes)
-    raise UnknownNameError("--arch", "arch", spec, ["FILE.yaml", "FILE.json", "{...}", *PRESETS])
-
-
-def _trial_arch(args: argparse.Namespace
-                ) -> tuple[ArchConfig, TrainConfig, Any, Dataset, dict[str, Any] | None]:
-    import optuna
-
-    from nasdepth.arch import ArchConfig
+def _trial_candidate(args: argparse.Namespace) -> tuple[Any, TrainConfig, Any, Dataset]:
+    """The candidate a stored trial trained, its recipe, the study and its data."""
     from nasdepth.data import load_data
+    from nasdepth.study.candidates import candidate_of_record
     from nasdepth.study.record import read_record
-    from nasdepth.study.storage import make_storage
+    from nasdepth.study.runner import load_stored_study
     from nasdepth.study.study_file import load_study
     from nasdepth.train import TrainConfig
 
     cfg = load_study(args.study)
-    storage = make_storage(args.storage or cfg.storage_url)
-    try:
-        study = optuna.load_study(study_name=cfg.name, storage=storage)
-    except KeyError:
-        raise ConfigError(args.study, "study", cfg.name,
-                          "a study that has run (nasdepth run first)") from None
+    study = load_stored_study(cfg, args.storage)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if args.trial not in trials:
         raise ConfigError(args.study, "--trial", args.trial,
                           f"one of the study's trial numbers (0..{max(trials, default=-1)})")
     rec = read_record(trials[args.trial])
-    if not rec.arch:
+    if not rec.arch and not rec.candidate:
         raise ConfigError(args.study, "--trial", args.trial, "a trial with a stored 'arch'")
     source = f"trial {args.trial} of {args.study}"
     # the recipe the trial ran with (older records lack it: the study's own then)
     training = TrainConfig.from_dict(rec.training, source) if rec.training else cfg.training
     data = load_data(cfg.data, source=str(cfg.path))
-    return ArchConfig.from_dict(rec.arch, source=source), training, cfg, data, rec.transfer
+    return candidate_of_record(rec, source), training, cfg, data
 
 
 def _study_controls(args: argparse.Namespace, cfg: Any, data: Any) -> dict[str, Any]:
     """The study as it stands: its trials that learned on the same splits (and the reference
     network's result where it ran), so a stalled trial is judged beside them."""
-    import optuna
-
     from nasdepth.study.peers import study_controls
-    from nasdepth.study.storage import make_storage
+    from nasdepth.study.runner import load_stored_study
 
-    study = optuna.load_study(study_name=cfg.name,
-                              storage=make_storage(args.storage or cfg.storage_url))
+    study = load_stored_study(cfg, args.storage)
     return study_controls(study, data, cfg.cv.resolve(data, str(cfg.path)), exclude=args.trial)
 
 
@@ -118,72 +91,40 @@ def _training(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
     return replace(base, **changes).validate("the command line") if changes else base
 
 
-def _diagnose_multitask(args: argparse.Namespace, cfg: Any, data: Any, training: Any,
-                        seed: int, controls: Any) -> Any:
-    """``--study`` on a multitask study: the trial's multitask network cross-validated again
-    with per-task probes, diagnosed per task (``MultitaskDiagnosis``)."""
-    import optuna
-
-    from nasdepth.arch.multitask import MultitaskConfig
-    from nasdepth.diagnosis.multitask import diagnose_tasks
-    from nasdepth.probes import MultitaskProbeHook
-    from nasdepth.study.record import read_record
-    from nasdepth.study.storage import make_storage
-    from nasdepth.train.multitask import cross_validate_multitask
-
-    study = optuna.load_study(study_name=cfg.name,
-                              storage=make_storage(args.storage or cfg.storage_url))
-    rec = read_record(study.get_trials(deepcopy=False)[args.trial])
-    if not isinstance(rec.multitask, dict):
-        raise ConfigError(args.study, "--trial", args.trial, "a trial with a multitask record")
-    mt = MultitaskConfig.from_dict(rec.multitask["config"], f"trial {args.trial}")
-    result = cross_validate_multitask(mt, data, cv=cfg.cv, seed=seed, training=training,
-                                      hooks=[MultitaskProbeHook()], source=str(cfg.path))
-    return diagnose_tasks(result, data, controls=controls)
-
-
-def _transfer_cv(arch: ArchConfig, data: Dataset, transfer: dict[str, Any], cfg: Any, seed: int,
-                 training: TrainConfig, hook: Any, controls: list[str]) -> Any:
-    """A transfer trial cross-validated again as it ran (checkpoint, mode, frozen blocks)."""
-    from nasdepth.train.transfer import TransferConfig
-    from nasdepth.train.transfer_cv import cross_validate_transfer
-
-    costly = [c for c in controls if c != "shallow"]
-    if costly:
-        raise ConfigError("the command line", "--controls", ",".join(costly),
-                          "shallow or none for a transfer trial (the other controls retrain "
-                          "the architecture from scratch)")
-    return cross_validate_transfer(arch, data, TransferConfig.from_record(transfer, str(cfg.path)),
-                                   cv=cfg.cv, seed=seed, training=training, hooks=[hook],
-                                   source=str(cfg.path))
-
-
-def run_diagnosis(args: argparse.Namespace) -> Diagnosis:
+def run_diagnosis(args: argparse.Namespace) -> Diagnosis | MultitaskDiagnosis:
+    from nasdepth.cli.arch import parse_arch
     from nasdepth.data import load_data
     from nasdepth.diagnosis import diagnose, parse_controls
-    from nasdepth.probes import ProbeHook
+    from nasdepth.probes import MultitaskProbeHook, ProbeHook
     from nasdepth.train import NonFiniteLossError, cross_validate
 
     controls = parse_controls(args.controls, "--controls")
     if args.study:
         if args.trial is None:
             raise ConfigError("the command line", "--trial", None, "set with --study")
-        arch, trained_with, cfg, data, transfer = _trial_arch(args)
+        candidate, trained_with, cfg, data = _trial_candidate(args)
         training = _training(trained_with, args)
         seed = cfg.cv_seed if args.seed is None else args.seed
-        if cfg.tasks is not None:  # a multitask trial: a verdict per task
-            return _diagnose_multitask(args, cfg, data, training, seed, controls)
-        hook = ProbeHook()
-        try:
-            if transfer is not None:  # from the checkpoint, with the trial's frozen parts
-                result = _transfer_cv(arch, data, transfer, cfg, seed, training, hook,
-                                      controls)
-            else:
-                result = cross_validate(arch, data, cv=cfg.cv, seed=seed, training=training,
-                                        hooks=[hook], source=str(cfg.path))
+        costly = [c for c in controls if c != "shallow"]
+        if costly and candidate.kind == "transfer":
+            raise ConfigError("the command line", "--controls", ",".join(costly),
+                              "shallow or none for a transfer trial (the other controls "
+                              "retrain the architecture from scratch)")
+        tasks = candidate.targets().tasks
+        hook: Any = MultitaskProbeHook() if tasks else ProbeHook()
+        data = candidate.prepare(data, str(cfg.path))  # as the trial took it
+        try:  # the trial's candidate again, as it ran (checkpoint, frozen parts, tasks)
+            result = cross_validate(candidate, data, cv=cfg.cv, seed=seed, training=training,
+                                    hooks=[hook], source=str(cfg.path))
         except NonFiniteLossError as exc:
+            if tasks:
+                raise
             hook.close(str(exc))
             return diagnose(hook)
+        if tasks:  # a multitask trial: a verdict per task
+            from nasdepth.diagnosis.multitask import diagnose_tasks
+
+            return diagnose_tasks(result, data, controls=controls)
         return diagnose(result, data, controls=controls,
                         precomputed=_study_controls(args, cfg, data),
                         reference_budget=args.reference_budget)
@@ -191,7 +132,7 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis:
         raise ConfigError("the command line", "--data/--arch", None,
                           "both set (or --study with --trial)")
     data = load_data(args.data)
-    arch = parse_arch(args.arch, data)
+    arch = parse_arch(args.arch, data.input_shape, data.num_classes)
     return diagnose(arch, data, controls=controls, epochs=args.epochs, lr=args.lr,
                     batch_size=args.batch_size, optimizer=args.optimizer, folds=args.folds,
                     seed=args.seed, reference_budget=args.reference_budget)

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from nasdepth.errors import ConfigError, NasdepthError
+from nasdepth.train.config import LR_RULES
 
-RULES = ("blend", "steepest", "min10", "valley")
+RULES = LR_RULES
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -39,30 +40,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=main)
 
 
-def parse_arch(text: str, shape: tuple[int, ...], classes: int) -> Any:
-    """A preset name, a file, or an inline mapping -> ``ArchConfig``."""
-    from nasdepth.arch import PRESETS, ArchConfig, preset
-    from nasdepth.errors import NasdepthError
-    from nasdepth.yamlfile import parse_yaml, read_yaml
-
-    if text in PRESETS:
-        return preset(text, shape, classes)
-    path = Path(text)
-    source = str(path) if path.is_file() else "--arch"
-    try:
-        raw = read_yaml(path, "--arch file") if path.is_file() else parse_yaml(text, "--arch")
-    except NasdepthError:
-        if path.is_file():
-            raise
-        raw = None
-    if not isinstance(raw, dict):
-        raise ConfigError("the command line", "--arch", text,
-                          f"a preset ({', '.join(sorted(PRESETS))}), an ArchConfig file, or a "
-                          "mapping such as {stages: [{block: plain, depth: 2, width: 32}]}")
-    return ArchConfig.from_dict(raw, source)
-
-
 def main(args: argparse.Namespace) -> int:
+    from nasdepth.cli.arch import parse_arch
     from nasdepth.data import load_data
     from nasdepth.train import TrainConfig
     from nasdepth.train.lr_find import find_lr

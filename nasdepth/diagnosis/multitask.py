@@ -60,7 +60,7 @@ def result_tasks(result: CVResult) -> list[str]:
     mt = result.settings.get("multitask")
     if not isinstance(mt, dict) or not mt.get("tasks"):
         raise ConfigError("diagnose", "cv_result", "a single-task CVResult",
-                          "a result of cross_validate_multitask")
+                          "a result of cross_validate of a multitask candidate")
     return [str(t) for t in mt["tasks"]]
 
 
@@ -92,7 +92,7 @@ def diagnose_tasks(result: CVResult, data: Dataset | None = None, *,
                    controls: str | list[str] | None = None,
                    precomputed: dict[str, dict[str, Any]] | None = None,
                    thresholds: dict[str, float] | None = None) -> MultitaskDiagnosis:
-    """A verdict per task of a ``cross_validate_multitask`` run trained with a
+    """A verdict per task of a multitask ``cross_validate`` run trained with a
     :class:`~nasdepth.probes.MultitaskProbeHook`. ``data`` (the multitask data set) lets the
     controls run on each task's labels (by default the shallow baseline); ``precomputed``
     maps a task to its control results computed once elsewhere (a study's)."""

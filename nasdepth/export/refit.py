@@ -23,11 +23,11 @@ import sklearn
 import torch
 from torch import nn
 
-from nasdepth.arch import ArchConfig, build_model, count_parameters
+from nasdepth.arch import count_parameters
 from nasdepth.data import CVConfig, Dataset, Splits, load_data
+from nasdepth.errors import ConfigError
 from nasdepth.export.model import ExportedModel, save_model, standardization_dict
 from nasdepth.export.monitor import monitor_rows
-from nasdepth.export.transfer import refit_transfer, transfer_of
 from nasdepth.export.trial import (
     StudySettings,
     cv_scores,
@@ -35,13 +35,21 @@ from nasdepth.export.trial import (
     open_stored_study,
     pick_trial,
     refit_epochs,
-    trial_arch,
+    trial_candidate,
     trial_record,
     trial_training,
 )
 from nasdepth.study.record import TrialRecord
 from nasdepth.study.study_file import StudyConfig
-from nasdepth.train import TrainConfig, TrainHook, cross_validate, fit_fold, resolve_device
+from nasdepth.train import (
+    TrainConfig,
+    TrainHook,
+    cross_validate,
+    fit_fold,
+    records,
+    resolve_device,
+)
+from nasdepth.train.candidate import Candidate, TransferCandidate
 from nasdepth.train.device import configure_threads
 from nasdepth.train.metrics import classification_metrics
 from nasdepth.train.stream import fit_standardizer
@@ -120,24 +128,30 @@ def _resolve(study: optuna.Study | StudyConfig | str | Path, storage: str | None
     return st, StudySettings.of(st, cfg), str(study)
 
 
-def _refit(arch: ArchConfig, data: Dataset, cv_idx: np.ndarray, test_idx: np.ndarray,
-           training: TrainConfig, seed: int, device: torch.device
-           ) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor], dict[str, Any]]:
-    """One fresh model trained on ``cv_idx``; the per-epoch history scores the test part (no
-    decision depends on it: patience is off) or a seeded sample of the training rows."""
+def refit(candidate: Candidate, data: Dataset, cv_idx: np.ndarray, test_idx: np.ndarray,
+          training: TrainConfig, seed: int, device: torch.device
+          ) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor], dict[str, Any]]:
+    """One fresh network of ``candidate`` trained on ``cv_idx`` exactly as a CV fold trains
+    it (``Candidate.fold``: its checkpoint, frozen parts, learning-rate groups and unfreezing
+    schedule; ``fit_fold``: the recipe); the per-epoch history scores the test part (no
+    decision depends on it: patience is off) or a seeded sample of the training rows.
+    ``data``: as the candidate takes it (``candidate.prepare``)."""
     monitor = monitor_rows(cv_idx, test_idx, seed)
-    torch.manual_seed(seed)
-    model = build_model(arch, data.input_shape, data.num_classes)
-    aux_weight = float(getattr(arch, "aux_weight", 0.0) or 0.0)
-    result = fit_fold(model, data, cv_idx, monitor, training=training, seed=seed,
-                      device=device, fold=0, aux_weight=aux_weight)
-    scaler = fit_standardizer(data.x, cv_idx, device)  # what fit_fold fitted: same rows
+    fm = candidate.fold(data, cv_idx, seed, device)
+    result = fit_fold(fm.model, fm.data, cv_idx, monitor, training=training, seed=seed,
+                      device=device, options=fm.options)
+    model = fm.whole if fm.whole is not None else fm.model
+    model.requires_grad_(True)  # a saved model is whole; its frozen parts are as loaded
+    scaler = fit_standardizer(data.x, cv_idx, device)  # what the fold fitted: same rows
     info = {"monitor": "test" if len(test_idx) else f"{len(monitor)} training rows",
             "history": [{k: h[k] for k in ("epoch", "train_loss", "train_accuracy",
                                           "val_loss", "val_accuracy")}
                         for h in result.history],
             "train_accuracy": result.row.get("train_accuracy"),
             "seconds": result.row.get("seconds")}
+    if isinstance(candidate, TransferCandidate):
+        info["transfer"] = {**candidate.transfer.to_dict(), **{
+            k: fm.notes.get(k) for k in ("frozen", "unfrozen")}}
     return model, (scaler.mean, scaler.std), info
 
 
@@ -168,7 +182,8 @@ def export_model(
     frozen = pick_trial(st, trial, settings.maximize)
     record = trial_record(frozen)
     source = settings.source
-    arch = trial_arch(record, source)
+    candidate = trial_candidate(record, source)
+    arch = candidate.arch
     training = trial_training(record, settings)
     if device is not None:
         training = replace(training, device=device).validate(source)
@@ -177,7 +192,10 @@ def export_model(
     dev = resolve_device(training.device)
     if data is None:
         data = load_data(settings.data, source=source)
-    transfer, data = transfer_of(record, data, source, ensemble)  # adapted as the trial's
+    if ensemble and isinstance(candidate, TransferCandidate):
+        raise ConfigError(source, "--ensemble", True,
+                          "off for a transfer trial (it is refitted once from its checkpoint)")
+    data = candidate.prepare(data, source)  # adapted as the trial's
     resolved = trial_splits(record, settings, data)
     splits, test_idx = list(resolved.folds), resolved.test
     cv_idx = np.setdiff1d(np.arange(len(data)), test_idx)  # every sample not held out
@@ -189,20 +207,19 @@ def export_model(
         f"{scores.get(objective, {}).get('mean', float('nan')):.4f} over {scores['folds']} "
         f"folds.")
     fold_rows: list[dict[str, Any]] = []
-    refit: dict[str, Any]
+    how: dict[str, Any]
     if ensemble:
         say(f"Retraining the {len(splits)} fold models on {dev} ...")
         keep = _KeepModels()
-        result = cross_validate(arch, data, cv=resolved, seed=settings.cv_seed,
+        result = cross_validate(candidate, data, cv=resolved, seed=settings.cv_seed,
                                 training=training, hooks=[keep], parallel="off", source=source)
         members = [keep.models[k].eval() for k in range(len(splits))]
         standardizations = []
         for tr, _ in splits:
             scaler = fit_standardizer(data.x, tr, dev)
             standardizations.append((scaler.mean, scaler.std))
-        fold_rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-                     for row in result.folds.to_dict(orient="records")]
-        refit = {"kind": "ensemble", "members": len(members), "epochs": training.epochs,
+        fold_rows = records(result.folds)
+        how = {"kind": "ensemble", "members": len(members), "epochs": training.epochs,
                  "epochs_rule": "each fold as in the CV (its own early stopping)",
                  "seeds": [settings.cv_seed * 1000 + k for k in range(len(splits))],
                  "fold_epochs": [int(r["epochs"]) for r in fold_rows],
@@ -214,11 +231,9 @@ def export_model(
         seed = settings.cv_seed * 1000 + len(splits)  # next to the fold seeds, distinct
         say(f"Refitting on {len(cv_idx)} samples (all but the {len(test_idx)} held out) for "
             f"{epochs} epochs ({rule}) on {dev} ...")
-        model, std, info = (
-            _refit(arch, data, cv_idx, test_idx, used, seed, dev) if transfer is None
-            else refit_transfer(arch, data, cv_idx, test_idx, used, seed, dev, transfer))
+        model, std, info = refit(candidate, data, cv_idx, test_idx, used, seed, dev)
         members, standardizations = [model.eval()], [std]
-        refit = {"kind": "refit", "members": 1, "epochs": epochs, "epochs_rule": rule,
+        how = {"kind": "refit", "members": 1, "epochs": epochs, "epochs_rule": rule,
                  "seed": seed, "n_train": int(len(cv_idx)), **info}
     meta: dict[str, Any] = {
         "study": settings.name, "study_file": study_file, "trial": record.number,
@@ -226,7 +241,7 @@ def export_model(
             timespec="seconds"),
         "arch": arch.to_dict(), "arch_summary": arch.summary(),
         "params": count_parameters(members[0]),
-        "training": used.to_dict(), "refit": refit,
+        "training": used.to_dict(), "refit": how,
         "input_shape": list(data.input_shape), "class_names": list(data.class_names),
         "num_classes": data.num_classes, "data": settings.data, "data_info": data.to_dict(),
         "cv": resolved.cv.to_dict(), "cv_seed": settings.cv_seed,
@@ -253,4 +268,4 @@ def export_model(
     return ExportResult(path=out, metadata=meta, model=exported, fold_rows=fold_rows)
 
 
-__all__ = ["ExportResult", "export_model", "split_indices"]
+__all__ = ["ExportResult", "export_model", "refit", "split_indices"]

@@ -16,13 +16,14 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nasdepth.arch import ArchConfig
 from nasdepth.data import CVConfig
 from nasdepth.errors import ConfigError, NasdepthError
-from nasdepth.study.record import TrialRecord, read_record
-from nasdepth.study.storage import make_storage, storage_url
+from nasdepth.study.candidates import candidate_of_record
+from nasdepth.study.record import TrialRecord, read_record, read_study_record
+from nasdepth.study.runner import load_stored_study
 from nasdepth.study.study_file import StudyConfig, load_study
 from nasdepth.train import TrainConfig
+from nasdepth.train.candidate import Candidate
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class StudySettings:
     @classmethod
     def of(cls, study: optuna.Study, cfg: StudyConfig | None = None) -> StudySettings:
         """From the study's stored config, else from ``cfg`` (a study without one)."""
-        stored = study.user_attrs.get("config")
+        stored = read_study_record(study).settings
         maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
         source = str(cfg.path) if cfg is not None else f"the study '{study.study_name}'"
         if isinstance(stored, dict) and "data" in stored and "training" in stored:
@@ -65,17 +66,7 @@ def open_stored_study(study_file: str | Path, storage: str | None = None
                       ) -> tuple[optuna.Study, StudyConfig]:
     """The study a study file names, from ``storage`` (default: the file's own)."""
     cfg = load_study(study_file)
-    url = storage_url(storage or cfg.storage_url)  # libpq keywords: a URL, not a file
-    if "://" not in url and not Path(url).is_file():
-        raise NasdepthError(f"No storage at {url} for study '{cfg.name}' ({study_file}): run "
-                            f"`nasdepth run {study_file}` first, or pass --storage.")
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    try:
-        study = optuna.load_study(study_name=cfg.name, storage=make_storage(url))
-    except KeyError:
-        raise NasdepthError(f"The storage {url} holds no study named '{cfg.name}' (from "
-                            f"{study_file}).") from None
-    return study, cfg
+    return load_stored_study(cfg, storage), cfg
 
 
 def trial_record(trial: FrozenTrial) -> TrialRecord:
@@ -118,13 +109,14 @@ def pick_trial(study: optuna.Study, which: int | str, maximize: bool) -> FrozenT
     return trial
 
 
-def trial_arch(record: TrialRecord, source: str) -> ArchConfig:
-    if not record.arch:
-        raise NasdepthError(f"Trial {record.number} of {source} recorded no architecture.")
-    if isinstance(record.multitask, dict):  # its network has one head per task
+def trial_candidate(record: TrialRecord, source: str) -> Candidate:
+    """What the trial trained (:func:`~nasdepth.study.candidates.candidate_of_record`); a
+    multitask network is refused (an exported file predicts one label column)."""
+    candidate = candidate_of_record(record, source)
+    if candidate.targets().tasks:  # its network has one head per task
         raise NasdepthError(f"Trial {record.number} of {source} is a multitask network; export "
                             "takes single-task trials only (docs/multitask.md).")
-    return ArchConfig.from_dict(record.arch, f"{source}, trial {record.number}")
+    return candidate
 
 
 def trial_training(record: TrialRecord, settings: StudySettings) -> TrainConfig:

@@ -1,4 +1,4 @@
-"""``MultitaskProbeHook``: probes for ``cross_validate_multitask``, one :class:`Probe` per task
+"""``MultitaskProbeHook``: probes for a multitask candidate's CV, one :class:`Probe` per task
 and fold, each on the task's path (stem -> shared blocks -> its branch -> its head).
 
 A task's trace is a single-task trace: its label entropy and chance level are the task's, its

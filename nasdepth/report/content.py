@@ -310,7 +310,7 @@ def cost_section(study: optuna.Study, st: T.StudyTables) -> Section:
                            "only.", "note"))
     if len(st.directions) > 1:
         best = [t for t in study.best_trials]
-        names = study.metric_names or [f"objective {i}" for i in range(len(st.directions))]
+        names = st.study.metric_names or [f"objective {i}" for i in range(len(st.directions))]
         rows = [{"trial": t.number, **dict(zip(names, t.values, strict=True))} for t in best]
         blocks.append(Tab(pd.DataFrame(rows), "Optuna's Pareto-optimal trials over the "
                           f"study's objectives ({', '.join(st.directions)})"))

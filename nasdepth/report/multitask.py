@@ -14,8 +14,6 @@ from nasdepth.report.document import Table as Tab
 from nasdepth.report.figures import WIDE, metric_label, plt, sns
 from nasdepth.report.tables import StudyTables
 
-BASELINES_ATTR = "multitask_baselines"  # = nasdepth.study.multitask.BASELINES_ATTR
-
 
 def branch_figure(table: pd.DataFrame, metric: str):  # type: ignore[no-untyped-def]
     """Each task's best score against ``branch_at`` (blocks shared before the split)."""
@@ -66,7 +64,7 @@ def multitask_section(study: optuna.Study, st: StudyTables) -> Section | None:
             "on it and the diagnosis calls it data-limited (neither the network nor the "
             "shallow baseline learns its labels on these folds). Its score says nothing about "
             "the architecture; consider dropping it or giving it less weight.", "warn"))
-    baselines = study.user_attrs.get(BASELINES_ATTR)
+    baselines = st.study.multitask_baselines
     sharing = MT.sharing_table(baselines, metric, st.maximize)
     if sharing.empty:
         blocks.append(Para("No single-task baselines stored yet (they run after the search "

@@ -22,7 +22,7 @@ import pandas as pd
 from nasdepth.probes.time import time_frame
 from nasdepth.report.stats import TTest, corrected_resampled_ttest, one_se_rule, pareto_mask
 from nasdepth.study.peers import study_verdicts
-from nasdepth.study.record import TrialRecord, read_record
+from nasdepth.study.record import StudyRecord, TrialRecord, read_record, read_study_record
 
 ARCH_COLUMNS = ["depth", "width", "block", "skip", "norm", "activation"]
 #: the recipe each trial trained with (``lr`` after any range test), from its ``training``
@@ -58,6 +58,9 @@ class StudyTables:
     lr_finds: dict[int, dict[str, Any]] = field(default_factory=dict)
     #: trials that copied an earlier twin's results (same parameters) instead of training
     duplicates: set[int] = field(default_factory=set)
+    #: the study's own record (settings, data, baselines): ``config`` and ``data`` are its
+    #: ``settings`` and ``data``
+    study: StudyRecord = field(default_factory=StudyRecord)
 
     @property
     def complete(self) -> pd.DataFrame:
@@ -141,7 +144,8 @@ def still_improving(folds: list[dict[str, Any]], training: dict[str, Any] | None
 
 def collect(study: optuna.Study) -> StudyTables:
     """Read all trials of ``study`` into a :class:`StudyTables`."""
-    config = dict(study.user_attrs.get("config", {}))
+    srec = read_study_record(study)  # the study's settings, data and baselines, read once
+    config = dict(srec.settings)
     directions = [d.name for d in study.directions]
     metric, maximize = _objective(config, directions)
     rows, fold_rows = [], []
@@ -207,10 +211,10 @@ def collect(study: optuna.Study) -> StudyTables:
                                          "score"])
     return StudyTables(name=study.study_name, metric=metric, maximize=maximize,
                        directions=directions, config=config,
-                       data=dict(study.user_attrs.get("data", {})), trials=trials,
+                       data=dict(srec.data), trials=trials,
                        folds=folds_df, diagnoses=diagnoses, probes=probes, traces=traces,
                        values=values, records=records,
-                       lr_finds=lr_finds, duplicates=duplicates)
+                       lr_finds=lr_finds, duplicates=duplicates, study=srec)
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:

@@ -16,9 +16,10 @@ import pandas as pd
 from nasdepth.report import tables as T
 from nasdepth.report.document import Para, Section
 from nasdepth.report.document import Table as Tab
+from nasdepth.train.config import TRANSFER_MODES
 
 #: the modes in the order the report lists them (a study may search any subset)
-MODE_ORDER = ("scratch", "feature_extraction", "fine_tune")
+MODE_ORDER = TRANSFER_MODES
 FEATURE_EXTRACTION_BLOCKS = "0 (feature extraction)"
 
 

@@ -7,8 +7,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from nasdepth.report.figures import WIDE, metric_label, plt, sns
+from nasdepth.train.config import TRANSFER_MODES
 
-MODES = ("scratch", "feature_extraction", "fine_tune")
+MODES = TRANSFER_MODES
 
 
 def mode_figure(trials: pd.DataFrame, metric: str) -> Figure | None:

@@ -1,9 +1,10 @@
-"""Multitask studies: the objective for a study file with a ``tasks:`` section
+"""Multitask studies: what the objective adds for a study file with a ``tasks:`` section
 (:mod:`nasdepth.study.tasks_file`).
 
-Each trial samples an architecture from the space and the tasks' own settings (``branch_at``,
-``head_depth``, ``head_width``, where searched), cross-validates the multitask network on the
-study's splits (sequential engine, data on the device), scores each task, and records:
+Each trial (of the one :class:`~nasdepth.study.objective.Objective`) samples an architecture
+from the space and the tasks' own settings (``branch_at``, ``head_depth``, ``head_width``,
+where searched), cross-validates the multitask network on the study's splits (a
+:class:`~nasdepth.train.candidate.MultitaskCandidate`), scores each task, and records:
 
 - ``TrialRecord.cv_folds``: the fold table (each task's columns and their mean);
 - ``TrialRecord.multitask``: the multitask config trained (``MultitaskConfig.to_dict()``),
@@ -21,38 +22,32 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import optuna
 
 from nasdepth.arch import ArchConfig
-from nasdepth.arch.multitask import MultitaskConfig, build_multitask
-from nasdepth.data import Dataset
+from nasdepth.arch.multitask import MultitaskConfig
+from nasdepth.data import Dataset, Splits
 from nasdepth.data.tasks import check_task
 from nasdepth.diagnosis import shallow_baseline
 from nasdepth.diagnosis.multitask import diagnose_tasks
 from nasdepth.errors import ConfigError, UnknownNameError
-from nasdepth.probes import MultitaskProbeHook
-from nasdepth.study.objective import FoldProgress, HookFactory, Objective, epoch_key
 from nasdepth.study.peers import task_controls
 from nasdepth.study.probing import trace_summary
-from nasdepth.study.record import TrialRecord, read_record
+from nasdepth.study.record import STUDY_ATTRS, TrialRecord, read_record
 from nasdepth.study.study_file import StudyConfig
-from nasdepth.study.tasks_file import SEARCHED, TASK_OBJECTIVES, TaskSettings
-from nasdepth.train import TrainConfig, TrainHook
-from nasdepth.train.cv import CVResult, FoldCallback, records
+from nasdepth.study.tasks_file import TASK_OBJECTIVES, TaskSettings
+from nasdepth.train import TrainConfig
+from nasdepth.train.cv import CVResult, records
 from nasdepth.train.sharing import single_task_baselines
-from nasdepth.train.transfer import TransferConfig
 
 log = logging.getLogger("nasdepth.study")
 
 #: the study attribute holding the best trial's single-task baselines
-BASELINES_ATTR = "multitask_baselines"
+BASELINES_ATTR = STUDY_ATTRS["multitask_baselines"]
 #: the study attribute holding each task's shallow baseline (once per study)
-SHALLOW_ATTR = "shallow_baseline_tasks"
-_MT_ATTR = "_nasdepth_multitask"
-_HOOK_ATTR = "_nasdepth_multitask_probes"
+SHALLOW_ATTR = STUDY_ATTRS["shallow_tasks"]
 
 
 def study_tasks(cfg: StudyConfig, data: Dataset) -> tuple[str, ...]:
@@ -90,129 +85,58 @@ def multitask_config(settings: TaskSettings, tasks: Sequence[str], arch: ArchCon
                            weighting=settings.weighting, weights=weights).validate()
 
 
-class _TaskSpace:
-    """The study's space, with the tasks' settings suggested after the architecture (so they
-    are Optuna parameters of the trial before duplicates are looked for)."""
+def record_tasks(cfg: StudyConfig, study: optuna.Study, result: CVResult, record: TrialRecord,
+                 probes: Any, data: Dataset, splits: Splits, tasks: Sequence[str]) -> None:
+    """A multitask trial's record: ``record.multitask`` (config, tasks, per-task scores and
+    per-task diagnosis), the lead task's probe summary and verdict in the single-task
+    fields. ``probes``: the trial's multitask probe hook (None: no probes ran)."""
+    mt = MultitaskConfig.from_dict(result.settings["multitask"])
+    assert cfg.tasks is not None
+    folds = result.folds
+    metric = cfg.tasks.metric
+    scores = {t: {"mean": float(folds[f"{t}.{metric}"].mean()),
+                  "std": float(folds[f"{t}.{metric}"].std(ddof=1))
+                  if len(folds) > 1 else 0.0} for t in mt.tasks}
+    record.multitask = {"config": mt.to_dict(), "tasks": list(mt.tasks),
+                        "branch_at": mt.shared_blocks, "head_depth": len(mt.head_hidden),
+                        "objective": cfg.tasks.objective, "metric": metric, "scores": scores}
+    record.summary.update({"branch_at": mt.shared_blocks, "head_depth": len(mt.head_hidden)})
+    if probes is None:
+        return
+    try:
+        record.probe_summary = probes.summary()
+        record.trace_summary = trace_summary(probes.by_task().get(mt.tasks[0], []))
+    except Exception as exc:  # a probe bug must not fail a finished candidate
+        record.errors["probes"] = f"{type(exc).__name__}: {exc}"
+    try:
+        known = {}
+        names: list[str] = []
+        if cfg.diagnosis.baseline:
+            known = _shallow(study, data, splits, tasks)
+            names = ["shallow"]
+        d = diagnose_tasks(result, data, controls=names + ["reference"] * bool(names),
+                           precomputed=task_controls(study, splits, known,
+                                                     exclude=record.number))
+        record.multitask["diagnosis"] = d.to_dict()
+        lead = cfg.objectives[0].split(".", 1)[0] if "." in cfg.objectives[0] else mt.tasks[0]
+        record.diagnosis = d.tasks[lead].to_dict()
+    except Exception as exc:
+        record.errors["diagnosis"] = f"{type(exc).__name__}: {exc}"
 
-    def __init__(self, objective: MultitaskObjective) -> None:
-        self._objective = objective
-        self._space = objective.base_space
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._space, name)
+def _shallow(study: optuna.Study, data: Dataset, splits: Splits, tasks: Sequence[str]
+             ) -> dict[str, Any]:
+    """Each task's shallow baseline on the study's splits (computed once per study)."""
+    from nasdepth.data.tasks import task_data
 
-    def training(self, values: Any, base: TrainConfig) -> TrainConfig:
-        own = {k: v for k, v in dict(values).items() if k not in SEARCHED}
-        return self._space.training(own, base)
-
-    def suggest(self, trial: optuna.Trial) -> ArchConfig:
-        arch = self._space.suggest(trial)
-        o = self._objective
-        assert o.cfg.tasks is not None
-        setattr(trial, _MT_ATTR, multitask_config(o.cfg.tasks, o.tasks, arch, trial))
-        return arch
-
-
-class MultitaskObjective(Objective):
-    """:class:`Objective` for a multitask study (same records, pruning and failure handling);
-    ``extra_hooks`` is replaced by per-task probes where given."""
-
-    def __init__(self, cfg: StudyConfig, data: Dataset, fold_progress: FoldProgress | None = None,
-                 extra_hooks: HookFactory | None = None) -> None:
-        self.tasks = study_tasks(cfg, data)
-        self.base_space = cfg.space
-        super().__init__(replace(cfg, space=_TaskSpace(self)),  # type: ignore[arg-type]
-                         data, fold_progress,
-                         extra_hooks=self._probes if extra_hooks is not None else None)
-        self._current: MultitaskConfig | None = None
-
-    def epoch_key(self, objective: str) -> str:
-        """One task's objective (``parity.val_accuracy``) prunes on that task's per-epoch
-        score; the mean on the mean."""
-        if "." in objective:
-            task, metric = objective.split(".", 1)
-            return f"{task}.{epoch_key(metric)}"
-        return epoch_key(objective)
-
-    def _probes(self, trial: optuna.Trial, arch: ArchConfig) -> Sequence[TrainHook]:
-        hook = MultitaskProbeHook()
-        setattr(trial, _HOOK_ATTR, hook)
-        return [hook]
-
-    def _costs(self, trial: optuna.Trial, arch: ArchConfig) -> dict[str, float]:
-        data = self.data
-        mt: MultitaskConfig = getattr(trial, _MT_ATTR)
-        self._current = mt
-        num_classes = {t: (data.tasks or {})[t].num_classes for t in mt.tasks}
-        return self._measure(trial, build_multitask(mt, data.input_shape, num_classes))
-
-    def _cross_validate(self, arch: ArchConfig, on_fold: FoldCallback,
-                        hooks: Sequence[TrainHook], training: TrainConfig | None = None,
-                        transfer: TransferConfig | None = None) -> CVResult:
-        from nasdepth.train.multitask import cross_validate_multitask
-
-        if transfer is not None:  # the study file refuses transfer: with tasks:
-            raise ConfigError(str(self.cfg.path), "transfer", transfer.to_dict(),
-                              "absent in a multitask study")
-
-        assert self._current is not None
-        cfg = self.cfg
-        return cross_validate_multitask(self._current, self.data, cv=self.splits,
-                                        seed=cfg.cv_seed, training=training or cfg.training,
-                                        on_fold=on_fold, hooks=hooks, source=str(cfg.path))
-
-    def after_cv(self, trial: optuna.Trial, result: CVResult, record: TrialRecord) -> None:
-        mt = self._current
-        assert mt is not None and self.cfg.tasks is not None
-        folds = result.folds
-        scores = {t: {"mean": float(folds[f"{t}.{self.cfg.tasks.metric}"].mean()),
-                      "std": float(folds[f"{t}.{self.cfg.tasks.metric}"].std(ddof=1))
-                      if len(folds) > 1 else 0.0} for t in mt.tasks}
-        record.multitask = {"config": mt.to_dict(), "tasks": list(mt.tasks),
-                            "branch_at": mt.shared_blocks, "head_depth": len(mt.head_hidden),
-                            "objective": self.cfg.tasks.objective,
-                            "metric": self.cfg.tasks.metric, "scores": scores}
-        record.summary.update({"branch_at": mt.shared_blocks,
-                               "head_depth": len(mt.head_hidden)})
-        hook = getattr(trial, _HOOK_ATTR, None)
-        if hook is None:
-            return
-        try:
-            record.probe_summary = hook.summary()
-            first = hook.by_task().get(mt.tasks[0], [])
-            record.trace_summary = trace_summary(first)
-        except Exception as exc:  # a probe bug must not fail a finished candidate
-            record.errors["probes"] = f"{type(exc).__name__}: {exc}"
-        try:
-            known = {}
-            names: list[str] = []
-            if self.cfg.diagnosis.baseline:
-                known = self._shallow(trial.study)
-                names = ["shallow"]
-            d = diagnose_tasks(result, self.data, controls=names + ["reference"] * bool(names),
-                               precomputed=task_controls(trial.study, self.splits, known,
-                                                         exclude=trial.number))
-            record.multitask["diagnosis"] = d.to_dict()
-            lead = self.cfg.objectives[0].split(".", 1)[0] if "." in self.cfg.objectives[0] \
-                else mt.tasks[0]
-            record.diagnosis = d.tasks[lead].to_dict()
-            record.splits = self.splits.to_dict()
-        except Exception as exc:
-            record.errors["diagnosis"] = f"{type(exc).__name__}: {exc}"
-
-    def _shallow(self, study: optuna.Study) -> dict[str, Any]:
-        """Each task's shallow baseline on the study's splits (computed once per study)."""
-        from nasdepth.data.tasks import task_data
-
-        stored = study.user_attrs.get(SHALLOW_ATTR)
-        if isinstance(stored, dict) and all(
-                isinstance(stored.get(t), dict) and stored[t].get("splits") == self.splits.digest
-                for t in self.tasks):
-            return stored
-        out = {t: shallow_baseline(task_data(self.data, t), self.splits, seed=self.splits.seed)
-               for t in self.tasks}
-        study.set_user_attr(SHALLOW_ATTR, out)
-        return out
+    stored = study.user_attrs.get(SHALLOW_ATTR)
+    if isinstance(stored, dict) and all(
+            isinstance(stored.get(t), dict) and stored[t].get("splits") == splits.digest
+            for t in tasks):
+        return stored
+    out = {t: shallow_baseline(task_data(data, t), splits, seed=splits.seed) for t in tasks}
+    study.set_user_attr(SHALLOW_ATTR, out)
+    return out
 
 
 def study_baselines(study: optuna.Study, cfg: StudyConfig, data: Dataset) -> dict[str, Any] | None:

@@ -24,24 +24,26 @@ import optuna
 import torch
 from torch import nn
 
-from nasdepth.arch import ArchConfig, build_model, count_parameters
+from nasdepth.arch import count_parameters
 from nasdepth.data import Dataset
+from nasdepth.study.candidates import recipe_params, suggest_candidate
 from nasdepth.study.distinct import claim_candidate
 from nasdepth.study.identity import check_checkpoint
 from nasdepth.study.measure import count_flops, measure_latency, versions, worker_info
+from nasdepth.study.multitask import record_tasks, study_tasks
 from nasdepth.study.probing import linear_probe_hooks, record_diagnosis
 from nasdepth.study.record import TrialRecord, read_record, write_record
 from nasdepth.study.registry import pruner_granularity
 from nasdepth.study.study_file import CONSTRAINTS, StudyConfig
-from nasdepth.study.transfer import PREFIX, transfer_record
-from nasdepth.train import NonFiniteLossError, TrainConfig, TrainHook, cross_validate
-from nasdepth.train.cv import CVResult, FoldCallback, records
-from nasdepth.train.transfer import TransferConfig
-from nasdepth.train.transfer_cv import cross_validate_transfer
+from nasdepth.study.transfer import transfer_record
+from nasdepth.train import NonFiniteLossError, TrainHook, cross_validate
+from nasdepth.train.candidate import Candidate, TransferCandidate
+from nasdepth.train.cv import FoldCallback, records
 
 FoldProgress = Callable[[int, int], FoldCallback]
-#: (trial, arch, model) -> extra hooks for cross_validate, e.g. probes
-HookFactory = Callable[[optuna.Trial, ArchConfig], Sequence[TrainHook]]
+#: (trial, candidate) -> extra hooks for cross_validate, e.g. probes (a hook with
+#: ``summary()``: the probes whose summary and traces the record keeps)
+HookFactory = Callable[[optuna.Trial, Candidate], Sequence[TrainHook]]
 
 
 class EpochPruningHook(TrainHook):
@@ -69,7 +71,11 @@ class EpochPruningHook(TrainHook):
 
 def epoch_key(objective: str) -> str:
     """The per-epoch record value that tracks ``objective`` (the engine records accuracy and
-    log loss each epoch; other metrics are tracked by accuracy)."""
+    log loss each epoch; other metrics are tracked by accuracy). One task's objective
+    (``parity.val_accuracy``) prunes on that task's per-epoch score, others on the mean."""
+    if "." in objective:
+        task, metric = objective.split(".", 1)
+        return f"{task}.{epoch_key(metric)}"
     return "val_loss" if objective.endswith("log_loss") else "val_accuracy"
 
 
@@ -95,17 +101,28 @@ def fail_reason(exc: BaseException) -> str:
 
 
 class Objective:
-    """Callable objective; ``fold_progress(trial_number, folds)`` may return a fold callback,
-    ``extra_hooks(trial, arch)`` extra training hooks (probes)."""
+    """Callable objective for every study: each trial samples a
+    :class:`~nasdepth.train.candidate.Candidate` (:func:`suggest_candidate`: single-task,
+    multitask, transfer or multitask + transfer) and cross-validates it with the one driver.
+    ``fold_progress(trial_number, folds)`` may return a fold callback,
+    ``extra_hooks(trial, candidate)`` extra training hooks (probes)."""
 
     def __init__(self, cfg: StudyConfig, data: Dataset, fold_progress: FoldProgress | None = None,
                  extra_hooks: HookFactory | None = None) -> None:
-        if cfg.transfer is not None:  # the data as the checkpoint takes it, once for all trials
-            data, _ = cfg.transfer.adapt_data(data, str(cfg.path))
+        self.tasks = study_tasks(cfg, data) if cfg.tasks is not None else ()
+        # ``data`` is what each candidate prepares (adapts) itself; ``adapted``: as the
+        # checkpoint takes it, once, for the baselines and the diagnosis
         self.cfg, self.data = cfg, data
+        self.adapted = None if cfg.transfer is None else cfg.transfer.adapt_data(
+            data, str(cfg.path))[0]
         self.fold_progress, self.extra_hooks = fold_progress, extra_hooks
         # the CV resolved once: every trial, the baselines and the controls share these splits
         self.splits = cfg.cv.resolve(data, str(cfg.path))
+
+    @property
+    def view(self) -> Dataset:
+        """The data as the candidates' networks take them (baselines, costs, diagnosis)."""
+        return self.data if self.adapted is None else self.adapted
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
         # a record the runner started (worker) or an enqueued retry's ``retry_of`` carry on
@@ -134,19 +151,9 @@ class Objective:
         write_record(trial, rec)
         return values
 
-    def epoch_key(self, objective: str) -> str:
-        """The per-epoch record value that epoch pruners read for ``objective``."""
-        return epoch_key(objective)
-
-    def _costs(self, trial: optuna.Trial, arch: ArchConfig) -> dict[str, float]:
-        """Params (and FLOPs, latency where an objective or constraint needs them) of a
-        freshly built candidate, stored and turned into constraints before any training."""
-        data = self.data
-        return self._measure(trial, build_model(arch, data.input_shape, data.num_classes))
-
     def _measure(self, trial: optuna.Trial, model: nn.Module) -> dict[str, float]:
         """The costs of ``model`` (one candidate, built), set as the trial's constraints."""
-        cfg, data = self.cfg, self.data
+        cfg, data = self.cfg, self.view
         costs: dict[str, float] = {"params": count_parameters(model)}
         costs["flops"] = count_flops(model, data.input_shape)
         wanted = set(cfg.objectives) | {CONSTRAINTS[c] for c in cfg.constraints}
@@ -161,17 +168,14 @@ class Objective:
         cfg = self.cfg
         start = time.perf_counter()
         rec.seed, rec.versions, rec.worker = cfg.seed, versions(), worker_info()
-        arch = cfg.space.suggest(trial)
-        transfer = None
-        if cfg.transfer is not None:  # the mode, blocks and rate factor; the file's architecture
-            transfer = cfg.transfer.suggest(trial)
+        cand = suggest_candidate(cfg, trial, self.view, self.tasks)
+        arch = cand.arch
+        if isinstance(cand, TransferCandidate):
             check_checkpoint(cfg)  # replaced since the study started: this trial fails
-            arch = cfg.transfer.architecture(self.data) or arch
-            rec.transfer = transfer.to_dict()
+            rec.transfer = cand.transfer.to_dict()
         rec.params = dict(trial.params)
         # the study's training: with the space's sampled recipe (lr, weight decay ...) applied
-        space_params = {k: v for k, v in trial.params.items() if not k.startswith(PREFIX)}
-        training = cfg.space.training(space_params, cfg.training)
+        training = cfg.space.training(recipe_params(cfg, trial.params), cfg.training)
         rec.training = training.to_dict()
         claim_candidate(trial)  # another worker's running trial holds it: draw another
         twin = _completed_twin(trial)
@@ -184,9 +188,10 @@ class Objective:
             rec.timings = {"wall_time": time.perf_counter() - start}
             return twin.values[0] if len(twin.values) == 1 else list(twin.values)
         rec.arch = arch.to_dict()
+        rec.candidate = cand.describe()
         rec.splits = self.splits.to_dict()  # what export refits on, probes or not
         write_record(trial, rec)  # what crashes while measuring stays inspectable
-        costs = self._costs(trial, arch)
+        costs = self._measure(trial, cand.build(cand.prepare(self.data, str(cfg.path))))
         rec.costs = {"params": float(costs["params"]), "flops": float(costs["flops"])}
         if "latency" in costs:
             rec.costs["latency_ms"] = float(costs["latency"])
@@ -202,7 +207,7 @@ class Objective:
 
         def on_fold(k: int, row: dict[str, Any]) -> None:
             rows.append(row)
-            rec.cv_folds = records_of(rows)
+            rec.cv_folds = records(rows)
             rec.timings = {"wall_time": time.perf_counter() - start}
             write_record(trial, rec)  # kept if pruned or failed later
             if progress is not None:
@@ -215,12 +220,15 @@ class Objective:
 
         hooks: list[TrainHook] = []
         if granularity == "epoch":
-            hooks.append(EpochPruningHook(trial, training.epochs, self.epoch_key(metric), rec))
+            hooks.append(EpochPruningHook(trial, training.epochs, epoch_key(metric), rec))
+        probes: list[TrainHook] = []
         if self.extra_hooks is not None:
-            hooks += list(self.extra_hooks(trial, arch))
-            hooks += linear_probe_hooks(trial, self.data, self.splits)
+            probes = list(self.extra_hooks(trial, cand))
+            probes += linear_probe_hooks(cand, self.view, self.splits)
         try:
-            result = self._cross_validate(arch, on_fold, hooks, training, transfer)
+            result = cross_validate(cand, self.data, cv=self.splits, seed=cfg.cv_seed,
+                                    training=training, on_fold=on_fold, hooks=hooks + probes,
+                                    source=str(cfg.path))
         finally:
             rec.timings = {"wall_time": time.perf_counter() - start}
         rec.cv_folds = records(result.folds)
@@ -228,33 +236,19 @@ class Objective:
         # the recipe it trained with (lr: auto resolved) and the range test's curve
         rec.training = dict(result.settings.get("training") or rec.training)
         rec.lr_find = result.settings.get("lr_find")
-        if transfer is not None and self.cfg.transfer is not None:
+        if isinstance(cand, TransferCandidate) and self.cfg.transfer is not None:
             check_checkpoint(self.cfg)  # replaced while this trial trained
-            rec.transfer = transfer_record(result, self.cfg.transfer, self.data, arch, transfer,
+            rec.transfer = transfer_record(result, self.cfg.transfer, self.data, cand,
                                            self.splits, training)
-        self.after_cv(trial, result, rec)
+        if cfg.tasks is not None:
+            record_tasks(cfg, trial.study, result, rec, probes[0] if probes else None,
+                         self.view, self.splits, self.tasks)
+        else:
+            record_diagnosis(trial, result, rec, data=self.view, splits=self.splits,
+                             settings=self.cfg.diagnosis, probes=probes)
         values = [result.mean(o) if o not in costs else float(costs[o])
                   for o in cfg.objectives]
         return values[0] if len(values) == 1 else values
-
-    def _cross_validate(self, arch: ArchConfig, on_fold: FoldCallback,
-                        hooks: Sequence[TrainHook], training: TrainConfig | None = None,
-                        transfer: TransferConfig | None = None) -> CVResult:
-        cfg = self.cfg
-        if transfer is not None and cfg.transfer is not None:  # sequential folds
-            return cross_validate_transfer(
-                arch, self.data, transfer, cv=self.splits, seed=cfg.cv_seed,
-                training=training or cfg.training, on_fold=on_fold, hooks=hooks,
-                source_model=cfg.transfer.source, source=str(cfg.path))
-        return cross_validate(arch, self.data, cv=self.splits, seed=cfg.cv_seed,
-                              training=training or cfg.training, on_fold=on_fold, hooks=hooks,
-                              source=str(cfg.path))
-
-    def after_cv(self, trial: optuna.Trial, result: CVResult, record: TrialRecord) -> None:
-        """Add the probe summary and diagnosis to the record (see
-        :mod:`nasdepth.study.probing`); the objective stores it."""
-        record_diagnosis(trial, result, record, data=self.data, splits=self.splits,
-                         settings=self.cfg.diagnosis)
 
 
 def _completed_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
@@ -279,7 +273,3 @@ def _copy_twin(rec: TrialRecord, twin: TrialRecord) -> None:
         if name not in _OWN:
             setattr(rec, name, value)
     rec.duplicate_of = twin.number
-
-
-def records_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in rows]

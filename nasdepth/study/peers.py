@@ -20,10 +20,7 @@ from typing import Any
 import optuna
 
 from nasdepth.diagnosis.rules import THRESHOLDS
-from nasdepth.study.record import TrialRecord, read_record
-
-#: the study attribute that holds the reference network's result: trained at most once per study
-REFERENCE_ATTR = "reference_network"
+from nasdepth.study.record import STUDY_ATTRS, TrialRecord, read_record
 
 #: at most this many learners are kept (best first)
 KEEP = 5
@@ -129,10 +126,9 @@ def study_controls(study: optuna.Study, data: Any, splits: Any, *,
                    exclude: int | None = None) -> dict[str, Any]:
     """What ``diagnose --study`` passes as ``precomputed``: the study's trials that learned on
     ``splits`` (as it stands now) and the reference network's result where the study ran it."""
-
     out: dict[str, Any] = {"peers": study_peers(study, splits.digest,
                                                 splits_chance(data, splits), exclude=exclude)}
-    stored = study.user_attrs.get(REFERENCE_ATTR)
+    stored = study.user_attrs.get(STUDY_ATTRS["reference"])
     if isinstance(stored, dict) and stored.get("splits") == splits.digest:
         out["reference"] = stored
     return out

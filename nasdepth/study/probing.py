@@ -1,6 +1,6 @@
 """Where studies meet probes and diagnosis, through their public API only.
 
-``probe_hooks(trial, arch)`` gives the training hooks that record a trace; after the CV,
+``probe_hooks(trial, candidate)`` gives the training hooks that record a trace; after the CV,
 ``record_diagnosis(trial, result, record, ...)`` fills the trial record's ``probe_summary``,
 ``trace_summary`` (the per-epoch series the report draws) and ``diagnosis``
 (``Diagnosis.to_dict()``). A failure of either is recorded in ``record.errors`` and never
@@ -28,21 +28,19 @@ from typing import Any
 
 import optuna
 
-from nasdepth.arch import ArchConfig
 from nasdepth.data import Dataset, Splits
 from nasdepth.diagnosis import PLATEAUS, diagnose, shallow_baseline
-from nasdepth.probes import LinearProbeHook, Trace, probe_hook
-from nasdepth.study.peers import REFERENCE_ATTR
-from nasdepth.study.record import TrialRecord
+from nasdepth.probes import LinearProbeHook, MultitaskProbeHook, Trace, probe_hook
+from nasdepth.study.record import STUDY_ATTRS, TrialRecord
 from nasdepth.study.study_file import DiagnosisSettings
 from nasdepth.train import TrainHook
+from nasdepth.train.candidate import Candidate
 from nasdepth.train.cv import CVResult
 
-_HOOK_ATTR = "_nasdepth_probe_hook"
-_LINEAR_ATTR = "_nasdepth_linear_probe_hook"
 #: the study attribute holding the shallow baseline every trial's diagnosis reads
-BASELINE_ATTR = "shallow_baseline"
+BASELINE_ATTR = STUDY_ATTRS["shallow"]
 #: the study attribute holding the reference network's result (run at most once per splits)
+REFERENCE_ATTR = STUDY_ATTRS["reference"]
 #: per-block series and per-epoch scalars kept in the trace summary: what the evidence
 #: figure draws (gradient RMS heatmap, update ratios, normalized losses)
 SUMMARY_SERIES = ("grad_rms", "update_ratio")
@@ -52,23 +50,22 @@ SUMMARY_SCALARS = ("train_loss_norm", "val_loss_norm", "val_accuracy")
 MAX_SUMMARY_EPOCHS = 50
 
 
-def probe_hooks(trial: optuna.Trial, arch: ArchConfig) -> Sequence[TrainHook]:
-    """One probe hook for this trial (kept on the trial object to summarize after the CV)."""
-    hook = probe_hook()
-    setattr(trial, _HOOK_ATTR, hook)
-    return [hook]
+def probe_hooks(trial: optuna.Trial, candidate: Candidate) -> Sequence[TrainHook]:
+    """One probe hook for this trial's candidate (one probe per task for several tasks); the
+    objective keeps it to summarize after the CV."""
+    if candidate.targets().tasks:
+        return [MultitaskProbeHook()]
+    return [probe_hook()]
 
 
-def linear_probe_hooks(trial: optuna.Trial, data: Dataset, splits: Splits
+def linear_probe_hooks(candidate: Candidate, data: Dataset, splits: Splits
                        ) -> list[TrainHook]:
-    """Per-block linear probes of each fold's trained model, for a trial that probes (its
-    :func:`probe_hooks` ran); ``record_diagnosis`` stores their summary in
-    ``record.linear_probes``. None for a trial without probes."""
-    if getattr(trial, _HOOK_ATTR, None) is None:
+    """Per-block linear probes of each fold's trained model, for a trial that probes (the
+    objective asks only then); ``record_diagnosis`` stores their summary in
+    ``record.linear_probes``. None for a candidate with several tasks."""
+    if candidate.targets().tasks:
         return []
-    hook = LinearProbeHook(data, splits)
-    setattr(trial, _LINEAR_ATTR, hook)
-    return [hook]
+    return [LinearProbeHook(data, splits)]
 
 
 def study_baseline(study: optuna.Study, data: Dataset, splits: Splits) -> dict[str, Any]:
@@ -123,19 +120,21 @@ def wants_controls(verdict: str, settings: DiagnosisSettings) -> bool:
 
 def record_diagnosis(trial: optuna.Trial, result: CVResult, record: TrialRecord, *,
                      data: Dataset | None = None, splits: Splits | None = None,
-                     settings: DiagnosisSettings | None = None) -> None:
+                     settings: DiagnosisSettings | None = None,
+                     probes: Sequence[TrainHook] = ()) -> None:
     """Put the probe summary, the trace summary and the diagnosis of a finished CV (when
     probes ran) into ``record`` (the caller stores it); the diagnosis reads the study's
     shallow baseline (once per study) and, for the trials that ``settings`` selects, runs its
-    costly controls."""
-    hook = getattr(trial, _HOOK_ATTR, None)
+    costly controls. ``probes``: the trial's probe hooks (none: no probes ran)."""
+    hook: Any = next((h for h in probes if hasattr(h, "summary")
+                      and not isinstance(h, LinearProbeHook)), None)
     if hook is not None and hasattr(hook, "summary"):
         try:
             record.probe_summary = hook.summary()
             record.trace_summary = trace_summary(hook.traces)
         except Exception as exc:  # a probe bug must not fail a finished candidate
             record.errors["probes"] = f"{type(exc).__name__}: {exc}"
-    linear = getattr(trial, _LINEAR_ATTR, None)
+    linear = next((h for h in probes if isinstance(h, LinearProbeHook)), None)
     if isinstance(linear, LinearProbeHook):
         try:
             record.linear_probes = linear.summary()

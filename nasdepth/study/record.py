@@ -21,8 +21,9 @@ from typing import Any, Protocol
 #: the user attribute that holds the record
 RECORD_KEY = "nasdepth_record"
 #: 1: loose user attributes (no record); 2: this record; 3: adds ``splits``,
-#: ``settings_id`` and ``run_id``; 4: adds ``multitask`` and ``transfer``
-RECORD_VERSION = 4
+#: ``settings_id`` and ``run_id``; 4: adds ``multitask`` and ``transfer``; 5: adds
+#: ``candidate`` (what the trial trained, as one object)
+RECORD_VERSION = 5
 #: the record's states (Optuna's, lower-case)
 STATES = ("running", "waiting", "complete", "pruned", "failed")
 #: a few flat user attributes written beside the record for Optuna's own tools (the
@@ -89,6 +90,11 @@ class TrialRecord:
     #: a transfer study's candidate: ``TransferConfig.to_dict()`` with the frozen units, the
     #: input adaptations and the ``learning_curve`` rows (:mod:`nasdepth.study.transfer`)
     transfer: dict[str, Any] | None = None
+    #: what the trial trained: ``Candidate.describe()`` (``kind``, ``version`` and the
+    #: candidate's own fields; a transfer candidate holds the one it wraps). None in records
+    #: of version <= 4: :func:`nasdepth.study.candidates.candidate_of_record` rebuilds it
+    #: from ``arch``, ``multitask`` and ``transfer``
+    candidate: dict[str, Any] | None = None
     #: per-unit linear classifier probes of each fold's trained model (stem, blocks):
     #: ``LinearProbeHook.summary()`` (:mod:`nasdepth.probes.linear`); None without probes
     linear_probes: dict[str, Any] | None = None
@@ -203,3 +209,84 @@ def _from_loose(attrs: dict[str, Any]) -> TrialRecord:
               "diagnosis": attrs.get("diagnosis_error")}
     rec.errors = {k: str(v) for k, v in errors.items() if v}
     return rec
+
+
+# --- the study's own record --------------------------------------------------------------
+
+#: 1: the study-level attributes read as one record (settings, identity, data, baselines)
+STUDY_RECORD_VERSION = 1
+#: the study user attributes the record is made of (its field: the attribute). Kept as
+#: separate attributes on purpose: several workers write them at different moments (the
+#: shallow baseline, the reference network, the multitask baselines), and one attribute
+#: rewritten whole by each would lose the others' updates.
+STUDY_ATTRS = {"settings": "config", "identity": "identity", "data": "data",
+               "identity_changes": "identity_changes", "shallow": "shallow_baseline",
+               "shallow_tasks": "shallow_baseline_tasks", "reference": "reference_network",
+               "multitask_baselines": "multitask_baselines", "version": "study_record_version"}
+
+
+@dataclass
+class StudyRecord:
+    """What a study recorded about itself, typed: what ``report`` reads once (as it reads
+    each trial's :class:`TrialRecord`), instead of Optuna's user attributes.
+
+    ``settings``: ``StudyConfig.to_dict()`` as the study was created (or last changed with
+    ``--allow-changes``); ``identity``: what a resume is compared against
+    (:mod:`nasdepth.study.identity`) and ``identity_changes`` the accepted changes; ``data``:
+    ``Dataset.to_dict()`` (name, samples, classes, input shape, tasks); ``shallow``: the
+    shallow baseline on the study's splits (``shallow_tasks``: one per task);
+    ``reference``: the reference network's result; ``multitask_baselines``: the best
+    trial's architecture trained on each task alone. ``name``, ``directions`` (``maximize``
+    / ``minimize``) and ``metric_names`` are Optuna's, copied here so readers need nothing
+    else. ``version``: :data:`STUDY_RECORD_VERSION` of the study's writer (0: written before
+    this record existed; every field reads the same).
+    """
+
+    name: str = ""
+    directions: list[str] = field(default_factory=list)
+    metric_names: list[str] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    identity: dict[str, Any] | None = None
+    identity_changes: list[dict[str, Any]] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    shallow: dict[str, Any] | None = None
+    shallow_tasks: dict[str, Any] | None = None
+    reference: dict[str, Any] | None = None
+    multitask_baselines: dict[str, Any] | None = None
+    version: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StudyRecord:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any], *, name: str = "",
+                   directions: list[str] | None = None,
+                   metric_names: list[str] | None = None) -> StudyRecord:
+        """From a study's user attributes (:data:`STUDY_ATTRS`); a value of the wrong type
+        (a damaged or foreign attribute) reads as missing."""
+        rec = cls(name=name, directions=list(directions or []), metric_names=metric_names)
+        for fname, attr in STUDY_ATTRS.items():
+            value = attrs.get(attr)
+            default = getattr(rec, fname)
+            kind = type(default) if default is not None else dict
+            if isinstance(value, kind) and not isinstance(value, bool):
+                setattr(rec, fname, value)
+        return rec
+
+    @property
+    def maximize(self) -> bool:
+        return not self.directions or self.directions[0].lower() == "maximize"
+
+
+def read_study_record(study: Any) -> StudyRecord:
+    """The :class:`StudyRecord` of an ``optuna.Study`` (read once: its user attributes,
+    name, directions and metric names)."""
+    return StudyRecord.from_attrs(
+        dict(study.user_attrs), name=str(study.study_name),
+        directions=[d.name.lower() for d in study.directions],
+        metric_names=study.metric_names)

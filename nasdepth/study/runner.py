@@ -20,6 +20,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -31,17 +32,24 @@ from nasdepth.data import Dataset, load_data
 from nasdepth.errors import NasdepthError
 from nasdepth.study.distinct import is_yielded, use_worker_sampler
 from nasdepth.study.identity import check_identity, settings_id, study_identity
-from nasdepth.study.multitask import MultitaskObjective, study_baselines, study_tasks
+from nasdepth.study.multitask import study_baselines, study_tasks
 from nasdepth.study.names import check_name
 from nasdepth.study.objective import Objective
 from nasdepth.study.preflight import preflight
 from nasdepth.study.probing import probe_hooks
-from nasdepth.study.record import RECORD_KEY, read_record, write_record
+from nasdepth.study.record import (
+    RECORD_KEY,
+    STUDY_ATTRS,
+    STUDY_RECORD_VERSION,
+    read_record,
+    write_record,
+)
 from nasdepth.study.registry import SamplerContext, make_pruner, make_sampler
 from nasdepth.study.scaling import ScalingObjective
 from nasdepth.study.storage import make_storage, redact, storage_kind
 from nasdepth.study.study_file import StudyConfig
 from nasdepth.train import configure_threads
+from nasdepth.train.candidate import check_one_label_column
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 ACTIVE = (TrialState.RUNNING, TrialState.WAITING)
@@ -100,6 +108,7 @@ def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = N
         check_identity(cfg, attrs["identity"], mine, allow_changes=allow_changes)
     if stored is None:
         study.set_user_attr("config", cfg.to_dict())
+        study.set_user_attr(STUDY_ATTRS["version"], STUDY_RECORD_VERSION)
         for params in cfg.enqueue:  # a new study: its listed candidates run first, once
             study.enqueue_trial(params, skip_if_exists=True)
     names = metric_names(cfg)
@@ -108,6 +117,25 @@ def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = N
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(names)
     return study
+
+
+def load_stored_study(cfg: StudyConfig, storage: str | None = None) -> optuna.Study:
+    """The stored study a study file names, from ``storage`` (default: the file's own), for
+    reading (export, report, ``diagnose --study``); a missing storage or study is one line
+    saying what to run."""
+    from nasdepth.study.storage import storage_url
+
+    url = storage_url(storage or cfg.storage_url)  # libpq keywords: a URL, never a file name
+    where = f"'{cfg.name}' ({cfg.path})"
+    if "://" not in url and not Path(url).is_file():
+        raise NasdepthError(f"No storage at {redact(url)} for study {where}: run "
+                            f"`nasdepth run {cfg.path}` first, or pass --storage.")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        return optuna.load_study(study_name=cfg.name, storage=make_storage(url))
+    except KeyError:
+        raise NasdepthError(f"The storage {redact(url)} holds no study named '{cfg.name}' "
+                            f"(from {cfg.path}).") from None
 
 
 def _check_identity(study: optuna.Study, cfg: StudyConfig, data: Dataset, *,
@@ -241,6 +269,8 @@ def prepare(cfg: StudyConfig) -> Dataset:
     preflight(cfg, data)
     if cfg.tasks is not None:  # task names checked against the data before any trial
         study_tasks(cfg, data)
+    else:  # several label columns: a tasks: section says how, before any trial
+        check_one_label_column(data, str(cfg.path))
     return data
 
 
@@ -274,9 +304,8 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
 
         return on_fold
 
-    make = MultitaskObjective if cfg.tasks is not None else Objective
-    if cfg.space.scaling is not None:  # each trial's data at its scaled input resolution
-        make = ScalingObjective
+    # scaling spaces: each trial's data at its scaled input resolution
+    make = ScalingObjective if cfg.space.scaling is not None else Objective
     objective = _BudgetGuard(make(cfg, data, fold_progress if progress else None,
                                   extra_hooks=probe_hooks if probes else None), budget,
                              settings=settings_id(st.user_attrs["identity"]),

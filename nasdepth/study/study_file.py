@@ -396,10 +396,6 @@ def _transfer(raw: dict[str, Any], path: Path, source: str, space: SearchSpace,
     """The ``transfer:`` section (its checks read the checkpoint: torch loads only here)."""
     if raw.get("transfer") is None:
         return None
-    if tasks is not None:
-        raise ConfigError(source, "transfer", "a transfer: section",
-                          "absent in a multitask study (tasks: and transfer: do not combine "
-                          "yet)")
     from nasdepth.study.transfer import parse_transfer
 
     return parse_transfer(raw["transfer"], path, source, space, sampler, raw.get("diagnosis"))

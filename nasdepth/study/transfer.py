@@ -43,9 +43,9 @@ from nasdepth.space.params import Param
 from nasdepth.space.recipe import is_recipe
 from nasdepth.space.space import SearchSpace
 from nasdepth.train import TrainConfig
-from nasdepth.train.cv import CVResult, records
-from nasdepth.train.transfer import MODES, AdaptConfig, TransferConfig, adapt_data
-from nasdepth.train.transfer_cv import cross_validate_transfer
+from nasdepth.train.candidate import TransferCandidate
+from nasdepth.train.cv import CVResult, cross_validate, records
+from nasdepth.train.transfer import MODES, AdaptConfig, TransferConfig, adapt_data, subsampled
 
 TRANSFER_KEYS = ("weights", "preset", "mode", "trainable_blocks", "body_lr_factor",
                  "unfreeze_every", "adapt", "learning_curve")
@@ -159,19 +159,20 @@ def _mode_param(spec: Any, source: str) -> Param:
     return p
 
 
-def _blocks_param(spec: Any, source: str, n_blocks: int | None) -> Param:
-    key = f"{PREFIX}trainable_blocks"
-    p = Param.parse("trainable_blocks", spec, source, key)
+def _count_param(name: str, spec: Any, source: str, allowed: str, high: int | None = None,
+                 none_ok: bool = False) -> Param:
+    """A searched or fixed count: ints >= 0 (and <= ``high``; None where ``none_ok``)."""
+    key = f"{PREFIX}{name}"
+    p = Param.parse(name, spec, source, key)
     if p.kind == "float":
         raise ConfigError(source, f"{key}.type", p.kind, "int, categorical or a fixed int")
-    top = "" if n_blocks is None else f" and <= {n_blocks} (the checkpoint's blocks)"
     values = p.values() if p.kind != "int" else [int(p.low), int(p.high)]
     for value in values or []:
-        if value is None:
+        if value is None and none_ok:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (
-                n_blocks is not None and value > n_blocks):
-            raise ConfigError(source, key, value, f"an int >= 0{top}, or null (all)")
+                high is not None and value > high):
+            raise ConfigError(source, key, value, allowed)
     return p
 
 
@@ -183,19 +184,6 @@ def _factor_param(spec: Any, source: str) -> Param:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 10:
             raise ConfigError(source, key, value, "a number in (0, 10] (the pre-trained "
                               "part's learning rate over the head's)")
-    return p
-
-
-def _every_param(spec: Any, source: str) -> Param:
-    key = f"{PREFIX}unfreeze_every"
-    p = Param.parse("unfreeze_every", spec, source, key)
-    if p.kind == "float":
-        raise ConfigError(source, f"{key}.type", p.kind, "int, categorical or a fixed int")
-    values = p.values() if p.kind != "int" else [int(p.low), int(p.high)]
-    for value in values or []:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(source, key, value, "an int >= 0 (epochs between unfreezing one "
-                              "more block; 0: off)")
     return p
 
 
@@ -273,9 +261,15 @@ def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
                                            10).blocks)
     params = [_mode_param(raw.get("mode", "fine_tune"), source)]
     modes = set(params[0].values() or [])
-    for key, parse in (("trainable_blocks", lambda s: _blocks_param(s, source, n_blocks)),
-                       ("body_lr_factor", lambda s: _factor_param(s, source)),
-                       ("unfreeze_every", lambda s: _every_param(s, source))):
+    top = "" if n_blocks is None else f" and <= {n_blocks} (the checkpoint's blocks)"
+    for key, parse in (
+            ("trainable_blocks", lambda s: _count_param(
+                "trainable_blocks", s, source, f"an int >= 0{top}, or null (all)", n_blocks,
+                none_ok=True)),
+            ("body_lr_factor", lambda s: _factor_param(s, source)),
+            ("unfreeze_every", lambda s: _count_param(
+                "unfreeze_every", s, source,
+                "an int >= 0 (epochs between unfreezing one more block; 0: off)"))):
         if key not in raw:
             continue
         if "fine_tune" not in modes:
@@ -305,18 +299,19 @@ def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
 
 
 def transfer_record(result: CVResult, section: TransferSection, data: Dataset,
-                    arch: ArchConfig, transfer: TransferConfig, splits: Splits,
+                    candidate: TransferCandidate, splits: Splits,
                     training: TrainConfig) -> dict[str, Any]:
     """A trial's ``TrialRecord.transfer``: its settings (frozen units, adaptations) and, where
     the study asks for a learning curve, one row per fold and fraction of the training
     folds (validation scores; the trial's own CV is the curve's 100% point). The curve's
-    runs reuse the trial's splits and recipe."""
-    out = dict(result.settings.get("transfer") or transfer.to_dict())
+    runs reuse the trial's candidate, splits (their training parts subsampled) and recipe."""
+    out = dict(result.settings.get("transfer") or candidate.transfer.to_dict())
     rows: list[dict[str, Any]] = []
+    seed = int(result.settings.get("seed", 0))
     for fraction in section.learning_curve:
-        part = cross_validate_transfer(arch, data, transfer, cv=splits, seed=int(
-            result.settings.get("seed", 0)), training=training, train_fraction=fraction,
-            source_model=section.source)
+        part = cross_validate(candidate, data, cv=subsampled(splits, data.y_numpy, fraction,
+                                                             seed),
+                              seed=seed, training=training)
         for row in records(part.folds):
             rows.append({"fraction": fraction, **{k: v for k, v in row.items() if k in (
                 "fold", "n_train", "seconds") or k.startswith("val_")}})

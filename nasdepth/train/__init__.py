@@ -17,9 +17,13 @@ _EXPORTS = {
     ),
     **dict.fromkeys(("CVResult", "cross_validate", "records"), "nasdepth.train.cv"),
     **dict.fromkeys(
+        ("Candidate", "MultitaskCandidate", "SingleTaskCandidate", "TransferCandidate",
+         "candidate_from_dict"), "nasdepth.train.candidate"),
+    **dict.fromkeys(
         ("configure_threads", "resolve_device", "seed_everything"), "nasdepth.train.device"
     ),
-    **dict.fromkeys(("FoldResult", "fit_fold", "predict_proba"), "nasdepth.train.fit"),
+    **dict.fromkeys(("FitOptions", "FoldResult", "fit_fold", "predict_proba"),
+                    "nasdepth.train.fit"),
     **dict.fromkeys(("TrainHook",), "nasdepth.train.hooks"),
     **dict.fromkeys(("DeviceOutOfMemoryError", "NonFiniteLossError"), "nasdepth.train.loop"),
     **dict.fromkeys(
@@ -33,6 +37,12 @@ _EXPORTS = {
 }
 __all__ = [
     "CVResult",
+    "Candidate",
+    "FitOptions",
+    "MultitaskCandidate",
+    "SingleTaskCandidate",
+    "TransferCandidate",
+    "candidate_from_dict",
     "DEVICE_FRACTION",
     "DeviceOutOfMemoryError",
     "FoldResult",
@@ -61,10 +71,17 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from nasdepth.train.candidate import (
+        Candidate,
+        MultitaskCandidate,
+        SingleTaskCandidate,
+        TransferCandidate,
+        candidate_from_dict,
+    )
     from nasdepth.train.config import OPTIMIZERS, PLACEMENTS, PRECISIONS, SCHEDULES, TrainConfig
     from nasdepth.train.cv import CVResult, cross_validate, records
     from nasdepth.train.device import configure_threads, resolve_device, seed_everything
-    from nasdepth.train.fit import FoldResult, fit_fold, predict_proba
+    from nasdepth.train.fit import FitOptions, FoldResult, fit_fold, predict_proba
     from nasdepth.train.hooks import TrainHook
     from nasdepth.train.loop import DeviceOutOfMemoryError, NonFiniteLossError
     from nasdepth.train.metrics import LOWER_IS_BETTER, METRICS, classification_metrics

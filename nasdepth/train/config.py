@@ -14,6 +14,10 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")
 #: where a fold's data lives while it trains: on the device, or streamed from the host
 PLACEMENTS = ("auto", "device", "stream")
+#: transfer-learning modes (``TransferConfig.mode``; reports order their tables by it)
+TRANSFER_MODES = ("scratch", "feature_extraction", "fine_tune")
+#: the learning-rate range test's choice rules (``lr_find.choose``; ``nasdepth lr-find --rule``)
+LR_RULES = ("blend", "steepest", "min10", "valley")
 #: ``lr: auto`` in YAML: a learning-rate range test per candidate picks ``lr``
 LR_AUTO = "auto"
 

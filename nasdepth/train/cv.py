@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nasdepth.arch import ArchConfig, build_model, count_parameters
+from nasdepth.arch import ArchConfig, count_parameters
+from nasdepth.arch.multitask import MultitaskConfig
 from nasdepth.data import CVConfig, Dataset, Splits, resolve_cv
 from nasdepth.errors import ConfigError
+from nasdepth.train.candidate import Candidate, as_candidate
 from nasdepth.train.config import TrainConfig
 from nasdepth.train.device import configure_threads, resolve_device
 from nasdepth.train.fit import FoldResult, fit_fold
@@ -67,10 +69,13 @@ class CVResult:
         )
 
 
-def records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as JSON-ready dicts of plain Python values (floats kept exact)."""
+def records(rows: pd.DataFrame | Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows (a table, or dicts) as JSON-ready dicts of plain Python values (floats kept
+    exact): the one conversion the study, export and reports use."""
+    if isinstance(rows, pd.DataFrame):
+        rows = rows.to_dict(orient="records")
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-            for row in df.to_dict(orient="records")]
+            for row in rows]
 
 
 def choose_parallel(mode: str | bool, data: Dataset, device: torch.device,
@@ -108,7 +113,7 @@ def choose_parallel(mode: str | bool, data: Dataset, device: torch.device,
 
 
 def cross_validate(
-    arch: ArchConfig,
+    candidate: Candidate | ArchConfig | MultitaskConfig,
     data: Dataset,
     *,
     folds: int = 5,
@@ -121,8 +126,10 @@ def cross_validate(
     parallel: str | bool | None = None,
     source: str = "the study",
 ) -> CVResult:
-    """Train and score ``arch`` on every fold; the splits are fixed by the seed, so every
-    candidate sees the same folds.
+    """Train and score ``candidate`` on every fold; the splits are fixed by the seed, so
+    every candidate sees the same folds. The one CV driver: single-task, multitask and
+    transfer candidates (:mod:`nasdepth.train.candidate`) all train here; an
+    :class:`ArchConfig` (or a ``MultitaskConfig``) is the candidate that trains it alone.
 
     ``cv``: the splits, as :class:`~nasdepth.data.Splits` resolved once (shared with the
     baselines and the diagnosis controls) or a ``CVConfig`` (a study's ``cv:`` section)
@@ -131,8 +138,14 @@ def cross_validate(
     ``training.epochs``; ``parallel`` overrides ``training.parallel`` (``auto``/``on``/``off``
     or a bool). ``on_fold(fold, row)`` runs after every fold (the study reports to Optuna there
     and may stop the trial by raising ``TrialPruned``). ``hooks`` see the training loop.
+
+    The engine is chosen once, from what the candidate supports (``Candidate.engines``):
+    settings that ask for one it lacks are logged and fall back to the sequential engine
+    with the data on the device.
     """
-    training = (training or TrainConfig()).validate().with_epochs(epochs)
+    cand = as_candidate(candidate)
+    data = cand.prepare(data, source)
+    training = _supported(cand, (training or TrainConfig()).validate().with_epochs(epochs))
     resolved = resolve_cv(cv, data, folds=folds, seed=seed, source=source)
     cv_cfg = resolved.cv
     if training.threads:
@@ -140,14 +153,18 @@ def cross_validate(
     device = resolve_device(training.device)
     training.augment.check_input(data.input_shape, source)
     # build once before any fold: a shape the architecture cannot take fails here, not midway
-    params = count_parameters(build_model(arch, data.input_shape, data.num_classes))
-    aux_weight = float(getattr(arch, "aux_weight", 0.0) or 0.0)
+    params = count_parameters(cand.build(data))  # the trainable ones
     splits, test_idx = list(resolved.folds), resolved.test
     sizes = [len(tr) for tr, _ in splits]
     # equal steps for every fold (sizes differ by at most one) keeps the paths identical
     n_used = min(sizes) if max(sizes) - min(sizes) <= 1 else None
     seeds = [seed * 1000 + k for k in range(len(splits))]
     mode = training.parallel if parallel is None else parallel
+    if "parallel" not in cand.engines:
+        if mode in ("on", True):
+            log.info("%s candidates train folds sequentially (fold-parallel training takes "
+                     "networks with one output, freshly built)", cand.kind)
+        mode = "off"
     # once for all folds; the fold-parallel path keeps all N rows once, no more than this
     placement = resolve_placement(training.data_placement, data, device, max(sizes),
                                   max(len(va) for _, va in splits), len(test_idx))
@@ -155,24 +172,25 @@ def cross_validate(
 
     found = None
     if training.lr_auto:  # a range test on fold 0's training part picks every fold's rate
-        torch.manual_seed(seeds[0])
-        found = lr_range_test(build_model(arch, data.input_shape, data.num_classes), data,
-                              splits[0][0], training=training, seed=seeds[0], device=device,
-                              steps=sweep_steps(int(min(sizes)), training, len(splits)))
+        probe = cand.fold(data, splits[0][0], seeds[0], device)
+        found = lr_range_test(probe.model, probe.data, splits[0][0], training=training,
+                              seed=seeds[0], device=device,
+                              steps=sweep_steps(int(min(sizes)), training, len(splits)),
+                              targets=probe.options.targets,
+                              standardize=probe.options.standardize)
         training = replace(training, lr=found.lr)
 
-    def fresh(k: int) -> torch.nn.Module:
-        torch.manual_seed(seeds[k])  # fresh, reproducible initialization per fold
-        return build_model(arch, data.input_shape, data.num_classes)
-
     results: list[FoldResult] = []
+    notes: list[dict[str, Any]] = []
     try:
         if use_parallel:
             try:
                 results = fit_folds_parallel(
-                    [fresh(k) for k in range(len(splits))], data, splits, training=training,
+                    [cand.fold(data, tr, seeds[k], device).model
+                     for k, (tr, _) in enumerate(splits)], data, splits, training=training,
                     seeds=seeds, device=device, hooks=hooks, test_idx=test_idx,
-                    n_used=int(min(sizes)), aux_weight=aux_weight)
+                    n_used=int(min(sizes)), aux_weight=float(
+                        getattr(cand.arch, "aux_weight", 0.0) or 0.0))
             except OOM_ERRORS:
                 if mode not in ("auto", None):
                     raise
@@ -190,28 +208,50 @@ def cross_validate(
                 _finish(result, k, params, resolved, on_fold)
         if not use_parallel:
             for k, (tr, va) in enumerate(splits):
-                result = fit_fold(fresh(k), data, tr, va, training=training, seed=seeds[k],
-                                  device=device, fold=k, hooks=hooks, test_idx=test_idx,
-                                  n_used=n_used, aux_weight=aux_weight, placement=placement)
+                fm = cand.fold(data, tr, seeds[k], device)
+                options = replace(fm.options, test_idx=test_idx, n_used=n_used,
+                                  placement=fm.options.placement or placement)
+                result = fit_fold(fm.model, fm.data, tr, va, training=training, seed=seeds[k],
+                                  device=device, fold=k, hooks=hooks, options=options)
+                result.row.update(fm.row)
+                if "feature_seconds" in fm.row:
+                    result.row["seconds"] = float(result.row["seconds"]) + fm.row[
+                        "feature_seconds"]
+                notes.append(fm.notes)
                 results.append(result)
                 _finish(result, k, params, resolved, on_fold)
     except OOM_ERRORS as exc:
         raise out_of_memory(exc, device, training, params, "while cross-validating") from None
     if not results:
         raise ConfigError(source, "folds", cv_cfg.folds, "a split that leaves training data")
+    tasks = bool(cand.targets().tasks)
     return CVResult(
         folds=pd.DataFrame([r.row for r in results]),
         history=pd.DataFrame([h for r in results for h in r.history]),
-        arch=arch,
+        arch=cand.arch,
         data=data.to_dict(),
         settings={"folds": resolved.n_splits, "seed": seed, "cv": cv_cfg.to_dict(),
-                  "splits": resolved.to_dict(),
+                  # with the indices for several tasks: per-task diagnoses re-read these
+                  # exact splits on data stratified on another task
+                  "splits": resolved.to_dict(indices=tasks),
                   "training": training.to_dict(), "device": str(device),
                   "parallel": use_parallel, "data_placement": placement,
                   "n_test": int(len(test_idx)),
-                  "lr_find": None if found is None else found.to_dict()},
+                  "lr_find": None if found is None else found.to_dict(),
+                  "candidate": cand.describe(), **cand.settings(notes)},
         traces=[t for r in results for t in r.traces],
     )
+
+
+def _supported(cand: Candidate, training: TrainConfig) -> TrainConfig:
+    """``training`` without what ``cand`` cannot take (logged); the rest as asked."""
+    if training.compile and "compile" not in cand.engines:
+        log.info("%s candidates are not compiled (compile: on ignored)", cand.kind)
+        training = replace(training, compile=False)
+    if training.data_placement == "stream" and "stream" not in cand.engines:
+        log.warning("%s candidates keep the fold's data on the device", cand.kind)
+        training = replace(training, data_placement="device")
+    return training
 
 
 def _finish(result: FoldResult, k: int, params: int, splits: Splits,

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nasdepth.data import Dataset, Standardizer, augment_batch
@@ -29,14 +28,13 @@ from nasdepth.train.loop import (
     OOM_ERRORS,
     EarlyStopper,
     NonFiniteLossError,
-    autocast,
     batch_plan,
     fold_perm,
     frozen_norms_eval,
 )
-from nasdepth.train.metrics import add_gaps, metric_row
 from nasdepth.train.step import LRGroups, TrainStep
 from nasdepth.train.stream import (
+    ChunkSampler,
     HostRows,
     PlanSampler,
     fit_standardizer,
@@ -44,8 +42,10 @@ from nasdepth.train.stream import (
     predict_proba_host,
     resolve_placement,
 )
+from nasdepth.train.targets import SINGLE, SingleTarget, eval_rows, predict_proba
 
-__all__ = ["FoldResult", "NonFiniteLossError", "fit_fold", "predict_proba"]
+__all__ = ["FitOptions", "FoldResult", "NonFiniteLossError", "eval_rows", "fit_fold",
+           "predict_proba"]
 
 log = logging.getLogger("nasdepth.train")
 
@@ -55,31 +55,6 @@ class FoldResult:
     row: dict[str, Any]  # one row of the CV table
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
     traces: list[dict[str, Any]] = field(default_factory=list)  # what hooks returned
-
-
-#: rows per evaluation chunk (per fold model). On the CPU each chunk's activations are fresh
-#: allocations of up to several MB; depending on the process's allocation history glibc maps
-#: and unmaps them every time, and each fresh 4 KB page costs a page fault. Chunks of 256 rows
-#: keep that bounded (``benchmarks/bench_predict.py``, 2,000 rows: a small CNN 128 ms in chunks
-#: of 256 against 246 ms with 54,000 page faults in chunks of 1,024; 3 stacked fold MLPs 42
-#: against 97 ms when the 1,024-row chunks fault, 39 against 36 ms when they do not).
-EVAL_ROWS = {"cpu": 256}
-EVAL_ROWS_DEFAULT = 1024
-
-
-def eval_rows(device: torch.device) -> int:
-    return EVAL_ROWS.get(device.type, EVAL_ROWS_DEFAULT)
-
-
-@torch.no_grad()
-def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int | None = None,
-                  precision: str = "fp32") -> torch.Tensor:
-    model.eval()
-    batch_size = batch_size or eval_rows(x.device)
-    with autocast(x.device, precision):
-        out = [torch.softmax(model(x[i:i + batch_size]).float(), dim=1)
-               for i in range(0, len(x), batch_size)]
-    return torch.cat(out)
 
 
 def use_channels_last(training: TrainConfig, input_shape: tuple[int, ...],
@@ -101,17 +76,18 @@ def epoch_record(fold: int, epoch: int, *, train_loss: float, train_accuracy: fl
 def fold_result(fold: int, scores: Sequence[tuple[str, np.ndarray, np.ndarray]], *,
                 n_train: int, n_val: int, num_classes: int, epochs_run: int, epochs: int,
                 seconds: float, model: nn.Module, hooks: Sequence[TrainHook],
-                history: list[dict[str, Any]]) -> FoldResult:
+                history: list[dict[str, Any]], targets: SingleTarget = SINGLE) -> FoldResult:
     """A fold's row of the CV table (metrics of each ``(split, labels, probabilities)``, gaps,
     epochs, time) and what the hooks return at its end (both loops finish here)."""
     row: dict[str, Any] = {"fold": fold, "n_train": n_train, "n_val": n_val}
-    for split, y, proba in scores:
-        row.update(metric_row(split, y, proba, num_classes))
-    add_gaps(row)
+    row.update(targets.metrics(scores, model, num_classes))
     row["epochs"] = epochs_run
     row["stopped_early"] = epochs_run < epochs
     row["seconds"] = seconds
-    traces = [t for t in (hook.on_fit_end(model, fold) for hook in hooks) if t is not None]
+    traces: list[dict[str, Any]] = []
+    for hook in hooks:
+        got: Any = hook.on_fit_end(model, fold)
+        traces.extend(got if isinstance(got, list) else [] if got is None else [got])
     return FoldResult(row=row, history=history, traces=traces)
 
 
@@ -133,15 +109,15 @@ class _OnDevice:
             yield self.x_tr[idx], self.y_tr[idx]
 
 
-def _on_device(data: Dataset, train_idx: np.ndarray, val_idx: np.ndarray, device: torch.device,
-               augment: bool, memory: torch.memory_format, standardize: bool = True
-               ) -> _OnDevice:
+def _on_device(data: Dataset, y: torch.Tensor, train_idx: np.ndarray, val_idx: np.ndarray,
+               device: torch.device, augment: bool, memory: torch.memory_format,
+               standardize: bool = True) -> _OnDevice:
     x_tr_raw = data.x[torch.as_tensor(train_idx)].to(device)
-    y_tr = data.y[torch.as_tensor(train_idx)].to(device)
+    y_tr = y[torch.as_tensor(train_idx)].to(device)
     # training part only: validation never leaks in
     scaler = Standardizer.fit(x_tr_raw) if standardize else identity_scaler(device)
     x_va = scaler(data.x[torch.as_tensor(val_idx)].to(device))
-    y_va = data.y[torch.as_tensor(val_idx)].to(device)
+    y_va = y[torch.as_tensor(val_idx)].to(device)
     x_tr = x_tr_raw if augment else scaler(x_tr_raw)
     if memory != torch.contiguous_format:
         x_tr, x_va = x_tr.contiguous(memory_format=memory), x_va.contiguous(memory_format=memory)
@@ -151,6 +127,39 @@ def _on_device(data: Dataset, train_idx: np.ndarray, val_idx: np.ndarray, device
 def identity_scaler(device: torch.device) -> Standardizer:
     """A standardization that changes nothing (``fit_fold(..., standardize=False)``)."""
     return Standardizer(torch.zeros((), device=device), torch.ones((), device=device))
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """The rest of what one fold's training takes (beyond ``fit_fold``'s own parameters).
+
+    ``test_idx``: the held-out test rows, scored at the end. ``n_used``: samples per epoch (a
+    seeded subset of the training part; the CV driver sets the smallest fold's size so that
+    every fold takes the same steps). ``placement``: ``device`` or ``stream``, already
+    decided (the CV driver decides once for all folds); None or ``auto``: decided here from
+    ``training.data_placement`` and logged; with ``data_placement: auto``, a fold whose data
+    runs out of device memory on the way in is streamed instead.
+
+    What the candidate contributes (:meth:`nasdepth.train.candidate.Candidate.fold`):
+    ``targets``: the labels and loss (None: ``data.y``, one task; see
+    :mod:`nasdepth.train.targets`); ``aux_weight``: auxiliary heads' share of the loss;
+    ``lr_groups``: (parameters, learning-rate factor) groups for the optimizer (transfer
+    learning: a pre-trained body at a fraction of the head's rate); frozen parameters
+    (``requires_grad`` False) get no optimizer state, and normalization layers whose
+    parameters are all frozen stay in eval mode while the rest trains. ``standardize`` False
+    feeds the rows as they are (a frozen body's cached features, which its head was
+    pre-trained on unstandardized). ``on_epoch(epoch)`` runs before each epoch (gradual
+    unfreezing changes ``requires_grad`` there).
+    """
+
+    test_idx: np.ndarray | None = None
+    n_used: int | None = None
+    placement: str | None = None
+    targets: SingleTarget | None = None
+    aux_weight: float = 0.0
+    lr_groups: LRGroups | None = None
+    standardize: bool = True
+    on_epoch: Callable[[int], None] | None = None
 
 
 def fit_fold(
@@ -164,31 +173,18 @@ def fit_fold(
     device: torch.device,
     fold: int = 0,
     hooks: Sequence[TrainHook] = (),
-    test_idx: np.ndarray | None = None,
-    n_used: int | None = None,
-    aux_weight: float = 0.0,
-    placement: str | None = None,
-    lr_groups: LRGroups | None = None,
-    standardize: bool = True,
-    on_epoch: Callable[[int], None] | None = None,
+    options: FitOptions | None = None,
 ) -> FoldResult:
-    """Train ``model`` on ``train_idx`` and score it on ``val_idx`` (and ``test_idx``),
-    standardized with statistics of the training part only.
-
-    ``n_used``: samples per epoch (a seeded subset of the training part; cross_validate sets
-    the smallest fold's size so that every fold takes the same steps).
-    ``placement``: ``device`` or ``stream``, already decided (``cross_validate`` decides once
-    for all folds); None or ``auto``: decided here from ``training.data_placement`` and logged.
-    With ``training.data_placement: auto``, a fold whose data runs out of device memory on the
-    way in is streamed instead.
-    ``lr_groups``: (parameters, learning-rate factor) groups for the optimizer (transfer
-    learning: a pre-trained body at a fraction of the head's rate). Frozen parameters
-    (``requires_grad`` False) get no optimizer state, and normalization layers whose
-    parameters are all frozen stay in eval mode while the rest trains. ``standardize``
-    False feeds the rows as they are (a frozen body's cached features, which its head was
-    pre-trained on unstandardized). ``on_epoch(epoch)`` runs before each epoch (gradual
-    unfreezing changes ``requires_grad`` there).
+    """Train ``model`` on ``train_idx`` and score it on ``val_idx`` (and
+    ``options.test_idx``), standardized with statistics of the training part only; the fold
+    trains one model after another (the sequential engine). ``fold``: its number (hooks and
+    the history see it). ``options``: see :class:`FitOptions`.
     """
+    opts = options or FitOptions()
+    test_idx, n_used, standardize = opts.test_idx, opts.n_used, opts.standardize
+    placement, on_epoch = opts.placement, opts.on_epoch
+    targets = opts.targets or SINGLE
+    labels = targets.labels(data)  # (N,) or, for several tasks, (N, T)
     start = time.perf_counter()
     n_test = 0 if test_idx is None else len(test_idx)
     if placement in (None, "auto"):
@@ -203,7 +199,7 @@ def fit_fold(
     placed: _OnDevice | None = None
     if placement == "device":
         try:
-            placed = _on_device(data, train_idx, val_idx, device, augment, memory,
+            placed = _on_device(data, labels, train_idx, val_idx, device, augment, memory,
                                 standardize)
         except OOM_ERRORS:
             if training.data_placement != "auto":
@@ -213,21 +209,22 @@ def fit_fold(
         if placed is None and device.type == "cuda":  # after the except: its frames are gone
             torch.cuda.empty_cache()
     # streamed: rows stay on the host (pinned for the GPU); only batches and chunks move
-    rows = HostRows(data.x, data.y, pin=device.type == "cuda" and not data.x.is_cuda)
+    rows = HostRows(data.x, labels, pin=device.type == "cuda" and not data.x.is_cuda)
     if placed is not None:
         scaler, y_va = placed.scaler, placed.y_va
     else:
         scaler = (fit_standardizer(data.x, train_idx, device) if standardize  # training rows
                   else identity_scaler(device))
-        y_va = data.y[torch.as_tensor(val_idx)].to(device)
+        y_va = labels[torch.as_tensor(val_idx)].to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.to(device)
     n = len(train_idx)
     plan = batch_plan(min(n, n_used or n), training.batch_size)
-    step = TrainStep(model, training, device, len(plan), hooks=hooks, aux_weight=aux_weight,
+    step = TrainStep(model, training, device, len(plan), hooks=hooks,
+                     aux_weight=opts.aux_weight,
                      compiled=torch.compile(model) if training.compile else None,
-                     lr_groups=lr_groups)
+                     lr_groups=opts.lr_groups)
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed) if augment else None
     stopper = EarlyStopper(training.patience, training.min_delta)
@@ -246,16 +243,20 @@ def fit_fold(
 
     def proba(index: np.ndarray, x: torch.Tensor | None) -> torch.Tensor:
         if x is not None:
-            return predict_proba(model, x, precision=training.precision)
-        return predict_proba_host(model, rows, index, scaler, device, memory,
-                                  precision=training.precision)
+            return targets.proba(model, x, training.precision)
+        if not targets.tasks:
+            return predict_proba_host(model, rows, index, scaler, device, memory,
+                                      precision=training.precision)
+        return torch.cat([targets.proba(model, scaler(xb.to(device)).contiguous(
+            memory_format=memory), training.precision)
+            for xb, _ in host_loader(rows, ChunkSampler(index, 1024))])
 
     if hooks and placed is not None:
         x_hook, y_hook = (scaler(placed.x_tr_raw) if augment else placed.x_tr), placed.y_tr
     elif hooks:  # streamed: the standardized training rows on the host (the device lacks room)
         host = Standardizer(scaler.mean.cpu(), scaler.std.cpu())
         x_hook = host(data.x[torch.as_tensor(train_idx)].cpu())
-        y_hook = data.y[torch.as_tensor(train_idx)].cpu()
+        y_hook = labels[torch.as_tensor(train_idx)].cpu()
     for hook in hooks:
         hook.on_fit_start(model, fold, x_hook, y_hook)
     history = []
@@ -265,21 +266,24 @@ def fit_fold(
             on_epoch(epoch)
         model.train()
         frozen_norms_eval(model)  # a frozen part keeps its running statistics
-        step.start_epoch()
+        targets.start_epoch(step)
         for xb, yb in batches():
             if aug_gen is not None:  # training batches only, before standardization
                 xb = scaler(augment_batch(xb, training.augment, aug_gen))
                 xb = xb.contiguous(memory_format=memory)
-            step(xb, yb)
+            targets.train(step, xb, yb)
         seen = plan[-1][1]
-        train_loss = float(step.total) / seen  # one host sync per epoch
-        if not math.isfinite(train_loss):
+        train = targets.train_scores(step, model, seen)  # one host sync per epoch
+        if not all(math.isfinite(v) for k, v in train.items() if k.endswith("train_loss")):
             raise NonFiniteLossError(f"non-finite loss at fold {fold}, epoch {epoch}")
         proba_va = proba(val_idx, None if placed is None else placed.x_va)
-        record = epoch_record(
-            fold, epoch, train_loss=train_loss, train_accuracy=float(step.correct) / seen,
-            val_loss=float(F.nll_loss(torch.log(proba_va.clamp_min(1e-7)), y_va)),
-            val_accuracy=float((proba_va.argmax(1) == y_va).float().mean()), lr=step.lr)
+        val = targets.val_scores(model, proba_va, y_va)
+        record = epoch_record(fold, epoch, train_loss=train["train_loss"],
+                              train_accuracy=train["train_accuracy"],
+                              val_loss=val["val_loss"], val_accuracy=val["val_accuracy"],
+                              lr=step.lr)
+        if targets.tasks:  # each task's columns too
+            record.update({**train, **val, **record})
         history.append(record)
         epochs_run = epoch + 1
         for hook in hooks:
@@ -299,9 +303,9 @@ def fit_fold(
             x_te = scaler(data.x[torch.as_tensor(test_idx)].to(device))
             x_te = x_te.contiguous(memory_format=memory)
         parts.append(("test", test_idx, x_te))
-    scores = [(split, data.y[torch.as_tensor(index)].cpu().numpy(),
+    scores = [(split, labels[torch.as_tensor(index)].cpu().numpy(),
                proba(index, x).cpu().numpy()) for split, index, x in parts]
     return fold_result(fold, scores, n_train=len(train_idx), n_val=len(val_idx),
                        num_classes=data.num_classes, epochs_run=epochs_run,
                        epochs=training.epochs, seconds=time.perf_counter() - start,
-                       model=model, hooks=hooks, history=history)
+                       model=model, hooks=hooks, history=history, targets=targets)

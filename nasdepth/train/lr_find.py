@@ -45,18 +45,18 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nasdepth.arch import ArchConfig, build_model
-from nasdepth.data import CVConfig, Dataset, Standardizer, holdout_split, make_splits
+from nasdepth.data import CVConfig, Dataset, Standardizer
 from nasdepth.errors import ConfigError, UnknownNameError
-from nasdepth.train.config import TrainConfig
+from nasdepth.train.config import LR_RULES, TrainConfig
 from nasdepth.train.device import resolve_device
 from nasdepth.train.fit import use_channels_last
 from nasdepth.train.step import make_optimizer
+from nasdepth.train.targets import SINGLE, SingleTarget
 
-RULES = ("blend", "steepest", "min10", "valley")
+RULES = LR_RULES
 START_LR = 1e-7
 END_LR = 1.0
 STEPS = 100
@@ -172,8 +172,11 @@ def choose(lrs: list[float], losses: list[float], rule: str = "blend") -> float:
 def lr_range_test(model: nn.Module, data: Dataset, train_idx: np.ndarray, *,
                   training: TrainConfig, seed: int, device: torch.device,
                   start_lr: float = START_LR, end_lr: float = END_LR, steps: int = STEPS,
-                  diverge: float = DIVERGE, rule: str = "blend") -> LRFinding:
-    """Sweep ``model`` (trained in place: pass a throwaway copy) over ``train_idx``."""
+                  diverge: float = DIVERGE, rule: str = "blend",
+                  targets: SingleTarget | None = None, standardize: bool = True) -> LRFinding:
+    """Sweep ``model`` (trained in place: pass a throwaway copy) over ``train_idx``.
+    ``targets``: the candidate's labels and loss (None: ``data.y``); ``standardize`` False:
+    rows fed as they are (a frozen body's cached features), as the fold trains them."""
     if not 0 < start_lr < end_lr:
         raise ConfigError("the range test", "start_lr", start_lr, f"> 0 and < end_lr ({end_lr})")
     if steps < 2:
@@ -182,8 +185,10 @@ def lr_range_test(model: nn.Module, data: Dataset, train_idx: np.ndarray, *,
         raise UnknownNameError("the range test", "rule", rule, RULES)
     began = time.perf_counter()
     x_raw = data.x[torch.as_tensor(train_idx)].to(device)
-    y = data.y[torch.as_tensor(train_idx)].to(device)
-    x = Standardizer.fit(x_raw)(x_raw)  # training part only, as in the fold's training
+    targets = targets or SINGLE
+    y = targets.labels(data)[torch.as_tensor(train_idx)].to(device)
+    # training part only, as in the fold's training
+    x = Standardizer.fit(x_raw)(x_raw) if standardize else x_raw
     if use_channels_last(training, data.input_shape, device):  # as the fold trains
         x = x.contiguous(memory_format=torch.channels_last)
         model = model.to(memory_format=torch.channels_last)
@@ -208,8 +213,7 @@ def lr_range_test(model: nn.Module, data: Dataset, train_idx: np.ndarray, *,
         lr = start_lr * ratio ** (i / (steps - 1))
         for group in opt.param_groups:
             group["lr"] = lr
-        loss = F.cross_entropy(model(x[idx]).float(), y[idx],
-                               label_smoothing=training.label_smoothing)
+        loss = targets.loss(model, x[idx], y[idx], training.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -237,16 +241,6 @@ def lr_range_test(model: nn.Module, data: Dataset, train_idx: np.ndarray, *,
                      batch_size=bs, optimizer=training.optimizer)
 
 
-def first_fold(data: Dataset, cv: CVConfig, source: str = "the range test") -> np.ndarray:
-    """The training part of the first fold ``cross_validate`` would train (same splits)."""
-    y = data.y_numpy
-    cv_idx, _ = holdout_split(y, cv.test_size, cv.seed, source)
-    groups = None if data.groups is None else data.groups[cv_idx]
-    tr, _ = make_splits(y[cv_idx], cv, groups=groups, source=source,
-                        class_names=data.class_names)[0]
-    return np.asarray(cv_idx[tr])
-
-
 def find_lr(arch: ArchConfig, data: Dataset, *, training: TrainConfig | None = None,
             folds: int = 5, seed: int = 0, cv: CVConfig | None = None,
             start_lr: float = START_LR, end_lr: float = END_LR, steps: int | None = None,
@@ -258,7 +252,7 @@ def find_lr(arch: ArchConfig, data: Dataset, *, training: TrainConfig | None = N
     training = (training or TrainConfig()).validate()
     cv = (cv or CVConfig(folds=folds, seed=seed)).validate("the range test")
     device = resolve_device(training.device)
-    train_idx = first_fold(data, cv)
+    train_idx = cv.resolve(data, "the range test").folds[0][0]  # cross_validate's fold 0
     if steps is None:
         steps = sweep_steps(len(train_idx), training, cv.n_splits)
     torch.manual_seed(seed * 1000)  # fold 0's initialization

@@ -20,7 +20,8 @@ import pandas as pd
 from nasdepth.arch.multitask import MultitaskConfig
 from nasdepth.data import CVConfig, Dataset, Splits, resolve_cv
 from nasdepth.train.config import TrainConfig
-from nasdepth.train.multitask import cross_validate_multitask, task_frame
+from nasdepth.train.cv import cross_validate
+from nasdepth.train.multitask import task_frame
 
 #: the columns each row keeps besides every metric column (those present)
 KEEP = ("task", "fold", "n_train", "n_val", "epochs", "seconds", "params")
@@ -43,13 +44,13 @@ def single_task_baselines(cfg: MultitaskConfig, data: Dataset, *,
     the multitask run's fold table where it exists already (else it is trained here)."""
     splits = resolve_cv(cv, data, folds=folds, seed=seed)
     if multitask_folds is None:
-        mt = cross_validate_multitask(cfg, data, cv=splits, seed=seed, training=training).folds
+        mt = cross_validate(cfg, data, cv=splits, seed=seed, training=training).folds
     else:
         mt = pd.DataFrame(list(multitask_folds)) if not isinstance(
             multitask_folds, pd.DataFrame) else multitask_folds
     parts = [_keep(task_frame(mt)).assign(mode="multitask")]
     for task in cfg.tasks:
-        alone = cross_validate_multitask(cfg.single(task), data, cv=splits, seed=seed,
+        alone = cross_validate(cfg.single(task), data, cv=splits, seed=seed,
                                          training=training)
         parts.append(_keep(task_frame(alone.folds)).assign(mode="single"))
     return pd.concat(parts, ignore_index=True)
@@ -63,7 +64,7 @@ def branch_sweep(cfg: MultitaskConfig, data: Dataset, branch_at: Sequence[int], 
     splits = resolve_cv(cv, data, folds=folds, seed=seed)
     parts = []
     for b in branch_at:
-        res = cross_validate_multitask(replace(cfg, branch_at=int(b)), data, cv=splits,
+        res = cross_validate(replace(cfg, branch_at=int(b)), data, cv=splits,
                                        seed=seed, training=training)
         parts.append(_keep(task_frame(res.folds)).assign(branch_at=int(b)))
     return pd.concat(parts, ignore_index=True)

@@ -11,7 +11,7 @@ the target's classes are not the checkpoint's.
 - ``scratch``: the same architecture, freshly initialized (the checkpoint is not loaded);
 - ``feature_extraction``: stem and blocks frozen (BatchNorm in eval mode); the body's
   features are computed once per fold and only the head trains on them
-  (:mod:`nasdepth.train.transfer_cv`);
+  (:class:`nasdepth.train.candidate.TransferCandidate`);
 - ``fine_tune``: the top ``trainable_blocks`` blocks and the head train, the stem and lower
   blocks are frozen (None: everything trains); the pre-trained part trains at
   ``body_lr_factor`` times the head's rate.
@@ -31,21 +31,22 @@ for networks that pool globally).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nasdepth.arch import ArchConfig, Network, build_model, load_weights
 from nasdepth.arch.adapt import SourceModel, new_stem_conv
-from nasdepth.data import Dataset
+from nasdepth.data import Dataset, Splits
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
+from nasdepth.train.config import TRANSFER_MODES
 from nasdepth.train.step import LRGroups
 
-MODES = ("scratch", "feature_extraction", "fine_tune")
+MODES = TRANSFER_MODES
 CHANNEL_ADAPTS = ("repeat", "new_stem")
 SIZE_ADAPTS = ("resize", "keep")
 SOURCE = "the transfer settings"
@@ -202,6 +203,32 @@ def adapt_data(data: Dataset, source: SourceModel, adapt: AdaptConfig,
                    data.groups), notes
 
 
+def subsample(train_idx: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded, stratified ``fraction`` of a training part (at least 2 samples per class
+    present, in the original order): the training subsets of a learning curve."""
+    if not 0 < fraction <= 1:
+        raise ConfigError("the learning curve", "fraction", fraction, "a number in (0, 1]")
+    if fraction == 1:
+        return train_idx
+    rng = np.random.default_rng(seed)
+    keep = []
+    labels = y[train_idx]
+    for c in np.unique(labels):
+        members = train_idx[labels == c]
+        n = min(len(members), max(2, int(round(fraction * len(members)))))
+        keep.append(rng.choice(members, size=n, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+
+def subsampled(splits: Splits, y: np.ndarray, fraction: float, seed: int) -> Splits:
+    """``splits`` whose training parts keep a stratified ``fraction`` (fold ``k`` seeded
+    ``seed * 1000 + k``, as the fold's model); validation parts and the test part stay whole."""
+    folds = [(subsample(tr, y, fraction, seed * 1000 + k), va)
+             for k, (tr, va) in enumerate(splits)]
+    return Splits(cv=splits.cv, folds=folds, test=splits.test, n_samples=splits.n_samples)
+
+
 # --- the model --------------------------------------------------------------------------------
 
 @dataclass
@@ -215,19 +242,6 @@ class PreparedModel:
     lr_groups: LRGroups | None = None
     #: gradual unfreezing: the frozen blocks, next to unfreeze first (top down)
     later: list[tuple[str, nn.Module]] = field(default_factory=list)
-
-    def unfreezer(self, every: int) -> tuple[Callable[[int], None], list[dict[str, Any]]]:
-        """``on_epoch`` for ``fit_fold``: before epochs ``every``, ``2 * every``, ... the
-        next frozen block trains; the list records ``{epoch, block}`` as it goes."""
-        queue, done = list(self.later), []
-
-        def on_epoch(epoch: int) -> None:
-            if every and epoch and epoch % every == 0 and queue:
-                name, module = queue.pop(0)
-                module.requires_grad_(True)
-                done.append({"epoch": epoch, "block": name})
-
-        return on_epoch, done
 
 
 def freeze(model: Network, mode: str, trainable_blocks: int | None,
@@ -255,12 +269,17 @@ def freeze(model: Network, mode: str, trainable_blocks: int | None,
     return [name for name, _ in frozen]
 
 
-def lr_groups(model: Network, factor: float, fresh: tuple[nn.Module, ...] = (),
+def lr_groups(model: nn.Module, factor: float, fresh: tuple[nn.Module, ...] = (),
               later: tuple[nn.Module, ...] = ()) -> LRGroups:
-    """Head and new modules at the full rate (first group), the trainable rest at ``factor``;
-    frozen parameters are left out, except those of ``later`` (blocks unfrozen during the
-    training, listed from the start: they get optimizer state once they get gradients)."""
-    new = {id(p) for m in (model.head, *fresh) for p in m.parameters()}
+    """Head(s) and new modules at the full rate (first group), the trainable rest at
+    ``factor``; frozen parameters are left out, except those of ``later`` (blocks unfrozen
+    during the training, listed from the start: they get optimizer state once they get
+    gradients). A multitask network's heads and learned loss weights are new."""
+    heads: Any = getattr(model, "heads", None)
+    new = {id(p) for m in ([model.head] if heads is None else [*heads.values()]) + [*fresh]
+           for p in m.parameters()}  # type: ignore[union-attr]
+    if getattr(model, "log_vars", None) is not None:
+        new.add(id(model.log_vars))
     soon = {id(p) for m in later for p in m.parameters()}
     full = [p for p in model.parameters() if id(p) in new]
     body = [p for p in model.parameters() if id(p) not in new

@@ -1,0 +1,209 @@
+"""What a network's outputs are trained and scored against: one label column
+(:class:`SingleTarget`) or several tasks at once (:class:`TaskTargets`, a multitask network's
+``{task: logits}``).
+
+The training loop (``fit.py``) owns the data and the epochs; a target owns the loss of a batch,
+the running loss and hits of an epoch, the validation record of an epoch and the metric columns
+of a fold's row. The single-task target hands each batch to :class:`TrainStep` as it is (its
+loss, hits and auxiliary heads are the step's own); the task target computes the joint loss and
+calls ``TrainStep.update``, so clipping, the optimizer, the schedule and the hooks' per-step
+calls stay the one step's.
+
+Multitask rows: each task's metrics are columns prefixed with the task name
+(``digit.val_accuracy``); the plain columns hold the mean over the tasks, so every reader of a
+single-task table (pruning, ``CVResult.mean``, reports) reads the multitask mean. Epoch records
+carry ``<task>.train_loss``, ``<task>.val_loss``, ``<task>.val_accuracy`` and ``<task>.weight``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasdepth.data import Dataset
+from nasdepth.data.tasks import label_matrix
+from nasdepth.train.loop import autocast
+from nasdepth.train.metrics import add_gaps, metric_row
+from nasdepth.train.step import TrainStep
+
+#: (split, labels, probabilities) of one scored part of a fold
+Scores = Sequence[tuple[str, np.ndarray, Any]]
+
+
+#: rows per evaluation chunk (per fold model). On the CPU each chunk's activations are fresh
+#: allocations of up to several MB; depending on the process's allocation history glibc maps
+#: and unmaps them every time, and each fresh 4 KB page costs a page fault. Chunks of 256 rows
+#: keep that bounded (``benchmarks/bench_predict.py``, 2,000 rows: a small CNN 128 ms in chunks
+#: of 256 against 246 ms with 54,000 page faults in chunks of 1,024; 3 stacked fold MLPs 42
+#: against 97 ms when the 1,024-row chunks fault, 39 against 36 ms when they do not).
+EVAL_ROWS = {"cpu": 256}
+EVAL_ROWS_DEFAULT = 1024
+
+
+def eval_rows(device: torch.device) -> int:
+    return EVAL_ROWS.get(device.type, EVAL_ROWS_DEFAULT)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int | None = None,
+                  precision: str = "fp32") -> torch.Tensor:
+    model.eval()
+    batch_size = batch_size or eval_rows(x.device)
+    with autocast(x.device, precision):
+        out = [torch.softmax(model(x[i:i + batch_size]).float(), dim=1)
+               for i in range(0, len(x), batch_size)]
+    return torch.cat(out)
+
+
+def nll(proba: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean negative log-likelihood of probabilities (the validation loss of an epoch)."""
+    return float(F.nll_loss(torch.log(proba.clamp_min(1e-7)), y))
+
+
+class SingleTarget:
+    """One label column (``data.y``); the network gives ``(B, C)`` logits."""
+
+    tasks: tuple[str, ...] = ()
+
+    def labels(self, data: Dataset) -> torch.Tensor:
+        return data.y
+
+    def start_epoch(self, step: TrainStep) -> None:
+        step.start_epoch()
+
+    def train(self, step: TrainStep, x: torch.Tensor, y: torch.Tensor) -> None:
+        step(x, y)
+
+    def train_scores(self, step: TrainStep, model: nn.Module, seen: int) -> dict[str, float]:
+        return {"train_loss": float(step.total) / seen,  # one host sync per epoch
+                "train_accuracy": float(step.correct) / seen}
+
+    def proba(self, model: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
+        return predict_proba(model, x, precision=precision)
+
+    def val_scores(self, model: nn.Module, proba: torch.Tensor, y: torch.Tensor
+                   ) -> dict[str, float]:
+        return {"val_loss": nll(proba, y),
+                "val_accuracy": float((proba.argmax(1) == y).float().mean())}
+
+    def metrics(self, scores: Scores, model: nn.Module, num_classes: int) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for split, y, proba in scores:
+            row.update(metric_row(split, y, proba, num_classes))
+        add_gaps(row)
+        return row
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, smoothing: float
+             ) -> torch.Tensor:
+        """A batch's loss outside the loop (the learning-rate range test)."""
+        return F.cross_entropy(model(x).float(), y, label_smoothing=smoothing)
+
+
+class TaskTargets(SingleTarget):
+    """Several label columns (the tasks of multitask data, in ``tasks`` order); the network
+    (:class:`~nasdepth.arch.MultitaskNetwork`) gives ``{task: logits}`` and weighs the tasks'
+    losses into the joint loss that is differentiated."""
+
+    def __init__(self, tasks: Sequence[str]) -> None:
+        self.tasks = tuple(tasks)
+        self.total: torch.Tensor | None = None
+        self.correct: torch.Tensor | None = None
+
+    def labels(self, data: Dataset) -> torch.Tensor:
+        return label_matrix(data, self.tasks)
+
+    def start_epoch(self, step: TrainStep) -> None:
+        self.total = torch.zeros(len(self.tasks), device=step.device)
+        self.correct = torch.zeros(len(self.tasks), device=step.device, dtype=torch.long)
+
+    def _losses(self, out: dict[str, torch.Tensor], y: torch.Tensor, smoothing: float
+                ) -> torch.Tensor:
+        return torch.stack([F.cross_entropy(out[t].float(), y[:, i], label_smoothing=smoothing)
+                            for i, t in enumerate(self.tasks)])
+
+    def train(self, step: TrainStep, x: torch.Tensor, y: torch.Tensor) -> None:
+        model: Any = step.model
+        with autocast(step.device, step.precision):
+            out = step.forward(x)
+            losses = self._losses(out, y, step.smoothing)
+            joint = model.joint_loss(losses)
+        step.update(joint, losses.detach())  # hooks see the (T,) task losses
+        assert self.total is not None and self.correct is not None
+        self.total.add_(losses.detach(), alpha=len(y))
+        self.correct.add_(torch.stack([(out[t].detach().argmax(-1) == y[:, i]).sum()
+                                       for i, t in enumerate(self.tasks)]))
+
+    def train_scores(self, step: TrainStep, model: nn.Module, seen: int) -> dict[str, float]:
+        assert self.total is not None and self.correct is not None
+        loss = (self.total / seen).tolist()  # one host sync per epoch
+        acc = (self.correct.float() / seen).tolist()
+        out = {"train_loss": float(np.mean(loss)), "train_accuracy": float(np.mean(acc))}
+        for i, t in enumerate(self.tasks):
+            out.update({f"{t}.train_loss": loss[i], f"{t}.train_accuracy": acc[i]})
+        return out
+
+    @torch.no_grad()
+    def proba(self, model: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
+        """Every task's probabilities side by side: ``(N, sum of the tasks' classes)``."""
+        model.eval()
+        rows = eval_rows(x.device)
+        parts = []
+        with autocast(x.device, precision):
+            for i in range(0, len(x), rows):
+                out = model(x[i:i + rows])
+                parts.append(torch.cat([torch.softmax(out[t].float(), dim=1)
+                                        for t in self.tasks], dim=1))
+        return torch.cat(parts)
+
+    def split(self, model: nn.Module, proba: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The side-by-side probabilities of :meth:`proba`, per task."""
+        sizes = [int(model.num_classes[t]) for t in self.tasks]  # type: ignore[index]
+        return dict(zip(self.tasks, torch.split(proba, sizes, dim=1), strict=True))
+
+    def val_scores(self, model: nn.Module, proba: torch.Tensor, y: torch.Tensor
+                   ) -> dict[str, float]:
+        per = self.split(model, proba)
+        out: dict[str, float] = {}
+        losses, accs = [], []
+        for i, t in enumerate(self.tasks):
+            losses.append(nll(per[t], y[:, i]))
+            accs.append(float((per[t].argmax(1) == y[:, i]).float().mean()))
+            out.update({f"{t}.val_loss": losses[-1], f"{t}.val_accuracy": accs[-1]})
+        weights = model.task_weights().tolist()  # type: ignore[operator]
+        for i, t in enumerate(self.tasks):
+            out[f"{t}.weight"] = float(weights[i])
+        # the mean of the tasks' validation losses: no task's weight (learned or fixed)
+        # decides when every task stops
+        out.update({"val_loss": float(np.mean(losses)), "val_accuracy": float(np.mean(accs))})
+        return out
+
+    def metrics(self, scores: Scores, model: nn.Module, num_classes: int) -> dict[str, Any]:
+        per_task: dict[str, dict[str, float]] = {t: {} for t in self.tasks}
+        for split, y, proba in scores:
+            per = self.split(model, torch.as_tensor(proba))
+            for i, t in enumerate(self.tasks):
+                per_task[t].update(metric_row(split, y[:, i], per[t].numpy(),
+                                              int(model.num_classes[t])))  # type: ignore[index]
+        for t in self.tasks:
+            add_gaps(per_task[t])
+        row: dict[str, Any] = {}
+        for key in per_task[self.tasks[0]]:  # the plain columns: the mean over tasks
+            row[key] = float(np.mean([per_task[t][key] for t in self.tasks]))
+        weights = model.task_weights().tolist()  # type: ignore[operator]
+        for i, t in enumerate(self.tasks):
+            row.update({f"{t}.{k}": v for k, v in per_task[t].items()})
+            row[f"{t}.weight"] = float(weights[i])
+        return row
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, smoothing: float
+             ) -> torch.Tensor:
+        joint: Callable[[torch.Tensor], torch.Tensor] = model.joint_loss  # type: ignore[assignment]
+        return joint(self._losses(model(x), y, smoothing))
+
+
+SINGLE = SingleTarget()
