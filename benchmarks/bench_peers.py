@@ -31,6 +31,7 @@ Needs the ``bench`` extra (``pip install -e .[bench]``: skorch, optuna-integrati
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -138,8 +139,10 @@ def run_skorch(space: SearchSpace, data: Any, params: dict[str, Any], args: argp
 
 
 def training(args: argparse.Namespace) -> TrainConfig:
-    """The default recipe at the grid's rate: only what the comparison fixes is set."""
-    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    """The default recipe at the grid's rate: only what the comparison fixes is set (and
+    ``--schedule`` where given)."""
+    extra = {} if args.schedule is None else {"schedule": args.schedule}
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, **extra)
 
 
 def run_engine(space: SearchSpace, data: Any, params: dict[str, Any],
@@ -215,7 +218,8 @@ def study_time_to_answer(grid: Grid, space: SearchSpace, target: float,
     raw: dict[str, Any] = {
         "name": name, "data": grid.data_spec, "space": grid.space_dict(),
         "cv": {"folds": args.folds, "seed": 0},
-        "training": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr},
+        "training": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                     **({} if args.schedule is None else {"schedule": args.schedule})},
         "budget": {"trials": args.search_trials}, "seed": seed,
         "storage": str(folder / f"{name}.journal")}
     if pruner != "default":
@@ -304,6 +308,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--mlp-samples", type=int, default=5000)
+    ap.add_argument("--schedule", default=None, help="the engine's schedule (default: its own)")
+    ap.add_argument("--tables", default=None,
+                    help="save the grid's scores to PATH.<case>.json, or reuse them if there")
     ap.add_argument("--no-sweep", action="store_true")
     ap.add_argument("--no-search", action="store_true")
     ap.add_argument("--search-seeds", type=int, default=3)
@@ -324,7 +331,19 @@ def main() -> None:
         for grid in grids(args.case, args.mlp_samples):
             data = load_data(grid.data_spec)
             space = SearchSpace.from_dict(grid.space_dict(), "bench_peers")
-            tables = grid_table(grid, space, data, args)
+            saved = Path(f"{args.tables}.{grid.name.split()[0].lower()}.json") \
+                if args.tables else None
+            if saved is not None and saved.exists():  # the grid of an earlier run
+                loaded = json.loads(saved.read_text())
+                tables = {tool: {tuple(json.loads(k)): tuple(v) for k, v in t.items()}
+                          for tool, t in loaded.items()}
+                print(f"\n== {grid.name}: grid scores from {saved}")
+            else:
+                tables = grid_table(grid, space, data, args)
+                if saved is not None:
+                    saved.write_text(json.dumps({tool: {json.dumps(list(k)): v
+                                                        for k, v in t.items()}
+                                                 for tool, t in tables.items()}))
             if not args.no_sweep and isinstance(grid.data_spec, str):
                 t_sweep = run_sweep(grid, args, folder)
                 ts = sum(v[1] for v in tables["skorch"].values())

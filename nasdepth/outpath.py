@@ -76,7 +76,8 @@ def check_output(out: str | os.PathLike, inputs: Mapping[str, object], *, flag: 
                             f"{path / ('model.pt' if 'model' in what else 'out.csv')}.")
     if folder and path.exists() and not path.is_dir():
         raise NasdepthError(f"The {flag} path {out} is a file, not a folder; give a folder.")
-    where = path if folder else path.parent
+    # the place really written: through a symlink (even a dangling one), its target's folder
+    where = path.resolve() if folder else path.resolve().parent
     try:
         where.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=where, prefix=".nasdepth-write-check-"):

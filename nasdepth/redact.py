@@ -55,7 +55,7 @@ def redact(url: str) -> str:
     stays as it is. Text that is not a URL comes back unchanged.
     """
     if "://" not in url:
-        return url
+        return _redact_keywords(url)
     scheme, userinfo, hostpart, query = _split(url)
     out = f"{scheme}://"
     if userinfo is not None:
@@ -67,11 +67,27 @@ def redact(url: str) -> str:
     return out
 
 
+#: ``key=value`` of a libpq keyword/value connection string; a value is quoted ('...', with
+#: backslash escapes) or runs to the next space
+KEYWORD_RE = re.compile(r"([A-Za-z_]+)(\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:[^\s\\]|\\.)*)")
+
+
+def _redact_keywords(text: str) -> str:
+    """``host=db password=x`` (libpq's keyword form) -> ``host=db password=***``."""
+    if "=" not in text:
+        return text
+    return KEYWORD_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}" if _is_secret(
+        m.group(1)) else m.group(0), text)
+
+
 def secrets_of(url: str) -> list[str]:
     """The secret strings inside ``url`` (password, secret query values, also URL-decoded),
     longest first: to scrub them from a driver's error text, which quotes them its own way."""
     if "://" not in url:
-        return []
+        given = [m.group(3) for m in KEYWORD_RE.finditer(url) if _is_secret(m.group(1))]
+        given += [v[1:-1] for v in given if len(v) >= 2 and v[0] == v[-1] == "'"]
+        given += [p for v in given for p in re.split(r"[\s'@:/?#]", v) if len(p) >= 3]
+        return sorted({v for v in given if v and v != "''"}, key=len, reverse=True)
     _, userinfo, _, query = _split(url)
     found: list[str] = []
     if userinfo is not None and ":" in userinfo:

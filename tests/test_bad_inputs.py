@@ -153,6 +153,48 @@ def unnamed_study_file(name: str) -> Callable[[Path], None]:
     return write
 
 
+LAUGHS = "".join(f"{a}: &{a} [{', '.join([f'*{b}'] * 9)}]\n"
+                 for b, a in zip("abcdefgh", "bcdefghi", strict=True))
+
+
+def billion_laughs(key: str) -> Callable[[Path], None]:
+    """A 500-byte study file whose ``key`` expands to 9**9 strings through aliases."""
+    def write(folder: Path) -> None:
+        text = (folder / STUDY).read_text().replace("name: tiny\n", "")
+        (folder / STUDY).write_text(f"a: &a ['lol', 'lol', 'lol', 'lol', 'lol', 'lol', 'lol', "
+                                    f"'lol', 'lol']\n{LAUGHS}{key}: *i\n{text}")
+
+    return write
+
+
+def space_with(**params: Any) -> Callable[[Path], None]:
+    def write(folder: Path) -> None:
+        (folder / "search_spaces" / "big.yaml").write_text(
+            yaml.safe_dump({**TINY_SPACE, "name": "big", **params}))
+        fresh_study(folder, space="search_spaces/big.yaml")
+
+    return write
+
+
+def crafted_pickle(folder: Path) -> None:
+    """A model file whose unpickling would run a shell command."""
+    class Evil:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (os.system, ("touch pwned",))
+
+    torch.save({"format": "nasdepth-model", "payload": Evil()}, folder / "evil.pt")
+
+
+def declares_a_huge_network(folder: Path) -> None:
+    """A model file with small weights whose metadata declares a network of terabytes."""
+    raw = torch.load(folder / "model.pt", weights_only=True)
+    meta = json.loads(raw["metadata"])
+    for stage in meta["arch"]["stages"]:
+        stage["width"], stage["depth"] = 2**20, 100
+    raw["metadata"] = json.dumps(meta)
+    torch.save(raw, folder / "huge.pt")
+
+
 def a_file(name: str) -> Callable[[Path], None]:
     def write(folder: Path) -> None:
         (folder / name).write_text("a file, not a folder\n")
@@ -219,17 +261,31 @@ ROWS = [
         "letters, digits, '.', '_' or '-'"),
     Row("name-slash", ["run", STUDY, "--name", "a/b"], 2, "Got 'a/b'"),
     Row("name-empty", ["run", STUDY, "--name", ""], 2, "Got ''", subprocess=True),
+    Row("name-non-ascii", ["run", STUDY, "--name", "caf\u00e9"], 2,
+        "'\u00e9' is not ASCII: the name becomes file names"),
+    Row("task-named-mean", ["run", STUDY], 2,
+        "The 'task name' value in studies/tiny.yaml must be a name other than 'mean' and 'all'",
+        setup=lambda f: (write_text("t.csv", "f0,f1,mean,b\n" + "".join(
+            f"{i},{i % 3},{i % 2},{i % 3}\n" for i in range(30)))(f),
+            fresh_study(f, data={"source": "t.csv", "target": ["mean", "b"]},
+                        tasks={"names": ["mean", "b"]}))),
+    Row("space-recurrent-block-on-images", ["run", STUDY], 2,
+        "The 'block' value in search_spaces/big.yaml must be one of",
+        setup=space_with(block="lstm")),
     Row("name-long", ["run", STUDY, "--name", LONG], 2, "(300 characters)"),
     Row("name-long-remote", ["run", STUDY, "--name", LONG, "--storage", PG_DOWN], 2,
-        "1 to 100 letters"),
+        "1 to 100 ASCII characters"),
     Row("name-from-file-stem", ["run", "studies/my study.yaml"], 2, "Got 'my study'",
         setup=unnamed_study_file("my study.yaml")),
     # ---- settings no trial can train under: refused before the first trial
     Row("device-tpu", ["run", STUDY, "--name", "fresh", "--device", "tpu"], 2,
+        "The '--device' value in the command line must be one of auto, cpu", subprocess=True),
+    Row("device-tpu-in-the-study-file", ["run", STUDY], 2,
         "The 'training.device' value in studies/tiny.yaml must be one of auto, cpu",
-        subprocess=True),
+        setup=lambda f: fresh_study(f, training={**BASE["training"], "device": "tpu"})),
     Row("device-cuda-missing", ["run", STUDY, "--name", "fresh", "--device", "cuda"], 2,
-        "must be a device this machine has", marks=[no_cuda()]),
+        "The '--device' value in the command line must be a device this machine has",
+        marks=[no_cuda()]),
     Row("test-size-above-data", ["run", STUDY], 2, "The 'cv.test_size' value",
         setup=lambda f: fresh_study(f, cv={"folds": 2, "test_size": 5000})),
     Row("augment-flat-data", ["run", STUDY], 2, "augmentation needs 1-D or 2-D samples",
@@ -248,6 +304,23 @@ ROWS = [
     Row("password-in-redis-query", ["run", STUDY, "--name", "fresh", "--storage",
                                     f"redis://127.0.0.1:9/0?password={SECRET}"], 2,
         "Cannot open the storage redis://127.0.0.1:9/0?password=***", absent=(SECRET,)),
+    Row("password-in-libpq-keywords", ["run", STUDY, "--name", "fresh", "--storage",
+                                       f"host=127.0.0.1 port=9 dbname=db user=ann "
+                                       f"password={SECRET}"], 2,
+        "Cannot open the storage postgresql://ann:***@127.0.0.1:9/db", absent=(SECRET,)),
+    Row("password-in-quoted-libpq-keywords", ["run", STUDY, "--name", "fresh", "--storage",
+                                              f"host=127.0.0.1 port=9 password='{SECRET} x'"],
+        2, "Cannot open the storage postgresql://127.0.0.1:9/?password=***",
+        absent=(SECRET,)),
+    Row("password-in-libpq-keywords-report", ["report", STUDY, "--no-baselines", "--storage",
+                                              f"host=127.0.0.1 port=9 password={SECRET}"], 2,
+        "Cannot open the storage postgresql://127.0.0.1:9/?password=***", absent=(SECRET,)),
+    Row("libpq-keyword-misspelt", ["run", STUDY, "--name", "fresh", "--storage",
+                                   f"hots=127.0.0.1 password={SECRET}"], 2,
+        "Did you mean 'host'?", absent=(SECRET,)),
+    Row("password-but-no-connection-string", ["run", STUDY, "--name", "fresh", "--storage",
+                                              f"password={SECRET} x"], 2,
+        "libpq keywords such as", absent=(SECRET,)),
     Row("journal-path-not-creatable", ["run", STUDY, "--storage", "blocker/x.journal"], 2,
         "Cannot create the journal file blocker/x.journal", setup=a_file("blocker")),
     Row("report-folder-not-writable", ["run", STUDY, "--name", "fresh", "--out", "blocker/r"],
@@ -285,6 +358,61 @@ ROWS = [
                          edit_study(f, name="fresh", data="trials.csv"))),
     Row("run-out-is-the-study-file", ["run", STUDY, "--out", STUDY], 2,
         "The --out path studies/tiny.yaml is the study file"),
+    # ---- unbounded inputs: refused before anything is built
+    Row("study-name-billion-laughs", ["run", STUDY], 2,
+        "The study file studies/tiny.yaml expands to more than 200000 values through its "
+        "aliases", setup=billion_laughs("name"), subprocess=True),
+    Row("study-description-billion-laughs", ["run", STUDY], 2, "expands to more than",
+        setup=billion_laughs("description")),
+    Row("study-nested-too-deep", ["run", STUDY], 2, "nests deeper than 64 levels",
+        setup=write_text(STUDY, "name: tiny\ndescription: " + "[" * 500 + "]" * 500 + "\n")),
+    Row("space-width-a-billion", ["run", STUDY], 2,
+        "The 'width' value in search_spaces/big.yaml must be an int <= 1048576. Got 1000000000",
+        setup=space_with(width={"type": "int", "low": 8, "high": 1_000_000_000})),
+    Row("space-float-high-1e30", ["run", STUDY], 2,
+        "The 'lr.high' value in search_spaces/big.yaml must be a number between -1e+15 and "
+        "1e+15. Got 1e+30", setup=space_with(lr={"type": "float", "low": 0.001,
+                                                 "high": 1e30})),
+    Row("space-width-multiplier-1e30", ["run", STUDY], 2, "must be a number <= 1024",
+        setup=space_with(width_multiplier=1e30)),
+    Row("space-depth-a-million", ["run", STUDY], 2, "must be an int <= 10000",
+        setup=space_with(depth=1_000_000)),
+    Row("epochs-a-billion", ["run", STUDY, "--name", "fresh", "--epochs", "1000000000"], 2,
+        "The 'epochs' value in studies/tiny.yaml must be an int from 1 to 100000"),
+    Row("model-declares-a-huge-network", ["predict", "huge.pt", "rows.npy", "--out", "p.csv"],
+        2, "declares a network of", setup=declares_a_huge_network),
+    Row("model-crafted-pickle", ["predict", "evil.pt", "rows.npy", "--out", "p.csv"], 2,
+        "The model file evil.pt holds code objects (posix.system) and was refused for safety",
+        setup=crafted_pickle, absent=("weights_only", "Re-running", "trusted source")),
+    # ---- user data files: one reader for load_data and predict
+    Row("predict-empty-csv", ["predict", "model.pt", "empty.csv"], 2,
+        "must be a CSV file; this file is empty (0 bytes)", setup=write_text("empty.csv", "")),
+    Row("predict-blank-csv", ["predict", "model.pt", "blank.csv"], 2,
+        "must be a CSV file with a header and rows; it holds no columns",
+        setup=write_text("blank.csv", "\n\n")),
+    Row("predict-header-only-csv", ["predict", "model.pt", "head.csv"], 2, "and no rows",
+        setup=write_text("head.csv", "a,b,c\n")),
+    Row("predict-latin1-csv", ["predict", "model.pt", "latin.csv"], 2,
+        "is not UTF-8 (Latin-1 or Windows text?): save it as UTF-8",
+        setup=lambda f: (f / "latin.csv").write_bytes("caf\xe9,b\n1,2\n".encode("latin-1"))),
+    Row("predict-empty-npy", ["predict", "model.pt", "empty.npy"], 2,
+        "this file is empty (0 bytes)", setup=write_text("empty.npy", "")),
+    Row("predict-npz-not-a-zip", ["predict", "model.pt", "text.npz"], 2,
+        "must be a .npz file (a zip archive of .npy arrays, as np.savez writes it); this file "
+        "is no zip archive", setup=write_text("text.npz", "x,y\n1,2\n")),
+    Row("predict-npy-not-numpy", ["predict", "model.pt", "text.npy"], 2,
+        "must be a .npy file as np.save writes it", setup=write_text("text.npy", "hello\n")),
+    Row("run-latin1-csv", ["run", STUDY], 2, "is not UTF-8",
+        setup=lambda f: ((f / "latin.csv").write_bytes(
+            "caf\xe9,target\n1,0\n2,1\n".encode("latin-1")), fresh_study(f, data="latin.csv"))),
+    Row("run-npz-not-a-zip", ["run", STUDY], 2, "this file is no zip archive",
+        setup=lambda f: (write_text("text.npz", "x")(f), fresh_study(f, data="text.npz"))),
+    Row("diagnose-arch-yaml-error", ["diagnose", "--data", "sklearn:digits", "--arch", "a.yaml"],
+        2, "The --arch file a.yaml is not valid YAML at line 3, column 1",
+        setup=write_text("a.yaml", "stages:\n  - {block: plain, depth: [2\n")),
+    Row("diagnose-arch-inline-yaml-error", ["diagnose", "--data", "sklearn:digits", "--arch",
+                                            "{stages: [}"], 2,
+        "The --arch mapping is not valid YAML at line 1, column"),
     # ---- damaged journals
     Row("journal-last-record-cut", ["run", STUDY, "--no-report"], 0,
         "the last record of studies/tiny.journal was cut short", setup=append_half_record,
@@ -304,6 +432,10 @@ ROWS = [
         setup=lambda f: edit_study(f, data={"source": "sklearn:digits", "limit": 150})),
     Row("resume-other-space", ["run", STUDY, "--space", "search_spaces/wider.yaml"], 2,
         "space: parameter 'depth' changed", setup=other_space),
+    Row("resume-space-budget-added", ["run", STUDY], 2,
+        "was run with other settings (space_settings.budget.max_params: None -> 20000",
+        setup=lambda f: (f / "search_spaces" / "tiny.yaml").write_text(yaml.safe_dump(
+            {**TINY_SPACE, "input_shape": [1, 8, 8], "budget": {"max_params": 20000}}))),
     Row("resume-other-objectives", ["run", STUDY, "--objectives", "val_f1_macro"], 2,
         "objectives"),
     Row("resume-allow-changes", ["run", STUDY, "--epochs", "2", "--trials", "4",
@@ -416,7 +548,29 @@ URLS = [
     ("sqlite:///studies/x.db", "sqlite:///studies/x.db"),
     ("studies/x.journal", "studies/x.journal"),
     ("postgresql://ann:Secret%4099@host/db", "postgresql://ann:***@host/db"),
+    ("host=db user=ann password=Secret99 dbname=x", "host=db user=ann password=*** dbname=x"),
+    ("host=db password='Secret99 with spaces' dbname=x", "host=db password=*** dbname=x"),
+    ("host=db sslpassword = Secret99", "host=db sslpassword = ***"),
 ]
+
+
+@pytest.mark.parametrize(("text", "url"), [
+    ("host=db port=5433 dbname=x user=ann password=Secret99",
+     "postgresql://ann:Secret99@db:5433/x"),
+    ("host=db user=ann password='p@ss w\\'rd' sslmode=require",
+     "postgresql://ann:p%40ss%20w%27rd@db/?sslmode=require"),
+    ("dbname=test", "postgresql:///test"),
+    ("host=/var/run/postgresql dbname=x", "postgresql:///x?host=%2Fvar%2Frun%2Fpostgresql"),
+    ("host=a,b port=1,2 dbname=x", "postgresql:///x?host=a%2Cb&port=1%2C2"),
+    ("studies/x.journal", "studies/x.journal"),
+    ("runs/lr=0.1.journal", "runs/lr=0.1.journal"),
+    ("postgresql://ann:x@db/y", "postgresql://ann:x@db/y"),
+])
+def test_libpq_keyword_form_is_the_uri_it_means(text: str, url: str) -> None:
+    from nasdepth.study.storage import storage_kind, storage_url
+
+    assert storage_url(text) == url
+    assert storage_kind(text) == ("journal" if "journal" in text else "rdb")
 
 
 @pytest.mark.parametrize(("url", "shown"), URLS)
@@ -460,3 +614,19 @@ def test_export_checks_its_output_before_the_refit_trains(base: Path, tmp_path: 
     monkeypatch.chdir(work)
     assert main(["export", STUDY, "--out", "blocker/m.pt"]) == 2
     assert "Cannot write the model file blocker/m.pt" in capsys.readouterr().err
+
+
+def test_the_output_guard_follows_symlinks(tmp_path: Path) -> None:
+    """A link to an input is that input; a dangling link's target folder is made (the file is
+    written there), so the write after hours of training cannot fail on it."""
+    from nasdepth.errors import NasdepthError
+    from nasdepth.outpath import check_output
+
+    (tmp_path / "x.journal").write_text("{}\n")
+    (tmp_path / "to-journal").symlink_to(tmp_path / "x.journal")
+    with pytest.raises(NasdepthError, match="is the study storage this command reads"):
+        check_output(tmp_path / "to-journal", {"study storage": str(tmp_path / "x.journal")})
+    (tmp_path / "dangling.pt").symlink_to(tmp_path / "a" / "b" / "m.pt")
+    notes: list[str] = []
+    check_output(tmp_path / "dangling.pt", {}, say=notes.append)
+    assert (tmp_path / "a" / "b").is_dir() and notes == []

@@ -30,7 +30,13 @@ def test_roc_auc_and_log_loss_equal_sklearn(classes: int, ties: bool) -> None:
         assert got["roc_auc"] == pytest.approx(ref, abs=1e-12)
         ref_ll = skm.log_loss(y, clipped, labels=np.arange(classes))
         assert got["log_loss"] == pytest.approx(ref_ll, abs=1e-9)
-        assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, p.argmax(1)))
+        pred = p.argmax(1)
+        assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+        assert got["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+        for name, fn in (("precision_macro", skm.precision_score),
+                         ("recall_macro", skm.recall_score), ("f1_macro", skm.f1_score)):
+            ref = fn(y, pred, average="macro", labels=np.arange(classes), zero_division=0)
+            assert got[name] == pytest.approx(ref), name
 
 
 def test_roc_auc_is_nan_where_a_class_is_missing() -> None:

@@ -188,9 +188,24 @@ def test_a_scaling_study_trains_at_each_resolution_and_reports_the_rules(
     trials = study.trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
     sides = {t.params["scaling.rule"]: t.user_attrs["resolution"] for t in trials}
+    assert all(t.user_attrs["scaling"]["scaling.phi"] == 1 for t in trials)
     assert sides == {"depth": 8, "resolution": round(8 * math.sqrt(2))}
     flops = {t.params["scaling.rule"]: read_record(t).costs["flops"] for t in trials}
     assert 0.7 < flops["depth"] / flops["resolution"] < 1.4  # matched to rounding
     index = write_report(study, tmp_path / "report", baselines=False)
     text = (index.parent / "report.md").read_text()
     assert "## Which way to scale" in text and "corrected resampled t-test" in text
+
+
+@pytest.mark.parametrize("key", ["transfer", "tasks"])
+def test_a_scaling_study_refuses_transfer_and_tasks(key: str) -> None:
+    from types import SimpleNamespace
+
+    from nasdepth.study.scaling import ScalingObjective
+
+    cfg = SimpleNamespace(transfer=None, tasks=None, path="studies/x.yaml",
+                          space=SimpleNamespace(source="search_spaces/s.yaml"))
+    setattr(cfg, key, {"weights": "x.pt"})
+    with pytest.raises(ConfigError, match=f"The '{key}' value in studies/x.yaml must be absent "
+                                          "when the space"):
+        ScalingObjective(cfg, None)  # type: ignore[arg-type]

@@ -46,8 +46,9 @@ def pretrain(data: Dataset, path: Path, arch: ArchConfig = ARCH, epochs: int = 3
     torch.manual_seed(0)
     model = build_model(arch, data.input_shape, data.num_classes)
     idx = np.arange(len(data))
-    fit_fold(model, data, idx, idx[:50], training=TrainConfig(epochs=epochs, lr=0.01),
-             seed=0, device=CPU)
+    # the recipe these tests' thresholds were set with (cosine was the default then)
+    fit_fold(model, data, idx, idx[:50],
+             training=TrainConfig(epochs=epochs, lr=0.01, schedule="cosine"), seed=0, device=CPU)
     sc = Standardizer.fit(data.x)
     return save_model(path, [model], [(sc.mean, sc.std)],
                       {"arch": arch.to_dict(), "input_shape": list(data.input_shape),
@@ -142,7 +143,10 @@ def test_feature_extraction_trains_only_the_head(source: Path, target: Dataset) 
                if not n.startswith("head."))
     idx = np.arange(len(target))
     result = fit_fold_features(prep, target, idx[:120], idx[120:],
-                               training=TrainConfig(epochs=20, lr=0.03, batch_size=32),
+                               # the rate and schedule this head's threshold was set with
+                               # (cosine was the default then; wsd holds 0.03 longer)
+                               training=TrainConfig(epochs=20, lr=0.03, batch_size=32,
+                                                    schedule="cosine"),
                                seed=0, device=CPU)
     after = model.state_dict()
     for key, value in body_before.items():  # weights and BatchNorm statistics alike

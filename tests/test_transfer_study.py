@@ -228,3 +228,46 @@ def test_a_torchvision_checkpoint_in_a_study_takes_its_preset(tmp_path: Path) ->
     raw["transfer"]["preset"], raw["space"] = "resnet18", {"width": 8}
     with pytest.raises(ConfigError, match="the preset resnet18"):
         load_study(_write(path, raw))
+
+
+def test_a_checkpoint_replaced_mid_study_fails_the_trial_not_mixes(exported: Path,
+                                                                   tmp_path: Path) -> None:
+    """The checkpoint is checked before and after every trial, not only at the start."""
+    import shutil
+
+    from nasdepth.study.identity import check_checkpoint
+
+    folder = tmp_path / "t"
+    (folder / "models").mkdir(parents=True)
+    shutil.copy(exported, folder / "models" / "source.pt")
+    path = _target(folder, {"weights": "models/source.pt", "mode": "fine_tune"})
+    cfg = load_study(path)
+    check_checkpoint(cfg)  # unchanged: nothing to say
+    with open(folder / "models" / "source.pt", "ab") as f:
+        f.write(b"another checkpoint")
+    with pytest.raises(NasdepthError, match="changed while study 'target' ran"):
+        check_checkpoint(cfg)
+    study = run_study(cfg, trials=1, progress=False, probes=False, max_failures=1)
+    reasons = [str(read_record(t).reason) for t in study.trials]
+    assert len(reasons) == 1 and "changed while study 'target' ran" in reasons[0]
+    assert not read_record(study.trials[0]).cv_folds  # nothing trained on the new file
+
+
+def test_a_preset_that_does_not_fit_its_checkpoint_is_refused_before_any_trial(
+        tmp_path: Path) -> None:
+    import torch
+    import torchvision
+
+    weights = tmp_path / "models" / "resnet18.pth"
+    weights.parent.mkdir()
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    path = _write(tmp_path / "studies" / "tv.yaml", {
+        "name": "tv", "data": {"source": "synthetic:classification", "n_samples": 48,
+                               "n_classes": 2, "image_shape": [3, 16, 16]},
+        "space": {}, "cv": {"folds": 2}, "training": {"epochs": 1, "batch_size": 16},
+        "budget": {"trials": 2}, "transfer": {"weights": "models/resnet18.pth",
+                                              "preset": "resnet34", "mode": "fine_tune"}})
+    with pytest.raises(ConfigError, match="The 'transfer.preset' value in .* must be the "
+                                          "network the checkpoint models/resnet18.pth holds"):
+        run_study(path, progress=False, probes=False)
+    assert not (tmp_path / "studies" / "tv.journal").exists()  # no trial, no storage

@@ -5,6 +5,7 @@ reference network, and the hidden-signal ground truth."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -90,6 +91,14 @@ def test_study_where_every_trial_is_undertrained_gets_no_data_limited_verdict(tm
         assert d["verdict"] == "undertrained", d
         assert "the reference network" in " ".join(d["advice"])
     assert sum(1 for r in records if "reference" in r.timings) == 1  # once per study
+    from nasdepth.report import write_report
+
+    write_report(study, tmp_path / "report")  # the report shows what the reference cost
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "Reference network (residual+BatchNorm 2-D CNN" in md
+    assert " s (once for the study)" in md
+    verdicts = set(pd.read_csv(tmp_path / "report" / "diagnoses.csv").verdict)
+    assert "data_limited_plateau" not in verdicts
 
 
 def test_reference_off_leaves_a_plateau_undecided(tmp_path) -> None:

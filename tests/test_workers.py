@@ -449,3 +449,26 @@ def test_a_candidate_held_by_a_running_trial_is_drawn_again(tmp_path: Path) -> N
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(done) == 3  # the study went on: other draws, and the holder's retry
     assert any(read_record(t).retry_of == 0 and t.params == held for t in done)
+
+
+def test_libpq_keyword_form_opens_postgres_and_names_no_file(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """``host=... password=...`` used to be taken for a journal path named after the password.
+    The server here trusts local users, so any password is accepted."""
+    user = _postgres_user()
+    if user is None:
+        pytest.skip("no PostgreSQL server at 127.0.0.1:5432 (database 'test', trust auth)")
+    monkeypatch.chdir(tmp_path)
+    name = f"nasdepth-test-{uuid.uuid4().hex[:10]}"
+    storage = make_storage(f"host=127.0.0.1 port=5432 dbname=test user={user} "
+                           "password='Secret 99'")
+    try:
+        study = optuna.create_study(study_name=name, storage=storage)
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+        url = _postgres_url()
+        assert url is not None
+        assert len(optuna.load_study(study_name=name, storage=make_storage(url)).trials) == 1
+        assert list(tmp_path.iterdir()) == []  # no journal file, no lock file
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)

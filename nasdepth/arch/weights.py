@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,9 +350,41 @@ def load_file(path: str | Path) -> Any:
     try:
         return _torch_load(str(path.resolve()), (st.st_mtime_ns, st.st_size))
     except Exception as exc:
-        why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        refused = refused_for_safety(exc)
+        if refused is not None:
+            raise NasdepthError(f"The checkpoint {path} {refused}.") from None
+        why = load_failure(exc)
         raise NasdepthError(f"{path} is not a checkpoint torch.load(weights_only=True) can read "
                             f"({why}).") from None
+
+
+def _torch_reason(text: str) -> list[str]:
+    """torch's own reason lines, without its advice to load the file with weights_only=False
+    (which would run whatever code the file holds)."""
+    return [line.strip() for line in text.splitlines() if line.strip() and not any(
+        s in line for s in ("weights_only", "PyTorch 2.6", "Weights only load failed",
+                            "documentation", "safe_globals", "file an issue"))]
+
+
+def refused_for_safety(exc: BaseException) -> str | None:
+    """Why ``torch.load(weights_only=True)`` refused a file that holds more than tensors and
+    plain data (a pickled function or class: code that would run on loading), in words that do
+    not pass on torch's advice to load it with ``weights_only=False``; None for other
+    failures (a damaged or foreign file)."""
+    text = str(exc)
+    if "Weights only load failed" not in text:
+        return None
+    found = re.search(r"(?:GLOBAL|global:?|class) ([A-Za-z_][\w.]*)", text)
+    if found is None:
+        return None
+    return (f"holds code objects ({found.group(1)}) and was refused for safety: nasdepth "
+            "reads tensors and plain data only and never runs code from a file")
+
+
+def load_failure(exc: BaseException) -> str:
+    """A failed ``torch.load``'s reason in one short line (torch's advice left out)."""
+    reason = " ".join(_torch_reason(str(exc))) or type(exc).__name__
+    return f"{type(exc).__name__}: {reason[:200]}"
 
 
 def read_checkpoint(path: str | Path) -> tuple[StateDict, str]:

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
+from nasdepth.errors import ConfigError, UnknownNameError
 
 if TYPE_CHECKING:
     from nasdepth.arch import ArchConfig
@@ -49,20 +49,15 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def parse_arch(spec: str, data: Dataset) -> ArchConfig:
     """A YAML/JSON file, inline JSON (``{...}``) or a preset name."""
-    import yaml
-
     from nasdepth.arch import PRESETS, ArchConfig, preset
+    from nasdepth.yamlfile import parse_yaml, read_yaml
 
-    text: str | None = None
-    if Path(spec).is_file():
-        text = Path(spec).read_text()
+    raw: Any = None
+    if Path(spec).is_file():  # JSON is YAML; one line for any error (nasdepth.yamlfile)
+        raw = read_yaml(spec, "--arch file")
     elif spec.lstrip().startswith("{"):
-        text = spec
-    if text is not None:
-        try:
-            raw = yaml.safe_load(text)  # JSON is YAML
-        except yaml.YAMLError as exc:
-            raise NasdepthError(f"--arch {spec} is not valid YAML/JSON: {exc}") from None
+        raw = parse_yaml(spec, "The --arch mapping")
+    if raw is not None or Path(spec).is_file():
         return ArchConfig.from_dict(raw, source=f"--arch {spec}")
     if spec in PRESETS:
         return preset(spec, data.input_shape, data.num_classes)

@@ -30,8 +30,7 @@ def main(args: argparse.Namespace) -> int:
 
     need_study_file(args.study)
     from nasdepth.outpath import check_output
-    from nasdepth.study.names import study_inputs
-    from nasdepth.study.study_file import load_study
+    from nasdepth.study.study_file import load_study, study_inputs
 
     # before the refit trains: never over the study's storage, data or files; writable
     cfg = load_study(args.study, {"storage": args.storage})

@@ -41,17 +41,19 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def parse_arch(text: str, shape: tuple[int, ...], classes: int) -> Any:
     """A preset name, a file, or an inline mapping -> ``ArchConfig``."""
-    import yaml
-
     from nasdepth.arch import PRESETS, ArchConfig, preset
+    from nasdepth.errors import NasdepthError
+    from nasdepth.yamlfile import parse_yaml, read_yaml
 
     if text in PRESETS:
         return preset(text, shape, classes)
     path = Path(text)
     source = str(path) if path.is_file() else "--arch"
     try:
-        raw = yaml.safe_load(path.read_text() if path.is_file() else text)
-    except yaml.YAMLError:
+        raw = read_yaml(path, "--arch file") if path.is_file() else parse_yaml(text, "--arch")
+    except NasdepthError:
+        if path.is_file():
+            raise
         raw = None
     if not isinstance(raw, dict):
         raise ConfigError("the command line", "--arch", text,

@@ -21,16 +21,10 @@ def data_spec(text: str) -> str | dict[str, Any]:
     """A spec string as it is; ``{...}`` read as a YAML mapping (a study file's ``data:``)."""
     if not text.lstrip().startswith("{"):
         return text
-    import yaml
-
     from nasdepth.errors import ConfigError
+    from nasdepth.yamlfile import parse_yaml
 
-    try:
-        spec = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError("the command line", "DATA", text,
-                          f"a data spec or a YAML mapping ({' '.join(str(exc).split())})"
-                          ) from None
+    spec = parse_yaml(text, "The DATA mapping on the command line")
     if not isinstance(spec, dict):
         raise ConfigError("the command line", "DATA", text, "a YAML mapping such as "
                           "'{source: data/table.csv, target: label}'")

@@ -28,14 +28,15 @@ def main(args: argparse.Namespace) -> int:
     from nasdepth.cli.run import write_report_or_explain
     from nasdepth.redact import redact
     from nasdepth.study import make_storage
-    from nasdepth.study.names import check_writable, report_dir, study_inputs
-    from nasdepth.study.study_file import load_study
+    from nasdepth.study.names import check_writable, report_dir
+    from nasdepth.study.storage import storage_url
+    from nasdepth.study.study_file import load_study, study_inputs
 
     cfg = load_study(args.study)
     out = report_dir(cfg.name, args.out)
     # before the storage is read and baselines fitted; never over what the report reads
     check_writable(out, "report folder", study_inputs(cfg, args.storage))
-    url = args.storage or cfg.storage_url
+    url = storage_url(args.storage or cfg.storage_url)  # libpq keywords: a URL, not a file
     if "://" not in url and not Path(url).is_file():
         raise NasdepthError(f"No storage at {url} for study '{cfg.name}' ({args.study}): run "
                             f"`nasdepth run {args.study}` first, or pass --storage.")

@@ -81,6 +81,10 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 def check_workers(args: argparse.Namespace) -> None:
     if args.workers < 1:
         raise ConfigError("the command line", "--workers", args.workers, "an int >= 1")
+    if getattr(args, "device", None) is not None:  # the flag, not the study file, is wrong
+        from nasdepth.study.preflight import check_device
+
+        check_device(args.device, "the command line", "--device")
     index = getattr(args, "worker_index", None)
     if index is not None and not 0 <= index <= 1_000_000:
         raise ConfigError("the command line", "--worker-index", index, "an int from 0 to 1000000")
@@ -99,8 +103,9 @@ def run_and_report(cfg: StudyConfig, args: argparse.Namespace) -> int:
     """Run the study, print the best trials and where the report is. Exit status 1 (with the
     failure reasons on stderr) when this run started trials and none of them completed."""
     from nasdepth.study import run_study
-    from nasdepth.study.names import check_writable, report_dir, study_inputs
+    from nasdepth.study.names import check_writable, report_dir
     from nasdepth.study.runner import run_outcome
+    from nasdepth.study.study_file import study_inputs
 
     out = report_dir(cfg.name, args.out)
     if not args.no_report:

@@ -17,6 +17,7 @@ import numpy as np
 
 from nasdepth.data.arrays import from_arrays
 from nasdepth.data.dataset import Dataset
+from nasdepth.data.files import OBJECT_ARRAYS, load_numpy, read_table
 from nasdepth.data.tasks import check_task_name, task_columns
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
 
@@ -255,22 +256,10 @@ def load_npy(path: str, opts: dict[str, Any], source: str) -> Dataset:
     return from_arrays(x, y, name=p.name, source=source)
 
 
-OBJECT_ARRAYS = ("arrays of numbers (this one holds Python objects, which are never unpickled; "
-                 "save it with a numeric dtype)")
-
-
 def _np_load(p: Path, source: str) -> Any:
-    """``np.load`` without pickles; a file NumPy cannot read is one message."""
-    try:
-        return np.load(p, allow_pickle=False)
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise ConfigError(source, "data", str(p), OBJECT_ARRAYS) from None
-        raise ConfigError(source, "path", str(p),
-                          f"a NumPy file NumPy can read ({type(exc).__name__}: {exc})") from None
-    except (OSError, EOFError) as exc:
-        raise ConfigError(source, "path", str(p),
-                          f"a NumPy file NumPy can read ({type(exc).__name__}: {exc})") from None
+    """``np.load`` without pickles; a file NumPy cannot read is one message
+    (:mod:`nasdepth.data.files`, shared with ``predict``)."""
+    return load_numpy(p, source)
 
 
 def _array(get: Callable[[], Any], what: str, source: str) -> np.ndarray:
@@ -298,10 +287,7 @@ def load_csv(path: str, opts: dict[str, Any], source: str) -> Dataset:
     import pandas as pd
 
     p = existing_path(path, source)
-    try:
-        df = pd.read_csv(p, sep=opts.get("sep") or ",")
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise ConfigError(source, "path", str(path), f"a readable CSV file ({exc})") from None
+    df = read_table(p, source, opts.get("sep") or ",")
     columns = [str(c) for c in df.columns]
     target = opts.get("target")
     targets = opt_names(opts, "target", source) if isinstance(target, list) else [target]

@@ -33,10 +33,19 @@ from nasdepth.errors import ConfigError, UnknownNameError
 TASK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+#: words a multitask study's ``tasks.objective`` takes (``mean``, ``all``): a task of that
+#: name would be ambiguous there, so it is refused wherever tasks are named
+RESERVED_TASK_NAMES = ("mean", "all")
+
+
 def check_task_name(name: Any, source: str) -> str:
     if not isinstance(name, str) or not TASK_NAME.match(name):
         raise ConfigError(source, "task name", name,
                           "a name of letters, digits and underscores (such as 'digit')")
+    if name.lower() in RESERVED_TASK_NAMES:
+        raise ConfigError(source, "task name", name,
+                          "a name other than 'mean' and 'all' (the keywords of "
+                          "tasks.objective: 'objective: mean' would not say which is meant)")
     return name
 
 

@@ -11,7 +11,9 @@ opening a model file never runs code from it. The standardization is part of the
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import torch
 from torch import nn
 
 from nasdepth.arch import ArchConfig, build_model
-from nasdepth.arch.weights import MODEL_FORMAT
+from nasdepth.arch.weights import MODEL_FORMAT, load_failure, refused_for_safety
 from nasdepth.errors import NasdepthError
 
 #: the ``format`` entry of every model file (``nasdepth.arch.load_weights`` reads them too)
@@ -147,7 +149,10 @@ def read_model_file(path: str | Path) -> tuple[dict[str, Any], list[dict[str, to
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch file, truncated, or objects beyond plain data
-        why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        refused = refused_for_safety(exc)
+        if refused is not None:
+            raise NasdepthError(f"The model file {path} {refused}.") from None
+        why = load_failure(exc)
         raise NasdepthError(f"{path} is not a nasdepth model file: torch.load(weights_only="
                             f"True) cannot read it as a file written by torch.save ({why})."
                             ) from None
@@ -180,6 +185,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Exported
     meta, states = read_model_file(path)
     arch = ArchConfig.from_dict(meta["arch"], f"{path} (arch)")
     shape = tuple(int(s) for s in meta["input_shape"])
+    check_declared_size(path, arch, shape, len(meta["class_names"]), states)
     members = []
     for k, state in enumerate(states):
         net = build_model(arch, shape, len(meta["class_names"]))
@@ -193,3 +199,34 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Exported
     stds = [_tensor(p, "std") for p in meta["preprocessing"]]
     model = ExportedModel(members, means, stds, meta)
     return model.to(device).eval()
+
+
+def check_declared_size(path: str | Path, arch: ArchConfig, shape: tuple[int, ...],
+                        classes: int, states: Sequence[dict[str, torch.Tensor]]) -> None:
+    """Refuse a file whose metadata declares a network larger than the weights it holds (a
+    crafted file could make ``load_model`` allocate terabytes): the declared network is
+    counted on the meta device first, which allocates nothing."""
+    from nasdepth.arch import count_parameters
+
+    if not shape or any(s < 1 for s in shape) or math.prod(shape) > MAX_INPUT or not (
+            2 <= classes <= MAX_CLASSES):
+        raise NasdepthError(f"{path} is a damaged nasdepth model file (input shape {shape}, "
+                            f"{classes} classes).")
+    try:
+        with torch.device("meta"):  # orthogonal init cannot run on meta tensors
+            declared = count_parameters(build_model(replace(arch, init="default"), shape,
+                                                    classes))
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise NasdepthError(f"{path} declares a network that cannot be built: "
+                            f"{' '.join(str(exc).split())[:200]}") from None
+    held = max(sum(int(t.numel()) for t in st.values() if isinstance(t, torch.Tensor))
+               for st in states)
+    if declared > held:
+        raise NasdepthError(f"{path} declares a network of {declared:,} parameters but holds "
+                            f"weights for {held:,}; it is damaged or was not written by "
+                            "nasdepth, and is not loaded.")
+
+
+#: bounds of a model file's declared input (values) and classes
+MAX_INPUT = 2**31
+MAX_CLASSES = 2**20

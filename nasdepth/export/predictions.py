@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from nasdepth.data import Dataset, load_data
+from nasdepth.data.files import load_numpy, read_table
 from nasdepth.data.load import describe
 from nasdepth.data.sources import X_KEYS, Y_KEYS
 from nasdepth.errors import ConfigError, NasdepthError
@@ -71,9 +72,9 @@ def _unlabeled(spec: DataSpec, source: str) -> torch.Tensor | None:
     if suffix not in (".npy", ".npz", ".csv") or not path.is_file():
         return None
     if suffix == ".npy" and opts.get("labels") is None:
-        return _finite(np.load(path, allow_pickle=False), source)
-    if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as arrays:
+        return _finite(load_numpy(path, source), source)
+    if suffix == ".npz":  # one reader with load_data (nasdepth.data.files)
+        with load_numpy(path, source) as arrays:
             if any(k in arrays for k in ([opts["y_key"]] if opts.get("y_key") else Y_KEYS)):
                 return None
             for k in ([opts["x_key"]] if opts.get("x_key") else X_KEYS):
@@ -81,7 +82,7 @@ def _unlabeled(spec: DataSpec, source: str) -> torch.Tensor | None:
                     return _finite(arrays[k], source)
         return None
     if suffix == ".csv":
-        df = pd.read_csv(path, sep=opts.get("sep") or ",")
+        df = read_table(path, source, opts.get("sep") or ",")
         if str(opts.get("target", "target")) in df.columns:
             return None
         drop = [c for c in (opts.get("drop") or []) if c in df.columns]

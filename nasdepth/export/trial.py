@@ -20,7 +20,7 @@ from nasdepth.arch import ArchConfig
 from nasdepth.data import CVConfig
 from nasdepth.errors import ConfigError, NasdepthError
 from nasdepth.study.record import TrialRecord, read_record
-from nasdepth.study.storage import make_storage
+from nasdepth.study.storage import make_storage, storage_url
 from nasdepth.study.study_file import StudyConfig, load_study
 from nasdepth.train import TrainConfig
 
@@ -65,7 +65,7 @@ def open_stored_study(study_file: str | Path, storage: str | None = None
                       ) -> tuple[optuna.Study, StudyConfig]:
     """The study a study file names, from ``storage`` (default: the file's own)."""
     cfg = load_study(study_file)
-    url = storage or cfg.storage_url
+    url = storage_url(storage or cfg.storage_url)  # libpq keywords: a URL, not a file
     if "://" not in url and not Path(url).is_file():
         raise NasdepthError(f"No storage at {url} for study '{cfg.name}' ({study_file}): run "
                             f"`nasdepth run {study_file}` first, or pass --storage.")

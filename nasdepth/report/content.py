@@ -380,6 +380,12 @@ def _diagnosis_blocks(number: int, diag: dict[str, Any], st: T.StudyTables) -> l
     for b in diag.get("basis") or []:
         if isinstance(b, dict):
             out.append(Para(f"Backed by the {b.get('control')} control: {b.get('figure')}"))
+    ref = (diag.get("controls") or {}).get("reference")
+    if isinstance(ref, dict) and ref.get("seconds"):  # what the reference network cost
+        out.append(Para(f"Reference network ({ref.get('name')}): "
+                        + (f"accuracy {fmt(ref.get('val_accuracy'))}, " if ref.get("ran")
+                           else f"{ref.get('reason')}, ")
+                        + f"{fmt(ref.get('seconds'))} s (once for the study)"))
     probe = st.probes.get(number) or {}
     trace = st.traces.get(number)  # the record's per-epoch series over folds
     if trace is not None:

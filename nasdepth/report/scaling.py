@@ -26,13 +26,15 @@ TEST_COLUMNS = ["phi", "best", "rule", "diff", "t", "p_value", "folds", "worse"]
 def scaling_table(study: optuna.Study, st: T.StudyTables) -> pd.DataFrame:
     """One row per scored candidate of a scaling study: its rule, φ, input side and costs;
     ``flops_rel`` is its FLOPs over the median of its φ tier (1 = matched)."""
-    params = {t.number: (t.params, t.user_attrs.get("resolution"))
+    params = {t.number: ({**t.params, **t.user_attrs.get("scaling", {})},
+                         t.user_attrs.get("resolution"))
               for t in study.get_trials(deepcopy=False)}
     rows = []
     for _, row in st.scored.iterrows():
         p, side = params.get(int(row["trial"]), ({}, None))
         if RULE not in p and PHI not in p:
             continue
+        # a fixed phi is no Optuna parameter: the objective records it (older runs: one tier)
         rows.append({"phi": float(p.get(PHI, math.nan)), "rule": str(p.get(RULE, "")),
                      "trial": int(row["trial"]), "resolution": side, "depth": row["depth"],
                      "width": row["width"], "params": row["params"], "flops": row["flops"],
@@ -40,6 +42,8 @@ def scaling_table(study: optuna.Study, st: T.StudyTables) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=TABLE_COLUMNS)
     table = pd.DataFrame(rows)
+    if table["phi"].isna().all():
+        table["phi"] = -1.0  # unknown but single: one tier
     median = table.groupby("phi")["flops"].transform("median").astype(float)
     table["flops_rel"] = table["flops"].astype(float) / median
     return table[TABLE_COLUMNS].sort_values(["phi", "rule", "trial"]).reset_index(drop=True)
@@ -101,7 +105,8 @@ def answer(best: pd.DataFrame, tests: pd.DataFrame) -> list[str]:
         top = t["best"].iloc[0] if not t.empty else tier.iloc[0]["rule"]
         verdict = (f"{top} beats {', '.join(beaten)} significantly (5% level)" if beaten else
                    f"{top} scores best, but no difference is significant")
-        lines.append(f"φ = {phi:g}: {rules}. {verdict}.")
+        tier_name = "one φ" if phi == -1 else f"φ = {phi:g}"
+        lines.append(f"{tier_name}: {rules}. {verdict}.")
     if not tests.empty:
         never = sorted(set(best["rule"]) - set(tests[tests["worse"]]["rule"]))
         lines.append("Never significantly worse than the best of a tier: "
@@ -150,6 +155,8 @@ def scaling_section(study: optuna.Study, st: T.StudyTables) -> Section | None:
                 "CV score against FLOPs, one line per scaling rule")
     if fig is not None:
         blocks.append(fig)
+    # a tier whose phi the storage does not know (-1: an older run with phi fixed) shows empty
+    best, tests = (t.replace({"phi": {-1.0: math.nan}}) for t in (best, tests))
     blocks.append(Table(best, "Best candidate of each rule at each φ (resolution: the input "
                               "side it trained on)"))
     if not tests.empty:

@@ -68,13 +68,16 @@ class ArchClassifier(ClassifierMixin, BaseEstimator):
     Recipe: ``epochs``, ``lr`` (a number or ``"auto"``: the engine's learning-rate range test
     on the training rows), ``batch_size``, ``optimizer``, ``weight_decay``, ``patience``
     (early stopping on the validation loss of a stratified ``validation_fraction`` of the
-    rows, held out of training; 0: every row trains, for ``epochs`` epochs).
+    rows, held out of training; 0: every row trains, for ``epochs`` epochs). ``training``: the
+    rest of the recipe as a study file's ``training:`` section writes it (``schedule``,
+    ``label_smoothing``, ``grad_clip``, ``augment`` ...; a dict of ``TrainConfig`` fields).
 
     Input: rows of features ``(N, F)``; images or sequences as ``(N, C, H, W)`` / ``(N, C, L)``
     arrays, or flat rows with ``input_shape=(C, H, W)`` / ``(C, L)``. ``device``: ``auto``
     (cuda, then mps, then cpu), ``cpu``, ``cuda`` ... ``random_state`` seeds the initial
-    weights and batch order (None: a fresh seed per fit). ``probes=True`` records the probes
-    during ``fit``; :meth:`diagnose` then gives the verdict of that run.
+    weights and batch order: an int is the engine's seed itself, so ``random_state=s`` trains
+    as nasdepth does with seed ``s`` (None: a fresh seed per fit). ``probes=True`` records the
+    probes during ``fit``; :meth:`diagnose` then gives the verdict of that run.
 
     ``sample_weight`` is not accepted: the engine's loss has no per-sample weights, and
     ``fit`` has no such parameter, so scikit-learn's meta-estimators know not to route one.
@@ -90,7 +93,7 @@ class ArchClassifier(ClassifierMixin, BaseEstimator):
                  dropout: float = 0.0, arch: str | dict[str, Any] | ArchConfig | None = None, *,
                  epochs: int = 20, lr: float | str = 1e-3, batch_size: int = 64,
                  optimizer: str = "adamw", weight_decay: float = 1e-4, patience: int = 0,
-                 validation_fraction: float = 0.1,
+                 validation_fraction: float = 0.1, training: dict[str, Any] | None = None,
                  input_shape: Sequence[int] | None = None, device: str = "auto",
                  probes: bool = False, random_state: int | np.random.RandomState | None = None
                  ) -> None:
@@ -110,6 +113,7 @@ class ArchClassifier(ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.patience = patience
         self.validation_fraction = validation_fraction
+        self.training = training
         self.input_shape = input_shape
         self.device = device
         self.probes = probes
@@ -126,7 +130,12 @@ class ArchClassifier(ClassifierMixin, BaseEstimator):
 
     def training_config(self) -> TrainConfig:
         """The recipe as the engine's :class:`~nasdepth.train.TrainConfig` (checked)."""
-        raw: dict[str, Any] = {k: getattr(self, k) for k in RECIPE_PARAMS}
+        extra = dict(self.training or {})
+        for key in extra:
+            if key in (*RECIPE_PARAMS, "device", "lr_auto"):
+                raise ConfigError(SOURCE, f"training.{key}", extra[key],
+                                  f"set as the parameter {key}= (not inside training=)")
+        raw: dict[str, Any] = {**extra, **{k: getattr(self, k) for k in RECIPE_PARAMS}}
         raw["device"] = self.device
         for key in ("epochs", "batch_size", "patience"):  # numpy ints from a param grid
             if _is_int(raw[key]):
@@ -204,7 +213,7 @@ class ArchClassifier(ClassifierMixin, BaseEstimator):
         data = from_arrays(X.reshape(len(X), *self.input_shape_), codes, name="fit",
                            class_names=[str(c) for c in classes], source=f"{SOURCE}.fit")
         arch = self.arch_config(self.input_shape_, len(classes))
-        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        seed = engine_seed(self.random_state)
         device = resolve_device(training.device)
         train_idx, val_idx = self._split(codes, training, seed)
         if training.lr_auto:  # the range test on a throwaway copy, as cross_validate runs it
@@ -330,12 +339,12 @@ class ArchClassifier(ClassifierMixin, BaseEstimator):
         refits the same candidate), its network the fitted model."""
         meta, _ = read_model_file(path)
         training = meta.get("training") or {}
-        recipe = {k: training[k] for k in RECIPE_PARAMS if k in training}
-        if training.get("lr_auto"):
-            recipe["lr"] = "auto"
+        recipe, extra = split_recipe(training)
         shape = tuple(int(s) for s in meta["input_shape"])
+        seed = (meta.get("refit") or {}).get("seed")
         est = cls(arch=meta["arch"], input_shape=shape if len(shape) > 1 else None,
-                  device=device, **recipe)
+                  device=device, training=extra or None,
+                  random_state=seed if _is_int(seed) else None, **recipe)
         est.model_ = load_model(path, device=device)
         est.arch_ = ArchConfig.from_dict(meta["arch"], f"{path} (arch)")
         extra = meta.get(SKLEARN_KEY) or {}
@@ -349,6 +358,27 @@ class ArchClassifier(ClassifierMixin, BaseEstimator):
         est.history_ = list((meta.get("refit") or {}).get("history", []))
         est.trace_ = None
         return est
+
+
+def engine_seed(random_state: Any) -> int:
+    """The engine's seed for a ``random_state``: an int as it is (the seed nasdepth's own runs
+    take), else a draw from the RandomState (None: a fresh one)."""
+    if _is_int(random_state) and random_state >= 0:
+        return int(random_state)
+    return int(check_random_state(random_state).randint(2**31 - 1))
+
+
+def split_recipe(training: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A stored ``TrainConfig`` dict as (the flat recipe parameters, the rest that differs
+    from the defaults); ``lr_auto`` becomes ``lr="auto"``, the device is left out."""
+    recipe = {k: training[k] for k in RECIPE_PARAMS if k in training}
+    if training.get("lr_auto"):
+        recipe["lr"] = "auto"
+    defaults = TrainConfig().to_dict()
+    extra = {k: v for k, v in training.items()
+             if k not in (*RECIPE_PARAMS, "device", "lr_auto") and k in defaults
+             and v != defaults[k]}
+    return recipe, extra
 
 
 def _plain(value: Any) -> Any:

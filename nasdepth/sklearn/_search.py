@@ -34,12 +34,19 @@ from nasdepth.data import Splits, from_arrays
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
 from nasdepth.export import refit_epochs
 from nasdepth.report.writers import write_report
-from nasdepth.sklearn._arch import ARCH_PARAMS, ArchClassifier, _is_int
+from nasdepth.sklearn._arch import (
+    ARCH_PARAMS,
+    ArchClassifier,
+    _is_int,
+    split_recipe,
+)
+from nasdepth.study.distinct import is_yielded, use_worker_sampler
 from nasdepth.study.objective import Objective
 from nasdepth.study.preflight import preflight
 from nasdepth.study.probing import probe_hooks
 from nasdepth.study.record import TrialRecord, read_record
 from nasdepth.study.runner import open_study, storage_for
+from nasdepth.study.scaling import ScalingObjective
 from nasdepth.study.study_file import StudyConfig, study_from_dict
 from nasdepth.train import TrainConfig
 from nasdepth.yamlfile import read_yaml
@@ -266,11 +273,15 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
         preflight(cfg, data)
         storage = optuna.storages.InMemoryStorage() if self.storage is None else storage_for(cfg)
         study = open_study(cfg, storage, data=data)
-        if not isinstance(self.sampler, str):
+        if isinstance(self.sampler, str):
+            use_worker_sampler(study, cfg)  # processes sharing a storage: a stream each
+        else:
             study.sampler = self.sampler
         if not isinstance(self.pruner, str):
             study.pruner = self.pruner
-        objective = Objective(cfg, data, None, extra_hooks=probe_hooks if self.probes else None)
+        # the runner's choice of objective (a scaling space trains each trial at its size)
+        make = ScalingObjective if getattr(cfg.space, "scaling", None) is not None else Objective
+        objective = make(cfg, data, None, extra_hooks=probe_hooks if self.probes else None)
         if splits is not None:
             objective.splits = splits
         done = len(study.get_trials(deepcopy=False, states=FINISHED))
@@ -301,19 +312,24 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
     def _refit(self, record: TrialRecord, cfg: StudyConfig) -> ArchClassifier:
         """The best candidate as an unfitted ArchClassifier: its architecture and the recipe
         it trained with (with early stopping: the median epoch its folds stopped at)."""
-        training = TrainConfig.from_dict(record.training or cfg.training.to_dict(), SOURCE)
+        stored = record.training or cfg.training.to_dict()
+        training = TrainConfig.from_dict(stored, SOURCE)
         epochs, _ = refit_epochs(record, training)
+        _, extra = split_recipe(stored)
+        # the seed export's refit takes: the same network as `nasdepth export` of this trial
         return ArchClassifier(arch=record.arch, epochs=epochs, lr=float(training.lr),
                               batch_size=training.batch_size, optimizer=training.optimizer,
                               weight_decay=training.weight_decay, patience=0,
-                              input_shape=self.input_shape_, device=self.device,
+                              training=extra or None, input_shape=self.input_shape_,
+                              device=self.device,
                               random_state=cfg.cv_seed * 1000 + cfg.cv.n_splits)
 
     def _results(self, study: optuna.Study) -> tuple[dict[str, Any], int]:
         """``cv_results_`` from the stored trial records (one row per trial, in order)."""
         metric, sign = self._objective()
         trials = [t for t in study.get_trials(deepcopy=False)
-                  if t.state in (*FINISHED, TrialState.FAIL)]
+                  if t.state in FINISHED or (t.state == TrialState.FAIL and not is_yielded(
+                      read_record(t).reason))]  # not a candidate given up to its running twin
         records = [read_record(t) for t in trials]
         n_splits = max([len(r.cv_folds) for r in records] + [0])
         if not any(t.state == TrialState.COMPLETE for t in trials):

@@ -25,6 +25,11 @@ META_KEYS = ("name", "description", "input_shape", "num_classes", "budget", "sca
 # Keys that count something and so must be >= 1 (other numbers, if ints, must be >= 0).
 POSITIVE = {"depth", "width", "stride", "kernel_size", "stem_width", "stages", "cardinality",
             "growth_rate", "head_pool_size", "heads"}
+# Upper limits of the counting keys: beyond them a network cannot be built in any memory
+# (a width of 10**9 made the space itself exhaust memory).
+LIMITS = {"depth": 10_000, "width": 2**20, "stem_width": 2**20, "growth_rate": 2**20,
+          "cardinality": 2**20, "heads": 2**16, "stages": 1_000, "kernel_size": 1_024,
+          "stride": 1_024, "head_pool_size": 1_024, "width_multiplier": 1_024}
 # Width-like stage keys a parameter budget scales together.
 WIDTH_KEYS = ("width", "growth_rate")
 
@@ -135,5 +140,7 @@ def check_value(key: str, label: str, value: Any, hints: Mapping[str, Any], sour
         raise ConfigError(source, label, value, "a number > 0")
     if key in POSITIVE and value < 1:
         raise ConfigError(source, label, value, f"{describe_hint(hint)} >= 1")
+    if key in LIMITS and value > LIMITS[key]:
+        raise ConfigError(source, label, value, f"{describe_hint(hint)} <= {LIMITS[key]}")
     if isinstance(value, int) and value < 0:
         raise ConfigError(source, label, value, f"{describe_hint(hint)} >= 0")

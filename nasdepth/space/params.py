@@ -26,6 +26,10 @@ SPEC_KEYS = ("type", "low", "high", "step", "log", "choices", "when", "value")
 # Optuna's categorical distribution holds only these; other choices (lists, for ``head_hidden``)
 # are stored in Optuna as their JSON text and decoded on the way out.
 PRIMITIVES = (type(None), bool, int, float, str)
+#: bounds of any numeric parameter (keys have tighter ones, space/fields.py LIMITS)
+MAX_ABS = 1e15
+#: a float grid with more steps than this is treated as continuous
+MAX_LISTED = 1_000_000
 
 
 def _is_number(v: Any, *, integral: bool) -> bool:
@@ -97,6 +101,9 @@ class Param:
             v = spec.get(key)
             if v is None or not _is_number(v, integral=integral):
                 raise ConfigError(source, f"{label}.{key}", v, what)
+            if not math.isfinite(v) or abs(v) > MAX_ABS:
+                raise ConfigError(source, f"{label}.{key}", v,
+                                  f"{what} between {-MAX_ABS:g} and {MAX_ABS:g}")
             bounds[key] = v
         low, high = bounds["low"], bounds["high"]
         if low > high:
@@ -162,14 +169,17 @@ class Param:
             return [self.value]
         if self.kind == "categorical":
             return list(self.choices)
-        if self.kind == "int":
-            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        if self.kind == "int":  # a range: counted without being listed
+            return range(int(self.low), int(self.high) + 1,  # type: ignore[return-value]
+                         int(self.step or 1))
         if self.step is None:
             return None
         if self.low == self.high:
             return [self.low]
         # Optuna's grid: low + k * step up to high (rounded to dodge float noise)
         n = math.floor((self.high - self.low) / self.step + 1e-9)
+        if n >= MAX_LISTED:  # too many to list: counted as continuous
+            return None
         return [round(self.low + k * self.step, 12) for k in range(n + 1)]
 
     def describe(self) -> str:

@@ -10,14 +10,21 @@ changes named, unless the user passes ``--allow-changes``; space and objective c
 refused always (Optuna cannot mix them). Trials carry ``settings_id``, the digest of the
 identity they were trained under, so duplicates reuse only scores of the same settings.
 
+The space's identity is its parameters and, where it has one, its ``budget`` with the input
+shape and classes the budget counts on (a budget added before a resume rescales every
+candidate: refused unless ``--allow-changes``, and never a score copied across it). A transfer
+study's checkpoint is checked before and after every trial (:func:`check_checkpoint`).
+
 What may change on a resume: the budget and timeout, sampler, pruner, storage heartbeats,
 device, threads and the other execution settings below.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,10 +66,52 @@ def study_identity(cfg: StudyConfig, data: Dataset | None) -> dict[str, Any]:
         "cv": cfg.cv.to_dict(),
         "training": training,
         "space": space_fingerprint(cfg.space),
+        **({"space_settings": settings} if (settings := space_settings(cfg)) else {}),
         "objectives": list(cfg.objectives),
         **({"tasks": cfg.tasks.to_dict()} if cfg.tasks is not None else {}),
         **({} if cfg.transfer is None else {"transfer": cfg.transfer.to_dict()}),
     }
+
+
+def space_settings(cfg: StudyConfig) -> dict[str, Any]:
+    """What of the space besides its parameters decides a candidate's network: the budget
+    (it rescales widths) and the shape and classes it counts on; empty where the space has no
+    budget (so identities of spaces without one are unchanged)."""
+    space = cfg.space
+    if space.budget is None:
+        return {}
+    return {"budget": dataclasses.asdict(space.budget),
+            "input_shape": list(space.input_shape or ()), "num_classes": space.num_classes}
+
+
+def check_checkpoint(cfg: StudyConfig) -> None:
+    """Before and after each transfer trial: the checkpoint is still the one the study
+    started with (its digest), else the trial fails with the reason instead of mixing trials
+    of two checkpoints in one study. Re-hashed only when the file's size or time changed."""
+    section = cfg.transfer
+    if section is None or not section.digest or not section.weights:
+        return
+    from nasdepth.study.transfer import file_digest
+
+    path = Path(section.weights)
+    try:
+        st = path.stat()
+    except OSError:
+        raise NasdepthError(f"The checkpoint {path} of study '{cfg.name}' is gone since the "
+                            "study started; its trials cannot go on.") from None
+    stamp = (str(path), st.st_mtime_ns, st.st_size)
+    if _checked.get(stamp) == section.digest:
+        return
+    now = file_digest(path)
+    if now != section.digest:
+        raise NasdepthError(f"The checkpoint {path} changed while study '{cfg.name}' ran "
+                            f"(digest {section.digest} -> {now}); this trial is not trained on "
+                            "it, so the study does not mix two checkpoints. Restore the file, "
+                            "or start a new study (--name NEW_NAME) on the new one.")
+    _checked[stamp] = now
+
+
+_checked: dict[tuple[str, int, int], str] = {}
 
 
 def settings_id(identity: dict[str, Any]) -> str:
@@ -131,6 +180,10 @@ def changes(stored: dict[str, Any], mine: dict[str, Any]) -> list[str]:
             if old.get(key) != new.get(key):
                 out.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
     out += _space_changes(stored.get("space") or [], mine["space"])
+    old_s = _flat(stored.get("space_settings") or {}, "space_settings")
+    new_s = _flat(mine.get("space_settings") or {}, "space_settings")
+    out += [f"{k}: {old_s.get(k)!r} -> {new_s.get(k)!r}" for k in sorted(set(old_s) | set(new_s))
+            if old_s.get(k) != new_s.get(k)]
     out += _transfer_changes(stored.get("transfer"), mine.get("transfer"))
     if stored.get("tasks") != mine.get("tasks"):
         out.append(f"tasks: {stored.get('tasks')} -> {mine.get('tasks')}")

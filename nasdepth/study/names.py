@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from nasdepth.errors import ConfigError, NasdepthError
 from nasdepth.outpath import check_output
 
-if TYPE_CHECKING:
-    from nasdepth.study.study_file import StudyConfig
-
 MAX_NAME = 100
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-ALLOWED = (f"1 to {MAX_NAME} letters, digits, '.', '_' or '-', starting with a letter or a "
-           "digit (it names studies/<name>.journal and reports/<name>/)")
+ALLOWED = (f"1 to {MAX_NAME} ASCII characters: letters, digits, '.', '_' or '-', starting with "
+           "a letter or a digit (it names studies/<name>.journal and reports/<name>/)")
 REPORTS = Path("reports")
 
 
@@ -32,7 +28,11 @@ def check_name(name: object, source: str) -> str:
     if not isinstance(name, str) or len(name) > MAX_NAME or not NAME_RE.fullmatch(name):
         shown = name if not isinstance(name, str) or len(name) <= 60 else (
             f"{name[:40]}... ({len(name)} characters)")
-        raise ConfigError(source, "name", shown, ALLOWED)
+        odd = sorted({c for c in name if ord(c) > 127}) if isinstance(name, str) else []
+        extra = (f"; {', '.join(map(repr, odd[:5]))} {'is' if len(odd) == 1 else 'are'} not "
+                 "ASCII: the name becomes file names and database keys, which must read the "
+                 "same everywhere") if odd else ""
+        raise ConfigError(source, "name", shown, ALLOWED + extra)
     return name
 
 
@@ -61,14 +61,3 @@ def check_writable(folder: Path, what: str, inputs: dict[str, object] | None = N
     would overwrite (:mod:`nasdepth.outpath`)."""
     check_output(folder, inputs or {}, what=what, folder=True)
 
-
-def study_inputs(cfg: StudyConfig, storage: str | None = None) -> dict[str, object]:
-    """What a command on the study ``cfg`` reads, by role: for the output-path guard."""
-    found: dict[str, object] = {"study file": cfg.path, "study storage": storage or
-                                cfg.storage_url, "data file": cfg.data}
-    space = getattr(cfg.space, "source", None)
-    if isinstance(space, str) and space.endswith((".yaml", ".yml")):
-        found["search-space file"] = space
-    if cfg.transfer is not None:
-        found["transfer checkpoint"] = cfg.transfer.weights
-    return found

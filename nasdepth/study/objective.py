@@ -27,6 +27,7 @@ from torch import nn
 from nasdepth.arch import ArchConfig, build_model, count_parameters
 from nasdepth.data import Dataset
 from nasdepth.study.distinct import claim_candidate
+from nasdepth.study.identity import check_checkpoint
 from nasdepth.study.measure import count_flops, measure_latency, versions, worker_info
 from nasdepth.study.probing import linear_probe_hooks, record_diagnosis
 from nasdepth.study.record import TrialRecord, read_record, write_record
@@ -164,6 +165,7 @@ class Objective:
         transfer = None
         if cfg.transfer is not None:  # the mode, blocks and rate factor; the file's architecture
             transfer = cfg.transfer.suggest(trial)
+            check_checkpoint(cfg)  # replaced since the study started: this trial fails
             arch = cfg.transfer.architecture(self.data) or arch
             rec.transfer = transfer.to_dict()
         rec.params = dict(trial.params)
@@ -227,6 +229,7 @@ class Objective:
         rec.training = dict(result.settings.get("training") or rec.training)
         rec.lr_find = result.settings.get("lr_find")
         if transfer is not None and self.cfg.transfer is not None:
+            check_checkpoint(self.cfg)  # replaced while this trial trained
             rec.transfer = transfer_record(result, self.cfg.transfer, self.data, arch, transfer,
                                            self.splits, training)
         self.after_cv(trial, result, rec)

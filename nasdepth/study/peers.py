@@ -22,6 +22,9 @@ import optuna
 from nasdepth.diagnosis.rules import THRESHOLDS
 from nasdepth.study.record import TrialRecord, read_record
 
+#: the study attribute that holds the reference network's result: trained at most once per study
+REFERENCE_ATTR = "reference_network"
+
 #: at most this many learners are kept (best first)
 KEEP = 5
 
@@ -126,7 +129,6 @@ def study_controls(study: optuna.Study, data: Any, splits: Any, *,
                    exclude: int | None = None) -> dict[str, Any]:
     """What ``diagnose --study`` passes as ``precomputed``: the study's trials that learned on
     ``splits`` (as it stands now) and the reference network's result where the study ran it."""
-    from nasdepth.study.probing import REFERENCE_ATTR
 
     out: dict[str, Any] = {"peers": study_peers(study, splits.digest,
                                                 splits_chance(data, splits), exclude=exclude)}

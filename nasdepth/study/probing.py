@@ -32,6 +32,7 @@ from nasdepth.arch import ArchConfig
 from nasdepth.data import Dataset, Splits
 from nasdepth.diagnosis import PLATEAUS, diagnose, shallow_baseline
 from nasdepth.probes import LinearProbeHook, Trace, probe_hook
+from nasdepth.study.peers import REFERENCE_ATTR
 from nasdepth.study.record import TrialRecord
 from nasdepth.study.study_file import DiagnosisSettings
 from nasdepth.train import TrainHook
@@ -42,7 +43,6 @@ _LINEAR_ATTR = "_nasdepth_linear_probe_hook"
 #: the study attribute holding the shallow baseline every trial's diagnosis reads
 BASELINE_ATTR = "shallow_baseline"
 #: the study attribute holding the reference network's result (run at most once per splits)
-REFERENCE_ATTR = "reference_network"
 #: per-block series and per-epoch scalars kept in the trace summary: what the evidence
 #: figure draws (gradient RMS heatmap, update ratios, normalized losses)
 SUMMARY_SERIES = ("grad_rms", "update_ratio")
@@ -102,9 +102,10 @@ def capable_controls(trial: optuna.Trial, splits: Splits, known: dict[str, Any],
 
 
 def keep_reference(trial: optuna.Trial, controls: dict[str, Any]) -> None:
-    """Store a reference network result that ran, once per study (later trials read it)."""
+    """Store a reference network result that trained, once per study (later trials read it;
+    one that ran out of its budget too, so the study pays the budget once, not per trial)."""
     ref = controls.get("reference")
-    if isinstance(ref, dict) and ref.get("ran") and \
+    if isinstance(ref, dict) and (ref.get("ran") or (ref.get("seconds") or 0) > 0) and \
             trial.study.user_attrs.get(REFERENCE_ATTR) != ref:
         trial.study.set_user_attr(REFERENCE_ATTR, ref)
 

@@ -13,20 +13,21 @@ backup, never appended to.
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import optuna
 from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
-from nasdepth.errors import ConfigError, NasdepthError
-from nasdepth.redact import redact, scrub
+from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
+from nasdepth.redact import KEYWORD_RE, redact, scrub
 from nasdepth.study.journal import check_journal, locate_damage
 
 RDB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite")
@@ -36,11 +37,82 @@ CONNECT_TIMEOUT_S = 5
 SCHEMA_LOCK_KEY = 0x6E61736465707468 % 2**63
 SCHEMA_RACE_RETRIES = 5
 
-__all__ = ["make_storage", "redact", "storage_kind"]
+__all__ = ["make_storage", "redact", "storage_kind", "storage_url"]
+
+
+#: libpq's connection keywords (PostgreSQL 17, "Parameter Key Words")
+LIBPQ_KEYWORDS = (
+    "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "require_auth",
+    "channel_binding", "connect_timeout", "client_encoding", "options", "application_name",
+    "fallback_application_name", "keepalives", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "tcp_user_timeout", "replication", "gssencmode", "sslmode",
+    "requiressl", "sslnegotiation", "sslcompression", "sslcert", "sslkey", "sslpassword",
+    "sslcertmode", "sslrootcert", "sslcrl", "sslcrldir", "sslsni", "requirepeer",
+    "ssl_min_protocol_version", "ssl_max_protocol_version", "krbsrvname", "gsslib",
+    "gssdelegation", "service", "target_session_attrs", "load_balance_hosts")
+
+
+def _keyword_pairs(text: str) -> list[tuple[str, str]] | None:
+    """``[(key, value), ...]`` of a libpq keyword/value string (``host=db dbname=x``, values
+    quoted '...' with backslash escapes), or None where ``text`` is not one."""
+    pairs, pos, text = [], 0, text.strip()
+    while pos < len(text):
+        m = KEYWORD_RE.match(text, pos)
+        if m is None or not m.group(2):
+            return None
+        value = m.group(3)
+        if value.startswith("'"):
+            if len(value) < 2 or not value.endswith("'"):
+                return None
+            value = value[1:-1]
+        pairs.append((m.group(1), re.sub(r"\\(.)", r"\1", value)))
+        pos = m.end()
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    return pairs or None
+
+
+def storage_url(text: str) -> str:
+    """``text`` as a storage URL: libpq's keyword/value form (``host=db port=5432 dbname=x
+    user=u password=...``, as ``psql`` takes it) becomes the ``postgresql://`` URI it means;
+    URIs and journal paths come back as they are. A string with a password that is neither is
+    refused: it would otherwise become a journal file named after the password."""
+    if "://" in text or "=" not in text:
+        return text
+    pairs = _keyword_pairs(text)
+    keys = [k for k, _ in pairs or []]
+    if pairs is None or keys[0] not in LIBPQ_KEYWORDS:
+        if any(w in text.lower() for w in ("password", "passwd", "secret", "token")):
+            if pairs is not None:  # a misspelt first keyword ("hots=db password=...")
+                raise UnknownNameError("the storage", "connection keyword", keys[0],
+                                       LIBPQ_KEYWORDS)
+            raise ConfigError("the storage", "storage", redact(text),
+                              "a journal file path, a URL (postgresql://...), or libpq "
+                              "keywords such as 'host=db dbname=x user=u password=...'")
+        return text  # a file name that holds '=' (runs/lr=0.1.journal)
+    for key in keys:
+        if key not in LIBPQ_KEYWORDS:
+            raise UnknownNameError("the storage", "connection keyword", key, LIBPQ_KEYWORDS)
+    given = dict(pairs)
+    netloc = ""
+    if "user" in given:
+        netloc = quote(given.pop("user"), safe="")
+        if "password" in given:
+            netloc += ":" + quote(given.pop("password"), safe="")
+        netloc += "@"
+    host, port = given.get("host", ""), given.get("port", "")
+    if "," not in host and "," not in port and not host.startswith("/"):
+        given.pop("host", None)
+        given.pop("port", None)
+        netloc += quote(host, safe=".-_[]:") + (f":{port}" if port else "")
+    path = "/" + quote(given.pop("dbname"), safe="") if "dbname" in given else "/"
+    query = urlencode(given) if given else ""
+    return f"postgresql://{netloc}{path}{'?' + query if query else ''}"
 
 
 def storage_kind(url: str) -> str:
     """``journal``, ``rdb`` or ``redis`` (raises on anything else)."""
+    url = storage_url(url)
     if "://" not in url:
         return "journal"
     scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
@@ -59,7 +131,9 @@ def _check_url(url: str) -> None:
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
         raise ConfigError("the study", "storage", redact(url), "a well-formed URL") from None
-    if parts.scheme.split("+")[0] != "sqlite" and not parts.hostname:
+    scheme = parts.scheme.split("+")[0]
+    # libpq: no host is the local socket, or the host is in the query (several hosts)
+    if scheme != "sqlite" and not parts.hostname and not scheme.startswith("postgres"):
         raise ConfigError("the study", "storage", redact(url), "a URL with a host name")
 
 
@@ -91,7 +165,9 @@ def make_storage(url: str, *, heartbeat_interval: int | None = None,
     ``postgresql://``, ``mysql://``, ``sqlite:///`` -> RDB storage (with heartbeats when
     ``heartbeat_interval`` is given: a trial whose worker died is failed after
     ``grace_period`` seconds and queued again, at most ``max_retry`` times);
-    ``redis://`` -> journal storage on Redis."""
+    ``redis://`` -> journal storage on Redis; libpq's ``host=... dbname=...`` keyword form ->
+    the PostgreSQL storage it names (:func:`storage_url`)."""
+    url = storage_url(url)
     kind = storage_kind(url)
     if kind == "journal":
         return _journal_storage(url)

@@ -258,6 +258,10 @@ def _objectives(raw: dict[str, Any], source: str) -> tuple[str, ...]:
 def _storage(raw: dict[str, Any], source: str) -> dict[str, Any]:
     spec = raw.get("storage")
     if spec is None or isinstance(spec, str):
+        if spec is not None:
+            from nasdepth.study.storage import storage_url
+
+            spec = storage_url(spec)
         return {"url": spec}
     section = _section(raw, "storage", STORAGE_KEYS, source)
     out: dict[str, Any] = {"url": section.get("url")}
@@ -268,6 +272,10 @@ def _storage(raw: dict[str, Any], source: str) -> dict[str, Any]:
         out["max_retry"] = _int(section["max_retry"], source, "storage.max_retry", 0)
     if out["url"] is not None and not isinstance(out["url"], str):
         raise ConfigError(source, "storage.url", out["url"], "a URL or a file path")
+    if out["url"] is not None:  # libpq's 'host=db ...' form as the URI it means
+        from nasdepth.study.storage import storage_url
+
+        out["url"] = storage_url(out["url"])
     return out
 
 
@@ -412,3 +420,15 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     if overrides:
         raw = merge(raw, overrides)
     return study_from_dict(raw, Path(path), str(path))
+
+
+def study_inputs(cfg: StudyConfig, storage: str | None = None) -> dict[str, object]:
+    """What a command on the study ``cfg`` reads, by role: for the output-path guard."""
+    found: dict[str, object] = {"study file": cfg.path, "study storage": storage or
+                                cfg.storage_url, "data file": cfg.data}
+    space = getattr(cfg.space, "source", None)
+    if isinstance(space, str) and space.endswith((".yaml", ".yml")):
+        found["search-space file"] = space
+    if cfg.transfer is not None:
+        found["transfer checkpoint"] = cfg.transfer.weights
+    return found

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 #: every metric of the fold table, each as ``train_<m>``, ``val_<m>`` and ``gap_<m>``
 METRICS = ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
@@ -19,16 +18,18 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, num_classes: i
     ROC AUC is one-vs-rest, macro averaged (binary: the positive class); it is NaN where a
     split lacks a class, since AUC is undefined there.
     """
-    y_true = np.asarray(y_true)
+    y_true = np.asarray(y_true).astype(np.int64)
     proba = np.asarray(proba, dtype=np.float64)
     pred = proba.argmax(axis=1)
     clipped = np.clip(proba, 1e-7, 1.0)
     clipped /= clipped.sum(axis=1, keepdims=True)
-    labels = np.arange(num_classes)
     # one confusion matrix gives the five count-based metrics with sklearn's own formulas
     # (zero_division=0); calling five sklearn scorers costs ~5x the input validation, which
-    # is a visible share of a small model's fold
-    cm = skm.confusion_matrix(y_true, pred, labels=labels).astype(np.float64)
+    # is a visible share of a small model's fold. The matrix is sklearn's
+    # ``confusion_matrix(labels=0..C-1)`` as one bincount, without its validation either.
+    cm = np.bincount(y_true * num_classes + pred,
+                     minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    cm = cm.astype(np.float64)
     tp, support, predicted = np.diag(cm), cm.sum(axis=1), cm.sum(axis=0)
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
