@@ -42,7 +42,7 @@ def parse_arch(spec: str, input_shape: tuple[int, ...], num_classes: int) -> Arc
         return preset(spec, input_shape, num_classes)
     path = Path(spec)
     is_file = path.is_file()
-    raw = read_yaml(path, "--arch file") if is_file else parse_yaml(spec, "--arch")
+    raw = read_yaml(path, "--arch file") if is_file else parse_yaml(spec, "The --arch mapping")
     if not isinstance(raw, dict):
         raise UnknownNameError("--arch", "arch", spec,
                                ["FILE.yaml", "FILE.json", "{...}", *PRESETS])
