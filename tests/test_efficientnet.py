@@ -23,6 +23,7 @@ from nasdepth.arch import (
 )
 from nasdepth.arch.blocks.squeeze import DropPath, SqueezeExcite
 from nasdepth.errors import ConfigError
+from tests.test_weights import _randomized  # random 1-D tensors: every mapping counts
 
 SE_BLOCKS = sorted(n for n, r in BLOCK_RULES.items() if r.se_default is not None)
 SHAPES = {"1d": (3, 16), "2d": (3, 8, 8)}
@@ -152,19 +153,6 @@ def test_efficientnet_presets_match_torchvision(name: str) -> None:
         ours = complexity(build_model(preset(name, IMAGENET, 1000), IMAGENET, 1000), IMAGENET)
     assert ours["params"] == theirs["params"], (ours, theirs)
     assert abs(ours["flops"] / theirs["flops"] - 1) <= 0.02, (ours, theirs)
-
-
-def _randomized(model: nn.Module) -> nn.Module:
-    """Random 1-D tensors (biases, norm weights, running statistics): a wrong mapping of
-    torchvision's zero biases and unit norms would otherwise go unseen."""
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for key, t in model.state_dict().items():
-            if t.is_floating_point() and t.dim() == 1:
-                noise = torch.rand(t.shape, generator=gen)
-                t.copy_(noise * 0.5 + (0.75 if key.endswith(("running_var", "weight"))
-                                       else -0.25))
-    return model.eval()
 
 
 def test_efficientnet_checkpoint_round_trip(tmp_path: Path) -> None:

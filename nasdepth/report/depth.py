@@ -104,6 +104,15 @@ def fmt_depth(depth: Any) -> str:
 
 # --- degradation -----------------------------------------------------------------------------
 
+def _complete_rows(folds: pd.DataFrame, need: set[str], by: str) -> pd.DataFrame:
+    """The fold rows of complete trials that have ``by`` (empty where a column in ``need``
+    is missing): what every table here reads."""
+    if folds.empty or not need <= set(folds.columns):
+        return folds.iloc[0:0]
+    done = folds[folds[by].notna()]
+    return done[done["state"] == "COMPLETE"] if "state" in done else done
+
+
 def training_error_table(folds: pd.DataFrame, *, maximize: bool = True) -> pd.DataFrame:
     """Per family (``block``, ``skip``) and depth, the best candidate (by mean validation
     score) with its final training and validation error (1 - accuracy, mean over folds) and
@@ -111,11 +120,7 @@ def training_error_table(folds: pd.DataFrame, *, maximize: bool = True) -> pd.Da
     cols = ["block", "skip", "depth", "trial", "train_error", "train_se", "val_error",
             "val_se", "folds"]
     need = {"trial", "depth", "train_accuracy", "val_accuracy", "score"}
-    if folds.empty or not need <= set(folds.columns):
-        return pd.DataFrame(columns=cols)
-    done = folds[folds["depth"].notna()]
-    if "state" in done:
-        done = done[done["state"] == "COMPLETE"]
+    done = _complete_rows(folds, need, "depth")
     if done.empty:
         return pd.DataFrame(columns=cols)
     done = done.assign(block=done.get("block", "any"), skip=done.get("skip", "any"))
@@ -215,9 +220,7 @@ def depth_bootstrap(folds: pd.DataFrame, *, maximize: bool = True,
     error of the best. Reproducible under ``seed``. Columns: ``depth``, ``resamples``,
     ``share``."""
     cols = ["depth", "resamples", "share"]
-    done = folds[folds["depth"].notna()] if "depth" in folds else folds.iloc[0:0]
-    if "state" in done:
-        done = done[done["state"] == "COMPLETE"]
+    done = _complete_rows(folds, {"depth"}, "depth")
     if done.empty:
         return pd.DataFrame(columns=cols)
     key = "fold" if "repeat" not in done or done["fold"].is_unique else ["repeat", "fold"]
@@ -320,11 +323,7 @@ def width_error_table(folds: pd.DataFrame, *, maximize: bool = True) -> pd.DataF
     validation error (mean over folds): what the double-descent reading takes."""
     cols = ["width", "trial", "train_error", "val_error"]
     need = {"trial", "width", "depth", "train_accuracy", "val_accuracy", "score"}
-    if folds.empty or not need <= set(folds.columns):
-        return pd.DataFrame(columns=cols)
-    done = folds[folds["width"].notna()]
-    if "state" in done:
-        done = done[done["state"] == "COMPLETE"]
+    done = _complete_rows(folds, need, "width")
     if done.empty:
         return pd.DataFrame(columns=cols)
     done = done[done["depth"] == done["depth"].mode().iloc[0]]
