@@ -134,6 +134,9 @@ def fit_folds_parallel(
     va_idx, va_mask = _padded([va for _, va in splits], device)
     y_va = y_all[va_idx]
     history: list[list[dict[str, Any]]] = [[] for _ in range(k)]
+    # each fold's validation probabilities from its last active epoch: its final weights
+    # (stopped folds are restored to that epoch's snapshot), so the final scores reuse them
+    va_kept: torch.Tensor | None = None
     for f in range(k):
         for hook in hooks:
             hook.on_fit_start(ens.materialize(f), f, scalers[f](x_all[tr_t[f]]), y_all[tr_t[f]])
@@ -161,9 +164,12 @@ def fit_folds_parallel(
         val_loss = (-(logp * va_mask).sum(1) / n_va).tolist()
         val_acc = ((hits * va_mask).sum(1) / n_va).tolist()
         lr = step.lr
+        if va_kept is None:
+            va_kept = proba.clone()
         for f in range(k):
             if not active[f]:
                 continue
+            va_kept[f] = proba[f]
             if not math.isfinite(train_loss[f]):
                 raise NonFiniteLossError(f"non-finite loss at fold {f}, epoch {epoch}")
             record = epoch_record(f, epoch, train_loss=train_loss[f],
@@ -186,7 +192,8 @@ def fit_folds_parallel(
     results = []
     tr_idx, tr_mask = _padded([tr for tr, _ in splits], device)
     probas = {"train": _predict(ens, x_all, tr_idx, standardize, training).cpu().numpy(),
-              "val": _predict(ens, x_all, va_idx, standardize, training).cpu().numpy()}
+              "val": (_predict(ens, x_all, va_idx, standardize, training) if va_kept is None
+                      else va_kept).cpu().numpy()}
     if test_idx is not None and len(test_idx):
         te_idx, _ = _padded([test_idx] * k, device)
         probas["test"] = _predict(ens, x_all, te_idx, standardize, training).cpu().numpy()
