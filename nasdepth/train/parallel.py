@@ -67,9 +67,12 @@ class FoldEnsemble(FoldStack):
             return (out, *aux)
 
         self.forward = vmap(call, in_dims=(0, 0, 0), randomness="different")
+        self._mode: bool | None = None  # the mode ``template`` was last put in (None: not yet)
 
     def __call__(self, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
-        self.template.train(train)
+        if self._mode is not train:  # ``train()`` walks every module: only when it changes
+            self.template.train(train)
+            self._mode = train
         out = self.forward(self.params, self.buffers, x)
         if hasattr(self.template, "aux_logits"):
             self.template.aux_logits = []  # drop references to vmap-internal tensors
