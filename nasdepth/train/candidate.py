@@ -202,7 +202,7 @@ class MultitaskCandidate(Candidate):
 
     config: MultitaskConfig
     kind: ClassVar[str] = "multitask"
-    engines: ClassVar[frozenset[str]] = frozenset({"stream", "compile", "lr_find"})
+    engines: ClassVar[frozenset[str]] = frozenset(ENGINES)
 
     @property
     def arch(self) -> ArchConfig:  # type: ignore[override]

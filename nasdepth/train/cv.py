@@ -189,7 +189,7 @@ def cross_validate(
                     [cand.fold(data, tr, seeds[k], device).model
                      for k, (tr, _) in enumerate(splits)], data, splits, training=training,
                     seeds=seeds, device=device, hooks=hooks, test_idx=test_idx,
-                    n_used=int(min(sizes)), aux_weight=float(
+                    n_used=int(min(sizes)), targets=cand.targets(), aux_weight=float(
                         getattr(cand.arch, "aux_weight", 0.0) or 0.0))
             except OOM_ERRORS:
                 if mode not in ("auto", None):
