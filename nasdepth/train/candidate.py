@@ -10,8 +10,8 @@ objective, export's refit and ``diagnose --study`` all take one, so there is one
 
 - :class:`SingleTaskCandidate`: an :class:`~nasdepth.arch.ArchConfig`; every engine.
 - :class:`MultitaskCandidate`: a :class:`~nasdepth.arch.multitask.MultitaskConfig` (shared
-  trunk, one head per task, the joint loss); every engine but fold-parallel training (the
-  stacked engine takes networks with one output).
+  trunk, one head per task, the joint loss); every engine (fold-parallel: the folds'
+  ``{task: logits}`` come out of ``vmap``).
 - :class:`TransferCandidate`: another candidate started from a checkpoint
   (:mod:`nasdepth.train.transfer`: frozen parts, per-part learning rates, gradual unfreezing
   as a hook); sequential folds (each fold's loaded, partly frozen copy), so multitask +

@@ -163,7 +163,7 @@ def cross_validate(
     if "parallel" not in cand.engines:
         if mode in ("on", True):
             log.info("%s candidates train folds sequentially (fold-parallel training takes "
-                     "networks with one output, freshly built)", cand.kind)
+                     "freshly built networks; a transfer candidate loads its own)", cand.kind)
         mode = "off"
     # once for all folds; the fold-parallel path keeps all N rows once, no more than this
     placement = resolve_placement(training.data_placement, data, device, max(sizes),
