@@ -23,6 +23,7 @@ from torch import nn
 
 from nasdepth.arch import ArchConfig, build_model
 from nasdepth.arch.weights import MODEL_FORMAT, load_failure, refused_for_safety
+from nasdepth.data.resize import resize_tensor
 from nasdepth.errors import NasdepthError
 
 #: the ``format`` entry of every model file (``nasdepth.arch.load_weights`` reads them too)
@@ -81,6 +82,10 @@ class ExportedModel(nn.Module):
         t = torch.as_tensor(np.asarray(x, dtype=np.float32) if isinstance(x, np.ndarray) else x)
         if t.dim() == len(self.input_shape):  # one sample
             t = t.unsqueeze(0)
+        side = self.metadata.get("resolution")  # trained at its own input side: resize to it
+        if side is not None and t.dim() == len(self.input_shape) + 1 and \
+                t.shape[1] == self.input_shape[0] and tuple(t.shape[1:]) != self.input_shape:
+            t = resize_tensor(t.float(), int(side), source)
         if tuple(t.shape[1:]) != self.input_shape:
             got, want = tuple(t.shape[1:]), self.input_shape
             flat = len(got) == 1 and len(want) == 1
