@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -141,8 +142,14 @@ def save_model(path: str | Path, members: Sequence[nn.Module],
     states = [{k: v.detach().cpu().contiguous() for k, v in m.state_dict().items()}
               for m in members]
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": text,
-                "state_dicts": states}, path)
+    # written beside it, then renamed over it: an interrupted save leaves the old file whole
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": text,
+                    "state_dicts": states}, part)
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
     return path
 
 
