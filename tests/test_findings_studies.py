@@ -1,0 +1,39 @@
+"""The shipped MNIST-1D paper studies express the paper's models and protocol
+(docs/findings.md): the holdout split keeps the package's own train/test order, and each
+study's one candidate has the paper's parameter count and 6,000 Adam steps of batch 100."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nasdepth.arch import build_model, count_parameters
+from nasdepth.data import CVConfig, load_data
+from nasdepth.errors import ConfigError
+from nasdepth.study.study_file import load_study
+
+
+def test_holdout_keeps_the_datas_order() -> None:
+    cv = CVConfig.from_dict({"kind": "holdout", "folds": 5})
+    assert cv.n_splits == 1
+    data = load_data("sklearn:iris")
+    splits = cv.resolve(data)
+    assert len(splits) == 1
+    tr, va = splits[0]
+    assert np.array_equal(tr, np.arange(120)) and np.array_equal(va, np.arange(120, 150))
+    with pytest.raises(ConfigError):
+        CVConfig.from_dict({"kind": "holdout", "folds": 1})
+
+
+@pytest.mark.parametrize("model,params", [("mlp", 15210), ("cnn", 5210), ("gru", 5134)])
+def test_paper_studies_build_the_papers_models(model: str, params: int) -> None:
+    study = load_study(f"studies/mnist1d_paper_{model}.yaml")
+    assert study.cv.kind == "holdout" and study.cv.folds == 5 and study.trials == 1
+    t = study.training
+    assert (t.optimizer, t.lr, t.weight_decay, t.batch_size) == ("adamw", 0.01, 0.0, 100)
+    assert t.epochs * 4000 // t.batch_size == 6000  # the paper's 6,000 steps
+    data = load_data(study.data)
+    tr, va = study.cv.resolve(data)[0]
+    assert (len(tr), len(va)) == (4000, 1000)  # the package's own train and test parts
+    arch = study.space.to_arch({}, input_shape=data.input_shape, num_classes=10)
+    assert count_parameters(build_model(arch, data.input_shape, 10)) == params
