@@ -37,3 +37,15 @@ def test_paper_studies_build_the_papers_models(model: str, params: int) -> None:
     assert (len(tr), len(va)) == (4000, 1000)  # the package's own train and test parts
     arch = study.space.to_arch({}, input_shape=data.input_shape, num_classes=10)
     assert count_parameters(build_model(arch, data.input_shape, 10)) == params
+
+
+def test_mnist1d_label_noise_on_the_training_part_only() -> None:
+    clean = load_data({"source": "mnist1d", "n_samples": 500, "split": "all"})
+    noisy = load_data({"source": "mnist1d", "n_samples": 500, "split": "all",
+                       "label_noise": 0.2})
+    changed = (clean.y != noisy.y).numpy()
+    assert not changed[400:].any()  # the package's test part: clean
+    # 80 of 400 training labels drawn again at random: about 9 in 10 of them change
+    assert 55 <= changed[:400].sum() <= 80
+    assert np.array_equal(noisy.y.numpy(), load_data(
+        {"source": "mnist1d", "n_samples": 500, "split": "all", "label_noise": 0.2}).y.numpy())
