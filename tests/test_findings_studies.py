@@ -25,14 +25,16 @@ def test_holdout_keeps_the_datas_order() -> None:
         CVConfig.from_dict({"kind": "holdout", "folds": 1})
 
 
+@pytest.mark.parametrize("shuffled", ["", "_shuffled"])
 @pytest.mark.parametrize("model,params", [("mlp", 15210), ("cnn", 5210), ("gru", 5134)])
-def test_paper_studies_build_the_papers_models(model: str, params: int) -> None:
-    study = load_study(f"studies/mnist1d_paper_{model}.yaml")
+def test_paper_studies_build_the_papers_models(model: str, params: int, shuffled: str) -> None:
+    study = load_study(f"studies/mnist1d_paper_{model}{shuffled}.yaml")
     assert study.cv.kind == "holdout" and study.cv.folds == 5 and study.trials == 1
     t = study.training
     assert (t.optimizer, t.lr, t.weight_decay, t.batch_size) == ("adamw", 0.01, 0.0, 100)
     assert t.epochs * 4000 // t.batch_size == 6000  # the paper's 6,000 steps
     data = load_data(study.data)
+    assert data.name.endswith(":shuffled") == bool(shuffled)
     tr, va = study.cv.resolve(data)[0]
     assert (len(tr), len(va)) == (4000, 1000)  # the package's own train and test parts
     arch = study.space.to_arch({}, input_shape=data.input_shape, num_classes=10)
