@@ -51,3 +51,12 @@ def test_mnist1d_label_noise_on_the_training_part_only() -> None:
     assert 55 <= changed[:400].sum() <= 80
     assert np.array_equal(noisy.y.numpy(), load_data(
         {"source": "mnist1d", "n_samples": 500, "split": "all", "label_noise": 0.2}).y.numpy())
+
+
+def test_report_summary_names_the_holdout_split() -> None:
+    from nasdepth.report.content import _cv_words
+
+    assert _cv_words({"folds": 5, "cv_seed": 0, "cv": {"kind": "stratified"}}) == \
+        "5-fold CV (seed 0)"
+    assert _cv_words({"folds": 5, "cv_seed": 0, "cv": {"kind": "holdout"}}).startswith(
+        "holdout: one split in the data's order, the last 1/5")
