@@ -163,7 +163,7 @@ def cross_validate(
     if "parallel" not in cand.engines:
         if mode in ("on", True):
             log.info("%s candidates train folds sequentially (fold-parallel training takes "
-                     "networks with one output, freshly built)", cand.kind)
+                     "freshly built networks; a transfer candidate loads its own)", cand.kind)
         mode = "off"
     # once for all folds; the fold-parallel path keeps all N rows once, no more than this
     placement = resolve_placement(training.data_placement, data, device, max(sizes),
@@ -189,7 +189,7 @@ def cross_validate(
                     [cand.fold(data, tr, seeds[k], device).model
                      for k, (tr, _) in enumerate(splits)], data, splits, training=training,
                     seeds=seeds, device=device, hooks=hooks, test_idx=test_idx,
-                    n_used=int(min(sizes)), aux_weight=float(
+                    n_used=int(min(sizes)), targets=cand.targets(), aux_weight=float(
                         getattr(cand.arch, "aux_weight", 0.0) or 0.0))
             except OOM_ERRORS:
                 if mode not in ("auto", None):
