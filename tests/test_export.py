@@ -101,6 +101,32 @@ def test_save_load_round_trip_gives_identical_outputs(exported: dict) -> None:
     assert loaded.metadata["scores"]["test"] == result.metadata["scores"]["test"]
 
 
+def test_an_interrupted_save_leaves_the_old_file_whole(exported: dict, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is written beside the target and renamed over it: a save that fails midway
+    (disk full, interrupted) leaves the earlier model loadable and no partial file."""
+    from nasdepth.export.model import read_model_file, save_model
+
+    result = exported["result"]
+    path = tmp_path / "model.pt"
+    members = list(result.model.members)
+    std = [(result.model.get_buffer(f"mean_{k}"), result.model.get_buffer(f"std_{k}"))
+           for k in range(len(members))]
+    save_model(path, members, std, result.metadata)
+    before = path.read_bytes()
+
+    def broken(obj: object, f: object) -> None:
+        Path(str(f)).write_bytes(b"half a file")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError, match="No space left"):
+        save_model(path, members, std, {**result.metadata, "trial": -1})
+    assert path.read_bytes() == before and read_model_file(path)[0]["trial"] == \
+        result.metadata["trial"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
 def test_labels_are_mapped_to_the_model_classes_by_name(exported: dict) -> None:
     """A file with only digits 3 and 7 (labels 3 and 7, renumbered 0 and 1 on loading) is
     scored against the model's classes '3' and '7'."""

@@ -176,3 +176,32 @@ def test_saturation_sentence_when_later_units_lose() -> None:
     assert "units 2-9 lose 5.3 points" in saturation_sentence(row)
     one = {**row, "units": 2, "added_points": 1.5}
     assert saturation_sentence(one).endswith("unit 2 adds 1.5 points.")
+
+
+def test_width_section_draws_the_curve_and_marks_threshold_and_peak() -> None:
+    """The Width section's double-descent blocks: a figure, a table that marks the
+    interpolation threshold and the peak, and the sentence that the peak is no reason to
+    stop; on a curve without a peak, the threshold still marked and no peak claimed."""
+    from types import SimpleNamespace
+
+    from nasdepth.report.depth_section import width_descent_blocks
+    from nasdepth.report.document import Image, Para, Table
+
+    widths = [4, 8, 16, 32, 64, 128, 256]
+    train = [0.6, 0.4, 0.2, 0.05, 0.0, 0.0, 0.0]
+
+    def tables(val):
+        rows = [{"trial": i, "fold": 0, "width": w, "depth": 2, "train_accuracy": 1 - t,
+                 "val_accuracy": 1 - v, "score": 1 - v, "state": "COMPLETE"}
+                for i, (w, t, v) in enumerate(zip(widths, train, val, strict=True))]
+        return SimpleNamespace(folds=pd.DataFrame(rows), maximize=True)
+
+    blocks = width_descent_blocks(tables([0.62, 0.45, 0.35, 0.40, 0.48, 0.36, 0.30]))
+    assert [type(b) for b in blocks] == [Image, Table, Para]
+    marks = dict(zip(blocks[1].df["width"], blocks[1].df["mark"], strict=True))
+    assert marks[64] == "interpolation threshold, validation error peak"
+    assert marks[32] == "" and "not a sign that the model is too big" in blocks[2].text
+    flat = width_descent_blocks(tables([0.62, 0.45, 0.35, 0.33, 0.32, 0.31, 0.30]))
+    marks = dict(zip(flat[1].df["width"], flat[1].df["mark"], strict=True))
+    assert marks[64] == "interpolation threshold" and "peak" not in " ".join(marks.values())
+    assert "interpolation threshold" in flat[2].text and "shows no peak" in flat[2].text

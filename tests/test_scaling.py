@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -187,25 +188,44 @@ def test_a_scaling_study_trains_at_each_resolution_and_reports_the_rules(
     study = run_study(study_file, progress=False, probes=False)
     trials = study.trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
-    sides = {t.params["scaling.rule"]: t.user_attrs["resolution"] for t in trials}
-    assert all(t.user_attrs["scaling"]["scaling.phi"] == 1 for t in trials)
+    sides = {t.params["scaling.rule"]: read_record(t).summary["resolution"] for t in trials}
+    assert all(read_record(t).summary["scaling.phi"] == 1 for t in trials)
     assert sides == {"depth": 8, "resolution": round(8 * math.sqrt(2))}
     flops = {t.params["scaling.rule"]: read_record(t).costs["flops"] for t in trials}
     assert 0.7 < flops["depth"] / flops["resolution"] < 1.4  # matched to rounding
     index = write_report(study, tmp_path / "report", baselines=False)
     text = (index.parent / "report.md").read_text()
     assert "## Which way to scale" in text and "corrected resampled t-test" in text
+    # the trial's record names its side; export refits there, as its CV trained
+    from nasdepth.data import load_data
+    from nasdepth.export import export_model, load_model
+
+    scaled = next(t for t in trials if t.params["scaling.rule"] == "resolution")
+    side = sides["resolution"]
+    assert read_record(scaled).candidate["resolution"] == side
+    out = export_model(study, scaled.number, tmp_path / "m.pt")
+    assert out.metadata["input_shape"] == [1, side, side]
+    assert out.metadata["resolution"] == side
+    assert out.metadata["refit"]["history"]  # trained at that side
+    data = load_data({"source": "synthetic:classification", "n_samples": 80, "n_classes": 2,
+                      "image_shape": [1, 8, 8], "class_sep": 2.0})
+    model = load_model(tmp_path / "m.pt")
+    proba = model.predict_proba(data.x)  # the data's own 8x8 inputs, resized by the model
+    assert proba.shape == (80, 2)
+    np.testing.assert_allclose(proba.numpy(), model.predict_proba(
+        torch.nn.functional.interpolate(data.x, size=(side, side), mode="bilinear",
+                                        align_corners=False)).numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("key", ["transfer", "tasks"])
 def test_a_scaling_study_refuses_transfer_and_tasks(key: str) -> None:
     from types import SimpleNamespace
 
-    from nasdepth.study.scaling import ScalingObjective
+    from nasdepth.study.objective import Objective
 
     cfg = SimpleNamespace(transfer=None, tasks=None, path="studies/x.yaml",
-                          space=SimpleNamespace(source="search_spaces/s.yaml"))
+                          space=SimpleNamespace(source="search_spaces/s.yaml", scaling=object()))
     setattr(cfg, key, {"weights": "x.pt"})
     with pytest.raises(ConfigError, match=f"The '{key}' value in studies/x.yaml must be absent "
                                           "when the space"):
-        ScalingObjective(cfg, None)  # type: ignore[arg-type]
+        Objective(cfg, None)  # type: ignore[arg-type]

@@ -224,9 +224,17 @@ class MultitaskNetwork(nn.Module):
 
     def joint_loss(self, losses: torch.Tensor) -> torch.Tensor:
         """The loss that is differentiated, from the tasks' losses ``(T,)``."""
-        if self.log_vars is None:
-            return (self.fixed_weights * losses).sum()
-        return (torch.exp(-self.log_vars) * losses + 0.5 * self.log_vars).sum()
+        return joint_loss(losses, self.log_vars, self.fixed_weights)
+
+
+def joint_loss(losses: torch.Tensor, log_vars: torch.Tensor | None,
+               fixed_weights: torch.Tensor) -> torch.Tensor:
+    """The tasks' losses ``(..., T)`` weighed into one per leading index: fixed weights, or
+    uncertainty weighting ``exp(-s_t) L_t + s_t / 2`` with ``s_t`` learned (a fold stack
+    passes its stacked ``(k, T)`` tensors and gets one joint loss per fold)."""
+    if log_vars is None:
+        return (fixed_weights * losses).sum(-1)
+    return (torch.exp(-log_vars) * losses + 0.5 * log_vars).sum(-1)
 
 
 def build_multitask(cfg: MultitaskConfig, input_shape: Sequence[int],

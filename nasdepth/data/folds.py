@@ -33,7 +33,7 @@ from nasdepth.errors import ConfigError, UnknownNameError
 if TYPE_CHECKING:
     from nasdepth.data.dataset import Dataset
 
-CV_KINDS = ("stratified", "kfold", "group", "repeated_stratified")
+CV_KINDS = ("stratified", "kfold", "group", "repeated_stratified", "holdout")
 Split = tuple[np.ndarray, np.ndarray]
 
 
@@ -47,7 +47,11 @@ class CVConfig:
 
     ``kind``: ``stratified`` (default), ``kfold``, ``group`` (samples of one group never
     straddle train and validation; needs ``group``, the data's group column) or
-    ``repeated_stratified`` (``folds`` x ``repeats`` splits). ``test_size`` (a fraction in
+    ``repeated_stratified`` (``folds`` x ``repeats`` splits) or ``holdout``: one split in the
+    data's own order, the last ``1 / folds`` of the rows validate and the rest train (a source
+    that lists its published training rows first keeps its published split: ``mnist1d`` with
+    ``split: all`` and ``folds: 5`` trains on its 4,000 training and scores its 1,000 test
+    samples, the paper's protocol). ``test_size`` (a fraction in
     (0, 1) or a count) sets a stratified held-out test part aside before CV: no fold ever
     trains or validates on it; it is scored only for reports.
     """
@@ -61,6 +65,8 @@ class CVConfig:
 
     @property
     def n_splits(self) -> int:
+        if self.kind == "holdout":
+            return 1
         return self.folds * (self.repeats if self.kind == "repeated_stratified" else 1)
 
     def validate(self, source: str = "the cv settings") -> CVConfig:
@@ -247,6 +253,9 @@ def make_splits(y: np.ndarray, cv: CVConfig, *, groups: np.ndarray | None = None
     elif cv.kind == "repeated_stratified":
         it = RepeatedStratifiedKFold(n_splits=cv.folds, n_repeats=cv.repeats,
                                      random_state=cv.seed).split(dummy, y)
+    elif cv.kind == "holdout":  # the data's order: the last 1 / folds validates
+        cut = n - n // cv.folds
+        return [(np.arange(cut), np.arange(cut, n))]
     elif cv.kind == "kfold":
         it = KFold(cv.folds, shuffle=True, random_state=cv.seed).split(dummy)
     else:

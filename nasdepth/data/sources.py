@@ -113,7 +113,8 @@ def load_sklearn(name: str, opts: dict[str, Any], source: str) -> Dataset:
 
 
 @register_source("mnist1d", options={"n_samples": 5000, "seed": 42, "split": "train",
-                                    "shuffle_positions": False, "flat": False},
+                                    "shuffle_positions": False, "flat": False,
+                                    "label_noise": 0.0},
                  example="{source: mnist1d, n_samples: 4000, split: train}")
 def load_mnist1d(rest: str, opts: dict[str, Any], source: str) -> Dataset:
     """MNIST-1D (Greydanus 2020): 40-step 1-D digit shapes with shifts, scaling, correlated
@@ -123,7 +124,9 @@ def load_mnist1d(rest: str, opts: dict[str, Any], source: str) -> Dataset:
     Shape ``(N, 1, 40)``: one channel, 40 steps; ``flat: true`` gives ``(N, 40)`` features
     (MLPs). ``shuffle_positions: true`` permutes the 40 positions of every sample by one fixed
     permutation (the paper's test of spatial priors: a CNN or GRU loses its advantage, a
-    logistic regression or MLP does not)."""
+    logistic regression or MLP does not). ``label_noise``: that fraction of the package's
+    *training* labels replaced by a random class (seeded; the test part's labels stay clean),
+    the setup of the notebook's width double descent (Nakkiran et al. 2019)."""
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as exc:  # pragma: no cover - a declared dependency
@@ -143,6 +146,13 @@ def load_mnist1d(rest: str, opts: dict[str, Any], source: str) -> Dataset:
              "all": [("x", "y"), ("x_test", "y_test")]}[split]
     x = np.concatenate([np.asarray(d[a], dtype=np.float32) for a, _ in parts])
     y = np.concatenate([np.asarray(d[b]) for _, b in parts])
+    noise = opt_float(opts, "label_noise", source, low=0.0, high=1.0)
+    if noise > 0 and split != "test":  # the training part: the first len(d["y"]) rows
+        n_train = len(d["y"])
+        rng = np.random.default_rng(0)
+        idx = rng.choice(n_train, size=int(round(noise * n_train)), replace=False)
+        y = y.copy()
+        y[idx] = rng.integers(0, 10, size=len(idx))
     for key in ("shuffle_positions", "flat"):
         if not isinstance(opts.get(key), bool):
             raise ConfigError(source, f"data.{key}", opts.get(key), "true or false")
@@ -150,6 +160,8 @@ def load_mnist1d(rest: str, opts: dict[str, Any], source: str) -> Dataset:
     if opts["shuffle_positions"]:  # one fixed permutation for every sample (seeded)
         x = x[:, np.random.RandomState(0).permutation(x.shape[1])]
         name += ":shuffled"
+    if noise > 0 and split != "test":
+        name += f":label_noise{noise:g}"
     return from_arrays(x if opts["flat"] else x[:, None, :], y, name=name,
                        class_names=[str(i) for i in range(10)], source=source)
 

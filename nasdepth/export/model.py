@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from torch import nn
 
 from nasdepth.arch import ArchConfig, build_model
 from nasdepth.arch.weights import MODEL_FORMAT, load_failure, refused_for_safety
+from nasdepth.data.resize import resize_tensor
 from nasdepth.errors import NasdepthError
 
 #: the ``format`` entry of every model file (``nasdepth.arch.load_weights`` reads them too)
@@ -81,6 +83,10 @@ class ExportedModel(nn.Module):
         t = torch.as_tensor(np.asarray(x, dtype=np.float32) if isinstance(x, np.ndarray) else x)
         if t.dim() == len(self.input_shape):  # one sample
             t = t.unsqueeze(0)
+        side = self.metadata.get("resolution")  # trained at its own input side: resize to it
+        if side is not None and t.dim() == len(self.input_shape) + 1 and \
+                t.shape[1] == self.input_shape[0] and tuple(t.shape[1:]) != self.input_shape:
+            t = resize_tensor(t.float(), int(side), source)
         if tuple(t.shape[1:]) != self.input_shape:
             got, want = tuple(t.shape[1:]), self.input_shape
             flat = len(got) == 1 and len(want) == 1
@@ -136,8 +142,14 @@ def save_model(path: str | Path, members: Sequence[nn.Module],
     states = [{k: v.detach().cpu().contiguous() for k, v in m.state_dict().items()}
               for m in members]
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": text,
-                "state_dicts": states}, path)
+    # written beside it, then renamed over it: an interrupted save leaves the old file whole
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": text,
+                    "state_dicts": states}, part)
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
     return path
 
 

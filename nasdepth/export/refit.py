@@ -243,6 +243,8 @@ def export_model(
         "params": count_parameters(members[0]),
         "training": used.to_dict(), "refit": how,
         "input_shape": list(data.input_shape), "class_names": list(data.class_names),
+        # a scaled trial's input side: the model resizes inputs of the data's own size to it
+        "resolution": getattr(candidate, "resolution", None),
         "num_classes": data.num_classes, "data": settings.data, "data_info": data.to_dict(),
         "cv": resolved.cv.to_dict(), "cv_seed": settings.cv_seed,
         "splits": resolved.to_dict(),

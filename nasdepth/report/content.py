@@ -81,6 +81,17 @@ def _space_rows(study: optuna.Study) -> list[tuple[str, str]]:
 
 # --- sections ----------------------------------------------------------------------------
 
+def _cv_words(cfg: dict[str, Any]) -> str:
+    """"5-fold CV (seed 0)", or for ``cv: {kind: holdout}`` the one split in the data's
+    order that it is."""
+    if not cfg.get("folds"):
+        return ""
+    if (cfg.get("cv") or {}).get("kind") == "holdout":
+        return (f"holdout: one split in the data's order, the last 1/{cfg['folds']} of the "
+                "rows validate")
+    return f"{cfg['folds']}-fold CV (seed {cfg.get('cv_seed')})"
+
+
 def summary_section(study: optuna.Study, st: T.StudyTables) -> Section:
     cfg, data = st.config, st.data
     blocks: list[Block] = []
@@ -95,7 +106,7 @@ def summary_section(study: optuna.Study, st: T.StudyTables) -> Section:
     training = cfg.get("training") or {}
     budget = [f"{cfg['trials']} trials" if cfg.get("trials") else "",
               f"timeout {cfg['timeout']} s" if cfg.get("timeout") else "",
-              f"{cfg['folds']}-fold CV (seed {cfg.get('cv_seed')})" if cfg.get("folds") else "",
+              _cv_words(cfg),
               f"repeated {cfg['repeats']} times" if (cfg.get("repeats") or 1) > 1 else "",
               f"{training['epochs']} epochs per fold" if training.get("epochs") else ""]
     items.append(("budget", ", ".join(b for b in budget if b) or "not recorded"))

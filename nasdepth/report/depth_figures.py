@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -50,5 +52,31 @@ def training_error_figure(table: pd.DataFrame) -> Figure | None:
     ax.set(title="Final training error (solid) and validation error (dashed) against depth",
            xlabel="depth (blocks)", ylabel="error (1 - accuracy)")
     ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def width_error_figure(table: pd.DataFrame, dd: dict[str, Any] | None) -> Figure | None:
+    """Final training and validation error against width (log scale), the interpolation
+    threshold (the first width that fits its training labels) as a vertical line and the
+    validation error's peak, where :func:`~nasdepth.report.depth.double_descent` finds one,
+    circled."""
+    if len(table) < 3:
+        return None
+    t = table.sort_values("width")
+    w = t["width"].astype(float)
+    fig, ax = plt.subplots(figsize=WIDE)
+    ax.plot(w, t["train_error"], "o-", label="training error (the labels it fitted)")
+    ax.plot(w, t["val_error"], "s-", label="validation error")
+    if dd and dd.get("threshold") is not None:
+        ax.axvline(float(dd["threshold"]), color="gray", ls="--",
+                   label=f"interpolation threshold (width {fmt_int(float(dd['threshold']))})")
+    if dd and dd.get("double_descent"):
+        ax.plot(float(dd["peak"]), float(dd["peak_error"]), "o", mfc="none", mec="red", ms=14,
+                label=f"validation error peak (width {fmt_int(float(dd['peak']))})")
+    ax.set_xscale("log", base=2)
+    ax.set(title="Final training and validation error against width",
+           xlabel="width", ylabel="error (1 - accuracy)")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig

@@ -4,11 +4,15 @@ sure the recommended depth is, auxiliary heads on against off. Called from
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from nasdepth.report import tables as T
 from nasdepth.report.depth import (
     BOOTSTRAP_RESAMPLES,
+    INTERPOLATION,
+    MIN_RISE,
     aux_pairs,
     aux_table,
     depth_bootstrap,
@@ -21,7 +25,11 @@ from nasdepth.report.depth import (
     training_error_table,
     width_error_table,
 )
-from nasdepth.report.depth_figures import probe_figure, training_error_figure
+from nasdepth.report.depth_figures import (
+    probe_figure,
+    training_error_figure,
+    width_error_figure,
+)
 from nasdepth.report.document import Block, Para, image
 from nasdepth.report.document import Table as Tab
 
@@ -102,9 +110,35 @@ def depth_analysis_blocks(st: T.StudyTables) -> list[Block]:
 
 
 def width_descent_blocks(st: T.StudyTables) -> list[Block]:
-    """Where validation error peaks against width and falls again (double descent), say so
-    and mark the interpolation threshold: the peak is no reason to stop widening."""
-    dd = double_descent(width_error_table(st.folds, maximize=st.maximize))
-    if dd is None or not dd["double_descent"]:
+    """Training and validation error against width (figure and table, three widths or more),
+    the interpolation threshold marked; where validation error peaks and falls again (double
+    descent), say so: the peak is no reason to stop widening."""
+    table = width_error_table(st.folds, maximize=st.maximize)
+    dd = double_descent(table)
+    if dd is None:
         return []
-    return [Para(dd["text"], "warn")]
+    blocks: list[Block] = []
+    img = image(width_error_figure(table, dd), "width_error.png", "Final training and "
+                "validation error against width; dashed: the interpolation threshold")
+    if img is not None:
+        blocks.append(img)
+    marks: dict[Any, list[str]] = {w: [] for w in table["width"]}
+    if dd["threshold"] is not None:
+        marks[dd["threshold"]].append("interpolation threshold")
+    if dd["double_descent"]:
+        marks[dd["peak"]].append("validation error peak")
+    shown = table.assign(train_error=table["train_error"].round(4),
+                         val_error=table["val_error"].round(4),
+                         mark=[", ".join(marks[w]) for w in table["width"]])
+    blocks.append(Tab(shown, "Final training and validation error per width (the best "
+                             "candidate of each width at the most common depth)"))
+    if dd["double_descent"]:
+        blocks.append(Para(dd["text"], "warn"))
+    elif dd["threshold"] is not None:
+        blocks.append(Para(
+            f"Training error first reaches {INTERPOLATION:.0%} at width "
+            f"{fmt_depth(dd['threshold'])} (the interpolation threshold); validation error "
+            f"shows no peak that stands more than {MIN_RISE:.0%} above the widths on both "
+            f"sides (widest: {dd['widest_error']:.1%} at width {fmt_depth(dd['widest'])}).",
+            "note"))
+    return blocks

@@ -46,7 +46,6 @@ from nasdepth.study.preflight import preflight
 from nasdepth.study.probing import probe_hooks
 from nasdepth.study.record import TrialRecord, read_record
 from nasdepth.study.runner import open_study, storage_for
-from nasdepth.study.scaling import ScalingObjective
 from nasdepth.study.study_file import StudyConfig, study_from_dict
 from nasdepth.train import TrainConfig
 from nasdepth.yamlfile import read_yaml
@@ -280,8 +279,7 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(self.pruner, str):
             study.pruner = self.pruner
         # the runner's choice of objective (a scaling space trains each trial at its size)
-        make = ScalingObjective if getattr(cfg.space, "scaling", None) is not None else Objective
-        objective = make(cfg, data, None, extra_hooks=probe_hooks if self.probes else None)
+        objective = Objective(cfg, data, None, extra_hooks=probe_hooks if self.probes else None)
         if splits is not None:
             objective.splits = splits
         done = len(study.get_trials(deepcopy=False, states=FINISHED))

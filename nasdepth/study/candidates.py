@@ -31,13 +31,14 @@ def suggest_candidate(cfg: StudyConfig, trial: Any, data: Dataset,
                       tasks: Sequence[str] = ()) -> Candidate:
     """The trial's candidate: an architecture from the space (or the checkpoint's), one head
     per task where the study has ``tasks:``, started from the checkpoint where it has
-    ``transfer:``. ``data``: the study's data as the checkpoint takes it."""
+    ``transfer:``; at its own input resolution where the space scales it (``scaling:``).
+    ``data``: the study's data as the checkpoint takes it."""
     arch: ArchConfig = cfg.space.suggest(trial)
     transfer = None
     if cfg.transfer is not None:  # the mode, blocks and rate factor; the file's architecture
         transfer = cfg.transfer.suggest(trial)
         arch = cfg.transfer.architecture(data) or arch
-    inner: Candidate = SingleTaskCandidate(arch)
+    inner: Candidate = SingleTaskCandidate(arch, cfg.space.resolution(trial.params))
     if cfg.tasks is not None:
         inner = MultitaskCandidate(multitask_config(cfg.tasks, tasks, arch, trial))
     if transfer is None or cfg.transfer is None:

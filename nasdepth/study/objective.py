@@ -26,6 +26,7 @@ from torch import nn
 
 from nasdepth.arch import count_parameters
 from nasdepth.data import Dataset
+from nasdepth.errors import ConfigError
 from nasdepth.study.candidates import recipe_params, suggest_candidate
 from nasdepth.study.distinct import claim_candidate
 from nasdepth.study.identity import check_checkpoint
@@ -109,6 +110,12 @@ class Objective:
 
     def __init__(self, cfg: StudyConfig, data: Dataset, fold_progress: FoldProgress | None = None,
                  extra_hooks: HookFactory | None = None) -> None:
+        for key in ("transfer", "tasks"):
+            if cfg.space.scaling is not None and getattr(cfg, key, None) is not None:
+                raise ConfigError(str(cfg.path), key, f"a {key}: section",
+                                  f"absent when the space ({cfg.space.source}) has a scaling: "
+                                  "section (scaling studies train single-task networks from "
+                                  "scratch, each at its own input resolution)")
         self.tasks = study_tasks(cfg, data) if cfg.tasks is not None else ()
         # ``data`` is what each candidate prepares (adapts) itself; ``adapted``: as the
         # checkpoint takes it, once, for the baselines and the diagnosis
@@ -151,9 +158,11 @@ class Objective:
         write_record(trial, rec)
         return values
 
-    def _measure(self, trial: optuna.Trial, model: nn.Module) -> dict[str, float]:
-        """The costs of ``model`` (one candidate, built), set as the trial's constraints."""
-        cfg, data = self.cfg, self.view
+    def _measure(self, trial: optuna.Trial, model: nn.Module, data: Dataset
+                 ) -> dict[str, float]:
+        """The costs of ``model`` (one candidate, built for ``data``), set as the trial's
+        constraints."""
+        cfg = self.cfg
         costs: dict[str, float] = {"params": count_parameters(model)}
         costs["flops"] = count_flops(model, data.input_shape)
         wanted = set(cfg.objectives) | {CONSTRAINTS[c] for c in cfg.constraints}
@@ -191,12 +200,15 @@ class Objective:
         rec.candidate = cand.describe()
         rec.splits = self.splits.to_dict()  # what export refits on, probes or not
         write_record(trial, rec)  # what crashes while measuring stays inspectable
-        costs = self._measure(trial, cand.build(cand.prepare(self.data, str(cfg.path))))
+        # the data as this candidate's networks take them (adapted to a checkpoint, resized
+        # to its resolution): costs, probes and diagnosis read these
+        view = cand.prepare(self.data, str(cfg.path))
+        costs = self._measure(trial, cand.build(view), view)
         rec.costs = {"params": float(costs["params"]), "flops": float(costs["flops"])}
         if "latency" in costs:
             rec.costs["latency_ms"] = float(costs["latency"])
         rec.summary = {**arch.summary(), "params": int(costs["params"]),
-                       "flops": int(costs["flops"])}
+                       "flops": int(costs["flops"]), **_scaling(cfg, cand, trial.params)}
         write_record(trial, rec)
 
         rows: list[dict[str, Any]] = []
@@ -224,7 +236,7 @@ class Objective:
         probes: list[TrainHook] = []
         if self.extra_hooks is not None:
             probes = list(self.extra_hooks(trial, cand))
-            probes += linear_probe_hooks(cand, self.view, self.splits)
+            probes += linear_probe_hooks(cand, view, self.splits)
         try:
             result = cross_validate(cand, self.data, cv=self.splits, seed=cfg.cv_seed,
                                     training=training, on_fold=on_fold, hooks=hooks + probes,
@@ -242,13 +254,25 @@ class Objective:
                                            self.splits, training)
         if cfg.tasks is not None:
             record_tasks(cfg, trial.study, result, rec, probes[0] if probes else None,
-                         self.view, self.splits, self.tasks)
+                         view, self.splits, self.tasks)
         else:
-            record_diagnosis(trial, result, rec, data=self.view, splits=self.splits,
+            record_diagnosis(trial, result, rec, data=view, splits=self.splits,
                              settings=self.cfg.diagnosis, probes=probes)
         values = [result.mean(o) if o not in costs else float(costs[o])
                   for o in cfg.objectives]
         return values[0] if len(values) == 1 else values
+
+
+def _scaling(cfg: StudyConfig, cand: Candidate, params: dict[str, Any]) -> dict[str, Any]:
+    """A scaled trial's input side, φ and rule for its record's summary (the report's scaling
+    section reads them; a fixed φ is no Optuna parameter); empty for other trials."""
+    side = getattr(cand, "resolution", None)
+    if side is None or cfg.space.scaling is None:
+        return {}
+    shared, _ = cfg.space.scopes(params)
+    phi, rule = cfg.space.scaling.values(shared)
+    return {"resolution": side, "scaling.phi": phi, "scaling.rule": rule.name,
+            "matched_phi": cfg.space.scaled(params)[0]}
 
 
 def _completed_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:

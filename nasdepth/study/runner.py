@@ -45,7 +45,6 @@ from nasdepth.study.record import (
     write_record,
 )
 from nasdepth.study.registry import SamplerContext, make_pruner, make_sampler
-from nasdepth.study.scaling import ScalingObjective
 from nasdepth.study.storage import make_storage, redact, storage_kind
 from nasdepth.study.study_file import StudyConfig
 from nasdepth.train import configure_threads
@@ -305,8 +304,7 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
         return on_fold
 
     # scaling spaces: each trial's data at its scaled input resolution
-    make = ScalingObjective if cfg.space.scaling is not None else Objective
-    objective = _BudgetGuard(make(cfg, data, fold_progress if progress else None,
+    objective = _BudgetGuard(Objective(cfg, data, fold_progress if progress else None,
                                   extra_hooks=probe_hooks if probes else None), budget,
                              settings=settings_id(st.user_attrs["identity"]),
                              run_id=run_id or uuid.uuid4().hex)

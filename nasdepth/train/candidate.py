@@ -8,10 +8,11 @@ of the ``TrialRecord``; :func:`candidate_from_dict` rebuilds it). ``cross_valida
 objective, export's refit and ``diagnose --study`` all take one, so there is one CV driver
 (:mod:`nasdepth.train.cv`) and one per-fold function (:func:`~nasdepth.train.fit.fit_fold`).
 
-- :class:`SingleTaskCandidate`: an :class:`~nasdepth.arch.ArchConfig`; every engine.
+- :class:`SingleTaskCandidate`: an :class:`~nasdepth.arch.ArchConfig` (at an input
+  resolution of its own where a scaling space says); every engine.
 - :class:`MultitaskCandidate`: a :class:`~nasdepth.arch.multitask.MultitaskConfig` (shared
-  trunk, one head per task, the joint loss); every engine but fold-parallel training (the
-  stacked engine takes networks with one output).
+  trunk, one head per task, the joint loss); every engine (fold-parallel: the folds'
+  ``{task: logits}`` come out of ``vmap``).
 - :class:`TransferCandidate`: another candidate started from a checkpoint
   (:mod:`nasdepth.train.transfer`: frozen parts, per-part learning rates, gradual unfreezing
   as a hook); sequential folds (each fold's loaded, partly frozen copy), so multitask +
@@ -35,6 +36,7 @@ from nasdepth.arch.adapt import SourceModel, read_source
 from nasdepth.arch.build import input_rank
 from nasdepth.arch.multitask import MultitaskConfig, MultitaskNetwork, block_ends, build_multitask
 from nasdepth.data import Dataset, Standardizer
+from nasdepth.data.resize import resized
 from nasdepth.data.tasks import check_task
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.train.fit import FitOptions
@@ -174,25 +176,35 @@ def as_candidate(what: Candidate | ArchConfig | MultitaskConfig) -> Candidate:
 @register_candidate
 @dataclass(frozen=True)
 class SingleTaskCandidate(Candidate):
-    """One architecture trained on ``data.y``."""
+    """One architecture trained on ``data.y``; ``resolution``: the input side its data are
+    resized to (compound scaling's resolution, :mod:`nasdepth.space.scaling`; None: as
+    they are), so CV, export's refit and the diagnosis all train at it."""
 
     arch: ArchConfig
+    resolution: int | None = None
     kind: ClassVar[str] = "single"
     engines: ClassVar[frozenset[str]] = frozenset(ENGINES)
 
     def prepare(self, data: Dataset, source: str = "the study") -> Dataset:
         check_one_label_column(data, source)
-        return data
+        return data if self.resolution is None else resized(data, self.resolution)
 
     def build(self, data: Dataset) -> nn.Module:
         return build_model(self.arch, data.input_shape, data.num_classes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch.to_dict()}
+        out: dict[str, Any] = {"arch": self.arch.to_dict()}
+        if self.resolution is not None:
+            out["resolution"] = self.resolution
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = SOURCE) -> SingleTaskCandidate:
-        return cls(ArchConfig.from_dict(d["arch"], source))
+        side = d.get("resolution")
+        if side is not None and (isinstance(side, bool) or not isinstance(side, int)
+                                 or side < 1):
+            raise ConfigError(source, "candidate.resolution", side, "an int >= 1 or absent")
+        return cls(ArchConfig.from_dict(d["arch"], source), side)
 
 
 @register_candidate
@@ -202,7 +214,7 @@ class MultitaskCandidate(Candidate):
 
     config: MultitaskConfig
     kind: ClassVar[str] = "multitask"
-    engines: ClassVar[frozenset[str]] = frozenset({"stream", "compile", "lr_find"})
+    engines: ClassVar[frozenset[str]] = frozenset(ENGINES)
 
     @property
     def arch(self) -> ArchConfig:  # type: ignore[override]

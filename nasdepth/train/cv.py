@@ -21,7 +21,7 @@ from nasdepth.train.device import configure_threads, resolve_device
 from nasdepth.train.fit import FoldResult, fit_fold
 from nasdepth.train.hooks import TrainHook
 from nasdepth.train.loop import OOM_ERRORS, out_of_memory
-from nasdepth.train.lr_find import lr_range_test, sweep_steps
+from nasdepth.train.lr_find import candidate_range_test
 from nasdepth.train.parallel import fit_folds_parallel, needs_sequential
 from nasdepth.train.stream import resolve_placement
 
@@ -163,7 +163,7 @@ def cross_validate(
     if "parallel" not in cand.engines:
         if mode in ("on", True):
             log.info("%s candidates train folds sequentially (fold-parallel training takes "
-                     "networks with one output, freshly built)", cand.kind)
+                     "freshly built networks; a transfer candidate loads its own)", cand.kind)
         mode = "off"
     # once for all folds; the fold-parallel path keeps all N rows once, no more than this
     placement = resolve_placement(training.data_placement, data, device, max(sizes),
@@ -172,12 +172,8 @@ def cross_validate(
 
     found = None
     if training.lr_auto:  # a range test on fold 0's training part picks every fold's rate
-        probe = cand.fold(data, splits[0][0], seeds[0], device)
-        found = lr_range_test(probe.model, probe.data, splits[0][0], training=training,
-                              seed=seeds[0], device=device,
-                              steps=sweep_steps(int(min(sizes)), training, len(splits)),
-                              targets=probe.options.targets,
-                              standardize=probe.options.standardize)
+        found = candidate_range_test(cand, data, splits[0][0], training=training,
+                                     seed=seeds[0], device=device, folds=len(splits))
         training = replace(training, lr=found.lr)
 
     results: list[FoldResult] = []
@@ -189,7 +185,7 @@ def cross_validate(
                     [cand.fold(data, tr, seeds[k], device).model
                      for k, (tr, _) in enumerate(splits)], data, splits, training=training,
                     seeds=seeds, device=device, hooks=hooks, test_idx=test_idx,
-                    n_used=int(min(sizes)), aux_weight=float(
+                    n_used=int(min(sizes)), targets=cand.targets(), aux_weight=float(
                         getattr(cand.arch, "aux_weight", 0.0) or 0.0))
             except OOM_ERRORS:
                 if mode not in ("auto", None):

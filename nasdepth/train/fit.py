@@ -276,7 +276,7 @@ def fit_fold(
                 xb = xb.contiguous(memory_format=memory)
             targets.train(step, xb, yb)
         seen = plan[-1][1]
-        train = targets.train_scores(step, model, seen)  # one host sync per epoch
+        train = targets.train_scores(step, seen)[0]  # one host sync per epoch
         if not all(math.isfinite(v) for k, v in train.items() if k.endswith("train_loss")):
             raise NonFiniteLossError(f"non-finite loss at fold {fold}, epoch {epoch}")
         last_va = proba(val_idx, None if placed is None else placed.x_va)

@@ -38,6 +38,7 @@ from nasdepth.train.hooks import TrainHook, steps_each_fold
 from nasdepth.train.loop import EarlyStopper, NonFiniteLossError, autocast, batch_plan, fold_perm
 from nasdepth.train.stacked import FoldStack, StackedFolds, can_stack
 from nasdepth.train.step import TrainStep
+from nasdepth.train.targets import SINGLE, SingleTarget
 
 Tensors = dict[str, torch.Tensor]
 
@@ -110,15 +111,20 @@ def fit_folds_parallel(
     n_used: int,
     aux_weight: float = 0.0,
     stacking: str = "auto",
+    targets: SingleTarget | None = None,
 ) -> list[FoldResult]:
     """Train fold k's fresh ``models[k]`` on ``splits[k]`` for every k at once; the same
     batches, initialization and updates as :func:`fit_fold` per fold.
 
     ``stacking``: ``auto`` runs MLPs as stacked layers (:mod:`nasdepth.train.stacked`, grouped
-    matmuls) and everything else through ``vmap``; ``vmap`` forces the latter."""
+    matmuls) and everything else through ``vmap``; ``vmap`` forces the latter. ``targets``:
+    the labels and loss, as in :class:`~nasdepth.train.fit.FitOptions` (several tasks: a
+    multitask network's ``{task: logits}`` comes out of ``vmap`` with a fold dimension)."""
     start = time.perf_counter()
     k = len(models)
-    x_all, y_all = data.x.to(device), data.y.to(device)
+    targets = targets or SINGLE
+    labels = targets.labels(data)
+    x_all, y_all = data.x.to(device), labels.to(device)
     scalers = [Standardizer.fit(x_all[torch.as_tensor(tr, device=device)]) for tr, _ in splits]
     mean = torch.stack([s.mean for s in scalers])[:, None]  # (k, 1, *feature dims)
     std = torch.stack([s.std for s in scalers])[:, None]
@@ -134,7 +140,7 @@ def fit_folds_parallel(
     epochs_run = [0] * k
     snapshots: dict[int, Tensors] = {}
     tr_t = [torch.as_tensor(tr, device=device) for tr, _ in splits]
-    va_idx, va_mask = _padded([va for _, va in splits], device)
+    va_idx, _ = _padded([va for _, va in splits], device)
     y_va = y_all[va_idx]
     history: list[list[dict[str, Any]]] = [[] for _ in range(k)]
     # each fold's validation probabilities from its last active epoch: its final weights
@@ -150,22 +156,15 @@ def fit_folds_parallel(
     for epoch in range(training.epochs):
         perms = torch.stack([tr_t[f][fold_perm(len(tr_t[f]), n_used, gens[f]).to(device)]
                              for f in range(k)])  # (k, n_used) sample indices
-        step.start_epoch()
+        targets.start_epoch(step)
         for a, b in plan:
             idx = perms[:, a:b]
-            xb, yb = x_all[idx], y_all[idx]  # (k, B, ...), (k, B)
+            xb, yb = x_all[idx], y_all[idx]  # (k, B, ...), (k, B) or (k, B, T)
             if aug_gen is not None:
                 xb = augment_batch(xb.flatten(0, 1), training.augment, aug_gen).view_as(xb)
-            step(standardize(xb), yb)
-        seen = plan[-1][1]
-        train_loss = (step.total / seen).tolist()  # one host sync per epoch
-        train_acc = (step.correct.float() / seen).tolist()
-        proba = _predict(ens, x_all, va_idx, standardize, training)
-        logp = torch.log(proba.clamp_min(1e-7)).gather(2, y_va[..., None])[..., 0]
-        hits = (proba.argmax(-1) == y_va).float()
-        n_va = va_mask.sum(1)
-        val_loss = (-(logp * va_mask).sum(1) / n_va).tolist()
-        val_acc = ((hits * va_mask).sum(1) / n_va).tolist()
+            targets.train(step, standardize(xb), yb)
+        train = targets.train_scores(step, plan[-1][1])  # one host sync per epoch
+        proba = _predict(ens, x_all, va_idx, standardize, training, targets)
         lr = step.lr
         if va_kept is None:
             va_kept = proba.clone()
@@ -173,16 +172,22 @@ def fit_folds_parallel(
             if not active[f]:
                 continue
             va_kept[f] = proba[f]
-            if not math.isfinite(train_loss[f]):
+            if not all(math.isfinite(v) for key, v in train[f].items()
+                       if key.endswith("train_loss")):
                 raise NonFiniteLossError(f"non-finite loss at fold {f}, epoch {epoch}")
-            record = epoch_record(f, epoch, train_loss=train_loss[f],
-                                  train_accuracy=train_acc[f], val_loss=val_loss[f],
-                                  val_accuracy=val_acc[f], lr=lr)
+            n_va = len(splits[f][1])
+            val = targets.val_scores(ens.materialize(f), proba[f, :n_va], y_va[f, :n_va])
+            record = epoch_record(f, epoch, train_loss=train[f]["train_loss"],
+                                  train_accuracy=train[f]["train_accuracy"],
+                                  val_loss=val["val_loss"], val_accuracy=val["val_accuracy"],
+                                  lr=lr)
+            if targets.tasks:  # each task's columns too
+                record.update({**train[f], **val, **record})
             history[f].append(record)
             epochs_run[f] = epoch + 1
             for hook in hooks:
                 hook.on_epoch_end(ens.materialize(f), f, record)
-            if stoppers[f].step(val_loss[f]):
+            if stoppers[f].step(record["val_loss"]):
                 # the fold keeps riding along in the batch; its stopped weights are kept
                 active[f] = False
                 snapshots[f] = ens.state(f)
@@ -193,14 +198,15 @@ def fit_folds_parallel(
 
     per_fold = (time.perf_counter() - start) / k
     results = []
-    tr_idx, tr_mask = _padded([tr for tr, _ in splits], device)
-    probas = {"train": _predict(ens, x_all, tr_idx, standardize, training).cpu().numpy(),
-              "val": (_predict(ens, x_all, va_idx, standardize, training) if va_kept is None
-                      else va_kept).cpu().numpy()}
+    tr_idx, _ = _padded([tr for tr, _ in splits], device)
+    parts = {"train": tr_idx} if va_kept is not None else {"train": tr_idx, "val": va_idx}
     if test_idx is not None and len(test_idx):
-        te_idx, _ = _padded([test_idx] * k, device)
-        probas["test"] = _predict(ens, x_all, te_idx, standardize, training).cpu().numpy()
-    y_np = data.y_numpy
+        parts["test"] = _padded([test_idx] * k, device)[0]
+    probas = {split: _predict(ens, x_all, index, standardize, training, targets).cpu().numpy()
+              for split, index in parts.items()}
+    if va_kept is not None:
+        probas["val"] = va_kept.cpu().numpy()
+    y_np = labels.cpu().numpy()
     for f, (tr, va) in enumerate(splits):
         scores = [(split, y_np[index], probas[split][f, :len(index)])
                   for split, index in (("train", tr), ("val", va), ("test", test_idx))
@@ -208,14 +214,14 @@ def fit_folds_parallel(
         results.append(fold_result(
             f, scores, n_train=len(tr), n_val=len(va), num_classes=data.num_classes,
             epochs_run=epochs_run[f], epochs=training.epochs, seconds=per_fold,
-            model=ens.materialize(f), hooks=hooks, history=history[f]))
+            model=ens.materialize(f), hooks=hooks, history=history[f], targets=targets))
     return results
 
 
 @torch.no_grad()
 def _predict(ens: FoldStack, x_all: torch.Tensor, index: torch.Tensor,
-             standardize: Any, training: TrainConfig, chunk: int | None = None
-             ) -> torch.Tensor:
+             standardize: Any, training: TrainConfig, targets: SingleTarget,
+             chunk: int | None = None) -> torch.Tensor:
     """Class probabilities ``(k, M, C)`` of each fold's model on its own rows of ``index``
     (``chunk`` rows per fold at a time: :data:`nasdepth.train.fit.EVAL_ROWS`)."""
     chunk = chunk or eval_rows(x_all.device)
@@ -224,5 +230,5 @@ def _predict(ens: FoldStack, x_all: torch.Tensor, index: torch.Tensor,
         x = standardize(x_all[index[:, i:i + chunk]])
         with autocast(x.device, training.precision):
             logits = ens(x, train=False)[0]
-        out.append(torch.softmax(logits.float(), dim=-1))
+        out.append(targets.softmax(logits))
     return torch.cat(out, dim=1)

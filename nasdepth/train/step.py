@@ -188,7 +188,9 @@ class TrainStep:
         self.total.zero_()
         self.correct.zero_()
 
-    def _logits(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def outputs(self, x: torch.Tensor) -> tuple[Any, list[torch.Tensor]]:
+        """The network's outputs for a training batch (logits, or a multitask network's
+        ``{task: logits}``; with a fold dimension for a stack) and its auxiliary logits."""
         if self.folds is not None:
             out, *aux = self.folds(x, train=True)
             return out, list(aux)
@@ -198,7 +200,7 @@ class TrainStep:
         """Train on one batch: ``x`` ready for the model (standardized, augmented, in its
         memory format), ``y`` its labels (``(k, B, ...)`` and ``(k, B)`` for a fold stack)."""
         with autocast(self.device, self.precision):
-            out, aux = self._logits(x)
+            out, aux = self.outputs(x)
             loss = batch_loss(out, y, self.smoothing)
             full = loss
             if self.aux_weight and aux:

@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasdepth.arch.multitask import joint_loss
 from nasdepth.data import Dataset
 from nasdepth.data.tasks import label_matrix
 from nasdepth.train.loop import autocast
 from nasdepth.train.metrics import add_gaps, metric_row
-from nasdepth.train.step import TrainStep
+from nasdepth.train.step import TrainStep, batch_loss
 
 #: (split, labels, probabilities) of one scored part of a fold
 Scores = Sequence[tuple[str, np.ndarray, Any]]
@@ -79,9 +80,16 @@ class SingleTarget:
     def train(self, step: TrainStep, x: torch.Tensor, y: torch.Tensor) -> None:
         step(x, y)
 
-    def train_scores(self, step: TrainStep, model: nn.Module, seen: int) -> dict[str, float]:
-        return {"train_loss": float(step.total) / seen,  # one host sync per epoch
-                "train_accuracy": float(step.correct) / seen}
+    def train_scores(self, step: TrainStep, seen: int) -> list[dict[str, float]]:
+        """The epoch's training loss and accuracy: one row per fold of a fold stack, one row
+        for a single model; one host sync per epoch."""
+        loss = (step.total / seen).reshape(-1).tolist()
+        acc = (step.correct.float() / seen).reshape(-1).tolist()
+        return [{"train_loss": a, "train_accuracy": b} for a, b in zip(loss, acc, strict=True)]
+
+    def softmax(self, out: torch.Tensor) -> torch.Tensor:
+        """Logits as the network gives them -> probabilities (classes last)."""
+        return torch.softmax(out.float(), dim=-1)
 
     def proba(self, model: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
         return predict_proba(model, x, precision=precision)
@@ -118,34 +126,49 @@ class TaskTargets(SingleTarget):
         return label_matrix(data, self.tasks)
 
     def start_epoch(self, step: TrainStep) -> None:
-        self.total = torch.zeros(len(self.tasks), device=step.device)
-        self.correct = torch.zeros(len(self.tasks), device=step.device, dtype=torch.long)
+        shape = (*step.total.shape, len(self.tasks))  # (T,), or (k, T) for a fold stack
+        self.total = torch.zeros(shape, device=step.device)
+        self.correct = torch.zeros(shape, device=step.device, dtype=torch.long)
 
     def _losses(self, out: dict[str, torch.Tensor], y: torch.Tensor, smoothing: float
                 ) -> torch.Tensor:
-        return torch.stack([F.cross_entropy(out[t].float(), y[:, i], label_smoothing=smoothing)
-                            for i, t in enumerate(self.tasks)])
+        """``(T,)`` task losses of a batch, or ``(k, T)`` for a fold stack's."""
+        return torch.stack([batch_loss(out[t], y[..., i], smoothing)
+                            for i, t in enumerate(self.tasks)], dim=-1)
 
     def train(self, step: TrainStep, x: torch.Tensor, y: torch.Tensor) -> None:
-        model: Any = step.model
         with autocast(step.device, step.precision):
-            out = step.forward(x)
+            out, _ = step.outputs(x)
             losses = self._losses(out, y, step.smoothing)
-            joint = model.joint_loss(losses)
-        step.update(joint, losses.detach())  # hooks see the (T,) task losses
+            if step.folds is None:
+                joint = step.model.joint_loss(losses)  # type: ignore[union-attr,operator]
+            else:  # every fold's joint loss from its slice of the stacked weights
+                joint = joint_loss(losses, step.folds.params.get("log_vars"),
+                                   step.folds.buffers["fixed_weights"])
+        step.update(joint, losses.detach())  # hooks see the task losses
         assert self.total is not None and self.correct is not None
-        self.total.add_(losses.detach(), alpha=len(y))
-        self.correct.add_(torch.stack([(out[t].detach().argmax(-1) == y[:, i]).sum()
-                                       for i, t in enumerate(self.tasks)]))
+        self.total.add_(losses.detach(), alpha=y.shape[-2])
+        self.correct.add_(torch.stack([(out[t].detach().argmax(-1) == y[..., i]).sum(-1)
+                                       for i, t in enumerate(self.tasks)], dim=-1))
 
-    def train_scores(self, step: TrainStep, model: nn.Module, seen: int) -> dict[str, float]:
+    def train_scores(self, step: TrainStep, seen: int) -> list[dict[str, float]]:
         assert self.total is not None and self.correct is not None
-        loss = (self.total / seen).tolist()  # one host sync per epoch
-        acc = (self.correct.float() / seen).tolist()
-        out = {"train_loss": float(np.mean(loss)), "train_accuracy": float(np.mean(acc))}
-        for i, t in enumerate(self.tasks):
-            out.update({f"{t}.train_loss": loss[i], f"{t}.train_accuracy": acc[i]})
-        return out
+        t_n = len(self.tasks)
+        loss = (self.total / seen).reshape(-1, t_n).tolist()  # one host sync per epoch
+        acc = (self.correct.float() / seen).reshape(-1, t_n).tolist()
+        rows = []
+        for fold_loss, fold_acc in zip(loss, acc, strict=True):
+            out = {"train_loss": float(np.mean(fold_loss)),
+                   "train_accuracy": float(np.mean(fold_acc))}
+            for i, t in enumerate(self.tasks):
+                out.update({f"{t}.train_loss": fold_loss[i],
+                            f"{t}.train_accuracy": fold_acc[i]})
+            rows.append(out)
+        return rows
+
+    def softmax(self, out: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        """Every task's probabilities side by side (classes last)."""
+        return torch.cat([torch.softmax(out[t].float(), dim=-1) for t in self.tasks], dim=-1)
 
     @torch.no_grad()
     def proba(self, model: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
@@ -155,9 +178,7 @@ class TaskTargets(SingleTarget):
         parts = []
         with autocast(x.device, precision):
             for i in range(0, len(x), rows):
-                out = model(x[i:i + rows])
-                parts.append(torch.cat([torch.softmax(out[t].float(), dim=1)
-                                        for t in self.tasks], dim=1))
+                parts.append(self.softmax(model(x[i:i + rows])))
         return torch.cat(parts)
 
     def split(self, model: nn.Module, proba: torch.Tensor) -> dict[str, torch.Tensor]:
