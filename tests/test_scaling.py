@@ -188,8 +188,8 @@ def test_a_scaling_study_trains_at_each_resolution_and_reports_the_rules(
     study = run_study(study_file, progress=False, probes=False)
     trials = study.trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
-    sides = {t.params["scaling.rule"]: t.user_attrs["resolution"] for t in trials}
-    assert all(t.user_attrs["scaling"]["scaling.phi"] == 1 for t in trials)
+    sides = {t.params["scaling.rule"]: read_record(t).summary["resolution"] for t in trials}
+    assert all(read_record(t).summary["scaling.phi"] == 1 for t in trials)
     assert sides == {"depth": 8, "resolution": round(8 * math.sqrt(2))}
     flops = {t.params["scaling.rule"]: read_record(t).costs["flops"] for t in trials}
     assert 0.7 < flops["depth"] / flops["resolution"] < 1.4  # matched to rounding

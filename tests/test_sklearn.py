@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from nasdepth.sklearn import ArchClassifier, NASClassifier, expected_failed_checks
@@ -43,6 +44,30 @@ def test_string_and_non_contiguous_labels_come_back_as_given(digits) -> None:
     assert set(gaps) <= {1, 5, 7} and clf.score(X[keep], y[keep]) > 0.9
     with pytest.raises(TypeError):  # refused: the engine's loss has no per-sample weights
         clf.fit(X[keep], labels, sample_weight=np.ones(keep.sum()))
+
+
+def test_lr_auto_trains_at_the_rate_the_range_test_chose(digits) -> None:
+    """``lr="auto"``: the estimator runs the same range test as ``cross_validate`` (its
+    training rows, its network's initialization) and trains at the rate it chose."""
+    from nasdepth import find_lr
+    from nasdepth.arch import ArchConfig
+    from nasdepth.data import from_arrays
+    from nasdepth.train import TrainConfig
+    from nasdepth.train.candidate import as_candidate
+    from nasdepth.train.lr_find import candidate_range_test
+
+    X, y = digits
+    clf = ArchClassifier(depth=2, width=16, epochs=2, lr="auto", device="cpu",
+                         random_state=0).fit(X[:400], y[:400])
+    data = from_arrays(X[:400].astype(np.float32), y[:400], name="fit")
+    arch = ArchConfig.from_dict(clf.arch_.to_dict())
+    training = clf.training_config()
+    found = candidate_range_test(as_candidate(arch), data, np.arange(400), training=training,
+                                 seed=clf.model_.metadata["refit"]["seed"],
+                                 device=torch.device("cpu"))
+    assert clf.lr_ == found.lr != TrainConfig().lr
+    assert clf.history_[0]["lr"] <= found.lr  # warm-up from the chosen peak
+    assert find_lr(arch, data, training=training).lr > 0
 
 
 def test_images_as_arrays_or_flat_rows_train_the_same_cnn(digits) -> None:

@@ -16,6 +16,7 @@ import pandas as pd
 from nasdepth.report import tables as T
 from nasdepth.report.document import Block, Para, Section, Table, fmt, image
 from nasdepth.report.stats import corrected_resampled_ttest
+from nasdepth.study.record import read_record
 
 PHI, RULE = "scaling.phi", "scaling.rule"
 TABLE_COLUMNS = ["phi", "rule", "trial", "resolution", "depth", "width", "params", "flops",
@@ -26,9 +27,10 @@ TEST_COLUMNS = ["phi", "best", "rule", "diff", "t", "p_value", "folds", "worse"]
 def scaling_table(study: optuna.Study, st: T.StudyTables) -> pd.DataFrame:
     """One row per scored candidate of a scaling study: its rule, φ, input side and costs;
     ``flops_rel`` is its FLOPs over the median of its φ tier (1 = matched)."""
-    params = {t.number: ({**t.params, **t.user_attrs.get("scaling", {})},
-                         t.user_attrs.get("resolution"))
-              for t in study.get_trials(deepcopy=False)}
+    params = {}
+    for t in study.get_trials(deepcopy=False):
+        summary = read_record(t).summary
+        params[t.number] = ({**t.params, **summary}, summary.get("resolution"))
     rows = []
     for _, row in st.scored.iterrows():
         p, side = params.get(int(row["trial"]), ({}, None))

@@ -39,7 +39,8 @@ from nasdepth.export.monitor import monitor_rows
 from nasdepth.probes import ProbeHook
 from nasdepth.space.space import SearchSpace
 from nasdepth.train import TrainConfig, fit_fold, resolve_device
-from nasdepth.train.lr_find import lr_range_test, sweep_steps
+from nasdepth.train.candidate import as_candidate
+from nasdepth.train.lr_find import candidate_range_test
 
 __all__ = ["ArchClassifier", "ARCH_PARAMS", "RECIPE_PARAMS"]
 
@@ -217,11 +218,8 @@ class ArchClassifier(ClassifierMixin, BaseEstimator):
         device = resolve_device(training.device)
         train_idx, val_idx = self._split(codes, training, seed)
         if training.lr_auto:  # the range test on a throwaway copy, as cross_validate runs it
-            torch.manual_seed(seed)
-            probe_net = build_model(arch, data.input_shape, data.num_classes)
-            found = lr_range_test(probe_net, data, train_idx, training=training, seed=seed,
-                                  device=device,
-                                  steps=sweep_steps(len(train_idx), training, 1))
+            found = candidate_range_test(as_candidate(arch), data, train_idx,
+                                         training=training, seed=seed, device=device)
             training = replace(training, lr=found.lr)
         torch.manual_seed(seed)
         net = build_model(arch, data.input_shape, data.num_classes)

@@ -183,9 +183,6 @@ class Objective:
             check_checkpoint(cfg)  # replaced since the study started: this trial fails
             rec.transfer = cand.transfer.to_dict()
         rec.params = dict(trial.params)
-        side = getattr(cand, "resolution", None)
-        if side is not None and cfg.space.scaling is not None:
-            _record_scaling(trial, cfg, side)
         # the study's training: with the space's sampled recipe (lr, weight decay ...) applied
         training = cfg.space.training(recipe_params(cfg, trial.params), cfg.training)
         rec.training = training.to_dict()
@@ -211,7 +208,7 @@ class Objective:
         if "latency" in costs:
             rec.costs["latency_ms"] = float(costs["latency"])
         rec.summary = {**arch.summary(), "params": int(costs["params"]),
-                       "flops": int(costs["flops"])}
+                       "flops": int(costs["flops"]), **_scaling(cfg, cand, trial.params)}
         write_record(trial, rec)
 
         rows: list[dict[str, Any]] = []
@@ -266,15 +263,16 @@ class Objective:
         return values[0] if len(values) == 1 else values
 
 
-def _record_scaling(trial: optuna.Trial, cfg: StudyConfig, side: int) -> None:
-    """A scaled trial's input side, φ and rule as trial attributes (the report's scaling
-    section reads them; a fixed φ is no Optuna parameter)."""
-    assert cfg.space.scaling is not None
-    shared, _ = cfg.space.scopes(trial.params)
+def _scaling(cfg: StudyConfig, cand: Candidate, params: dict[str, Any]) -> dict[str, Any]:
+    """A scaled trial's input side, φ and rule for its record's summary (the report's scaling
+    section reads them; a fixed φ is no Optuna parameter); empty for other trials."""
+    side = getattr(cand, "resolution", None)
+    if side is None or cfg.space.scaling is None:
+        return {}
+    shared, _ = cfg.space.scopes(params)
     phi, rule = cfg.space.scaling.values(shared)
-    trial.set_user_attr("resolution", side)
-    trial.set_user_attr("scaling", {"scaling.phi": phi, "scaling.rule": rule.name,
-                                    "matched_phi": cfg.space.scaled(trial.params)[0]})
+    return {"resolution": side, "scaling.phi": phi, "scaling.rule": rule.name,
+            "matched_phi": cfg.space.scaled(params)[0]}
 
 
 def _completed_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:

@@ -156,6 +156,8 @@ def read_record(trial: TrialLike) -> TrialRecord:
         rec.params = dict(trial.params)  # type: ignore[attr-defined]
     if rec.reason is None:
         rec.reason = _default_reason(rec)
+    if "resolution" in attrs and "resolution" not in rec.summary:  # scaling trials before v5
+        rec.summary.update({**attrs.get("scaling", {}), "resolution": attrs["resolution"]})
     return rec
 
 

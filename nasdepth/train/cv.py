@@ -21,7 +21,7 @@ from nasdepth.train.device import configure_threads, resolve_device
 from nasdepth.train.fit import FoldResult, fit_fold
 from nasdepth.train.hooks import TrainHook
 from nasdepth.train.loop import OOM_ERRORS, out_of_memory
-from nasdepth.train.lr_find import lr_range_test, sweep_steps
+from nasdepth.train.lr_find import candidate_range_test
 from nasdepth.train.parallel import fit_folds_parallel, needs_sequential
 from nasdepth.train.stream import resolve_placement
 
@@ -172,12 +172,8 @@ def cross_validate(
 
     found = None
     if training.lr_auto:  # a range test on fold 0's training part picks every fold's rate
-        probe = cand.fold(data, splits[0][0], seeds[0], device)
-        found = lr_range_test(probe.model, probe.data, splits[0][0], training=training,
-                              seed=seeds[0], device=device,
-                              steps=sweep_steps(int(min(sizes)), training, len(splits)),
-                              targets=probe.options.targets,
-                              standardize=probe.options.standardize)
+        found = candidate_range_test(cand, data, splits[0][0], training=training,
+                                     seed=seeds[0], device=device, folds=len(splits))
         training = replace(training, lr=found.lr)
 
     results: list[FoldResult] = []

@@ -47,9 +47,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from nasdepth.arch import ArchConfig, build_model
+from nasdepth.arch import ArchConfig
 from nasdepth.data import CVConfig, Dataset, Standardizer
 from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.train.candidate import Candidate, as_candidate
 from nasdepth.train.config import LR_RULES, TrainConfig
 from nasdepth.train.device import resolve_device
 from nasdepth.train.fit import use_channels_last
@@ -241,6 +242,22 @@ def lr_range_test(model: nn.Module, data: Dataset, train_idx: np.ndarray, *,
                      batch_size=bs, optimizer=training.optimizer)
 
 
+def candidate_range_test(candidate: Candidate, data: Dataset, train_idx: np.ndarray, *,
+                         training: TrainConfig, seed: int, device: torch.device,
+                         folds: int = 1, **options: Any) -> LRFinding:
+    """The range test ``lr: auto`` runs for ``candidate`` (prepared ``data``): on a throwaway
+    copy of the network ``train_idx``'s fold trains (``seed``: its initialization; the
+    candidate's targets, learning-rate groups and standardization), with the step budget of
+    ``folds`` such folds (:func:`sweep_steps`) unless ``options`` set ``steps``. The one
+    place a rate is chosen: ``cross_validate``, :func:`find_lr` and the scikit-learn
+    estimator call it."""
+    probe = candidate.fold(data, train_idx, seed, device)
+    options.setdefault("steps", sweep_steps(len(train_idx), training, folds))
+    return lr_range_test(probe.model, probe.data, train_idx, training=training, seed=seed,
+                         device=device, targets=probe.options.targets,
+                         standardize=probe.options.standardize, **options)
+
+
 def find_lr(arch: ArchConfig, data: Dataset, *, training: TrainConfig | None = None,
             folds: int = 5, seed: int = 0, cv: CVConfig | None = None,
             start_lr: float = START_LR, end_lr: float = END_LR, steps: int | None = None,
@@ -253,10 +270,8 @@ def find_lr(arch: ArchConfig, data: Dataset, *, training: TrainConfig | None = N
     cv = (cv or CVConfig(folds=folds, seed=seed)).validate("the range test")
     device = resolve_device(training.device)
     train_idx = cv.resolve(data, "the range test").folds[0][0]  # cross_validate's fold 0
-    if steps is None:
-        steps = sweep_steps(len(train_idx), training, cv.n_splits)
-    torch.manual_seed(seed * 1000)  # fold 0's initialization
-    model = build_model(arch, data.input_shape, data.num_classes)
-    return lr_range_test(model, data, train_idx, training=training, seed=seed * 1000,
-                         device=device, start_lr=start_lr, end_lr=end_lr, steps=steps,
-                         diverge=diverge, rule=rule)
+    extra = {} if steps is None else {"steps": steps}
+    return candidate_range_test(as_candidate(arch), data, train_idx, training=training,
+                                seed=seed * 1000, device=device, folds=cv.n_splits,
+                                start_lr=start_lr, end_lr=end_lr, diverge=diverge, rule=rule,
+                                **extra)
