@@ -204,4 +204,19 @@ def test_width_section_draws_the_curve_and_marks_threshold_and_peak() -> None:
     flat = width_descent_blocks(tables([0.62, 0.45, 0.35, 0.33, 0.32, 0.31, 0.30]))
     marks = dict(zip(flat[1].df["width"], flat[1].df["mark"], strict=True))
     assert marks[64] == "interpolation threshold" and "peak" not in " ".join(marks.values())
-    assert "interpolation threshold" in flat[2].text and "shows no peak" in flat[2].text
+    assert "interpolation threshold" in flat[2].text and "no double-descent peak" in flat[2].text
+
+
+def test_double_descent_peak_must_clear_the_validation_noise() -> None:
+    """A bump of 1.8 points on 1,000 validation rows (two standard errors: 3.2 points) is
+    not read as a peak; the same bump on 100,000 rows is."""
+    from nasdepth.report.depth import double_descent
+
+    curve = pd.DataFrame({"width": [16, 32, 64, 128],
+                          "train_error": [0.43, 0.26, 0.0, 0.0],
+                          "val_error": [0.458, 0.518, 0.500, 0.505]})
+    small = double_descent(curve.assign(n_val=1000))
+    assert small is not None and not small["double_descent"] and small["candidate_peak"] == 32
+    assert abs(small["rise_needed"] - 2 * (0.518 * 0.482 / 1000) ** 0.5) < 1e-12
+    large = double_descent(curve.assign(n_val=100_000))
+    assert large is not None and large["double_descent"] and large["peak"] == 32

@@ -122,7 +122,9 @@ def fit_linear_probe(f_train: torch.Tensor, y_train: torch.Tensor, f_val: torch.
                      l2: float = L2) -> tuple[float, float]:
     """Fit a multinomial logistic regression on ``(f_train, y_train)`` (features standardized
     with the training rows' statistics; zero start, L-BFGS, L2 penalty ``l2``) and return its
-    (training, validation) accuracy."""
+    (training, validation) accuracy. The reference fit, by ``torch.optim.LBFGS`` and
+    autograd: the hook fits every unit at once with :func:`fit_linear_probes` (the same
+    objective, hand-written and batched), which the tests check against this one."""
     mean = f_train.mean(0, keepdim=True)
     std = f_train.std(0, keepdim=True).nan_to_num(0.0).clamp_min(1e-6)
     a, b = (f_train - mean) / std, (f_val - mean) / std

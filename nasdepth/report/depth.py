@@ -320,21 +320,26 @@ INTERPOLATION = 0.01
 
 def width_error_table(folds: pd.DataFrame, *, maximize: bool = True) -> pd.DataFrame:
     """Per width (at the most common depth), the best candidate's final training and
-    validation error (mean over folds): what the double-descent reading takes."""
+    validation error (mean over folds) and its validation rows over all folds (``n_val``,
+    where the folds record it): what the double-descent reading takes."""
     cols = ["width", "trial", "train_error", "val_error"]
     need = {"trial", "width", "depth", "train_accuracy", "val_accuracy", "score"}
     done = _complete_rows(folds, need, "width")
     if done.empty:
         return pd.DataFrame(columns=cols)
     done = done[done["depth"] == done["depth"].mode().iloc[0]]
+    rows = "n_val" in done and bool(done["n_val"].notna().all())
     per = done.groupby(["width", "trial"]).agg(
         score=("score", "mean"), train=("train_accuracy", "mean"),
-        val=("val_accuracy", "mean")).reset_index()
+        val=("val_accuracy", "mean"),
+        **({"n_val": ("n_val", "sum")} if rows else {})).reset_index()
     per = per.sort_values("score", ascending=not maximize, kind="mergesort")
     best = per.groupby("width").head(1).sort_values("width")
-    return pd.DataFrame({"width": best["width"], "trial": best["trial"],
-                         "train_error": 1 - best["train"], "val_error": 1 - best["val"]}
-                        ).reset_index(drop=True)[cols]
+    out = pd.DataFrame({"width": best["width"], "trial": best["trial"],
+                        "train_error": 1 - best["train"], "val_error": 1 - best["val"]})
+    if rows:
+        out["n_val"] = best["n_val"].astype(int)
+    return out.reset_index(drop=True)
 
 
 def double_descent(table: pd.DataFrame, *, interpolation: float = INTERPOLATION,
@@ -342,7 +347,11 @@ def double_descent(table: pd.DataFrame, *, interpolation: float = INTERPOLATION,
     """Read a width curve (``width``, ``train_error``, ``val_error``): the interpolation
     threshold (the first width whose training error is at most ``interpolation``), the peak of
     validation error, and whether it descends again past the peak (double descent, Nakkiran
-    et al. 2019). None with fewer than three widths."""
+    et al. 2019). The peak must stand above the lowest error on both sides by more than
+    ``min_rise`` and, where the table has ``n_val`` (the validation rows the error is
+    measured on), by more than two binomial standard errors of the peak's error: a bump
+    within the validation set's sampling noise is not read as a peak (``rise_needed``).
+    None with fewer than three widths."""
     t = table.sort_values("width").reset_index(drop=True)
     if len(t) < 3:
         return None
@@ -355,8 +364,13 @@ def double_descent(table: pd.DataFrame, *, interpolation: float = INTERPOLATION,
     peak = 1 + int(np.argmax(bumps))
     top = float(v[peak])
     before, after = float(v[:peak].min()), float(v[peak + 1:].min())
-    double = bool(bumps[peak - 1] > min_rise)
+    needed = min_rise
+    if "n_val" in t and float(t.loc[peak, "n_val"]) > 0:
+        needed = max(min_rise, 2 * math.sqrt(top * (1 - top) / float(t.loc[peak, "n_val"])))
+    double = bool(bumps[peak - 1] > needed)
     out = {"threshold": threshold, "peak": t.loc[peak, "width"] if double else None,
+           "candidate_peak": t.loc[peak, "width"], "rise": float(bumps[peak - 1]),
+           "rise_needed": needed,
            "peak_error": top if double else None, "double_descent": double,
            "before_error": before, "after_error": after,
            "widest": t["width"].iloc[-1], "widest_error": float(v[-1])}

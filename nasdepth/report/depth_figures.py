@@ -75,6 +75,8 @@ def width_error_figure(table: pd.DataFrame, dd: dict[str, Any] | None) -> Figure
         ax.plot(float(dd["peak"]), float(dd["peak_error"]), "o", mfc="none", mec="red", ms=14,
                 label=f"validation error peak (width {fmt_int(float(dd['peak']))})")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(list(w), [fmt_int(x) for x in w])
+    ax.minorticks_off()
     ax.set(title="Final training and validation error against width",
            xlabel="width", ylabel="error (1 - accuracy)")
     ax.legend(fontsize=8, loc="best")

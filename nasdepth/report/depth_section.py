@@ -134,11 +134,17 @@ def width_descent_blocks(st: T.StudyTables) -> list[Block]:
                              "candidate of each width at the most common depth)"))
     if dd["double_descent"]:
         blocks.append(Para(dd["text"], "warn"))
-    elif dd["threshold"] is not None:
+    else:
+        where = ("no width fits its training labels" if dd["threshold"] is None else
+                 f"training error first reaches {INTERPOLATION:.0%} at width "
+                 f"{fmt_depth(dd['threshold'])} (the interpolation threshold)")
+        bump = (f"its largest interior bump (width {fmt_depth(dd['candidate_peak'])}) stands "
+                f"{max(dd['rise'], 0.0):.1%} above the lowest error on both sides, within the "
+                f"{dd['rise_needed']:.1%} a peak needs" + (
+                    " (two binomial standard errors of the validation error)"
+                    if dd["rise_needed"] > MIN_RISE else ""))
         blocks.append(Para(
-            f"Training error first reaches {INTERPOLATION:.0%} at width "
-            f"{fmt_depth(dd['threshold'])} (the interpolation threshold); validation error "
-            f"shows no peak that stands more than {MIN_RISE:.0%} above the widths on both "
-            f"sides (widest: {dd['widest_error']:.1%} at width {fmt_depth(dd['widest'])}).",
+            f"{where[0].upper() + where[1:]}; validation error shows no double-descent peak: "
+            f"{bump} (widest: {dd['widest_error']:.1%} at width {fmt_depth(dd['widest'])}).",
             "note"))
     return blocks
