@@ -214,7 +214,7 @@ def study_time_to_answer(grid: Grid, space: SearchSpace, target: float,
     from nasdepth.study import run_study
     from nasdepth.study.study_file import study_from_dict
 
-    name = f"tta-{pruner}-{seed}"
+    name = f"tta-{grid.name.split()[0].lower()}-{pruner}-{seed}"  # one per grid, pruner, seed
     raw: dict[str, Any] = {
         "name": name, "data": grid.data_spec, "space": grid.space_dict(),
         "cv": {"folds": args.folds, "seed": 0},

@@ -14,7 +14,7 @@ from torch import nn
 import nasdepth.train.cv as cv_module
 import nasdepth.train.fit as fit_module
 import nasdepth.train.parallel as parallel_module
-from nasdepth import ArchConfig, StageConfig, TrainConfig, cross_validate, load_data
+from nasdepth import ArchConfig, StageConfig, TrainConfig, build_model, cross_validate, load_data
 from nasdepth.data import AugmentConfig, CVConfig, augment_batch, make_folds
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.train import (
@@ -430,3 +430,64 @@ def test_fold_parallel_matches_sequential_on_cuda(arch: ArchConfig, spec: str) -
     seq = cross_validate(arch, data, folds=5, training=training, parallel=False)
     par = cross_validate(arch, data, folds=5, training=training, parallel=True)
     np.testing.assert_allclose(par.folds["val_log_loss"], seq.folds["val_log_loss"], rtol=1e-2)
+
+
+@pytest.mark.parametrize("arch,spec,parallel", [(CNN, "sklearn:digits", False),
+                                                (MLP, "sklearn:wine", True)])
+def test_final_scores_reuse_the_last_epochs_validation_pass(
+        arch: ArchConfig, spec: str, parallel: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The weights do not change after the last epoch: its validation probabilities are the
+    final ones, so the rows are scored once per epoch plus once for the training part."""
+    data = load_data(spec)
+    if spec == "sklearn:digits":
+        data = data.subset(np.arange(300))
+    rows: list[int] = []
+    module = parallel_module if parallel else fit_module
+
+    if parallel:
+        real = parallel_module._predict
+
+        def counting(ens: Any, x_all: torch.Tensor, index: torch.Tensor, *a: Any,
+                     **kw: Any) -> torch.Tensor:
+            rows.append(int(index.shape[1]))
+            return real(ens, x_all, index, *a, **kw)
+        monkeypatch.setattr(module, "_predict", counting)
+    else:
+        import nasdepth.train.targets as targets_module
+        real_p = targets_module.predict_proba
+
+        def counting_p(model: nn.Module, x: torch.Tensor, *a: Any, **kw: Any) -> torch.Tensor:
+            rows.append(len(x))
+            return real_p(model, x, *a, **kw)
+        monkeypatch.setattr(targets_module, "predict_proba", counting_p)
+    epochs = 3
+    res = cross_validate(arch, data, folds=3, epochs=epochs, seed=0, parallel=parallel,
+                         training=TrainConfig(lr=0.01, batch_size=32))
+    assert res.settings["parallel"] is parallel
+    folds = 1 if parallel else 3  # all folds in each call, or one fold after another
+    assert len(rows) == folds * (epochs + 1)  # each epoch's validation rows, then training's
+    last = res.history.groupby("fold").tail(1).set_index("fold")
+    np.testing.assert_allclose(res.folds.set_index("fold")["val_accuracy"],
+                               last["val_accuracy"])
+
+
+def test_fold_stacks_switch_modes_only_when_the_mode_changes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Module.train()`` walks every submodule; once per step it was 6% of a stacked MLP's
+    CV (``cProfile``). The stack now switches between training and evaluation per epoch."""
+    data = load_data("sklearn:wine")
+    calls = [0]
+    real = nn.Module.train
+
+    def counting(self: nn.Module, mode: bool = True) -> nn.Module:
+        calls[0] += 1
+        return real(self, mode)
+    monkeypatch.setattr(nn.Module, "train", counting)
+    epochs, bs = 3, 8
+    res = cross_validate(MLP, data, folds=3, epochs=epochs, seed=0, parallel=True,
+                         training=TrainConfig(lr=0.01, batch_size=bs))
+    steps = epochs * (int(res.folds["n_train"].min()) // bs)
+    modules = sum(1 for _ in build_model(MLP, data.input_shape, data.num_classes).modules())
+    # per epoch: into training, into evaluation (recursing through every module); plus the
+    # fold models' own set-up, far fewer than one walk per step
+    assert calls[0] < steps * modules / 2

@@ -261,6 +261,9 @@ def fit_fold(
         hook.on_fit_start(model, fold, x_hook, y_hook)
     history = []
     epochs_run = 0
+    # the last epoch's validation probabilities: the weights do not change after it, so the
+    # final scores reuse them instead of a second pass over the validation rows
+    last_va: torch.Tensor | None = None
     for epoch in range(training.epochs):
         if on_epoch is not None:
             on_epoch(epoch)
@@ -276,8 +279,8 @@ def fit_fold(
         train = targets.train_scores(step, seen)[0]  # one host sync per epoch
         if not all(math.isfinite(v) for k, v in train.items() if k.endswith("train_loss")):
             raise NonFiniteLossError(f"non-finite loss at fold {fold}, epoch {epoch}")
-        proba_va = proba(val_idx, None if placed is None else placed.x_va)
-        val = targets.val_scores(model, proba_va, y_va)
+        last_va = proba(val_idx, None if placed is None else placed.x_va)
+        val = targets.val_scores(model, last_va, y_va)
         record = epoch_record(fold, epoch, train_loss=train["train_loss"],
                               train_accuracy=train["train_accuracy"],
                               val_loss=val["val_loss"], val_accuracy=val["val_accuracy"],
@@ -304,7 +307,8 @@ def fit_fold(
             x_te = x_te.contiguous(memory_format=memory)
         parts.append(("test", test_idx, x_te))
     scores = [(split, labels[torch.as_tensor(index)].cpu().numpy(),
-               proba(index, x).cpu().numpy()) for split, index, x in parts]
+               (last_va if split == "val" and last_va is not None else proba(index, x))
+               .cpu().numpy()) for split, index, x in parts]
     return fold_result(fold, scores, n_train=len(train_idx), n_val=len(val_idx),
                        num_classes=data.num_classes, epochs_run=epochs_run,
                        epochs=training.epochs, seconds=time.perf_counter() - start,

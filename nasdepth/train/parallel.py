@@ -68,9 +68,12 @@ class FoldEnsemble(FoldStack):
             return (out, *aux)
 
         self.forward = vmap(call, in_dims=(0, 0, 0), randomness="different")
+        self._mode: bool | None = None  # the mode ``template`` was last put in (None: not yet)
 
     def __call__(self, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
-        self.template.train(train)
+        if self._mode is not train:  # ``train()`` walks every module: only when it changes
+            self.template.train(train)
+            self._mode = train
         out = self.forward(self.params, self.buffers, x)
         if hasattr(self.template, "aux_logits"):
             self.template.aux_logits = []  # drop references to vmap-internal tensors
@@ -140,6 +143,9 @@ def fit_folds_parallel(
     va_idx, _ = _padded([va for _, va in splits], device)
     y_va = y_all[va_idx]
     history: list[list[dict[str, Any]]] = [[] for _ in range(k)]
+    # each fold's validation probabilities from its last active epoch: its final weights
+    # (stopped folds are restored to that epoch's snapshot), so the final scores reuse them
+    va_kept: torch.Tensor | None = None
     for f in range(k):
         for hook in hooks:
             hook.on_fit_start(ens.materialize(f), f, scalers[f](x_all[tr_t[f]]), y_all[tr_t[f]])
@@ -160,9 +166,12 @@ def fit_folds_parallel(
         train = targets.train_scores(step, plan[-1][1])  # one host sync per epoch
         proba = _predict(ens, x_all, va_idx, standardize, training, targets)
         lr = step.lr
+        if va_kept is None:
+            va_kept = proba.clone()
         for f in range(k):
             if not active[f]:
                 continue
+            va_kept[f] = proba[f]
             if not all(math.isfinite(v) for key, v in train[f].items()
                        if key.endswith("train_loss")):
                 raise NonFiniteLossError(f"non-finite loss at fold {f}, epoch {epoch}")
@@ -190,11 +199,13 @@ def fit_folds_parallel(
     per_fold = (time.perf_counter() - start) / k
     results = []
     tr_idx, _ = _padded([tr for tr, _ in splits], device)
-    parts = {"train": tr_idx, "val": va_idx}
+    parts = {"train": tr_idx} if va_kept is not None else {"train": tr_idx, "val": va_idx}
     if test_idx is not None and len(test_idx):
         parts["test"] = _padded([test_idx] * k, device)[0]
     probas = {split: _predict(ens, x_all, index, standardize, training, targets).cpu().numpy()
               for split, index in parts.items()}
+    if va_kept is not None:
+        probas["val"] = va_kept.cpu().numpy()
     y_np = labels.cpu().numpy()
     for f, (tr, va) in enumerate(splits):
         scores = [(split, y_np[index], probas[split][f, :len(index)])

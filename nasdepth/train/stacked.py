@@ -248,10 +248,13 @@ class StackedFolds(FoldStack):
         self.transposed = frozenset(f"{name}.weight" for name, m in self.net.named_modules()
                                     if isinstance(m, StackedLinear))
         self._bind()
+        self._mode: bool | None = None  # the mode ``net`` was last put in (None: not yet)
 
     def __call__(self, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
         """``(k, B, F)`` inputs -> ``(k, B, C)`` logits (and auxiliary logits)."""
-        self.net.train(train)
+        if self._mode is not train:  # ``train()`` walks every module: only when it changes
+            self.net.train(train)
+            self._mode = train
         k, b = x.shape[:2]
         out = self.net(x.reshape(k * b, *x.shape[2:]))
         aux = getattr(self.net, "aux_logits", None) or []
