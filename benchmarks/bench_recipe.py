@@ -218,6 +218,8 @@ def schedules_table(args: argparse.Namespace) -> None:
         spec, models = SCHEDULE_CASES[label]
         data = load_data(spec)
         for name, arch_d in models:
+            if args.models and not any(m.strip() in name for m in args.models.split(",")):
+                continue
             arch = ArchConfig.from_dict(arch_d)
             rows = {r: recipe_scores(arch, data, r, budgets, args.folds) for r in recipes}
             print(f"\n== {label}, {name}: mean CV accuracy ± fold std "
@@ -257,6 +259,9 @@ def main() -> None:
                    help="compare schedules and rates across budgets (the default recipe)")
     p.add_argument("--recipes", default=RECIPES, help="comma list of schedule@lr")
     p.add_argument("--budgets", default="1,3,5,10,30")
+    p.add_argument("--models", default="",
+                   help="--schedules: only the cases whose name holds one of these "
+                        "(comma list, e.g. 'residual 4x16')")
     args = p.parse_args()
     if args.schedules:
         torch.set_num_threads(1)
