@@ -148,7 +148,9 @@ def test_example_study_runs(tmp_path: Path) -> None:
 
 def test_report_flags_the_noise_task_only(tmp_path: Path) -> None:
     """A study on digits with a task of random labels: the noise task is diagnosed
-    data-limited and flagged by the report's Multitask section; the digit stays healthy."""
+    data-limited and flagged by the report's Multitask section; the digit stays healthy. The
+    noise task's reference network runs once for the study (within the study's budget), and
+    the next trial's verdict reads it."""
     from nasdepth.report.content import build_report
     from nasdepth.report.document import Para
     from nasdepth.report.tables import collect
@@ -159,15 +161,22 @@ def test_report_flags_the_noise_task_only(tmp_path: Path) -> None:
     raw["data"] = {"source": "sklearn:digits", "limit": 600,
                    "derive": {"digit": "label", "noise": "noise"}}
     raw["training"] = {"epochs": 6, "batch_size": 32, "lr": 0.003}
-    raw["budget"] = {"trials": 1}
-    raw["tasks"] = {"branch_at": 1, "baselines": False}
+    raw["budget"] = {"trials": 2}
+    raw["sampler"] = "bruteforce"
+    raw["tasks"] = {"branch_at": [1, 2], "baselines": False}
+    raw["diagnosis"] = {"reference_budget": 120}
     path = tmp_path / "noise.yaml"
     path.write_text(yaml.safe_dump(raw))
     st = run_worker(load_study(path), progress=False)
-    rec = read_record(st.trials[0])
-    assert rec.multitask is not None
-    verdicts = {t: d["verdict"] for t, d in rec.multitask["diagnosis"]["tasks"].items()}
-    assert verdicts == {"digit": "healthy", "noise": "data_limited_plateau"}
+    records = [read_record(t) for t in st.trials]
+    for rec in records:
+        assert rec.multitask is not None and rec.duplicate_of is None
+        tasks = rec.multitask["diagnosis"]["tasks"]
+        verdicts = {t: d["verdict"] for t, d in tasks.items()}
+        assert verdicts == {"digit": "healthy", "noise": "data_limited_plateau"}
+        assert tasks["noise"]["controls"]["reference"]["ran"]
+    assert ["reference" in rec.timings for rec in records] == [True, False]
+    assert set(st.user_attrs["reference_network_tasks"]) == {"noise"}
     section = next(s for s in build_report(st, collect(st), None).sections
                    if s.title == "Multitask")
     warnings = [b.text for b in section.blocks if isinstance(b, Para) and "no signal" in b.text]

@@ -91,11 +91,13 @@ def trunk_gradients(result: CVResult) -> dict[str, Any]:
 def diagnose_tasks(result: CVResult, data: Dataset | None = None, *,
                    controls: str | list[str] | None = None,
                    precomputed: dict[str, dict[str, Any]] | None = None,
-                   thresholds: dict[str, float] | None = None) -> MultitaskDiagnosis:
+                   thresholds: dict[str, float] | None = None,
+                   reference_budget: float | None = None) -> MultitaskDiagnosis:
     """A verdict per task of a multitask ``cross_validate`` run trained with a
     :class:`~nasdepth.probes.MultitaskProbeHook`. ``data`` (the multitask data set) lets the
     controls run on each task's labels (by default the shallow baseline); ``precomputed``
-    maps a task to its control results computed once elsewhere (a study's)."""
+    maps a task to its control results computed once elsewhere (a study's);
+    ``reference_budget``: as :func:`diagnose`'s, for each task's reference network."""
     tasks = result_tasks(result)
     stored = result.settings.get("splits")
     splits = None
@@ -109,5 +111,6 @@ def diagnose_tasks(result: CVResult, data: Dataset | None = None, *,
                               "trained with hooks=[MultitaskProbeHook()]")
         own = None if data is None else task_data(data, task, "diagnose")
         out[task] = diagnose(view, own, controls=controls, cv=splits,
-                             precomputed=(precomputed or {}).get(task), thresholds=thresholds)
+                             precomputed=(precomputed or {}).get(task), thresholds=thresholds,
+                             reference_budget=reference_budget)
     return MultitaskDiagnosis(tasks=out, trunk=trunk_gradients(result))

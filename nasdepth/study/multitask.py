@@ -48,6 +48,8 @@ log = logging.getLogger("nasdepth.study")
 BASELINES_ATTR = STUDY_ATTRS["multitask_baselines"]
 #: the study attribute holding each task's shallow baseline (once per study)
 SHALLOW_ATTR = STUDY_ATTRS["shallow_tasks"]
+#: the study attribute holding each task's reference network result (at most once per task)
+REFERENCE_TASKS_ATTR = STUDY_ATTRS["reference_tasks"]
 
 
 def study_tasks(cfg: StudyConfig, data: Dataset) -> tuple[str, ...]:
@@ -114,9 +116,24 @@ def record_tasks(cfg: StudyConfig, study: optuna.Study, result: CVResult, record
         if cfg.diagnosis.baseline:
             known = _shallow(study, data, splits, tasks)
             names = ["shallow"]
+        known_tasks = task_controls(study, splits, known, exclude=record.number)
+        stored = study.user_attrs.get(REFERENCE_TASKS_ATTR)
+        stored = dict(stored) if isinstance(stored, dict) else {}
+        for task, ref in stored.items():  # a reference an earlier trial ran for this task
+            if task in known_tasks and isinstance(ref, dict) and \
+                    ref.get("splits") == splits.digest:
+                known_tasks[task]["reference"] = ref
+        budget = cfg.diagnosis.reference_budget if cfg.diagnosis.reference else 0.0
         d = diagnose_tasks(result, data, controls=names + ["reference"] * bool(names),
-                           precomputed=task_controls(study, splits, known,
-                                                     exclude=record.number))
+                           precomputed=known_tasks, reference_budget=budget)
+        ran = {t: ref for t, v in d.tasks.items()
+               for ref in [(v.controls or {}).get("reference")]
+               if isinstance(ref, dict) and (ref.get("ran") or (ref.get("seconds") or 0) > 0)
+               and stored.get(t) != ref}
+        if ran:  # once per task and study: later trials read it (a run out of budget too)
+            study.set_user_attr(REFERENCE_TASKS_ATTR, {**stored, **ran})
+            record.timings["reference"] = float(sum(r.get("seconds") or 0.0
+                                                    for r in ran.values()))
         record.multitask["diagnosis"] = d.to_dict()
         lead = cfg.objectives[0].split(".", 1)[0] if "." in cfg.objectives[0] else mt.tasks[0]
         record.diagnosis = d.tasks[lead].to_dict()

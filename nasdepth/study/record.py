@@ -224,6 +224,7 @@ STUDY_RECORD_VERSION = 1
 STUDY_ATTRS = {"settings": "config", "identity": "identity", "data": "data",
                "identity_changes": "identity_changes", "shallow": "shallow_baseline",
                "shallow_tasks": "shallow_baseline_tasks", "reference": "reference_network",
+               "reference_tasks": "reference_network_tasks",
                "multitask_baselines": "multitask_baselines", "version": "study_record_version"}
 
 
@@ -237,7 +238,8 @@ class StudyRecord:
     (:mod:`nasdepth.study.identity`) and ``identity_changes`` the accepted changes; ``data``:
     ``Dataset.to_dict()`` (name, samples, classes, input shape, tasks); ``shallow``: the
     shallow baseline on the study's splits (``shallow_tasks``: one per task);
-    ``reference``: the reference network's result; ``multitask_baselines``: the best
+    ``reference``: the reference network's result (``reference_tasks``: one per task);
+    ``multitask_baselines``: the best
     trial's architecture trained on each task alone. ``name``, ``directions`` (``maximize``
     / ``minimize``) and ``metric_names`` are Optuna's, copied here so readers need nothing
     else. ``version``: :data:`STUDY_RECORD_VERSION` of the study's writer (0: written before
@@ -254,6 +256,7 @@ class StudyRecord:
     shallow: dict[str, Any] | None = None
     shallow_tasks: dict[str, Any] | None = None
     reference: dict[str, Any] | None = None
+    reference_tasks: dict[str, Any] | None = None
     multitask_baselines: dict[str, Any] | None = None
     version: int = 0
 

@@ -255,6 +255,8 @@ def effective_budget(cfg: StudyConfig) -> int:
         if size is not None and cfg.transfer is not None:  # times the transfer candidates
             extra = cfg.transfer.size()
             size = None if extra is None else size * extra
+        if size is not None and cfg.tasks is not None:  # times the tasks' searched settings
+            size *= cfg.tasks.size()
         if size is not None:
             return min(cfg.trials, size)
     return cfg.trials

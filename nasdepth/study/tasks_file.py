@@ -59,6 +59,15 @@ class Searched:
         return {"value": self.value, "choices": list(self.choices), "low": self.low,
                 "high": self.high}
 
+    @property
+    def size(self) -> int:
+        """How many values it takes (1 where fixed)."""
+        if self.choices:
+            return len(self.choices)
+        if self.low is not None and self.high is not None:
+            return self.high - self.low + 1
+        return 1
+
 
 @dataclass(frozen=True)
 class TaskSettings:
@@ -79,6 +88,11 @@ class TaskSettings:
         if self.objective == "all":
             return tuple(f"{t}.{self.metric}" for t in names)
         return (f"{self.objective}.{self.metric}",)
+
+    def size(self) -> int:
+        """Distinct settings of the tasks' searched values (each candidate of the space
+        trains with every one: the grid of an exhaustive sampler)."""
+        return self.branch_at.size * self.head_depth.size * self.head_width.size
 
     def to_dict(self) -> dict[str, Any]:
         return {"names": list(self.names), "objective": self.objective, "metric": self.metric,
