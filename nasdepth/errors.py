@@ -42,3 +42,17 @@ class UnknownNameError(ConfigError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+def check_section(spec: Any, source: str, key: str, valid: Iterable[str], expected: str
+            ) -> dict[str, Any]:
+    """``spec``, the ``key`` section of ``source``, checked to be a mapping (else a
+    :class:`ConfigError` saying ``expected``) whose keys are all in ``valid`` (else an
+    :class:`UnknownNameError` naming ``key.<name>`` and the closest valid one)."""
+    if not isinstance(spec, dict):
+        raise ConfigError(source, key, spec, expected)
+    valid = list(valid)
+    for name in spec:
+        if name not in valid:
+            raise UnknownNameError(source, f"{key}.{name}", name, valid)
+    return spec

@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from nasdepth.arch.config import ArchConfig, StageConfig
-from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.errors import ConfigError, UnknownNameError, check_section
 from nasdepth.space.params import Param
 
 SCALING_KEYS = ("resolution", "phi", "rule", "alpha", "beta", "gamma", "target", "tolerance",
@@ -318,11 +318,8 @@ def _grid(grid: Any, target: float, source: str) -> list[Rule]:
 
 def parse_scaling(spec: Any, source: str) -> Scaling:
     """Read and check a space's ``scaling:`` section."""
-    if not isinstance(spec, dict):
-        raise ConfigError(source, "scaling", spec, "a mapping (resolution, phi, rule, ...)")
-    for key in spec:
-        if key not in SCALING_KEYS:
-            raise UnknownNameError(source, f"scaling.{key}", key, SCALING_KEYS)
+    spec = check_section(spec, source, "scaling", SCALING_KEYS,
+                         "a mapping (resolution, phi, rule, ...)")
     res = spec.get("resolution")
     if isinstance(res, bool) or not isinstance(res, int) or res < 1:
         raise ConfigError(source, "scaling.resolution", res,

@@ -38,7 +38,7 @@ import optuna
 from nasdepth.arch import PRESETS, ArchConfig, preset
 from nasdepth.arch.adapt import SourceModel, read_source
 from nasdepth.data import Dataset, Splits
-from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.errors import ConfigError, UnknownNameError, check_section
 from nasdepth.space.params import Param
 from nasdepth.space.recipe import is_recipe
 from nasdepth.space.space import SearchSpace
@@ -222,11 +222,8 @@ def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
         raise ConfigError(source, "diagnosis.controls", controls,
                           "absent in a study with a transfer: section (the controls retrain "
                           "the architecture from scratch; the shallow baseline still runs)")
-    if not isinstance(raw, dict):
-        raise ConfigError(source, "transfer", raw, "a mapping with at least 'weights'")
-    for key in raw:
-        if key not in TRANSFER_KEYS:
-            raise UnknownNameError(source, f"transfer.{key}", key, TRANSFER_KEYS)
+    raw = check_section(raw, source, "transfer", TRANSFER_KEYS,
+                        "a mapping with at least 'weights'")
     weights = raw.get("weights")
     if not isinstance(weights, str) or not weights:
         raise ConfigError(source, f"{PREFIX}weights", weights,

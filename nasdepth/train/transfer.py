@@ -42,7 +42,7 @@ from torch import nn
 from nasdepth.arch import ArchConfig, Network, build_model, load_weights
 from nasdepth.arch.adapt import SourceModel, new_stem_conv
 from nasdepth.data import Dataset, Splits
-from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
+from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError, check_section
 from nasdepth.train.config import TRANSFER_MODES
 from nasdepth.train.step import LRGroups
 
@@ -74,12 +74,8 @@ class AdaptConfig:
                   ) -> AdaptConfig:
         if d is None:
             return cls()
-        if not isinstance(d, dict):
-            raise ConfigError(source, key, d, "a mapping with 'channels' and/or 'size'")
-        valid = {f.name for f in fields(cls)}
-        for k in d:
-            if k not in valid:
-                raise UnknownNameError(source, f"{key}.{k}", k, valid)
+        d = check_section(d, source, key, [f.name for f in fields(cls)],
+                    "a mapping with 'channels' and/or 'size'")
         return cls(**d).validate(source, key)
 
 
@@ -138,13 +134,8 @@ class TransferConfig:
 
     @classmethod
     def from_dict(cls, d: Any, source: str = SOURCE) -> TransferConfig:
-        if not isinstance(d, dict):
-            raise ConfigError(source, "transfer", d, "a mapping")
-        valid = {f.name for f in fields(cls)}
-        for k in d:
-            if k not in valid:
-                raise UnknownNameError(source, f"transfer.{k}", k, valid)
-        d = dict(d)
+        d = dict(check_section(d, source, "transfer", [f.name for f in fields(cls)],
+                               "a mapping"))
         d["adapt"] = AdaptConfig.from_dict(d.get("adapt"), source)
         return cls(**d).validate(source)
 
