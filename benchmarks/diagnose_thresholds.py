@@ -28,8 +28,9 @@ from nasdepth.diagnosis.rules import THRESHOLDS
 
 SHOWN = ["nonfinite", "grad_depth_log10", "grad_growth_log10", "grad_peak_log10",
          "update_ratio_median", "update_ratio_max", "train_loss_norm_max", "dead_frac_max",
-         "train_loss_norm_last", "val_loss_norm_min", "val_loss_rise", "gap_accuracy",
-         "loss_gap", "skill_z", "val_loss_fall_last", "train_loss_fall_last", "loss_gone",
+         "train_loss_norm_last", "val_loss_norm_min", "val_loss_norm_last", "val_loss_rise",
+         "gap_accuracy", "loss_gap", "cv_val_accuracy", "skill_z", "val_loss_fall_last",
+         "train_loss_fall_last", "loss_gone",
          "end_below_mean"]
 
 ORDER = ["exploding_gradients", "optimization_problem", "vanishing_through_time",

@@ -137,6 +137,21 @@ def test_hidden_signal_ground_truth() -> None:
     assert not wrong, wrong
 
 
+def test_a_flat_network_that_learns_the_band_is_healthy() -> None:
+    """The oblique band (40 features, shallow models at chance): the regularized residual MLP
+    learns it, its validation loss ends well below the label entropy, and it is called
+    healthy (a few seconds: one seed, 2 folds of 600 rows, 40 epochs)."""
+    from nasdepth.diagnosis.baseline import best_shallow
+
+    case = next(c for c in HIDDEN_CASES if c.name == "hidden_band_healthy")
+    d = run_case(case, 0)
+    assert d.verdict == "healthy", (d.verdict, d.advice)
+    s = d.signals
+    assert s["val_loss_norm_last"] < 0.85 and s["skill_z"] > 10, s
+    _, _, shallow_z = best_shallow(d.controls.get("shallow"))
+    assert shallow_z is not None and shallow_z < THRESHOLDS["shallow_z"]  # hidden from them
+
+
 def test_too_big_for_this_data_advice() -> None:
     """A stalled candidate much larger and deeper than the trial that learned is told so, with
     both sizes (and the learning curve where it ran); a similar-sized one is not."""
