@@ -7,6 +7,7 @@ Builds a grid study from flags (every combination runs once, ``grid`` sampler) a
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def sweep_study(args: argparse.Namespace) -> dict[str, Any]:
         "name": name, "data": args.data, "space": space, "sampler": "grid",
         "cv": {"folds": 3}, "training": {"epochs": 10, "batch_size": args.batch_size,
                                          "lr": args.lr},
-        "budget": {"trials": 1_000_000},  # capped at the grid size
+        "budget": {"trials": 1_000_000},  # main: the grid's size unless --trials says
         "seed": 0,
     }
 
@@ -94,4 +95,7 @@ def main(args: argparse.Namespace) -> int:
     over["name"] = raw["name"]
     raw = merge(raw, over)
     cfg = study_from_dict(raw, Path("studies") / f"{raw['name']}.yaml", "the sweep flags")
+    size = cfg.space.size()
+    if args.trials is None and size is not None:  # the grid's points, whatever the sampler
+        cfg = replace(cfg, trials=size)
     return run_and_report(cfg, args)
