@@ -246,6 +246,11 @@ def test_sweep_runs_every_grid_point_once(tmp_path: Path, monkeypatch: pytest.Mo
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     # the budget the study records (and its report prints) is the grid's size
     assert read_study_record(study).settings["trials"] == 4
+    # the sweep's study file: what report, export and diagnose --study take
+    path = tmp_path / "studies" / "sweep-sklearn-iris.yaml"
+    assert load_study(path).name == "sweep-sklearn-iris" and load_study(path).trials == 4
+    assert main(["export", str(path), "--out", str(tmp_path / "m.pt")]) == 0
+    assert (tmp_path / "m.pt").is_file()
 
 
 def test_a_repeated_candidate_reuses_its_twin_scores(tmp_path: Path) -> None:
