@@ -152,6 +152,25 @@ def test_a_flat_network_that_learns_the_band_is_healthy() -> None:
     assert shallow_z is not None and shallow_z < THRESHOLDS["shallow_z"]  # hidden from them
 
 
+def test_an_overconfident_learner_is_healthy_at_the_lowest_confidence() -> None:
+    """A wider band MLP stopped by patience 3 before its validation loss ever fell below the
+    label entropy, its accuracy above chance all the same: healthy, but at confidence 0.5 with
+    advice (a margin read on the threshold's far side grew with the overconfidence)."""
+    from nasdepth.diagnosis.groundtruth import Case, _hidden, mlp
+    from nasdepth.train import TrainConfig
+
+    case = Case("band_overconfident", "healthy",
+                mlp("residual", 2, 128, norm="batch", skip=True, init="kaiming", dropout=0.3),
+                _hidden("band"), TrainConfig(lr=3e-3, batch_size=32, weight_decay=0.1,
+                                             patience=3), 30)
+    d = run_case(case, 0)
+    s = d.signals
+    assert s["val_loss_norm_min"] > THRESHOLDS["val_loss_norm_min"]
+    assert s["skill_z"] > THRESHOLDS["skill_z"], s
+    assert d.verdict == "healthy" and d.confidence == 0.5, (d.verdict, d.confidence)
+    assert "overconfident" in d.advice[0], d.advice
+
+
 def test_too_big_for_this_data_advice() -> None:
     """A stalled candidate much larger and deeper than the trial that learned is told so, with
     both sizes (and the learning curve where it ran); a similar-sized one is not."""

@@ -28,7 +28,8 @@ before it join the evidence (showing what was ruled out):
    names the one that would).
 5. ``overfitting``: real skill, but the validation loss rose by ``val_loss_rise`` (in label
    entropies) from its minimum while the training accuracy runs ``gap_accuracy`` ahead.
-6. ``healthy`` otherwise.
+6. ``healthy`` otherwise; at the lowest confidence (0.5, with advice) where the accuracy is
+   real but the validation loss never fell below ``val_loss_norm_min`` (overconfident).
 
 Whatever the verdict, ``Diagnosis.still_learning`` says whether the loss was still falling when
 the budget ended (:mod:`nasdepth.diagnosis.learning`). Controls then confirm or overturn the
@@ -262,6 +263,15 @@ def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str
         return ("overfitting", _margin(rise, th["val_loss_rise"], 0.5), ev, [
             "stop earlier, add regularization (weight decay, dropout, augmentation) or use a "
             "smaller model: validation loss rises while training accuracy keeps climbing"], [])
+    if vmin is not None and vmin > th["val_loss_norm_min"]:
+        # real accuracy (the plateau rule let it through) but probabilities worse than the
+        # class frequencies at every epoch: no margin to be sure of (a margin read past the
+        # threshold on its far side would grow with how overconfident the model is)
+        return ("healthy", 0.5, ev, [
+            f"the accuracy is above chance (z {skill_z:.1f}) but the validation loss never fell "
+            f"below the label entropy (best {vmin:.2f}): the predictions are overconfident; "
+            "add regularization (weight decay, dropout) or data, or stop later, before "
+            "comparing this candidate"], [])
     conf = _margin(vmin, th["val_loss_norm_min"], 0.5)
     return ("healthy", conf, ev, ["training is healthy: compare depths and widths on the "
                                   "validation score"], [])
