@@ -27,6 +27,8 @@ and GFLOP/s that the target ratio over ``plain`` (``TARGETS``: 1.3x on the CNN, 
 would need, and the kernel-only bound: the time its FLOPs take at its own kernels' rate alone,
 and at the sgemm peak, with the ratio over ``plain`` each gives. A target that needs more
 GFLOP/s than a variant's kernels reach alone is out of reach for an engine that calls them.
+The bound table is in CPU seconds of this process (the kernels are timed so too), so that the
+other processes on a shared machine do not count; the wall GFLOP/s is printed beside it.
 
 ``--precisions``: the engine's variants again under each autocast precision (CUDA only: on a
 CPU the engine trains in fp32 whatever ``precision`` says; bf16 autocast measured 8-15x
@@ -179,19 +181,20 @@ def cv_samples(case: Case, variant: str, folds: int, epochs: int, bs: int) -> tu
 def _best_rate(fn: Callable[[], None], flops: float, seconds: float = 0.1, blocks: int = 10
                ) -> float:
     """FLOP/s of ``fn`` (``flops`` a call) in a tight loop: the best of ``blocks`` timed
-    blocks of about ``seconds`` each (the peak: foreign load only slows a block)."""
+    blocks of about ``seconds`` each, in this process's CPU time (the peak: time the shared
+    cores give to other processes does not count)."""
     fn()
-    start, n = time.perf_counter(), 0
-    while time.perf_counter() - start < 0.05:
+    start, n = time.process_time(), 0
+    while time.process_time() - start < 0.05:
         fn()
         n += 1
-    per_block = max(1, int(n * seconds / (time.perf_counter() - start)))
+    per_block = max(1, int(n * seconds / (time.process_time() - start)))
     best = float("inf")
     for _ in range(blocks):
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(per_block):
             fn()
-        best = min(best, (time.perf_counter() - start) / per_block)
+        best = min(best, (time.process_time() - start) / per_block)
     return flops / best
 
 
@@ -268,9 +271,11 @@ def layer_rate(case: Case, bs: int, folds: int = 1) -> tuple[float, int]:
     return _rate_over(steps), len(shapes)
 
 
-def bound_table(case: Case, walls: dict[str, list[float]], folds: int, epochs: int, bs: int,
-                device: str) -> None:
-    """The compute-bound table under a case's timings (see the module's docstring)."""
+def bound_table(case: Case, walls: dict[str, list[float]], cpus: dict[str, list[float]],
+                folds: int, epochs: int, bs: int, device: str) -> None:
+    """The compute-bound table under a case's timings (see the module's docstring), in CPU
+    seconds of this process (``cpus``), as the kernels' rates are: on shared cores, wall time
+    also counts the time other processes take."""
     per_train, per_eval = sample_flops(case, bs)
     sgemm = sgemm_rate()
     layers, n_layers = layer_rate(case, bs)
@@ -289,23 +294,25 @@ def bound_table(case: Case, walls: dict[str, list[float]], folds: int, epochs: i
     if device != "cpu":
         print("  (kernel rates measured on the CPU: no bound for this device)")
     target = TARGETS[case.kind]
-    plain = statistics.median(walls["plain"])
-    print(f"  target {target:g}x plain = {plain / target:.2f} s. Bound: the variant's FLOPs at "
-          f"the rate of its own kernels alone (fold-parallel MLP: the stacked bmm), and at "
-          f"the sgemm peak")
-    print(f"  {'variant':<16} {'GFLOP':>7} {'GFLOP/s':>8} {'target s':>9} {'needs GF/s':>10} "
-          f"{'bound s':>8} {'max x':>6} {'peak s':>7} {'max x':>6}")
+    plain = statistics.median(cpus["plain"])
+    print(f"  in CPU seconds: target {target:g}x plain = {plain / target:.2f} s. Bound: the "
+          f"variant's FLOPs at the rate of its own kernels alone (fold-parallel MLP: the "
+          f"stacked bmm), and at the sgemm peak; max x: plain's CPU s over the bound")
+    print(f"  {'variant':<16} {'GFLOP':>7} {'wall GF/s':>9} {'CPU s':>7} {'CPU GF/s':>8} "
+          f"{'target s':>8} {'needs GF/s':>10} {'bound s':>7} {'max x':>6} {'peak s':>6} "
+          f"{'max x':>6}")
     for name, w in walls.items():
         trained, scored = cv_samples(case, "plain" if name == "plain" else "engine", folds,
                                      epochs, bs)
         flops = trained * per_train + scored * per_eval
-        med = statistics.median(w)
+        cpu = statistics.median(cpus[name])
         own = flops / (stacked if name.startswith("engine-par") else layers)
         peak = flops / sgemm
-        need = (f"{'-':>9} {'-':>10}" if name == "plain"
-                else f"{plain / target:9.2f} {flops / (plain / target) / 1e9:10.1f}")
-        print(f"  {name:<16} {flops / 1e9:7.1f} {flops / med / 1e9:8.1f} {need} {own:8.2f} "
-              f"{plain / own:6.2f} {peak:7.2f} {plain / peak:6.2f}", flush=True)
+        need = (f"{'-':>8} {'-':>10}" if name == "plain"
+                else f"{plain / target:8.2f} {flops / (plain / target) / 1e9:10.1f}")
+        print(f"  {name:<16} {flops / 1e9:7.1f} {flops / statistics.median(w) / 1e9:9.1f} "
+              f"{cpu:7.2f} {flops / cpu / 1e9:8.1f} {need} {own:7.2f} {plain / own:6.2f} "
+              f"{peak:6.2f} {plain / peak:6.2f}", flush=True)
 
 
 def main() -> None:
@@ -333,13 +340,15 @@ def main() -> None:
         for fn in VARIANTS.values():  # warm-up: allocator, kernels, lazy imports
             fn(case, 2, 1, args.batch_size, args.lr, args.device)
         walls: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        cpus: dict[str, list[float]] = {v: [] for v in VARIANTS}  # this process's CPU time
         for _ in range(args.repeats):
             for name, fn in VARIANTS.items():
                 sync(args.device)
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 fn(case, args.folds, args.epochs, args.batch_size, args.lr, args.device)
                 sync(args.device)
                 walls[name].append(time.perf_counter() - start)
+                cpus[name].append(time.process_time() - cpu)
         print(f"\n{case.name}: {samples:,.0f} training samples per CV")
         print(f"  {'variant':<16} {'wall s':>8} {'samples/s':>10} {'x plain':>8} {'x seq':>6} "
               f"{'CV acc':>7}")
@@ -350,7 +359,7 @@ def main() -> None:
             acc = f"{ACCURACY[name]:.4f}" if name in ACCURACY else "-"
             print(f"  {name:<16} {med:8.2f} {samples / med:10,.0f} {ratio:8.2f} {vs_seq:6.2f} "
                   f"{acc:>7}", flush=True)
-        bound_table(case, walls, args.folds, args.epochs, args.batch_size, args.device)
+        bound_table(case, walls, cpus, args.folds, args.epochs, args.batch_size, args.device)
 
 
 if __name__ == "__main__":
