@@ -352,7 +352,7 @@ def test_short_budget_study_lists_no_trial_as_data_limited(tmp_path, monkeypatch
     import nasdepth.study.probing as probing
     from nasdepth.report import write_report
     from nasdepth.study import run_study
-    from nasdepth.study.record import read_record
+    from nasdepth.study.record import read_record, stored
     from tests.conftest import write_study
 
     calls = []
@@ -364,7 +364,8 @@ def test_short_budget_study_lists_no_trial_as_data_limited(tmp_path, monkeypatch
                        budget={"trials": 3})
     study = run_study(path, progress=False)
     assert len(calls) == 1  # once per study, not once per trial
-    base = study.user_attrs[probing.BASELINE_ATTR]
+    base = stored(study, "shallow")
+    assert base is not None
     records = [read_record(t) for t in study.trials]
     assert all(r.diagnosis for r in records)
     for r in records:

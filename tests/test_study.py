@@ -12,7 +12,13 @@ from optuna.trial import TrialState
 import nasdepth.study.objective as objective_module
 from nasdepth.cli import main
 from nasdepth.study import make_storage, run_study
-from nasdepth.study.record import RECORD_KEY, RECORD_VERSION, TrialRecord, read_record
+from nasdepth.study.record import (
+    RECORD_KEY,
+    RECORD_VERSION,
+    TrialRecord,
+    read_record,
+    read_study_record,
+)
 from nasdepth.study.study_file import load_study
 from tests.conftest import TINY_SPACE, write_study
 
@@ -238,6 +244,13 @@ def test_sweep_runs_every_grid_point_once(tmp_path: Path, monkeypatch: pytest.Mo
     points = sorted((t.params["depth"], t.params["block"]) for t in study.trials)
     assert points == [(1, "plain"), (1, "residual"), (2, "plain"), (2, "residual")]
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    # the budget the study records (and its report prints) is the grid's size
+    assert read_study_record(study).settings["trials"] == 4
+    # the sweep's study file: what report, export and diagnose --study take
+    path = tmp_path / "studies" / "sweep-sklearn-iris.yaml"
+    assert load_study(path).name == "sweep-sklearn-iris" and load_study(path).trials == 4
+    assert main(["export", str(path), "--out", str(tmp_path / "m.pt")]) == 0
+    assert (tmp_path / "m.pt").is_file()
 
 
 def test_a_repeated_candidate_reuses_its_twin_scores(tmp_path: Path) -> None:

@@ -453,13 +453,14 @@ def test_final_scores_reuse_the_last_epochs_validation_pass(
             return real(ens, x_all, index, *a, **kw)
         monkeypatch.setattr(module, "_predict", counting)
     else:
-        import nasdepth.train.targets as targets_module
-        real_p = targets_module.predict_proba
+        from nasdepth.train.targets import SingleTarget
+        real_p = SingleTarget.proba
 
-        def counting_p(model: nn.Module, x: torch.Tensor, *a: Any, **kw: Any) -> torch.Tensor:
+        def counting_p(self: SingleTarget, model: nn.Module, x: torch.Tensor, *a: Any,
+                       **kw: Any) -> torch.Tensor:
             rows.append(len(x))
-            return real_p(model, x, *a, **kw)
-        monkeypatch.setattr(targets_module, "predict_proba", counting_p)
+            return real_p(self, model, x, *a, **kw)
+        monkeypatch.setattr(SingleTarget, "proba", counting_p)
     epochs = 3
     res = cross_validate(arch, data, folds=3, epochs=epochs, seed=0, parallel=parallel,
                          training=TrainConfig(lr=0.01, batch_size=32))

@@ -7,6 +7,8 @@ Builds a grid study from flags (every combination runs once, ``grid`` sampler) a
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +82,7 @@ def sweep_study(args: argparse.Namespace) -> dict[str, Any]:
         "name": name, "data": args.data, "space": space, "sampler": "grid",
         "cv": {"folds": 3}, "training": {"epochs": 10, "batch_size": args.batch_size,
                                          "lr": args.lr},
-        "budget": {"trials": 1_000_000},  # capped at the grid size
+        "budget": {"trials": 1_000_000},  # main: the grid's size unless --trials says
         "seed": 0,
     }
 
@@ -94,4 +96,33 @@ def main(args: argparse.Namespace) -> int:
     over["name"] = raw["name"]
     raw = merge(raw, over)
     cfg = study_from_dict(raw, Path("studies") / f"{raw['name']}.yaml", "the sweep flags")
-    return run_and_report(cfg, args)
+    size = cfg.space.size()
+    if args.trials is None and size is not None:  # the grid's points, whatever the sampler
+        cfg = replace(cfg, trials=size)
+        raw["budget"]["trials"] = size
+    written = write_study_file(raw, cfg.path)
+    status = run_and_report(cfg, args)
+    if written:
+        print(f"Study file: {cfg.path} (for nasdepth run, report, export and diagnose --study)")
+    return status
+
+
+#: the first line of a study file a sweep writes (a file without it is the user's: kept)
+HEADER = "# written by `nasdepth sweep` from its flags\n"
+
+
+def write_study_file(raw: dict[str, Any], path: Path) -> bool:
+    """Write the sweep as a study file at ``path``, so that the commands that take a study file
+    (``report``, ``export``, ``diagnose --study``, ``run`` to resume) take the sweep too. A
+    file there that no sweep wrote is kept (False)."""
+    import yaml
+
+    if path.exists() and not path.read_text(encoding="utf-8").startswith(HEADER):
+        print(f"nasdepth: warning: {path} exists and was not written by a sweep: kept as it is",
+              file=sys.stderr)
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(HEADER + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    tmp.replace(path)
+    return True

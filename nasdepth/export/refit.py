@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import platform
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-import sklearn
 import torch
 from torch import nn
 
@@ -32,15 +29,16 @@ from nasdepth.export.trial import (
     StudySettings,
     cv_scores,
     for_refit,
-    open_stored_study,
     pick_trial,
     refit_epochs,
     trial_candidate,
     trial_record,
     trial_training,
 )
+from nasdepth.study.measure import versions
 from nasdepth.study.record import TrialRecord
-from nasdepth.study.study_file import StudyConfig
+from nasdepth.study.runner import load_stored_study
+from nasdepth.study.study_file import StudyConfig, load_study
 from nasdepth.train import (
     TrainConfig,
     TrainHook,
@@ -108,24 +106,13 @@ def trial_splits(record: TrialRecord, settings: StudySettings, data: Dataset) ->
     return settings.cv.resolve(data, settings.source)
 
 
-def _versions() -> dict[str, str]:
-    # the running package's own version; the package is loaded before any of its modules,
-    # so this reads it without importing the top layer from this one
-    package = sys.modules["nasdepth"]
-    return {"nasdepth": str(getattr(package, "__version__", "unknown")),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "numpy": np.__version__, "sklearn": sklearn.__version__, "optuna": optuna.__version__}
-
-
 def _resolve(study: optuna.Study | StudyConfig | str | Path, storage: str | None
              ) -> tuple[optuna.Study, StudySettings, str | None]:
     if isinstance(study, optuna.Study):
         return study, StudySettings.of(study), None
-    if isinstance(study, StudyConfig):
-        st, cfg = open_stored_study(study.path, storage or study.storage)
-        return st, StudySettings.of(st, cfg), str(study.path)
-    st, cfg = open_stored_study(study, storage)
-    return st, StudySettings.of(st, cfg), str(study)
+    cfg = study if isinstance(study, StudyConfig) else load_study(study)
+    st = load_stored_study(cfg, storage)  # default: the file's own storage
+    return st, StudySettings.of(st, cfg), str(cfg.path if study is cfg else study)
 
 
 def refit(candidate: Candidate, data: Dataset, cv_idx: np.ndarray, test_idx: np.ndarray,
@@ -248,7 +235,7 @@ def export_model(
         "num_classes": data.num_classes, "data": settings.data, "data_info": data.to_dict(),
         "cv": resolved.cv.to_dict(), "cv_seed": settings.cv_seed,
         "splits": resolved.to_dict(),
-        "n_test": int(len(test_idx)), "versions": _versions(),
+        "n_test": int(len(test_idx)), "versions": versions(),
         "scores": {"cv": scores, "cv_folds": record.cv_folds},
     }
     # what is saved is what is scored: the model as it loads (contiguous weights: channels-last

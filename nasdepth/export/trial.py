@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -20,8 +19,7 @@ from nasdepth.data import CVConfig
 from nasdepth.errors import ConfigError, NasdepthError
 from nasdepth.study.candidates import candidate_of_record
 from nasdepth.study.record import TrialRecord, read_record, read_study_record
-from nasdepth.study.runner import load_stored_study
-from nasdepth.study.study_file import StudyConfig, load_study
+from nasdepth.study.study_file import StudyConfig
 from nasdepth.train import TrainConfig
 from nasdepth.train.candidate import Candidate
 
@@ -60,13 +58,6 @@ class StudySettings:
         return cls(name=cfg.name, data=cfg.data, cv=cfg.cv, cv_seed=cfg.cv_seed,
                    training=cfg.training, objective=cfg.objective, maximize=maximize,
                    source=source)
-
-
-def open_stored_study(study_file: str | Path, storage: str | None = None
-                      ) -> tuple[optuna.Study, StudyConfig]:
-    """The study a study file names, from ``storage`` (default: the file's own)."""
-    cfg = load_study(study_file)
-    return load_stored_study(cfg, storage), cfg
 
 
 def trial_record(trial: FrozenTrial) -> TrialRecord:

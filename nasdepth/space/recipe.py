@@ -16,7 +16,7 @@ engine's own. Augmentation strengths are ``augment.flip``, ``augment.crop_paddin
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any
 
 from nasdepth.errors import ConfigError, UnknownNameError
@@ -157,7 +157,3 @@ def momentum_conflict(searched: Mapping[str, Param], training: TrainConfig,
     if "momentum" in searched and "optimizer" not in searched and training.optimizer != "sgd":
         raise ConfigError(source, "training.optimizer", training.optimizer,
                           "sgd when the space searches 'momentum' (only sgd has momentum)")
-
-
-def train_fields() -> set[str]:
-    return {f.name for f in fields(TrainConfig)}

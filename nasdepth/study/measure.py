@@ -8,9 +8,11 @@ import os
 import platform
 import socket
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 
+import numpy as np
 import optuna
 import sklearn
 import torch
@@ -22,8 +24,13 @@ __all__ = ["count_flops", "measure_latency", "versions", "worker_info"]
 
 
 def versions() -> dict[str, str]:
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "optuna": optuna.__version__, "sklearn": sklearn.__version__}
+    """The versions a trial ran (or a model was exported) with. The package's own is read from
+    the loaded package, without importing the top layer from this one."""
+    package = sys.modules["nasdepth"]
+    return {"nasdepth": str(getattr(package, "__version__", "unknown")),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "optuna": optuna.__version__,
+            "sklearn": sklearn.__version__}
 
 
 def worker_info() -> dict[str, object]:

@@ -14,8 +14,8 @@ where searched), cross-validates the multitask network on the study's splits (a
   the first task), so single-task readers keep one verdict per trial.
 
 After the search, :func:`study_baselines` trains the best trial's architecture on each task
-alone, on the same folds, and stores the comparison in the study's user attribute
-:data:`BASELINES_ATTR` (the report's "Multitask" section reads it).
+alone, on the same folds, and stores the comparison as the study
+record's ``multitask_baselines`` (the report's "Multitask" section reads it).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from nasdepth.diagnosis.multitask import diagnose_tasks
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.study.peers import task_controls
 from nasdepth.study.probing import trace_summary
-from nasdepth.study.record import STUDY_ATTRS, TrialRecord, read_record
+from nasdepth.study.record import TrialRecord, read_record, store, stored
 from nasdepth.study.study_file import StudyConfig
 from nasdepth.study.tasks_file import TASK_OBJECTIVES, TaskSettings
 from nasdepth.train import TrainConfig
@@ -44,12 +44,6 @@ from nasdepth.train.sharing import single_task_baselines
 
 log = logging.getLogger("nasdepth.study")
 
-#: the study attribute holding the best trial's single-task baselines
-BASELINES_ATTR = STUDY_ATTRS["multitask_baselines"]
-#: the study attribute holding each task's shallow baseline (once per study)
-SHALLOW_ATTR = STUDY_ATTRS["shallow_tasks"]
-#: the study attribute holding each task's reference network result (at most once per task)
-REFERENCE_TASKS_ATTR = STUDY_ATTRS["reference_tasks"]
 
 
 def study_tasks(cfg: StudyConfig, data: Dataset) -> tuple[str, ...]:
@@ -117,9 +111,8 @@ def record_tasks(cfg: StudyConfig, study: optuna.Study, result: CVResult, record
             known = _shallow(study, data, splits, tasks)
             names = ["shallow"]
         known_tasks = task_controls(study, splits, known, exclude=record.number)
-        stored = study.user_attrs.get(REFERENCE_TASKS_ATTR)
-        stored = dict(stored) if isinstance(stored, dict) else {}
-        for task, ref in stored.items():  # a reference an earlier trial ran for this task
+        earlier = dict(stored(study, "reference_tasks") or {})
+        for task, ref in earlier.items():  # a reference an earlier trial ran for this task
             if task in known_tasks and isinstance(ref, dict) and \
                     ref.get("splits") == splits.digest:
                 known_tasks[task]["reference"] = ref
@@ -129,9 +122,9 @@ def record_tasks(cfg: StudyConfig, study: optuna.Study, result: CVResult, record
         ran = {t: ref for t, v in d.tasks.items()
                for ref in [(v.controls or {}).get("reference")]
                if isinstance(ref, dict) and (ref.get("ran") or (ref.get("seconds") or 0) > 0)
-               and stored.get(t) != ref}
+               and earlier.get(t) != ref}
         if ran:  # once per task and study: later trials read it (a run out of budget too)
-            study.set_user_attr(REFERENCE_TASKS_ATTR, {**stored, **ran})
+            store(study, "reference_tasks", {**earlier, **ran})
             record.timings["reference"] = float(sum(r.get("seconds") or 0.0
                                                     for r in ran.values()))
         record.multitask["diagnosis"] = d.to_dict()
@@ -146,20 +139,19 @@ def _shallow(study: optuna.Study, data: Dataset, splits: Splits, tasks: Sequence
     """Each task's shallow baseline on the study's splits (computed once per study)."""
     from nasdepth.data.tasks import task_data
 
-    stored = study.user_attrs.get(SHALLOW_ATTR)
-    if isinstance(stored, dict) and all(
-            isinstance(stored.get(t), dict) and stored[t].get("splits") == splits.digest
-            for t in tasks):
-        return stored
+    known = stored(study, "shallow_tasks")
+    if known is not None and all(isinstance(known.get(t), dict) and
+                                 known[t].get("splits") == splits.digest for t in tasks):
+        return known
     out = {t: shallow_baseline(task_data(data, t), splits, seed=splits.seed) for t in tasks}
-    study.set_user_attr(SHALLOW_ATTR, out)
+    store(study, "shallow_tasks", out)
     return out
 
 
 def study_baselines(study: optuna.Study, cfg: StudyConfig, data: Dataset) -> dict[str, Any] | None:
     """The best complete trial's architecture trained on each task alone, on the study's
-    splits with the study's recipe: stored as :data:`BASELINES_ATTR` and returned (None
-    without a complete trial)."""
+    splits with the study's recipe: stored as the study record's ``multitask_baselines``
+    and returned (None without a complete trial)."""
     best = None
     key = cfg.objectives[0]
     sign = -1.0 if cfg.directions[0] == "minimize" else 1.0
@@ -180,14 +172,14 @@ def study_baselines(study: optuna.Study, cfg: StudyConfig, data: Dataset) -> dic
     mt = MultitaskConfig.from_dict(rec.multitask["config"])
     training = TrainConfig.from_dict(rec.training) if rec.training else cfg.training
     splits = cfg.cv.resolve(data, str(cfg.path))
-    stored = study.user_attrs.get(BASELINES_ATTR)
-    if isinstance(stored, dict) and stored.get("trial") == rec.number and \
-            stored.get("config") == mt.to_dict() and stored.get("splits") == splits.digest:
-        return stored  # a rerun of a finished study: the same best trial, already trained alone
+    known = stored(study, "multitask_baselines", splits.digest)
+    if known is not None and known.get("trial") == rec.number and \
+            known.get("config") == mt.to_dict():
+        return known  # a rerun of a finished study: the same best trial, already trained alone
     table = single_task_baselines(mt, data, cv=splits, seed=cfg.cv_seed, training=training,
                                   multitask_folds=rec.cv_folds)
     out = {"trial": rec.number, "config": mt.to_dict(), "splits": splits.digest,
            "metric": cfg.tasks.metric if cfg.tasks is not None else "val_accuracy",
            "folds": records(table)}
-    study.set_user_attr(BASELINES_ATTR, out)
+    store(study, "multitask_baselines", out)
     return out

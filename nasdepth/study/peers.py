@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 
 from nasdepth.diagnosis.rules import THRESHOLDS
-from nasdepth.study.record import STUDY_ATTRS, TrialRecord, read_record
+from nasdepth.study.record import TrialRecord, read_record, stored
 
 #: at most this many learners are kept (best first)
 KEEP = 5
@@ -128,9 +128,9 @@ def study_controls(study: optuna.Study, data: Any, splits: Any, *,
     ``splits`` (as it stands now) and the reference network's result where the study ran it."""
     out: dict[str, Any] = {"peers": study_peers(study, splits.digest,
                                                 splits_chance(data, splits), exclude=exclude)}
-    stored = study.user_attrs.get(STUDY_ATTRS["reference"])
-    if isinstance(stored, dict) and stored.get("splits") == splits.digest:
-        out["reference"] = stored
+    ref = stored(study, "reference", splits.digest)
+    if ref is not None:
+        out["reference"] = ref
     return out
 
 

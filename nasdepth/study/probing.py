@@ -6,15 +6,15 @@
 (``Diagnosis.to_dict()``). A failure of either is recorded in ``record.errors`` and never
 fails a finished candidate.
 
-Controls: the shallow baseline is computed once per study (:func:`study_baseline`, kept in the
-study's user attribute :data:`BASELINE_ATTR` with the digest of the splits it ran on) and
-every trial's diagnosis reads it; the costly controls a study file asks for
+Controls: the shallow baseline is computed once per study (:func:`study_baseline`, kept as
+the study record's ``shallow`` with the digest of the splits it ran on) and every trial's
+diagnosis reads it; the costly controls a study file asks for
 (``diagnosis: {controls: [...], on: plateau}``) run only for the trials ``on`` selects, and
 their seconds are stored in ``record.timings["controls"]`` (the progress bar shows the sum).
 
 Capable learners: every diagnosis reads the study's trials that learned on the same splits
 (:mod:`nasdepth.study.peers`); where none did and the verdict would be data-limited, the
-reference network runs (once per study: :data:`REFERENCE_ATTR`; its seconds go to the
+reference network runs (once per study: the study record's ``reference``; its seconds go to the
 record's ``timings["reference"]``), within the study file's ``diagnosis.reference_budget``.
 """
 
@@ -31,16 +31,12 @@ import optuna
 from nasdepth.data import Dataset, Splits
 from nasdepth.diagnosis import PLATEAUS, diagnose, shallow_baseline
 from nasdepth.probes import LinearProbeHook, MultitaskProbeHook, Trace, probe_hook
-from nasdepth.study.record import STUDY_ATTRS, TrialRecord
+from nasdepth.study.record import TrialRecord, store, stored
 from nasdepth.study.study_file import DiagnosisSettings
 from nasdepth.train import TrainHook
 from nasdepth.train.candidate import Candidate
 from nasdepth.train.cv import CVResult
 
-#: the study attribute holding the shallow baseline every trial's diagnosis reads
-BASELINE_ATTR = STUDY_ATTRS["shallow"]
-#: the study attribute holding the reference network's result (run at most once per splits)
-REFERENCE_ATTR = STUDY_ATTRS["reference"]
 #: per-block series and per-epoch scalars kept in the trace summary: what the evidence
 #: figure draws (gradient RMS heatmap, update ratios, normalized losses)
 SUMMARY_SERIES = ("grad_rms", "update_ratio")
@@ -73,11 +69,11 @@ def study_baseline(study: optuna.Study, data: Dataset, splits: Splits) -> dict[s
     earlier trial (of any worker) stored it for these splits, else computed now (seconds) and
     stored. Two workers that start at the same moment may both compute it; they store the
     same result."""
-    stored = study.user_attrs.get(BASELINE_ATTR)
-    if isinstance(stored, dict) and stored.get("splits") == splits.digest:
-        return stored
+    known = stored(study, "shallow", splits.digest)
+    if known is not None:
+        return known
     result = shallow_baseline(data, splits, seed=splits.seed)
-    study.set_user_attr(BASELINE_ATTR, result)
+    store(study, "shallow", result)
     return result
 
 
@@ -91,9 +87,9 @@ def capable_controls(trial: optuna.Trial, splits: Splits, known: dict[str, Any],
 
     chance = float(known["shallow"].get("chance_accuracy") or 0.0)
     known["peers"] = study_peers(trial.study, splits.digest, chance, exclude=trial.number)
-    stored = trial.study.user_attrs.get(REFERENCE_ATTR)
-    if isinstance(stored, dict) and stored.get("splits") == splits.digest:
-        known["reference"] = stored
+    ref = stored(trial.study, "reference", splits.digest)
+    if ref is not None:
+        known["reference"] = ref
     budget = settings.reference_budget if settings.reference else 0.0
     return [*names, "reference"], budget
 
@@ -103,8 +99,8 @@ def keep_reference(trial: optuna.Trial, controls: dict[str, Any]) -> None:
     one that ran out of its budget too, so the study pays the budget once, not per trial)."""
     ref = controls.get("reference")
     if isinstance(ref, dict) and (ref.get("ran") or (ref.get("seconds") or 0) > 0) and \
-            trial.study.user_attrs.get(REFERENCE_ATTR) != ref:
-        trial.study.set_user_attr(REFERENCE_ATTR, ref)
+            stored(trial.study, "reference") != ref:
+        store(trial.study, "reference", ref)
 
 
 def wants_controls(verdict: str, settings: DiagnosisSettings) -> bool:

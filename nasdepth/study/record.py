@@ -295,3 +295,18 @@ def read_study_record(study: Any) -> StudyRecord:
         dict(study.user_attrs), name=str(study.study_name),
         directions=[d.name.lower() for d in study.directions],
         metric_names=study.metric_names)
+
+
+def stored(study: Any, name: str, splits: str | None = None) -> dict[str, Any] | None:
+    """The study's stored result ``name`` (a :class:`StudyRecord` field: ``shallow``,
+    ``reference``, ...) where it is a mapping and, with ``splits`` (a digest), was computed
+    on those splits; else None (missing, damaged, or from other splits)."""
+    value = study.user_attrs.get(STUDY_ATTRS[name])
+    if not isinstance(value, dict) or (splits is not None and value.get("splits") != splits):
+        return None
+    return value
+
+
+def store(study: Any, name: str, value: Any) -> None:
+    """Store the study's result ``name`` (a :class:`StudyRecord` field) for every worker."""
+    study.set_user_attr(STUDY_ATTRS[name], value)

@@ -39,7 +39,6 @@ from nasdepth.train.stream import (
     PlanSampler,
     fit_standardizer,
     host_loader,
-    predict_proba_host,
     resolve_placement,
 )
 from nasdepth.train.targets import SINGLE, SingleTarget, eval_rows, predict_proba
@@ -242,14 +241,13 @@ def fit_fold(
             yield (xb if aug_gen is not None else scaler(xb)), yb
 
     def proba(index: np.ndarray, x: torch.Tensor | None) -> torch.Tensor:
+        """Probabilities of rows on the device (``x``), else of host rows ``index`` a chunk
+        at a time (streamed: only a chunk is on the device)."""
         if x is not None:
             return targets.proba(model, x, training.precision)
-        if not targets.tasks:
-            return predict_proba_host(model, rows, index, scaler, device, memory,
-                                      precision=training.precision)
-        return torch.cat([targets.proba(model, scaler(xb.to(device)).contiguous(
-            memory_format=memory), training.precision)
-            for xb, _ in host_loader(rows, ChunkSampler(index, 1024))])
+        return torch.cat([targets.proba(model, scaler(xb.to(device, non_blocking=True))
+                                        .contiguous(memory_format=memory), training.precision)
+                          for xb, _ in host_loader(rows, ChunkSampler(index, 1024))])
 
     if hooks and placed is not None:
         x_hook, y_hook = (scaler(placed.x_tr_raw) if augment else placed.x_tr), placed.y_tr

@@ -118,15 +118,6 @@ class LRFinding:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def smooth(losses: list[float], beta: float = BETA) -> list[float]:
-    """Bias-corrected exponential moving average of ``losses``."""
-    avg, out = 0.0, []
-    for i, loss in enumerate(losses):
-        avg = beta * avg + (1 - beta) * loss
-        out.append(avg / (1 - beta ** (i + 1)))
-    return out
-
-
 def centered(lrs: list[float], losses: list[float], decades: float = 0.75) -> list[float]:
     """``losses`` averaged over a window of about ``decades`` of learning rate centred on each
     point: no lag, unlike the running average (which trails the loss by a good part of the

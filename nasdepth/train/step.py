@@ -82,12 +82,7 @@ def warmup_cosine_factor(t: int, total: int, warmup: float = WARMUP_SHARE,
     """The rate of step ``t`` of ``total`` as a share of the peak: a linear warm-up over the
     first ``warmup`` share of the steps, then a half cosine from 1 down to ``floor`` at the
     last step. Unlike ``cosine`` (down to 0) the last epochs of a short budget still learn."""
-    w = max(1, round(warmup * total))
-    if t < w:
-        return (t + 1) / w
-    span = max(1, total - w)
-    progress = min(1.0, (t - w) / span)
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return wsd_factor(t, total, warmup, None, floor)
 
 
 #: ``wsd``: the share of the steps at the end over which the rate decays
@@ -95,15 +90,16 @@ DECAY_SHARE = 0.2
 
 
 def wsd_factor(t: int, total: int, warmup: float = WARMUP_SHARE,
-               decay: float = DECAY_SHARE, floor: float = LR_FLOOR) -> float:
+               decay: float | None = DECAY_SHARE, floor: float = LR_FLOOR) -> float:
     """Warm-up, stable, decay (Hu et al. 2024, MiniCPM; Hägele et al. 2024): a linear warm-up
     over the first ``warmup`` share of the steps, the peak rate until the last ``decay``
     share, then a half cosine down to ``floor``. A short budget trains at the peak nearly all
-    the way (where ``cosine`` spends half of it at low rates); a long one still anneals."""
+    the way (where ``cosine`` spends half of it at low rates); a long one still anneals.
+    ``decay`` None: the decay takes every step after the warm-up (``warmup_cosine``)."""
     w = max(1, round(warmup * total))
     if t < w:
         return (t + 1) / w
-    d = max(1, round(decay * total))
+    d = max(1, total - w) if decay is None else max(1, round(decay * total))
     start = total - d
     if t < start:
         return 1.0

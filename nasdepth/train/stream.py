@@ -20,18 +20,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.data import Dataset as TorchDataset
 
 from nasdepth.data import Dataset, Standardizer
 from nasdepth.train.config import PLACEMENTS
-from nasdepth.train.loop import autocast, fold_perm
+from nasdepth.train.loop import fold_perm
 
 __all__ = [
     "DEVICE_FRACTION", "PLACEMENTS", "STATS_CHUNK_BYTES", "HostRows", "PlanSampler",
     "fit_standardizer", "fold_device_bytes", "free_device_memory", "host_loader",
-    "placement_decision", "predict_proba_host", "resolve_placement",
+    "placement_decision", "resolve_placement",
 ]
 
 log = logging.getLogger("nasdepth.train")
@@ -230,18 +229,3 @@ def fit_standardizer(x: torch.Tensor, index: np.ndarray, device: torch.device,
         count = total
     std = (m2 / max(1, count - 1)).sqrt().clamp_min(1e-6)
     return Standardizer(mean[0].float().to(device), std[0].float().to(device))
-
-
-@torch.no_grad()
-def predict_proba_host(model: nn.Module, rows: HostRows, index: np.ndarray,
-                       scaler: Standardizer, device: torch.device, memory: torch.memory_format,
-                       precision: str = "fp32", batch_size: int = 1024) -> torch.Tensor:
-    """Class probabilities for host rows ``index``, ``batch_size`` rows at a time (the chunks
-    of ``fit.predict_proba``, so the numbers agree with it); only a chunk is on the device."""
-    model.eval()
-    out = []
-    with autocast(device, precision):
-        for xb, _ in host_loader(rows, ChunkSampler(index, batch_size)):
-            xb = scaler(xb.to(device, non_blocking=True)).contiguous(memory_format=memory)
-            out.append(torch.softmax(model(xb).float(), dim=1))
-    return torch.cat(out)

@@ -50,15 +50,10 @@ def eval_rows(device: torch.device) -> int:
     return EVAL_ROWS.get(device.type, EVAL_ROWS_DEFAULT)
 
 
-@torch.no_grad()
 def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int | None = None,
                   precision: str = "fp32") -> torch.Tensor:
-    model.eval()
-    batch_size = batch_size or eval_rows(x.device)
-    with autocast(x.device, precision):
-        out = [torch.softmax(model(x[i:i + batch_size]).float(), dim=1)
-               for i in range(0, len(x), batch_size)]
-    return torch.cat(out)
+    """Class probabilities of a single-task network for rows ``x`` on its device."""
+    return SINGLE.proba(model, x, precision, batch_size)
 
 
 def nll(proba: torch.Tensor, y: torch.Tensor) -> float:
@@ -91,8 +86,15 @@ class SingleTarget:
         """Logits as the network gives them -> probabilities (classes last)."""
         return torch.softmax(out.float(), dim=-1)
 
-    def proba(self, model: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
-        return predict_proba(model, x, precision=precision)
+    @torch.no_grad()
+    def proba(self, model: nn.Module, x: torch.Tensor, precision: str = "fp32",
+              batch_size: int | None = None) -> torch.Tensor:
+        """Probabilities for rows ``x`` (eval mode, in chunks of :func:`eval_rows`): ``(N,
+        C)``, or every task's side by side, ``(N, sum of the tasks' classes)``."""
+        model.eval()
+        rows = batch_size or eval_rows(x.device)
+        with autocast(x.device, precision):
+            return torch.cat([self.softmax(model(x[i:i + rows])) for i in range(0, len(x), rows)])
 
     def val_scores(self, model: nn.Module, proba: torch.Tensor, y: torch.Tensor
                    ) -> dict[str, float]:
@@ -169,17 +171,6 @@ class TaskTargets(SingleTarget):
     def softmax(self, out: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
         """Every task's probabilities side by side (classes last)."""
         return torch.cat([torch.softmax(out[t].float(), dim=-1) for t in self.tasks], dim=-1)
-
-    @torch.no_grad()
-    def proba(self, model: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
-        """Every task's probabilities side by side: ``(N, sum of the tasks' classes)``."""
-        model.eval()
-        rows = eval_rows(x.device)
-        parts = []
-        with autocast(x.device, precision):
-            for i in range(0, len(x), rows):
-                parts.append(self.softmax(model(x[i:i + rows])))
-        return torch.cat(parts)
 
     def split(self, model: nn.Module, proba: torch.Tensor) -> dict[str, torch.Tensor]:
         """The side-by-side probabilities of :meth:`proba`, per task."""
