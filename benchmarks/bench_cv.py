@@ -25,8 +25,10 @@ at a time, and as the fold-parallel engine's stacked ``bmm``) at the batch size,
 backward, and a large sgemm (the peak); and per variant: the GFLOP/s it achieves, the wall time
 and GFLOP/s that the target ratio over ``plain`` (``TARGETS``: 1.3x on the CNN, 3x on the MLP)
 would need, and the kernel-only bound: the time its FLOPs take at its own kernels' rate alone,
-and at the sgemm peak, with the ratio over ``plain`` each gives. A target that needs more
-GFLOP/s than a variant's kernels reach alone is out of reach for an engine that calls them.
+and at the sgemm peak, with the ratio over ``plain`` each gives; and the time outside those
+kernels (CPU time less the bound), now and what the target leaves for it. A target that needs
+more GFLOP/s than a variant's kernels reach alone is out of reach for an engine that calls
+them.
 The bound table is in CPU seconds of this process (the kernels are timed so too), so that the
 other processes on a shared machine do not count; the wall GFLOP/s is printed beside it.
 
@@ -297,10 +299,11 @@ def bound_table(case: Case, walls: dict[str, list[float]], cpus: dict[str, list[
     plain = statistics.median(cpus["plain"])
     print(f"  in CPU seconds: target {target:g}x plain = {plain / target:.2f} s. Bound: the "
           f"variant's FLOPs at the rate of its own kernels alone (fold-parallel MLP: the "
-          f"stacked bmm), and at the sgemm peak; max x: plain's CPU s over the bound")
+          f"stacked bmm), and at the sgemm peak; max x: plain's CPU s over the bound; "
+          f"outside: CPU s less the bound, now and what the target leaves")
     print(f"  {'variant':<16} {'GFLOP':>7} {'wall GF/s':>9} {'CPU s':>7} {'CPU GF/s':>8} "
           f"{'target s':>8} {'needs GF/s':>10} {'bound s':>7} {'max x':>6} {'peak s':>6} "
-          f"{'max x':>6}")
+          f"{'max x':>6} {'outside s':>9} {'target leaves':>13}")
     for name, w in walls.items():
         trained, scored = cv_samples(case, "plain" if name == "plain" else "engine", folds,
                                      epochs, bs)
@@ -310,9 +313,10 @@ def bound_table(case: Case, walls: dict[str, list[float]], cpus: dict[str, list[
         peak = flops / sgemm
         need = (f"{'-':>8} {'-':>10}" if name == "plain"
                 else f"{plain / target:8.2f} {flops / (plain / target) / 1e9:10.1f}")
+        leaves = "-" if name == "plain" else f"{plain / target - own:.2f}"
         print(f"  {name:<16} {flops / 1e9:7.1f} {flops / statistics.median(w) / 1e9:9.1f} "
               f"{cpu:7.2f} {flops / cpu / 1e9:8.1f} {need} {own:7.2f} {plain / own:6.2f} "
-              f"{peak:6.2f} {plain / peak:6.2f}", flush=True)
+              f"{peak:6.2f} {plain / peak:6.2f} {cpu - own:9.2f} {leaves:>13}", flush=True)
 
 
 def main() -> None:
