@@ -45,7 +45,16 @@ from nasdepth.space.space import SearchSpace
 from nasdepth.train import TrainConfig
 from nasdepth.train.candidate import TransferCandidate
 from nasdepth.train.cv import CVResult, cross_validate, records
-from nasdepth.train.transfer import MODES, AdaptConfig, TransferConfig, adapt_data, subsampled
+from nasdepth.train.transfer import (
+    EVERY_ALLOWED,
+    MODES,
+    AdaptConfig,
+    TransferConfig,
+    adapt_data,
+    check_count,
+    check_factor,
+    subsampled,
+)
 
 TRANSFER_KEYS = ("weights", "preset", "mode", "trainable_blocks", "body_lr_factor",
                  "unfreeze_every", "adapt", "learning_curve")
@@ -166,24 +175,15 @@ def _count_param(name: str, spec: Any, source: str, allowed: str, high: int | No
     p = Param.parse(name, spec, source, key)
     if p.kind == "float":
         raise ConfigError(source, f"{key}.type", p.kind, "int, categorical or a fixed int")
-    values = p.values() if p.kind != "int" else [int(p.low), int(p.high)]
-    for value in values or []:
-        if value is None and none_ok:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (
-                high is not None and value > high):
-            raise ConfigError(source, key, value, allowed)
+    for value in (p.values() if p.kind != "int" else [int(p.low), int(p.high)]) or []:
+        check_count(value, source, key, allowed, high, none_ok)
     return p
 
 
 def _factor_param(spec: Any, source: str) -> Param:
-    key = f"{PREFIX}body_lr_factor"
-    p = Param.parse("body_lr_factor", spec, source, key)
-    values = [p.low, p.high] if p.kind in ("int", "float") else p.values() or []
-    for value in values:
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 10:
-            raise ConfigError(source, key, value, "a number in (0, 10] (the pre-trained "
-                              "part's learning rate over the head's)")
+    p = Param.parse("body_lr_factor", spec, source, f"{PREFIX}body_lr_factor")
+    for value in [p.low, p.high] if p.kind in ("int", "float") else p.values() or []:
+        check_factor(value, source)
     return p
 
 
@@ -264,9 +264,8 @@ def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
                 "trainable_blocks", s, source, f"an int >= 0{top}, or null (all)", n_blocks,
                 none_ok=True)),
             ("body_lr_factor", lambda s: _factor_param(s, source)),
-            ("unfreeze_every", lambda s: _count_param(
-                "unfreeze_every", s, source,
-                "an int >= 0 (epochs between unfreezing one more block; 0: off)"))):
+            ("unfreeze_every", lambda s: _count_param("unfreeze_every", s, source,
+                                                      EVERY_ALLOWED))):
         if key not in raw:
             continue
         if "fine_tune" not in modes:

@@ -52,6 +52,29 @@ SIZE_ADAPTS = ("resize", "keep")
 SOURCE = "the transfer settings"
 
 
+#: what each searched or fixed transfer setting may be (a study's section checks every value)
+BLOCKS_ALLOWED = "an int >= 0 (the top blocks that train) or null (all)"
+EVERY_ALLOWED = "an int >= 0 (epochs between unfreezing one more block; 0: off)"
+FACTOR_ALLOWED = "a number in (0, 10] (the pre-trained part's learning rate over the head's)"
+
+
+def check_count(value: Any, source: str, key: str, allowed: str, high: int | None = None,
+                none_ok: bool = False) -> None:
+    """A count of blocks or epochs: an int >= 0 (and <= ``high``; None where ``none_ok``)."""
+    if value is None and none_ok:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (
+            high is not None and value > high):
+        raise ConfigError(source, key, value, allowed)
+
+
+def check_factor(value: Any, source: str, key: str = "transfer.body_lr_factor") -> None:
+    """The pre-trained part's learning-rate factor: a finite number in (0, 10]."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 10 \
+            or not math.isfinite(value):
+        raise ConfigError(source, key, value, FACTOR_ALLOWED)
+
+
 @dataclass(frozen=True)
 class AdaptConfig:
     """How data of another shape than the checkpoint's is fed to it (None: refused)."""
@@ -100,18 +123,11 @@ class TransferConfig:
         if self.mode != "scratch" and not isinstance(self.weights, str):
             raise ConfigError(source, "transfer.weights", self.weights,
                               f"the path of a local checkpoint (mode {self.mode} loads one)")
-        tb = self.trainable_blocks
-        if tb is not None and (not isinstance(tb, int) or isinstance(tb, bool) or tb < 0):
-            raise ConfigError(source, "transfer.trainable_blocks", tb,
-                              "an int >= 0 (the top blocks that train) or null (all)")
-        f = self.body_lr_factor
-        if not isinstance(f, (int, float)) or isinstance(f, bool) or not 0 < f <= 10 \
-                or not math.isfinite(f):
-            raise ConfigError(source, "transfer.body_lr_factor", f, "a number in (0, 10]")
+        check_count(self.trainable_blocks, source, "transfer.trainable_blocks", BLOCKS_ALLOWED,
+                    none_ok=True)
+        check_factor(self.body_lr_factor, source)
         u = self.unfreeze_every
-        if not isinstance(u, int) or isinstance(u, bool) or u < 0:
-            raise ConfigError(source, "transfer.unfreeze_every", u,
-                              "an int >= 0 (epochs between unfreezing one more block; 0: off)")
+        check_count(u, source, "transfer.unfreeze_every", EVERY_ALLOWED)
         if u and (self.mode != "fine_tune" or self.trainable_blocks is None):
             raise ConfigError(source, "transfer.unfreeze_every", u,
                               "0 unless the mode is fine_tune with a trainable_blocks count "
