@@ -270,8 +270,8 @@ def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str
         return ("healthy", 0.5, ev, [
             f"the accuracy is above chance (z {skill_z:.1f}) but the validation loss never fell "
             f"below the label entropy (best {vmin:.2f}): the predictions are overconfident; "
-            "add regularization (weight decay, dropout) or data, or stop later, before "
-            "comparing this candidate"], [])
+            "add regularization (weight decay, dropout) or data before comparing it on a "
+            "probability score (log loss); its accuracy compares as it is"], [])
     conf = _margin(vmin, th["val_loss_norm_min"], 0.5)
     return ("healthy", conf, ev, ["training is healthy: compare depths and widths on the "
                                   "validation score"], [])
