@@ -492,3 +492,25 @@ def test_fold_stacks_switch_modes_only_when_the_mode_changes(
     # per epoch: into training, into evaluation (recursing through every module); plus the
     # fold models' own set-up, far fewer than one walk per step
     assert calls[0] < steps * modules / 2
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_the_progress_bar_shows_every_epoch_and_changes_nothing(
+        parallel: bool, capsys: pytest.CaptureFixture) -> None:
+    """The bar the commands that train outside a study show (diagnose, export): one tick per
+    fold and epoch, the fold and accuracy beside it; the scores and the engine as without."""
+    from nasdepth.train.progress import EpochProgress
+
+    data = load_data("sklearn:iris")
+    arch = ArchConfig(stages=(StageConfig(block="plain", depth=2, width=16),))
+    training = TrainConfig(epochs=3, batch_size=16)
+    plain = cross_validate(arch, data, folds=2, seed=0, training=training, parallel=parallel)
+    bar = EpochProgress(2, 3, "demo", disable=False)
+    shown = cross_validate(arch, data, folds=2, seed=0, training=training, parallel=parallel,
+                           hooks=[bar])
+    line = str(bar.bar)  # what the terminal shows at the end
+    bar.close()
+    assert "demo" in capsys.readouterr().err
+    assert "6/6" in line and "fold=2/2" in line and "acc=" in line, line
+    assert shown.settings["parallel"] is parallel
+    assert shown.folds["val_accuracy"].tolist() == plain.folds["val_accuracy"].tolist()

@@ -97,6 +97,7 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis | MultitaskDiagnosis:
     from nasdepth.diagnosis import diagnose, parse_controls
     from nasdepth.probes import MultitaskProbeHook, ProbeHook
     from nasdepth.train import NonFiniteLossError, cross_validate
+    from nasdepth.train.progress import EpochProgress
 
     controls = parse_controls(args.controls, "--controls")
     if args.study:
@@ -113,14 +114,17 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis | MultitaskDiagnosis:
         tasks = candidate.targets().tasks
         hook: Any = MultitaskProbeHook() if tasks else ProbeHook()
         data = candidate.prepare(data, str(cfg.path))  # as the trial took it
+        bar = EpochProgress(cfg.cv.n_splits, training.epochs, f"trial {args.trial}")
         try:  # the trial's candidate again, as it ran (checkpoint, frozen parts, tasks)
             result = cross_validate(candidate, data, cv=cfg.cv, seed=seed, training=training,
-                                    hooks=[hook], source=str(cfg.path))
+                                    hooks=[hook, bar], source=str(cfg.path))
         except NonFiniteLossError as exc:
             if tasks:
                 raise
             hook.close(str(exc))
             return diagnose(hook)
+        finally:
+            bar.close()
         if tasks:  # a multitask trial: a verdict per task
             from nasdepth.diagnosis.multitask import diagnose_tasks
 
@@ -135,7 +139,7 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis | MultitaskDiagnosis:
     arch = parse_arch(args.arch, data.input_shape, data.num_classes)
     return diagnose(arch, data, controls=controls, epochs=args.epochs, lr=args.lr,
                     batch_size=args.batch_size, optimizer=args.optimizer, folds=args.folds,
-                    seed=args.seed, reference_budget=args.reference_budget)
+                    seed=args.seed, reference_budget=args.reference_budget, progress=True)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -38,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
     from nasdepth.export import export_model
 
     result = export_model(args.study, args.trial, args.out, ensemble=args.ensemble,
-                          storage=args.storage, device=args.device, say=print)
+                          storage=args.storage, device=args.device, say=print, progress=True)
     meta = result.metadata
     metric = meta["objective"]
     cv = meta["scores"]["cv"].get(metric, {})

@@ -18,6 +18,7 @@ from nasdepth.diagnosis.rules import diagnose_traces
 from nasdepth.errors import ConfigError
 from nasdepth.probes import Probe, ProbeHook, Trace
 from nasdepth.train import CVResult, NonFiniteLossError, TrainConfig, cross_validate
+from nasdepth.train.progress import EpochProgress
 
 Target = CVResult | ArchConfig | nn.Module | ProbeHook | Probe | Trace | Sequence[Any]
 
@@ -72,6 +73,7 @@ def diagnose(
     training: TrainConfig | None = None,
     thresholds: dict[str, float] | None = None,
     reference_budget: float | None = None,
+    progress: bool = False,
 ) -> Diagnosis:
     """Diagnose a run: why did training stall (or did it not)?
 
@@ -94,6 +96,9 @@ def diagnose(
     (costly). Every control runs on the diagnosed run's splits: those a ``CVResult``
     recorded (checked against ``data``), else ``cv`` (``Splits`` or a ``CVConfig``), else
     stratified ``folds``-fold CV seeded with ``seed``.
+
+    ``progress``: a progress bar over the epochs of the run trained here (an ``ArchConfig``
+    or a module; the controls' runs have none), on a terminal.
 
     ``precomputed``: control results computed once elsewhere (a study computes the shallow
     baseline once for all its trials, and its ``peers``: trials that learned), used where
@@ -137,12 +142,16 @@ def diagnose(
         arch = target
         hook = ProbeHook()
         splits = resolve_cv(cv, data, folds=n_folds, seed=run_seed, source="diagnose")
+        bar = _progress(progress, splits, train_cfg)
         try:
             result = cross_validate(arch, data, cv=splits, seed=run_seed, training=train_cfg,
-                                    hooks=[hook], source="diagnose")
+                                    hooks=[hook, *bar], source="diagnose")
             table = result.folds
         except NonFiniteLossError as exc:
             hook.close(str(exc))
+        finally:
+            for b in bar:
+                b.close()
         traces = list(hook.traces)
     elif isinstance(target, nn.Module):
         data = _need_data(data)
@@ -150,8 +159,13 @@ def diagnose(
         model = target
         base = target
         splits = resolve_cv(cv, data, folds=n_folds, seed=run_seed, source="diagnose")
-        traces, table = run_folds(lambda k: copy.deepcopy(base), data, splits=splits,
-                                  seed=run_seed, training=train_cfg)
+        bar = _progress(progress, splits, train_cfg)
+        try:
+            traces, table = run_folds(lambda k: copy.deepcopy(base), data, splits=splits,
+                                      seed=run_seed, training=train_cfg, hooks=bar)
+        finally:
+            for b in bar:
+                b.close()
         if not len(table):
             table = None
     elif isinstance(target, ProbeHook):
@@ -241,3 +255,8 @@ def _need_data(data: Dataset | None, what: str = "training") -> Dataset:
         raise ConfigError("diagnose", "data", type(data).__name__,
                           "a nasdepth Dataset (see nasdepth.load_data / from_arrays)")
     return data
+
+
+def _progress(on: bool, splits: Splits, training: TrainConfig) -> list[EpochProgress]:
+    """The progress bar of the run ``diagnose`` trains (none unless asked)."""
+    return [EpochProgress(splits.n_splits, training.epochs, "diagnose")] if on else []

@@ -37,7 +37,7 @@ from nasdepth.diagnosis.reference import REFERENCE_BUDGET, run_reference
 from nasdepth.diagnosis.through_time import gated_counterfactual
 from nasdepth.errors import ConfigError, UnknownNameError
 from nasdepth.probes import ProbeHook, Trace, signals
-from nasdepth.train import NonFiniteLossError, TrainConfig, fit_fold, resolve_device
+from nasdepth.train import NonFiniteLossError, TrainConfig, TrainHook, fit_fold, resolve_device
 
 FRACTIONS = (0.25, 0.5, 1.0)
 ModelFactory = Callable[[int], nn.Module]  # fold -> fresh model
@@ -61,11 +61,12 @@ def parse_controls(spec: str | Sequence[str] | None, source: str = "diagnose") -
 
 
 def run_folds(make_model: ModelFactory, data: Dataset, *, splits: Splits, seed: int,
-              training: TrainConfig, fraction: float = 1.0) -> tuple[list[Trace], pd.DataFrame]:
+              training: TrainConfig, fraction: float = 1.0,
+              hooks: Sequence[TrainHook] = ()) -> tuple[list[Trace], pd.DataFrame]:
     """Training with probes on ``splits`` (those of the run diagnosed), fold ``k`` seeded with
     ``seed * 1000 + k`` as ``cross_validate`` seeds it; ``fraction`` keeps that share of each
-    training fold. A fold whose loss overflows keeps its partial trace and is left out of the
-    table."""
+    training fold; ``hooks`` see the training beside the probes. A fold whose loss overflows
+    keeps its partial trace and is left out of the table."""
     device = resolve_device(training.device)
     hook = ProbeHook()
     rows = []
@@ -77,7 +78,7 @@ def run_folds(make_model: ModelFactory, data: Dataset, *, splits: Splits, seed: 
         model = make_model(k)
         try:
             rows.append(fit_fold(model, data, tr, va, training=training, seed=seed * 1000 + k,
-                                 device=device, fold=k, hooks=[hook]).row)
+                                 device=device, fold=k, hooks=[hook, *hooks]).row)
         except NonFiniteLossError as exc:
             hook.close(str(exc))
     return hook.traces, pd.DataFrame(rows)

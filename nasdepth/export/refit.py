@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from nasdepth.train import (
 from nasdepth.train.candidate import Candidate, TransferCandidate
 from nasdepth.train.device import configure_threads
 from nasdepth.train.metrics import classification_metrics
+from nasdepth.train.progress import EpochProgress
 from nasdepth.train.stream import fit_standardizer
 
 log = logging.getLogger("nasdepth.export")
@@ -116,17 +117,19 @@ def _resolve(study: optuna.Study | StudyConfig | str | Path, storage: str | None
 
 
 def refit(candidate: Candidate, data: Dataset, cv_idx: np.ndarray, test_idx: np.ndarray,
-          training: TrainConfig, seed: int, device: torch.device
+          training: TrainConfig, seed: int, device: torch.device,
+          hooks: Sequence[TrainHook] = ()
           ) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor], dict[str, Any]]:
     """One fresh network of ``candidate`` trained on ``cv_idx`` exactly as a CV fold trains
     it (``Candidate.fold``: its checkpoint, frozen parts, learning-rate groups and unfreezing
     schedule; ``fit_fold``: the recipe); the per-epoch history scores the test part (no
     decision depends on it: patience is off) or a seeded sample of the training rows.
-    ``data``: as the candidate takes it (``candidate.prepare``)."""
+    ``data``: as the candidate takes it (``candidate.prepare``); ``hooks`` see the training
+    (a progress bar)."""
     monitor = monitor_rows(cv_idx, test_idx, seed)
     fm = candidate.fold(data, cv_idx, seed, device)
     result = fit_fold(fm.model, fm.data, cv_idx, monitor, training=training, seed=seed,
-                      device=device, options=fm.options)
+                      device=device, hooks=hooks, options=fm.options)
     model = fm.whole if fm.whole is not None else fm.model
     model.requires_grad_(True)  # a saved model is whole; its frozen parts are as loaded
     scaler = fit_standardizer(data.x, cv_idx, device)  # what the fold fitted: same rows
@@ -152,6 +155,7 @@ def export_model(
     device: str | None = None,
     data: Dataset | None = None,
     say: Say | None = None,
+    progress: bool = False,
 ) -> ExportResult:
     """Refit trial ``trial`` (``best`` or a number) of ``study`` and save it to ``path``.
 
@@ -162,7 +166,8 @@ def export_model(
     ``ensemble=True`` instead retrains the k fold models exactly as the CV did (same splits,
     seeds and early stopping) and keeps them all; the saved model averages their
     probabilities. ``device`` overrides the recipe's. ``data``: the study's data, already
-    loaded. ``say`` receives progress lines.
+    loaded. ``say`` receives progress lines; ``progress`` shows a bar over the epochs (on a
+    terminal).
     """
     say = say or log.info
     st, settings, study_file = _resolve(study, storage)
@@ -198,8 +203,14 @@ def export_model(
     if ensemble:
         say(f"Retraining the {len(splits)} fold models on {dev} ...")
         keep = _KeepModels()
-        result = cross_validate(candidate, data, cv=resolved, seed=settings.cv_seed,
-                                training=training, hooks=[keep], parallel="off", source=source)
+        bars = [EpochProgress(len(splits), training.epochs, "fold models")] if progress else []
+        try:
+            result = cross_validate(candidate, data, cv=resolved, seed=settings.cv_seed,
+                                    training=training, hooks=[keep, *bars], parallel="off",
+                                    source=source)
+        finally:
+            for bar in bars:
+                bar.close()
         members = [keep.models[k].eval() for k in range(len(splits))]
         standardizations = []
         for tr, _ in splits:
@@ -218,7 +229,12 @@ def export_model(
         seed = settings.cv_seed * 1000 + len(splits)  # next to the fold seeds, distinct
         say(f"Refitting on {len(cv_idx)} samples (all but the {len(test_idx)} held out) for "
             f"{epochs} epochs ({rule}) on {dev} ...")
-        model, std, info = refit(candidate, data, cv_idx, test_idx, used, seed, dev)
+        bars = [EpochProgress(1, epochs, "refit")] if progress else []
+        try:
+            model, std, info = refit(candidate, data, cv_idx, test_idx, used, seed, dev, bars)
+        finally:
+            for bar in bars:
+                bar.close()
         members, standardizations = [model.eval()], [std]
         how = {"kind": "refit", "members": 1, "epochs": epochs, "epochs_rule": rule,
                  "seed": seed, "n_train": int(len(cv_idx)), **info}
