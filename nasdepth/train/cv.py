@@ -124,7 +124,7 @@ def cross_validate(
     hooks: Sequence[TrainHook] = (),
     cv: CVConfig | Splits | None = None,
     parallel: str | bool | None = None,
-    source: str = "the study",
+    source: str = "cross_validate",
 ) -> CVResult:
     """Train and score ``candidate`` on every fold; the splits are fixed by the seed, so
     every candidate sees the same folds. The one CV driver: single-task, multitask and
