@@ -78,3 +78,24 @@ def test_kernel_rate_counts_the_stacked_layers(bench: ModuleType,
             counted()
         total += counter.get_total_flops()
     assert total == 5 * 64 * bench.sample_flops(cases["mlp"], 64)[0]
+
+
+def test_profile_phases_group_the_operators_a_cv_runs() -> None:
+    """``benchmarks/profile_cv.py``'s phases: the names torch.profiler gives the engine's
+    operators land in their phase, each once (self time: nothing counted twice)."""
+    spec = importlib.util.spec_from_file_location(
+        "profile_cv", BENCH.with_name("profile_cv.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    expected = {
+        "aten::convolution_backward": "convolutions", "aten::mkldnn_convolution": "convolutions",
+        "aten::bmm": "matrix products", "aten::baddbmm": "matrix products",
+        "aten::native_batch_norm_backward": "normalization",
+        "aten::threshold_backward": "activations", "aten::clamp_min": "activations",
+        "Optimizer.step#AdamW.step": "optimizer", "aten::_fused_adamw_": "optimizer",
+        "aten::copy_": "copies and allocation", "aten::nll_loss_forward": "loss and metrics",
+        "autograd::engine::evaluate_function: ConvolutionBackward0": "the rest",
+    }
+    for name, phase in expected.items():
+        assert module.phase_of(name) == phase, name
