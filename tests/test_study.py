@@ -269,3 +269,20 @@ def test_a_repeated_candidate_reuses_its_twin_scores(tmp_path: Path) -> None:
     assert second.value == first.value
     assert b.cv_folds == a.cv_folds and b.arch == a.arch and b.costs == a.costs
     assert b.state == "complete" and b.number == second.number
+
+
+def test_a_sweep_file_keeps_secrets_and_users_files_off(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """The study file a sweep writes leaves out a storage URL with a password (the commands
+    that read it take --storage), and never replaces a file no sweep wrote."""
+    from nasdepth.cli.sweep import HEADER, write_study_file
+
+    path = tmp_path / "studies" / "s.yaml"
+    assert write_study_file({"name": "s", "storage": "postgresql://ann:Top9@host/db"}, path)
+    text = path.read_text()
+    assert text.startswith(HEADER) and "Top9" not in text and "storage" not in text
+    assert "ann:***@host" in capsys.readouterr().err
+    own = tmp_path / "studies" / "mine.yaml"
+    own.write_text("name: mine\n")
+    assert not write_study_file({"name": "mine"}, own)
+    assert own.read_text() == "name: mine\n" and "kept" in capsys.readouterr().err

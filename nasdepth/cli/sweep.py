@@ -117,10 +117,17 @@ def write_study_file(raw: dict[str, Any], path: Path) -> bool:
     file there that no sweep wrote is kept (False)."""
     import yaml
 
+    from nasdepth.redact import redact
+
     if path.exists() and not path.read_text(encoding="utf-8").startswith(HEADER):
         print(f"nasdepth: warning: {path} exists and was not written by a sweep: kept as it is",
               file=sys.stderr)
         return False
+    storage = raw.get("storage")
+    if isinstance(storage, str) and redact(storage) != storage:  # a secret stays off the disk
+        raw = {k: v for k, v in raw.items() if k != "storage"}
+        print(f"nasdepth: note: {path} leaves out the storage (it holds a password): pass "
+              f"--storage {redact(storage)} to the commands that read it", file=sys.stderr)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(HEADER + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
