@@ -97,3 +97,17 @@ def check_output(out: str | os.PathLike, inputs: Mapping[str, object], *, flag: 
 #: files a report folder gets (a folder that holds an input of the same name is refused)
 REPORT_FILES = ("index.html", "report.md", "trials.csv", "folds.csv", "diagnoses.csv",
                 "baselines.csv")
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Have ``write`` write the file beside ``path``, then rename it over ``path``: an
+    interrupted write leaves the old file whole (a model file, a study file a sweep writes)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        write(part)
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
+    return path

@@ -97,7 +97,7 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis | MultitaskDiagnosis:
     from nasdepth.diagnosis import diagnose, parse_controls
     from nasdepth.probes import MultitaskProbeHook, ProbeHook
     from nasdepth.train import NonFiniteLossError, cross_validate
-    from nasdepth.train.progress import EpochProgress
+    from nasdepth.train.progress import epoch_progress
 
     controls = parse_controls(args.controls, "--controls")
     if args.study:
@@ -114,17 +114,17 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis | MultitaskDiagnosis:
         tasks = candidate.targets().tasks
         hook: Any = MultitaskProbeHook() if tasks else ProbeHook()
         data = candidate.prepare(data, str(cfg.path))  # as the trial took it
-        bar = EpochProgress(cfg.cv.n_splits, training.epochs, f"trial {args.trial}")
         try:  # the trial's candidate again, as it ran (checkpoint, frozen parts, tasks)
-            result = cross_validate(candidate, data, cv=cfg.cv, seed=seed, training=training,
-                                    hooks=[hook, bar], source=str(cfg.path))
+            with epoch_progress(True, cfg.cv.n_splits, training.epochs,
+                                f"trial {args.trial}") as bar:
+                result = cross_validate(candidate, data, cv=cfg.cv, seed=seed,
+                                        training=training, hooks=[hook, *bar],
+                                        source=str(cfg.path))
         except NonFiniteLossError as exc:
             if tasks:
                 raise
             hook.close(str(exc))
             return diagnose(hook)
-        finally:
-            bar.close()
         if tasks:  # a multitask trial: a verdict per task
             from nasdepth.diagnosis.multitask import diagnose_tasks
 

@@ -117,6 +117,7 @@ def write_study_file(raw: dict[str, Any], path: Path) -> bool:
     file there that no sweep wrote is kept (False)."""
     import yaml
 
+    from nasdepth.outpath import write_atomically
     from nasdepth.redact import redact
 
     if path.exists() and not path.read_text(encoding="utf-8").startswith(HEADER):
@@ -128,8 +129,6 @@ def write_study_file(raw: dict[str, Any], path: Path) -> bool:
         raw = {k: v for k, v in raw.items() if k != "storage"}
         print(f"nasdepth: note: {path} leaves out the storage (it holds a password): pass "
               f"--storage {redact(storage)} to the commands that read it", file=sys.stderr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(HEADER + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
+    text = HEADER + yaml.safe_dump(raw, sort_keys=False)
+    write_atomically(path, lambda part: part.write_text(text, encoding="utf-8"))
     return True

@@ -18,7 +18,7 @@ from nasdepth.diagnosis.rules import diagnose_traces
 from nasdepth.errors import ConfigError
 from nasdepth.probes import Probe, ProbeHook, Trace
 from nasdepth.train import CVResult, NonFiniteLossError, TrainConfig, cross_validate
-from nasdepth.train.progress import EpochProgress
+from nasdepth.train.progress import epoch_progress
 
 Target = CVResult | ArchConfig | nn.Module | ProbeHook | Probe | Trace | Sequence[Any]
 
@@ -142,16 +142,14 @@ def diagnose(
         arch = target
         hook = ProbeHook()
         splits = resolve_cv(cv, data, folds=n_folds, seed=run_seed, source="diagnose")
-        bar = _progress(progress, splits, train_cfg)
-        try:
-            result = cross_validate(arch, data, cv=splits, seed=run_seed, training=train_cfg,
-                                    hooks=[hook, *bar], source="diagnose")
-            table = result.folds
-        except NonFiniteLossError as exc:
-            hook.close(str(exc))
-        finally:
-            for b in bar:
-                b.close()
+        with epoch_progress(progress, splits.n_splits, train_cfg.epochs, "diagnose") as bar:
+            try:
+                result = cross_validate(arch, data, cv=splits, seed=run_seed,
+                                        training=train_cfg, hooks=[hook, *bar],
+                                        source="diagnose")
+                table = result.folds
+            except NonFiniteLossError as exc:
+                hook.close(str(exc))
         traces = list(hook.traces)
     elif isinstance(target, nn.Module):
         data = _need_data(data)
@@ -159,13 +157,9 @@ def diagnose(
         model = target
         base = target
         splits = resolve_cv(cv, data, folds=n_folds, seed=run_seed, source="diagnose")
-        bar = _progress(progress, splits, train_cfg)
-        try:
+        with epoch_progress(progress, splits.n_splits, train_cfg.epochs, "diagnose") as bar:
             traces, table = run_folds(lambda k: copy.deepcopy(base), data, splits=splits,
                                       seed=run_seed, training=train_cfg, hooks=bar)
-        finally:
-            for b in bar:
-                b.close()
         if not len(table):
             table = None
     elif isinstance(target, ProbeHook):
@@ -255,8 +249,3 @@ def _need_data(data: Dataset | None, what: str = "training") -> Dataset:
         raise ConfigError("diagnose", "data", type(data).__name__,
                           "a nasdepth Dataset (see nasdepth.load_data / from_arrays)")
     return data
-
-
-def _progress(on: bool, splits: Splits, training: TrainConfig) -> list[EpochProgress]:
-    """The progress bar of the run ``diagnose`` trains (none unless asked)."""
-    return [EpochProgress(splits.n_splits, training.epochs, "diagnose")] if on else []

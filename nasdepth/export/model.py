@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from nasdepth.arch import ArchConfig, build_model
 from nasdepth.arch.weights import MODEL_FORMAT, load_failure, refused_for_safety
 from nasdepth.data.resize import resize_tensor
 from nasdepth.errors import NasdepthError
+from nasdepth.outpath import write_atomically
 
 #: the ``format`` entry of every model file (``nasdepth.arch.load_weights`` reads them too)
 FORMAT = MODEL_FORMAT
@@ -141,16 +141,9 @@ def save_model(path: str | Path, members: Sequence[nn.Module],
     text = json.dumps(meta, allow_nan=True)
     states = [{k: v.detach().cpu().contiguous() for k, v in m.state_dict().items()}
               for m in members]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # written beside it, then renamed over it: an interrupted save leaves the old file whole
-    part = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": text,
-                    "state_dicts": states}, part)
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
-    return path
+    return write_atomically(path, lambda part: torch.save(
+        {"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": text,
+         "state_dicts": states}, part))
 
 
 def read_model_file(path: str | Path) -> tuple[dict[str, Any], list[dict[str, torch.Tensor]]]:

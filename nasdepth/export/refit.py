@@ -50,7 +50,7 @@ from nasdepth.train import (
 from nasdepth.train.candidate import Candidate, TransferCandidate
 from nasdepth.train.device import configure_threads
 from nasdepth.train.metrics import classification_metrics
-from nasdepth.train.progress import EpochProgress
+from nasdepth.train.progress import epoch_progress
 from nasdepth.train.stream import fit_standardizer
 
 log = logging.getLogger("nasdepth.export")
@@ -203,14 +203,10 @@ def export_model(
     if ensemble:
         say(f"Retraining the {len(splits)} fold models on {dev} ...")
         keep = _KeepModels()
-        bars = [EpochProgress(len(splits), training.epochs, "fold models")] if progress else []
-        try:
+        with epoch_progress(progress, len(splits), training.epochs, "fold models") as bar:
             result = cross_validate(candidate, data, cv=resolved, seed=settings.cv_seed,
-                                    training=training, hooks=[keep, *bars], parallel="off",
+                                    training=training, hooks=[keep, *bar], parallel="off",
                                     source=source)
-        finally:
-            for bar in bars:
-                bar.close()
         members = [keep.models[k].eval() for k in range(len(splits))]
         standardizations = []
         for tr, _ in splits:
@@ -229,12 +225,8 @@ def export_model(
         seed = settings.cv_seed * 1000 + len(splits)  # next to the fold seeds, distinct
         say(f"Refitting on {len(cv_idx)} samples (all but the {len(test_idx)} held out) for "
             f"{epochs} epochs ({rule}) on {dev} ...")
-        bars = [EpochProgress(1, epochs, "refit")] if progress else []
-        try:
-            model, std, info = refit(candidate, data, cv_idx, test_idx, used, seed, dev, bars)
-        finally:
-            for bar in bars:
-                bar.close()
+        with epoch_progress(progress, 1, epochs, "refit") as bar:
+            model, std, info = refit(candidate, data, cv_idx, test_idx, used, seed, dev, bar)
         members, standardizations = [model.eval()], [std]
         how = {"kind": "refit", "members": 1, "epochs": epochs, "epochs_rule": rule,
                  "seed": seed, "n_train": int(len(cv_idx)), **info}

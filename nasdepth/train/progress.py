@@ -9,6 +9,8 @@ fold-parallel engine included) and the training its result.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from torch import nn
@@ -34,3 +36,16 @@ class EpochProgress(TrainHook):
 
     def close(self) -> None:
         self.bar.close()
+
+
+@contextmanager
+def epoch_progress(on: bool, folds: int, epochs: int, desc: str
+                   ) -> Iterator[list[TrainHook]]:
+    """The hooks that show the bar for the block's training (none unless ``on``), the bar
+    closed when the block ends, however it ends."""
+    bar = EpochProgress(folds, epochs, desc) if on else None
+    try:
+        yield [] if bar is None else [bar]
+    finally:
+        if bar is not None:
+            bar.close()
