@@ -22,7 +22,7 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from nasdepth import ArchConfig, StageConfig, TrainConfig, cross_validate, load_data
+from nasdepth import TrainConfig, cross_validate
 
 #: phase -> operator names (``aten::`` dropped) or name prefixes ending in ``*``
 PHASES = {
@@ -54,15 +54,6 @@ def phase_of(name: str) -> str:
     return "the rest"
 
 
-def case(which: str) -> tuple[ArchConfig, object]:
-    if which == "cnn":
-        return (ArchConfig(stages=(StageConfig(block="residual", depth=3, width=32),)),
-                load_data("sklearn:digits"))
-    return (ArchConfig(stages=(StageConfig(block="plain", depth=8, width=128),)),
-            load_data({"source": "synthetic:classification", "n_samples": 20000,
-                       "n_features": 64, "n_informative": 16, "n_classes": 4}))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--case", choices=["cnn", "mlp"], default="cnn")
@@ -73,11 +64,14 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=0, help="also list the N busiest operators")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    arch, data = case(args.case)
+    from bench_cv import cases  # the same cases as the timings (this script's folder)
+
+    (chosen,) = cases(args.case, 20000)
+    arch, data = chosen.arch, chosen.data
     training = TrainConfig(epochs=args.epochs, batch_size=64, lr=1e-3)
 
     def run(epochs: int = args.epochs) -> None:
-        cross_validate(arch, data, folds=args.folds, seed=0,  # type: ignore[arg-type]
+        cross_validate(arch, data, folds=args.folds, seed=0,
                        training=training.with_epochs(epochs), parallel=args.parallel)
 
     run(1)  # warm-up: kernels, allocator, lazy imports
