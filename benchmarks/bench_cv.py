@@ -274,7 +274,7 @@ def layer_rate(case: Case, bs: int, folds: int = 1) -> tuple[float, int]:
 
 
 def bound_table(case: Case, walls: dict[str, list[float]], cpus: dict[str, list[float]],
-                folds: int, epochs: int, bs: int, device: str) -> None:
+                folds: int, epochs: int, bs: int) -> None:
     """The compute-bound table under a case's timings (see the module's docstring), in CPU
     seconds of this process (``cpus``), as the kernels' rates are: on shared cores, wall time
     also counts the time other processes take."""
@@ -293,8 +293,6 @@ def bound_table(case: Case, walls: dict[str, list[float]], cpus: dict[str, list[
     print(f"  compute (matmuls and convolutions, counted): {per_train / 1e6:,.3f} MFLOP per "
           f"training sample (forward + backward), {per_eval / 1e6:,.3f} per scored sample")
     print(f"  kernels alone, 1 thread, GFLOP/s: sgemm 1024^3 {sgemm / 1e9:.1f}; {rates}")
-    if device != "cpu":
-        print("  (kernel rates measured on the CPU: no bound for this device)")
     target = TARGETS[case.kind]
     plain = statistics.median(cpus["plain"])
     print(f"  in CPU seconds: target {target:g}x plain = {plain / target:.2f} s. Bound: the "
@@ -364,7 +362,7 @@ def main() -> None:
             print(f"  {name:<16} {med:8.2f} {samples / med:10,.0f} {ratio:8.2f} {vs_seq:6.2f} "
                   f"{acc:>7}", flush=True)
         if args.device == "cpu":
-            bound_table(case, walls, cpus, args.folds, args.epochs, args.batch_size, args.device)
+            bound_table(case, walls, cpus, args.folds, args.epochs, args.batch_size)
         else:  # the bound reads CPU kernels' rates in CPU seconds: nothing to say of a GPU
             print("  (no compute bound off the CPU: the GPU's kernels are not timed alone)")
 
