@@ -45,7 +45,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from nasdepth.arch import ArchConfig
 from nasdepth.data import CVConfig, Dataset, Standardizer
@@ -55,7 +54,7 @@ from nasdepth.train.config import LR_RULES, TrainConfig
 from nasdepth.train.device import resolve_device
 from nasdepth.train.fit import use_channels_last
 from nasdepth.train.step import make_optimizer
-from nasdepth.train.targets import SINGLE, SingleTarget
+from nasdepth.train.targets import SINGLE
 
 RULES = LR_RULES
 START_LR = 1e-7
@@ -161,27 +160,32 @@ def choose(lrs: list[float], losses: list[float], rule: str = "blend") -> float:
     return float(lrs[start + (end - start) * 2 // 3])
 
 
-def lr_range_test(model: nn.Module, data: Dataset, train_idx: np.ndarray, *,
-                  training: TrainConfig, seed: int, device: torch.device,
-                  start_lr: float = START_LR, end_lr: float = END_LR, steps: int = STEPS,
-                  diverge: float = DIVERGE, rule: str = "blend",
-                  targets: SingleTarget | None = None, standardize: bool = True) -> LRFinding:
-    """Sweep ``model`` (trained in place: pass a throwaway copy) over ``train_idx``.
-    ``targets``: the candidate's labels and loss (None: ``data.y``); ``standardize`` False:
-    rows fed as they are (a frozen body's cached features), as the fold trains them."""
+def candidate_range_test(candidate: Candidate, data: Dataset, train_idx: np.ndarray, *,
+                         training: TrainConfig, seed: int, device: torch.device,
+                         folds: int = 1, start_lr: float = START_LR, end_lr: float = END_LR,
+                         steps: int | None = None, diverge: float = DIVERGE,
+                         rule: str = "blend") -> LRFinding:
+    """The range test ``lr: auto`` runs for ``candidate`` (prepared ``data``): a throwaway
+    copy of the network ``train_idx``'s fold trains (``seed``: its initialization; the
+    candidate's targets, frozen parts and standardization, as the fold trains) is swept over
+    ``train_idx`` for ``steps`` batches (None: the budget of ``folds`` such folds,
+    :func:`sweep_steps`). The one place a rate is chosen: ``cross_validate``, :func:`find_lr`
+    and the scikit-learn estimator call it."""
+    steps = sweep_steps(len(train_idx), training, folds) if steps is None else steps
     if not 0 < start_lr < end_lr:
         raise ConfigError("the range test", "start_lr", start_lr, f"> 0 and < end_lr ({end_lr})")
     if steps < 2:
         raise ConfigError("the range test", "steps", steps, "an int >= 2")
     if rule not in RULES:
         raise UnknownNameError("the range test", "rule", rule, RULES)
+    probe = candidate.fold(data, train_idx, seed, device)
     began = time.perf_counter()
-    x_raw = data.x[torch.as_tensor(train_idx)].to(device)
-    targets = targets or SINGLE
-    y = targets.labels(data)[torch.as_tensor(train_idx)].to(device)
+    model, targets = probe.model, probe.options.targets or SINGLE
+    x_raw = probe.data.x[torch.as_tensor(train_idx)].to(device)
+    y = targets.labels(probe.data)[torch.as_tensor(train_idx)].to(device)
     # training part only, as in the fold's training
-    x = Standardizer.fit(x_raw)(x_raw) if standardize else x_raw
-    if use_channels_last(training, data.input_shape, device):  # as the fold trains
+    x = Standardizer.fit(x_raw)(x_raw) if probe.options.standardize else x_raw
+    if use_channels_last(training, probe.data.input_shape, device):  # as the fold trains
         x = x.contiguous(memory_format=torch.channels_last)
         model = model.to(memory_format=torch.channels_last)
     model.to(device).train()
@@ -233,22 +237,6 @@ def lr_range_test(model: nn.Module, data: Dataset, train_idx: np.ndarray, *,
                      batch_size=bs, optimizer=training.optimizer)
 
 
-def candidate_range_test(candidate: Candidate, data: Dataset, train_idx: np.ndarray, *,
-                         training: TrainConfig, seed: int, device: torch.device,
-                         folds: int = 1, **options: Any) -> LRFinding:
-    """The range test ``lr: auto`` runs for ``candidate`` (prepared ``data``): on a throwaway
-    copy of the network ``train_idx``'s fold trains (``seed``: its initialization; the
-    candidate's targets, learning-rate groups and standardization), with the step budget of
-    ``folds`` such folds (:func:`sweep_steps`) unless ``options`` set ``steps``. The one
-    place a rate is chosen: ``cross_validate``, :func:`find_lr` and the scikit-learn
-    estimator call it."""
-    probe = candidate.fold(data, train_idx, seed, device)
-    options.setdefault("steps", sweep_steps(len(train_idx), training, folds))
-    return lr_range_test(probe.model, probe.data, train_idx, training=training, seed=seed,
-                         device=device, targets=probe.options.targets,
-                         standardize=probe.options.standardize, **options)
-
-
 def find_lr(arch: ArchConfig, data: Dataset, *, training: TrainConfig | None = None,
             folds: int = 5, seed: int = 0, cv: CVConfig | None = None,
             start_lr: float = START_LR, end_lr: float = END_LR, steps: int | None = None,
@@ -261,8 +249,7 @@ def find_lr(arch: ArchConfig, data: Dataset, *, training: TrainConfig | None = N
     cv = (cv or CVConfig(folds=folds, seed=seed)).validate("the range test")
     device = resolve_device(training.device)
     train_idx = cv.resolve(data, "the range test").folds[0][0]  # cross_validate's fold 0
-    extra = {} if steps is None else {"steps": steps}
     return candidate_range_test(as_candidate(arch), data, train_idx, training=training,
                                 seed=seed * 1000, device=device, folds=cv.n_splits,
-                                start_lr=start_lr, end_lr=end_lr, diverge=diverge, rule=rule,
-                                **extra)
+                                start_lr=start_lr, end_lr=end_lr, steps=steps, diverge=diverge,
+                                rule=rule)
