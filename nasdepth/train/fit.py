@@ -64,12 +64,19 @@ def use_channels_last(training: TrainConfig, input_shape: tuple[int, ...],
     return training.channels_last == "on" or device.type in ("cpu", "cuda")
 
 
-def epoch_record(fold: int, epoch: int, *, train_loss: float, train_accuracy: float,
-                 val_loss: float, val_accuracy: float, lr: float) -> dict[str, Any]:
-    """One row of a fold's per-epoch history (both loops write it here)."""
-    return {"fold": fold, "epoch": epoch, "train_loss": train_loss,
-            "train_accuracy": train_accuracy, "val_loss": val_loss, "val_accuracy": val_accuracy,
-            "lr": lr}
+def epoch_record(fold: int, epoch: int, train: dict[str, float], val: dict[str, float],
+                 lr: float, tasks: bool) -> dict[str, Any]:
+    """One row of a fold's per-epoch history from its training and validation scores (both
+    loops write it here; several ``tasks``: each task's columns too). A non-finite training
+    loss stops the run."""
+    if not all(math.isfinite(v) for k, v in train.items() if k.endswith("train_loss")):
+        raise NonFiniteLossError(f"non-finite loss at fold {fold}, epoch {epoch}")
+    record = {"fold": fold, "epoch": epoch, "train_loss": train["train_loss"],
+              "train_accuracy": train["train_accuracy"], "val_loss": val["val_loss"],
+              "val_accuracy": val["val_accuracy"], "lr": lr}
+    if tasks:
+        record.update({**train, **val, **record})
+    return record
 
 
 def fold_result(fold: int, scores: Sequence[tuple[str, np.ndarray, np.ndarray]], *,
@@ -273,18 +280,10 @@ def fit_fold(
                 xb = scaler(augment_batch(xb, training.augment, aug_gen))
                 xb = xb.contiguous(memory_format=memory)
             targets.train(step, xb, yb)
-        seen = plan[-1][1]
-        train = targets.train_scores(step, seen)[0]  # one host sync per epoch
-        if not all(math.isfinite(v) for k, v in train.items() if k.endswith("train_loss")):
-            raise NonFiniteLossError(f"non-finite loss at fold {fold}, epoch {epoch}")
+        train = targets.train_scores(step, plan[-1][1])[0]  # one host sync per epoch
         last_va = proba(val_idx, None if placed is None else placed.x_va)
-        val = targets.val_scores(model, last_va, y_va)
-        record = epoch_record(fold, epoch, train_loss=train["train_loss"],
-                              train_accuracy=train["train_accuracy"],
-                              val_loss=val["val_loss"], val_accuracy=val["val_accuracy"],
-                              lr=step.lr)
-        if targets.tasks:  # each task's columns too
-            record.update({**train, **val, **record})
+        record = epoch_record(fold, epoch, train, targets.val_scores(model, last_va, y_va),
+                              step.lr, bool(targets.tasks))
         history.append(record)
         epochs_run = epoch + 1
         for hook in hooks:

@@ -21,7 +21,6 @@ probes work on the stacked tensors directly (one set of ops for every fold).
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -35,7 +34,7 @@ from nasdepth.data import Dataset, Standardizer, augment_batch
 from nasdepth.train.config import TrainConfig
 from nasdepth.train.fit import FoldResult, epoch_record, eval_rows, fold_result
 from nasdepth.train.hooks import TrainHook, steps_each_fold
-from nasdepth.train.loop import EarlyStopper, NonFiniteLossError, autocast, batch_plan, fold_perm
+from nasdepth.train.loop import EarlyStopper, autocast, batch_plan, fold_perm
 from nasdepth.train.stacked import FoldStack, StackedFolds, can_stack
 from nasdepth.train.step import TrainStep
 from nasdepth.train.targets import SINGLE, SingleTarget
@@ -172,17 +171,9 @@ def fit_folds_parallel(
             if not active[f]:
                 continue
             va_kept[f] = proba[f]
-            if not all(math.isfinite(v) for key, v in train[f].items()
-                       if key.endswith("train_loss")):
-                raise NonFiniteLossError(f"non-finite loss at fold {f}, epoch {epoch}")
             n_va = len(splits[f][1])
             val = targets.val_scores(ens.materialize(f), proba[f, :n_va], y_va[f, :n_va])
-            record = epoch_record(f, epoch, train_loss=train[f]["train_loss"],
-                                  train_accuracy=train[f]["train_accuracy"],
-                                  val_loss=val["val_loss"], val_accuracy=val["val_accuracy"],
-                                  lr=lr)
-            if targets.tasks:  # each task's columns too
-                record.update({**train[f], **val, **record})
+            record = epoch_record(f, epoch, train[f], val, lr, bool(targets.tasks))
             history[f].append(record)
             epochs_run[f] = epoch + 1
             for hook in hooks:
