@@ -80,22 +80,27 @@ def records(rows: pd.DataFrame | Sequence[dict[str, Any]]) -> list[dict[str, Any
 
 def choose_parallel(mode: str | bool, data: Dataset, device: torch.device,
                     hooks: Sequence[TrainHook], splits: Sequence[tuple[np.ndarray, np.ndarray]],
-                    training: TrainConfig, placement: str = "device") -> bool:
+                    training: TrainConfig, placement: str = "device",
+                    candidate: Candidate | None = None) -> bool:
     """Train the folds as one vectorized ensemble?
 
     ``auto`` follows the measurements in PERF_NOTES and ``benchmarks/bench_cv.py``: on a GPU
     always (one small model leaves it idle); on a CPU for MLPs (overhead-bound; their folds
     run as stacked layers, see :mod:`nasdepth.train.stacked`) but not for CNNs (compute-bound:
-    no gain, sometimes a loss). Never where folds differ in size by more than one sample
-    (group k-fold), with per-step hooks, with ``torch.compile``, or where the data is
-    streamed from the host (``placement``: the ensemble needs every fold's data on the device).
+    no gain, sometimes a loss). Never for a ``candidate`` without that engine, where folds
+    differ in size by more than one sample (group k-fold), with per-step hooks, with
+    ``torch.compile``, or where the data is streamed from the host (``placement``: the
+    ensemble needs every fold's data on the device).
     """
     mode = {True: "on", False: "off"}.get(mode, mode) if isinstance(mode, bool) else mode
     if mode == "off":
         return False
     sizes = [len(tr) for tr, _ in splits]
     why = None
-    if max(sizes) - min(sizes) > 1:
+    if candidate is not None and "parallel" not in candidate.engines:
+        why = (f"{candidate.kind} candidates take no fold-parallel engine (it takes freshly "
+               "built networks; a transfer candidate loads its own)")
+    elif max(sizes) - min(sizes) > 1:
         why = "fold sizes differ by more than one sample"
     elif needs_sequential(hooks):
         why = "a hook needs each fold's model every step"
@@ -160,15 +165,10 @@ def cross_validate(
     n_used = min(sizes) if max(sizes) - min(sizes) <= 1 else None
     seeds = [seed * 1000 + k for k in range(len(splits))]
     mode = training.parallel if parallel is None else parallel
-    if "parallel" not in cand.engines:
-        if mode in ("on", True):
-            log.info("%s candidates train folds sequentially (fold-parallel training takes "
-                     "freshly built networks; a transfer candidate loads its own)", cand.kind)
-        mode = "off"
     # once for all folds; the fold-parallel path keeps all N rows once, no more than this
     placement = resolve_placement(training.data_placement, data, device, max(sizes),
                                   max(len(va) for _, va in splits), len(test_idx))
-    use_parallel = choose_parallel(mode, data, device, hooks, splits, training, placement)
+    use_parallel = choose_parallel(mode, data, device, hooks, splits, training, placement, cand)
 
     found = None
     if training.lr_auto:  # a range test on fold 0's training part picks every fold's rate
@@ -181,12 +181,11 @@ def cross_validate(
     try:
         if use_parallel:
             try:
+                fms = [cand.fold(data, tr, seeds[k], device) for k, (tr, _) in enumerate(splits)]
                 results = fit_folds_parallel(
-                    [cand.fold(data, tr, seeds[k], device).model
-                     for k, (tr, _) in enumerate(splits)], data, splits, training=training,
-                    seeds=seeds, device=device, hooks=hooks, test_idx=test_idx,
-                    n_used=int(min(sizes)), targets=cand.targets(), aux_weight=float(
-                        getattr(cand.arch, "aux_weight", 0.0) or 0.0))
+                    [fm.model for fm in fms], data, splits, training=training, seeds=seeds,
+                    device=device, hooks=hooks, test_idx=test_idx, n_used=int(min(sizes)),
+                    targets=fms[0].options.targets, aux_weight=fms[0].options.aux_weight)
             except OOM_ERRORS:
                 if mode not in ("auto", None):
                     raise
