@@ -28,7 +28,6 @@ from nasdepth.export.monitor import monitor_rows
 from nasdepth.export.trial import (
     StudySettings,
     cv_scores,
-    for_refit,
     pick_trial,
     refit_epochs,
     trial_candidate,
@@ -208,10 +207,8 @@ def export_model(
                                     training=training, hooks=[keep, *bar], parallel="off",
                                     source=source)
         members = [keep.models[k].eval() for k in range(len(splits))]
-        standardizations = []
-        for tr, _ in splits:
-            scaler = fit_standardizer(data.x, tr, dev)
-            standardizations.append((scaler.mean, scaler.std))
+        scalers = [fit_standardizer(data.x, tr, dev) for tr, _ in splits]
+        standardizations = [(s.mean, s.std) for s in scalers]
         fold_rows = records(result.folds)
         how = {"kind": "ensemble", "members": len(members), "epochs": training.epochs,
                  "epochs_rule": "each fold as in the CV (its own early stopping)",
@@ -221,7 +218,8 @@ def export_model(
         used = training
     else:
         epochs, rule = refit_epochs(record, training)
-        used = for_refit(training, epochs)
+        # a fixed epoch count and no early stopping: nothing is held out
+        used = replace(training, epochs=epochs, patience=0).validate()
         seed = settings.cv_seed * 1000 + len(splits)  # next to the fold seeds, distinct
         say(f"Refitting on {len(cv_idx)} samples (all but the {len(test_idx)} held out) for "
             f"{epochs} epochs ({rule}) on {dev} ...")
@@ -250,8 +248,7 @@ def export_model(
     # training leaves conv weights in another layout, which rounds differently), its
     # standardization included
     members = [m.to(memory_format=torch.contiguous_format) for m in members]
-    means = [m for m, _ in standardizations]
-    stds = [s for _, s in standardizations]
+    means, stds = zip(*standardizations, strict=True)
     exported = ExportedModel(members, means, stds, meta).to(dev).eval()
     meta["preprocessing"] = [standardization_dict(m, s) for m, s in standardizations]
     if len(test_idx):
@@ -261,7 +258,6 @@ def export_model(
     if fold_rows:
         meta["scores"]["ensemble_folds"] = fold_rows
     out = save_model(path, members, standardizations, meta)
-    exported.metadata = meta
     return ExportResult(path=out, metadata=meta, model=exported, fold_rows=fold_rows)
 
 

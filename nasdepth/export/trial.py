@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -131,11 +131,6 @@ def refit_epochs(record: TrialRecord, training: TrainConfig) -> tuple[int, str]:
     median = max(1, int(round(statistics.median(ran))))
     return median, (f"the median epoch at which the {len(ran)} folds stopped early "
                     f"(patience {training.patience}; folds ran {sorted(ran)})")
-
-
-def for_refit(training: TrainConfig, epochs: int) -> TrainConfig:
-    """The recipe with a fixed epoch count and no early stopping (nothing is held out)."""
-    return replace(training, epochs=epochs, patience=0).validate()
 
 
 def cv_scores(record: TrialRecord) -> dict[str, Any]:
