@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import pandas as pd
 import torch
 
 from nasdepth.data.dataset import Dataset
-from nasdepth.data.tasks import Task, check_task_name
+from nasdepth.data.tasks import Task, check_task_name, with_stratify
 from nasdepth.errors import ConfigError, UnknownNameError
 
 log = logging.getLogger("nasdepth.data")
@@ -67,6 +68,28 @@ def _check_classes(names: Sequence[str], source: str) -> None:
                           "at least 2 classes")
 
 
+def as_features(x: np.ndarray | torch.Tensor, source: str) -> torch.Tensor:
+    """Samples as a float32 tensor: ``(N, F)``, ``(N, C, L)`` or ``(N, C, H, W)`` finite
+    numbers (what ``load_data`` and ``predict`` both take)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    try:
+        xa = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(source, "features", f"non-numeric values ({exc})",
+                          "numbers (one-hot encode categorical columns)") from None
+    if xa.ndim not in (2, 3, 4):
+        raise ConfigError(source, "features", f"an array of shape {xa.shape}",
+                          "shaped (N, F), (N, C, L) or (N, C, H, W)")
+    finite = np.isfinite(xa)
+    if not finite.all():
+        bad = int((~finite).sum())
+        first = int(np.argwhere(~finite)[0][0])
+        raise ConfigError(source, "features", f"{bad} NaN/inf values (first in sample {first})",
+                          "finite numbers")
+    return torch.from_numpy(np.ascontiguousarray(xa))
+
+
 def from_arrays(
     x: np.ndarray | torch.Tensor,
     y: np.ndarray | torch.Tensor | Sequence | Mapping[str, Any],
@@ -96,33 +119,18 @@ def from_arrays(
                           "unset for one label column (it names a task of several)")
     if isinstance(class_names, Mapping):
         raise ConfigError(source, "class_names", class_names, "a list for one label column")
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().numpy()
-    try:
-        xa = np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(source, "features", f"non-numeric values ({exc})",
-                          "numbers (one-hot encode categorical columns)") from None
-    if xa.ndim not in (2, 3, 4):
-        raise ConfigError(source, "features", f"an array of shape {xa.shape}",
-                          "shaped (N, F), (N, C, L) or (N, C, H, W)")
+    xt = as_features(x, source)
     codes, names = encode_labels(y, source, class_names)
-    if len(codes) != len(xa):
-        raise ConfigError(source, "labels", f"{len(codes)} labels for {len(xa)} samples",
+    if len(codes) != len(xt):
+        raise ConfigError(source, "labels", f"{len(codes)} labels for {len(xt)} samples",
                           "one label per sample")
-    finite = np.isfinite(xa)
-    if not finite.all():
-        bad = int((~finite).sum())
-        first = int(np.argwhere(~finite)[0][0])
-        raise ConfigError(source, "features", f"{bad} NaN/inf values (first in sample {first})",
-                          "finite numbers")
-    if groups is not None and len(groups) != len(xa):
-        raise ConfigError(source, "groups", f"{len(groups)} groups for {len(xa)} samples",
+    if groups is not None and len(groups) != len(xt):
+        raise ConfigError(source, "groups", f"{len(groups)} groups for {len(xt)} samples",
                           "one group per sample")
     return Dataset(
-        x=torch.from_numpy(np.ascontiguousarray(xa)),
+        x=xt,
         y=torch.from_numpy(codes),
         name=name,
         num_classes=len(names),
@@ -170,9 +178,6 @@ def multitask_from_arrays(
     first = stratify if stratify is not None else names[0]
     if first not in tasks:
         raise UnknownNameError(source, "stratify", first, names)
-    strat = tasks[first]
-    base = from_arrays(x, strat.y_numpy, name=name, class_names=strat.class_names,
+    base = from_arrays(x, tasks[first].y_numpy, name=name, class_names=tasks[first].class_names,
                        groups=groups, source=source)
-    base.tasks, base.stratify = tasks, first
-    base.y = strat.y  # one tensor for the task and ``y``
-    return base
+    return with_stratify(replace(base, tasks=tasks), first, source)  # ``y``: the task's tensor

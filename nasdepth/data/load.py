@@ -52,22 +52,26 @@ def describe(spec: Any) -> str:
     return f"the data spec {spec!r}"
 
 
+def spec_parts(spec: Any) -> tuple[Any, dict[str, Any]]:
+    """(source, options) of a data spec: a string or path and no options, or a mapping's
+    ``source`` (None where it has none) and its other keys. Paths become strings."""
+    src, options = spec, {}
+    if isinstance(spec, Mapping):
+        src = spec.get("source")
+        options = {str(k): v for k, v in spec.items() if k != "source"}
+    return (fspath(src) if isinstance(src, PathLike) else src), options
+
+
 def load_data(spec: str | PathLike | Mapping[str, Any], *, source: str | None = None) -> Dataset:
     """Load ``spec`` into memory as tensors.
 
     ``source`` names where the spec came from (a study file) in error messages.
     """
     label = source or describe(spec)
-    if isinstance(spec, Mapping):
-        if "source" not in spec:
-            raise ConfigError(label, "data.source", None,
-                              "set (e.g. source: synthetic:classification)")
-        options = {str(k): v for k, v in spec.items() if k != "source"}
-        spec_str = spec["source"]
-    else:
-        options, spec_str = {}, spec
-    if isinstance(spec_str, PathLike):
-        spec_str = fspath(spec_str)
+    if isinstance(spec, Mapping) and "source" not in spec:
+        raise ConfigError(label, "data.source", None,
+                          "set (e.g. source: synthetic:classification)")
+    spec_str, options = spec_parts(spec)
     if not isinstance(spec_str, str):
         raise ConfigError(label, "data", spec_str, "a string such as 'sklearn:digits'")
     kind, rest = split_spec(spec_str, label)

@@ -225,7 +225,7 @@ def load_npz(path: str, opts: dict[str, Any], source: str) -> Dataset:
     """Arrays ``x`` and ``y``. Several tasks: ``y`` shaped ``(N, T)`` (``tasks`` names the
     columns, default ``task0..``), or ``y_key: [a, b]``, one array per task named by its key."""
     p = existing_path(path, source)
-    with _np_load(p, source) as arrays:
+    with load_numpy(p, source) as arrays:
         keys = list(arrays.keys())
 
         def pick(key: str, defaults: tuple[str, ...], wanted: Any = None) -> np.ndarray:
@@ -263,15 +263,9 @@ def load_npy(path: str, opts: dict[str, Any], source: str) -> Dataset:
     if not lp.exists() and (p.parent / labels).exists():
         lp = p.parent / labels
     lp = existing_path(str(lp), source, "data.labels")
-    x = _array(lambda: _np_load(p, source), str(p), source)
-    y = _array(lambda: _np_load(lp, source), str(lp), source)
+    x = _array(lambda: load_numpy(p, source), str(p), source)
+    y = _array(lambda: load_numpy(lp, source), str(lp), source)
     return from_arrays(x, y, name=p.name, source=source)
-
-
-def _np_load(p: Path, source: str) -> Any:
-    """``np.load`` without pickles; a file NumPy cannot read is one message
-    (:mod:`nasdepth.data.files`, shared with ``predict``)."""
-    return load_numpy(p, source)
 
 
 def _array(get: Callable[[], Any], what: str, source: str) -> np.ndarray:

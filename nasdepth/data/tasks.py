@@ -142,6 +142,4 @@ def derive_tasks(data: Dataset, spec: Any, seed: int, source: str) -> Dataset:
             raise ConfigError(source, f"data.derive.{name}", how,
                               "a derivation that leaves at least 2 classes")
         tasks[name] = Task(name, torch.from_numpy(codes), len(names), names)
-    first = next(iter(tasks.values()))
-    return replace(data, y=first.y, num_classes=first.num_classes,
-                   class_names=list(first.class_names), tasks=tasks, stratify=first.name)
+    return with_stratify(replace(data, tasks=tasks), next(iter(tasks)), source)

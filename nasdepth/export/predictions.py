@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from os import PathLike, fspath
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,11 @@ import pandas as pd
 import torch
 
 from nasdepth.data import Dataset, load_data
+from nasdepth.data.arrays import as_features
 from nasdepth.data.files import load_numpy, read_table
-from nasdepth.data.load import describe
+from nasdepth.data.load import describe, spec_parts
 from nasdepth.data.sources import X_KEYS, Y_KEYS
-from nasdepth.errors import ConfigError, NasdepthError
+from nasdepth.errors import NasdepthError
 from nasdepth.export.model import ExportedModel
 from nasdepth.train.metrics import classification_metrics
 
@@ -40,46 +41,23 @@ class Features:
     unknown: list[str]
 
 
-def _spec_parts(spec: DataSpec) -> tuple[str, dict[str, Any]]:
-    if isinstance(spec, Mapping):
-        src = spec.get("source")
-        return (fspath(src) if isinstance(src, PathLike) else str(src),
-                {str(k): v for k, v in spec.items() if k != "source"})
-    return fspath(spec) if isinstance(spec, PathLike) else str(spec), {}
-
-
-def _finite(x: np.ndarray, source: str) -> torch.Tensor:
-    try:
-        xa = np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(source, "features", f"non-numeric values ({exc})", "numbers") from None
-    if xa.ndim not in (2, 3, 4):
-        raise ConfigError(source, "features", f"an array of shape {xa.shape}",
-                          "shaped (N, F), (N, C, L) or (N, C, H, W)")
-    if not np.isfinite(xa).all():
-        first = int(np.argwhere(~np.isfinite(xa))[0][0])
-        raise ConfigError(source, "features", f"NaN/inf values (first in sample {first})",
-                          "finite numbers")
-    return torch.from_numpy(np.ascontiguousarray(xa))
-
-
 def _unlabeled(spec: DataSpec, source: str) -> torch.Tensor | None:
     """Features of a file that has no labels (``None``: it has them, or is not a file kind
     that can lack them; ``load_data`` reads it)."""
-    path_str, opts = _spec_parts(spec)
-    suffix = Path(path_str).suffix.lower()
-    path = Path(path_str)
+    src, opts = spec_parts(spec)
+    path = Path(str(src))
+    suffix = path.suffix.lower()
     if suffix not in (".npy", ".npz", ".csv") or not path.is_file():
         return None
     if suffix == ".npy" and opts.get("labels") is None:
-        return _finite(load_numpy(path, source), source)
+        return as_features(load_numpy(path, source), source)
     if suffix == ".npz":  # one reader with load_data (nasdepth.data.files)
         with load_numpy(path, source) as arrays:
             if any(k in arrays for k in ([opts["y_key"]] if opts.get("y_key") else Y_KEYS)):
                 return None
             for k in ([opts["x_key"]] if opts.get("x_key") else X_KEYS):
                 if k in arrays:
-                    return _finite(arrays[k], source)
+                    return as_features(arrays[k], source)
         return None
     if suffix == ".csv":
         df = read_table(path, source, opts.get("sep") or ",")
@@ -90,7 +68,7 @@ def _unlabeled(spec: DataSpec, source: str) -> torch.Tensor | None:
         text = [c for c in features.columns if features[c].dtype == object]
         features = pd.get_dummies(features, columns=list(opts.get("categorical") or []) + text,
                                   dtype=np.float32)
-        return _finite(features.to_numpy(dtype=np.float32), source)
+        return as_features(features.to_numpy(dtype=np.float32), source)
     return None
 
 
@@ -107,7 +85,7 @@ def read_features(spec: DataSpec, model: ExportedModel) -> Features:
     """The inputs (and labels, if any) of ``spec``, checked against the model's input shape."""
     source = describe(spec)
     x = _unlabeled(spec, source)
-    name = _spec_parts(spec)[0]
+    name = str(spec_parts(spec)[0])
     if x is not None:
         feats = Features(x=x, y=None, name=name, unknown=[])
     else:
