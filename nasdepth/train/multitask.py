@@ -14,9 +14,8 @@ import pandas as pd
 
 from nasdepth.errors import UnknownNameError
 from nasdepth.train.cv import CVResult
-from nasdepth.train.metrics import METRICS
 
-__all__ = ["TASK_METRICS", "task_frame", "task_view"]
+__all__ = ["task_frame", "task_view"]
 
 #: the per-fold columns that are not metrics (copied into each task's long-form row)
 FOLD_COLUMNS = ("fold", "n_train", "n_val", "epochs", "stopped_early", "seconds", "params",
@@ -56,7 +55,3 @@ def task_view(result: CVResult, task: str) -> CVResult:
         folds=side(result.folds), history=side(result.history), arch=result.arch,
         data=result.data, settings={**result.settings, "task": task},
         traces=[t for t in result.traces if t.get("task") == task])
-
-
-# every metric column a task carries (for readers that check a table's columns)
-TASK_METRICS = tuple(f"{s}_{m}" for s in ("train", "val", "gap") for m in METRICS)

@@ -130,9 +130,7 @@ def _stacker(m: nn.Module) -> Any:
         return StackedLinear
     if type(m) is nn.BatchNorm1d:
         return StackedBatchNorm1d
-    if type(m) is nn.LayerNorm and len(m.normalized_shape) == 1:
-        return StackedAffineNorm
-    if type(m) is nn.GroupNorm:
+    if (type(m) is nn.LayerNorm and len(m.normalized_shape) == 1) or type(m) is nn.GroupNorm:
         return StackedAffineNorm
     return None
 

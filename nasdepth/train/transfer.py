@@ -136,10 +136,7 @@ class TransferConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {"weights": self.weights, "mode": self.mode,
-                "trainable_blocks": self.trainable_blocks,
-                "body_lr_factor": self.body_lr_factor, "adapt": self.adapt.to_dict(),
-                "unfreeze_every": self.unfreeze_every}
+        return asdict(self)
 
     @classmethod
     def from_record(cls, d: dict[str, Any], source: str = SOURCE) -> TransferConfig:
