@@ -46,7 +46,6 @@ from nasdepth.train.transfer import (
     TransferConfig,
     adapt_data,
     body_features,
-    head_of,
     lr_groups,
     needs_new_stem,
     prepare_model,
@@ -368,13 +367,13 @@ class TransferCandidate(Candidate):
         0`` computes it every step). The row's ``feature_seconds`` is the body's share of
         ``seconds``."""
         start = time.perf_counter()
-        body, head = head_of(prepared.model)
         scaler = Standardizer.fit(data.x[torch.as_tensor(train_idx)])
-        feats = body_features(body, scaler(data.x), device)
+        feats = body_features(prepared.model, scaler(data.x), device)
         features = Dataset(feats, data.y, data.name, data.num_classes, list(data.class_names),
                            data.groups)
         spent = time.perf_counter() - start
-        return FoldModel(head, features, replace(base, standardize=False, placement="device"),
+        return FoldModel(prepared.model.head, features,
+                         replace(base, standardize=False, placement="device"),
                          row={"mode": self.transfer.mode, "feature_seconds": spent},
                          notes={**notes, "unfrozen": []}, whole=prepared.model)
 

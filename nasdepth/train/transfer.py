@@ -323,13 +323,11 @@ def prepare_model(arch: ArchConfig, input_shape: tuple[int, ...], num_classes: i
         fresh.append(name)
         keep = (model.get_submodule(name),)
     frozen = freeze(model, transfer.mode, transfer.trainable_blocks, keep)
-    groups = None
-    later: list[tuple[str, nn.Module]] = []
-    if transfer.unfreeze_every:
-        units = dict(model.named_blocks())
-        later = [(n, units[n]) for n in reversed(frozen) if n != "stem"]
-    if transfer.mode == "fine_tune":
-        groups = lr_groups(model, transfer.body_lr_factor, keep, tuple(m for _, m in later))
+    units = dict(model.named_blocks())
+    later = ([(n, units[n]) for n in reversed(frozen) if n != "stem"]
+             if transfer.unfreeze_every else [])
+    groups = (lr_groups(model, transfer.body_lr_factor, keep, tuple(m for _, m in later))
+              if transfer.mode == "fine_tune" else None)
     return PreparedModel(model, frozen=frozen, fresh=fresh, lr_groups=groups, later=later)
 
 
@@ -341,16 +339,11 @@ def _classifier(model: Network) -> nn.Linear:
     return linears[-1]
 
 
-def head_of(model: Network) -> tuple[nn.Module, nn.Module]:
-    """(body, head) of a network: the body (stem + blocks) as one module, in eval mode."""
-    body = nn.Sequential(model.stem, model.blocks)
-    return body.eval(), model.head
-
-
 @torch.no_grad()
-def body_features(body: nn.Module, x: torch.Tensor, device: torch.device,
+def body_features(model: Network, x: torch.Tensor, device: torch.device,
                   rows: int = 256) -> torch.Tensor:
-    """The body's outputs for ``x`` (already standardized), in chunks, on the host."""
-    body.to(device).eval()
+    """The outputs of ``model``'s body (stem + blocks, put in eval mode) for ``x`` (already
+    standardized), in chunks, on the host."""
+    body = nn.Sequential(model.stem, model.blocks).to(device).eval()
     out = [body(x[i:i + rows].to(device)).float().cpu() for i in range(0, len(x), rows)]
     return torch.cat(out)
