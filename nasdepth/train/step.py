@@ -215,7 +215,13 @@ class TrainStep:
         if self.folds is not None:
             objective = objective.sum()
         (objective if self.amp is None else self.amp.scale(objective)).backward()
-        self._after_backward(loss)
+        if self.folds is not None and self.hooks:
+            losses = loss.detach()
+            for hook in self.hooks:
+                hook.after_backward_folds(self.folds, losses)
+        elif self.model is not None:
+            for hook in self.hooks:
+                hook.after_backward(self.model, loss)
         if self.grad_clip:
             if self.amp is not None:
                 self.amp.unscale_(self.opt)
@@ -228,22 +234,10 @@ class TrainStep:
         else:
             self.amp.step(self.opt)
             self.amp.update()
-        self._after_step()
-        if self.sched is not None:
-            self.sched.step()
-
-    def _after_backward(self, loss: torch.Tensor) -> None:
-        if self.folds is not None and self.hooks:
-            losses = loss.detach()
-            for hook in self.hooks:
-                hook.after_backward_folds(self.folds, losses)
-        elif self.model is not None:
-            for hook in self.hooks:
-                hook.after_backward(self.model, loss)
-
-    def _after_step(self) -> None:
         for hook in self.hooks:
             if self.folds is not None:
                 hook.after_step_folds(self.folds)
             elif self.model is not None:
                 hook.after_step(self.model)
+        if self.sched is not None:
+            self.sched.step()
