@@ -87,9 +87,7 @@ def fold_result(fold: int, scores: Sequence[tuple[str, np.ndarray, np.ndarray]],
     epochs, time) and what the hooks return at its end (both loops finish here)."""
     row: dict[str, Any] = {"fold": fold, "n_train": n_train, "n_val": n_val}
     row.update(targets.metrics(scores, model, num_classes))
-    row["epochs"] = epochs_run
-    row["stopped_early"] = epochs_run < epochs
-    row["seconds"] = seconds
+    row.update(epochs=epochs_run, stopped_early=epochs_run < epochs, seconds=seconds)
     traces: list[dict[str, Any]] = []
     for hook in hooks:
         got: Any = hook.on_fit_end(model, fold)

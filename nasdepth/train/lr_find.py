@@ -76,11 +76,6 @@ def sweep_steps(n_train: int, training: TrainConfig, folds: int) -> int:
     return max(MIN_STEPS, min(STEPS, budget))
 
 
-def beta_for(steps: int) -> float:
-    """The averaging factor that spans the same share of a ``steps`` sweep as 0.98 of 100."""
-    return BETA ** (STEPS / max(1, steps))
-
-
 @dataclass
 class LRFinding:
     """One range test: the rates tried, the raw losses, their running average (``smoothed``,
@@ -198,7 +193,7 @@ def candidate_range_test(candidate: Candidate, data: Dataset, train_idx: np.ndar
     lrs: list[float] = []
     losses: list[float] = []
     smoothed: list[float] = []
-    beta = beta_for(steps)
+    beta = BETA ** (STEPS / max(1, steps))  # spans the same share of the sweep as 0.98 of 100
     avg, best, diverged = 0.0, math.inf, False
     perm, pos = torch.randperm(n, generator=gen), 0
     for i in range(steps):

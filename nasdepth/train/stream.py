@@ -48,18 +48,14 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:,.0f} MiB"
 
 
-def row_bytes(data: Dataset) -> int:
-    """Bytes of one sample's features."""
-    return data.x.element_size() * math.prod(data.input_shape)
-
-
 def fold_device_bytes(data: Dataset, n_train: int, n_val: int, n_test: int = 0) -> int:
     """Bytes the on-device path keeps on the device for one fold: the raw training rows and a
     standardized copy (the batches' source; with augmentation the copy is made for scoring),
     the standardized validation and test rows, and their labels. Fold-parallel training keeps
     all ``N`` raw rows once instead, which is less for any k >= 2 (2(k-1)/k + 1/k >= 1)."""
     rows = 2 * n_train + n_val + n_test
-    return rows * row_bytes(data) + (n_train + n_val + n_test) * data.y.element_size()
+    row_bytes = data.x.element_size() * math.prod(data.input_shape)
+    return rows * row_bytes + (n_train + n_val + n_test) * data.y.element_size()
 
 
 def placement_decision(mode: str, device_type: str, needed_bytes: int,
@@ -78,12 +74,10 @@ def placement_decision(mode: str, device_type: str, needed_bytes: int,
         return "device", f"on {device_type} the data is in the memory training runs from"
     if free_bytes is None:
         return "device", "the free device memory is unknown"
-    limit = fraction * free_bytes
-    if needed_bytes <= limit:
-        return "device", (f"a fold needs {_mib(needed_bytes)}, under {fraction:.0%} of the "
-                          f"{_mib(free_bytes)} free on the device")
-    return "stream", (f"a fold needs {_mib(needed_bytes)}, over {fraction:.0%} of the "
-                      f"{_mib(free_bytes)} free on the device")
+    fits = needed_bytes <= fraction * free_bytes
+    return ("device" if fits else "stream"), (
+        f"a fold needs {_mib(needed_bytes)}, {'under' if fits else 'over'} {fraction:.0%} of "
+        f"the {_mib(free_bytes)} free on the device")
 
 
 def free_device_memory(device: torch.device) -> int | None:
@@ -187,11 +181,6 @@ def _as_is(batch: Any) -> Any:
     return batch
 
 
-def _reduce_dims(x: torch.Tensor) -> tuple[int, ...]:
-    # as Standardizer: per feature for flat data, per channel for 1-D/2-D data
-    return (0,) if x.dim() == 2 else (0, *range(2, x.dim()))
-
-
 @torch.no_grad()
 def fit_standardizer(x: torch.Tensor, index: np.ndarray, device: torch.device,
                      chunk_bytes: int = STATS_CHUNK_BYTES) -> Standardizer:
@@ -209,7 +198,8 @@ def fit_standardizer(x: torch.Tensor, index: np.ndarray, device: torch.device,
     chunk_rows = max(2, chunk_bytes // per_row)
     if len(index) <= chunk_rows:
         return Standardizer.fit(x[torch.as_tensor(index)].to(device))
-    dims = _reduce_dims(x)
+    # as Standardizer: per feature for flat data, per channel for 1-D/2-D data
+    dims = (0,) if x.dim() == 2 else (0, *range(2, x.dim()))
     # float64 chunks: MPS has no float64, so its statistics are reduced on the host
     where = torch.device("cpu") if device.type == "mps" else device
 
