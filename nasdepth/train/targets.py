@@ -181,35 +181,34 @@ class TaskTargets(SingleTarget):
                    ) -> dict[str, float]:
         per = self.split(model, proba)
         out: dict[str, float] = {}
-        losses, accs = [], []
         for i, t in enumerate(self.tasks):
-            losses.append(nll(per[t], y[:, i]))
-            accs.append(float((per[t].argmax(1) == y[:, i]).float().mean()))
-            out.update({f"{t}.val_loss": losses[-1], f"{t}.val_accuracy": accs[-1]})
-        weights = model.task_weights().tolist()  # type: ignore[operator]
-        for i, t in enumerate(self.tasks):
-            out[f"{t}.weight"] = float(weights[i])
+            own = SingleTarget.val_scores(self, model, per[t], y[:, i])
+            out.update({f"{t}.{k}": v for k, v in own.items()})
+        out.update(self.weights(model))
         # the mean of the tasks' validation losses: no task's weight (learned or fixed)
         # decides when every task stops
-        out.update({"val_loss": float(np.mean(losses)), "val_accuracy": float(np.mean(accs))})
+        out.update({k: float(np.mean([out[f"{t}.{k}"] for t in self.tasks]))
+                    for k in ("val_loss", "val_accuracy")})
         return out
 
-    def metrics(self, scores: Scores, model: nn.Module, num_classes: int) -> dict[str, Any]:
-        per_task: dict[str, dict[str, float]] = {t: {} for t in self.tasks}
-        for split, y, proba in scores:
-            per = self.split(model, torch.as_tensor(proba))
-            for i, t in enumerate(self.tasks):
-                per_task[t].update(metric_row(split, y[:, i], per[t].numpy(),
-                                              int(model.num_classes[t])))  # type: ignore[index]
-        for t in self.tasks:
-            add_gaps(per_task[t])
-        row: dict[str, Any] = {}
-        for key in per_task[self.tasks[0]]:  # the plain columns: the mean over tasks
-            row[key] = float(np.mean([per_task[t][key] for t in self.tasks]))
+    def weights(self, model: nn.Module) -> dict[str, float]:
+        """``{<task>.weight: w}``: each task's current weight in the joint loss."""
         weights = model.task_weights().tolist()  # type: ignore[operator]
-        for i, t in enumerate(self.tasks):
+        return {f"{t}.weight": float(w) for t, w in zip(self.tasks, weights, strict=True)}
+
+    def metrics(self, scores: Scores, model: nn.Module, num_classes: int) -> dict[str, Any]:
+        parts = [(s, y, self.split(model, torch.as_tensor(proba))) for s, y, proba in scores]
+        per_task = {t: SingleTarget.metrics(self, [(s, y[:, i], per[t].numpy())
+                                                   for s, y, per in parts],
+                                            model, int(model.num_classes[t]))  # type: ignore[index]
+                    for i, t in enumerate(self.tasks)}
+        # the plain columns: the mean over tasks
+        row: dict[str, Any] = {key: float(np.mean([per_task[t][key] for t in self.tasks]))
+                               for key in per_task[self.tasks[0]]}
+        weights = self.weights(model)
+        for t in self.tasks:
             row.update({f"{t}.{k}": v for k, v in per_task[t].items()})
-            row[f"{t}.weight"] = float(weights[i])
+            row[f"{t}.weight"] = weights[f"{t}.weight"]
         return row
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, smoothing: float
