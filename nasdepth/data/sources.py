@@ -338,11 +338,7 @@ def load_imagefolder(path: str, opts: dict[str, Any], source: str) -> Dataset:
 
     root = existing_path(path, source)
     size = opt_shape(opts, "image_size", source, (2,))
-    steps: list[Any] = [v2.ToImage()]
-    if opts.get("grayscale"):
-        steps.append(v2.Grayscale())
-    else:
-        steps.append(v2.RGB())
+    steps: list[Any] = [v2.ToImage(), v2.Grayscale() if opts.get("grayscale") else v2.RGB()]
     if size:
         steps.append(v2.Resize(list(size), antialias=True))
     steps.append(v2.ToDtype(torch.float32, scale=True))
