@@ -1,22 +1,15 @@
 """What a trial trains, as one object: a :class:`Candidate`.
 
-A candidate builds the network for the data and a seed, names its loss (its targets: one label
-column or several tasks) and its parameter groups, supplies its training hooks (gradual
-unfreezing is one: ``on_epoch``), says which engines it supports beyond the sequential one
-with the data on the device, and describes itself as JSON (``to_dict``, one versioned field
-of the ``TrialRecord``; :func:`candidate_from_dict` rebuilds it). ``cross_validate``, the study
-objective, export's refit and ``diagnose --study`` all take one, so there is one CV driver
+A candidate builds the network for the data and a seed, names its targets (one label column
+or several tasks) and parameter groups, supplies its training hooks (gradual unfreezing is
+one: ``on_epoch``), says which engines it supports beyond the sequential one (:data:`ENGINES`)
+and describes itself as JSON (``to_dict``, one versioned field of the ``TrialRecord``;
+:func:`candidate_from_dict` rebuilds it). ``cross_validate``, the study objective, export's
+refit and ``diagnose --study`` all take one, so there is one CV driver
 (:mod:`nasdepth.train.cv`) and one per-fold function (:func:`~nasdepth.train.fit.fit_fold`).
-
-- :class:`SingleTaskCandidate`: an :class:`~nasdepth.arch.ArchConfig` (at an input
-  resolution of its own where a scaling space says); every engine.
-- :class:`MultitaskCandidate`: a :class:`~nasdepth.arch.multitask.MultitaskConfig` (shared
-  trunk, one head per task, the joint loss); every engine (fold-parallel: the folds'
-  ``{task: logits}`` come out of ``vmap``).
-- :class:`TransferCandidate`: another candidate started from a checkpoint
-  (:mod:`nasdepth.train.transfer`: frozen parts, per-part learning rates, gradual unfreezing
-  as a hook); sequential folds (each fold's loaded, partly frozen copy), so multitask +
-  transfer composes.
+Single-task and multitask candidates take every engine; a transfer candidate wraps another
+one (so multitask + transfer composes) and trains its folds sequentially, each fold a
+loaded, partly frozen copy.
 """
 
 from __future__ import annotations
@@ -420,9 +413,7 @@ def transfer_candidate(transfer: TransferConfig, arch: ArchConfig | Candidate | 
     """A transfer candidate of ``arch`` (a single-task architecture or any candidate; None:
     the checkpoint's own architecture, which a nasdepth model file names)."""
     transfer.validate(source)
-    src = source_model
-    if src is None and transfer.weights is not None:
-        src = read_source(transfer.weights)
+    src = source_model or (None if transfer.weights is None else read_source(transfer.weights))
     if arch is None:
         if src is None or src.arch is None:
             raise ConfigError(source, "transfer.weights", transfer.weights,

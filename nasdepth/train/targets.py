@@ -56,11 +56,6 @@ def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int | None = No
     return SINGLE.proba(model, x, precision, batch_size)
 
 
-def nll(proba: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean negative log-likelihood of probabilities (the validation loss of an epoch)."""
-    return float(F.nll_loss(torch.log(proba.clamp_min(1e-7)), y))
-
-
 class SingleTarget:
     """One label column (``data.y``); the network gives ``(B, C)`` logits."""
 
@@ -98,7 +93,8 @@ class SingleTarget:
 
     def val_scores(self, model: nn.Module, proba: torch.Tensor, y: torch.Tensor
                    ) -> dict[str, float]:
-        return {"val_loss": nll(proba, y),
+        # the mean negative log-likelihood of the probabilities
+        return {"val_loss": float(F.nll_loss(torch.log(proba.clamp_min(1e-7)), y)),
                 "val_accuracy": float((proba.argmax(1) == y).float().mean())}
 
     def metrics(self, scores: Scores, model: nn.Module, num_classes: int) -> dict[str, Any]:
