@@ -80,14 +80,15 @@ def epoch_record(fold: int, epoch: int, train: dict[str, float], val: dict[str, 
 
 
 def fold_result(fold: int, scores: Sequence[tuple[str, np.ndarray, np.ndarray]], *,
-                n_train: int, n_val: int, num_classes: int, epochs_run: int, epochs: int,
-                seconds: float, model: nn.Module, hooks: Sequence[TrainHook],
-                history: list[dict[str, Any]], targets: SingleTarget = SINGLE) -> FoldResult:
+                n_train: int, n_val: int, num_classes: int, epochs: int, seconds: float,
+                model: nn.Module, hooks: Sequence[TrainHook], history: list[dict[str, Any]],
+                targets: SingleTarget = SINGLE) -> FoldResult:
     """A fold's row of the CV table (metrics of each ``(split, labels, probabilities)``, gaps,
-    epochs, time) and what the hooks return at its end (both loops finish here)."""
+    the epochs ``history`` ran of ``epochs``, time) and what the hooks return at its end (both
+    loops finish here)."""
     row: dict[str, Any] = {"fold": fold, "n_train": n_train, "n_val": n_val}
     row.update(targets.metrics(scores, model, num_classes))
-    row.update(epochs=epochs_run, stopped_early=epochs_run < epochs, seconds=seconds)
+    row.update(epochs=len(history), stopped_early=len(history) < epochs, seconds=seconds)
     traces: list[dict[str, Any]] = []
     for hook in hooks:
         got: Any = hook.on_fit_end(model, fold)
@@ -105,12 +106,6 @@ class _OnDevice:
     x_va: torch.Tensor
     y_va: torch.Tensor
     scaler: Standardizer
-
-    def batches(self, perm: torch.Tensor, plan: Sequence[tuple[int, int]]
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for a, b in plan:
-            idx = perm[a:b]
-            yield self.x_tr[idx], self.y_tr[idx]
 
 
 def _on_device(data: Dataset, y: torch.Tensor, train_idx: np.ndarray, val_idx: np.ndarray,
@@ -185,8 +180,7 @@ def fit_fold(
     the history see it). ``options``: see :class:`FitOptions`.
     """
     opts = options or FitOptions()
-    test_idx, n_used, standardize = opts.test_idx, opts.n_used, opts.standardize
-    placement, on_epoch = opts.placement, opts.on_epoch
+    test_idx, placement = opts.test_idx, opts.placement
     targets = opts.targets or SINGLE
     labels = targets.labels(data)  # (N,) or, for several tasks, (N, T)
     start = time.perf_counter()
@@ -204,7 +198,7 @@ def fit_fold(
     if placement == "device":
         try:
             placed = _on_device(data, labels, train_idx, val_idx, device, augment, memory,
-                                standardize)
+                                opts.standardize)
         except OOM_ERRORS:
             if training.data_placement != "auto":
                 raise
@@ -217,14 +211,14 @@ def fit_fold(
     if placed is not None:
         scaler, y_va = placed.scaler, placed.y_va
     else:
-        scaler = (fit_standardizer(data.x, train_idx, device) if standardize  # training rows
+        scaler = (fit_standardizer(data.x, train_idx, device) if opts.standardize  # training rows
                   else identity_scaler(device))
         y_va = labels[torch.as_tensor(val_idx)].to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.to(device)
     n = len(train_idx)
-    plan = batch_plan(min(n, n_used or n), training.batch_size)
+    plan = batch_plan(min(n, opts.n_used or n), training.batch_size)
     step = TrainStep(model, training, device, len(plan), hooks=hooks,
                      aux_weight=opts.aux_weight,
                      compiled=torch.compile(model) if training.compile else None,
@@ -238,7 +232,9 @@ def fit_fold(
         """This epoch's batches: standardized unless augmentation comes first."""
         if placed is not None:
             perm = fold_perm(n, plan[-1][1], gen).to(device)
-            yield from placed.batches(perm, plan)
+            for a, b in plan:
+                idx = perm[a:b]
+                yield placed.x_tr[idx], placed.y_tr[idx]
             return
         for xb, yb in host_loader(rows, sampler):  # the same rows in the same order
             xb = xb.to(device, non_blocking=True).contiguous(memory_format=memory)
@@ -263,13 +259,12 @@ def fit_fold(
     for hook in hooks:
         hook.on_fit_start(model, fold, x_hook, y_hook)
     history = []
-    epochs_run = 0
     # the last epoch's validation probabilities: the weights do not change after it, so the
     # final scores reuse them instead of a second pass over the validation rows
     last_va: torch.Tensor | None = None
     for epoch in range(training.epochs):
-        if on_epoch is not None:
-            on_epoch(epoch)
+        if opts.on_epoch is not None:
+            opts.on_epoch(epoch)
         model.train()
         frozen_norms_eval(model)  # a frozen part keeps its running statistics
         targets.start_epoch(step)
@@ -283,7 +278,6 @@ def fit_fold(
         record = epoch_record(fold, epoch, train, targets.val_scores(model, last_va, y_va),
                               step.lr, bool(targets.tasks))
         history.append(record)
-        epochs_run = epoch + 1
         for hook in hooks:
             hook.on_epoch_end(model, fold, record)
         if stopper.step(record["val_loss"]):
@@ -305,6 +299,6 @@ def fit_fold(
                (last_va if split == "val" and last_va is not None else proba(index, x))
                .cpu().numpy()) for split, index, x in parts]
     return fold_result(fold, scores, n_train=len(train_idx), n_val=len(val_idx),
-                       num_classes=data.num_classes, epochs_run=epochs_run,
-                       epochs=training.epochs, seconds=time.perf_counter() - start,
+                       num_classes=data.num_classes, epochs=training.epochs,
+                       seconds=time.perf_counter() - start,
                        model=model, hooks=hooks, history=history, targets=targets)

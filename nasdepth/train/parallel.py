@@ -88,13 +88,12 @@ def make_ensemble(models: Sequence[nn.Module], device: torch.device,
     return FoldEnsemble(models, device)
 
 
-def _padded(indices: Sequence[np.ndarray], device: torch.device
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(k, M) index matrix (short rows padded with their first index) and the valid mask."""
+def _padded(indices: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
+    """(k, M) index matrix, short rows padded with their first index (each fold's own rows
+    are its first ``len(indices[f])``)."""
     m = max(len(i) for i in indices)
     idx = np.stack([np.concatenate([i, np.full(m - len(i), i[0])]) for i in indices])
-    mask = np.stack([np.arange(m) < len(i) for i in indices])
-    return torch.as_tensor(idx, device=device), torch.as_tensor(mask, device=device)
+    return torch.as_tensor(idx, device=device)
 
 
 def fit_folds_parallel(
@@ -136,10 +135,9 @@ def fit_folds_parallel(
                if training.augment.enabled else None)
     stoppers = [EarlyStopper(training.patience, training.min_delta) for _ in range(k)]
     active = [True] * k
-    epochs_run = [0] * k
     snapshots: dict[int, Tensors] = {}
     tr_t = [torch.as_tensor(tr, device=device) for tr, _ in splits]
-    va_idx, _ = _padded([va for _, va in splits], device)
+    va_idx = _padded([va for _, va in splits], device)
     y_va = y_all[va_idx]
     history: list[list[dict[str, Any]]] = [[] for _ in range(k)]
     # each fold's validation probabilities from its last active epoch: its final weights
@@ -175,7 +173,6 @@ def fit_folds_parallel(
             val = targets.val_scores(ens.materialize(f), proba[f, :n_va], y_va[f, :n_va])
             record = epoch_record(f, epoch, train[f], val, lr, bool(targets.tasks))
             history[f].append(record)
-            epochs_run[f] = epoch + 1
             for hook in hooks:
                 hook.on_epoch_end(ens.materialize(f), f, record)
             if stoppers[f].step(record["val_loss"]):
@@ -189,10 +186,10 @@ def fit_folds_parallel(
 
     per_fold = (time.perf_counter() - start) / k
     results = []
-    tr_idx, _ = _padded([tr for tr, _ in splits], device)
+    tr_idx = _padded([tr for tr, _ in splits], device)
     parts = {"train": tr_idx} if va_kept is not None else {"train": tr_idx, "val": va_idx}
     if test_idx is not None and len(test_idx):
-        parts["test"] = _padded([test_idx] * k, device)[0]
+        parts["test"] = _padded([test_idx] * k, device)
     probas = {split: _predict(ens, x_all, index, standardize, training, targets).cpu().numpy()
               for split, index in parts.items()}
     if va_kept is not None:
@@ -204,7 +201,7 @@ def fit_folds_parallel(
                   if split in probas and index is not None]
         results.append(fold_result(
             f, scores, n_train=len(tr), n_val=len(va), num_classes=data.num_classes,
-            epochs_run=epochs_run[f], epochs=training.epochs, seconds=per_fold,
+            epochs=training.epochs, seconds=per_fold,
             model=ens.materialize(f), hooks=hooks, history=history[f], targets=targets))
     return results
 
