@@ -1,19 +1,10 @@
-"""Several tasks on the same samples: one label column per task, each with its own classes.
+"""Several tasks on the same samples: one label column per task, each with its own classes
+(for users: ``docs/multitask.md``).
 
 A multitask :class:`~nasdepth.data.Dataset` keeps its single-task fields for the task the CV
 stratifies on (``y``, ``num_classes``, ``class_names`` are that task's; ``stratify`` names it),
 so every fold split, baseline and control that reads ``y`` works unchanged and every
-candidate sees the same folds. ``tasks`` holds every task's labels by name::
-
-    data = from_arrays(x, {"digit": y, "parity": y % 2}, name="digits2")  # data.arrays
-    data.task_names                 # ['digit', 'parity']
-    data.stratify                   # 'digit' (the first task unless stratify= says otherwise)
-    with_stratify(data, "parity")   # the same data, folds stratified on parity
-    task_data(data, "parity")       # a single-task Dataset of parity labels (baselines)
-
-Stratifying on one task keeps that task's class proportions in every fold; the other tasks'
-proportions follow only as far as they correlate with it (stratify on the task with the
-rarest classes).
+candidate sees the same folds. ``tasks`` holds every task's labels by name.
 """
 
 from __future__ import annotations

@@ -1,31 +1,14 @@
-"""Transfer learning: ``TransferConfig`` (a checkpoint, a mode, how many blocks train, the
+"""Transfer learning (the modes, gradual unfreezing and the input adaptation, for users:
+``docs/transfer.md``): ``TransferConfig`` (a checkpoint, a mode, how many blocks train, the
 pre-trained part's learning-rate factor, input adaptation), the pre-trained model of one fold
 with its frozen parts and learning-rate groups, and the explicit adaptation of the data to
-the checkpoint's input shape.
+the checkpoint's input shape: data whose channels or size differ from the checkpoint's are
+refused unless ``adapt`` says what to do (input shapes never adapt silently).
 
-Modes:
-
-The classifier (the head's last linear layer) always starts from a fresh initialization:
-the target's classes are not the checkpoint's.
-
-- ``scratch``: the same architecture, freshly initialized (the checkpoint is not loaded);
-- ``feature_extraction``: stem and blocks frozen (BatchNorm in eval mode); the body's
-  features are computed once per fold and only the head trains on them
-  (:class:`nasdepth.train.candidate.TransferCandidate`);
-- ``fine_tune``: the top ``trainable_blocks`` blocks and the head train, the stem and lower
-  blocks are frozen (None: everything trains); the pre-trained part trains at
-  ``body_lr_factor`` times the head's rate.
-  ``unfreeze_every: E`` (gradual unfreezing) unfreezes the next block below every ``E``
-  epochs, from the top down (the stem stays frozen).
-
-A frozen parameter has ``requires_grad`` False and gets no optimizer state; a normalization
-layer whose parameters are all frozen stays in eval mode (``loop.frozen_norms_eval``).
-
-Input shapes never adapt silently: data whose channels or size differ from the checkpoint's
-is refused unless ``adapt`` says what to do (``channels: repeat`` repeats the channels,
-``channels: new_stem`` replaces the first convolution by a fresh trainable one, ``size:
-resize`` resizes every sample to the checkpoint's size, ``size: keep`` keeps the data's size
-for networks that pool globally).
+The classifier (the head's last linear layer) always starts from a fresh initialization: the
+target's classes are not the checkpoint's. A frozen parameter has ``requires_grad`` False and
+gets no optimizer state; a normalization layer whose parameters are all frozen stays in eval
+mode (``loop.frozen_norms_eval``).
 """
 
 from __future__ import annotations
