@@ -88,3 +88,20 @@ def read_table(p: Path, source: str, sep: str = ",") -> pd.DataFrame:
                           f"a CSV file with rows; it has the header {list(df.columns)[:8]} "
                           "and no rows")
     return df
+
+
+def table_features(df: pd.DataFrame, categorical: list[str], source: str) -> np.ndarray:
+    """A table's feature columns as float32 numbers: ``categorical`` and every other text
+    column one-hot encoded, missing values refused (``load_data`` and ``predict``)."""
+    import pandas as pd
+
+    text = [c for c in df.columns if df[c].dtype == object and c not in categorical]
+    features = pd.get_dummies(df, columns=categorical + text, dtype=np.float32)
+    missing = features.columns[features.isna().any()].tolist()
+    if missing:
+        raise ConfigError(source, "features", f"missing values in columns {missing}",
+                          "complete (impute or drop those columns first)")
+    try:
+        return features.to_numpy(dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(source, "features", str(exc), "numbers") from None

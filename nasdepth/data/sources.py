@@ -17,7 +17,7 @@ import numpy as np
 
 from nasdepth.data.arrays import from_arrays
 from nasdepth.data.dataset import Dataset
-from nasdepth.data.files import OBJECT_ARRAYS, load_numpy, read_table
+from nasdepth.data.files import OBJECT_ARRAYS, load_numpy, read_table, table_features
 from nasdepth.data.tasks import check_task_name, task_columns
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
 
@@ -147,12 +147,6 @@ def load_mnist1d(rest: str, opts: dict[str, Any], source: str) -> Dataset:
     x = np.concatenate([np.asarray(d[a], dtype=np.float32) for a, _ in parts])
     y = np.concatenate([np.asarray(d[b]) for _, b in parts])
     noise = opt_float(opts, "label_noise", source, low=0.0, high=1.0)
-    if noise > 0 and split != "test":  # the training part: the first len(d["y"]) rows
-        n_train = len(d["y"])
-        rng = np.random.default_rng(0)
-        idx = rng.choice(n_train, size=int(round(noise * n_train)), replace=False)
-        y = y.copy()
-        y[idx] = rng.integers(0, 10, size=len(idx))
     for key in ("shuffle_positions", "flat"):
         if not isinstance(opts.get(key), bool):
             raise ConfigError(source, f"data.{key}", opts.get(key), "true or false")
@@ -160,7 +154,11 @@ def load_mnist1d(rest: str, opts: dict[str, Any], source: str) -> Dataset:
     if opts["shuffle_positions"]:  # one fixed permutation for every sample (seeded)
         x = x[:, np.random.RandomState(0).permutation(x.shape[1])]
         name += ":shuffled"
-    if noise > 0 and split != "test":
+    if noise > 0 and split != "test":  # the training part: the first len(d["y"]) rows
+        n_train = len(d["y"])
+        rng = np.random.default_rng(0)
+        idx = rng.choice(n_train, size=int(round(noise * n_train)), replace=False)
+        y[idx] = rng.integers(0, 10, size=len(idx))  # ``y`` is concatenate's own copy
         name += f":label_noise{noise:g}"
     return from_arrays(x if opts["flat"] else x[:, None, :], y, name=name,
                        class_names=[str(i) for i in range(10)], source=source)
@@ -290,8 +288,6 @@ def load_csv(path: str, opts: dict[str, Any], source: str) -> Dataset:
     """A table: ``target`` is the label column (a list of columns: one task each, see
     :mod:`nasdepth.data.tasks`), ``categorical`` columns (and any other text column) are
     one-hot encoded, ``group`` is kept aside for group k-fold."""
-    import pandas as pd
-
     p = existing_path(path, source)
     df = read_table(p, source, opts.get("sep") or ",")
     columns = [str(c) for c in df.columns]
@@ -310,17 +306,8 @@ def load_csv(path: str, opts: dict[str, Any], source: str) -> Dataset:
             raise ConfigError(source, "target", f"{int(y.isna().sum())} missing labels in "
                               f"column {col!r}", "a label in every row")
     groups = df[group].to_numpy() if group is not None else None
-    features = df.drop(columns=[*targets, *drop, *([group] if group is not None else [])])
-    text = [c for c in features.columns if features[c].dtype == object and c not in categorical]
-    features = pd.get_dummies(features, columns=categorical + text, dtype=np.float32)
-    missing = features.columns[features.isna().any()].tolist()
-    if missing:
-        raise ConfigError(source, "features", f"missing values in columns {missing}",
-                          "complete (impute or drop those columns first)")
-    try:
-        x = features.to_numpy(dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(source, "features", str(exc), "numbers") from None
+    x = table_features(df.drop(columns=[*targets, *drop, *([group] if group is not None else [])]),
+                       categorical, source)
     if isinstance(target, list):  # several tasks, named by their columns
         labels = {check_task_name(c, source): df[c].to_numpy() for c in targets}
         return from_arrays(x, labels, name=p.name, groups=groups, source=source)

@@ -17,7 +17,7 @@ import torch
 
 from nasdepth.data import Dataset, load_data
 from nasdepth.data.arrays import as_features
-from nasdepth.data.files import load_numpy, read_table
+from nasdepth.data.files import load_numpy, read_table, table_features
 from nasdepth.data.load import describe, spec_parts
 from nasdepth.data.sources import X_KEYS, Y_KEYS
 from nasdepth.errors import NasdepthError
@@ -64,11 +64,8 @@ def _unlabeled(spec: DataSpec, source: str) -> torch.Tensor | None:
         if str(opts.get("target", "target")) in df.columns:
             return None
         drop = [c for c in (opts.get("drop") or []) if c in df.columns]
-        features = df.drop(columns=drop)
-        text = [c for c in features.columns if features[c].dtype == object]
-        features = pd.get_dummies(features, columns=list(opts.get("categorical") or []) + text,
-                                  dtype=np.float32)
-        return as_features(features.to_numpy(dtype=np.float32), source)
+        return as_features(table_features(df.drop(columns=drop),
+                                          list(opts.get("categorical") or []), source), source)
     return None
 
 
