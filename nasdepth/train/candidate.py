@@ -362,8 +362,7 @@ class TransferCandidate(Candidate):
         start = time.perf_counter()
         scaler = Standardizer.fit(data.x[torch.as_tensor(train_idx)])
         feats = body_features(prepared.model, scaler(data.x), device)
-        features = Dataset(feats, data.y, data.name, data.num_classes, list(data.class_names),
-                           data.groups)
+        features = replace(data, x=feats)
         spent = time.perf_counter() - start
         return FoldModel(prepared.model.head, features,
                          replace(base, standardize=False, placement="device"),

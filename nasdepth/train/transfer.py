@@ -14,7 +14,7 @@ mode (``loop.frozen_norms_eval``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -186,8 +186,7 @@ def adapt_data(data: Dataset, source: SourceModel, adapt: AdaptConfig,
             notes.append(f"size kept: {list(shape[1:])} (checkpoint: {list(want[1:])})")
     if x is data.x:
         return data, notes
-    return Dataset(x.contiguous(), data.y, data.name, data.num_classes, list(data.class_names),
-                   data.groups), notes
+    return replace(data, x=x.contiguous()), notes  # the labels (every task's) as they are
 
 
 def subsample(train_idx: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
