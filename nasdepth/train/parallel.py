@@ -1,21 +1,14 @@
-"""The k folds of one candidate trained at once, as one vectorized ensemble.
+"""The k folds of one candidate trained at once, as one vectorized ensemble (how and when:
+``docs/data_and_training.md``, "Fold-parallel training").
 
-``torch.func.stack_module_state`` stacks the k fresh models' parameters and buffers along a
-new leading dimension; ``vmap(functional_call)`` runs all k forward passes as one batched
-call, each fold on its own batch (``in_dims=0`` for the data), with its own BatchNorm running
-statistics (buffers batched with ``in_dims=0``; leaving them unbatched fails under vmap).
-The step itself is the sequential path's (:class:`~nasdepth.train.step.TrainStep` with the
-fold stack: per-fold losses, per-fold gradient clipping); early stopping is done with per-fold
-snapshots. Small models leave a GPU (and the
-per-op overhead of a CPU) mostly idle; batching the folds fills it.
-
-Each fold's own ``nn.Module`` holds views of its slices of the stacked tensors (and, on the
-steps a hook reads them, of the stacked gradients: ``TrainHook.reads_grads``), so hooks see
-every fold's model as it trains: at the epoch boundaries, and every step for hooks that declare
-``steps_in_parallel``; other per-step hooks make the engine go sequential (see
-:func:`needs_sequential`). Per step the engine calls ``after_backward_folds`` and
-``after_step_folds`` once for all folds: by default each fold's model in turn, while the
-probes work on the stacked tensors directly (one set of ops for every fold).
+MLPs run as stacked layers (:mod:`nasdepth.train.stacked`); any other model through
+``vmap(functional_call)`` over the parameters and buffers ``torch.func.stack_module_state``
+stacks, each fold on its own batch, with its own BatchNorm running statistics (buffers batched
+with ``in_dims=0``: leaving them unbatched fails under vmap). The step is the sequential path's
+(:class:`~nasdepth.train.step.TrainStep` with the fold stack); early stopping keeps per-fold
+snapshots. Hooks see each fold's own ``nn.Module``, whose tensors are views of its slices
+(:class:`~nasdepth.train.stacked.FoldStack`); per-step hooks that cannot take the folds
+interleaved make the engine go sequential (:func:`needs_sequential`).
 """
 
 from __future__ import annotations

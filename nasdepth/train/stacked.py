@@ -1,18 +1,13 @@
 """The k folds of an MLP as one model whose layers hold k stacked weights (grouped matmuls).
 
 ``vmap`` (:mod:`nasdepth.train.parallel`) batches any model, but on the CPU its per-operator
-dispatch is most of an MLP step. For flat inputs we know every layer that owns state (linear,
-batch/layer/group norm), so we swap each for a layer that holds the k folds' tensors stacked on
-a leading dimension and runs them as one batched call: a linear layer becomes one ``baddbmm``
-over ``(k, B, in) x (k, in, out)``; batch norm normalizes ``(B, k*C)`` so that each fold keeps
-its own batch statistics and running buffers. Activations travel as ``(k*B, features)``: every
-parameter-free layer (activations, dropout, residual additions) then works unchanged, since it
-acts on each sample alone. Measured on one CPU thread (``benchmarks/bench_cv.py --case mlp``)
-this is what takes the MLP past 2x the plain ``DataLoader`` loop, where ``vmap`` stays near 1.8x.
-
-Parameter and buffer names are those of the original model. Each fold's own ``nn.Module``
-holds views of its slices (:class:`FoldStack`), so it always has the fold's current weights:
-hooks and probes see each fold's model, and its gradients, while the folds train together.
+dispatch is most of an MLP step. For flat inputs every layer that owns state is linear or a
+batch/layer/group norm, so each is swapped for a layer holding the k folds' tensors stacked on
+a leading dimension, run as one batched call; activations travel as ``(k*B, features)``, so
+every parameter-free layer works unchanged (it acts on each sample alone). What it gains:
+``docs/data_and_training.md``, "Fold-parallel training". Parameter and buffer names are those
+of the original model; each fold's own ``nn.Module`` holds views of its slices
+(:class:`FoldStack`), so hooks and probes see each fold's current weights and gradients.
 """
 
 from __future__ import annotations

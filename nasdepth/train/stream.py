@@ -1,14 +1,10 @@
-"""Data placement: keep a fold's tensors on the device, or stream batches from the host.
+"""Data placement: keep a fold's tensors on the device, or stream batches from the host (the
+rule, its log line and what it costs: ``docs/data_and_training.md``, "Data placement").
 
-The fast path (``fit.py``) copies a fold's rows to the device once and batches by slicing a
-seeded permutation there. Data that does not fit stays on the host instead (pinned on CUDA)
-and a ``DataLoader`` feeds the same batches: :class:`PlanSampler` yields exactly the rows of
-``fold_perm`` cut by ``batch_plan``, so on the CPU a streamed fold gives the same scores as an
-on-device one, bit for bit.
-
-``auto`` decides per device: on the CPU (and MPS, whose memory is the host's) the data is
-already where training happens, so it stays; on CUDA it stays while a fold's footprint
-(:func:`fold_device_bytes`) is under :data:`DEVICE_FRACTION` of the free device memory.
+Streamed rows stay on the host (pinned on CUDA) and a ``DataLoader`` feeds the on-device
+path's batches: :class:`PlanSampler` yields exactly the rows of ``fold_perm`` cut by
+``batch_plan``, so on the CPU a streamed fold gives the same scores as an on-device one, bit
+for bit.
 """
 
 from __future__ import annotations
