@@ -2,6 +2,9 @@
 
 Names load on first use (:mod:`nasdepth.lazy`)."""
 
+# the imports under TYPE_CHECKING are for type checkers only; __all__ is _EXPORTS's names
+# ruff: noqa: F401
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -33,31 +36,7 @@ _EXPORTS = {
     **dict.fromkeys(("Standardizer",), "nasdepth.data.preprocess"),
     **dict.fromkeys(("SOURCES", "register_source"), "nasdepth.data.sources"),
 }
-__all__ = [
-    "AugmentConfig",
-    "CVConfig",
-    "CV_KINDS",
-    "Dataset",
-    "SOURCES",
-    "Splits",
-    "Standardizer",
-    "augment_batch",
-    "encode_labels",
-    "from_arrays",
-    "holdout_split",
-    "load_data",
-    "make_folds",
-    "make_splits",
-    "register_source",
-    "resolve_cv",
-    "Task",
-    "check_task",
-    "derive_tasks",
-    "label_matrix",
-    "multitask_from_arrays",
-    "task_data",
-    "with_stratify",
-]
+__all__ = sorted(_EXPORTS)  # one list: the names _EXPORTS maps
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:

@@ -4,6 +4,9 @@ cross-validation (``cross_validate``); data on the device or streamed from the h
 
 Names load on first use (:mod:`nasdepth.lazy`)."""
 
+# the imports under TYPE_CHECKING are for type checkers only; __all__ is _EXPORTS's names
+# ruff: noqa: F401
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -35,39 +38,7 @@ _EXPORTS = {
         "nasdepth.train.stream",
     ),
 }
-__all__ = [
-    "CVResult",
-    "Candidate",
-    "FitOptions",
-    "MultitaskCandidate",
-    "SingleTaskCandidate",
-    "TransferCandidate",
-    "candidate_from_dict",
-    "DEVICE_FRACTION",
-    "DeviceOutOfMemoryError",
-    "FoldResult",
-    "LOWER_IS_BETTER",
-    "METRICS",
-    "NonFiniteLossError",
-    "OPTIMIZERS",
-    "PLACEMENTS",
-    "PRECISIONS",
-    "SCHEDULES",
-    "TrainConfig",
-    "TrainHook",
-    "classification_metrics",
-    "configure_threads",
-    "cross_validate",
-    "fit_fold",
-    "fit_folds_parallel",
-    "fold_device_bytes",
-    "placement_decision",
-    "predict_proba",
-    "records",
-    "resolve_device",
-    "resolve_placement",
-    "seed_everything",
-]
+__all__ = sorted(_EXPORTS)  # one list: the names _EXPORTS maps
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
