@@ -37,12 +37,10 @@ class TrainHook:
 
     def reads_grads(self, model: nn.Module) -> bool:
         """Will the coming ``after_backward`` call for ``model`` read its ``.grad``? Asked
-        after each backward (before ``after_backward``) by the fold-parallel engine, which
-        hands the fold models their gradients (views of the stacked ones) only on steps where
-        some hook says so: binding costs k x parameters views (about 0.4 ms for an 8-layer
-        MLP, 2% of its step), and keeping them valid on every step would cost the training an
-        in-place zeroing and an accumulating backward. Default: every step. On other steps a
-        fold model's ``.grad`` is None."""
+        after each backward by the fold-parallel engine, which hands the fold models their
+        gradients (views of the stacked ones) only on steps where some hook says so (what that
+        saves: ``docs/data_and_training.md``, "Fold-parallel training"). Default: every step.
+        On other steps a fold model's ``.grad`` is None."""
         return True
 
     def after_backward(self, model: nn.Module, loss: torch.Tensor) -> None:

@@ -27,14 +27,11 @@ def task_frame(folds: pd.DataFrame) -> pd.DataFrame:
     plain metric names (``val_accuracy``, ...), plus ``weight`` (the task's final loss
     weight). A single-task table comes back with no ``task`` rows (empty)."""
     tasks = list(dict.fromkeys(c.split(".", 1)[0] for c in folds.columns if "." in c))
-    rows = []
-    for _, r in folds.iterrows():
-        for t in tasks:
-            row = {"task": t, **{c: r[c] for c in FOLD_COLUMNS if c in folds.columns}}
-            row.update({c.split(".", 1)[1]: r[c] for c in folds.columns
-                        if c.startswith(f"{t}.")})
-            rows.append(row)
-    return pd.DataFrame(rows)
+    keep = [c for c in FOLD_COLUMNS if c in folds.columns]
+    return pd.DataFrame([{"task": t, **{c: r[c] for c in keep},
+                          **{c.split(".", 1)[1]: r[c] for c in folds.columns
+                             if c.startswith(f"{t}.")}}
+                         for _, r in folds.iterrows() for t in tasks])
 
 
 def task_view(result: CVResult, task: str) -> CVResult:

@@ -107,13 +107,6 @@ def wsd_factor(t: int, total: int, warmup: float = WARMUP_SHARE,
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
-    """fp16 needs loss scaling against gradient underflow; bf16 has fp32's range."""
-    if device.type == "cuda" and precision == "fp16":
-        return torch.amp.GradScaler("cuda")
-    return None
-
-
 def batch_loss(logits: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
     """Mean cross-entropy: ``(B, C)`` logits -> a scalar; ``(k, B, C)`` -> one per fold."""
     if y.dim() == 1:
@@ -166,7 +159,9 @@ class TrainStep:
         self.forward: Callable[..., Any] = compiled if compiled is not None else model
         self.opt, self.sched = make_optimizer(self.params, training, device, steps_per_epoch,
                                               lr_groups)
-        self.amp = grad_scaler(device, training.precision)
+        # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range
+        self.amp = (torch.amp.GradScaler("cuda")
+                    if device.type == "cuda" and training.precision == "fp16" else None)
         self.device, self.precision = device, training.precision
         self.smoothing, self.grad_clip = training.label_smoothing, training.grad_clip
         self.aux_weight = aux_weight

@@ -9,10 +9,8 @@ loss, hits and auxiliary heads are the step's own); the task target computes the
 calls ``TrainStep.update``, so clipping, the optimizer, the schedule and the hooks' per-step
 calls stay the one step's.
 
-Multitask rows: each task's metrics are columns prefixed with the task name
-(``digit.val_accuracy``); the plain columns hold the mean over the tasks, so every reader of a
-single-task table (pruning, ``CVResult.mean``, reports) reads the multitask mean. Epoch records
-carry ``<task>.train_loss``, ``<task>.val_loss``, ``<task>.val_accuracy`` and ``<task>.weight``.
+Multitask rows and epoch records (each task's columns prefixed with its name, the plain
+columns their mean): :mod:`nasdepth.train.multitask`.
 """
 
 from __future__ import annotations
@@ -154,15 +152,10 @@ class TaskTargets(SingleTarget):
         t_n = len(self.tasks)
         loss = (self.total / seen).reshape(-1, t_n).tolist()  # one host sync per epoch
         acc = (self.correct.float() / seen).reshape(-1, t_n).tolist()
-        rows = []
-        for fold_loss, fold_acc in zip(loss, acc, strict=True):
-            out = {"train_loss": float(np.mean(fold_loss)),
-                   "train_accuracy": float(np.mean(fold_acc))}
-            for i, t in enumerate(self.tasks):
-                out.update({f"{t}.train_loss": fold_loss[i],
-                            f"{t}.train_accuracy": fold_acc[i]})
-            rows.append(out)
-        return rows
+        return [{"train_loss": float(np.mean(fl)), "train_accuracy": float(np.mean(fa)),
+                 **{k: v for i, t in enumerate(self.tasks)
+                    for k, v in ((f"{t}.train_loss", fl[i]), (f"{t}.train_accuracy", fa[i]))}}
+                for fl, fa in zip(loss, acc, strict=True)]  # one row per fold
 
     def softmax(self, out: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
         """Every task's probabilities side by side (classes last)."""
