@@ -117,16 +117,13 @@ def load_sklearn(name: str, opts: dict[str, Any], source: str) -> Dataset:
                                     "label_noise": 0.0},
                  example="{source: mnist1d, n_samples: 4000, split: train}")
 def load_mnist1d(rest: str, opts: dict[str, Any], source: str) -> Dataset:
-    """MNIST-1D (Greydanus 2020): 40-step 1-D digit shapes with shifts, scaling, correlated
-    noise; generated procedurally by the ``mnist1d`` package, never downloaded. The package
-    keeps 80% of ``n_samples`` as its ``train`` part and 20% as ``test``; the published
-    template and defaults (seed 42, 5,000 samples) give the benchmark's own data set.
-    Shape ``(N, 1, 40)``: one channel, 40 steps; ``flat: true`` gives ``(N, 40)`` features
-    (MLPs). ``shuffle_positions: true`` permutes the 40 positions of every sample by one fixed
-    permutation (the paper's test of spatial priors: a CNN or GRU loses its advantage, a
-    logistic regression or MLP does not). ``label_noise``: that fraction of the package's
-    *training* labels replaced by a random class (seeded; the test part's labels stay clean),
-    the setup of the notebook's width double descent (Nakkiran et al. 2019)."""
+    """MNIST-1D (Greydanus 2020): 40-step 1-D digit shapes, generated procedurally by the
+    ``mnist1d`` package, never downloaded; the published template and defaults (seed 42, 5,000
+    samples, 80% ``train``) give the benchmark's own data set (the options:
+    ``docs/data_and_training.md``). ``shuffle_positions`` is the paper's test of spatial
+    priors (a CNN or GRU loses its advantage, a logistic regression or MLP does not);
+    ``label_noise`` on the training part only is the setup of the notebook's width double
+    descent (Nakkiran et al. 2019)."""
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as exc:  # pragma: no cover - a declared dependency

@@ -65,12 +65,6 @@ def trial_record(trial: FrozenTrial) -> TrialRecord:
     return read_record(trial)
 
 
-def _sort_key(t: FrozenTrial, maximize: bool) -> tuple[float, float]:
-    value = float(t.values[0])
-    params = trial_record(t).costs.get("params", math.inf)
-    return (-value if maximize else value, params)
-
-
 def pick_trial(study: optuna.Study, which: int | str, maximize: bool) -> FrozenTrial:
     """``best`` (the complete trial with the best primary objective, ties: fewer parameters)
     or a trial number, which must be a complete trial with an architecture."""
@@ -80,7 +74,9 @@ def pick_trial(study: optuna.Study, which: int | str, maximize: bool) -> FrozenT
     if which == "best":
         if not complete:
             raise NasdepthError(f"{where} has no complete trial yet: nothing to export.")
-        return min(complete, key=lambda t: _sort_key(t, maximize))
+        sign = -1.0 if maximize else 1.0
+        return min(complete, key=lambda t: (sign * float(t.values[0]),
+                                            trial_record(t).costs.get("params", math.inf)))
     try:
         number = int(which)
     except (TypeError, ValueError):

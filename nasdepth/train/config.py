@@ -36,27 +36,17 @@ INT_LIMITS = {"epochs": 100_000, "batch_size": 2**24, "patience": 100_000, "thre
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every training option. ``0`` switches ``grad_clip``, ``patience`` and ``threads`` off.
+    """Every training option (the YAML keys, what each does, and the measurements behind the
+    defaults: ``docs/data_and_training.md``). ``0`` switches ``grad_clip``, ``patience`` and
+    ``threads`` off.
 
-    The default recipe (AdamW at 3e-3, ``wsd``: warm-up, the peak rate, a cosine decay to a
-    tenth over the last fifth) was chosen by ``benchmarks/bench_recipe.py --schedules``: of
-    the recipes measured at budgets of 1 to 30 epochs it was the one within a fold's standard
-    deviation of the best everywhere; ``cosine`` (to zero) lost up to 18 standard deviations
-    at short budgets (table in ``docs/data_and_training.md``).
-
-    ``patience``: stop a fold when its validation loss has not improved by ``min_delta`` for
-    that many epochs (the model at the stopping epoch is scored). ``precision``: autocast
-    dtype on CUDA (ignored elsewhere). ``threads``: intra-op threads (0: as configured).
-    ``parallel``: train the folds as one vectorized ensemble (``auto``: where it is faster).
-    ``channels_last``: memory format for 2-D CNNs (``auto``: on for CNNs on CPU/CUDA).
-    ``compile``: ``torch.compile`` the model (costs seconds per new architecture).
-    ``data_placement``: ``device`` copies each fold's rows to the device once and batches
-    there; ``stream`` keeps them on the host and feeds batches through a ``DataLoader`` (same
-    batches, same scores; no fold-parallel training); ``auto``: on the device where they fit
-    (always on a CPU; on CUDA under half the free memory), streamed otherwise.
-    ``lr_auto`` (``lr: auto`` in YAML): ``cross_validate`` runs a learning-rate range test on
-    the first fold's training part and trains every fold at the rate it picks
-    (:mod:`nasdepth.train.lr_find`); ``lr`` then holds that rate.
+    The default recipe (AdamW at 3e-3, ``wsd``) was chosen by ``benchmarks/bench_recipe.py
+    --schedules``: of the recipes measured at budgets of 1 to 30 epochs it was the one within
+    a fold's standard deviation of the best everywhere. ``patience``: stop a fold when its
+    validation loss has not improved by ``min_delta`` for that many epochs (the model at the
+    stopping epoch is scored). ``lr_auto`` (``lr: auto`` in YAML): ``cross_validate`` runs a
+    learning-rate range test on the first fold's training part and trains every fold at the
+    rate it picks (:mod:`nasdepth.train.lr_find`); ``lr`` then holds that rate.
     """
 
     epochs: int = 10

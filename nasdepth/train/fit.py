@@ -143,9 +143,8 @@ class FitOptions:
     ``targets``: the labels and loss (None: ``data.y``, one task; see
     :mod:`nasdepth.train.targets`); ``aux_weight``: auxiliary heads' share of the loss;
     ``lr_groups``: (parameters, learning-rate factor) groups for the optimizer (transfer
-    learning: a pre-trained body at a fraction of the head's rate); frozen parameters
-    (``requires_grad`` False) get no optimizer state, and normalization layers whose
-    parameters are all frozen stay in eval mode while the rest trains. ``standardize`` False
+    learning: a pre-trained body at a fraction of the head's rate; frozen parameters get no
+    optimizer state, :mod:`nasdepth.train.transfer`). ``standardize`` False
     feeds the rows as they are (a frozen body's cached features, which its head was
     pre-trained on unstandardized). ``on_epoch(epoch)`` runs before each epoch (gradual
     unfreezing changes ``requires_grad`` there).
