@@ -49,17 +49,13 @@ def load_numpy(p: Path, source: str) -> Any:
                           "with \\x93NUMPY); this file does not")
     try:
         return np.load(p, allow_pickle=False)
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+    except Exception as exc:  # also a damaged zip member (BadZipFile), a cut header ...
+        if isinstance(exc, ValueError) and ("allow_pickle" in str(exc)
+                                            or "Object arrays" in str(exc)):
             raise ConfigError(source, "data", str(p), OBJECT_ARRAYS) from None
-        raise ConfigError(source, "path", str(p),
-                          f"a NumPy file NumPy can read ({type(exc).__name__}: {exc})") from None
-    except (OSError, EOFError) as exc:
-        raise ConfigError(source, "path", str(p),
-                          f"a NumPy file NumPy can read ({type(exc).__name__}: {exc})") from None
-    except Exception as exc:  # a damaged zip member (BadZipFile), a cut header ...
+        text = str(exc) if isinstance(exc, (ValueError, OSError, EOFError)) else str(exc)[:200]
         raise ConfigError(source, "path", str(p), f"a NumPy file NumPy can read "
-                          f"({type(exc).__name__}: {str(exc)[:200]})") from None
+                          f"({type(exc).__name__}: {text})") from None
 
 
 def read_table(p: Path, source: str, sep: str = ",") -> pd.DataFrame:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nasdepth.arch import ArchConfig, build_model
+from nasdepth.arch import ArchConfig, build_model, count_parameters
 from nasdepth.arch.weights import MODEL_FORMAT, load_failure, refused_for_safety
 from nasdepth.data.resize import resize_tensor
 from nasdepth.errors import NasdepthError
@@ -211,8 +211,6 @@ def check_declared_size(path: str | Path, arch: ArchConfig, shape: tuple[int, ..
     """Refuse a file whose metadata declares a network larger than the weights it holds (a
     crafted file could make ``load_model`` allocate terabytes): the declared network is
     counted on the meta device first, which allocates nothing."""
-    from nasdepth.arch import count_parameters
-
     if not shape or any(s < 1 for s in shape) or math.prod(shape) > MAX_INPUT or not (
             2 <= classes <= MAX_CLASSES):
         raise NasdepthError(f"{path} is a damaged nasdepth model file (input shape {shape}, "

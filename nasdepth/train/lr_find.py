@@ -56,7 +56,6 @@ from nasdepth.train.fit import use_channels_last
 from nasdepth.train.step import make_optimizer
 from nasdepth.train.targets import SINGLE
 
-RULES = LR_RULES
 START_LR = 1e-7
 END_LR = 1.0
 STEPS = 100
@@ -129,8 +128,8 @@ def choose(lrs: list[float], losses: list[float], rule: str = "blend") -> float:
     """The learning rate ``rule`` picks from a sweep's raw ``losses`` (see the module
     docstring), read on the :func:`centered` curve. Too short a sweep (under 10 points) gives
     its minimum's rate over 10."""
-    if rule not in RULES:
-        raise UnknownNameError("the range test", "rule", rule, RULES)
+    if rule not in LR_RULES:
+        raise UnknownNameError("the range test", "rule", rule, LR_RULES)
     n = len(lrs)
     loss = np.asarray(centered(lrs, losses), dtype=float)
     low = int(np.nanargmin(loss))
@@ -171,8 +170,8 @@ def candidate_range_test(candidate: Candidate, data: Dataset, train_idx: np.ndar
         raise ConfigError("the range test", "start_lr", start_lr, f"> 0 and < end_lr ({end_lr})")
     if steps < 2:
         raise ConfigError("the range test", "steps", steps, "an int >= 2")
-    if rule not in RULES:
-        raise UnknownNameError("the range test", "rule", rule, RULES)
+    if rule not in LR_RULES:
+        raise UnknownNameError("the range test", "rule", rule, LR_RULES)
     probe = candidate.fold(data, train_idx, seed, device)
     began = time.perf_counter()
     model, targets = probe.model, probe.options.targets or SINGLE

@@ -1,12 +1,7 @@
 """Does sharing help? A multitask network against the same architecture trained on each task
-alone, on the same folds, and the score of every task against ``branch_at``.
-
-Both return tidy tables (one row per fold and task) for the report to compare and draw:
-
-- :func:`single_task_baselines`: ``mode`` ``multitask`` (the shared network's scores) or
-  ``single`` (``cfg.single(task)``: the same stem, blocks and head for that task alone, a
-  fresh network per fold with the same seeds), paired by ``fold``;
-- :func:`branch_sweep`: the multitask network cross-validated at each ``branch_at``.
+alone (:func:`single_task_baselines`), on the same folds, and the score of every task against
+``branch_at`` (:func:`branch_sweep`); both as tidy tables (one row per fold and task) for the
+report to compare and draw.
 """
 
 from __future__ import annotations
@@ -39,8 +34,10 @@ def single_task_baselines(cfg: MultitaskConfig, data: Dataset, *,
                           training: TrainConfig | None = None,
                           multitask_folds: Sequence[dict[str, Any]] | pd.DataFrame | None = None,
                           ) -> pd.DataFrame:
-    """Each task of ``cfg`` trained alone (same architecture, same folds, same seeds) next to
-    its multitask scores: one row per ``mode``, ``task`` and ``fold``. ``multitask_folds``:
+    """Each task of ``cfg`` trained alone (``cfg.single(task)``: the same stem, blocks and
+    head, a fresh network per fold with the same seeds, on the same folds) next to its
+    multitask scores: one row per ``mode`` (``multitask`` or ``single``), ``task`` and
+    ``fold``. ``multitask_folds``:
     the multitask run's fold table where it exists already (else it is trained here)."""
     splits = resolve_cv(cv, data, folds=folds, seed=seed)
     if multitask_folds is None:
