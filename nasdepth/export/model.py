@@ -1,11 +1,8 @@
-"""One model file: the weights of a refitted candidate (or its k fold models) with the input
-standardization they were trained with and JSON metadata, and :class:`ExportedModel`, the
-``nn.Module`` that :func:`load_model` gives back.
-
-The file is a ``torch.save`` of plain containers only (``format``, ``metadata`` as a JSON
-string, ``state_dicts``: one per member), so it loads with ``torch.load(weights_only=True)``:
-opening a model file never runs code from it. The standardization is part of the metadata
-(float32 values written as JSON numbers, which read back bit for bit).
+"""One model file (plain containers that ``torch.load(weights_only=True)`` reads, so opening
+one never runs code from it; its layout: ``docs/export.md``, "The file"): the weights of a
+refitted candidate (or its k fold models), the input standardization they were trained with
+(float32 values written as JSON numbers, which read back bit for bit) and JSON metadata; and
+:class:`ExportedModel`, the ``nn.Module`` that :func:`load_model` gives back.
 """
 
 from __future__ import annotations
@@ -133,7 +130,6 @@ def save_model(path: str | Path, members: Sequence[nn.Module],
                standardizations: Sequence[tuple[torch.Tensor, torch.Tensor]],
                metadata: dict[str, Any]) -> Path:
     """Write one model file: the members' weights, their standardization and ``metadata``."""
-    path = Path(path)
     meta = dict(metadata)
     meta["format"], meta["format_version"] = FORMAT, FORMAT_VERSION
     meta["preprocessing"] = [standardization_dict(m, s) for m, s in standardizations]

@@ -156,17 +156,14 @@ def export_model(
     say: Say | None = None,
     progress: bool = False,
 ) -> ExportResult:
-    """Refit trial ``trial`` (``best`` or a number) of ``study`` and save it to ``path``.
+    """Refit trial ``trial`` (``best`` or a number) of ``study`` and save it to ``path`` (on
+    which rows, with which recipe and for how many epochs: ``docs/export.md``).
 
     ``study``: a study file path, a :class:`StudyConfig` or an ``optuna.Study`` (settings from
-    its stored config). The refit trains the trial's architecture with the trial's recipe on
-    every sample outside the held-out test part, for the study's epochs, or, where the study
-    stopped early (``patience``), for the median epoch at which the folds stopped.
-    ``ensemble=True`` instead retrains the k fold models exactly as the CV did (same splits,
-    seeds and early stopping) and keeps them all; the saved model averages their
-    probabilities. ``device`` overrides the recipe's. ``data``: the study's data, already
-    loaded. ``say`` receives progress lines; ``progress`` shows a bar over the epochs (on a
-    terminal).
+    its stored config). ``ensemble=True`` instead retrains the k fold models exactly as the CV
+    did and keeps them all; the saved model averages their probabilities. ``device``
+    overrides the recipe's. ``data``: the study's data, already loaded. ``say`` receives
+    progress lines; ``progress`` shows a bar over the epochs (on a terminal).
     """
     say = say or log.info
     st, settings, study_file = _resolve(study, storage)

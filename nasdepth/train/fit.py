@@ -4,8 +4,7 @@ epochs with validation and early stopping, the final scores; each batch's step i
 
 Speed: the fold's tensors live on the device, batches are slices of a seeded ``randperm``,
 the running loss stays a device tensor, and the host syncs once per epoch. Data that does not
-fit on the device is streamed from the host instead (``data_placement``, ``stream.py``): the
-same batches in the same order through a ``DataLoader``, standardized on the device.
+fit on the device is streamed from the host instead (:mod:`nasdepth.train.stream`).
 """
 
 from __future__ import annotations
