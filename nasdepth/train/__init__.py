@@ -23,7 +23,7 @@ _EXPORTS = {
         ("Candidate", "MultitaskCandidate", "SingleTaskCandidate", "TransferCandidate",
          "candidate_from_dict"), "nasdepth.train.candidate"),
     **dict.fromkeys(
-        ("configure_threads", "resolve_device", "seed_everything"), "nasdepth.train.device"
+        ("configure_threads", "resolve_device"), "nasdepth.train.device"
     ),
     **dict.fromkeys(("FitOptions", "FoldResult", "fit_fold", "predict_proba"),
                     "nasdepth.train.fit"),
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     )
     from nasdepth.train.config import OPTIMIZERS, PLACEMENTS, PRECISIONS, SCHEDULES, TrainConfig
     from nasdepth.train.cv import CVResult, cross_validate, records
-    from nasdepth.train.device import configure_threads, resolve_device, seed_everything
+    from nasdepth.train.device import configure_threads, resolve_device
     from nasdepth.train.fit import FitOptions, FoldResult, fit_fold, predict_proba
     from nasdepth.train.hooks import TrainHook
     from nasdepth.train.loop import DeviceOutOfMemoryError, NonFiniteLossError

@@ -1,11 +1,10 @@
-"""Devices, threads and seeds: chosen on purpose, never left to chance."""
+"""Devices and threads: chosen on purpose, never left to chance (each fold's model is seeded
+where it is built: :meth:`nasdepth.train.candidate.Candidate.fold`)."""
 
 from __future__ import annotations
 
 import os
-import random
 
-import numpy as np
 import torch
 
 from nasdepth.errors import ConfigError
@@ -47,9 +46,3 @@ def configure_threads(workers: int = 1, threads: int | None = None) -> int:
     # deep sigmoid/tanh nets with vanishing gradients produce subnormals: avoid the slow path
     torch.set_flush_denormal(True)
     return threads
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
