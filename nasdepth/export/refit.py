@@ -32,7 +32,6 @@ from nasdepth.export.trial import (
     refit_epochs,
     trial_candidate,
     trial_record,
-    trial_training,
 )
 from nasdepth.study.measure import versions
 from nasdepth.study.record import TrialRecord
@@ -172,7 +171,10 @@ def export_model(
     source = settings.source
     candidate = trial_candidate(record, source)
     arch = candidate.arch
-    training = trial_training(record, settings)
+    # the recipe the trial was cross-validated with: its own (sampled recipe parameters
+    # applied) where recorded, else the study's
+    training = (TrainConfig.from_dict(record.training, f"{source}, trial {record.number}")
+                if record.training else settings.training)
     if device is not None:
         training = replace(training, device=device).validate(source)
     if training.threads:

@@ -106,15 +106,6 @@ def trial_candidate(record: TrialRecord, source: str) -> Candidate:
     return candidate
 
 
-def trial_training(record: TrialRecord, settings: StudySettings) -> TrainConfig:
-    """The recipe the trial was cross-validated with: its own (sampled recipe parameters
-    applied) where recorded, else the study's."""
-    if record.training:
-        return TrainConfig.from_dict(record.training, f"{settings.source}, trial "
-                                                      f"{record.number}")
-    return settings.training
-
-
 def refit_epochs(record: TrialRecord, training: TrainConfig) -> tuple[int, str]:
     """Epochs for the refit and why: the recipe's, or with early stopping (``patience``) the
     median epoch at which the folds stopped (the fold rows record ``epochs``)."""

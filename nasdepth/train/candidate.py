@@ -212,10 +212,6 @@ class MultitaskCandidate(Candidate):
     def arch(self) -> ArchConfig:  # type: ignore[override]
         return self.config.arch
 
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        return self.config.tasks
-
     def prepare(self, data: Dataset, source: str = "the study") -> Dataset:
         self.config.validate(source)
         for t in self.config.tasks:

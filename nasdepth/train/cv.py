@@ -82,16 +82,11 @@ def choose_parallel(mode: str | bool, data: Dataset, device: torch.device,
                     hooks: Sequence[TrainHook], splits: Sequence[tuple[np.ndarray, np.ndarray]],
                     training: TrainConfig, placement: str = "device",
                     candidate: Candidate | None = None) -> bool:
-    """Train the folds as one vectorized ensemble?
-
-    ``auto`` follows the measurements in PERF_NOTES and ``benchmarks/bench_cv.py``: on a GPU
-    always (one small model leaves it idle); on a CPU for MLPs (overhead-bound; their folds
-    run as stacked layers, see :mod:`nasdepth.train.stacked`) but not for CNNs (compute-bound:
-    no gain, sometimes a loss). Never for a ``candidate`` without that engine, where folds
-    differ in size by more than one sample (group k-fold), with per-step hooks, with
-    ``torch.compile``, or where the data is streamed from the host (``placement``: the
-    ensemble needs every fold's data on the device).
-    """
+    """Train the folds as one vectorized ensemble? ``auto`` follows the measurements in
+    PERF_NOTES and ``benchmarks/bench_cv.py``: on a GPU always (one small model leaves it
+    idle); on a CPU for MLPs (overhead-bound; their folds run as stacked layers) but not for
+    CNNs (compute-bound: no gain, sometimes a loss). Never where one of the reasons below
+    holds (logged where ``on`` asked for it)."""
     mode = {True: "on", False: "off"}.get(mode, mode) if isinstance(mode, bool) else mode
     if mode == "off":
         return False
