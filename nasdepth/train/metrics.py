@@ -73,17 +73,3 @@ def _auc(positive: np.ndarray, score: np.ndarray) -> float:
     ranks[order] = np.repeat(avg, ends - starts)
     u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
-
-
-def metric_row(prefix: str, y_true: np.ndarray, proba: np.ndarray, num_classes: int
-               ) -> dict[str, float]:
-    """``{prefix_metric: value}`` for every metric."""
-    return {f"{prefix}_{k}": v
-            for k, v in classification_metrics(y_true, proba, num_classes).items()}
-
-
-def add_gaps(row: dict[str, float]) -> None:
-    """``gap_<m> = train_<m> - val_<m>``: the generalization gap, a first-class column."""
-    for m in METRICS:
-        if f"train_{m}" in row and f"val_{m}" in row:
-            row[f"gap_{m}"] = row[f"train_{m}"] - row[f"val_{m}"]

@@ -27,7 +27,7 @@ from nasdepth.arch.multitask import joint_loss
 from nasdepth.data import Dataset
 from nasdepth.data.tasks import label_matrix
 from nasdepth.train.loop import autocast
-from nasdepth.train.metrics import add_gaps, metric_row
+from nasdepth.train.metrics import METRICS, classification_metrics
 from nasdepth.train.step import TrainStep, batch_loss
 
 #: (split, labels, probabilities) of one scored part of a fold
@@ -98,8 +98,11 @@ class SingleTarget:
     def metrics(self, scores: Scores, model: nn.Module, num_classes: int) -> dict[str, Any]:
         row: dict[str, Any] = {}
         for split, y, proba in scores:
-            row.update(metric_row(split, y, proba, num_classes))
-        add_gaps(row)
+            row.update({f"{split}_{m}": v
+                        for m, v in classification_metrics(y, proba, num_classes).items()})
+        # ``gap_<m> = train_<m> - val_<m>``: the generalization gap, a first-class column
+        row.update({f"gap_{m}": row[f"train_{m}"] - row[f"val_{m}"] for m in METRICS
+                    if f"train_{m}" in row and f"val_{m}" in row})
         return row
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, smoothing: float
