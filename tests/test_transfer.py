@@ -12,7 +12,7 @@ import torch
 
 from nasdepth.arch import ArchConfig, build_model
 from nasdepth.arch.adapt import read_source
-from nasdepth.data import CVConfig, Dataset, Standardizer, load_data
+from nasdepth.data import CVConfig, Dataset, Standardizer, derive_tasks, load_data
 from nasdepth.errors import ConfigError, NasdepthError
 from nasdepth.export.model import save_model
 from nasdepth.train import FitOptions, TrainConfig, cross_validate, fit_fold
@@ -234,6 +234,9 @@ def test_input_shapes_adapt_only_when_told(digits: Dataset, tmp_path: Path) -> N
     repeated, notes = adapt_data(gray, src, AdaptConfig(channels="repeat"))
     assert repeated.input_shape == (3, 8, 8) and "repeated 3x" in notes[0]
     assert torch.equal(repeated.x[:, 0], repeated.x[:, 2])
+    two = derive_tasks(gray, {"digit": "label", "parity": "parity"}, 0, "test")
+    adapted, _ = adapt_data(two, src, AdaptConfig(channels="repeat"))  # every task kept
+    assert adapted.task_names == ["digit", "parity"] and adapted.input_shape == (3, 8, 8)
     same, notes = adapt_data(gray, src, AdaptConfig(channels="new_stem"))
     assert same.input_shape == (1, 8, 8) and "new stem" in notes[0]
     t = TransferConfig(src.path, "fine_tune", 1, adapt=AdaptConfig(channels="new_stem"))
