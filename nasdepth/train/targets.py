@@ -10,7 +10,7 @@ calls ``TrainStep.update``, so clipping, the optimizer, the schedule and the hoo
 calls stay the one step's.
 
 Multitask rows and epoch records (each task's columns prefixed with its name, the plain
-columns their mean): :mod:`nasdepth.train.multitask`.
+columns their mean): :mod:`nasdepth.train.multitask`, ``docs/multitask.md``.
 """
 
 from __future__ import annotations
