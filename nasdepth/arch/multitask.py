@@ -26,7 +26,7 @@ The joint loss (:meth:`MultitaskNetwork.joint_loss`) over the tasks' mean cross-
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -34,7 +34,7 @@ from torch import nn
 
 from nasdepth.arch.blocks import get_block, has_transition
 from nasdepth.arch.build import build_model, input_rank
-from nasdepth.arch.config import ArchConfig
+from nasdepth.arch.config import ArchConfig, checked_keys
 from nasdepth.errors import ConfigError, UnknownNameError
 
 WEIGHTINGS = ("fixed", "uncertainty")
@@ -119,12 +119,7 @@ class MultitaskConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = SOURCE) -> MultitaskConfig:
-        if not isinstance(d, dict):
-            raise ConfigError(source, "multitask", d, "a mapping")
-        valid = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in valid:
-                raise UnknownNameError(source, "key", key, valid)
+        checked_keys(cls, d, source, "multitask")
         if "arch" not in d or "tasks" not in d:
             raise ConfigError(source, "multitask", sorted(d), "a mapping with arch and tasks")
         d = dict(d)
@@ -206,15 +201,10 @@ class MultitaskNetwork(nn.Module):
         return TaskPath(self, task)
 
     def named_blocks(self) -> list[tuple[str, nn.Module]]:
-        named = [("stem", self.stem)]
-        named += [(f"block{i}.{type(b).__name__}", b) for i, b in enumerate(self.shared)]
-        n = len(self.shared)
-        for t in self.tasks:
-            branch: nn.Sequential = self.branches[t]  # type: ignore[assignment]
-            named += [(f"{t}/block{n + i}.{type(b).__name__}", b)
-                      for i, b in enumerate(branch)]
-            named.append((f"{t}/head", self.heads[t]))
-        return named
+        """The stem and shared blocks once, then each task's branch blocks and head."""
+        paths = [TaskPath(self, t).named_blocks() for t in self.tasks]
+        trunk = 1 + len(self.shared)
+        return paths[0][:trunk] + [unit for p in paths for unit in p[trunk:]]
 
     def task_weights(self) -> torch.Tensor:
         """The weight of each task's loss now: fixed, or ``exp(-s_t)`` when learned."""
