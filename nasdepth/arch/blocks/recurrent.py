@@ -90,17 +90,10 @@ class SequenceBlock(Block):
     """Base of the sequence blocks: 1-D inputs only; a stride pools before the block."""
 
     strides_by_pool = True
-    #: the fold-parallel engine's ``vmap`` has no batching rule for the fused recurrent
-    #: kernels: under it the block raises an error that names vmap, on which
-    #: ``cross_validate`` trains the folds one after another
-    fold_parallel = True
 
 
 class RecurrentBlock(SequenceBlock):
     """One recurrent layer over ``(N, C, L)``: ``C`` features per step in, ``width`` out."""
-
-    cell: type[nn.RNN] | type[nn.LSTM] | type[nn.GRU] = nn.RNN
-    fold_parallel = False
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int, stage: StageConfig,
                  skip: bool, ops: Ops) -> None:
@@ -118,10 +111,10 @@ class RecurrentBlock(SequenceBlock):
         self.time_tap: TimeTap | None = None
 
     def make_cell(self, cin: int, hidden: int, stage: StageConfig) -> nn.RNNBase:
-        return self.cell(cin, hidden, batch_first=True)
+        raise NotImplementedError
 
     def main(self, x: torch.Tensor) -> torch.Tensor:
-        if under_vmap(x):
+        if under_vmap(x):  # on this error cross_validate trains the folds one after another
             raise NotImplementedError(
                 f"vmap: the fused {type(self.rnn).__name__} layer of a {self.name} block has no "
                 "batching rule (its folds train one after another)")
@@ -167,8 +160,6 @@ class RecurrentBlock(SequenceBlock):
 class RNNBlock(RecurrentBlock):
     """Vanilla (Elman) recurrent layer, ``nonlinearity`` tanh or relu."""
 
-    cell = nn.RNN
-
     def make_cell(self, cin: int, hidden: int, stage: StageConfig) -> nn.RNNBase:
         return nn.RNN(cin, hidden, nonlinearity=stage.nonlinearity, batch_first=True)
 
@@ -188,8 +179,6 @@ class LSTMBlock(RecurrentBlock):
     """LSTM layer; the forget gate's bias starts at ``gate_bias`` (default 1, Jozefowicz et al.
     2015), so the cell state carries information across steps from the first update on."""
 
-    cell = nn.LSTM
-
     def make_cell(self, cin: int, hidden: int, stage: StageConfig) -> nn.RNNBase:
         lstm = nn.LSTM(cin, hidden, batch_first=True)
         # gates are stacked (input, forget, cell, output)
@@ -201,8 +190,6 @@ class LSTMBlock(RecurrentBlock):
 class GRUBlock(RecurrentBlock):
     """GRU layer (PyTorch's initialization); ``gate_bias`` starts the update gate, which keeps
     the previous state (PyTorch's h' = (1 - z) * n + z * h), at that bias."""
-
-    cell = nn.GRU
 
     def make_cell(self, cin: int, hidden: int, stage: StageConfig) -> nn.RNNBase:
         gru = nn.GRU(cin, hidden, batch_first=True)
