@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: every verdict (docs/diagnose.md explains each). ``undertrained``: no skill yet on data that
@@ -31,8 +31,7 @@ class Evidence:
     meaning: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"signal": self.signal, "value": self.value, "threshold": self.threshold,
-                "meaning": self.meaning}
+        return asdict(self)
 
 
 @dataclass

@@ -30,6 +30,7 @@ import math
 import time
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from nasdepth.arch import ArchConfig
@@ -128,7 +129,7 @@ def run_reference(data: Dataset, splits: Splits, *, seed: int = 0,
     y = data.y_numpy
     hits_chance = n_val = 0
     for tr, va in splits:
-        majority = int(_bincount_argmax(y[tr]))
+        majority = int(np.bincount(y[tr]).argmax())
         hits_chance += int((y[va] == majority).sum())
         n_val += len(va)
     chance = hits_chance / max(1, n_val)
@@ -145,9 +146,3 @@ def run_reference(data: Dataset, splits: Splits, *, seed: int = 0,
         out["model_seconds"] = round(float(model_seconds), 3)
         out["cost_ratio"] = round(seconds / float(model_seconds), 2)
     return out
-
-
-def _bincount_argmax(y: Any) -> int:
-    import numpy as np
-
-    return int(np.bincount(y).argmax())
