@@ -139,9 +139,8 @@ def block_ends(cfg: ArchConfig, rank: int) -> list[int]:
             pos += 1
         if cls.entry is not None and (si == 0 or cfg.stages[si - 1].block != stage.block):
             pos += 1
-        for _ in range(stage.depth):
-            pos += 1
-            ends.append(pos)
+        ends += range(pos + 1, pos + stage.depth + 1)
+        pos += stage.depth
     return ends
 
 
@@ -241,19 +240,11 @@ def build_multitask(cfg: MultitaskConfig, input_shape: Sequence[int],
     arch = replace(cfg.arch, head_hidden=cfg.head_hidden)
     ends = block_ends(arch, input_rank(input_shape))
     cut = ends[cfg.shared_blocks]
-    stem: nn.Module | None = None
-    shared: list[nn.Module] = []
-    branches: dict[str, list[nn.Module]] = {}
-    heads: dict[str, nn.Module] = {}
-    for t in cfg.tasks:
-        net = build_model(arch, input_shape, int(num_classes[t]))
-        if len(net.blocks) != ends[-1]:  # the count above must follow build_model
-            raise RuntimeError(f"block_ends counted {ends[-1]} modules, the network has "
-                               f"{len(net.blocks)}")
-        blocks = list(net.blocks)
-        if stem is None:
-            stem, shared = net.stem, blocks[:cut]
-        branches[t] = blocks[cut:]
-        heads[t] = net.head
-    assert stem is not None
-    return MultitaskNetwork(cfg, stem, shared, branches, heads, num_classes)
+    nets = {t: build_model(arch, input_shape, int(num_classes[t])) for t in cfg.tasks}
+    first = nets[cfg.tasks[0]]
+    if len(first.blocks) != ends[-1]:  # the count above must follow build_model
+        raise RuntimeError(f"block_ends counted {ends[-1]} modules, the network has "
+                           f"{len(first.blocks)}")
+    return MultitaskNetwork(cfg, first.stem, list(first.blocks)[:cut],
+                            {t: list(net.blocks)[cut:] for t, net in nets.items()},
+                            {t: net.head for t, net in nets.items()}, num_classes)

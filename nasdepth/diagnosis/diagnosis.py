@@ -59,16 +59,7 @@ class Diagnosis:
             raise ValueError(f"unknown verdict {self.verdict!r}; valid: {', '.join(VERDICTS)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "confidence": round(float(self.confidence), 3),
-            "evidence": [e.to_dict() for e in self.evidence],
-            "advice": list(self.advice),
-            "controls": self.controls,
-            "signals": self.signals,
-            "basis": [dict(b) for b in self.basis],
-            "still_learning": self.still_learning,
-        }
+        return {**asdict(self), "confidence": round(float(self.confidence), 3)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Diagnosis:

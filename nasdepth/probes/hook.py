@@ -104,17 +104,14 @@ class ProbeHook(TrainHook):
         fold has no open probe: then each fold's probe is called on its own)."""
         key = id(folds)
         if key not in self._shared:
-            probes = [self._probe(m) for m in folds.models]
+            probes = [p for p in map(self._probe, folds.models) if p is not None]
             stats = None
-            if all(p is not None for p in probes):
-                first = probes[0]
-                assert first is not None
-                own = first.step_stats  # the same schedule and statistics, for every fold
-                stats = StepStats(folds.stacked_params(first.params), own.block_sizes,
+            if len(probes) == len(folds.models):
+                own = probes[0].step_stats  # the same schedule and statistics, for every fold
+                stats = StepStats(folds.stacked_params(probes[0].params), own.block_sizes,
                                   k=len(probes), stacked=True, update_every=own.update_every,
                                   grad_every=own.grad_every, snr=own.snr)
                 for f, probe in enumerate(probes):
-                    assert probe is not None
                     probe.share_steps(stats, f)
             self._shared[key] = stats
         return self._shared[key]
