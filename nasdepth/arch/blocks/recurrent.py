@@ -17,11 +17,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nasdepth.arch.blocks.base import SOURCE, Block, register_block
+from nasdepth.arch.blocks.base import Block, register_block
 from nasdepth.arch.config import StageConfig
-from nasdepth.arch.layers import NORMS, Ops, _num_groups
+from nasdepth.arch.layers import Ops
 from nasdepth.arch.rules import check_gate_bias
-from nasdepth.errors import UnknownNameError
 
 TIME_SAMPLES = 8  # sampled steps of a TimeTap: 8 chunks per direction cost ~nothing extra
 
@@ -33,18 +32,8 @@ class SequenceNorm(nn.Module):
 
     def __init__(self, kind: str, channels: int) -> None:
         super().__init__()
-        if kind not in NORMS:
-            raise UnknownNameError(SOURCE, "norm", kind, NORMS)
         self.kind = kind
-        self.norm: nn.Module
-        if kind == "layer":
-            self.norm = nn.LayerNorm(channels)
-        elif kind == "batch":
-            self.norm = nn.BatchNorm1d(channels)
-        elif kind == "group":
-            self.norm = nn.GroupNorm(_num_groups(channels), channels)
-        else:
-            self.norm = nn.Identity()
+        self.norm = Ops(0).norm(kind, channels)  # flat features' norms: each step is a row
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind in ("layer", "none"):
