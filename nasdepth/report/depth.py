@@ -10,12 +10,8 @@ section in :mod:`nasdepth.report.depth_section` words and draws them.
   is an optimization limit; overfitting is training error falling while validation error
   rises. Both read the final training accuracy each fold recorded (``train_accuracy`` of the
   CV table: the trained model scored on its whole training part).
-- **Bootstrap**: the folds (shared by every candidate, so resampled together) and, at each
-  depth, the candidates are drawn with replacement; each resample applies the report's
-  one-standard-error rule to its best-per-depth table. The share of resamples per depth says
-  how stable the recommendation is.
-- **Auxiliary heads**: trials whose architecture differs only in ``aux_heads`` are paired on
-  their shared folds with the corrected resampled t-test.
+- **Bootstrap**: the share of resamples (folds and candidates) that recommend each depth says
+  how stable the recommendation is (:func:`depth_bootstrap`).
 """
 
 from __future__ import annotations

@@ -29,10 +29,8 @@ def one_se_rule(table: pd.DataFrame, *, score: str = "cv_mean", se: str = "cv_se
     best_se = float(rows.loc[best, se]) if se in rows else 0.0
     best_se = 0.0 if not math.isfinite(best_se) else best_se
     best_score = float(rows.loc[best, score])
-    if maximize:
-        within = rows[rows[score] >= best_score - best_se]
-    else:
-        within = rows[rows[score] <= best_score + best_se]
+    within = rows[rows[score] >= best_score - best_se] if maximize \
+        else rows[rows[score] <= best_score + best_se]
     ordered = within.sort_values([complexity, score], ascending=[True, not maximize],
                                  kind="mergesort")
     return ordered.index[0]
