@@ -14,12 +14,10 @@ import numpy as np
 import pandas as pd
 
 from nasdepth.report import tables as T
-from nasdepth.report.document import Para, Section
+from nasdepth.report.document import Block, Para, Section, add_image
 from nasdepth.report.document import Table as Tab
 from nasdepth.train.config import TRANSFER_MODES
 
-#: the modes in the order the report lists them (a study may search any subset)
-MODE_ORDER = TRANSFER_MODES
 FEATURE_EXTRACTION_BLOCKS = "0 (feature extraction)"
 
 
@@ -94,7 +92,7 @@ def transfer_tables(st: T.StudyTables) -> TransferTables:
     if trials.empty:
         empty = pd.DataFrame()
         return TransferTables(trials, empty, empty, empty)
-    by_mode = _order(_best(trials, "mode", st.maximize), "mode", list(MODE_ORDER))
+    by_mode = _order(_best(trials, "mode", st.maximize), "mode", list(TRANSFER_MODES))
     blocks = trials.dropna(subset=["trainable_blocks"])
     labels = sorted(set(blocks["trainable_blocks"]),
                     key=lambda v: (v != FEATURE_EXTRACTION_BLOCKS, v == "all",
@@ -149,30 +147,23 @@ def where_extraction_ends(curve: pd.DataFrame, maximize: bool = True) -> str | N
 def transfer_section(st: T.StudyTables) -> Section | None:
     """The "Transfer" section, or None in a study without transfer trials."""
     from nasdepth.report import transfer_figures as TF
-    from nasdepth.report.document import image
 
     tabs = transfer_tables(st)
     if tabs.empty:
         return None
-    blocks: list[Any] = []
-    fig = image(TF.mode_figure(tabs.trials, st.metric), "transfer_modes.png",
-                "CV score of every transfer trial by mode")
-    if fig is not None:
-        blocks.append(fig)
+    blocks: list[Block] = []
+    add_image(blocks, TF.mode_figure(tabs.trials, st.metric), "transfer_modes.png",
+              "CV score of every transfer trial by mode")
     blocks.append(Tab(tabs.by_mode, "Best trial per transfer mode (seconds per fold: training "
                       "and scoring; feature extraction includes computing the features)"))
     if not tabs.by_blocks.empty:
-        fig = image(TF.blocks_figure(tabs.by_blocks, st.metric), "transfer_blocks.png",
-                    "Best CV score by number of trainable top blocks")
-        if fig is not None:
-            blocks.append(fig)
+        add_image(blocks, TF.blocks_figure(tabs.by_blocks, st.metric), "transfer_blocks.png",
+                  "Best CV score by number of trainable top blocks")
         blocks.append(Tab(tabs.by_blocks, "Best trial per number of trainable blocks"))
     curve = tabs.learning_curve
     if curve["fraction"].nunique() > 1:
-        fig = image(TF.curve_figure(curve, st.metric), "transfer_curve.png",
-                    "Learning curve per mode (its best trial, fractions of each training fold)")
-        if fig is not None:
-            blocks.append(fig)
+        add_image(blocks, TF.curve_figure(curve, st.metric), "transfer_curve.png",
+                  "Learning curve per mode (its best trial, fractions of each training fold)")
         blocks.append(Tab(curve, "Learning curve per mode"))
         sentence = where_extraction_ends(curve, st.maximize)
         if sentence:
