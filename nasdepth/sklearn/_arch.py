@@ -130,8 +130,7 @@ class ArchClassifier(ClassifierMixin, BaseEstimator):
             if key in (*RECIPE_PARAMS, "device", "lr_auto"):
                 raise ConfigError(SOURCE, f"training.{key}", extra[key],
                                   f"set as the parameter {key}= (not inside training=)")
-        raw: dict[str, Any] = {**extra, **{k: getattr(self, k) for k in RECIPE_PARAMS}}
-        raw["device"] = self.device
+        raw = {**extra, **{k: getattr(self, k) for k in RECIPE_PARAMS}, "device": self.device}
         for key in ("epochs", "batch_size", "patience"):  # numpy ints from a param grid
             if _is_int(raw[key]):
                 raw[key] = int(raw[key])

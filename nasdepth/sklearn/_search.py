@@ -70,21 +70,15 @@ SEARCHABLE_RECIPE = ("lr", "batch_size", "optimizer", "weight_decay")
 def _spec(name: str, value: Any) -> Any:
     """A flat parameter as a search-space entry: a list (or tuple) is a categorical choice, an
     Optuna distribution a range, anything else a fixed value."""
-    if isinstance(value, (list, tuple)):
-        if not value:
+    if isinstance(value, (list, tuple, CategoricalDistribution)):
+        choices = value.choices if isinstance(value, CategoricalDistribution) else value
+        if not choices:
             raise ConfigError(SOURCE, name, value, "a value, a non-empty list or a distribution")
-        return {"type": "categorical", "choices": [_plain(v) for v in value]}
-    if isinstance(value, CategoricalDistribution):
-        return {"type": "categorical", "choices": [_plain(v) for v in value.choices]}
-    if isinstance(value, IntDistribution):
-        return {"type": "int", "low": value.low, "high": value.high, "step": value.step,
-                "log": value.log}
-    if isinstance(value, FloatDistribution):
-        spec: dict[str, Any] = {"type": "float", "low": value.low, "high": value.high,
-                                "log": value.log}
-        if value.step is not None:
-            spec["step"] = value.step
-        return spec
+        return {"type": "categorical", "choices": [_plain(v) for v in choices]}
+    if isinstance(value, (IntDistribution, FloatDistribution)):  # a float's step: None or set
+        return {"type": "int" if isinstance(value, IntDistribution) else "float",
+                "low": value.low, "high": value.high, "log": value.log,
+                **({} if value.step is None else {"step": value.step})}
     if isinstance(value, BaseDistribution):
         raise ConfigError(SOURCE, name, value, "an Int-, Float- or CategoricalDistribution")
     return _plain(value)
@@ -172,8 +166,7 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
         if self.scoring in SCORING:
             return SCORING[self.scoring]
         if isinstance(self.scoring, str) and self.scoring.startswith("val_"):
-            key = self.scoring[4:]
-            return self.scoring, -1 if key == "log_loss" else 1
+            return self.scoring, -1 if self.scoring == "val_log_loss" else 1
         raise UnknownNameError(SOURCE, "scoring", self.scoring, SCORING)
 
     def _space_dict(self) -> dict[str, Any]:
@@ -327,14 +320,12 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
         timed = np.isfinite(fit_time).any(axis=1)
         results: dict[str, Any] = {"mean_fit_time": _row_stat(np.nanmean, fit_time, timed),
                                    "std_fit_time": _row_stat(np.nanstd, fit_time, timed)}
-        names = sorted({k for t in trials for k in t.params})
-        for name in names:
+        for name in sorted({k for t in trials for k in t.params}):
             values = [t.params.get(name) for t in trials]
             results[f"param_{name}"] = np.ma.MaskedArray(
                 np.array(values, dtype=object), mask=[name not in t.params for t in trials])
         results["params"] = [dict(t.params) for t in trials]
-        for k in range(n_splits):
-            results[f"split{k}_test_score"] = scores[:, k]
+        results.update({f"split{k}_test_score": scores[:, k] for k in range(n_splits)})
         results["mean_test_score"] = means
         results["std_test_score"] = stds
         results["rank_test_score"] = _rank(means)
