@@ -141,7 +141,7 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
     if tab.empty:
         return Section("Depth", [Para("No complete trial with a depth yet.", "note")])
     add_image(blocks, F.depth_figure(st.folds, tab, st.metric, baselines), "depth.png",
-                      "CV score against depth, by block and skip")
+              "CV score against depth, by block and skip")
     rec = T.recommend_depth(st)
     if rec is not None:
         b, r = rec.best, rec.recommended
@@ -172,7 +172,7 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
                                "test.", "note"))
         best_tab = T.best_per_depth(st)
         add_image(blocks, F.one_se_figure(best_tab, rec.threshold, r["depth"], st.metric),
-                          "one_se.png", "Best candidate per depth with one standard error")
+                  "one_se.png", "Best candidate per depth with one standard error")
         blocks.append(Tab(best_tab, "Best candidate at each depth, over the architectures and "
                                     "recipes tried there (SE = std / sqrt(folds); lr: the "
                                     "rate it trained at)"))
@@ -202,9 +202,8 @@ def recipe_blocks(st: T.StudyTables, best_tab: pd.DataFrame) -> list[Block]:
     rate, the range tests of the depths' best candidates, and the winners still improving at
     their epoch cap."""
     out: list[Block] = []
-    lrs = best_tab["lr"].dropna().astype(float) if "lr" in best_tab else pd.Series(dtype=float)
-    auto = st.scored["lr_auto"].fillna(False).astype(bool).any() if "lr_auto" in st.scored \
-        else False
+    lrs = best_tab["lr"].dropna().astype(float)  # best_per_depth and collect: always there
+    auto = st.scored["lr_auto"].fillna(False).astype(bool).any()
     if len(lrs) and lrs.nunique() > 1:
         how = "picked by a range test per candidate" if auto else "searched with the architecture"
         out.append(Para(f"Each depth is compared at its own recipe: the learning rates of the "
@@ -218,14 +217,14 @@ def recipe_blocks(st: T.StudyTables, best_tab: pd.DataFrame) -> list[Block]:
     curves = T.lr_curves(st, [int(t) for t in best_tab["trial"]])
     if curves:
         add_image(out, F.lr_find_figure(curves), "lr_find.png",
-                       "Learning-rate range tests of the best candidate at each depth")
+                  "Learning-rate range tests of the best candidate at each depth")
         share = T.lr_find_share(st)
         if share is not None:
             out.append(Para(f"The range tests took {100 * share:.1f}% of the complete "
                             "candidates' time (their sweeps over their CV and range test).",
                             "note"))
-    flags = best_tab["still_improving"] if "still_improving" in best_tab else pd.Series()
-    still = best_tab[flags.fillna(False).astype(bool)] if len(flags) else best_tab.iloc[:0]
+    flags = best_tab["still_improving"]
+    still = best_tab[flags.fillna(False).astype(bool)]
     if len(still):
         depths = ", ".join(fmt(d) for d in still["depth"])
         out.append(Para(f"Still improving at the epoch cap: the best candidate at depth(s) "
@@ -260,7 +259,7 @@ def width_section(st: T.StudyTables) -> Section:
     if wd.empty:
         return Section("Width", [Para("No complete trial with a width yet.", "note")])
     add_image(blocks, F.width_heatmap(wd, st.metric), "width_depth.png",
-                      "Mean CV score by width and depth")
+              "Mean CV score by width and depth")
     blocks += width_descent_blocks(st)
     matched = T.matched_params_table(st)
     if matched.empty:
@@ -269,7 +268,7 @@ def width_section(st: T.StudyTables) -> Section:
                            "note"))
     else:
         add_image(blocks, F.matched_figure(matched, st.metric), "matched_params.png",
-                          "Depth against width at matched parameter counts")
+                  "Depth against width at matched parameter counts")
         blocks.append(Tab(matched.drop(columns="bin_low"),
                           "Best candidate per depth within each parameter budget"))
     return Section("Width", blocks)
@@ -282,7 +281,7 @@ def blocks_section(st: T.StudyTables) -> Section:
         blocks.append(Para("No parameter budget holds two block types yet.", "note"))
     else:
         add_image(blocks, F.block_figure(bt, st.metric), "blocks.png",
-                          "Block types at matched budgets")
+                  "Block types at matched budgets")
         blocks.append(Tab(bt.drop(columns="bin_low"), "Block types at matched budgets"))
     sk = T.skip_table(st.folds)
     both = sk.dropna(subset=["on_minus_off"]) if not sk.empty else sk
@@ -302,7 +301,7 @@ def cost_section(study: optuna.Study, st: T.StudyTables) -> Section:
     blocks: list[Block] = []
     fronts = {c: T.pareto_table(st, c) for c in ("params", "flops")}
     add_image(blocks, F.pareto_figure(st.scored, fronts, st.metric), "pareto.png",
-                      "Pareto front of CV score against cost")
+              "Pareto front of CV score against cost")
     for cost, front in fronts.items():
         if not front.empty:
             blocks.append(Tab(front, f"Pareto front: {st.metric} against {cost}"))
@@ -356,13 +355,11 @@ def importance_section(study: optuna.Study, st: T.StudyTables) -> Section:
     blocks: list[Block] = []
     imp, note = T.importance_table(study)
     if not imp.empty:
-        add_image(blocks, F.importance_figure(imp), "importances.png",
-                          "Parameter importances")
+        add_image(blocks, F.importance_figure(imp), "importances.png", "Parameter importances")
         blocks.append(Tab(imp, "Parameter importances"))
     blocks.append(Para(note, "note"))
     hist = T.history_table(st)
-    add_image(blocks, F.history_figure(hist, st.metric), "history.png",
-                      "Optimization history")
+    add_image(blocks, F.history_figure(hist, st.metric), "history.png", "Optimization history")
     return Section("What matters", blocks)
 
 
@@ -374,11 +371,9 @@ def _diagnosis_blocks(number: int, diag: dict[str, Any], st: T.StudyTables) -> l
     ev = T.evidence_table(diag)
     if not ev.empty:
         out.append(Tab(ev, "Evidence"))
-    for advice in diag.get("advice") or []:
-        out.append(Para(f"Advice: {advice}"))
-    for b in diag.get("basis") or []:
-        if isinstance(b, dict):
-            out.append(Para(f"Backed by the {b.get('control')} control: {b.get('figure')}"))
+    out += [Para(f"Advice: {advice}") for advice in diag.get("advice") or []]
+    out += [Para(f"Backed by the {b.get('control')} control: {b.get('figure')}")
+            for b in diag.get("basis") or [] if isinstance(b, dict)]
     ref = (diag.get("controls") or {}).get("reference")
     if isinstance(ref, dict) and ref.get("seconds"):  # what the reference network cost
         out.append(Para(f"Reference network ({ref.get('name')}): "
@@ -389,17 +384,16 @@ def _diagnosis_blocks(number: int, diag: dict[str, Any], st: T.StudyTables) -> l
     trace = st.traces.get(number)  # the record's per-epoch series over folds
     if trace is not None:
         add_image(out, F.evidence_figure(trace, f"Trial {number}: probe evidence"),
-                       f"evidence_trial{number}.png", f"Trial {number}: probe evidence")
+                  f"evidence_trial{number}.png", f"Trial {number}: probe evidence")
+        add_image(out, F.gradient_time_figure(T.gradient_time_table(trace),
+                                              f"Trial {number}: gradient through time"),
+                  f"time_trial{number}.png",
+                  f"Trial {number}: gradient against time step (recurrent blocks)")
     elif isinstance(probe.get("grad_rms_last_epoch"), list):  # records without the series
         add_image(out, F.gradient_profile_figure(probe["grad_rms_last_epoch"],
                                                  f"Trial {number}: gradient by depth"),
-                       f"evidence_trial{number}.png",
-                       f"Trial {number}: gradient RMS by block, last epoch")
-    if trace is not None:
-        add_image(out, F.gradient_time_figure(T.gradient_time_table(trace),
-                                              f"Trial {number}: gradient through time"),
-                       f"time_trial{number}.png",
-                       f"Trial {number}: gradient against time step (recurrent blocks)")
+                  f"evidence_trial{number}.png",
+                  f"Trial {number}: gradient RMS by block, last epoch")
     signals = probe.get("signals")
     if isinstance(signals, dict) and signals:
         out.append(Details(f"Trial {number}: all probe signals (median over folds)", [
@@ -409,7 +403,7 @@ def _diagnosis_blocks(number: int, diag: dict[str, Any], st: T.StudyTables) -> l
         frame = _controls_frame(diag)
         if frame is not None and len(frame) > 1:
             add_image(out, F.controls_figure(frame, f"Trial {number}: model against controls"),
-                           f"controls_trial{number}.png", f"Trial {number}: controls")
+                      f"controls_trial{number}.png", f"Trial {number}: controls")
             out.append(Tab(frame, "The model beside its control runs"))
         else:
             rows = [{"control": k, **(v if isinstance(v, dict) else {"result": v})}

@@ -369,7 +369,7 @@ def double_descent(table: pd.DataFrame, *, interpolation: float = INTERPOLATION,
            "rise_needed": needed,
            "peak_error": top if double else None, "double_descent": double,
            "before_error": before, "after_error": after,
-           "widest": t["width"].iloc[-1], "widest_error": float(v[-1])}
+           "widest": t["width"].iloc[-1], "widest_error": float(v[-1]), "text": None}
     if double:
         low = t.loc[t["val_error"].iloc[peak + 1:].idxmin(), "width"]
         where = ("" if threshold is None else
@@ -382,6 +382,4 @@ def double_descent(table: pd.DataFrame, *, interpolation: float = INTERPOLATION,
                        ": double descent (Nakkiran et al. 2019). The peak is not a sign that "
                        "the model is too big: wider networks past it do better; do not stop "
                        "the width search there.")
-    else:
-        out["text"] = None
     return out

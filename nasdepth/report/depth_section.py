@@ -74,8 +74,7 @@ def depth_analysis_blocks(st: T.StudyTables) -> list[Block]:
         add_image(blocks, probe_figure(curves, sat), "linear_probes.png",
                   "What each block adds: linear probe accuracy per block (Alain & Bengio "
                   "2016), best candidate per depth")
-        for row in sat.to_dict(orient="records"):
-            blocks.append(Para(saturation_sentence(row)))
+        blocks += [Para(saturation_sentence(row)) for row in sat.to_dict(orient="records")]
         if not sat.empty:
             early = sat[sat["unit"] + 1 < sat["units"]]
             if len(early) and float(early["added_points"].max()) < 1.0:
@@ -86,9 +85,8 @@ def depth_analysis_blocks(st: T.StudyTables) -> list[Block]:
     errors = training_error_table(st.folds, maximize=st.maximize)
     if not errors.empty:
         statements = depth_statements(errors)
-        for item in statements:
-            blocks.append(Para(item["text"],
-                               "warn" if item["kind"] == "degradation" else "text"))
+        blocks += [Para(item["text"], "warn" if item["kind"] == "degradation" else "text")
+                   for item in statements]
         if any(s["kind"] != "none" for s in statements):
             add_image(blocks, training_error_figure(errors), "training_error.png",
                       "Final training and validation error against depth")

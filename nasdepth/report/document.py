@@ -62,11 +62,11 @@ Block = Para | KeyValues | Table | Image | Details
 class Section:
     title: str
     blocks: list[Block] = field(default_factory=list)
-    anchor: str = ""
 
-    def __post_init__(self) -> None:
-        if not self.anchor:
-            self.anchor = slug(self.title)
+    @property
+    def anchor(self) -> str:
+        """The title as a URL fragment: ``#blocks-and-skip-connections``."""
+        return re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-") or "section"
 
 
 @dataclass
@@ -88,10 +88,6 @@ class Report:
                     yield from walk(b.blocks)
 
         return [img for s in self.sections for img in walk(s.blocks)]
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
 
 
 DPI = 100

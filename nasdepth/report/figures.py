@@ -47,8 +47,11 @@ def finish(fig: Figure, ax: Any, legend: dict[str, Any] | None = None, **labels:
 
 
 def _bars(table: pd.DataFrame, y: str, x: str, color: str, int_x: bool = False,
-          **labels: Any) -> Figure:
-    """Horizontal bars, one per row of ``table``: the figure grows with the rows."""
+          **labels: Any) -> Figure | None:
+    """Horizontal bars, one per row of ``table``: the figure grows with the rows (None
+    without rows)."""
+    if table.empty:
+        return None
     fig, ax = plt.subplots(figsize=(8.0, max(2.2, 0.4 * len(table) + 1.2)))
     sns.barplot(data=table, y=y, x=x, color=color, ax=ax)
     if int_x:
@@ -237,15 +240,10 @@ def pareto_figure(scored: pd.DataFrame, fronts: dict[str, pd.DataFrame],
         ax.scatter(front[cost], front["cv_mean"], s=30, color="tab:red", label="Pareto front")
         ax.set_xscale("log")
         ax.set(xlabel=units[cost], title=f"Score against {cost}")
-    axes[0][0].set_ylabel(metric_label(metric))
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, axes[0][0], {"fontsize": 8}, ylabel=metric_label(metric))
 
 
 def importance_figure(table: pd.DataFrame) -> Figure | None:
-    if table.empty:
-        return None
     return _bars(table, "parameter", "importance", "tab:blue", title="Parameter importances",
                  xlabel="importance (fraction of total)", ylabel="parameter")
 
@@ -263,8 +261,6 @@ def history_figure(table: pd.DataFrame, metric: str) -> Figure | None:
 
 
 def verdict_figure(counts: pd.DataFrame) -> Figure | None:
-    if counts.empty:
-        return None
     return _bars(counts, "verdict", "trials", "tab:purple", int_x=True,
                  title="Diagnoses: trials per verdict", xlabel="trials (count)", ylabel="verdict")
 
@@ -379,11 +375,8 @@ def gradient_time_figure(table: pd.DataFrame, title: str) -> Figure | None:
 def controls_figure(frame: pd.DataFrame, title: str) -> Figure | None:
     """Validation accuracy of the model beside its control runs (shuffled labels, the
     counterfactual, logistic regression, a depth-2 model, fractions of the training data)."""
-    df = frame.dropna(subset=["val_accuracy"])
-    if df.empty:
-        return None
-    return _bars(df, "run", "val_accuracy", "tab:gray", title=title,
-                 xlabel="validation accuracy (fraction)", ylabel="run")
+    return _bars(frame.dropna(subset=["val_accuracy"]), "run", "val_accuracy", "tab:gray",
+                 title=title, xlabel="validation accuracy (fraction)", ylabel="run")
 
 
 def lr_find_figure(curves: dict[str, dict[str, Any]]) -> Figure | None:

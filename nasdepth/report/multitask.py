@@ -70,13 +70,13 @@ def multitask_section(st: StudyTables) -> Section | None:
         blocks.append(Para(f"Trial {trial}'s architecture trained on each task alone, on the "
                            "same folds with the same seeds, against the shared network."))
         add_image(blocks, sharing_figure(MT.sharing_folds(baselines, metric), metric),
-                          "multitask_sharing.png", "Multitask against single-task")
+                  "multitask_sharing.png", "Multitask against single-task")
         blocks.append(Tab(sharing, "Does sharing help? (difference: multitask − single; "
                                    "p: corrected resampled t-test on the shared folds)"))
     branch = MT.branch_table(scores, st.maximize)
     if not branch.empty:
         add_image(blocks, branch_figure(branch, metric), "multitask_branch.png",
-                          "Score against branch_at")
+                  "Score against branch_at")
         blocks.append(Tab(branch, "Each task's score against branch_at (best and mean over "
                                   "trials)"))
     if best is not None and not scores.empty:

@@ -16,7 +16,6 @@ import pandas as pd
 from nasdepth.report import tables as T
 from nasdepth.report.document import Block, Para, Section, Table, add_image, fmt
 from nasdepth.report.figures import finish, plt
-from nasdepth.study.record import read_record
 
 PHI, RULE = "scaling.phi", "scaling.rule"
 TABLE_COLUMNS = ["phi", "rule", "trial", "resolution", "depth", "width", "params", "flops",
@@ -27,20 +26,19 @@ TEST_COLUMNS = ["phi", "best", "rule", "diff", "t", "p_value", "folds", "worse"]
 def scaling_table(study: optuna.Study, st: T.StudyTables) -> pd.DataFrame:
     """One row per scored candidate of a scaling study: its rule, φ, input side and costs;
     ``flops_rel`` is its FLOPs over the median of its φ tier (1 = matched)."""
-    params = {}
-    for t in study.get_trials(deepcopy=False):
-        summary = read_record(t).summary
-        params[t.number] = ({**t.params, **summary}, summary.get("resolution"))
+    sampled = {t.number: t.params for t in study.get_trials(deepcopy=False)}
     rows = []
     for _, row in st.scored.iterrows():
-        p, side = params.get(int(row["trial"]), ({}, None))
+        summary = st.records[int(row["trial"])].summary  # the record collect read
+        p = {**sampled.get(int(row["trial"]), {}), **summary}
         if RULE not in p and PHI not in p:
             continue
         # a fixed phi is no Optuna parameter: the objective records it (older runs: one tier)
         rows.append({"phi": float(p.get(PHI, math.nan)), "rule": str(p.get(RULE, "")),
-                     "trial": int(row["trial"]), "resolution": side, "depth": row["depth"],
-                     "width": row["width"], "params": row["params"], "flops": row["flops"],
-                     "cv_mean": float(row["cv_mean"]), "cv_se": float(row["cv_se"])})
+                     "trial": int(row["trial"]), "resolution": summary.get("resolution"),
+                     "depth": row["depth"], "width": row["width"], "params": row["params"],
+                     "flops": row["flops"], "cv_mean": float(row["cv_mean"]),
+                     "cv_se": float(row["cv_se"])})
     if not rows:
         return pd.DataFrame(columns=TABLE_COLUMNS)
     table = pd.DataFrame(rows)

@@ -501,10 +501,6 @@ def importance_table(study: optuna.Study, *, min_trials: int = 5
 
     # PED-ANOVA ranks parameters by how they reach *low* target values: flip maximized ones
     sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
-
-    def target(t: optuna.trial.FrozenTrial) -> float:
-        return sign * float(t.values[0])
-
     notes = []
     evaluators: list[tuple[str, type[optuna.importance.BaseImportanceEvaluator]]] = [
         ("PED-ANOVA", optuna.importance.PedAnovaImportanceEvaluator),
@@ -513,8 +509,8 @@ def importance_table(study: optuna.Study, *, min_trials: int = 5
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # the direction note, handled
-                imp = optuna.importance.get_param_importances(study, evaluator=cls(),
-                                                              target=target)
+                imp = optuna.importance.get_param_importances(
+                    study, evaluator=cls(), target=lambda t: sign * float(t.values[0]))
         except Exception as exc:  # e.g. too few trials above the quantile; try the next one
             notes.append(f"{label} could not run ({type(exc).__name__}: {exc}).")
             continue

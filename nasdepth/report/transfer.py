@@ -7,6 +7,7 @@ learning curve (fractions of each training fold) per mode, computed from the tri
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,10 +49,12 @@ def _blocks_label(transfer: dict[str, Any]) -> str | None:
     return "all" if n is None else str(int(n))
 
 
-def _best(df: pd.DataFrame, by: str, maximize: bool) -> pd.DataFrame:
-    """The best trial of each group of ``by`` with the group's trial count."""
+def _best(df: pd.DataFrame, by: str, maximize: bool, order: Callable[[Any], Any]
+          ) -> pd.DataFrame:
+    """The best trial of each group of ``by`` with the group's trial count, the groups sorted
+    by ``order`` of their value."""
     rows = []
-    for key, group in df.groupby(by, sort=False):
+    for key, group in sorted(df.groupby(by, sort=False), key=lambda kg: order(kg[0])):
         best = group.loc[group["cv_mean"].idxmax() if maximize else group["cv_mean"].idxmin()]
         rows.append({by: key, "trials": len(group), "best_trial": int(best["trial"]),
                      "cv_mean": float(best["cv_mean"]), "cv_std": float(best["cv_std"]),
@@ -59,12 +62,6 @@ def _best(df: pd.DataFrame, by: str, maximize: bool) -> pd.DataFrame:
                      "trainable_params": best["params"]})
     return pd.DataFrame(rows, columns=[by, "trials", "best_trial", "cv_mean", "cv_std",
                                        "seconds_per_fold", "trainable_params"])
-
-
-def _order(df: pd.DataFrame, key: str, order: list[str]) -> pd.DataFrame:
-    rank = {v: i for i, v in enumerate(order)}
-    return df.sort_values(key, key=lambda s: s.map(lambda v: rank.get(v, len(rank)))) \
-        .reset_index(drop=True)
 
 
 def transfer_tables(st: T.StudyTables) -> TransferTables:
@@ -92,13 +89,11 @@ def transfer_tables(st: T.StudyTables) -> TransferTables:
     if trials.empty:
         empty = pd.DataFrame()
         return TransferTables(trials, empty, empty, empty)
-    by_mode = _order(_best(trials, "mode", st.maximize), "mode", list(TRANSFER_MODES))
-    blocks = trials.dropna(subset=["trainable_blocks"])
-    labels = sorted(set(blocks["trainable_blocks"]),
-                    key=lambda v: (v != FEATURE_EXTRACTION_BLOCKS, v == "all",
-                                   int(v) if v.isdigit() else 0))
-    by_blocks = _order(_best(blocks, "trainable_blocks", st.maximize), "trainable_blocks",
-                       labels)
+    rank = {mode: i for i, mode in enumerate(TRANSFER_MODES)}
+    by_mode = _best(trials, "mode", st.maximize, lambda m: rank.get(m, len(rank)))
+    by_blocks = _best(trials.dropna(subset=["trainable_blocks"]), "trainable_blocks",
+                      st.maximize, lambda v: (v != FEATURE_EXTRACTION_BLOCKS, v == "all",
+                                              int(v) if v.isdigit() else 0))
     return TransferTables(trials, by_mode, by_blocks, learning_curve_table(st, by_mode))
 
 
@@ -113,8 +108,7 @@ def learning_curve_table(st: T.StudyTables, by_mode: pd.DataFrame) -> pd.DataFra
         curve = pd.DataFrame((rec.transfer or {}).get("learning_curve") or [])
         parts = [(float(f), g) for f, g in curve.groupby("fraction")] if not curve.empty \
             and metric in curve else []
-        own = pd.DataFrame(rec.cv_folds)
-        parts.append((1.0, own))
+        parts.append((1.0, pd.DataFrame(rec.cv_folds)))  # its own CV
         for fraction, g in parts:
             scores = g[metric].astype(float) if metric in g else pd.Series(dtype=float)
             rows.append({"mode": best["mode"], "trial": trial, "fraction": fraction,
