@@ -37,7 +37,6 @@ from nasdepth.report.transfer import transfer_section
 #: stalled trials shown with full evidence (the others are listed in the verdict table)
 MAX_DETAILED = 12
 HEALTHY = ("healthy",)
-DATA_LIMITED = "data_limited_plateau"
 
 
 def _pm(mean: float, std: float) -> str:
@@ -179,8 +178,7 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
         blocks += recipe_blocks(st, best_tab)
         tests = T.depth_tests(st)
         if not tests.empty:
-            fine = tests[~tests["worse"]]
-            shallow = [float(d) for d in fine["depth"]] + [float(b["depth"])]
+            shallow = [float(d) for d in tests[~tests["worse"]]["depth"]] + [float(b["depth"])]
             blocks.append(Para(
                 f"A second opinion from paired tests: the shallowest depth whose best candidate "
                 f"is not significantly worse than the best (corrected resampled t-test, 5% "
@@ -497,20 +495,17 @@ def still_learning_section(st: T.StudyTables) -> Section | None:
             "never left chance on learnable data: under-trained). Their scores understate what "
             "they reach with more epochs or a larger learning rate, so compare them only after "
             "training longer.")
-    if table.empty:
-        return Section("Still improving at the last epoch", [
-            Para(text), Para("None: every diagnosed candidate had settled.", "note")])
-    return Section("Still improving at the last epoch", [
-        Para(text), Tab(table, "Still learning (val_loss_fall_last: fall per epoch at the end, "
-                               "label entropies; loss_gone: share of the starting loss gone)")])
+    shown = (Para("None: every diagnosed candidate had settled.", "note") if table.empty
+             else Tab(table, "Still learning (val_loss_fall_last: fall per epoch at the end, "
+                             "label entropies; loss_gone: share of the starting loss gone)"))
+    return Section("Still improving at the last epoch", [Para(text), shown])
 
 
 def problems_section(st: T.StudyTables) -> Section:
     tab = T.problems_table(st.trials)
-    if tab.empty:
-        return Section("Failed and pruned trials", [Para("None.", "note")])
-    return Section("Failed and pruned trials", [Tab(tab, "Trials that did not complete, with "
-                                                         "their reasons")])
+    shown = (Para("None.", "note") if tab.empty
+             else Tab(tab, "Trials that did not complete, with their reasons"))
+    return Section("Failed and pruned trials", [shown])
 
 
 def build_report(study: optuna.Study, st: T.StudyTables, base_folds: pd.DataFrame | None,

@@ -98,8 +98,7 @@ def depth_figure(folds: pd.DataFrame, depth_tab: pd.DataFrame, metric: str,
     tab = depth_tab.assign(group=_group(depth_tab))
     groups = sorted(tab["group"].unique())
     depths = sorted(float(d) for d in tab["depth"].unique())
-    step = min(np.diff(depths)) if len(depths) > 1 else 1.0
-    width = 0.6 * step
+    width = 0.6 * (min(np.diff(depths)) if len(depths) > 1 else 1.0)  # of the closest depths
     colors = sns.color_palette("tab10", len(groups))
     rng = np.random.default_rng(0)  # fixed jitter: the same study draws the same picture
     fig, ax = plt.subplots(figsize=TALL)

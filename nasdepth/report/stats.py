@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,9 +47,6 @@ class TTest:
     dof: int
     k: int
     test_train_ratio: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def corrected_resampled_ttest(a: Sequence[float], b: Sequence[float], *, n_train: float,

@@ -478,9 +478,9 @@ def pareto_table(st: StudyTables, cost: str) -> pd.DataFrame:
 
 def history_table(st: StudyTables) -> pd.DataFrame:
     """Objective (first value) of every complete trial in trial order, with the best so far."""
-    rows = [(n, v[0]) for n, v in sorted(st.values.items()) if v]
     done = set(st.complete["trial"])
-    df = pd.DataFrame([r for r in rows if r[0] in done], columns=["trial", "value"])
+    df = pd.DataFrame([(n, v[0]) for n, v in sorted(st.values.items()) if v and n in done],
+                      columns=["trial", "value"])
     best = df["value"].cummax() if st.maximize else df["value"].cummin()
     return df.assign(best_so_far=best)
 

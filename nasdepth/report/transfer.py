@@ -34,10 +34,6 @@ class TransferTables:
     by_blocks: pd.DataFrame
     learning_curve: pd.DataFrame
 
-    @property
-    def empty(self) -> bool:
-        return self.trials.empty
-
 
 def _blocks_label(transfer: dict[str, Any]) -> str | None:
     mode = transfer.get("mode")
@@ -66,9 +62,8 @@ def _best(df: pd.DataFrame, by: str, maximize: bool, order: Callable[[Any], Any]
 
 def transfer_tables(st: T.StudyTables) -> TransferTables:
     """The section's tables (empty frames in a study without transfer records)."""
-    scored = st.scored
     rows = []
-    for _, t in scored.iterrows():
+    for _, t in st.scored.iterrows():
         rec = st.records.get(int(t["trial"]))
         transfer = getattr(rec, "transfer", None)
         if not isinstance(transfer, dict) or "mode" not in transfer:
@@ -126,9 +121,8 @@ def where_extraction_ends(curve: pd.DataFrame, maximize: bool = True) -> str | N
         return None
     fe = curve[curve["mode"] == "feature_extraction"].set_index("fraction")
     ft = curve[curve["mode"] == "fine_tune"].set_index("fraction")
-    common = sorted(set(fe.index) & set(ft.index))
     sign = 1.0 if maximize else -1.0
-    for f in common:
+    for f in sorted(set(fe.index) & set(ft.index)):  # the fractions both have
         gap = sign * (ft.loc[f, "score"] - fe.loc[f, "score"])
         noise = np.nanmean([fe.loc[f, "std"], ft.loc[f, "std"]])
         if gap > (noise if np.isfinite(noise) else 0.0):
@@ -143,7 +137,7 @@ def transfer_section(st: T.StudyTables) -> Section | None:
     from nasdepth.report import transfer_figures as TF
 
     tabs = transfer_tables(st)
-    if tabs.empty:
+    if tabs.trials.empty:
         return None
     blocks: list[Block] = []
     add_image(blocks, TF.mode_figure(tabs.trials, st.metric), "transfer_modes.png",

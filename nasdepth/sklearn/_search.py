@@ -175,11 +175,10 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
         elif isinstance(self.space, Mapping):
             space = dict(self.space)
         elif isinstance(self.space, (str, Path)):
-            raw = read_yaml(Path(self.space), "search space")
-            if not isinstance(raw, dict):
-                raise ConfigError(str(self.space), "search space", type(raw).__name__,
+            space = read_yaml(Path(self.space), "search space")
+            if not isinstance(space, dict):
+                raise ConfigError(str(self.space), "search space", type(space).__name__,
                                   "a mapping of parameters")
-            space = raw
         else:
             raise ConfigError(SOURCE, "space", type(self.space).__name__,
                               "None, a search-space YAML path or its dict")
@@ -262,10 +261,9 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.input_shape_ = shape
         self.cv_results_, self.best_index_ = self._results(study)
-        best = self.cv_results_["trial_number"][self.best_index_]
         self.best_params_ = dict(self.cv_results_["params"][self.best_index_])
         self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
-        self.best_trial_ = study.trials[int(best)]
+        self.best_trial_ = study.trials[int(self.cv_results_["trial_number"][self.best_index_])]
         if self.refit:
             self.best_estimator_ = self._refit(read_record(self.best_trial_), cfg)
             self.best_estimator_.fit(X.reshape(len(X), *shape), y)
