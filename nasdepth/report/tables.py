@@ -516,6 +516,9 @@ def importance_table(study: optuna.Study, *, min_trials: int = 5
             continue
         df = pd.DataFrame({"parameter": list(imp), "importance": [float(v)
                                                                    for v in imp.values()]})
+        # ties in the order of their names, not of the hash seed's set iteration
+        df = df.sort_values(["importance", "parameter"], ascending=[False, True],
+                            ignore_index=True)
         return df, " ".join([*notes, f"Evaluator: {label}, on {len(done)} complete trials."])
     return empty, " ".join(notes)
 
