@@ -1,13 +1,7 @@
-"""What a checkpoint says about the network it came from, and the explicit adaptations of a
-pre-trained network to inputs of another shape.
-
-``read_source(path)`` reads a local checkpoint's description: a nasdepth model file
-(``nasdepth export``) carries its architecture, input shape and classes; a plain
-``state_dict`` (torchvision's or nasdepth's) carries only tensors, so the input channels are
-read from its first convolution. ``new_stem_conv(model, channels)`` replaces the first
-convolution of a network by a fresh one that takes ``channels`` input channels (the rest of the
-pre-trained network is kept). Resizing and channel repetition change the data, not the
-network: they live in ``nasdepth.train.transfer`` beside the data they transform.
+"""What a checkpoint says about the network it came from (:func:`read_source`), and the
+one adaptation of a pre-trained network to inputs of another shape (:func:`new_stem_conv`).
+Resizing and channel repetition change the data, not the network: they live in
+``nasdepth.train.transfer`` beside the data they transform.
 """
 
 from __future__ import annotations
@@ -15,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from torch import nn
 
@@ -38,12 +32,6 @@ class SourceModel:
     input_shape: tuple[int, ...] | None = None
     num_classes: int | None = None
     in_channels: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "kind": self.kind,
-                "arch": None if self.arch is None else self.arch.to_dict(),
-                "input_shape": None if self.input_shape is None else list(self.input_shape),
-                "num_classes": self.num_classes, "in_channels": self.in_channels}
 
 
 def read_source(path: str | Path) -> SourceModel:

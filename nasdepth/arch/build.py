@@ -16,7 +16,7 @@ from torch import nn
 
 from nasdepth.arch.blocks import conv_norm_act, get_block, has_transition
 from nasdepth.arch.blocks.attention import AttentionPool
-from nasdepth.arch.blocks.recurrent import FlattenSteps, LastStep
+from nasdepth.arch.blocks.recurrent import FlattenSteps, LastStep, RecurrentBlock
 from nasdepth.arch.config import (
     AUX_HEADS,
     HEAD_POOLS,
@@ -214,8 +214,8 @@ def _sequence_readout(cfg: ArchConfig, ops: Ops, cin: int, steps: int = 1) -> nn
     if cfg.head_pool == "flatten":
         return FlattenSteps(steps)
     last = cfg.stages[-1]
-    return LastStep(split=bool(last.bidirectional) and bool(getattr(
-        get_block(last.block), "cell", None)))
+    return LastStep(split=bool(last.bidirectional)
+                    and issubclass(get_block(last.block), RecurrentBlock))
 
 
 def initialize(model: nn.Module, scheme: str) -> None:
@@ -225,7 +225,7 @@ def initialize(model: nn.Module, scheme: str) -> None:
     if scheme == "default":
         return
     for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
             if scheme == "kaiming":
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             elif scheme == "xavier":

@@ -11,9 +11,11 @@ by name; a block ignores the options that do not concern it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from nasdepth.errors import ConfigError, UnknownNameError
+
+T = TypeVar("T")
 
 # Name lists live here, apart from the torch modules that implement them, so that a search
 # space is checked without importing torch.
@@ -110,11 +112,6 @@ class StageConfig:
         for name in ("branches", "wide_kernels"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "stage") -> StageConfig:
-        _check_keys(cls, d, source)
-        return cls(**d)
-
 
 @dataclass(frozen=True)
 class StemLayer:
@@ -129,11 +126,6 @@ class StemLayer:
     width: int | None = None
     kernel_size: int | None = None
     stride: int = 1
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "stem layer") -> StemLayer:
-        _check_keys(cls, d, source)
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -194,23 +186,15 @@ class ArchConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "architecture") -> ArchConfig:
-        _check_keys(cls, d, source)
-        d = dict(d)
+        d = dict(checked_keys(cls, d, source))
         stages = d.get("stages", [{}])
         if not isinstance(stages, (list, tuple)) or not stages:
             raise ConfigError(source, "stages", stages, "a non-empty list of stage mappings")
-        d["stages"] = tuple(
-            s if isinstance(s, StageConfig) else StageConfig.from_dict(s, f"{source} stage {i}")
-            for i, s in enumerate(stages)
-        )
+        d["stages"] = _parts(StageConfig, stages, f"{source} stage")
         if "stem" in d:
-            stem = d["stem"]
-            if not isinstance(stem, (list, tuple)):
-                raise ConfigError(source, "stem", stem, "a list of stem layer mappings")
-            d["stem"] = tuple(
-                s if isinstance(s, StemLayer) else StemLayer.from_dict(s, f"{source} stem {i}")
-                for i, s in enumerate(stem)
-            )
+            if not isinstance(d["stem"], (list, tuple)):
+                raise ConfigError(source, "stem", d["stem"], "a list of stem layer mappings")
+            d["stem"] = _parts(StemLayer, d["stem"], f"{source} stem")
         return cls(**d)
 
     def summary(self) -> dict[str, Any]:
@@ -237,10 +221,20 @@ def _listify(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-def _check_keys(cls: type, d: Any, source: str) -> None:
+def _parts(cls: type[T], items: list[Any] | tuple[Any, ...], source: str) -> tuple[T, ...]:
+    """``items`` (``cls`` instances or mappings of its fields) as ``cls`` instances; the error
+    for item ``i`` names ``source i``."""
+    return tuple(s if isinstance(s, cls) else cls(**checked_keys(cls, s, f"{source} {i}"))
+                 for i, s in enumerate(items))
+
+
+def checked_keys(cls: type, d: Any, source: str, name: str | None = None) -> dict[str, Any]:
+    """``d``, a mapping whose keys are all fields of the dataclass ``cls`` (``name``: what the
+    error calls a ``d`` that is no mapping; default the class name)."""
     if not isinstance(d, dict):
-        raise ConfigError(source, cls.__name__, d, "a mapping")
+        raise ConfigError(source, name or cls.__name__, d, "a mapping")
     valid = {f.name for f in fields(cls)}
     for key in d:
         if key not in valid:
             raise UnknownNameError(source, "key", key, valid)
+    return d

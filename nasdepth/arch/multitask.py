@@ -26,7 +26,7 @@ The joint loss (:meth:`MultitaskNetwork.joint_loss`) over the tasks' mean cross-
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -34,7 +34,7 @@ from torch import nn
 
 from nasdepth.arch.blocks import get_block, has_transition
 from nasdepth.arch.build import build_model, input_rank
-from nasdepth.arch.config import ArchConfig
+from nasdepth.arch.config import ArchConfig, checked_keys
 from nasdepth.errors import ConfigError, UnknownNameError
 
 WEIGHTINGS = ("fixed", "uncertainty")
@@ -119,12 +119,7 @@ class MultitaskConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = SOURCE) -> MultitaskConfig:
-        if not isinstance(d, dict):
-            raise ConfigError(source, "multitask", d, "a mapping")
-        valid = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in valid:
-                raise UnknownNameError(source, "key", key, valid)
+        checked_keys(cls, d, source, "multitask")
         if "arch" not in d or "tasks" not in d:
             raise ConfigError(source, "multitask", sorted(d), "a mapping with arch and tasks")
         d = dict(d)
@@ -144,9 +139,8 @@ def block_ends(cfg: ArchConfig, rank: int) -> list[int]:
             pos += 1
         if cls.entry is not None and (si == 0 or cfg.stages[si - 1].block != stage.block):
             pos += 1
-        for _ in range(stage.depth):
-            pos += 1
-            ends.append(pos)
+        ends += range(pos + 1, pos + stage.depth + 1)
+        pos += stage.depth
     return ends
 
 
@@ -206,15 +200,10 @@ class MultitaskNetwork(nn.Module):
         return TaskPath(self, task)
 
     def named_blocks(self) -> list[tuple[str, nn.Module]]:
-        named = [("stem", self.stem)]
-        named += [(f"block{i}.{type(b).__name__}", b) for i, b in enumerate(self.shared)]
-        n = len(self.shared)
-        for t in self.tasks:
-            branch: nn.Sequential = self.branches[t]  # type: ignore[assignment]
-            named += [(f"{t}/block{n + i}.{type(b).__name__}", b)
-                      for i, b in enumerate(branch)]
-            named.append((f"{t}/head", self.heads[t]))
-        return named
+        """The stem and shared blocks once, then each task's branch blocks and head."""
+        paths = [TaskPath(self, t).named_blocks() for t in self.tasks]
+        trunk = 1 + len(self.shared)
+        return paths[0][:trunk] + [unit for p in paths for unit in p[trunk:]]
 
     def task_weights(self) -> torch.Tensor:
         """The weight of each task's loss now: fixed, or ``exp(-s_t)`` when learned."""
@@ -251,19 +240,11 @@ def build_multitask(cfg: MultitaskConfig, input_shape: Sequence[int],
     arch = replace(cfg.arch, head_hidden=cfg.head_hidden)
     ends = block_ends(arch, input_rank(input_shape))
     cut = ends[cfg.shared_blocks]
-    stem: nn.Module | None = None
-    shared: list[nn.Module] = []
-    branches: dict[str, list[nn.Module]] = {}
-    heads: dict[str, nn.Module] = {}
-    for t in cfg.tasks:
-        net = build_model(arch, input_shape, int(num_classes[t]))
-        if len(net.blocks) != ends[-1]:  # the count above must follow build_model
-            raise RuntimeError(f"block_ends counted {ends[-1]} modules, the network has "
-                               f"{len(net.blocks)}")
-        blocks = list(net.blocks)
-        if stem is None:
-            stem, shared = net.stem, blocks[:cut]
-        branches[t] = blocks[cut:]
-        heads[t] = net.head
-    assert stem is not None
-    return MultitaskNetwork(cfg, stem, shared, branches, heads, num_classes)
+    nets = {t: build_model(arch, input_shape, int(num_classes[t])) for t in cfg.tasks}
+    first = nets[cfg.tasks[0]]
+    if len(first.blocks) != ends[-1]:  # the count above must follow build_model
+        raise RuntimeError(f"block_ends counted {ends[-1]} modules, the network has "
+                           f"{len(first.blocks)}")
+    return MultitaskNetwork(cfg, first.stem, list(first.blocks)[:cut],
+                            {t: list(net.blocks)[cut:] for t, net in nets.items()},
+                            {t: net.head for t, net in nets.items()}, num_classes)

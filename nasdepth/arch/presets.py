@@ -19,7 +19,8 @@ from nasdepth.arch.build import input_rank
 from nasdepth.arch.config import ArchConfig, StageConfig, StemLayer
 from nasdepth.errors import ConfigError, UnknownNameError
 
-PresetFn = Callable[[bool], ArchConfig]
+#: ``fn(small=...)``: the family's config, small-input variant or not
+PresetFn = Callable[..., ArchConfig]
 PRESETS: dict[str, PresetFn] = {}
 SMALL_BELOW = 64  # inputs with a side under this many pixels get the small-input variant
 
@@ -49,7 +50,7 @@ def preset(name: str, input_shape: Sequence[int] = (3, 224, 224), num_classes: i
     side = min(int(s) for s in input_shape[1:])
     if small is None:
         small = side < SMALL_BELOW
-    return fit_strides(PRESETS[name](small), side)
+    return fit_strides(PRESETS[name](small=small), side)
 
 
 def fit_strides(cfg: ArchConfig, side: int) -> ArchConfig:
@@ -72,10 +73,11 @@ def _strides(n: int) -> list[int]:
 
 # --- ResNet, wide ResNet, ResNeXt -------------------------------------------------------------
 
-def _resnet_stem(small: bool) -> tuple[StemLayer, ...]:
+def _resnet_stem(small: bool, width: int = 64) -> tuple[StemLayer, ...]:
+    """ResNet's and DenseNet's: a 7x7/2 conv and a 3x3/2 max pool (small inputs: a 3x3 conv)."""
     if small:
-        return (StemLayer("conv", 64, 3, 1),)
-    return (StemLayer("conv", 64, 7, 2), StemLayer("maxpool", None, 3, 2))
+        return (StemLayer("conv", width, 3, 1),)
+    return (StemLayer("conv", width, 7, 2), StemLayer("maxpool", None, 3, 2))
 
 
 def resnet(block: str, depths: Sequence[int], *, small: bool, ratio: float = 0.25,
@@ -91,11 +93,6 @@ def resnet(block: str, depths: Sequence[int], *, small: bool, ratio: float = 0.2
     return ArchConfig(stages=stages, stem=_resnet_stem(small))
 
 
-def _resnet_preset(block: str, depths: Sequence[int], ratio: float, cardinality: int,
-                   small: bool) -> ArchConfig:
-    return resnet(block, depths, small=small, ratio=ratio, cardinality=cardinality)
-
-
 for _name, _block, _depths, _ratio, _card in [
     ("resnet18", "residual", (2, 2, 2, 2), 0.25, 4),
     ("resnet34", "residual", (3, 4, 6, 3), 0.25, 4),
@@ -106,7 +103,7 @@ for _name, _block, _depths, _ratio, _card in [
     ("resnext50_32x4d", "grouped", (3, 4, 6, 3), 0.5, 32),  # 32 groups x 4 channels at 256
     ("resnext101_32x8d", "grouped", (3, 4, 23, 3), 1.0, 32),
 ]:
-    register_preset(_name, partial(_resnet_preset, _block, _depths, _ratio, _card))
+    register_preset(_name, partial(resnet, _block, _depths, ratio=_ratio, cardinality=_card))
 
 
 # --- VGG ----------------------------------------------------------------------------------------
@@ -127,17 +124,13 @@ def vgg(depths: Sequence[int], *, small: bool, batch_norm: bool = True) -> ArchC
                       head_hidden=(4096, 4096), head_dropout=0.5)
 
 
-def _vgg_preset(depths: Sequence[int], batch_norm: bool, small: bool) -> ArchConfig:
-    return vgg(depths, small=small, batch_norm=batch_norm)
-
-
 VGG_DEPTHS: dict[str, tuple[int, ...]] = {
     "vgg11": (1, 1, 2, 2, 2), "vgg13": (2, 2, 2, 2, 2), "vgg16": (2, 2, 3, 3, 3),
     "vgg19": (2, 2, 4, 4, 4),
 }
 for _name, _vgg_depths in VGG_DEPTHS.items():
-    register_preset(_name, partial(_vgg_preset, _vgg_depths, False))
-    register_preset(f"{_name}_bn", partial(_vgg_preset, _vgg_depths, True))
+    register_preset(_name, partial(vgg, _vgg_depths, batch_norm=False))
+    register_preset(f"{_name}_bn", partial(vgg, _vgg_depths, batch_norm=True))
 
 
 # --- DenseNet -----------------------------------------------------------------------------------
@@ -151,21 +144,14 @@ def densenet(depths: Sequence[int], *, small: bool, growth: int = 32,
                     compression=0.5, stride=s)
         for d, s in zip(depths, _strides(len(depths)), strict=True)
     )
-    stem = ((StemLayer("conv", stem_width, 3, 1),) if small else
-            (StemLayer("conv", stem_width, 7, 2), StemLayer("maxpool", None, 3, 2)))
-    return ArchConfig(stages=stages, stem=stem)
-
-
-def _densenet_preset(depths: Sequence[int], growth: int, stem_width: int,
-                     small: bool) -> ArchConfig:
-    return densenet(depths, small=small, growth=growth, stem_width=stem_width)
+    return ArchConfig(stages=stages, stem=_resnet_stem(small, stem_width))
 
 
 for _name, _depths, _growth, _stem in [
     ("densenet121", (6, 12, 24, 16), 32, 64), ("densenet169", (6, 12, 32, 32), 32, 64),
     ("densenet201", (6, 12, 48, 32), 32, 64), ("densenet161", (6, 12, 36, 24), 48, 96),
 ]:
-    register_preset(_name, partial(_densenet_preset, _depths, _growth, _stem))
+    register_preset(_name, partial(densenet, _depths, growth=_growth, stem_width=_stem))
 
 
 # --- MobileNetV2 --------------------------------------------------------------------------------
@@ -186,7 +172,7 @@ def mobilenet_v2(*, small: bool) -> ArchConfig:
     return ArchConfig(stages=stages, stem=stem, head_dropout=0.2)
 
 
-register_preset("mobilenet_v2", lambda small: mobilenet_v2(small=small))
+register_preset("mobilenet_v2", mobilenet_v2)
 
 
 # --- GoogLeNet ----------------------------------------------------------------------------------
@@ -215,7 +201,7 @@ def googlenet(*, small: bool) -> ArchConfig:
     return ArchConfig(stages=stages, stem=stem, head_dropout=0.2)
 
 
-register_preset("googlenet", lambda small: googlenet(small=small))
+register_preset("googlenet", googlenet)
 
 
 def googlenet_aux(*, small: bool) -> ArchConfig:
@@ -227,7 +213,7 @@ def googlenet_aux(*, small: bool) -> ArchConfig:
                    aux_head="inception")
 
 
-register_preset("googlenet_aux", lambda small: googlenet_aux(small=small))
+register_preset("googlenet_aux", googlenet_aux)
 
 
 # --- EfficientNet -------------------------------------------------------------------------------
@@ -270,11 +256,5 @@ def efficientnet(*, small: bool, width_mult: float = 1.0, depth_mult: float = 1.
     return ArchConfig(stages=tuple(stages), stem=stem, head_dropout=dropout)
 
 
-def _efficientnet_preset(width_mult: float, depth_mult: float, dropout: float,
-                         small: bool) -> ArchConfig:
-    return efficientnet(small=small, width_mult=width_mult, depth_mult=depth_mult,
-                        dropout=dropout)
-
-
 for _name, (_w, _d, _p) in EFFICIENTNETS.items():
-    register_preset(_name, partial(_efficientnet_preset, _w, _d, _p))
+    register_preset(_name, partial(efficientnet, width_mult=_w, depth_mult=_d, dropout=_p))

@@ -22,7 +22,7 @@ SOURCE = "the architecture"
 SHAPES = {0: "flat (N, F)", 1: "1-D (N, C, L)", 2: "2-D (N, C, H, W)"}
 
 #: block options -> ConfigError; called with the stage and the block's output width
-Check = Callable[[StageConfig, int], None]
+Check = Callable[[StageConfig, int], object]  # what it returns is ignored
 
 
 @dataclass(frozen=True)
@@ -117,20 +117,12 @@ def mobile_expansion(stage: StageConfig) -> float:
     return e
 
 
-def _mobile(stage: StageConfig, width: int) -> None:
-    mobile_expansion(stage)
-
-
 def mbconv_expansion(stage: StageConfig) -> float:
     """An MBConv block's expansion factor (None: 6, EfficientNet's MBConv6; 1: none)."""
     e = 6.0 if stage.expansion is None else stage.expansion
     if isinstance(e, bool) or not isinstance(e, (int, float)) or not e > 0:
         raise ConfigError(SOURCE, "expansion", e, "a number > 0 (1: no expansion layer)")
     return float(e)
-
-
-def _mbconv(stage: StageConfig, width: int) -> None:
-    mbconv_expansion(stage)
 
 
 def se_ratio(stage: StageConfig, rules: BlockRules) -> float:
@@ -200,8 +192,10 @@ BLOCK_RULES: dict[str, BlockRules] = {
     "grouped": BlockRules(conv_only=True, check=_grouped, se_default=0.0, drop_path=True),
     "dense": BlockRules(conv_only=True, check=_dense),
     "inception": BlockRules(conv_only=True, check=_inception),
-    "dwsep": BlockRules(conv_only=True, check=_mobile, se_default=0.0, drop_path=True),
-    "mbconv": BlockRules(conv_only=True, check=_mbconv, se_default=0.25, drop_path=True),
+    "dwsep": BlockRules(conv_only=True, check=lambda stage, _: mobile_expansion(stage),
+                        se_default=0.0, drop_path=True),
+    "mbconv": BlockRules(conv_only=True, check=lambda stage, _: mbconv_expansion(stage),
+                         se_default=0.25, drop_path=True),
     "rnn": BlockRules(ranks=SEQUENCE, conv_only=True, check=_rnn),
     "lstm": BlockRules(ranks=SEQUENCE, conv_only=True, check=_gated),
     "gru": BlockRules(ranks=SEQUENCE, conv_only=True, check=_gated),

@@ -1,18 +1,12 @@
-"""``load_weights(model, path)``: weights from a local file into a network ``build_model``
-built. Nothing is downloaded.
+"""``load_weights(model, path)``: weights from a local file (``torch.load(weights_only=True)``,
+nothing downloaded) into a network ``build_model`` built.
 
-Three kinds of file:
-
-- a **torchvision** ``state_dict`` (``torch.save(torchvision.models.resnet18().state_dict())``):
-  the keys are renamed by an explicit mapping per family (:data:`FAMILIES`), built from the
-  model's own blocks, so each of the model's tensors has exactly one source key;
-- a **nasdepth model file** (``nasdepth export``): its weights, into the same architecture;
-- a nasdepth ``state_dict`` (``torch.save(model.state_dict())``): loaded as it is.
-
-Files load with ``torch.load(weights_only=True)``. The classifier (the head's last linear
-layer) keeps the model's own fresh weights when the class count differs. Anything else that
-does not fit (a missing or unexpected key, another shape, a checkpoint of another family) is a
-:class:`~nasdepth.errors.NasdepthError` naming the key.
+A **torchvision** ``state_dict``'s keys are renamed by an explicit mapping per family
+(:data:`FAMILIES`), built from the model's own blocks, so each of the model's tensors has
+exactly one source key; a **nasdepth model file** (``nasdepth export``) or ``state_dict`` loads
+into the same architecture as it is. Except for the classifier when the class count differs,
+anything that does not fit (a missing or unexpected key, another shape, a checkpoint of another
+family) is a :class:`~nasdepth.errors.NasdepthError` naming the key.
 """
 
 from __future__ import annotations
@@ -56,6 +50,11 @@ class KeyMap:
         """Every tensor of ``module`` (at prefix ``ours``) from prefix ``theirs``."""
         for name, _ in _tensors(module):
             self.keys[f"{ours}.{name}"] = f"{theirs}.{name}"
+
+    def classifier(self, model: Network, theirs: str) -> None:
+        """The head's last linear layer from prefix ``theirs``."""
+        (name, fc), = _linears(model.head)[-1:]
+        self.add(f"head.{name}", theirs, fc)
 
 
 def _tensors(module: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
@@ -106,8 +105,7 @@ def _resnet_map(model: Network) -> KeyMap:
             _conv_norm(km, f"blocks.{n}.shortcut", block.shortcut, f"{tv}.downsample.0",
                        f"{tv}.downsample.1")
         index += 1
-    (name, fc), = _linears(model.head)[-1:]
-    km.add(f"head.{name}", "fc", fc)
+    km.classifier(model, "fc")
     return km
 
 
@@ -174,8 +172,7 @@ def _densenet_map(model: Network) -> KeyMap:
         index += 1
     head = cast(nn.Sequential, model.head)
     km.add("head.0", "features.norm5", head[0])
-    (name, fc), = _linears(model.head)[-1:]
-    km.add(f"head.{name}", "classifier", fc)
+    km.classifier(model, "classifier")
     return km
 
 
@@ -208,8 +205,7 @@ def _mobilenet_v2_map(model: Network) -> KeyMap:
                                f"{tv}.conv.{j + 1}")
         else:
             _conv_norm(km, f"blocks.{n}.body", body, f"{tv}.0", f"{tv}.1")
-    (name, fc), = _linears(model.head)[-1:]
-    km.add(f"head.{name}", "classifier.1", fc)
+    km.classifier(model, "classifier.1")
     return km
 
 
@@ -245,8 +241,7 @@ def _efficientnet_map(model: Network) -> KeyMap:
             else:
                 _conv_norm(km, f"blocks.{n}.body.{j}", unit, f"{tv}.{j}.0", f"{tv}.{j}.1")
         index += 1
-    (name, fc), = _linears(model.head)[-1:]
-    km.add(f"head.{name}", "classifier.1", fc)
+    km.classifier(model, "classifier.1")
     return km
 
 
@@ -285,8 +280,7 @@ def _googlenet_map(model: Network) -> KeyMap:
                 _conv_norm(km, f"{ours}.{b}.{j}", unit, f"{tv}.{b}.{j}.conv", f"{tv}.{b}.{j}.bn")
         _conv_norm(km, f"{ours}.branch4.1", cast(nn.Sequential, block.branch4)[1],
                    f"{tv}.branch4.1.conv", f"{tv}.branch4.1.bn")
-    (name, fc), = _linears(model.head)[-1:]
-    km.add(f"head.{name}", "fc", fc)
+    km.classifier(model, "fc")
     return km
 
 
@@ -350,12 +344,8 @@ def load_file(path: str | Path) -> Any:
     try:
         return _torch_load(str(path.resolve()), (st.st_mtime_ns, st.st_size))
     except Exception as exc:
-        refused = refused_for_safety(exc)
-        if refused is not None:
-            raise NasdepthError(f"The checkpoint {path} {refused}.") from None
-        why = load_failure(exc)
-        raise NasdepthError(f"{path} is not a checkpoint torch.load(weights_only=True) can read "
-                            f"({why}).") from None
+        raise load_error(exc, f"The checkpoint {path}", f"{path} is not a checkpoint "
+                         "torch.load(weights_only=True) can read") from None
 
 
 def _torch_reason(text: str) -> list[str]:
@@ -387,6 +377,15 @@ def load_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {reason[:200]}"
 
 
+def load_error(exc: BaseException, what: str, unreadable: str) -> NasdepthError:
+    """The error for a file ``torch.load(weights_only=True)`` failed on: ``what`` (the file,
+    named) refused for holding code objects, else ``unreadable`` with torch's reason."""
+    refused = refused_for_safety(exc)
+    if refused is not None:
+        return NasdepthError(f"{what} {refused}.")
+    return NasdepthError(f"{unreadable} ({load_failure(exc)}).")
+
+
 def read_checkpoint(path: str | Path) -> tuple[StateDict, str]:
     """(state_dict, kind) of a local file: kind ``nasdepth-model`` or ``state_dict``."""
     path = Path(path)
@@ -413,13 +412,8 @@ def read_checkpoint(path: str | Path) -> tuple[StateDict, str]:
 
 def _classifier_keys(model: nn.Module) -> set[str]:
     head = getattr(model, "head", None)
-    if head is None:
-        return set()
-    linears = _linears(head)
-    if not linears:
-        return set()
-    name, lin = linears[-1]
-    return {f"head.{name}.{p}" for p, _ in _tensors(lin)}
+    last = _linears(head)[-1:] if head is not None else []
+    return {f"head.{name}.{p}" for name, lin in last for p, _ in _tensors(lin)}
 
 
 def _fit(model: nn.Module, source: StateDict, mapping: Mapping[str, str], path: Path,
@@ -431,8 +425,8 @@ def _fit(model: nn.Module, source: StateDict, mapping: Mapping[str, str], path: 
     classifier = _classifier_keys(model)
     wanted = set(mapping.values()) | set(folds.values())
     unexpected = sorted(k for k in source if k not in wanted)
+    family = checkpoint_family(source)
     if unexpected:
-        family = checkpoint_family(source)
         hint = f" (it looks like a {family} checkpoint)" if family else ""
         raise NasdepthError(f"The checkpoint {path}{hint} has the key {unexpected[0]!r}, which "
                             f"{what} does not have ({len(unexpected)} unexpected keys).")
@@ -440,7 +434,6 @@ def _fit(model: nn.Module, source: StateDict, mapping: Mapping[str, str], path: 
     kept = []
     for ours, theirs in mapping.items():
         if theirs not in source:
-            family = checkpoint_family(source)
             hint = f"; it looks like a {family} checkpoint" if family else ""
             raise NasdepthError(f"The checkpoint {path} lacks the key {theirs!r} that {what} "
                                 f"needs (for {ours!r}){hint}.")

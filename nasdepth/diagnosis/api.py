@@ -25,13 +25,9 @@ Target = CVResult | ArchConfig | nn.Module | ProbeHook | Probe | Trace | Sequenc
 
 def _training(training: TrainConfig | None, epochs: int | None, lr: float | None,
               optimizer: str | None, batch_size: int | None) -> TrainConfig:
-    cfg = training or TrainConfig()
-    changes: dict[str, Any] = {}
-    for key, value in (("epochs", epochs), ("lr", lr), ("optimizer", optimizer),
-                       ("batch_size", batch_size)):
-        if value is not None:
-            changes[key] = value
-    return replace(cfg, **changes).validate("diagnose") if changes else cfg.validate("diagnose")
+    given = (("epochs", epochs), ("lr", lr), ("optimizer", optimizer), ("batch_size", batch_size))
+    changes: dict[str, Any] = {k: v for k, v in given if v is not None}
+    return replace(training or TrainConfig(), **changes).validate("diagnose")
 
 
 def check_model_data(model: nn.Module, data: Dataset) -> None:

@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from nasdepth.arch import ArchConfig, build_model
+from nasdepth.arch.build import initialize
 from nasdepth.data import Dataset, Splits
 from nasdepth.diagnosis.baseline import shallow_baseline
 from nasdepth.diagnosis.diagnosis import CONTROLS, DEFAULT_CONTROLS
@@ -119,18 +120,8 @@ def counterfactual_arch(arch: ArchConfig) -> tuple[ArchConfig, str]:
 def he_reinit(model: nn.Module) -> nn.Module:
     """A deep copy with He-initialized linear/conv weights and zero biases."""
     model = copy.deepcopy(model)
-    for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+    initialize(model, "kaiming")
     return model
-
-
-def _he_factory(model: nn.Module | None) -> ModelFactory:
-    if model is None:
-        raise ValueError("a counterfactual needs an architecture or a model")
-    return lambda k: he_reinit(model)
 
 
 def run_controls(
@@ -185,8 +176,8 @@ def run_controls(
             if arch is not None:
                 cf_arch, change = counterfactual_arch(arch)
                 make = factory(cf_arch, None)
-            else:
-                change, make = "He initialization", _he_factory(model)
+            else:  # a user's module (``same`` exists: arch or model is given)
+                change, make = "He initialization", lambda k: he_reinit(cast(nn.Module, model))
             out[name] = {"change": change, **_skill(*run_folds(make, data, splits=splits,
                                                                seed=seed, training=training))}
         elif name == "learning_curve":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: every verdict (docs/diagnose.md explains each). ``undertrained``: no skill yet on data that
@@ -31,8 +31,7 @@ class Evidence:
     meaning: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"signal": self.signal, "value": self.value, "threshold": self.threshold,
-                "meaning": self.meaning}
+        return asdict(self)
 
 
 @dataclass
@@ -60,16 +59,7 @@ class Diagnosis:
             raise ValueError(f"unknown verdict {self.verdict!r}; valid: {', '.join(VERDICTS)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "confidence": round(float(self.confidence), 3),
-            "evidence": [e.to_dict() for e in self.evidence],
-            "advice": list(self.advice),
-            "controls": self.controls,
-            "signals": self.signals,
-            "basis": [dict(b) for b in self.basis],
-            "still_learning": self.still_learning,
-        }
+        return {**asdict(self), "confidence": round(float(self.confidence), 3)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Diagnosis:

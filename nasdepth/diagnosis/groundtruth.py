@@ -90,18 +90,15 @@ def sequences(seed: int, n: int = 500) -> Dataset:
 
 def mlp(block: str, depth: int, width: int, *, norm: str = "none", act: str = "relu",
         skip: bool = False, init: str = "default", dropout: float = 0.0) -> ArchConfig:
+    """One stage of ``depth`` blocks (3x3 kernels where the data are images or sequences)."""
     return ArchConfig.from_dict({"stages": [{"block": block, "depth": depth, "width": width,
                                              "norm": norm, "activation": act,
                                              "dropout": dropout}],
                                  "skip": skip, "init": init})
 
 
-def cnn(block: str, depth: int, width: int, *, norm: str = "none", act: str = "relu",
-        skip: bool = False, init: str = "default") -> ArchConfig:
-    return ArchConfig.from_dict({"stages": [{"block": block, "depth": depth, "width": width,
-                                             "norm": norm, "activation": act,
-                                             "kernel_size": 3}],
-                                 "skip": skip, "init": init})
+#: the same config: the data's rank makes its blocks convolutions
+cnn = mlp
 
 
 def adamw(lr: float) -> TrainConfig:

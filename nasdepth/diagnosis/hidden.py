@@ -36,8 +36,6 @@ MOTIF_AMPLITUDE = 1.5
 BAND_FEATURES = 40
 #: the median of |N(0, 1)|: half the rows fall within the band
 BAND_HALF_WIDTH = 0.6745
-PARITY_FEATURES = 40
-PARITY_ORDER = 2
 
 
 def _textures() -> np.ndarray:

@@ -20,16 +20,10 @@ its end-of-epoch loss lies ``THRESHOLDS["end_below_mean"]`` below its epoch mean
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Sequence
-from typing import Any
 
+from nasdepth.probes.summary import finite, median_of
 from nasdepth.probes.trace import Trace
-
-
-def _finite(values: Sequence[Any]) -> list[float]:
-    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
 def _fall(values: list[float]) -> float | None:
@@ -41,8 +35,8 @@ def _fall(values: list[float]) -> float | None:
 
 
 def fold_learning(trace: Trace) -> dict[str, float | None]:
-    tl = _finite(trace.scalar("train_loss_norm"))
-    vl = _finite(trace.scalar("val_loss_norm"))
+    tl = finite(trace.scalar("train_loss_norm"))
+    vl = finite(trace.scalar("val_loss_norm"))
     start = max(1.0, tl[0]) if tl else None
     return {
         "val_loss_fall_last": _fall(vl),
@@ -55,11 +49,8 @@ def fold_learning(trace: Trace) -> dict[str, float | None]:
 def learning_signals(traces: Sequence[Trace]) -> dict[str, float | None]:
     """The median over folds of :func:`fold_learning`."""
     per_fold = [fold_learning(t) for t in traces if t.epochs]
-    out: dict[str, float | None] = {}
-    for key in ("val_loss_fall_last", "train_loss_fall_last", "loss_gone", "end_below_mean"):
-        vals = _finite([f[key] for f in per_fold])
-        out[key] = statistics.median(vals) if vals else None
-    return out
+    return {key: median_of([f[key] for f in per_fold]) for key in
+            ("val_loss_fall_last", "train_loss_fall_last", "loss_gone", "end_below_mean")}
 
 
 def still_learning(s: dict[str, float | None], th: dict[str, float]) -> bool:

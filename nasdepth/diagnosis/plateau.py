@@ -85,6 +85,17 @@ def shallow_figure(shallow: dict[str, Any], name: str | None) -> str:
                                                         else ")"))
 
 
+def _undertrained(evidence: list[Evidence], advice: list[str], is_settled: bool,
+                  z: float | None, z_min: float, then: str) -> Plateau:
+    """``undertrained``, as sure as the learner's ``z`` lies past ``z_min``; a run whose loss
+    had gone flat with healthy steps gets 0.65 and the advice ``then``."""
+    if not is_settled:
+        conf = margin(z, z_min, 10.0) if z is not None else 0.6
+        return ("undertrained", conf, evidence, advice, [])
+    flat = "the loss had gone flat with healthy step sizes: "
+    return ("undertrained", 0.65, evidence, [*advice, flat + then], [])
+
+
 def decide_plateau(s: dict[str, float | None], th: dict[str, float],
                    controls: dict[str, Any], size: dict[str, Any] | None = None) -> Plateau:
     evidence: list[Evidence] = []
@@ -136,13 +147,10 @@ def decide_plateau(s: dict[str, float | None], th: dict[str, float],
                   "chance because this run has not fitted it yet, not because of the data"]
         if capable == "learns" and learner is not None:
             advice.append(f"so does a network: {learner_figure(learner)}")
-        if not is_settled:
-            conf = margin(z, th["shallow_z"], 10.0) if z is not None else 0.6
-            return ("undertrained", conf, evidence, advice, [])
-        advice.append("the loss had gone flat with healthy step sizes: if a run several times "
-                      "longer still sits at chance, change the recipe (learning rate, "
-                      "warm-up) or the initialization rather than the data")
-        return ("undertrained", 0.65, evidence, advice, [])
+        return _undertrained(evidence, advice, is_settled, z, th["shallow_z"],
+                             "if a run several times longer still sits at chance, change the "
+                             "recipe (learning rate, warm-up) or the initialization rather "
+                             "than the data")
     if capable == "learns" and learner is not None:
         # the shallow baseline is blind to this signal, but a network that could see it
         # learned on the same folds: the verdict is about this model
@@ -155,14 +163,10 @@ def decide_plateau(s: dict[str, float | None], th: dict[str, float],
         if reading == "at_chance":
             advice.append(f"(the shallow baseline stays at chance: "
                           f"{shallow_figure(shallow, name)})")
-        lz = learner.get("z")
-        if not is_settled:
-            conf = margin(lz, th["skill_z"], 10.0) if lz is not None else 0.6
-            return ("undertrained", conf, evidence, advice, [])
-        advice.append("the loss had gone flat with healthy step sizes: change the recipe "
-                      "(learning rate, warm-up), the initialization or the architecture "
-                      "toward the one that learned, rather than the data")
-        return ("undertrained", 0.65, evidence, advice, [])
+        return _undertrained(evidence, advice, is_settled, learner.get("z"), th["skill_z"],
+                             "change the recipe (learning rate, warm-up), the initialization "
+                             "or the architecture toward the one that learned, rather than the "
+                             "data")
     if basis and capable in ("fails", "pending"):  # pending: diagnose's first pass
         # every learner that ran failed on the same splits: the shallow baseline (or the
         # settled run's shuffled labels / flat learning curve) and a capable network

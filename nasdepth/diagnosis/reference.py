@@ -10,15 +10,11 @@ see such signal must fail too. The reference is that network:
 - sequences (C x L): its 1-D twin;
 - flat features: a residual + BatchNorm MLP (2 residual blocks of width 128).
 
-It is trained through the normal training path (``nasdepth.train.cross_validate``) on exactly
-the diagnosed run's splits, with a sound recipe: AdamW at the rate a learning-rate range test
-picks (``lr: auto``; the MLP at 1e-2, see :func:`reference_training`), a cosine schedule,
-and early stopping on the validation loss; the epochs
-scale with the data (about :data:`TARGET_STEPS` optimizer steps per fold, between
-:data:`MIN_EPOCHS` and :data:`MAX_EPOCHS`) so a small data set still settles and a large one is
-not trained longer than it needs. Its cost is bounded by ``budget`` seconds: a fold that would
-end past it stops the reference, whose result then says so (``ran: False``) and cannot back a
-"data-limited" verdict (:mod:`nasdepth.diagnosis.capable` says ``undecided`` instead).
+It is trained through ``nasdepth.train.cross_validate`` on exactly the diagnosed run's splits
+with a sound recipe (:func:`reference_training`; epochs from :func:`reference_epochs`, so a
+small data set still settles and a large one is not trained longer than it needs). A reference
+stopped by its ``budget`` says so (``ran: False``) and cannot back a "data-limited" verdict
+(:mod:`nasdepth.diagnosis.capable` says ``undecided`` instead).
 
 It runs only when a verdict would otherwise be data-limited (``diagnose`` asks for it then),
 and a study runs it at most once for its splits (every trial's diagnosis reads the result).
@@ -30,6 +26,7 @@ import math
 import time
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from nasdepth.arch import ArchConfig
@@ -74,9 +71,10 @@ def reference_epochs(n_train: int, batch_size: int = BATCH_SIZE) -> int:
 
 
 def reference_training(n_train: int, rank: int, device: str = "auto") -> TrainConfig:
-    """The CNNs train at the rate a range test picks; the MLP at AdamW 1e-2 without weight
-    decay (the range test's picks for it scattered from 5e-5 to 0.1 on the flat ground truth
-    and left it at chance where lr 1e-2 learned)."""
+    """AdamW, a cosine schedule and early stopping on the validation loss. The CNNs train at
+    the rate a range test picks (``lr: auto``); the MLP at 1e-2 without weight decay (the
+    range test's picks for it scattered from 5e-5 to 0.1 on the flat ground truth and left it
+    at chance where lr 1e-2 learned)."""
     auto = rank in (2, 3)
     return TrainConfig(optimizer="adamw", lr=1e-3 if auto else 1e-2, lr_auto=auto,
                        weight_decay=1e-4 if auto else 0.0, batch_size=BATCH_SIZE,
@@ -128,7 +126,7 @@ def run_reference(data: Dataset, splits: Splits, *, seed: int = 0,
     y = data.y_numpy
     hits_chance = n_val = 0
     for tr, va in splits:
-        majority = int(_bincount_argmax(y[tr]))
+        majority = int(np.bincount(y[tr]).argmax())
         hits_chance += int((y[va] == majority).sum())
         n_val += len(va)
     chance = hits_chance / max(1, n_val)
@@ -145,9 +143,3 @@ def run_reference(data: Dataset, splits: Splits, *, seed: int = 0,
         out["model_seconds"] = round(float(model_seconds), 3)
         out["cost_ratio"] = round(seconds / float(model_seconds), 2)
     return out
-
-
-def _bincount_argmax(y: Any) -> int:
-    import numpy as np
-
-    return int(np.bincount(y).argmax())

@@ -19,13 +19,10 @@ before it join the evidence (showing what was ruled out):
    last hidden block's gradient (per parameter), unless the controls show that the data, not the
    depth, limits the model.
 4. A plateau: the validation loss never gets below ``val_loss_norm_min`` of the label entropy
-   (no skill above chance) although the gradients reach every block. Which plateau is decided by
-   the controls (:mod:`nasdepth.diagnosis.plateau`): ``data_limited_plateau`` only where every
-   learner that ran fails (the shallow baseline and a capable network: the reference network
-   or a trial of the study), ``undertrained`` where the shallow baseline or a capable network
-   finds signal the network missed (also where the accuracy is barely above chance but the baseline
-   scores ``shallow_gap`` more skill), ``undecided_plateau`` where no control tells (the advice
-   names the one that would).
+   (no skill above chance, or barely above it while the shallow baseline or a capable network
+   scores ``shallow_gap`` more skill) although the gradients reach every block. The controls
+   decide which (:mod:`nasdepth.diagnosis.plateau`): ``data_limited_plateau`` only where every
+   learner that ran fails, ``undertrained`` or ``undecided_plateau``.
 5. ``overfitting``: real skill, but the validation loss rose by ``val_loss_rise`` (in label
    entropies) from its minimum while the training accuracy runs ``gap_accuracy`` ahead.
 6. ``healthy`` otherwise; at the lowest confidence (0.5, with advice) where the accuracy is
@@ -163,18 +160,17 @@ def _decide(s: dict[str, float | None], th: dict[str, float], controls: dict[str
             "the loss or the gradients overflowed"], [])
     peak, upd_max = s.get("grad_peak_log10"), s.get("update_ratio_max")
     loss_max = s.get("train_loss_norm_max")
-    ev.append(_ev("grad_growth_log10", growth, th["grad_growth_log10"],
-                  "decades the largest block gradient grew from the first to the last epoch"))
-    ev.append(_ev("grad_peak_log10", peak, th["grad_peak_log10"],
-                  "decades the largest block gradient of any epoch lies above the largest at "
-                  "the first step"))
-    ev.append(_ev("update_ratio_median", upd_med, th["update_ratio_high"],
-                  "typical ||ΔW||/||W|| of one step (healthy runs: about 1e-3)"))
-    ev.append(_ev("update_ratio_max", upd_max, th["update_ratio_blowup"],
-                  "largest ||ΔW||/||W|| per step of any block in any epoch"))
-    ev.append(_ev("train_loss_norm_max", loss_max, th["train_loss_blowup"],
-                  "largest epoch training loss / label entropy (1 = predicting class "
-                  "frequencies)"))
+    ev += [_ev(signal, s.get(signal), th[key], meaning) for signal, key, meaning in (
+        ("grad_growth_log10", "grad_growth_log10",
+         "decades the largest block gradient grew from the first to the last epoch"),
+        ("grad_peak_log10", "grad_peak_log10", "decades the largest block gradient of any "
+         "epoch lies above the largest at the first step"),
+        ("update_ratio_median", "update_ratio_high",
+         "typical ||ΔW||/||W|| of one step (healthy runs: about 1e-3)"),
+        ("update_ratio_max", "update_ratio_blowup",
+         "largest ||ΔW||/||W|| per step of any block in any epoch"),
+        ("train_loss_norm_max", "train_loss_blowup",
+         "largest epoch training loss / label entropy (1 = predicting class frequencies)"))]
     # (signal, threshold, scale for the confidence) of every finite sign of a blow-up; a log
     # scale for the ratios, which span decades
     signs = [(growth, th["grad_growth_log10"], 3.0), (peak, th["grad_peak_log10"], 3.0)]

@@ -28,8 +28,11 @@ from dataclasses import replace
 from typing import Any
 
 from nasdepth.arch import ArchConfig
+from nasdepth.diagnosis.capable import capable_reading, learner_figure
 from nasdepth.diagnosis.diagnosis import Evidence
 from nasdepth.diagnosis.plateau import shallow_figure, shallow_reading
+from nasdepth.diagnosis.scoring import ev as _ev
+from nasdepth.diagnosis.scoring import margin
 
 #: thresholds of this rule (joined to ``rules.THRESHOLDS``; chosen in
 #: benchmarks/diagnose_thresholds.py on the long-range ground-truth cases)
@@ -46,10 +49,6 @@ GATED_BIAS = 5.0
 Decision = tuple[str, float, list[str], list[dict[str, Any]]]
 
 
-def _ev(signal: str, value: float | None, threshold: float | None, meaning: str) -> Evidence:
-    return Evidence(signal, None if value is None else float(value), threshold, meaning)
-
-
 def data_signal(controls: dict[str, Any], th: dict[str, float]
                 ) -> tuple[bool | None, list[dict[str, Any]]]:
     """Do the controls show that the data carry signal (True), that they do not (False), or
@@ -59,8 +58,6 @@ def data_signal(controls: dict[str, Any], th: dict[str, float]
     if reading == "learns":
         return True, [{"control": "shallow", "signal": "shallow_best_skill", "value": best,
                        "figure": shallow_figure(shallow, name)}]
-    from nasdepth.diagnosis.capable import capable_reading, learner_figure
-
     capable, learner = capable_reading(controls, th)
     if capable == "learns" and learner is not None:
         return True, [{"control": "peers" if learner.get("kind") == "trial" else "reference",
@@ -90,7 +87,7 @@ def decide_through_time(s: dict[str, float | None], th: dict[str, float],
     if gmax is not None and gmax > th["grad_time_explode_log10"]:
         ev.append(_ev("grad_time_log10_max", gmax, th["grad_time_explode_log10"],
                       "the same ratio, largest over the epochs (exploding through time above)"))
-        return ("exploding_gradients", _confidence(gmax, th["grad_time_explode_log10"], 6.0),
+        return ("exploding_gradients", margin(gmax, th["grad_time_explode_log10"], 6.0),
                 [_clip_advice(gmax)], []), ev
     vmin, skill_z = s.get("val_loss_norm_min"), s.get("skill_z")
     # stalled as the plateau rule reads it: validation at chance, and no real skill (or far
@@ -104,7 +101,7 @@ def decide_through_time(s: dict[str, float | None], th: dict[str, float],
         return None, ev
     signal, basis = data_signal(controls, th)
     if signal:
-        return ("vanishing_through_time", _confidence(g, th["grad_time_log10"], 8.0), [
+        return ("vanishing_through_time", margin(g, th["grad_time_log10"], 8.0), [
             "use gated cells (lstm, gru; a gate_bias of 3-5 keeps 95-99% of the state per "
             "step, memory over ~100 steps from the start) or shorter sequences: the first "
             f"steps receive 10^{g:.1f} of the last step's gradient, so nothing early in the "
@@ -145,7 +142,3 @@ def _clip_advice(gmax: float) -> str:
     return (f"clip gradients (training: {{grad_clip: 1.0}}): in some epoch the gradient grew "
             f"10^{gmax:.1f}-fold back through time (the recurrence amplifies it); a lower "
             "learning rate, tanh instead of relu, or gated cells (lstm, gru) also help")
-
-
-def _confidence(value: float, threshold: float, scale: float) -> float:
-    return max(0.5, min(0.97, 0.55 + 0.42 * abs(value - threshold) / scale))

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasdepth.probes.probe import Probe
+from nasdepth.probes.probe import Probe, spaced_rows
 from nasdepth.probes.steps import StepStats
 from nasdepth.probes.summary import summarize
 from nasdepth.probes.trace import Trace
@@ -18,12 +18,20 @@ from nasdepth.train.stacked import FoldStack
 PROBE_BATCH = 256  # most samples in the fixed probe batch (activation statistics)
 
 
+def probe_rows(n: int, probe_size: int) -> torch.Tensor:
+    """The probe batch's rows of a fold of ``n`` training rows: at most 1/64 of them (at least
+    32), evenly spaced. One probe forward per epoch must stay cheap next to the epoch's training
+    steps (bench_probes: with 16 steps of 256 per epoch, the forward of 1/32 of the fold cost
+    ~1% of the run by itself); 32 inputs of an 8x8 CNN already show every channel over 2,000
+    outputs."""
+    return spaced_rows(n, min(probe_size, max(32, n // 64)))
+
+
 class ProbeHook(TrainHook):
     """Probes for ``cross_validate(..., hooks=[ProbeHook()])``.
 
     The probe batch is ``probe_size`` (at most 1/64 of the fold, at least 32) evenly spaced
-    training samples of each fold (chosen without
-    random draws, so the training RNG stream is untouched). After the run, ``traces`` holds one
+    training samples of each fold (:func:`probe_rows`). After the run, ``traces`` holds one
     :class:`Trace` per fold (also the partial trace of a fold that stopped on a non-finite loss)
     and ``summary()`` a compact JSON summary for storing with a trial.
     """
@@ -50,14 +58,7 @@ class ProbeHook(TrainHook):
         # together): a probe still open at this fold or a later one is left from a run that
         # failed midway
         self._close_where(lambda f: f >= fold, "stopped before its last epoch")
-        n = len(x_train)
-        # at most 1/64 of an epoch's samples (at least 32): one probe forward per epoch must
-        # stay cheap next to the epoch's training steps (bench_probes: with 16 steps of 256 per
-        # epoch, the forward of 1/32 of the fold cost ~1% of the run by itself); 32 inputs of an
-        # 8x8 CNN already show every channel over 2,000 outputs
-        size = min(n, self.probe_size, max(32, n // 64))
-        idx = torch.linspace(0, n - 1, size).round().long()
-        idx = idx.to(x_train.device)
+        idx = probe_rows(len(x_train), self.probe_size).to(x_train.device)
         num_classes = int(y_train.max()) + 1
         out = getattr(model, "head", None)
         last = [m for m in (out.modules() if out is not None else ()) if isinstance(m, nn.Linear)]
@@ -103,17 +104,14 @@ class ProbeHook(TrainHook):
         fold has no open probe: then each fold's probe is called on its own)."""
         key = id(folds)
         if key not in self._shared:
-            probes = [self._probe(m) for m in folds.models]
+            probes = [p for p in map(self._probe, folds.models) if p is not None]
             stats = None
-            if all(p is not None for p in probes):
-                first = probes[0]
-                assert first is not None
-                own = first.step_stats  # the same schedule and statistics, for every fold
-                stats = StepStats(folds.stacked_params(first.params), own.block_sizes,
+            if len(probes) == len(folds.models):
+                own = probes[0].step_stats  # the same schedule and statistics, for every fold
+                stats = StepStats(folds.stacked_params(probes[0].params), own.block_sizes,
                                   k=len(probes), stacked=True, update_every=own.update_every,
                                   grad_every=own.grad_every, snr=own.snr)
                 for f, probe in enumerate(probes):
-                    assert probe is not None
                     probe.share_steps(stats, f)
             self._shared[key] = stats
         return self._shared[key]

@@ -38,6 +38,7 @@ from torch import nn
 
 from nasdepth.data import Dataset, Splits, Standardizer
 from nasdepth.errors import ConfigError
+from nasdepth.probes.probe import spaced_rows
 from nasdepth.train.hooks import TrainHook
 
 __all__ = ["LinearProbeHook", "fit_linear_probe", "fit_linear_probes", "linear_probe_units",
@@ -294,13 +295,6 @@ def fit_linear_probes(feats: Sequence[torch.Tensor], y_train: torch.Tensor,
     return [(float(t), float(v)) for t, v in zip(tr_acc, va_acc, strict=True)]
 
 
-def _spaced(n: int, most: int) -> torch.Tensor:
-    """At most ``most`` evenly spaced row indices of ``0 .. n - 1`` (no random draws)."""
-    if n <= most:
-        return torch.arange(n)
-    return torch.linspace(0, n - 1, most).round().long()
-
-
 class LinearProbeHook(TrainHook):
     """Per-unit linear probes of each fold's trained model for ``cross_validate``.
 
@@ -325,7 +319,7 @@ class LinearProbeHook(TrainHook):
                 or fold >= len(self.splits)):
             return
         most = min(self.max_train, max(MIN_TRAIN, int(TRAIN_SHARE * len(x_train))))
-        idx = _spaced(len(x_train), most).to(x_train.device)
+        idx = spaced_rows(len(x_train), most).to(x_train.device)
         # a copy of the few rows kept: the engine may free or reuse its fold tensors
         self._rows[fold] = (x_train[idx].clone(), y_train[idx].clone())
 
@@ -337,7 +331,7 @@ class LinearProbeHook(TrainHook):
         dev = next(model.parameters()).device
         tr, va = self.splits[fold]
         scaler = fold_scaler(self.data.x, np.asarray(tr), dev)
-        va = np.asarray(va)[_spaced(len(va), self.max_val).numpy()]
+        va = np.asarray(va)[spaced_rows(len(va), self.max_val).numpy()]
         x_val = scaler(self.data.x[torch.as_tensor(va)].to(dev))
         y_val = self.data.y[torch.as_tensor(va)].to(dev)
         x_tr, y_tr = kept[0].to(dev), kept[1].to(dev)
@@ -350,17 +344,14 @@ class LinearProbeHook(TrainHook):
             aux, nn.ModuleDict) else {}
         feats, preds = probe_features(model, units, torch.cat([x_tr, x_val]), taps=taps)
         num_classes = int(self.data.num_classes)
-        train_acc: list[float | None] = []
-        val_acc: list[float | None] = []
         finite = [i for i, f in enumerate(feats) if torch.isfinite(f).all()]
         fitted = dict(zip(finite, fit_linear_probes(
             [feats[i] for i in finite], y_tr, y_val, n_tr, num_classes, steps=self.steps,
             l2=self.l2), strict=True)) if finite else {}
-        for i in range(len(feats)):
-            a, b = fitted.get(i, (None, None))
-            train_acc.append(None if a is None else round(a, 5))
-            val_acc.append(None if b is None else round(b, 5))
-        row = {"fold": int(fold), "units": [n for n, _ in units],
+        acc = [fitted.get(i, (None, None)) for i in range(len(feats))]
+        train_acc = [None if a is None else round(a, 5) for a, _ in acc]
+        val_acc = [None if b is None else round(b, 5) for _, b in acc]
+        row = {"fold": int(fold), "units": names,
                "features": [int(f.shape[1]) for f in feats],
                "train_accuracy": train_acc, "val_accuracy": val_acc,
                "n_train": int(n_tr), "n_val": len(va),

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasdepth.probes.hook import PROBE_BATCH
+from nasdepth.probes.hook import PROBE_BATCH, probe_rows
 from nasdepth.probes.probe import Probe
 from nasdepth.probes.summary import summarize
 from nasdepth.probes.trace import Trace
@@ -38,9 +38,7 @@ class MultitaskProbeHook(TrainHook):
                      y_train: torch.Tensor) -> None:
         self.close("stopped before its last epoch")
         tasks = list(getattr(model, "tasks", ()))
-        n = len(x_train)
-        size = min(n, self.probe_size, max(32, n // 64))  # as ProbeHook: 1/64 of the fold
-        idx = torch.linspace(0, n - 1, size).round().long().to(x_train.device)
+        idx = probe_rows(len(x_train), self.probe_size).to(x_train.device)
         for i, task in enumerate(tasks):
             y = y_train[:, i]
             path = model.path(task)  # type: ignore[operator]

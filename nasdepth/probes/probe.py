@@ -65,6 +65,12 @@ def probe_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return units
 
 
+def spaced_rows(n: int, most: int) -> torch.Tensor:
+    """At most ``most`` evenly spaced row indices of ``0 .. n - 1`` (no random draws, so the
+    training RNG stream is untouched)."""
+    return torch.linspace(0, n - 1, min(n, most)).round().long()
+
+
 def label_entropy(y: torch.Tensor, num_classes: int) -> tuple[float, float]:
     """Entropy of the class frequencies (nats; the loss of predicting them) and the majority
     class rate (the accuracy of always predicting it)."""

@@ -18,17 +18,19 @@ from nasdepth.probes.trace import Trace
 EPS = 1e-30
 
 
-def _finite(values: Sequence[float | None]) -> list[float]:
+def finite(values: Sequence[float | None]) -> list[float]:
+    """The values that are numbers and finite, as floats."""
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
-def _median(values: Sequence[float | None]) -> float | None:
-    vals = _finite(values)
+def median_of(values: Sequence[float | None]) -> float | None:
+    """The median of the finite values; None where there are none."""
+    vals = finite(values)
     return statistics.median(vals) if vals else None
 
 
 def _last(values: Sequence[float | None]) -> float | None:
-    vals = _finite(values)
+    vals = finite(values)
     return vals[-1] if vals else None
 
 
@@ -50,20 +52,20 @@ def fold_signals(trace: Trace) -> dict[str, float | None]:
     finite_epochs = [g for g in grads if all(v is not None for v in g)]
     growth = None
     if len(finite_epochs) >= 2:
-        top_last, top_first = max(_finite(finite_epochs[-1])), max(_finite(finite_epochs[0]))
+        top_last, top_first = max(finite(finite_epochs[-1])), max(finite(finite_epochs[0]))
         growth = math.log10(max(top_last, EPS) / max(top_first, EPS))
     # the largest block gradient of any epoch against the largest at the first step: a blow-up
     # within the first epoch (a learning rate far too large) shows here, not in ``growth``
     peak = None
-    init_top = max(_finite(trace.grad_rms_init or []), default=None)
-    epoch_top = max((v for g in grads for v in _finite(g)), default=None)
+    init_top = max(finite(trace.grad_rms_init or []), default=None)
+    epoch_top = max((v for g in grads for v in finite(g)), default=None)
     if init_top is not None and init_top > 0 and epoch_top is not None:
         peak = math.log10(max(epoch_top, EPS) / init_top)
     updates = [v for row in trace.series("update_ratio") for v in row]
     upd_last = trace.series("update_ratio")[-1] if trace.epochs else []
     dead = trace.series("dead_frac")[-1] if trace.epochs else []
     sat = trace.series("saturated_frac")[-1] if trace.epochs else []
-    snr = [_median(row) for row in trace.series("grad_snr")]
+    snr = [median_of(row) for row in trace.series("grad_snr")]
     tl, vl = trace.scalar("train_loss_norm"), trace.scalar("val_loss_norm")
     va = trace.scalar("val_accuracy")
     chance = trace.chance_accuracy
@@ -71,21 +73,21 @@ def fold_signals(trace: Trace) -> dict[str, float | None]:
     skill = None
     if val_last is not None and chance < 1:
         skill = (val_last - chance) / (1 - chance)
-    best = max(_finite(va), default=None)
-    vmin = min(_finite(vl), default=None)
+    best = max(finite(va), default=None)
+    vmin = min(finite(vl), default=None)
     probe_acc = _last(trace.scalar("probe_accuracy"))
     vlast, tlast = _last(vl), _last(tl)
     return time_signals(trace) | {
-        "grad_depth_log10": _median(ratios),
+        "grad_depth_log10": median_of(ratios),
         "grad_depth_log10_first_epoch": ratios[0] if ratios else None,
         "grad_growth_log10": growth,
         "grad_peak_log10": peak,
-        "update_ratio_median": _median(updates),
-        "update_ratio_max": max(_finite(updates), default=None),
-        "update_ratio_last_max": max(_finite(upd_last), default=None),
-        "train_loss_norm_first": _finite(tl)[0] if _finite(tl) else None,
+        "update_ratio_median": median_of(updates),
+        "update_ratio_max": max(finite(updates), default=None),
+        "update_ratio_last_max": max(finite(upd_last), default=None),
+        "train_loss_norm_first": finite(tl)[0] if finite(tl) else None,
         "train_loss_norm_last": tlast,
-        "train_loss_norm_max": max(_finite(tl), default=None),
+        "train_loss_norm_max": max(finite(tl), default=None),
         "val_loss_norm_min": vmin,
         "val_loss_norm_last": vlast,
         "val_loss_rise": None if vmin is None or vlast is None else vlast - vmin,
@@ -96,8 +98,8 @@ def fold_signals(trace: Trace) -> dict[str, float | None]:
         "skill_best": None if best is None or chance >= 1 else (best - chance) / (1 - chance),
         "probe_accuracy_last": probe_acc,
         "gap_accuracy": None if probe_acc is None or val_last is None else probe_acc - val_last,
-        "dead_frac_max": max(_finite(dead), default=None),
-        "saturated_frac_mean": _median(sat),
+        "dead_frac_max": max(finite(dead), default=None),
+        "saturated_frac_mean": median_of(sat),
         "grad_snr_first": snr[0] if snr else None,
         "grad_snr_last": _last(snr),
         "chance_accuracy": chance,
@@ -113,7 +115,7 @@ def combine(per_fold: Sequence[dict[str, float | None]]) -> dict[str, float | No
     out: dict[str, float | None] = {}
     for key in per_fold[0]:
         vals = [f.get(key) for f in per_fold]
-        out[key] = (sum(_finite(vals)) / len(vals)) if key == "nonfinite" else _median(vals)
+        out[key] = (sum(finite(vals)) / len(vals)) if key == "nonfinite" else median_of(vals)
     return out
 
 
@@ -132,7 +134,7 @@ def summarize(traces: Sequence[Trace]) -> dict[str, Any]:
     for i in range(len(blocks)):
         vals = [t.epochs[-1]["grad_rms"][i] for t in traces
                 if t.epochs and len(t.blocks) == len(blocks)]
-        logs = [math.log10(max(v, EPS)) for v in _finite(vals)]
+        logs = [math.log10(max(v, EPS)) for v in finite(vals)]
         profile.append(10 ** (sum(logs) / len(logs)) if logs else None)
     return {
         "folds": len(traces),

@@ -49,12 +49,9 @@ TIME_ROWS = 16
 def time_units(units: Sequence[tuple[str, nn.Module]]) -> dict[int, list[RecurrentBlock]]:
     """The recurrent blocks inside each probed unit, by unit index (units without one left
     out)."""
-    found: dict[int, list[RecurrentBlock]] = {}
-    for i, (_, unit) in enumerate(units):
-        blocks = [m for m in unit.modules() if isinstance(m, RecurrentBlock)]
-        if blocks:
-            found[i] = blocks
-    return found
+    found = {i: [m for m in unit.modules() if isinstance(m, RecurrentBlock)]
+             for i, (_, unit) in enumerate(units)}
+    return {i: blocks for i, blocks in found.items() if blocks}
 
 
 def time_profile(model: nn.Module, taps: dict[int, list[RecurrentBlock]], x: torch.Tensor,

@@ -20,11 +20,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from nasdepth.arch.blocks.base import SOURCE, register_block
+from nasdepth.arch.blocks.base import register_block
 from nasdepth.arch.blocks.recurrent import SequenceBlock, SequenceNorm
-from nasdepth.arch.config import POSITIONALS, StageConfig
+from nasdepth.arch.config import StageConfig
 from nasdepth.arch.layers import Ops
-from nasdepth.errors import UnknownNameError
 
 
 def sinusoidal(length: int, channels: int, device: torch.device, dtype: torch.dtype
@@ -44,9 +43,7 @@ class SequenceEmbedding(nn.Module):
     stage width (where they differ) and the ``positional`` encoding."""
 
     def __init__(self, in_channels: int, *, stage: StageConfig, ops: Ops) -> None:
-        super().__init__()
-        if stage.positional not in POSITIONALS:
-            raise UnknownNameError(SOURCE, "positional", stage.positional, POSITIONALS)
+        super().__init__()  # stage.positional: checked by the transformer block's rules
         self.in_channels, self.out_channels = in_channels, stage.width
         self.positional = stage.positional
         self.proj = (nn.Conv1d(in_channels, stage.width, 1) if in_channels != stage.width

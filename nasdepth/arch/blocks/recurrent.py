@@ -17,11 +17,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nasdepth.arch.blocks.base import SOURCE, Block, register_block
+from nasdepth.arch.blocks.base import Block, register_block
 from nasdepth.arch.config import StageConfig
-from nasdepth.arch.layers import NORMS, Ops, _num_groups
+from nasdepth.arch.layers import Ops
 from nasdepth.arch.rules import check_gate_bias
-from nasdepth.errors import UnknownNameError
 
 TIME_SAMPLES = 8  # sampled steps of a TimeTap: 8 chunks per direction cost ~nothing extra
 
@@ -33,18 +32,8 @@ class SequenceNorm(nn.Module):
 
     def __init__(self, kind: str, channels: int) -> None:
         super().__init__()
-        if kind not in NORMS:
-            raise UnknownNameError(SOURCE, "norm", kind, NORMS)
         self.kind = kind
-        self.norm: nn.Module
-        if kind == "layer":
-            self.norm = nn.LayerNorm(channels)
-        elif kind == "batch":
-            self.norm = nn.BatchNorm1d(channels)
-        elif kind == "group":
-            self.norm = nn.GroupNorm(_num_groups(channels), channels)
-        else:
-            self.norm = nn.Identity()
+        self.norm = Ops(0).norm(kind, channels)  # flat features' norms: each step is a row
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind in ("layer", "none"):
@@ -90,17 +79,10 @@ class SequenceBlock(Block):
     """Base of the sequence blocks: 1-D inputs only; a stride pools before the block."""
 
     strides_by_pool = True
-    #: the fold-parallel engine's ``vmap`` has no batching rule for the fused recurrent
-    #: kernels: under it the block raises an error that names vmap, on which
-    #: ``cross_validate`` trains the folds one after another
-    fold_parallel = True
 
 
 class RecurrentBlock(SequenceBlock):
     """One recurrent layer over ``(N, C, L)``: ``C`` features per step in, ``width`` out."""
-
-    cell: type[nn.RNN] | type[nn.LSTM] | type[nn.GRU] = nn.RNN
-    fold_parallel = False
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int, stage: StageConfig,
                  skip: bool, ops: Ops) -> None:
@@ -118,10 +100,10 @@ class RecurrentBlock(SequenceBlock):
         self.time_tap: TimeTap | None = None
 
     def make_cell(self, cin: int, hidden: int, stage: StageConfig) -> nn.RNNBase:
-        return self.cell(cin, hidden, batch_first=True)
+        raise NotImplementedError
 
     def main(self, x: torch.Tensor) -> torch.Tensor:
-        if under_vmap(x):
+        if under_vmap(x):  # on this error cross_validate trains the folds one after another
             raise NotImplementedError(
                 f"vmap: the fused {type(self.rnn).__name__} layer of a {self.name} block has no "
                 "batching rule (its folds train one after another)")
@@ -167,8 +149,6 @@ class RecurrentBlock(SequenceBlock):
 class RNNBlock(RecurrentBlock):
     """Vanilla (Elman) recurrent layer, ``nonlinearity`` tanh or relu."""
 
-    cell = nn.RNN
-
     def make_cell(self, cin: int, hidden: int, stage: StageConfig) -> nn.RNNBase:
         return nn.RNN(cin, hidden, nonlinearity=stage.nonlinearity, batch_first=True)
 
@@ -188,8 +168,6 @@ class LSTMBlock(RecurrentBlock):
     """LSTM layer; the forget gate's bias starts at ``gate_bias`` (default 1, Jozefowicz et al.
     2015), so the cell state carries information across steps from the first update on."""
 
-    cell = nn.LSTM
-
     def make_cell(self, cin: int, hidden: int, stage: StageConfig) -> nn.RNNBase:
         lstm = nn.LSTM(cin, hidden, batch_first=True)
         # gates are stacked (input, forget, cell, output)
@@ -201,8 +179,6 @@ class LSTMBlock(RecurrentBlock):
 class GRUBlock(RecurrentBlock):
     """GRU layer (PyTorch's initialization); ``gate_bias`` starts the update gate, which keeps
     the previous state (PyTorch's h' = (1 - z) * n + z * h), at that bias."""
-
-    cell = nn.GRU
 
     def make_cell(self, cin: int, hidden: int, stage: StageConfig) -> nn.RNNBase:
         gru = nn.GRU(cin, hidden, batch_first=True)
