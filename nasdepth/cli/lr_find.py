@@ -17,8 +17,6 @@ from typing import Any
 from nasdepth.errors import ConfigError, NasdepthError
 from nasdepth.train.config import LR_RULES
 
-RULES = LR_RULES
-
 
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="data spec, e.g. sklearn:digits")
@@ -32,7 +30,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of splits, init and batches")
     p.add_argument("--steps", type=int, default=None,
                    help="sweep steps (default: 100, or 8%% of the CV's steps, at least 25)")
-    p.add_argument("--rule", choices=RULES, default="blend",
+    p.add_argument("--rule", choices=LR_RULES, default="blend",
                    help="choice rule (default blend; see docs/search_spaces.md)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--plot", default=None, help="write the loss-against-lr curve to this PNG")

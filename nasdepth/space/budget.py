@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from nasdepth.arch.config import ArchConfig, StageConfig
-from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.errors import ConfigError, check_section
 from nasdepth.space.fields import WIDTH_KEYS, stage_problem
 
 BUDGET_KEYS = ("max_params", "max_flops", "width_divisor")
@@ -28,14 +28,9 @@ class Budget:
 
     @classmethod
     def parse(cls, spec: Any, source: str) -> Budget:
-        if not isinstance(spec, dict) or not spec:
-            raise ConfigError(source, "budget", spec,
-                              "a mapping with max_params and/or max_flops")
-        for key in spec:
-            if key not in BUDGET_KEYS:
-                raise UnknownNameError(source, f"budget.{key}", key, BUDGET_KEYS)
-        for key in spec:
-            v = spec[key]
+        spec = check_section(spec, source, "budget", BUDGET_KEYS,
+                             "a mapping with max_params and/or max_flops")
+        for key, v in spec.items():
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(source, f"budget.{key}", v, "an int >= 1")
         if "max_params" not in spec and "max_flops" not in spec:

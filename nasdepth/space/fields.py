@@ -134,9 +134,7 @@ def check_value(key: str, label: str, value: Any, hints: Mapping[str, Any], sour
         return
     if key == "dropout" and not 0 <= value < 1:
         raise ConfigError(source, label, value, "a number in [0, 1)")
-    if key == "bottleneck_ratio" and value <= 0:
-        raise ConfigError(source, label, value, "a number > 0")
-    if key in ("width_multiplier", "compression") and value <= 0:
+    if key in ("bottleneck_ratio", "width_multiplier", "compression") and value <= 0:
         raise ConfigError(source, label, value, "a number > 0")
     if key in POSITIVE and value < 1:
         raise ConfigError(source, label, value, f"{describe_hint(hint)} >= 1")

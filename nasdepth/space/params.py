@@ -194,11 +194,7 @@ class Param:
         return text + (" log" if self.log else "")
 
 
-class _Missing:
-    pass
-
-
-_MISSING = _Missing()
+_MISSING = object()
 
 
 def _parse_when(when: Any, label: str, source: str) -> dict[str, tuple[Any, ...]]:

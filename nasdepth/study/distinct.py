@@ -96,7 +96,7 @@ def use_worker_sampler(study: optuna.Study, cfg: StudyConfig, index: int | None 
     if index is None:
         index = claim_worker_indexes(study)[0]
     own = worker_seed(cfg.seed, index)
-    ctx = SamplerContext(seed=own, space=cfg.space, multi_objective=len(cfg.objectives) > 1)
+    ctx = SamplerContext(seed=own, space=cfg.space)
     study.sampler = make_sampler(cfg.sampler, cfg.sampler_options, ctx, str(cfg.path))
     CURRENT.clear()
     CURRENT.update({"index": index, "sampler_seed": own})
@@ -115,8 +115,9 @@ def _holder(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
     return None
 
 
-def _alive(t: optuna.trial.FrozenTrial) -> bool:
-    """False when ``t``'s worker ran on this host and its process is gone."""
+def worker_alive(t: optuna.trial.FrozenTrial) -> bool:
+    """False when ``t``'s worker ran on this host and its process is gone (SIGKILL, OOM
+    killer); another user's process counts as alive."""
     from nasdepth.study.record import read_record
 
     w = read_record(t).worker or {}
@@ -127,7 +128,7 @@ def _alive(t: optuna.trial.FrozenTrial) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 
@@ -143,7 +144,7 @@ def claim_candidate(trial: optuna.Trial) -> None:
         _redraws[0] += 1
         raise CandidateTaken(f"{TAKEN} {holder.number}; this worker draws another")
     # the lower number keeps the candidate: two workers never wait for each other
-    while holder is not None and holder.number < trial.number and _alive(holder):
+    while holder is not None and holder.number < trial.number and worker_alive(holder):
         time.sleep(POLL_S)
         holder = _holder(trial)
     _redraws[0] = 0

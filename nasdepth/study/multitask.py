@@ -20,7 +20,6 @@ record's ``multitask_baselines`` (the report's "Multitask" section reads it).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,9 +40,6 @@ from nasdepth.study.tasks_file import TASK_OBJECTIVES, TaskSettings
 from nasdepth.train import TrainConfig
 from nasdepth.train.cv import CVResult, records
 from nasdepth.train.sharing import single_task_baselines
-
-log = logging.getLogger("nasdepth.study")
-
 
 
 def study_tasks(cfg: StudyConfig, data: Dataset) -> tuple[str, ...]:

@@ -87,15 +87,14 @@ def check_device(device: object, source: str, key: str) -> None:
         raise ConfigError(source, key, device,
                           "a device this machine has (auto picks cuda, then mps, then cpu)"
                           + detail) from None
-    try:
+    if base == "cuda" and ":" in device:
         import torch
 
-        if base == "cuda" and ":" in device and int(device.split(":")[1]) >= \
-                torch.cuda.device_count():
+        try:
+            index = int(device.split(":")[1])
+        except ValueError:
+            raise ConfigError(source, key, device, "cuda or cuda:N") from None
+        if index >= torch.cuda.device_count():
             raise ConfigError(source, key, device,
                               f"a device this machine has ({torch.cuda.device_count()} CUDA "
                               "devices, numbered from 0)")
-    except ValueError as exc:
-        if isinstance(exc, NasdepthError):
-            raise
-        raise ConfigError(source, key, device, "cuda or cuda:N") from None

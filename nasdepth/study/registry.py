@@ -25,7 +25,6 @@ class SamplerContext:
 
     seed: int
     space: SearchSpace
-    multi_objective: bool
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,13 @@ def register_pruner(name: str, *, options: dict[str, Any] | None = None,
     return deco
 
 
-def _check_options(kind: str, name: str, given: dict[str, Any], defaults: dict[str, Any],
+def _check_options(kind: str, registry: dict[str, Any], name: str, given: dict[str, Any],
                    source: str) -> dict[str, Any]:
+    """``given`` options of the ``kind`` named ``name`` checked against its entry's defaults,
+    which fill in the rest."""
+    if name not in registry:
+        raise UnknownNameError(source, kind, name, registry)
+    defaults = registry[name].options
     for key, value in given.items():
         if key not in defaults:
             raise UnknownNameError(source, f"{kind}.{key}", key, defaults or ["(no options)"])
@@ -82,15 +86,11 @@ def _check_options(kind: str, name: str, given: dict[str, Any], defaults: dict[s
 
 
 def check_sampler(name: str, options: dict[str, Any], source: str) -> dict[str, Any]:
-    if name not in SAMPLERS:
-        raise UnknownNameError(source, "sampler", name, SAMPLERS)
-    return _check_options("sampler", name, options, SAMPLERS[name].options, source)
+    return _check_options("sampler", SAMPLERS, name, options, source)
 
 
 def check_pruner(name: str, options: dict[str, Any], source: str) -> dict[str, Any]:
-    if name not in PRUNERS:
-        raise UnknownNameError(source, "pruner", name, PRUNERS)
-    return _check_options("pruner", name, options, PRUNERS[name].options, source)
+    return _check_options("pruner", PRUNERS, name, options, source)
 
 
 def make_sampler(name: str, options: dict[str, Any], ctx: SamplerContext,

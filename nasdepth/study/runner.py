@@ -19,6 +19,7 @@ import sys
 import time
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from tqdm.auto import tqdm
 
 from nasdepth.data import Dataset, load_data
 from nasdepth.errors import NasdepthError
-from nasdepth.study.distinct import is_yielded, use_worker_sampler
+from nasdepth.study.distinct import is_yielded, use_worker_sampler, worker_alive
 from nasdepth.study.identity import check_identity, settings_id, study_identity
 from nasdepth.study.multitask import study_baselines, study_tasks
 from nasdepth.study.names import check_name
@@ -77,7 +78,7 @@ def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = N
     check_name(cfg.name, str(cfg.path))
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = storage if storage is not None else storage_for(cfg)
-    ctx = SamplerContext(seed=cfg.seed, space=cfg.space, multi_objective=len(cfg.objectives) > 1)
+    ctx = SamplerContext(seed=cfg.seed, space=cfg.space)
     source = str(cfg.path)
     sampler = make_sampler(cfg.sampler, cfg.sampler_options, ctx, source)
     pruner = make_pruner(cfg.pruner, cfg.pruner_options,
@@ -187,26 +188,14 @@ def count_trials(study: optuna.Study) -> tuple[int, int]:
 def _fail_dead_local_trials(study: optuna.Study) -> None:
     """Storages without heartbeats (journal file, Redis): a RUNNING trial whose worker process
     on this machine is gone (SIGKILL, OOM killer) is failed and queued again."""
-    from nasdepth.study.measure import worker_info
-
-    me = worker_info()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        w = read_record(t).worker or {}
-        if w.get("host") != me["host"] or not isinstance(w.get("pid"), int) or w["pid"] == me[
-                "pid"]:
+        if worker_alive(t):
             continue
-        try:
-            os.kill(w["pid"], 0)
-            continue  # alive
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # alive, another user's
         storage = study._storage
         try:
             # the reason first: a finished trial's attributes are read-only
             rec = read_record(t)
-            rec.state, rec.reason = "failed", f"worker process {w['pid']} died"
+            rec.state, rec.reason = "failed", f"worker process {rec.worker['pid']} died"
             storage.set_trial_user_attr(t._trial_id, RECORD_KEY, rec.to_dict())
             if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                 study.enqueue_trial(t.params, user_attrs={"retry_of": t.number},
@@ -342,12 +331,13 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
                 print(f"nasdepth: warning: a trial of this worker was taken over by another "
                       f"worker ({exc}); going on.", file=sys.stderr)
             last = _last_trial_of_this_worker(st)
-            if last is not None and last.state == TrialState.FAIL and read_record(
-                    last).reason != BUDGET_REACHED and not is_yielded(read_record(last).reason):
+            reason = None if last is None else read_record(last).reason
+            if last is not None and last.state == TrialState.FAIL and \
+                    reason != BUDGET_REACHED and not is_yielded(reason):
                 failures += 1
                 if failures >= max_failures:
                     print(f"nasdepth: {failures} trials in a row failed; last reason: "
-                          f"{read_record(last).reason}. Stopping this worker.")
+                          f"{reason}. Stopping this worker.")
                     break
             elif last is not None and last.state in FINISHED:
                 failures = 0
@@ -372,11 +362,8 @@ def run_outcome(study: optuna.Study, run_id: str) -> tuple[int, str | None]:
     failed = [rec for rec in mine if rec.state == "failed"]
     if not failed:
         return 0, None
-    reasons: dict[str, int] = {}
-    for rec in failed:
-        reason = str(rec.reason or "no reason recorded")
-        reasons[reason[:160]] = reasons.get(reason[:160], 0) + 1
-    listed = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    reasons = Counter(str(rec.reason or "no reason recorded")[:160] for rec in failed)
+    listed = "; ".join(f"{n} x {r}" for r, n in reasons.most_common())
     return 1, (f"No trial of this run completed: {len(failed)} failed ({listed}). The trials "
                f"and their tracebacks are stored; see `nasdepth report` or fix the setting and "
                "run again.")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nasdepth.data import CVConfig
-from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.errors import ConfigError, UnknownNameError, check_section
 from nasdepth.space.recipe import momentum_conflict, training_conflicts
 from nasdepth.space.space import SearchSpace, load_space
 from nasdepth.study.names import check_name
@@ -194,34 +194,22 @@ class StudyConfig:
 
 def space_fingerprint(space: SearchSpace) -> list[dict[str, Any]]:
     """The parameters of a space as JSON (two spaces are the same study when these match)."""
-    out = []
-    for p in space.params:
-        out.append({"name": p.name, "kind": p.kind, "value": p.value, "low": p.low,
-                    "high": p.high, "step": p.step, "log": p.log, "choices": list(p.choices),
-                    "when": {k: list(v) for k, v in p.when.items()}})
-    return out
+    return [{"name": p.name, "kind": p.kind, "value": p.value, "low": p.low, "high": p.high,
+             "step": p.step, "log": p.log, "choices": list(p.choices),
+             "when": {k: list(v) for k, v in p.when.items()}} for p in space.params]
 
 
 def _section(raw: dict[str, Any], key: str, valid: set[str], source: str) -> dict[str, Any]:
-    section = raw.get(key) or {}
-    if not isinstance(section, dict):
-        raise ConfigError(source, key, section, "a mapping")
-    for k in section:
-        if k not in valid:
-            raise UnknownNameError(source, f"{key}.{k}", k, valid)
-    return section
+    return check_section(raw.get(key) or {}, source, key, valid, "a mapping")
 
 
-def _resolve(path: str, study_path: Path) -> Path:
-    """A space path as written, else relative to the study file, else to its parent folder."""
+def resolve_path(path: str, study_path: Path) -> Path:
+    """A path a study file names (space, checkpoint) as written, else relative to the study
+    file, else to its parent folder."""
     for candidate in (Path(path), study_path.parent / path, study_path.parent.parent / path):
         if candidate.is_file():
             return candidate
     return Path(path)
-
-
-def _is_seed(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _int(value: Any, source: str, key: str, low: int) -> int:
@@ -257,21 +245,15 @@ def _objectives(raw: dict[str, Any], source: str) -> tuple[str, ...]:
 
 def _storage(raw: dict[str, Any], source: str) -> dict[str, Any]:
     spec = raw.get("storage")
-    if spec is None or isinstance(spec, str):
-        if spec is not None:
-            from nasdepth.study.storage import storage_url
-
-            spec = storage_url(spec)
-        return {"url": spec}
-    section = _section(raw, "storage", STORAGE_KEYS, source)
-    out: dict[str, Any] = {"url": section.get("url")}
-    for key in ("heartbeat_interval", "grace_period"):
-        if key in section:
-            out[key] = _int(section[key], source, f"storage.{key}", 1)
-    if "max_retry" in section:
-        out["max_retry"] = _int(section["max_retry"], source, "storage.max_retry", 0)
-    if out["url"] is not None and not isinstance(out["url"], str):
-        raise ConfigError(source, "storage.url", out["url"], "a URL or a file path")
+    out: dict[str, Any] = {"url": spec}
+    if spec is not None and not isinstance(spec, str):
+        section = _section(raw, "storage", STORAGE_KEYS, source)
+        out["url"] = section.get("url")
+        for key, low in (("heartbeat_interval", 1), ("grace_period", 1), ("max_retry", 0)):
+            if key in section:
+                out[key] = _int(section[key], source, f"storage.{key}", low)
+        if out["url"] is not None and not isinstance(out["url"], str):
+            raise ConfigError(source, "storage.url", out["url"], "a URL or a file path")
     if out["url"] is not None:  # libpq's 'host=db ...' form as the URI it means
         from nasdepth.study.storage import storage_url
 
@@ -317,18 +299,17 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
     if not isinstance(data, (str, dict)):
         raise ConfigError(source, "data", data, "a data spec such as sklearn:digits or a mapping")
     seed = raw.get("seed", 0)
-    if not _is_seed(seed):
+    if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(source, "seed", seed, "an int")
     space_spec = raw["space"]
     if isinstance(space_spec, dict):
         space = SearchSpace.from_dict(space_spec, f"{source} (space)")
     else:
-        space = load_space(_resolve(str(space_spec), path))
+        space = load_space(resolve_path(str(space_spec), path))
     cv_raw = raw.get("cv") or {}
     if not isinstance(cv_raw, dict):
         raise ConfigError(source, "cv", cv_raw, "a mapping")
-    cv = CVConfig.from_dict({"folds": 3, "seed": seed if _is_seed(seed) else 0, **cv_raw},
-                            source)
+    cv = CVConfig.from_dict({"folds": 3, "seed": seed, **cv_raw}, source)
     budget = _section(raw, "budget", BUDGET_KEYS, source)
     training_raw = _section(raw, "training", set(TrainConfig().to_dict()), source)
     # a recipe key is fixed under training: or searched in the space, never both

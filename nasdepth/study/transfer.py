@@ -42,6 +42,7 @@ from nasdepth.errors import ConfigError, UnknownNameError, check_section
 from nasdepth.space.params import Param
 from nasdepth.space.recipe import is_recipe
 from nasdepth.space.space import SearchSpace
+from nasdepth.study.study_file import resolve_path
 from nasdepth.train import TrainConfig
 from nasdepth.train.candidate import TransferCandidate
 from nasdepth.train.cv import CVResult, cross_validate, records
@@ -150,13 +151,6 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _resolve(path: str, study_path: Path) -> Path:
-    for candidate in (Path(path), study_path.parent / path, study_path.parent.parent / path):
-        if candidate.is_file():
-            return candidate
-    return Path(path)
-
-
 def _mode_param(spec: Any, source: str) -> Param:
     p = Param.parse("mode", spec, source, f"{PREFIX}mode")
     if p.kind in ("int", "float"):
@@ -229,7 +223,7 @@ def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
         raise ConfigError(source, f"{PREFIX}weights", weights,
                           "the path of a local checkpoint (a nasdepth model file from "
                           "`nasdepth export`, or a state_dict)")
-    path = _resolve(weights, study_path)
+    path = resolve_path(weights, study_path)
     if not path.is_file():
         raise ConfigError(source, f"{PREFIX}weights", weights,
                           "an existing local file (relative paths: to the study file's folder "
