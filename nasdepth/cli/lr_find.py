@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nasdepth.errors import ConfigError, NasdepthError
+from nasdepth.errors import NasdepthError, check_int
 from nasdepth.train.config import LR_RULES
 
 
@@ -49,8 +49,7 @@ def main(args: argparse.Namespace) -> int:
     training = TrainConfig.from_dict({
         "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer,
         "weight_decay": args.weight_decay, "device": args.device}, "the command line")
-    if args.folds < 2:
-        raise ConfigError("the command line", "--folds", args.folds, "an int >= 2")
+    check_int(args.folds, "the command line", "--folds", 2)
     found = find_lr(arch, data, training=training, folds=args.folds, seed=args.seed,
                     steps=args.steps, rule=args.rule)
     print(f"{data.name}: range test on fold 0's training part ({found.n_train} rows, batch "

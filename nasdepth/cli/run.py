@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nasdepth.errors import ConfigError, NasdepthError
+from nasdepth.errors import ConfigError, NasdepthError, check_int
 from nasdepth.yamlfile import existing_file
 
 if TYPE_CHECKING:
@@ -80,8 +80,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_workers(args: argparse.Namespace) -> None:
-    if args.workers < 1:
-        raise ConfigError("the command line", "--workers", args.workers, "an int >= 1")
+    check_int(args.workers, "the command line", "--workers", 1)
     if getattr(args, "device", None) is not None:  # the flag, not the study file, is wrong
         from nasdepth.study.preflight import check_device
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from nasdepth.arch.config import ArchConfig, StageConfig
-from nasdepth.errors import ConfigError, check_section
+from nasdepth.errors import ConfigError, check_int, check_section
 from nasdepth.space.fields import WIDTH_KEYS, stage_problem
 
 BUDGET_KEYS = ("max_params", "max_flops", "width_divisor")
@@ -31,8 +31,7 @@ class Budget:
         spec = check_section(spec, source, "budget", BUDGET_KEYS,
                              "a mapping with max_params and/or max_flops")
         for key, v in spec.items():
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(source, f"budget.{key}", v, "an int >= 1")
+            check_int(v, source, f"budget.{key}", 1)
         if "max_params" not in spec and "max_flops" not in spec:
             raise ConfigError(source, "budget", spec, "a mapping with max_params and/or max_flops")
         return cls(max_params=spec.get("max_params"), max_flops=spec.get("max_flops"),

@@ -36,14 +36,9 @@ WIDTH_KEYS = ("width", "growth_rate")
 
 def named() -> dict[str, Any]:
     """Registry per name-valued key (read at call time: blocks may be registered later)."""
-    out: dict[str, Any] = {"block": BLOCK_RULES, "norm": NORMS, "activation": ACTIVATION_NAMES,
-                           "init": INITS}
-    # name lists the architecture keeps beside its config (absent in older versions)
-    for key, attr in (("downsample", "DOWNSAMPLES"), ("head_pool", "HEAD_POOLS"),
-                      ("nonlinearity", "NONLINEARITIES"), ("positional", "POSITIONALS")):
-        if hasattr(arch_config, attr):
-            out[key] = getattr(arch_config, attr)
-    return out
+    return {"block": BLOCK_RULES, "norm": NORMS, "activation": ACTIVATION_NAMES, "init": INITS,
+            "downsample": arch_config.DOWNSAMPLES, "head_pool": arch_config.HEAD_POOLS,
+            "nonlinearity": arch_config.NONLINEARITIES, "positional": arch_config.POSITIONALS}
 
 
 def stage_problem(stage: StageConfig, rank: int | None = 2) -> ConfigError | None:

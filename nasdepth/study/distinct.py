@@ -24,6 +24,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 
 import optuna
 from optuna.trial import TrialState
@@ -103,16 +104,17 @@ def use_worker_sampler(study: optuna.Study, cfg: StudyConfig, index: int | None 
     return index
 
 
-def _holder(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
-    """Another RUNNING trial with this trial's parameters under the same settings."""
+def same_candidate(trial: optuna.Trial, state: TrialState,
+                   usable: Callable[[optuna.trial.FrozenTrial], bool] = lambda t: True
+                   ) -> optuna.trial.FrozenTrial | None:
+    """Another trial in ``state`` with exactly this trial's parameters, trained under the same
+    settings (``settings_id``: data, CV, recipe), where ``usable``."""
     from nasdepth.study.record import read_record
 
     params, settings = trial.params, read_record(trial).settings_id
-    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.number != trial.number and t.params == params and \
-                read_record(t).settings_id == settings:
-            return t
-    return None
+    return next((t for t in trial.study.get_trials(deepcopy=False, states=(state,))
+                 if t.number != trial.number and t.params == params
+                 and read_record(t).settings_id == settings and usable(t)), None)
 
 
 def worker_alive(t: optuna.trial.FrozenTrial) -> bool:
@@ -136,7 +138,7 @@ def claim_candidate(trial: optuna.Trial) -> None:
     """Call once the trial's parameters are drawn: raises :class:`CandidateTaken` when another
     running trial holds them (at most :data:`MAX_REDRAWS` times in a row in this process), else
     waits until that trial has finished (then its scores are copied as a twin)."""
-    holder = _holder(trial)
+    holder = same_candidate(trial, TrialState.RUNNING)
     if holder is None:
         _redraws[0] = 0
         return
@@ -146,7 +148,7 @@ def claim_candidate(trial: optuna.Trial) -> None:
     # the lower number keeps the candidate: two workers never wait for each other
     while holder is not None and holder.number < trial.number and worker_alive(holder):
         time.sleep(POLL_S)
-        holder = _holder(trial)
+        holder = same_candidate(trial, TrialState.RUNNING)
     _redraws[0] = 0
 
 

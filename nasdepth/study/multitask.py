@@ -148,22 +148,17 @@ def study_baselines(study: optuna.Study, cfg: StudyConfig, data: Dataset) -> dic
     """The best complete trial's architecture trained on each task alone, on the study's
     splits with the study's recipe: stored as the study record's ``multitask_baselines``
     and returned (None without a complete trial)."""
-    best = None
     key = cfg.objectives[0]
     sign = -1.0 if cfg.directions[0] == "minimize" else 1.0
+    scored = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         rec = read_record(t)
-        if not rec.cv_folds or not isinstance(rec.multitask, dict):
-            continue
-        vals = [float(r[key]) for r in rec.cv_folds if isinstance(r.get(key), (int, float))]
-        if not vals:
-            continue
-        score = sign * sum(vals) / len(vals)
-        if best is None or score > best[0]:
-            best = (score, rec)
-    if best is None:
+        vals = [float(r[key]) for r in rec.cv_folds or [] if isinstance(r.get(key), (int, float))]
+        if vals and isinstance(rec.multitask, dict):
+            scored.append((sign * sum(vals) / len(vals), rec))
+    if not scored:
         return None
-    rec = best[1]
+    rec = max(scored, key=lambda s: s[0])[1]  # the first of equal scores
     assert isinstance(rec.multitask, dict)
     mt = MultitaskConfig.from_dict(rec.multitask["config"])
     training = TrainConfig.from_dict(rec.training) if rec.training else cfg.training

@@ -171,8 +171,7 @@ def write_record(trial: Any, rec: TrialRecord) -> None:
 
 def dashboard_attrs(rec: TrialRecord) -> dict[str, Any]:
     """The flat attributes of :data:`DASHBOARD_ATTRS` that have a value."""
-    flat = {"reason": rec.reason, "verdict": rec.verdict, "duplicate_of": rec.duplicate_of}
-    return {k: v for k, v in flat.items() if v is not None}
+    return {k: v for k in DASHBOARD_ATTRS if (v := getattr(rec, k)) is not None}
 
 
 def _default_reason(rec: TrialRecord) -> str | None:

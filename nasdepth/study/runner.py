@@ -204,29 +204,25 @@ def _fail_dead_local_trials(study: optuna.Study) -> None:
             continue  # another worker got there first
 
 
-class _BudgetGuard:
-    """Wraps the objective: gives up a trial that started beyond the budget."""
+def _budget_guard(objective: Callable[[optuna.Trial], Any], budget: int, *,
+                  settings: str | None, run_id: str) -> Callable[[optuna.Trial], Any]:
+    """``objective``, giving up a trial that started beyond the budget."""
+    from nasdepth.study.measure import worker_info
 
-    def __init__(self, objective: Callable[[optuna.Trial], Any], budget: int, *,
-                 settings: str | None = None, run_id: str | None = None) -> None:
-        self.objective, self.budget = objective, budget
-        self.settings, self.run_id = settings, run_id
-
-    def __call__(self, trial: optuna.Trial) -> Any:
-        from nasdepth.study.measure import worker_info
-
+    def guarded(trial: optuna.Trial) -> Any:
         rec = read_record(trial)  # an enqueued retry carries its retry_of
         rec.worker = worker_info()
         # before the objective: duplicates match on the settings; a duplicate keeps its run
-        rec.settings_id, rec.run_id = self.settings, self.run_id
+        rec.settings_id, rec.run_id = settings, run_id
         write_record(trial, rec)
         trials = trial.study.get_trials(deepcopy=False, states=FINISHED + ACTIVE)
-        earlier = sum(t.number < trial.number for t in trials)
-        if earlier >= self.budget:
+        if sum(t.number < trial.number for t in trials) >= budget:
             rec.state, rec.reason = "failed", BUDGET_REACHED
             write_record(trial, rec)
             raise BudgetReached(BUDGET_REACHED)
-        return self.objective(trial)
+        return objective(trial)
+
+    return guarded
 
 
 def env_threads() -> int | None:
@@ -295,10 +291,10 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
         return on_fold
 
     # scaling spaces: each trial's data at its scaled input resolution
-    objective = _BudgetGuard(Objective(cfg, data, fold_progress if progress else None,
-                                  extra_hooks=probe_hooks if probes else None), budget,
-                             settings=settings_id(st.user_attrs["identity"]),
-                             run_id=run_id or uuid.uuid4().hex)
+    objective = _budget_guard(Objective(cfg, data, fold_progress if progress else None,
+                                        extra_hooks=probe_hooks if probes else None), budget,
+                              settings=settings_id(st.user_attrs["identity"]),
+                              run_id=run_id or uuid.uuid4().hex)
     deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
     failures = 0
     try:

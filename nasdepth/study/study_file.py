@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nasdepth.data import CVConfig
-from nasdepth.errors import ConfigError, UnknownNameError, check_section
+from nasdepth.errors import ConfigError, UnknownNameError, check_bool, check_int, check_section
+from nasdepth.outpath import resolve_path
 from nasdepth.space.recipe import momentum_conflict, training_conflicts
 from nasdepth.space.space import SearchSpace, load_space
 from nasdepth.study.names import check_name
@@ -95,9 +96,7 @@ def _enqueue(raw: dict[str, Any], space: SearchSpace, source: str,
 
 def _diagnosis(raw: dict[str, Any], source: str) -> DiagnosisSettings:
     section = _section(raw, "diagnosis", DIAGNOSIS_KEYS, source)
-    baseline = section.get("baseline", True)
-    if not isinstance(baseline, bool):
-        raise ConfigError(source, "diagnosis.baseline", baseline, "true or false")
+    baseline = check_bool(section.get("baseline", True), source, "diagnosis.baseline")
     spec = section.get("controls", [])
     names = [spec] if isinstance(spec, str) else spec
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -116,9 +115,7 @@ def _diagnosis(raw: dict[str, Any], source: str) -> DiagnosisSettings:
     on = section.get("on", "plateau")
     if on not in DIAGNOSIS_ON:
         raise UnknownNameError(source, "diagnosis.on", on, DIAGNOSIS_ON)
-    reference = section.get("reference", True)
-    if not isinstance(reference, bool):
-        raise ConfigError(source, "diagnosis.reference", reference, "true or false")
+    reference = check_bool(section.get("reference", True), source, "diagnosis.reference")
     budget = section.get("reference_budget", 300.0)
     if isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0:
         raise ConfigError(source, "diagnosis.reference_budget", budget,
@@ -133,9 +130,7 @@ class StudyConfig:
     data: str | dict[str, Any]
     space: SearchSpace
     path: Path
-    folds: int = 3
     cv_seed: int = 0
-    repeats: int = 1
     cv: CVConfig = field(default_factory=lambda: CVConfig(folds=3))
     training: TrainConfig = field(default_factory=TrainConfig)
     trials: int = 10
@@ -179,7 +174,7 @@ class StudyConfig:
         return {
             "name": self.name, "data": self.data, "space": self.space.source,
             "space_params": space_fingerprint(self.space),
-            "folds": self.folds, "cv_seed": self.cv_seed, "repeats": self.repeats,
+            "folds": self.cv.folds, "cv_seed": self.cv_seed, "repeats": self.cv.repeats,
             "cv": self.cv.to_dict(),
             "training": self.training.to_dict(), "trials": self.trials,
             "timeout": self.timeout, "seed": self.seed, "objective": self.objective,
@@ -201,21 +196,6 @@ def space_fingerprint(space: SearchSpace) -> list[dict[str, Any]]:
 
 def _section(raw: dict[str, Any], key: str, valid: set[str], source: str) -> dict[str, Any]:
     return check_section(raw.get(key) or {}, source, key, valid, "a mapping")
-
-
-def resolve_path(path: str, study_path: Path) -> Path:
-    """A path a study file names (space, checkpoint) as written, else relative to the study
-    file, else to its parent folder."""
-    for candidate in (Path(path), study_path.parent / path, study_path.parent.parent / path):
-        if candidate.is_file():
-            return candidate
-    return Path(path)
-
-
-def _int(value: Any, source: str, key: str, low: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(source, key, value, f"an int >= {low}")
-    return value
 
 
 def _named(spec: Any, source: str, key: str) -> tuple[str, dict[str, Any]]:
@@ -251,7 +231,7 @@ def _storage(raw: dict[str, Any], source: str) -> dict[str, Any]:
         out["url"] = section.get("url")
         for key, low in (("heartbeat_interval", 1), ("grace_period", 1), ("max_retry", 0)):
             if key in section:
-                out[key] = _int(section[key], source, f"storage.{key}", low)
+                out[key] = check_int(section[key], source, f"storage.{key}", low)
         if out["url"] is not None and not isinstance(out["url"], str):
             raise ConfigError(source, "storage.url", out["url"], "a URL or a file path")
     if out["url"] is not None:  # libpq's 'host=db ...' form as the URI it means
@@ -316,7 +296,7 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
     training_conflicts(space.searched_recipe(), training_raw, source, space.source)
     training = TrainConfig.from_dict(training_raw, source)
     momentum_conflict(space.searched_recipe(), training, source)
-    trials = _int(budget.get("trials", 10), source, "budget.trials", 1)
+    trials = check_int(budget.get("trials", 10), source, "budget.trials", 1)
     timeout = budget.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError(source, "budget.timeout", timeout, "a number of seconds > 0")
@@ -334,9 +314,15 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
         raise ConfigError(source, "pruner", pruner,
                           "none with several objectives (Optuna prunes single-objective studies)")
     storage = _storage(raw, source)
+    transfer = None
+    if raw.get("transfer") is not None:  # its checks read the checkpoint: torch loads only here
+        from nasdepth.study.transfer import parse_transfer
+
+        transfer = parse_transfer(raw["transfer"], path, source, space, sampler,
+                                  raw.get("diagnosis"))
     return StudyConfig(
         name=check_name(raw.get("name", path.stem), source), data=data, space=space, path=path,
-        folds=cv.folds, cv_seed=cv.seed, repeats=cv.repeats, cv=cv, training=training,
+        cv_seed=cv.seed, cv=cv, training=training,
         trials=trials, timeout=timeout, seed=seed,
         storage=storage["url"], objectives=objectives, sampler=sampler,
         sampler_options=sampler_options, pruner=pruner, pruner_options=pruner_options,
@@ -347,7 +333,7 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
         diagnosis=_diagnosis(raw, source),
         enqueue=_enqueue(raw, space, source, SEARCHED if tasks is not None else ()),
         tasks=tasks,
-        transfer=_transfer(raw, path, source, space, sampler, tasks),
+        transfer=transfer,
     )
 
 
@@ -372,29 +358,11 @@ def _task_objectives(raw: dict[str, Any], tasks: TaskSettings, space: SearchSpac
     return tasks.objectives(tasks.names) + tuple(dict.fromkeys(extra))
 
 
-def _transfer(raw: dict[str, Any], path: Path, source: str, space: SearchSpace,
-              sampler: str, tasks: TaskSettings | None) -> TransferSection | None:
-    """The ``transfer:`` section (its checks read the checkpoint: torch loads only here)."""
-    if raw.get("transfer") is None:
-        return None
-    from nasdepth.study.transfer import parse_transfer
-
-    return parse_transfer(raw["transfer"], path, source, space, sampler, raw.get("diagnosis"))
-
-
-def read_study_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    raw = read_yaml(path, "study file")
-    if not isinstance(raw, dict):
-        raise ConfigError(str(path), "study", type(raw).__name__, "a mapping")
-    return raw
-
-
 def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
     """Read and validate a study YAML file; ``overrides`` (same layout, e.g. from CLI flags,
     ``None`` values ignored) replace what the file says."""
-    raw = read_study_yaml(path)
-    if overrides:
+    raw = read_yaml(path, "study file")
+    if overrides and isinstance(raw, dict):  # else study_from_dict says what it must be
         raw = merge(raw, overrides)
     return study_from_dict(raw, Path(path), str(path))
 
