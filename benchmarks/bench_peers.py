@@ -24,6 +24,14 @@ folds and the models' seeds stay fixed). Each tool is measured against its own g
     .venv/bin/python benchmarks/bench_peers.py --quick            # 3 folds x 2 epochs, minutes
     .venv/bin/python benchmarks/bench_peers.py --case cnn         # the issue's 5-fold x 5 epochs
     .venv/bin/python benchmarks/bench_peers.py --case mlp --no-search
+    .venv/bin/python benchmarks/bench_peers.py --case cnn --no-search --no-sweep --bound
+
+``--bound``: after the grid, the most any engine could gain over skorch on this CPU. Per
+candidate, the FLOPs the CV cannot avoid (every training row forward and backward each epoch,
+every validation row scored once; counted with ``FlopCounterMode`` as in ``bench_cv.py``) at
+the rate the candidate's own convolutions or linear layers reach alone in a tight loop (this
+process's CPU seconds): an engine with no time outside those kernels would take that long.
+skorch's measured time over that bound is the largest ratio any engine could show.
 
 Needs the ``bench`` extra (``pip install -e .[bench]``: skorch, optuna-integration).
 """
@@ -159,6 +167,36 @@ def timed(fn: Any, *a: Any) -> tuple[Any, float]:
     start = time.perf_counter()
     out = fn(*a)
     return out, time.perf_counter() - start
+
+
+def kernel_bound(grid: Grid, space: SearchSpace, data: Any,
+                 table: dict[tuple[Any, ...], tuple[float, float]], args: argparse.Namespace
+                 ) -> None:
+    """The kernel-only time of each candidate's CV and the ratio over skorch it allows (see
+    the module's docstring); ``table`` holds skorch's (accuracy, seconds) per candidate."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_cv
+
+    kind = "cnn" if len(data.input_shape) > 1 else "mlp"
+    n, n_train = len(data), len(data) * (args.folds - 1) / args.folds
+    layers = "convolutions" if kind == "cnn" else "linear layers"
+    print(f"\nkernel-only bound ({kind}: the model's own {layers} alone, 1 thread, CPU s): "
+          f"the CV's unavoidable FLOPs at their rate")
+    print(f"{'depth':>5} {'width':>5} {'block':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'bound s':>8} "
+          f"{'skorch s':>9} {'max x':>6}", flush=True)
+    total_bound = total_skorch = 0.0
+    for params in space.grid() or []:
+        case = bench_cv.Case("", space.to_arch(params, input_shape=data.input_shape), data, kind)
+        per_train, per_eval = bench_cv.sample_flops(case, args.batch_size)
+        flops = args.folds * args.epochs * n_train * per_train + n * per_eval
+        rate = bench_cv.layer_rate(case, args.batch_size)[0]
+        bound, t_s = flops / rate, table[key(params)][1]
+        total_bound, total_skorch = total_bound + bound, total_skorch + t_s
+        print(f"{params['depth']:>5} {params['width']:>5} {params['block']:>8} "
+              f"{flops / 1e9:7.1f} {rate / 1e9:8.1f} {bound:8.2f} {t_s:9.2f} "
+              f"{t_s / bound:6.2f}", flush=True)
+    print(f"{'grid':>20} {'':>7} {'':>8} {total_bound:8.1f} {total_skorch:9.1f} "
+          f"{total_skorch / total_bound:6.2f}")
 
 
 def grid_table(grid: Grid, space: SearchSpace, data: Any, args: argparse.Namespace
@@ -313,6 +351,8 @@ def main() -> None:
                     help="save the grid's scores to PATH.<case>.json, or reuse them if there")
     ap.add_argument("--no-sweep", action="store_true")
     ap.add_argument("--no-search", action="store_true")
+    ap.add_argument("--bound", action="store_true",
+                    help="print the kernel-only bound on the ratio over skorch")
     ap.add_argument("--search-seeds", type=int, default=3)
     ap.add_argument("--search-trials", type=int, default=24)
     ap.add_argument("--within", type=float, default=0.5, help="points of accuracy")
@@ -344,6 +384,8 @@ def main() -> None:
                     saved.write_text(json.dumps({tool: {json.dumps(list(k)): v
                                                         for k, v in t.items()}
                                                  for tool, t in tables.items()}))
+            if args.bound:
+                kernel_bound(grid, space, data, tables["skorch"], args)
             if not args.no_sweep and isinstance(grid.data_spec, str):
                 t_sweep = run_sweep(grid, args, folder)
                 ts = sum(v[1] for v in tables["skorch"].values())
