@@ -40,9 +40,6 @@ class UnknownNameError(ConfigError):
         if self.suggestion is not None:
             self.args = (f"{self.args[0]} Did you mean '{self.suggestion}'?",)
 
-    def __str__(self) -> str:
-        return str(self.args[0])
-
 
 def check_section(spec: Any, source: str, key: str, valid: Iterable[str], expected: str
             ) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from nasdepth.errors import NasdepthError, check_int
 from nasdepth.train.config import LR_RULES
@@ -65,15 +64,11 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(found.to_dict(), indent=1))
     if args.plot:
-        _plot(found.to_dict(), args.plot)
+        from nasdepth.report.figures import lr_find_figure
+
+        fig = lr_find_figure({"lr-find": found.to_dict()})
+        if fig is None:
+            raise NasdepthError("the sweep has too few points to draw")
+        fig.savefig(args.plot, dpi=110, bbox_inches="tight")
+        print(f"curve: {args.plot}")
     return 0
-
-
-def _plot(found: dict[str, Any], path: str) -> None:
-    from nasdepth.report.figures import lr_find_figure
-
-    fig = lr_find_figure({"lr-find": found})
-    if fig is None:
-        raise NasdepthError("the sweep has too few points to draw")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    print(f"curve: {path}")

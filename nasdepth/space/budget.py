@@ -34,8 +34,7 @@ class Budget:
             check_int(v, source, f"budget.{key}", 1)
         if "max_params" not in spec and "max_flops" not in spec:
             raise ConfigError(source, "budget", spec, "a mapping with max_params and/or max_flops")
-        return cls(max_params=spec.get("max_params"), max_flops=spec.get("max_flops"),
-                   width_divisor=spec.get("width_divisor", 1))
+        return cls(**spec)  # keys and values checked above
 
     def ratio(self, cfg: ArchConfig, input_shape: Sequence[int], num_classes: int) -> float:
         """Size over budget (the larger of params and FLOPs ratios): <= 1 fits."""

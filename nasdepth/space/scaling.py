@@ -194,10 +194,7 @@ def _matched(key: tuple[int, float, int], base: ArchConfig, phi: float, rule: Ru
         return high
     for _ in range(MATCH_STEPS):
         mid = (low + high) / 2
-        if f(mid) < want:
-            low = mid
-        else:
-            high = mid
+        low, high = (mid, high) if f(mid) < want else (low, mid)
     return min((low, high), key=lambda x: abs(math.log(max(f(x), 1) / want)))
 
 

@@ -76,11 +76,9 @@ def claim_worker_indexes(study: optuna.Study, n: int = 1) -> list[int]:
     """``n`` worker slots of ``study``, claimed in its storage: ranks in the order the claims
     were written (workers that start at once on one host get distinct, dense ranks)."""
     storage, sid = study._storage, study._study_id
-    mine = []
-    for _ in range(n):
-        key = f"{SLOT_PREFIX}{uuid.uuid4().hex}"
+    mine = [f"{SLOT_PREFIX}{uuid.uuid4().hex}" for _ in range(n)]
+    for key in mine:
         storage.set_study_system_attr(sid, key, time.time())
-        mine.append(key)
     slots = sorted((float(v), k) for k, v in storage.get_study_system_attrs(sid).items()
                    if k.startswith(SLOT_PREFIX))
     order = [k for _, k in slots]

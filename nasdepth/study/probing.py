@@ -105,13 +105,8 @@ def keep_reference(trial: optuna.Trial, controls: dict[str, Any]) -> None:
 
 def wants_controls(verdict: str, settings: DiagnosisSettings) -> bool:
     """Does a trial with ``verdict`` get the study's costly controls?"""
-    if not settings.controls:
-        return False
-    if settings.on == "all":
-        return True
-    if settings.on == "unhealthy":
-        return verdict != "healthy"
-    return verdict in PLATEAUS
+    selected = {"all": True, "unhealthy": verdict != "healthy", "plateau": verdict in PLATEAUS}
+    return bool(settings.controls) and selected[settings.on]
 
 
 def record_diagnosis(trial: optuna.Trial, result: CVResult, record: TrialRecord, *,

@@ -14,6 +14,7 @@ it was trained under) and ``run_id`` (the run that started it, for :func:`run_ou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -375,10 +376,8 @@ def _last_trial_of_this_worker(st: optuna.Study) -> optuna.trial.FrozenTrial | N
 def _show_best(st: optuna.Study, bar: tqdm) -> None:
     post: dict[str, str] = {}
     if len(st.directions) == 1:
-        try:
+        with contextlib.suppress(ValueError):  # no complete trial yet
             post["best"] = f"{st.best_value:.4f}"
-        except ValueError:
-            pass
     # the cost of the study's opt-in diagnosis controls so far (docs/diagnose.md)
     spent = sum(float(read_record(t).timings.get("controls") or 0.0)
                 for t in st.get_trials(deepcopy=False, states=FINISHED))

@@ -8,7 +8,7 @@ Names of samplers and pruners are checked against the registries of
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,8 +67,7 @@ class DiagnosisSettings:
     reference_budget: float = 300.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"baseline": self.baseline, "controls": list(self.controls), "on": self.on,
-                "reference": self.reference, "reference_budget": self.reference_budget}
+        return {**asdict(self), "controls": list(self.controls)}
 
 
 def _enqueue(raw: dict[str, Any], space: SearchSpace, source: str,
@@ -281,11 +280,9 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(source, "seed", seed, "an int")
-    space_spec = raw["space"]
-    if isinstance(space_spec, dict):
-        space = SearchSpace.from_dict(space_spec, f"{source} (space)")
-    else:
-        space = load_space(resolve_path(str(space_spec), path))
+    spec = raw["space"]
+    space = (SearchSpace.from_dict(spec, f"{source} (space)") if isinstance(spec, dict)
+             else load_space(resolve_path(str(spec), path)))
     cv_raw = raw.get("cv") or {}
     if not isinstance(cv_raw, dict):
         raise ConfigError(source, "cv", cv_raw, "a mapping")
@@ -371,9 +368,8 @@ def study_inputs(cfg: StudyConfig, storage: str | None = None) -> dict[str, obje
     """What a command on the study ``cfg`` reads, by role: for the output-path guard."""
     found: dict[str, object] = {"study file": cfg.path, "study storage": storage or
                                 cfg.storage_url, "data file": cfg.data}
-    space = getattr(cfg.space, "source", None)
-    if isinstance(space, str) and space.endswith((".yaml", ".yml")):
-        found["search-space file"] = space
+    if cfg.space.source.endswith((".yaml", ".yml")):
+        found["search-space file"] = cfg.space.source
     if cfg.transfer is not None:
         found["transfer checkpoint"] = cfg.transfer.weights
     return found

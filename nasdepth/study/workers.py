@@ -64,13 +64,10 @@ def run_study(
     stream (see :mod:`nasdepth.study.distinct`; default: ``NASDEPTH_WORKER_INDEX``, else
     claimed in the storage).
     """
-    overrides = {"budget": {"trials": trials}, "storage": storage}
     if isinstance(study, StudyConfig):
-        cfg = study
-        if trials is not None or storage is not None:
-            cfg = replace(cfg, trials=trials or cfg.trials, storage=storage or cfg.storage)
+        cfg = replace(study, trials=trials or study.trials, storage=storage or study.storage)
     else:
-        cfg = load_study(study, overrides)
+        cfg = load_study(study, {"budget": {"trials": trials}, "storage": storage})
     if worker_index is not None and workers > 1:
         raise NasdepthError("--worker-index names one worker; --workers N numbers its N "
                             "workers itself. Give one of them.")
