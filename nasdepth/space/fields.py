@@ -112,8 +112,7 @@ def describe_hint(hint: Any) -> str:
 
 def accepts(hint: Any, kind: str) -> bool:
     """Whether a key of type ``hint`` can take an Optuna ``kind`` ('int' or 'float')."""
-    probe = 1 if kind == "int" else 0.5
-    return _conforms(probe, hint)
+    return _conforms(1 if kind == "int" else 0.5, hint)
 
 
 def check_value(key: str, label: str, value: Any, hints: Mapping[str, Any], source: str) -> None:

@@ -101,11 +101,8 @@ def record_tasks(cfg: StudyConfig, study: optuna.Study, result: CVResult, record
     except Exception as exc:  # a probe bug must not fail a finished candidate
         record.errors["probes"] = f"{type(exc).__name__}: {exc}"
     try:
-        known = {}
-        names: list[str] = []
-        if cfg.diagnosis.baseline:
-            known = _shallow(study, data, splits, tasks)
-            names = ["shallow"]
+        names = ["shallow"] if cfg.diagnosis.baseline else []
+        known = _shallow(study, data, splits, tasks) if names else {}
         known_tasks = task_controls(study, splits, known, exclude=record.number)
         earlier = dict(stored(study, "reference_tasks") or {})
         for task, ref in earlier.items():  # a reference an earlier trial ran for this task
