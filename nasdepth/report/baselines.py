@@ -21,7 +21,6 @@ from sklearn.preprocessing import StandardScaler
 from nasdepth.data import CVConfig, Dataset, Splits
 from nasdepth.train.metrics import classification_metrics
 
-BASELINES = ("majority class", "logistic regression")
 #: above this many training values (samples x features) logistic regression fits on a
 #: stratified subsample of the training fold, so a report never takes longer than the study
 MAX_LOGREG_VALUES = 20_000_000
@@ -35,7 +34,7 @@ def _proba(model: object, x: np.ndarray, classes: np.ndarray, num_classes: int) 
     return out
 
 
-def _subsample(train: np.ndarray, y: np.ndarray, n_features: int, seed: int) -> np.ndarray:
+def _subsample(train: np.ndarray, n_features: int, seed: int) -> np.ndarray:
     limit = max(1000, MAX_LOGREG_VALUES // max(1, n_features))
     if len(train) <= limit:
         return train
@@ -43,23 +42,17 @@ def _subsample(train: np.ndarray, y: np.ndarray, n_features: int, seed: int) -> 
     return np.sort(rng.choice(train, size=limit, replace=False))
 
 
-def study_cv(config: dict[str, Any]) -> CVConfig:
-    """The CV description a study stored in its config (older studies: ``folds``,
-    ``cv_seed`` and ``repeats``)."""
+def study_splits(data: Dataset, config: dict[str, Any]) -> Splits:
+    """The splits the study's candidates were trained on: the CV description stored in its
+    config (older studies: ``folds``, ``cv_seed`` and ``repeats``) resolved on ``data``, by
+    the one resolution the study and the CV engine use (:meth:`CVConfig.resolve`)."""
     stored = config.get("cv")
     if isinstance(stored, dict):
-        return CVConfig.from_dict(stored)
+        return CVConfig.from_dict(stored).resolve(data)
     repeats = int(config.get("repeats") or 1)
     return CVConfig(folds=int(config["folds"]), seed=int(config.get("cv_seed") or 0),
                     kind="repeated_stratified" if repeats > 1 else "stratified",
-                    repeats=repeats)
-
-
-def study_splits(data: Dataset, config: dict[str, Any]) -> Splits:
-    """The splits the study's candidates were trained on: its stored CV description resolved
-    on ``data``, by the one resolution the study and the CV engine use
-    (:meth:`CVConfig.resolve`)."""
-    return study_cv(config).resolve(data)
+                    repeats=repeats).resolve(data)
 
 
 def baseline_folds(data: Dataset, splits: Splits) -> pd.DataFrame:
@@ -80,7 +73,7 @@ def baseline_folds(data: Dataset, splits: Splits) -> pd.DataFrame:
                 StandardScaler(), LogisticRegression(max_iter=300)),
         }
         for name, model in models.items():
-            fit_idx = tr if name == "majority class" else _subsample(tr, y, x.shape[1], k)
+            fit_idx = tr if name == "majority class" else _subsample(tr, x.shape[1], k)
             with warnings.catch_warnings():
                 # a capped solver is still a fair, cheap baseline; the warning is noise here
                 warnings.simplefilter("ignore", ConvergenceWarning)

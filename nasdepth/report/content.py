@@ -25,8 +25,8 @@ from nasdepth.report.document import (
     Para,
     Report,
     Section,
+    add_image,
     fmt,
-    image,
 )
 from nasdepth.report.document import Table as Tab
 from nasdepth.report.multitask import multitask_section
@@ -37,16 +37,6 @@ from nasdepth.report.transfer import transfer_section
 #: stalled trials shown with full evidence (the others are listed in the verdict table)
 MAX_DETAILED = 12
 HEALTHY = ("healthy",)
-DATA_LIMITED = "data_limited_plateau"
-
-
-def _add(blocks: list[Block], item: Block | None) -> None:
-    if item is not None:
-        blocks.append(item)
-
-
-def _maybe_para(text: str | None) -> Para | None:
-    return None if text is None else Para(text)
 
 
 def _pm(mean: float, std: float) -> str:
@@ -129,17 +119,14 @@ def summary_section(study: optuna.Study, st: T.StudyTables) -> Section:
                  [_pm(m, s) for m, s in zip(best["cv_mean"], best["cv_std"], strict=True)])
     if best["test_score"].notna().any():
         shown["held-out test"] = best["test_score"]
-    if best["flops"].isna().all():
-        shown = shown.drop(columns="flops")
-    if best["lr"].isna().all():
-        shown = shown.drop(columns="lr")
+    shown = shown.drop(columns=[c for c in ("flops", "lr") if best[c].isna().all()])
     blocks.append(Tab(shown, "Best candidates (cross-validated on the same folds)"))
     top = best.iloc[0]
     blocks.append(Para(f"Best: trial {int(top['trial'])}, depth {fmt(top['depth'])}, width "
                        f"{fmt(top['width'])}, {top['block']} blocks, skip "
                        f"{fmt(top['skip'])}: {st.metric} {_pm(top['cv_mean'], top['cv_std'])} "
                        f"over {int(top['folds_done'])} folds, {fmt(top['params'])} parameters."))
-    _add(blocks, depth_summary_para(st))
+    blocks += depth_summary_para(st)
     blocks.append(Para(f"To get this model: nasdepth export STUDY.yaml --trial {int(top['trial'])}"
                        " --out model.pt (STUDY.yaml: this study's file; refits the trial on all "
                        "non-test data; --ensemble keeps its fold models; docs/export.md).",
@@ -152,8 +139,8 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
     tab = T.depth_table(st.folds)
     if tab.empty:
         return Section("Depth", [Para("No complete trial with a depth yet.", "note")])
-    _add(blocks, image(F.depth_figure(st.folds, tab, st.metric, baselines), "depth.png",
-                       "CV score against depth, by block and skip"))
+    add_image(blocks, F.depth_figure(st.folds, tab, st.metric, baselines), "depth.png",
+              "CV score against depth, by block and skip")
     rec = T.recommend_depth(st)
     if rec is not None:
         b, r = rec.best, rec.recommended
@@ -163,7 +150,9 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
                 f"trial {int(b['trial'])}, {fmt(b['cv_mean'])} ± {fmt(b['cv_se'])} SE; "
                 f"threshold {fmt(rec.threshold)}).")
         blocks.append(Para(text, "warn"))
-        _add(blocks, _maybe_para(bootstrap_text(st)))
+        how_sure = bootstrap_text(st)
+        if how_sure is not None:
+            blocks.append(Para(how_sure))
         unsettled = T.unsettled_best(st, rec)
         if unsettled:
             blocks.append(Para(
@@ -181,16 +170,15 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
             blocks.append(Para(f"Only {rec.shared_folds} shared fold(s): too few for a paired "
                                "test.", "note"))
         best_tab = T.best_per_depth(st)
-        _add(blocks, image(F.one_se_figure(best_tab, rec.threshold, r["depth"], st.metric),
-                           "one_se.png", "Best candidate per depth with one standard error"))
+        add_image(blocks, F.one_se_figure(best_tab, rec.threshold, r["depth"], st.metric),
+                  "one_se.png", "Best candidate per depth with one standard error")
         blocks.append(Tab(best_tab, "Best candidate at each depth, over the architectures and "
                                     "recipes tried there (SE = std / sqrt(folds); lr: the "
                                     "rate it trained at)"))
         blocks += recipe_blocks(st, best_tab)
         tests = T.depth_tests(st)
         if not tests.empty:
-            fine = tests[~tests["worse"]]
-            shallow = [float(d) for d in fine["depth"]] + [float(b["depth"])]
+            shallow = [float(d) for d in tests[~tests["worse"]]["depth"]] + [float(b["depth"])]
             blocks.append(Para(
                 f"A second opinion from paired tests: the shallowest depth whose best candidate "
                 f"is not significantly worse than the best (corrected resampled t-test, 5% "
@@ -200,7 +188,7 @@ def depth_section(st: T.StudyTables, baselines: pd.DataFrame | None) -> Section:
                                                                        False: "no"})),
                               "Best overall against the best of each other depth, "
                                      "paired on shared folds (diff = best − that depth)"))
-    _add(blocks, image(F.gap_figure(tab), "gap.png", "Train − validation gap against depth"))
+    add_image(blocks, F.gap_figure(tab), "gap.png", "Train − validation gap against depth")
     blocks += depth_analysis_blocks(st)
     blocks.append(Details("Depth table (all complete candidates' folds)", [
         Tab(tab, "Fold scores by depth, block and skip (recomputable from folds.csv)")]))
@@ -212,9 +200,8 @@ def recipe_blocks(st: T.StudyTables, best_tab: pd.DataFrame) -> list[Block]:
     rate, the range tests of the depths' best candidates, and the winners still improving at
     their epoch cap."""
     out: list[Block] = []
-    lrs = best_tab["lr"].dropna().astype(float) if "lr" in best_tab else pd.Series(dtype=float)
-    auto = st.scored["lr_auto"].fillna(False).astype(bool).any() if "lr_auto" in st.scored \
-        else False
+    lrs = best_tab["lr"].dropna().astype(float)  # best_per_depth and collect: always there
+    auto = st.scored["lr_auto"].fillna(False).astype(bool).any()
     if len(lrs) and lrs.nunique() > 1:
         how = "picked by a range test per candidate" if auto else "searched with the architecture"
         out.append(Para(f"Each depth is compared at its own recipe: the learning rates of the "
@@ -227,15 +214,15 @@ def recipe_blocks(st: T.StudyTables, best_tab: pd.DataFrame) -> list[Block]:
                         "docs/search_spaces.md).", "note"))
     curves = T.lr_curves(st, [int(t) for t in best_tab["trial"]])
     if curves:
-        _add(out, image(F.lr_find_figure(curves), "lr_find.png",
-                        "Learning-rate range tests of the best candidate at each depth"))
+        add_image(out, F.lr_find_figure(curves), "lr_find.png",
+                  "Learning-rate range tests of the best candidate at each depth")
         share = T.lr_find_share(st)
         if share is not None:
             out.append(Para(f"The range tests took {100 * share:.1f}% of the complete "
                             "candidates' time (their sweeps over their CV and range test).",
                             "note"))
-    flags = best_tab["still_improving"] if "still_improving" in best_tab else pd.Series()
-    still = best_tab[flags.fillna(False).astype(bool)] if len(flags) else best_tab.iloc[:0]
+    flags = best_tab["still_improving"]
+    still = best_tab[flags.fillna(False).astype(bool)]
     if len(still):
         depths = ", ".join(fmt(d) for d in still["depth"])
         out.append(Para(f"Still improving at the epoch cap: the best candidate at depth(s) "
@@ -269,8 +256,8 @@ def width_section(st: T.StudyTables) -> Section:
     wd = T.width_depth_table(st)
     if wd.empty:
         return Section("Width", [Para("No complete trial with a width yet.", "note")])
-    _add(blocks, image(F.width_heatmap(wd, st.metric), "width_depth.png",
-                       "Mean CV score by width and depth"))
+    add_image(blocks, F.width_heatmap(wd, st.metric), "width_depth.png",
+              "Mean CV score by width and depth")
     blocks += width_descent_blocks(st)
     matched = T.matched_params_table(st)
     if matched.empty:
@@ -278,8 +265,8 @@ def width_section(st: T.StudyTables) -> Section:
                            "depth-against-width comparison at matched cost needs more trials.",
                            "note"))
     else:
-        _add(blocks, image(F.matched_figure(matched, st.metric), "matched_params.png",
-                           "Depth against width at matched parameter counts"))
+        add_image(blocks, F.matched_figure(matched, st.metric), "matched_params.png",
+                  "Depth against width at matched parameter counts")
         blocks.append(Tab(matched.drop(columns="bin_low"),
                           "Best candidate per depth within each parameter budget"))
     return Section("Width", blocks)
@@ -291,15 +278,15 @@ def blocks_section(st: T.StudyTables) -> Section:
     if bt.empty:
         blocks.append(Para("No parameter budget holds two block types yet.", "note"))
     else:
-        _add(blocks, image(F.block_figure(bt, st.metric), "blocks.png",
-                           "Block types at matched budgets"))
+        add_image(blocks, F.block_figure(bt, st.metric), "blocks.png",
+                  "Block types at matched budgets")
         blocks.append(Tab(bt.drop(columns="bin_low"), "Block types at matched budgets"))
     sk = T.skip_table(st.folds)
     both = sk.dropna(subset=["on_minus_off"]) if not sk.empty else sk
     if both.empty:
         blocks.append(Para("No depth was tried with skip connections both on and off.", "note"))
     else:
-        _add(blocks, image(F.skip_figure(sk, st.metric), "skip.png", "Skip on against off"))
+        add_image(blocks, F.skip_figure(sk, st.metric), "skip.png", "Skip on against off")
         blocks.append(Tab(sk, "Mean fold score with skip connections on and off"))
         worst = both.loc[both["on_minus_off"].idxmax() if st.maximize
                          else both["on_minus_off"].idxmin()]
@@ -311,8 +298,8 @@ def blocks_section(st: T.StudyTables) -> Section:
 def cost_section(study: optuna.Study, st: T.StudyTables) -> Section:
     blocks: list[Block] = []
     fronts = {c: T.pareto_table(st, c) for c in ("params", "flops")}
-    _add(blocks, image(F.pareto_figure(st.scored, fronts, st.metric), "pareto.png",
-                       "Pareto front of CV score against cost"))
+    add_image(blocks, F.pareto_figure(st.scored, fronts, st.metric), "pareto.png",
+              "Pareto front of CV score against cost")
     for cost, front in fronts.items():
         if not front.empty:
             blocks.append(Tab(front, f"Pareto front: {st.metric} against {cost}"))
@@ -320,9 +307,9 @@ def cost_section(study: optuna.Study, st: T.StudyTables) -> Section:
         blocks.append(Para("No trial recorded FLOPs: the front is shown against parameters "
                            "only.", "note"))
     if len(st.directions) > 1:
-        best = [t for t in study.best_trials]
         names = st.study.metric_names or [f"objective {i}" for i in range(len(st.directions))]
-        rows = [{"trial": t.number, **dict(zip(names, t.values, strict=True))} for t in best]
+        rows = [{"trial": t.number, **dict(zip(names, t.values, strict=True))}
+                for t in study.best_trials]
         blocks.append(Tab(pd.DataFrame(rows), "Optuna's Pareto-optimal trials over the "
                           f"study's objectives ({', '.join(st.directions)})"))
     if len(blocks) == 0:
@@ -331,12 +318,10 @@ def cost_section(study: optuna.Study, st: T.StudyTables) -> Section:
 
 
 def baseline_section(st: T.StudyTables, base_folds: pd.DataFrame | None,
-                     error: str) -> Section:
-    from nasdepth.report.baselines import baseline_summary
-
-    if base_folds is None or base_folds.empty:
+                     summary: pd.DataFrame | None, error: str) -> Section:
+    """``summary``: the baselines' scores (``baseline_summary`` of ``base_folds``)."""
+    if base_folds is None or summary is None:
         return Section("Baselines", [Para(f"Baselines were not computed: {error}", "note")])
-    summary = baseline_summary(base_folds, st.metric)
     blocks: list[Block] = [Tab(summary, f"Baselines on the study's folds ({st.metric})")]
     scored = st.scored
     logreg = summary[summary["model"] == "logistic regression"]
@@ -368,13 +353,11 @@ def importance_section(study: optuna.Study, st: T.StudyTables) -> Section:
     blocks: list[Block] = []
     imp, note = T.importance_table(study)
     if not imp.empty:
-        _add(blocks, image(F.importance_figure(imp), "importances.png",
-                           "Parameter importances"))
+        add_image(blocks, F.importance_figure(imp), "importances.png", "Parameter importances")
         blocks.append(Tab(imp, "Parameter importances"))
     blocks.append(Para(note, "note"))
     hist = T.history_table(st)
-    _add(blocks, image(F.history_figure(hist, st.metric), "history.png",
-                       "Optimization history"))
+    add_image(blocks, F.history_figure(hist, st.metric), "history.png", "Optimization history")
     return Section("What matters", blocks)
 
 
@@ -386,11 +369,9 @@ def _diagnosis_blocks(number: int, diag: dict[str, Any], st: T.StudyTables) -> l
     ev = T.evidence_table(diag)
     if not ev.empty:
         out.append(Tab(ev, "Evidence"))
-    for advice in diag.get("advice") or []:
-        out.append(Para(f"Advice: {advice}"))
-    for b in diag.get("basis") or []:
-        if isinstance(b, dict):
-            out.append(Para(f"Backed by the {b.get('control')} control: {b.get('figure')}"))
+    out += [Para(f"Advice: {advice}") for advice in diag.get("advice") or []]
+    out += [Para(f"Backed by the {b.get('control')} control: {b.get('figure')}")
+            for b in diag.get("basis") or [] if isinstance(b, dict)]
     ref = (diag.get("controls") or {}).get("reference")
     if isinstance(ref, dict) and ref.get("seconds"):  # what the reference network cost
         out.append(Para(f"Reference network ({ref.get('name')}): "
@@ -400,18 +381,17 @@ def _diagnosis_blocks(number: int, diag: dict[str, Any], st: T.StudyTables) -> l
     probe = st.probes.get(number) or {}
     trace = st.traces.get(number)  # the record's per-epoch series over folds
     if trace is not None:
-        _add(out, image(F.evidence_figure(trace, f"Trial {number}: probe evidence"),
-                        f"evidence_trial{number}.png", f"Trial {number}: probe evidence"))
+        add_image(out, F.evidence_figure(trace, f"Trial {number}: probe evidence"),
+                  f"evidence_trial{number}.png", f"Trial {number}: probe evidence")
+        add_image(out, F.gradient_time_figure(T.gradient_time_table(trace),
+                                              f"Trial {number}: gradient through time"),
+                  f"time_trial{number}.png",
+                  f"Trial {number}: gradient against time step (recurrent blocks)")
     elif isinstance(probe.get("grad_rms_last_epoch"), list):  # records without the series
-        _add(out, image(F.gradient_profile_figure(probe["grad_rms_last_epoch"],
-                                                  f"Trial {number}: gradient by depth"),
-                        f"evidence_trial{number}.png",
-                        f"Trial {number}: gradient RMS by block, last epoch"))
-    if trace is not None:
-        _add(out, image(F.gradient_time_figure(T.gradient_time_table(trace),
-                                               f"Trial {number}: gradient through time"),
-                        f"time_trial{number}.png",
-                        f"Trial {number}: gradient against time step (recurrent blocks)"))
+        add_image(out, F.gradient_profile_figure(probe["grad_rms_last_epoch"],
+                                                 f"Trial {number}: gradient by depth"),
+                  f"evidence_trial{number}.png",
+                  f"Trial {number}: gradient RMS by block, last epoch")
     signals = probe.get("signals")
     if isinstance(signals, dict) and signals:
         out.append(Details(f"Trial {number}: all probe signals (median over folds)", [
@@ -420,8 +400,8 @@ def _diagnosis_blocks(number: int, diag: dict[str, Any], st: T.StudyTables) -> l
     if controls:
         frame = _controls_frame(diag)
         if frame is not None and len(frame) > 1:
-            _add(out, image(F.controls_figure(frame, f"Trial {number}: model against controls"),
-                            f"controls_trial{number}.png", f"Trial {number}: controls"))
+            add_image(out, F.controls_figure(frame, f"Trial {number}: model against controls"),
+                      f"controls_trial{number}.png", f"Trial {number}: controls")
             out.append(Tab(frame, "The model beside its control runs"))
         else:
             rows = [{"control": k, **(v if isinstance(v, dict) else {"result": v})}
@@ -451,7 +431,7 @@ def diagnoses_section(st: T.StudyTables) -> Section:
                                           "or the study predates them).", "note")])
     counts = T.verdict_counts(table)
     blocks: list[Block] = [Tab(counts, "Trials per verdict")]
-    _add(blocks, image(F.verdict_figure(counts), "verdicts.png", "Trials per verdict"))
+    add_image(blocks, F.verdict_figure(counts), "verdicts.png", "Trials per verdict")
     stalled = table[~table["verdict"].isin(HEALTHY)]
     blocks.append(Tab(stalled.drop(columns=["state", "advice"]),
                       "Trials that did not train healthily (advice: below and in diagnoses.csv)"))
@@ -515,20 +495,17 @@ def still_learning_section(st: T.StudyTables) -> Section | None:
             "never left chance on learnable data: under-trained). Their scores understate what "
             "they reach with more epochs or a larger learning rate, so compare them only after "
             "training longer.")
-    if table.empty:
-        return Section("Still improving at the last epoch", [
-            Para(text), Para("None: every diagnosed candidate had settled.", "note")])
-    return Section("Still improving at the last epoch", [
-        Para(text), Tab(table, "Still learning (val_loss_fall_last: fall per epoch at the end, "
-                               "label entropies; loss_gone: share of the starting loss gone)")])
+    shown = (Para("None: every diagnosed candidate had settled.", "note") if table.empty
+             else Tab(table, "Still learning (val_loss_fall_last: fall per epoch at the end, "
+                             "label entropies; loss_gone: share of the starting loss gone)"))
+    return Section("Still improving at the last epoch", [Para(text), shown])
 
 
 def problems_section(st: T.StudyTables) -> Section:
     tab = T.problems_table(st.trials)
-    if tab.empty:
-        return Section("Failed and pruned trials", [Para("None.", "note")])
-    return Section("Failed and pruned trials", [Tab(tab, "Trials that did not complete, with "
-                                                         "their reasons")])
+    shown = (Para("None.", "note") if tab.empty
+             else Tab(tab, "Trials that did not complete, with their reasons"))
+    return Section("Failed and pruned trials", [shown])
 
 
 def build_report(study: optuna.Study, st: T.StudyTables, base_folds: pd.DataFrame | None,
@@ -549,8 +526,8 @@ def build_report(study: optuna.Study, st: T.StudyTables, base_folds: pd.DataFram
     sections = [summary_section(study, st), *arch_sections, scaling_section(study, st),
                 transfer_section(st),
                 cost_section(study, st),
-                baseline_section(st, base_folds, base_error), importance_section(study, st),
+                baseline_section(st, base_folds, base, base_error), importance_section(study, st),
                 diagnoses_section(st), data_limited_section(st), still_learning_section(st),
-                problems_section(st), multitask_section(study, st)]
+                problems_section(st), multitask_section(st)]
     return Report(name=st.name, subtitle=subtitle, sections=[s for s in sections if s])
 

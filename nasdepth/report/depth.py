@@ -10,12 +10,8 @@ section in :mod:`nasdepth.report.depth_section` words and draws them.
   is an optimization limit; overfitting is training error falling while validation error
   rises. Both read the final training accuracy each fold recorded (``train_accuracy`` of the
   CV table: the trained model scored on its whole training part).
-- **Bootstrap**: the folds (shared by every candidate, so resampled together) and, at each
-  depth, the candidates are drawn with replacement; each resample applies the report's
-  one-standard-error rule to its best-per-depth table. The share of resamples per depth says
-  how stable the recommendation is.
-- **Auxiliary heads**: trials whose architecture differs only in ``aux_heads`` are paired on
-  their shared folds with the corrected resampled t-test.
+- **Bootstrap**: the share of resamples (folds and candidates) that recommend each depth says
+  how stable the recommendation is (:func:`depth_bootstrap`).
 """
 
 from __future__ import annotations
@@ -373,7 +369,7 @@ def double_descent(table: pd.DataFrame, *, interpolation: float = INTERPOLATION,
            "rise_needed": needed,
            "peak_error": top if double else None, "double_descent": double,
            "before_error": before, "after_error": after,
-           "widest": t["width"].iloc[-1], "widest_error": float(v[-1])}
+           "widest": t["width"].iloc[-1], "widest_error": float(v[-1]), "text": None}
     if double:
         low = t.loc[t["val_error"].iloc[peak + 1:].idxmin(), "width"]
         where = ("" if threshold is None else
@@ -386,6 +382,4 @@ def double_descent(table: pd.DataFrame, *, interpolation: float = INTERPOLATION,
                        ": double descent (Nakkiran et al. 2019). The peak is not a sign that "
                        "the model is too big: wider networks past it do better; do not stop "
                        "the width search there.")
-    else:
-        out["text"] = None
     return out

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from nasdepth.report.figures import TALL, WIDE, fmt_int, plt, sns
+from nasdepth.report.figures import TALL, WIDE, finish, fmt_int, plt, sns
 
 
 def probe_figure(curves: pd.DataFrame, saturated: pd.DataFrame) -> Figure | None:
@@ -26,12 +26,10 @@ def probe_figure(curves: pd.DataFrame, saturated: pd.DataFrame) -> Figure | None
         if not sat.empty:
             ax.plot(int(sat["unit"].iloc[0]) + 1, float(sat["reached"].iloc[0]), "s",
                     mfc="none", mec="black", ms=9)
-    ax.set(title="Linear probe accuracy per block (squares: 97% of the final probe reached)",
-           xlabel="unit (1 = stem, then blocks in forward order)",
-           ylabel="probe validation accuracy")
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, {"fontsize": 8, "loc": "lower right"},
+                  title="Linear probe accuracy per block (squares: 97% of the final probe "
+                  "reached)", xlabel="unit (1 = stem, then blocks in forward order)",
+                  ylabel="probe validation accuracy")
 
 
 def training_error_figure(table: pd.DataFrame) -> Figure | None:
@@ -49,11 +47,9 @@ def training_error_figure(table: pd.DataFrame) -> Figure | None:
         ax.plot(g["depth"].astype(float), g["val_error"], "x--", color=color,
                 label=f"{label}: validation")
     ax.set_xscale("log", base=2)
-    ax.set(title="Final training error (solid) and validation error (dashed) against depth",
-           xlabel="depth (blocks)", ylabel="error (1 - accuracy)")
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, {"fontsize": 7, "loc": "best"}, title="Final training error (solid) "
+                  "and validation error (dashed) against depth", xlabel="depth (blocks)",
+                  ylabel="error (1 - accuracy)")
 
 
 def width_error_figure(table: pd.DataFrame, dd: dict[str, Any] | None) -> Figure | None:
@@ -77,8 +73,6 @@ def width_error_figure(table: pd.DataFrame, dd: dict[str, Any] | None) -> Figure
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(w), [fmt_int(x) for x in w])
     ax.minorticks_off()
-    ax.set(title="Final training and validation error against width",
-           xlabel="width", ylabel="error (1 - accuracy)")
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, {"fontsize": 8, "loc": "best"},
+                  title="Final training and validation error against width", xlabel="width",
+                  ylabel="error (1 - accuracy)")

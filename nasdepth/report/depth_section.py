@@ -30,7 +30,7 @@ from nasdepth.report.depth_figures import (
     training_error_figure,
     width_error_figure,
 )
-from nasdepth.report.document import Block, Para, image
+from nasdepth.report.document import Block, Para, add_image
 from nasdepth.report.document import Table as Tab
 
 
@@ -50,14 +50,15 @@ def bootstrap_text(st: T.StudyTables, seed: int = 0) -> str | None:
             f"rule recommends {shares}.")
 
 
-def depth_summary_para(st: T.StudyTables) -> Para | None:
-    """The recommendation and its bootstrap shares, for the summary."""
+def depth_summary_para(st: T.StudyTables) -> list[Para]:
+    """The recommendation and its bootstrap shares, for the summary (none with fewer than two
+    depths)."""
     rec = T.recommend_depth(st)
     text = bootstrap_text(st)
     if rec is None or text is None:
-        return None
-    return Para(f"Recommended depth: {fmt_depth(rec.recommended['depth'])} (one-standard-error "
-                f"rule; see Depth). {text}")
+        return []
+    return [Para(f"Recommended depth: {fmt_depth(rec.recommended['depth'])} "
+                 f"(one-standard-error rule; see Depth). {text}")]
 
 
 def depth_analysis_blocks(st: T.StudyTables) -> list[Block]:
@@ -70,13 +71,10 @@ def depth_analysis_blocks(st: T.StudyTables) -> list[Block]:
     curves = probe_curves(best, probes) if not best.empty else pd.DataFrame()
     if not curves.empty:
         sat = saturation_table(curves)
-        fig = image(probe_figure(curves, sat), "linear_probes.png",
-                    "What each block adds: linear probe accuracy per block (Alain & Bengio "
-                    "2016), best candidate per depth")
-        if fig is not None:
-            blocks.append(fig)
-        for row in sat.to_dict(orient="records"):
-            blocks.append(Para(saturation_sentence(row)))
+        add_image(blocks, probe_figure(curves, sat), "linear_probes.png",
+                  "What each block adds: linear probe accuracy per block (Alain & Bengio "
+                  "2016), best candidate per depth")
+        blocks += [Para(saturation_sentence(row)) for row in sat.to_dict(orient="records")]
         if not sat.empty:
             early = sat[sat["unit"] + 1 < sat["units"]]
             if len(early) and float(early["added_points"].max()) < 1.0:
@@ -87,14 +85,11 @@ def depth_analysis_blocks(st: T.StudyTables) -> list[Block]:
     errors = training_error_table(st.folds, maximize=st.maximize)
     if not errors.empty:
         statements = depth_statements(errors)
-        for item in statements:
-            blocks.append(Para(item["text"],
-                               "warn" if item["kind"] == "degradation" else "text"))
+        blocks += [Para(item["text"], "warn" if item["kind"] == "degradation" else "text")
+                   for item in statements]
         if any(s["kind"] != "none" for s in statements):
-            fig = image(training_error_figure(errors), "training_error.png",
-                        "Final training and validation error against depth")
-            if fig is not None:
-                blocks.append(fig)
+            add_image(blocks, training_error_figure(errors), "training_error.png",
+                      "Final training and validation error against depth")
     pairs = aux_pairs(st.records)
     if pairs:
         heads = {n: (p or {}).get("aux_accuracy") or {} for n, p in probes.items()}
@@ -118,10 +113,8 @@ def width_descent_blocks(st: T.StudyTables) -> list[Block]:
     if dd is None:
         return []
     blocks: list[Block] = []
-    img = image(width_error_figure(table, dd), "width_error.png", "Final training and "
-                "validation error against width; dashed: the interpolation threshold")
-    if img is not None:
-        blocks.append(img)
+    add_image(blocks, width_error_figure(table, dd), "width_error.png", "Final training and "
+              "validation error against width; dashed: the interpolation threshold")
     marks: dict[Any, list[str]] = {w: [] for w in table["width"]}
     if dd["threshold"] is not None:
         marks[dd["threshold"]].append("interpolation threshold")

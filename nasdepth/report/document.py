@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,11 +62,11 @@ Block = Para | KeyValues | Table | Image | Details
 class Section:
     title: str
     blocks: list[Block] = field(default_factory=list)
-    anchor: str = ""
 
-    def __post_init__(self) -> None:
-        if not self.anchor:
-            self.anchor = slug(self.title)
+    @property
+    def anchor(self) -> str:
+        """The title as a URL fragment: ``#blocks-and-skip-connections``."""
+        return re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-") or "section"
 
 
 @dataclass
@@ -79,39 +80,32 @@ class Report:
         return f"Study {self.name}"
 
     def images(self) -> list[Image]:
-        out: list[Image] = []
-
-        def walk(blocks: list[Block]) -> None:
+        def walk(blocks: list[Block]) -> Iterator[Image]:
             for b in blocks:
                 if isinstance(b, Image):
-                    out.append(b)
+                    yield b
                 elif isinstance(b, Details):
-                    walk(b.blocks)
+                    yield from walk(b.blocks)
 
-        for s in self.sections:
-            walk(s.blocks)
-        return out
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
+        return [img for s in self.sections for img in walk(s.blocks)]
 
 
 DPI = 100
 
 
-def image(fig: Figure | None, name: str, caption: str) -> Image | None:
-    """Render ``fig`` to PNG (and close it); ``None`` passes through."""
+def add_image(blocks: list[Block], fig: Figure | None, name: str, caption: str) -> None:
+    """Render ``fig`` to PNG (and close it) as the next of ``blocks``; ``None`` (nothing to
+    draw) adds nothing."""
     if fig is None:
-        return None
+        return
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     w, h = fig.get_size_inches() * DPI
     plt.close(fig)
-    return Image(name=name, png=buf.getvalue(), caption=caption, width_px=int(w),
-                 height_px=int(h))
+    blocks.append(Image(name=name, png=buf.getvalue(), caption=caption, width_px=int(w),
+                        height_px=int(h)))
 
 
 def fmt(value: Any) -> str:

@@ -35,6 +35,30 @@ def _group(df: pd.DataFrame) -> pd.Series:
     return df["block"].astype(str) + ", " + skip
 
 
+def finish(fig: Figure, ax: Any, legend: dict[str, Any] | None = None, **labels: Any
+           ) -> Figure:
+    """The last steps of every figure: ``ax.set(**labels)`` (title, axis labels), the legend
+    where ``legend`` gives its keyword arguments, and the layout fitted to the figure."""
+    ax.set(**labels)
+    if legend is not None:
+        ax.legend(**legend)
+    fig.tight_layout()
+    return fig
+
+
+def _bars(table: pd.DataFrame, y: str, x: str, color: str, int_x: bool = False,
+          **labels: Any) -> Figure | None:
+    """Horizontal bars, one per row of ``table``: the figure grows with the rows (None
+    without rows)."""
+    if table.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(8.0, max(2.2, 0.4 * len(table) + 1.2)))
+    sns.barplot(data=table, y=y, x=x, color=color, ax=ax)
+    if int_x:
+        _int_x(ax)
+    return finish(fig, ax, **labels)
+
+
 def _int_x(ax: Any) -> None:
     """Depth is a count: integer ticks only."""
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -74,8 +98,7 @@ def depth_figure(folds: pd.DataFrame, depth_tab: pd.DataFrame, metric: str,
     tab = depth_tab.assign(group=_group(depth_tab))
     groups = sorted(tab["group"].unique())
     depths = sorted(float(d) for d in tab["depth"].unique())
-    step = min(np.diff(depths)) if len(depths) > 1 else 1.0
-    width = 0.6 * step
+    width = 0.6 * (min(np.diff(depths)) if len(depths) > 1 else 1.0)  # of the closest depths
     colors = sns.color_palette("tab10", len(groups))
     rng = np.random.default_rng(0)  # fixed jitter: the same study draws the same picture
     fig, ax = plt.subplots(figsize=TALL)
@@ -90,11 +113,9 @@ def depth_figure(folds: pd.DataFrame, depth_tab: pd.DataFrame, metric: str,
                     fmt="o-", capsize=3, color=color, label=group)
     _baseline_lines(ax, baselines, done["score"])
     ax.set_xticks(depths, [fmt_int(d) for d in depths])
-    ax.set(title="CV score against depth (dots: folds; bars: mean ± std over folds)",
-           xlabel="depth (blocks)", ylabel=metric_label(metric))
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, {"fontsize": 8, "loc": "best"},
+                  title="CV score against depth (dots: folds; bars: mean ± std over folds)",
+                  xlabel="depth (blocks)", ylabel=metric_label(metric))
 
 
 def fmt_int(value: float) -> str:
@@ -111,11 +132,9 @@ def gap_figure(depth_tab: pd.DataFrame) -> Figure | None:
     sns.lineplot(data=tab, x="depth", y="gap_mean", hue="group", marker="o", ax=ax)
     ax.axhline(0, color="grey", lw=0.8)
     _int_x(ax)
-    ax.set(title="Generalization gap against depth (overfitting begins where it rises)",
-           xlabel="depth (blocks)", ylabel="train − validation accuracy (fraction)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, {"fontsize": 8},
+                  title="Generalization gap against depth (overfitting begins where it rises)",
+                  xlabel="depth (blocks)", ylabel="train − validation accuracy (fraction)")
 
 
 def one_se_figure(best: pd.DataFrame, threshold: float, recommended_depth: Any,
@@ -133,11 +152,8 @@ def one_se_figure(best: pd.DataFrame, threshold: float, recommended_depth: Any,
     ax.axvline(float(recommended_depth), color="tab:green", ls=":", lw=1.5,
                label=f"recommended depth {recommended_depth}")
     _int_x(ax)
-    ax.set(title="Recommended depth by the one-standard-error rule", xlabel="depth (blocks)",
-           ylabel=metric_label(metric))
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, {"fontsize": 8}, title="Recommended depth by the one-standard-error "
+                  "rule", xlabel="depth (blocks)", ylabel=metric_label(metric))
 
 
 def width_heatmap(table: pd.DataFrame, metric: str) -> Figure | None:
@@ -148,10 +164,8 @@ def width_heatmap(table: pd.DataFrame, metric: str) -> Figure | None:
     fig, ax = plt.subplots(figsize=(8.0, max(2.5, 0.55 * len(grid) + 1.5)))
     sns.heatmap(grid, annot=True, fmt=".3f", cmap="viridis", ax=ax,
                 cbar_kws={"label": metric_label(metric)}, annot_kws={"fontsize": 8})
-    ax.set(title="Mean CV score by width and depth (blank: not tried)",
-           xlabel="depth (blocks)", ylabel="width (channels or units)")
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, title="Mean CV score by width and depth (blank: not tried)",
+                  xlabel="depth (blocks)", ylabel="width (channels or units)")
 
 
 def matched_figure(table: pd.DataFrame, metric: str) -> Figure | None:
@@ -164,11 +178,9 @@ def matched_figure(table: pd.DataFrame, metric: str) -> Figure | None:
         ax.annotate(f"w={row['width']}", (row["depth"], row["cv_mean"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
     _int_x(ax)
-    ax.set(title="Depth against width at matched parameter counts (labels: width)",
-           xlabel="depth (blocks)", ylabel=metric_label(metric))
-    ax.legend(title="parameters", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, {"title": "parameters", "fontsize": 8},
+                  title="Depth against width at matched parameter counts (labels: width)",
+                  xlabel="depth (blocks)", ylabel=metric_label(metric))
 
 
 def block_figure(table: pd.DataFrame, metric: str) -> Figure | None:
@@ -189,11 +201,9 @@ def block_figure(table: pd.DataFrame, metric: str) -> Figure | None:
                     capsize=4, color=color, label=kind)
     ax.set_xticks(range(len(budgets)), budgets)
     ax.set_xlim(-0.6, len(budgets) - 0.4)
-    ax.set(title="Block types at matched parameter budgets (best candidate ± std over folds)",
-           xlabel="parameters (budget bin)", ylabel=metric_label(metric))
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, {"fontsize": 8}, title="Block types at matched parameter budgets "
+                  "(best candidate ± std over folds)", xlabel="parameters (budget bin)",
+                  ylabel=metric_label(metric))
 
 
 def skip_figure(table: pd.DataFrame, metric: str) -> Figure | None:
@@ -208,10 +218,8 @@ def skip_figure(table: pd.DataFrame, metric: str) -> Figure | None:
     fig, ax = plt.subplots(figsize=WIDE)
     sns.lineplot(data=long, x="depth", y="score", hue="skip", marker="o", ax=ax)
     _int_x(ax)
-    ax.set(title="Skip connections on against off at each depth",
-           xlabel="depth (blocks)", ylabel=metric_label(metric))
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, title="Skip connections on against off at each depth",
+                  xlabel="depth (blocks)", ylabel=metric_label(metric))
 
 
 def pareto_figure(scored: pd.DataFrame, fronts: dict[str, pd.DataFrame],
@@ -231,21 +239,12 @@ def pareto_figure(scored: pd.DataFrame, fronts: dict[str, pd.DataFrame],
         ax.scatter(front[cost], front["cv_mean"], s=30, color="tab:red", label="Pareto front")
         ax.set_xscale("log")
         ax.set(xlabel=units[cost], title=f"Score against {cost}")
-    axes[0][0].set_ylabel(metric_label(metric))
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, axes[0][0], {"fontsize": 8}, ylabel=metric_label(metric))
 
 
 def importance_figure(table: pd.DataFrame) -> Figure | None:
-    if table.empty:
-        return None
-    fig, ax = plt.subplots(figsize=(8.0, max(2.2, 0.4 * len(table) + 1.2)))
-    sns.barplot(data=table, y="parameter", x="importance", color="tab:blue", ax=ax)
-    ax.set(title="Parameter importances", xlabel="importance (fraction of total)",
-           ylabel="parameter")
-    fig.tight_layout()
-    return fig
+    return _bars(table, "parameter", "importance", "tab:blue", title="Parameter importances",
+                 xlabel="importance (fraction of total)", ylabel="parameter")
 
 
 def history_figure(table: pd.DataFrame, metric: str) -> Figure | None:
@@ -256,22 +255,13 @@ def history_figure(table: pd.DataFrame, metric: str) -> Figure | None:
     ax.step(table["trial"], table["best_so_far"], where="post", color="tab:red",
             label="best so far")
     _int_x(ax)
-    ax.set(title="Optimization history", xlabel="trial number",
-           ylabel=f"objective: {metric_label(metric)}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, {"fontsize": 8}, title="Optimization history", xlabel="trial number",
+                  ylabel=f"objective: {metric_label(metric)}")
 
 
 def verdict_figure(counts: pd.DataFrame) -> Figure | None:
-    if counts.empty:
-        return None
-    fig, ax = plt.subplots(figsize=(8.0, max(2.2, 0.4 * len(counts) + 1.2)))
-    sns.barplot(data=counts, y="verdict", x="trials", color="tab:purple", ax=ax)
-    _int_x(ax)
-    ax.set(title="Diagnoses: trials per verdict", xlabel="trials (count)", ylabel="verdict")
-    fig.tight_layout()
-    return fig
+    return _bars(counts, "verdict", "trials", "tab:purple", int_x=True,
+                 title="Diagnoses: trials per verdict", xlabel="trials (count)", ylabel="verdict")
 
 
 # --- evidence from a trial's probe summary -------------------------------------------------
@@ -307,12 +297,13 @@ def evidence_figure(trace: dict[str, Any], title: str) -> Figure | None:
     fig = plt.figure(figsize=(8.0, 7.0 if len(panels) > 1 else 4.0))
     grid = fig.add_gridspec(2 if len(panels) > 1 else 1, 2, height_ratios=(
         [1.1, 1.0] if len(panels) > 1 else [1.0]))
-    slots = ([grid[0, :]] if panels[0] == "grad" else [grid[0, 0]]) if len(panels) > 1 else [
-        grid[0, :]]
-    if len(panels) > 1:
-        rest = [grid[1, 0], grid[1, 1]] if panels[0] == "grad" else [grid[0, 1], grid[1, :]]
-        slots += rest[:len(panels) - 1]
-    axes = [fig.add_subplot(slot) for slot in slots]
+    if len(panels) == 1:
+        slots = [grid[0, :]]
+    elif panels[0] == "grad":
+        slots = [grid[0, :], grid[1, 0], grid[1, 1]]
+    else:
+        slots = [grid[0, 0], grid[0, 1], grid[1, :]]
+    axes = [fig.add_subplot(slot) for slot in slots[:len(panels)]]
     for ax, panel in zip(axes, panels, strict=True):
         if panel == "grad" and grad is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -354,10 +345,8 @@ def gradient_profile_figure(profile: list[float | None], title: str) -> Figure |
     ax.plot(np.arange(len(vals)), np.where(vals > 0, vals, np.nan), marker="o")
     ax.set_yscale("log")
     _int_x(ax)
-    ax.set(title=title, xlabel="block index (0 = first block, last = head)",
-           ylabel="gradient RMS (log scale)")
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, title=title, xlabel="block index (0 = first block, last = head)",
+                  ylabel="gradient RMS (log scale)")
 
 
 def gradient_time_figure(table: pd.DataFrame, title: str) -> Figure | None:
@@ -377,24 +366,16 @@ def gradient_time_figure(table: pd.DataFrame, title: str) -> Figure | None:
                 label=f"{block}, epoch {epoch}")
     ax.set_yscale("log")
     _int_x(ax)
-    ax.set(title=title, xlabel="time step (0 = first step of the sequence)",
-           ylabel="gradient at the hidden state (RMS, log scale)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, {"fontsize": 7}, title=title,
+                  xlabel="time step (0 = first step of the sequence)",
+                  ylabel="gradient at the hidden state (RMS, log scale)")
 
 
 def controls_figure(frame: pd.DataFrame, title: str) -> Figure | None:
     """Validation accuracy of the model beside its control runs (shuffled labels, the
     counterfactual, logistic regression, a depth-2 model, fractions of the training data)."""
-    df = frame.dropna(subset=["val_accuracy"])
-    if df.empty:
-        return None
-    fig, ax = plt.subplots(figsize=(8.0, max(2.2, 0.4 * len(df) + 1.2)))
-    sns.barplot(data=df, y="run", x="val_accuracy", color="tab:gray", ax=ax)
-    ax.set(title=title, xlabel="validation accuracy (fraction)", ylabel="run")
-    fig.tight_layout()
-    return fig
+    return _bars(frame.dropna(subset=["val_accuracy"]), "run", "val_accuracy", "tab:gray",
+                 title=title, xlabel="validation accuracy (fraction)", ylabel="run")
 
 
 def lr_find_figure(curves: dict[str, dict[str, Any]]) -> Figure | None:
@@ -417,8 +398,6 @@ def lr_find_figure(curves: dict[str, dict[str, Any]]) -> Figure | None:
     ax.set_xscale("log")
     ax.set_ylim(bottom=0, top=max(top))
     rule = next(iter(curves.values())).get("rule", "")
-    ax.set(title=f"Learning-rate range tests (dots: the rate chosen, rule {rule})",
-           xlabel="learning rate", ylabel="training loss (averaged over 0.75 decade)")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, {"fontsize": 7, "ncol": 2},
+                  title=f"Learning-rate range tests (dots: the rate chosen, rule {rule})",
+                  xlabel="learning rate", ylabel="training loss (averaged over 0.75 decade)")

@@ -7,16 +7,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from nasdepth.report.document import (
-    Block,
-    Details,
-    Image,
-    KeyValues,
-    Para,
-    Report,
-    Table,
-    cells,
-)
+from nasdepth.report import document as D
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:900px;
@@ -43,32 +34,32 @@ def _cell(text: str) -> str:
     return f"<td{cls}>{escape(text)}</td>"
 
 
-def _block(b: Block) -> str:
-    if isinstance(b, Para):
+def _block(b: D.Block) -> str:
+    if isinstance(b, D.Para):
         cls = {"note": ' class="note"', "warn": ' class="warn"'}.get(b.kind, "")
         return f"<p{cls}>{escape(b.text)}</p>"
-    if isinstance(b, KeyValues):
+    if isinstance(b, D.KeyValues):
         items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in b.items)
         return f"<dl>{items}</dl>"
-    if isinstance(b, Table):
-        header, rows, left = cells(b.df, b.max_rows)
+    if isinstance(b, D.Table):
+        header, rows, left = D.cells(b.df, b.max_rows)
         cap = f"<caption>{escape(b.caption)}</caption>" if b.caption else ""
         head = "".join(f"<th>{escape(h)}</th>" for h in header)
         body = "".join("<tr>" + "".join(_cell(c) for c in r) + "</tr>" for r in rows)
         more = (f'<p class="note">{left} more rows in the CSV files.</p>' if left else "")
         return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
-    if isinstance(b, Image):
+    if isinstance(b, D.Image):
         data = base64.b64encode(b.png).decode("ascii")
         size = f' width="{b.width_px}" height="{b.height_px}"' if b.width_px else ""
         return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(b.caption)}"'
                 f'{size}><figcaption>{escape(b.caption)}</figcaption></figure>')
-    if isinstance(b, Details):
+    if isinstance(b, D.Details):
         inner = "\n".join(_block(x) for x in b.blocks)
         return f"<details><summary>{escape(b.summary)}</summary>\n{inner}\n</details>"
     raise TypeError(f"unknown report block {type(b).__name__}")
 
 
-def render_html(report: Report) -> str:
+def render_html(report: D.Report) -> str:
     """The whole page as a string."""
     nav = "".join(f'<li><a href="#{s.anchor}">{escape(s.title)}</a></li>'
                   for s in report.sections)

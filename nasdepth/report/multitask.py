@@ -4,14 +4,13 @@ module only draws them and writes the section (None for a single-task study)."""
 
 from __future__ import annotations
 
-import optuna
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from nasdepth.report import tasks_tables as MT
-from nasdepth.report.document import Block, KeyValues, Para, Section, fmt, image
+from nasdepth.report.document import Block, KeyValues, Para, Section, add_image, fmt
 from nasdepth.report.document import Table as Tab
-from nasdepth.report.figures import WIDE, metric_label, plt, sns
+from nasdepth.report.figures import WIDE, finish, metric_label, plt, sns
 from nasdepth.report.tables import StudyTables
 
 
@@ -22,10 +21,9 @@ def branch_figure(table: pd.DataFrame, metric: str):  # type: ignore[no-untyped-
     fig, ax = plt.subplots(figsize=WIDE)
     sns.lineplot(data=table, x="branch_at", y="best", hue="task", marker="o", ax=ax)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(title="Score against the depth of the shared trunk",
-           xlabel="branch_at (blocks shared; 0: only the stem)", ylabel=metric_label(metric))
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, title="Score against the depth of the shared trunk",
+                  xlabel="branch_at (blocks shared; 0: only the stem)",
+                  ylabel=metric_label(metric))
 
 
 def sharing_figure(folds: pd.DataFrame, metric: str):  # type: ignore[no-untyped-def]
@@ -36,13 +34,11 @@ def sharing_figure(folds: pd.DataFrame, metric: str):  # type: ignore[no-untyped
     # tasks are categories: points with one SD over folds, no line from task to task
     sns.pointplot(data=folds, x="task", y="score", hue="mode", dodge=0.3, ax=ax,
                   errorbar="sd", linestyle="none", capsize=0.1)
-    ax.set(title="Each task: shared network against the same architecture alone",
-           xlabel="task", ylabel=metric_label(metric))
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, title="Each task: shared network against the same architecture "
+                  "alone", xlabel="task", ylabel=metric_label(metric))
 
 
-def multitask_section(study: optuna.Study, st: StudyTables) -> Section | None:
+def multitask_section(st: StudyTables) -> Section | None:
     if not MT.is_multitask(st):
         return None
     tasks_cfg = (st.config.get("tasks") or {}) if isinstance(st.config, dict) else {}
@@ -73,14 +69,14 @@ def multitask_section(study: optuna.Study, st: StudyTables) -> Section | None:
         trial = baselines.get("trial") if isinstance(baselines, dict) else None
         blocks.append(Para(f"Trial {trial}'s architecture trained on each task alone, on the "
                            "same folds with the same seeds, against the shared network."))
-        _add(blocks, image(sharing_figure(MT.sharing_folds(baselines, metric), metric),
-                           "multitask_sharing.png", "Multitask against single-task"))
+        add_image(blocks, sharing_figure(MT.sharing_folds(baselines, metric), metric),
+                  "multitask_sharing.png", "Multitask against single-task")
         blocks.append(Tab(sharing, "Does sharing help? (difference: multitask − single; "
                                    "p: corrected resampled t-test on the shared folds)"))
     branch = MT.branch_table(scores, st.maximize)
     if not branch.empty:
-        _add(blocks, image(branch_figure(branch, metric), "multitask_branch.png",
-                           "Score against branch_at"))
+        add_image(blocks, branch_figure(branch, metric), "multitask_branch.png",
+                  "Score against branch_at")
         blocks.append(Tab(branch, "Each task's score against branch_at (best and mean over "
                                   "trials)"))
     if best is not None and not scores.empty:
@@ -88,8 +84,3 @@ def multitask_section(study: optuna.Study, st: StudyTables) -> Section | None:
         blocks.append(Tab(own.reset_index(drop=True),
                           f"Trial {best}: each task's score and diagnosis"))
     return Section("Multitask", blocks)
-
-
-def _add(blocks: list[Block], item: Block | None) -> None:
-    if item is not None:
-        blocks.append(item)

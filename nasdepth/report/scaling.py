@@ -14,9 +14,8 @@ import optuna
 import pandas as pd
 
 from nasdepth.report import tables as T
-from nasdepth.report.document import Block, Para, Section, Table, fmt, image
-from nasdepth.report.stats import corrected_resampled_ttest
-from nasdepth.study.record import read_record
+from nasdepth.report.document import Block, Para, Section, Table, add_image, fmt
+from nasdepth.report.figures import finish, plt
 
 PHI, RULE = "scaling.phi", "scaling.rule"
 TABLE_COLUMNS = ["phi", "rule", "trial", "resolution", "depth", "width", "params", "flops",
@@ -27,20 +26,19 @@ TEST_COLUMNS = ["phi", "best", "rule", "diff", "t", "p_value", "folds", "worse"]
 def scaling_table(study: optuna.Study, st: T.StudyTables) -> pd.DataFrame:
     """One row per scored candidate of a scaling study: its rule, φ, input side and costs;
     ``flops_rel`` is its FLOPs over the median of its φ tier (1 = matched)."""
-    params = {}
-    for t in study.get_trials(deepcopy=False):
-        summary = read_record(t).summary
-        params[t.number] = ({**t.params, **summary}, summary.get("resolution"))
+    sampled = {t.number: t.params for t in study.get_trials(deepcopy=False)}
     rows = []
     for _, row in st.scored.iterrows():
-        p, side = params.get(int(row["trial"]), ({}, None))
+        summary = st.records[int(row["trial"])].summary  # the record collect read
+        p = {**sampled.get(int(row["trial"]), {}), **summary}
         if RULE not in p and PHI not in p:
             continue
         # a fixed phi is no Optuna parameter: the objective records it (older runs: one tier)
         rows.append({"phi": float(p.get(PHI, math.nan)), "rule": str(p.get(RULE, "")),
-                     "trial": int(row["trial"]), "resolution": side, "depth": row["depth"],
-                     "width": row["width"], "params": row["params"], "flops": row["flops"],
-                     "cv_mean": float(row["cv_mean"]), "cv_se": float(row["cv_se"])})
+                     "trial": int(row["trial"]), "resolution": summary.get("resolution"),
+                     "depth": row["depth"], "width": row["width"], "params": row["params"],
+                     "flops": row["flops"], "cv_mean": float(row["cv_mean"]),
+                     "cv_se": float(row["cv_se"])})
     if not rows:
         return pd.DataFrame(columns=TABLE_COLUMNS)
     table = pd.DataFrame(rows)
@@ -63,36 +61,10 @@ def best_per_rule(table: pd.DataFrame, maximize: bool) -> pd.DataFrame:
 def rule_tests(st: T.StudyTables, best: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """At each φ, the best rule against each other rule, paired on shared folds (``diff`` =
     best − that rule; ``worse``: significantly worse at level ``alpha``)."""
-    rows = []
-    sign = 1.0 if st.maximize else -1.0
-    for phi, tier in best.groupby("phi"):
-        if len(tier) < 2:
-            continue
-        top = tier.loc[tier["cv_mean"].idxmax() if st.maximize else tier["cv_mean"].idxmin()]
-        a = T.fold_scores(st.folds, top["trial"])
-        for _, row in tier.iterrows():
-            if row["trial"] == top["trial"]:
-                continue
-            b = T.fold_scores(st.folds, row["trial"])
-            shared = a.index.intersection(b.index)
-            if len(shared) < 2:
-                continue
-            n_train, n_test = _fold_sizes(st.folds[st.folds["trial"] == top["trial"]],
-                                          len(shared))
-            test = corrected_resampled_ttest(a.loc[shared].to_numpy(),
-                                             b.loc[shared].to_numpy(), n_train=n_train,
-                                             n_test=n_test)
-            rows.append({"phi": phi, "best": top["rule"], "rule": row["rule"],
-                         "diff": test.mean_diff, "t": test.t, "p_value": test.p_value,
-                         "folds": test.k,
-                         "worse": bool(sign * test.mean_diff > 0 and test.p_value < alpha)})
+    rows = [{"phi": phi, "best": top["rule"], "rule": row["rule"], **test}
+            for phi, tier in best.groupby("phi") if len(tier) >= 2
+            for top, row, test in T.against_best(st, tier, alpha)]
     return pd.DataFrame(rows, columns=TEST_COLUMNS)
-
-
-def _fold_sizes(folds: pd.DataFrame, k: int) -> tuple[float, float]:
-    if {"n_train", "n_val"} <= set(folds.columns) and folds["n_train"].notna().any():
-        return float(folds["n_train"].mean()), float(folds["n_val"].mean())
-    return float(k - 1), 1.0
 
 
 def answer(best: pd.DataFrame, tests: pd.DataFrame) -> list[str]:
@@ -121,22 +93,15 @@ def scaling_figure(best: pd.DataFrame, metric: str) -> Any:
     """CV score (± one standard error) against FLOPs, one line per rule."""
     if best.empty:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for rule, rows in best.sort_values("flops").groupby("rule"):
         se = rows["cv_se"].fillna(0.0)
         ax.errorbar(rows["flops"].astype(float), rows["cv_mean"], yerr=se, marker="o",
                     capsize=3, label=str(rule))
     ax.set_xscale("log")
-    ax.set(title="Which way to scale: CV score against FLOPs by rule",
-           xlabel="FLOPs per sample (log scale)", ylabel=metric)
-    ax.legend(title="rule", fontsize="small")
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, {"title": "rule", "fontsize": "small"},
+                  title="Which way to scale: CV score against FLOPs by rule",
+                  xlabel="FLOPs per sample (log scale)", ylabel=metric)
 
 
 def scaling_section(study: optuna.Study, st: T.StudyTables) -> Section | None:
@@ -153,10 +118,8 @@ def scaling_section(study: optuna.Study, st: T.StudyTables) -> Section | None:
         "median.")]
     blocks += [Para(line, "warn" if i == 0 else "text") for i, line in
                enumerate(answer(best, tests))]
-    fig = image(scaling_figure(best, st.metric), "scaling.png",
-                "CV score against FLOPs, one line per scaling rule")
-    if fig is not None:
-        blocks.append(fig)
+    add_image(blocks, scaling_figure(best, st.metric), "scaling.png",
+              "CV score against FLOPs, one line per scaling rule")
     # a tier whose phi the storage does not know (-1: an older run with phi fixed) shows empty
     best, tests = (t.replace({"phi": {-1.0: math.nan}}) for t in (best, tests))
     blocks.append(Table(best, "Best candidate of each rule at each φ (resolution: the input "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,10 +29,8 @@ def one_se_rule(table: pd.DataFrame, *, score: str = "cv_mean", se: str = "cv_se
     best_se = float(rows.loc[best, se]) if se in rows else 0.0
     best_se = 0.0 if not math.isfinite(best_se) else best_se
     best_score = float(rows.loc[best, score])
-    if maximize:
-        within = rows[rows[score] >= best_score - best_se]
-    else:
-        within = rows[rows[score] <= best_score + best_se]
+    within = rows[rows[score] >= best_score - best_se] if maximize \
+        else rows[rows[score] <= best_score + best_se]
     ordered = within.sort_values([complexity, score], ascending=[True, not maximize],
                                  kind="mergesort")
     return ordered.index[0]
@@ -49,9 +47,6 @@ class TTest:
     dof: int
     k: int
     test_train_ratio: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def corrected_resampled_ttest(a: Sequence[float], b: Sequence[float], *, n_train: float,

@@ -148,37 +148,24 @@ def collect(study: optuna.Study) -> StudyTables:
     config = dict(srec.settings)
     directions = [d.name for d in study.directions]
     metric, maximize = _objective(config, directions)
-    rows, fold_rows = [], []
-    diagnoses: dict[int, dict[str, Any]] = {}
-    probes: dict[int, Any] = {}
-    values: dict[int, list[float]] = {}
-    traces: dict[int, dict[str, Any]] = {}
-    records: dict[int, TrialRecord] = {}
-    lr_finds: dict[int, dict[str, Any]] = {}
-    duplicates: set[int] = set()
     reread = study_verdicts(study)  # plateau verdicts read again beside trials that learned
-    for t in study.get_trials(deepcopy=False):
-        rec = records[t.number] = read_record(t)
-        if rec.duplicate_of is not None:
-            duplicates.add(t.number)
+    trials = study.get_trials(deepcopy=False)
+    records = {t.number: read_record(t) for t in trials}
+    diagnoses: dict[int, dict[str, Any]] = {}
+    for n, r in records.items():
+        diag = reread.get(n, r.diagnosis if isinstance(r.diagnosis, dict) else None)
+        if diag:
+            diagnoses[n] = diag
+    rows, fold_rows = [], []
+    for t in trials:
+        rec = records[t.number]
         training = rec.training or None
-        if isinstance(rec.lr_find, dict):
-            lr_finds[t.number] = rec.lr_find
         summary = rec.summary or {}
         folds = pd.DataFrame(rec.cv_folds)
         scores = (folds[metric].astype(float) if metric in folds
                   else pd.Series(dtype=float))
         arch = {k: summary.get(k) for k in ARCH_COLUMNS}
-        diag = rec.diagnosis if isinstance(rec.diagnosis, dict) and rec.diagnosis else None
-        diag = reread.get(t.number, diag)
-        if diag:
-            diagnoses[t.number] = diag
-        if isinstance(rec.probe_summary, dict):
-            probes[t.number] = rec.probe_summary
-        if isinstance(rec.trace_summary, dict) and rec.trace_summary.get("epochs"):
-            traces[t.number] = rec.trace_summary
-        if t.values is not None:
-            values[t.number] = [float(v) for v in t.values]
+        diag = diagnoses.get(t.number)
         k = len(scores)
         std = float(scores.std(ddof=1)) if k > 1 else math.nan
         rows.append({
@@ -204,17 +191,22 @@ def collect(study: optuna.Study) -> StudyTables:
             fold_rows.append({"trial": t.number, "state": t.state.name, **arch,
                               "params": rows[-1]["params"], **fold,
                               "score": fold.get(metric, math.nan)})
-    trials = pd.DataFrame(rows, columns=TRIAL_COLUMNS)
     folds_df = pd.DataFrame(fold_rows)
     if folds_df.empty:
         folds_df = pd.DataFrame(columns=["trial", "state", *ARCH_COLUMNS, "params", "fold",
                                          "score"])
-    return StudyTables(name=study.study_name, metric=metric, maximize=maximize,
-                       directions=directions, config=config,
-                       data=dict(srec.data), trials=trials,
-                       folds=folds_df, diagnoses=diagnoses, probes=probes, traces=traces,
-                       values=values, records=records,
-                       lr_finds=lr_finds, duplicates=duplicates, study=srec)
+    return StudyTables(
+        name=study.study_name, metric=metric, maximize=maximize, directions=directions,
+        config=config, data=dict(srec.data), trials=pd.DataFrame(rows, columns=TRIAL_COLUMNS),
+        folds=folds_df, diagnoses=diagnoses,
+        probes={n: r.probe_summary for n, r in records.items()
+                if isinstance(r.probe_summary, dict)},
+        traces={n: r.trace_summary for n, r in records.items()
+                if isinstance(r.trace_summary, dict) and r.trace_summary.get("epochs")},
+        values={t.number: [float(v) for v in t.values] for t in trials if t.values is not None},
+        records=records,
+        lr_finds={n: r.lr_find for n, r in records.items() if isinstance(r.lr_find, dict)},
+        duplicates={n for n, r in records.items() if r.duplicate_of is not None}, study=srec)
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -255,11 +247,8 @@ def depth_table(folds: pd.DataFrame) -> pd.DataFrame:
 
 def varied_recipe(trials: pd.DataFrame) -> list[str]:
     """The recipe columns (beyond ``lr``) that took more than one value among ``trials``."""
-    out = []
-    for col in RECIPE_COLUMNS[2:]:
-        if col in trials and trials[col].dropna().astype(str).nunique() > 1:
-            out.append(col)
-    return out
+    return [col for col in RECIPE_COLUMNS[2:]
+            if col in trials and trials[col].dropna().astype(str).nunique() > 1]
 
 
 def best_per_depth(st: StudyTables) -> pd.DataFrame:
@@ -317,14 +306,6 @@ class DepthRecommendation:
     ttest: TTest | None
     shared_folds: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"best_trial": int(self.best["trial"]), "best_depth": float(self.best["depth"]),
-                "recommended_trial": int(self.recommended["trial"]),
-                "recommended_depth": float(self.recommended["depth"]),
-                "threshold": self.threshold,
-                "shared_folds": self.shared_folds,
-                "ttest": None if self.ttest is None else self.ttest.to_dict()}
-
 
 def fold_scores(folds: pd.DataFrame, trial: Any) -> pd.Series:
     """A trial's fold scores indexed by fold (by (repeat, fold) under repeated CV), so two
@@ -335,10 +316,37 @@ def fold_scores(folds: pd.DataFrame, trial: Any) -> pd.Series:
     return rows.set_index(keys)["score"].astype(float)
 
 
-def _fold_sizes(folds: pd.DataFrame, k: int) -> tuple[float, float]:
-    if {"n_train", "n_val"} <= set(folds.columns) and folds["n_train"].notna().any():
-        return float(folds["n_train"].mean()), float(folds["n_val"].mean())
-    return float(k - 1), 1.0  # k-fold: each validation fold is 1/(k-1) of its training set
+def paired_test(folds: pd.DataFrame, a: Any, b: Any) -> tuple[TTest | None, int]:
+    """Trial ``a`` against trial ``b`` (``mean_diff`` = a − b) by the corrected resampled
+    t-test on the folds they share, and how many they share (no test under two)."""
+    sa, sb = fold_scores(folds, a), fold_scores(folds, b)
+    shared = sa.index.intersection(sb.index)
+    if len(shared) < 2:
+        return None, len(shared)
+    own = folds[folds["trial"] == a]
+    if {"n_train", "n_val"} <= set(own.columns) and own["n_train"].notna().any():
+        n_train, n_test = float(own["n_train"].mean()), float(own["n_val"].mean())
+    else:  # k-fold: each validation fold is 1/(k-1) of its training set
+        n_train, n_test = float(len(shared) - 1), 1.0
+    return corrected_resampled_ttest(sa.loc[shared].to_numpy(), sb.loc[shared].to_numpy(),
+                                     n_train=n_train, n_test=n_test), len(shared)
+
+
+def against_best(st: StudyTables, table: pd.DataFrame, alpha: float = 0.05
+                 ) -> list[tuple[pd.Series, pd.Series, dict[str, Any]]]:
+    """The best row of ``table`` (a candidate per row: ``trial``, ``cv_mean``) against each
+    other row on their shared folds: (best, row, ``diff`` = best − row, ``t``, ``p_value``,
+    ``folds`` and ``worse``: the row significantly worse at level ``alpha``)."""
+    best = table.loc[table["cv_mean"].idxmax() if st.maximize else table["cv_mean"].idxmin()]
+    sign = 1.0 if st.maximize else -1.0
+    out = []
+    for _, row in table[table["trial"] != best["trial"]].iterrows():
+        test, _ = paired_test(st.folds, best["trial"], row["trial"])
+        if test is not None:
+            out.append((best, row, {
+                "diff": test.mean_diff, "t": test.t, "p_value": test.p_value, "folds": test.k,
+                "worse": bool(sign * test.mean_diff > 0 and test.p_value < alpha)}))
+    return out
 
 
 def recommend_depth(st: StudyTables) -> DepthRecommendation | None:
@@ -352,18 +360,10 @@ def recommend_depth(st: StudyTables) -> DepthRecommendation | None:
     best, rec = table.loc[best_idx], table.loc[idx]
     se = float(best["cv_se"]) if math.isfinite(float(best["cv_se"])) else 0.0
     threshold = float(best["cv_mean"]) - se if st.maximize else float(best["cv_mean"]) + se
-    a = fold_scores(st.folds, best["trial"])
-    b = fold_scores(st.folds, rec["trial"])
-    shared = a.index.intersection(b.index)
-    test = None
-    if best["trial"] != rec["trial"] and len(shared) >= 2:
-        n_train, n_test = _fold_sizes(st.folds[st.folds["trial"] == best["trial"]],
-                                      len(shared))
-        test = corrected_resampled_ttest(a.loc[shared].astype(float).to_numpy(),
-                                         b.loc[shared].astype(float).to_numpy(),
-                                         n_train=n_train, n_test=n_test)
-    return DepthRecommendation(best=best, recommended=rec, threshold=threshold, ttest=test,
-                               shared_folds=len(shared))
+    test, shared = paired_test(st.folds, best["trial"], rec["trial"])
+    return DepthRecommendation(best=best, recommended=rec, threshold=threshold,
+                               ttest=test if best["trial"] != rec["trial"] else None,
+                               shared_folds=shared)
 
 
 def depth_tests(st: StudyTables, alpha: float = 0.05) -> pd.DataFrame:
@@ -375,25 +375,8 @@ def depth_tests(st: StudyTables, alpha: float = 0.05) -> pd.DataFrame:
     table = best_per_depth(st)
     if len(table) < 2:
         return pd.DataFrame(columns=cols)
-    best = table.loc[table["cv_mean"].idxmax() if st.maximize else table["cv_mean"].idxmin()]
-    a = fold_scores(st.folds, best["trial"])
-    sign = 1.0 if st.maximize else -1.0
-    rows = []
-    for _, row in table.iterrows():
-        if row["trial"] == best["trial"]:
-            continue
-        b = fold_scores(st.folds, row["trial"])
-        shared = a.index.intersection(b.index)
-        if len(shared) < 2:
-            continue
-        n_train, n_test = _fold_sizes(st.folds[st.folds["trial"] == best["trial"]],
-                                      len(shared))
-        test = corrected_resampled_ttest(a.loc[shared].to_numpy(), b.loc[shared].to_numpy(),
-                                         n_train=n_train, n_test=n_test)
-        rows.append({"depth": row["depth"], "trial": row["trial"], "cv_mean": row["cv_mean"],
-                     "diff": test.mean_diff, "t": test.t, "p_value": test.p_value,
-                     "folds": test.k,
-                     "worse": bool(sign * test.mean_diff > 0 and test.p_value < alpha)})
+    rows = [{"depth": row["depth"], "trial": row["trial"], "cv_mean": row["cv_mean"], **test}
+            for _, row, test in against_best(st, table, alpha)]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -495,9 +478,9 @@ def pareto_table(st: StudyTables, cost: str) -> pd.DataFrame:
 
 def history_table(st: StudyTables) -> pd.DataFrame:
     """Objective (first value) of every complete trial in trial order, with the best so far."""
-    rows = [(n, v[0]) for n, v in sorted(st.values.items()) if v]
     done = set(st.complete["trial"])
-    df = pd.DataFrame([r for r in rows if r[0] in done], columns=["trial", "value"])
+    df = pd.DataFrame([(n, v[0]) for n, v in sorted(st.values.items()) if v and n in done],
+                      columns=["trial", "value"])
     best = df["value"].cummax() if st.maximize else df["value"].cummin()
     return df.assign(best_so_far=best)
 
@@ -518,10 +501,6 @@ def importance_table(study: optuna.Study, *, min_trials: int = 5
 
     # PED-ANOVA ranks parameters by how they reach *low* target values: flip maximized ones
     sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
-
-    def target(t: optuna.trial.FrozenTrial) -> float:
-        return sign * float(t.values[0])
-
     notes = []
     evaluators: list[tuple[str, type[optuna.importance.BaseImportanceEvaluator]]] = [
         ("PED-ANOVA", optuna.importance.PedAnovaImportanceEvaluator),
@@ -530,8 +509,8 @@ def importance_table(study: optuna.Study, *, min_trials: int = 5
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # the direction note, handled
-                imp = optuna.importance.get_param_importances(study, evaluator=cls(),
-                                                              target=target)
+                imp = optuna.importance.get_param_importances(
+                    study, evaluator=cls(), target=lambda t: sign * float(t.values[0]))
         except Exception as exc:  # e.g. too few trials above the quantile; try the next one
             notes.append(f"{label} could not run ({type(exc).__name__}: {exc}).")
             continue
@@ -627,9 +606,8 @@ def verdict_counts(diagnoses: pd.DataFrame) -> pd.DataFrame:
 def architectures_tried(st: StudyTables) -> int:
     """Distinct architectures among the scored trials (by their recorded ``ArchConfig``); 1:
     the study searched the training recipe, the transfer mode or the tasks only."""
-    archs = {json.dumps(st.records[int(n)].arch, sort_keys=True)
-             for n in st.scored["trial"] if int(n) in st.records}
-    return len(archs)
+    return len({json.dumps(st.records[int(n)].arch, sort_keys=True)
+                for n in st.scored["trial"] if int(n) in st.records})
 
 
 def gradient_time_table(trace: dict[str, Any]) -> pd.DataFrame:

@@ -1,14 +1,6 @@
 """The tables of a multitask study's report section, computed from the trial records and the
-study's stored single-task baselines (drawn in :mod:`nasdepth.report.multitask`).
-
-- :func:`task_scores`: one row per complete trial and task (its ``branch_at``, head depth, CV
-  score mean and std, and that task's verdict);
-- :func:`branch_table`: each task's score against ``branch_at`` (best and mean over trials);
-- :func:`sharing_table`: each task's multitask score against the same architecture trained on
-  that task alone on the same folds (paired differences, corrected resampled t-test);
-- :func:`flagged_tasks`: tasks of the best trial that the diagnosis calls data-limited (no
-  signal in their labels for this model and the shallow baseline).
-"""
+study's stored single-task baselines (drawn in :mod:`nasdepth.report.multitask`): per-task
+scores, score against ``branch_at``, sharing against single-task, flagged tasks."""
 
 from __future__ import annotations
 
@@ -30,6 +22,8 @@ def is_multitask(st: StudyTables) -> bool:
 
 
 def task_scores(st: StudyTables) -> pd.DataFrame:
+    """One row per complete trial and task: its ``branch_at``, head depth, CV score mean and
+    std, and that task's verdict."""
     rows = []
     done = set(st.complete["trial"].astype(int)) if not st.trials.empty else set()
     for number, rec in sorted(st.records.items()):
@@ -104,7 +98,8 @@ def sharing_folds(baselines: dict[str, Any] | None, metric: str = "val_accuracy"
 
 
 def flagged_tasks(scores: pd.DataFrame, best_trial: int | None) -> pd.DataFrame:
-    """Tasks the best trial's diagnosis calls data-limited (their labels carry no signal)."""
+    """Tasks the best trial's diagnosis calls data-limited (their labels carry no signal for
+    this model and the shallow baseline)."""
     if scores.empty or best_trial is None:
         return pd.DataFrame(columns=["task", "mean", "verdict"])
     own = scores[(scores["trial"] == best_trial) & (scores["verdict"] == DATA_LIMITED)]

@@ -7,6 +7,7 @@ learning curve (fractions of each training fold) per mode, computed from the tri
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,12 +15,10 @@ import numpy as np
 import pandas as pd
 
 from nasdepth.report import tables as T
-from nasdepth.report.document import Para, Section
+from nasdepth.report.document import Block, Para, Section, add_image
 from nasdepth.report.document import Table as Tab
 from nasdepth.train.config import TRANSFER_MODES
 
-#: the modes in the order the report lists them (a study may search any subset)
-MODE_ORDER = TRANSFER_MODES
 FEATURE_EXTRACTION_BLOCKS = "0 (feature extraction)"
 
 
@@ -35,10 +34,6 @@ class TransferTables:
     by_blocks: pd.DataFrame
     learning_curve: pd.DataFrame
 
-    @property
-    def empty(self) -> bool:
-        return self.trials.empty
-
 
 def _blocks_label(transfer: dict[str, Any]) -> str | None:
     mode = transfer.get("mode")
@@ -50,10 +45,12 @@ def _blocks_label(transfer: dict[str, Any]) -> str | None:
     return "all" if n is None else str(int(n))
 
 
-def _best(df: pd.DataFrame, by: str, maximize: bool) -> pd.DataFrame:
-    """The best trial of each group of ``by`` with the group's trial count."""
+def _best(df: pd.DataFrame, by: str, maximize: bool, order: Callable[[Any], Any]
+          ) -> pd.DataFrame:
+    """The best trial of each group of ``by`` with the group's trial count, the groups sorted
+    by ``order`` of their value."""
     rows = []
-    for key, group in df.groupby(by, sort=False):
+    for key, group in sorted(df.groupby(by, sort=False), key=lambda kg: order(kg[0])):
         best = group.loc[group["cv_mean"].idxmax() if maximize else group["cv_mean"].idxmin()]
         rows.append({by: key, "trials": len(group), "best_trial": int(best["trial"]),
                      "cv_mean": float(best["cv_mean"]), "cv_std": float(best["cv_std"]),
@@ -63,17 +60,10 @@ def _best(df: pd.DataFrame, by: str, maximize: bool) -> pd.DataFrame:
                                        "seconds_per_fold", "trainable_params"])
 
 
-def _order(df: pd.DataFrame, key: str, order: list[str]) -> pd.DataFrame:
-    rank = {v: i for i, v in enumerate(order)}
-    return df.sort_values(key, key=lambda s: s.map(lambda v: rank.get(v, len(rank)))) \
-        .reset_index(drop=True)
-
-
 def transfer_tables(st: T.StudyTables) -> TransferTables:
     """The section's tables (empty frames in a study without transfer records)."""
-    scored = st.scored
     rows = []
-    for _, t in scored.iterrows():
+    for _, t in st.scored.iterrows():
         rec = st.records.get(int(t["trial"]))
         transfer = getattr(rec, "transfer", None)
         if not isinstance(transfer, dict) or "mode" not in transfer:
@@ -94,13 +84,11 @@ def transfer_tables(st: T.StudyTables) -> TransferTables:
     if trials.empty:
         empty = pd.DataFrame()
         return TransferTables(trials, empty, empty, empty)
-    by_mode = _order(_best(trials, "mode", st.maximize), "mode", list(MODE_ORDER))
-    blocks = trials.dropna(subset=["trainable_blocks"])
-    labels = sorted(set(blocks["trainable_blocks"]),
-                    key=lambda v: (v != FEATURE_EXTRACTION_BLOCKS, v == "all",
-                                   int(v) if v.isdigit() else 0))
-    by_blocks = _order(_best(blocks, "trainable_blocks", st.maximize), "trainable_blocks",
-                       labels)
+    rank = {mode: i for i, mode in enumerate(TRANSFER_MODES)}
+    by_mode = _best(trials, "mode", st.maximize, lambda m: rank.get(m, len(rank)))
+    by_blocks = _best(trials.dropna(subset=["trainable_blocks"]), "trainable_blocks",
+                      st.maximize, lambda v: (v != FEATURE_EXTRACTION_BLOCKS, v == "all",
+                                              int(v) if v.isdigit() else 0))
     return TransferTables(trials, by_mode, by_blocks, learning_curve_table(st, by_mode))
 
 
@@ -115,8 +103,7 @@ def learning_curve_table(st: T.StudyTables, by_mode: pd.DataFrame) -> pd.DataFra
         curve = pd.DataFrame((rec.transfer or {}).get("learning_curve") or [])
         parts = [(float(f), g) for f, g in curve.groupby("fraction")] if not curve.empty \
             and metric in curve else []
-        own = pd.DataFrame(rec.cv_folds)
-        parts.append((1.0, own))
+        parts.append((1.0, pd.DataFrame(rec.cv_folds)))  # its own CV
         for fraction, g in parts:
             scores = g[metric].astype(float) if metric in g else pd.Series(dtype=float)
             rows.append({"mode": best["mode"], "trial": trial, "fraction": fraction,
@@ -134,9 +121,8 @@ def where_extraction_ends(curve: pd.DataFrame, maximize: bool = True) -> str | N
         return None
     fe = curve[curve["mode"] == "feature_extraction"].set_index("fraction")
     ft = curve[curve["mode"] == "fine_tune"].set_index("fraction")
-    common = sorted(set(fe.index) & set(ft.index))
     sign = 1.0 if maximize else -1.0
-    for f in common:
+    for f in sorted(set(fe.index) & set(ft.index)):  # the fractions both have
         gap = sign * (ft.loc[f, "score"] - fe.loc[f, "score"])
         noise = np.nanmean([fe.loc[f, "std"], ft.loc[f, "std"]])
         if gap > (noise if np.isfinite(noise) else 0.0):
@@ -149,30 +135,23 @@ def where_extraction_ends(curve: pd.DataFrame, maximize: bool = True) -> str | N
 def transfer_section(st: T.StudyTables) -> Section | None:
     """The "Transfer" section, or None in a study without transfer trials."""
     from nasdepth.report import transfer_figures as TF
-    from nasdepth.report.document import image
 
     tabs = transfer_tables(st)
-    if tabs.empty:
+    if tabs.trials.empty:
         return None
-    blocks: list[Any] = []
-    fig = image(TF.mode_figure(tabs.trials, st.metric), "transfer_modes.png",
-                "CV score of every transfer trial by mode")
-    if fig is not None:
-        blocks.append(fig)
+    blocks: list[Block] = []
+    add_image(blocks, TF.mode_figure(tabs.trials, st.metric), "transfer_modes.png",
+              "CV score of every transfer trial by mode")
     blocks.append(Tab(tabs.by_mode, "Best trial per transfer mode (seconds per fold: training "
                       "and scoring; feature extraction includes computing the features)"))
     if not tabs.by_blocks.empty:
-        fig = image(TF.blocks_figure(tabs.by_blocks, st.metric), "transfer_blocks.png",
-                    "Best CV score by number of trainable top blocks")
-        if fig is not None:
-            blocks.append(fig)
+        add_image(blocks, TF.blocks_figure(tabs.by_blocks, st.metric), "transfer_blocks.png",
+                  "Best CV score by number of trainable top blocks")
         blocks.append(Tab(tabs.by_blocks, "Best trial per number of trainable blocks"))
     curve = tabs.learning_curve
     if curve["fraction"].nunique() > 1:
-        fig = image(TF.curve_figure(curve, st.metric), "transfer_curve.png",
-                    "Learning curve per mode (its best trial, fractions of each training fold)")
-        if fig is not None:
-            blocks.append(fig)
+        add_image(blocks, TF.curve_figure(curve, st.metric), "transfer_curve.png",
+                  "Learning curve per mode (its best trial, fractions of each training fold)")
         blocks.append(Tab(curve, "Learning curve per mode"))
         sentence = where_extraction_ends(curve, st.maximize)
         if sentence:

@@ -6,22 +6,18 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from nasdepth.report.figures import WIDE, metric_label, plt, sns
-from nasdepth.train.config import TRANSFER_MODES
-
-MODES = TRANSFER_MODES
+from nasdepth.report.figures import WIDE, finish, metric_label, plt, sns
+from nasdepth.train.config import TRANSFER_MODES  # in the order the report lists them
 
 
 def mode_figure(trials: pd.DataFrame, metric: str) -> Figure | None:
     if trials.empty:
         return None
-    order = [m for m in MODES if m in set(trials["mode"])]
+    order = [m for m in TRANSFER_MODES if m in set(trials["mode"])]
     fig, ax = plt.subplots(figsize=WIDE)
     sns.stripplot(data=trials, x="mode", y="cv_mean", order=order, ax=ax, size=6, jitter=0.15)
-    ax.set(title="CV score by transfer mode", xlabel="mode",
-           ylabel=metric_label(metric))
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, title="CV score by transfer mode", xlabel="mode",
+                  ylabel=metric_label(metric))
 
 
 def blocks_figure(by_blocks: pd.DataFrame, metric: str) -> Figure | None:
@@ -32,22 +28,17 @@ def blocks_figure(by_blocks: pd.DataFrame, metric: str) -> Figure | None:
     ax.errorbar(x, by_blocks["cv_mean"], yerr=by_blocks["cv_std"].fillna(0), marker="o",
                 capsize=3)
     ax.set_xticks(x, [str(v) for v in by_blocks["trainable_blocks"]])
-    ax.set(title="Best CV score by trainable top blocks", xlabel="trainable blocks",
-           ylabel=metric_label(metric))
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, title="Best CV score by trainable top blocks",
+                  xlabel="trainable blocks", ylabel=metric_label(metric))
 
 
 def curve_figure(curve: pd.DataFrame, metric: str) -> Figure | None:
     if curve.empty:
         return None
     fig, ax = plt.subplots(figsize=WIDE)
-    for mode in [m for m in MODES if m in set(curve["mode"])]:
+    for mode in [m for m in TRANSFER_MODES if m in set(curve["mode"])]:
         part = curve[curve["mode"] == mode].sort_values("n_train")
         ax.errorbar(part["n_train"], part["score"], yerr=part["std"].fillna(0), marker="o",
                     capsize=3, label=mode)
-    ax.set(title="Learning curve per transfer mode", xlabel="training samples per fold",
-           ylabel=metric_label(metric))
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax, {"fontsize": 8}, title="Learning curve per transfer mode",
+                  xlabel="training samples per fold", ylabel=metric_label(metric))

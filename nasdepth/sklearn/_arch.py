@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
@@ -53,7 +53,7 @@ SKLEARN_KEY = "sklearn"
 SOURCE = "ArchClassifier"
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:  # numpy ints too
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
@@ -121,13 +121,7 @@ class ArchClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     # --- what the parameters mean -----------------------------------------------------
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
-        tags.classifier_tags.multi_label = False
-        return tags
+    # (scikit-learn's default tags are ours: dense input without NaN, one label per sample)
 
     def training_config(self) -> TrainConfig:
         """The recipe as the engine's :class:`~nasdepth.train.TrainConfig` (checked)."""
@@ -136,15 +130,13 @@ class ArchClassifier(ClassifierMixin, BaseEstimator):
             if key in (*RECIPE_PARAMS, "device", "lr_auto"):
                 raise ConfigError(SOURCE, f"training.{key}", extra[key],
                                   f"set as the parameter {key}= (not inside training=)")
-        raw: dict[str, Any] = {**extra, **{k: getattr(self, k) for k in RECIPE_PARAMS}}
-        raw["device"] = self.device
+        raw = {**extra, **{k: getattr(self, k) for k in RECIPE_PARAMS}, "device": self.device}
         for key in ("epochs", "batch_size", "patience"):  # numpy ints from a param grid
             if _is_int(raw[key]):
                 raw[key] = int(raw[key])
-        if isinstance(raw["lr"], (np.floating, np.integer)):
-            raw["lr"] = float(raw["lr"])
-        if isinstance(raw["weight_decay"], (np.floating, np.integer)):
-            raw["weight_decay"] = float(raw["weight_decay"])
+        for key in ("lr", "weight_decay"):
+            if isinstance(raw[key], (np.floating, np.integer)):
+                raw[key] = float(raw[key])
         return TrainConfig.from_dict(raw, SOURCE)
 
     def arch_config(self, input_shape: Sequence[int] | None = None,
@@ -169,48 +161,17 @@ class ArchClassifier(ClassifierMixin, BaseEstimator):
         values["dropout"] = float(values["dropout"])
         values["skip"] = bool(values["skip"])
         # the same code a study's space runs: one meaning for depth, width and stages
-        space = SearchSpace.from_dict(values, SOURCE)
-        return space.to_arch({})
+        return SearchSpace.from_dict(values, SOURCE).to_arch({})
 
     # --- data ---------------------------------------------------------------------------
-
-    def _sample_shape(self, n_features: int, given: tuple[int, ...] | None) -> tuple[int, ...]:
-        shape = self.input_shape if self.input_shape is not None else given
-        if shape is None:
-            return (n_features,)
-        shape = tuple(int(s) for s in shape)
-        if math.prod(shape) != n_features or not all(s >= 1 for s in shape):
-            raise ConfigError(SOURCE, "input_shape", shape,
-                              f"a shape of {n_features} values per sample, such as "
-                              f"({n_features},) or (C, H, W) with C*H*W = {n_features}")
-        return shape
-
-    def _rows(self, X: Any, reset: bool) -> tuple[np.ndarray, tuple[int, ...] | None]:
-        """``X`` checked as scikit-learn checks it, as 2-D rows (N-D arrays are flattened
-        first and their sample shape returned)."""
-        shape = None
-        if hasattr(X, "ndim") and getattr(X, "ndim", 2) > 2 and not hasattr(X, "columns"):
-            arr = np.asarray(X)
-            shape = tuple(arr.shape[1:])
-            X = arr.reshape(len(arr), -1)
-        return X, shape
-
-    def _as_samples(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(X, dtype=np.float32).reshape(len(X), *self.input_shape_)
 
     # --- fit and predict ----------------------------------------------------------------
 
     def fit(self, X: Any, y: Any) -> ArchClassifier:
         """Train a fresh network on ``(X, y)`` with nasdepth's engine."""
-        X, given = self._rows(X, reset=True)
-        X, y = validate_data(self, X, y, dtype=np.float32, ensure_min_samples=2)
-        check_classification_targets(y)
-        classes, codes = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ConfigError(f"{SOURCE}.fit", "y", f"one class ({classes[0]!r})",
-                              "labels of at least 2 classes")
+        X, y, given, classes, codes = fit_data(self, X, y, SOURCE)
         training = self.training_config()
-        self.input_shape_ = self._sample_shape(X.shape[1], given)
+        self.input_shape_ = sample_shape(self.input_shape, X.shape[1], given)
         data = from_arrays(X.reshape(len(X), *self.input_shape_), codes, name="fit",
                            class_names=[str(c) for c in classes], source=f"{SOURCE}.fit")
         arch = self.arch_config(self.input_shape_, len(classes))
@@ -277,9 +238,8 @@ class ArchClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_X(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
-        X, _ = self._rows(X, reset=False)
-        X = validate_data(self, X, reset=False, dtype=np.float32)
-        return self._as_samples(X)
+        X = validate_data(self, as_rows(X)[0], reset=False, dtype=np.float32)
+        return np.asarray(X, dtype=np.float32).reshape(len(X), *self.input_shape_)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities ``(N, n_classes)``, columns in the order of ``classes_``."""
@@ -356,6 +316,44 @@ class ArchClassifier(ClassifierMixin, BaseEstimator):
         est.history_ = list((meta.get("refit") or {}).get("history", []))
         est.trace_ = None
         return est
+
+
+def as_rows(X: Any) -> tuple[Any, tuple[int, ...] | None]:
+    """``X`` as 2-D rows for scikit-learn's checks: an N-D array flattened, with its sample
+    shape (None for rows and DataFrames)."""
+    if hasattr(X, "ndim") and getattr(X, "ndim", 2) > 2 and not hasattr(X, "columns"):
+        arr = np.asarray(X)
+        return arr.reshape(len(arr), -1), tuple(arr.shape[1:])
+    return X, None
+
+
+def fit_data(est: Any, X: Any, y: Any, source: str
+             ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...] | None, np.ndarray, np.ndarray]:
+    """What ``fit`` of both estimators checks first: ``(X, y)`` validated as rows, the sample
+    shape of N-D ``X``, the sorted classes (at least two) and each label's code."""
+    X, shape = as_rows(X)
+    X, y = validate_data(est, X, y, dtype=np.float32, ensure_min_samples=2)
+    check_classification_targets(y)
+    classes, codes = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ConfigError(f"{source}.fit", "y", f"one class ({classes[0]!r})",
+                          "labels of at least 2 classes")
+    return X, y, shape, classes, codes
+
+
+def sample_shape(input_shape: Sequence[int] | None, n_features: int,
+                 given: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The shape of one sample: ``input_shape`` where set, else that of N-D ``X``
+    (``given``), else flat rows; checked against the ``n_features`` each row holds."""
+    shape = input_shape if input_shape is not None else given
+    if shape is None:
+        return (n_features,)
+    shape = tuple(int(s) for s in shape)
+    if math.prod(shape) != n_features or not all(s >= 1 for s in shape):
+        raise ConfigError(SOURCE, "input_shape", shape,
+                          f"a shape of {n_features} values per sample, such as "
+                          f"({n_features},) or (C, H, W) with C*H*W = {n_features}")
+    return shape
 
 
 def engine_seed(random_state: Any) -> int:

@@ -24,11 +24,10 @@ from optuna.distributions import (
     IntDistribution,
 )
 from optuna.trial import TrialState
+from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import check_cv
-from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from nasdepth.data import Splits, from_arrays
 from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
@@ -38,6 +37,10 @@ from nasdepth.sklearn._arch import (
     ARCH_PARAMS,
     ArchClassifier,
     _is_int,
+    _plain,
+    engine_seed,
+    fit_data,
+    sample_shape,
     split_recipe,
 )
 from nasdepth.study.distinct import is_yielded, use_worker_sampler
@@ -60,33 +63,25 @@ SCORING = {"accuracy": ("val_accuracy", 1), "balanced_accuracy": ("val_balanced_
            "roc_auc": ("val_roc_auc", 1), "roc_auc_ovr": ("val_roc_auc", 1),
            "neg_log_loss": ("val_log_loss", -1)}
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: the recipe parameters a list or distribution searches (a single value: fixed)
+SEARCHABLE_RECIPE = ("lr", "batch_size", "optimizer", "weight_decay")
 
 
 def _spec(name: str, value: Any) -> Any:
     """A flat parameter as a search-space entry: a list (or tuple) is a categorical choice, an
     Optuna distribution a range, anything else a fixed value."""
-    if isinstance(value, (list, tuple)):
-        if not value:
+    if isinstance(value, (list, tuple, CategoricalDistribution)):
+        choices = value.choices if isinstance(value, CategoricalDistribution) else value
+        if not choices:
             raise ConfigError(SOURCE, name, value, "a value, a non-empty list or a distribution")
-        return {"type": "categorical", "choices": [_plain(v) for v in value]}
-    if isinstance(value, CategoricalDistribution):
-        return {"type": "categorical", "choices": [_plain(v) for v in value.choices]}
-    if isinstance(value, IntDistribution):
-        return {"type": "int", "low": value.low, "high": value.high, "step": value.step,
-                "log": value.log}
-    if isinstance(value, FloatDistribution):
-        spec: dict[str, Any] = {"type": "float", "low": value.low, "high": value.high,
-                                "log": value.log}
-        if value.step is not None:
-            spec["step"] = value.step
-        return spec
+        return {"type": "categorical", "choices": [_plain(v) for v in choices]}
+    if isinstance(value, (IntDistribution, FloatDistribution)):  # a float's step: None or set
+        return {"type": "int" if isinstance(value, IntDistribution) else "float",
+                "low": value.low, "high": value.high, "log": value.log,
+                **({} if value.step is None else {"step": value.step})}
     if isinstance(value, BaseDistribution):
         raise ConfigError(SOURCE, name, value, "an Int-, Float- or CategoricalDistribution")
     return _plain(value)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def _searched(value: Any) -> bool:
@@ -165,20 +160,13 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
         self.baseline = baseline
         self.random_state = random_state
 
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
-        return tags
-
     # --- the study these parameters describe ---------------------------------------------
 
     def _objective(self) -> tuple[str, int]:
         if self.scoring in SCORING:
             return SCORING[self.scoring]
         if isinstance(self.scoring, str) and self.scoring.startswith("val_"):
-            key = self.scoring[4:]
-            return self.scoring, -1 if key == "log_loss" else 1
+            return self.scoring, -1 if self.scoring == "val_log_loss" else 1
         raise UnknownNameError(SOURCE, "scoring", self.scoring, SCORING)
 
     def _space_dict(self) -> dict[str, Any]:
@@ -187,30 +175,20 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
         elif isinstance(self.space, Mapping):
             space = dict(self.space)
         elif isinstance(self.space, (str, Path)):
-            raw = read_yaml(Path(self.space), "search space")
-            if not isinstance(raw, dict):
-                raise ConfigError(str(self.space), "search space", type(raw).__name__,
+            space = read_yaml(Path(self.space), "search space")
+            if not isinstance(space, dict):
+                raise ConfigError(str(self.space), "search space", type(space).__name__,
                                   "a mapping of parameters")
-            space = raw
         else:
             raise ConfigError(SOURCE, "space", type(self.space).__name__,
                               "None, a search-space YAML path or its dict")
-        for key in (*ARCH_PARAMS, "lr", "batch_size", "optimizer", "weight_decay"):
+        for key in (*ARCH_PARAMS, *SEARCHABLE_RECIPE):
             value = getattr(self, key)
             if value is None or (key not in ARCH_PARAMS and not _searched(value)):
                 continue  # unset, or a fixed recipe value (the study's training: section)
             space[key] = _spec(key, value)
         space.pop("input_shape", None)  # the data's shape decides
         return space
-
-    def _training(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"epochs": self.epochs, "patience": self.patience,
-                               "device": self.device}
-        for key in ("lr", "batch_size", "optimizer", "weight_decay"):
-            value = getattr(self, key)
-            if not _searched(value):
-                out[key] = _plain(value)
-        return out
 
     def study_dict(self, folds: int = 3, seed: int = 0, groups: bool = False
                    ) -> dict[str, Any]:
@@ -222,7 +200,10 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
             cv.update(kind="group", group="groups")
         raw: dict[str, Any] = {
             "name": self.study_name, "data": "arrays:NASClassifier.fit",
-            "space": self._space_dict(), "cv": cv, "training": self._training(),
+            "space": self._space_dict(), "cv": cv,
+            "training": {"epochs": self.epochs, "patience": self.patience, "device": self.device,
+                         **{k: _plain(getattr(self, k)) for k in SEARCHABLE_RECIPE
+                            if not _searched(getattr(self, k))}},  # the fixed ones
             "budget": {"trials": self.n_trials} | (
                 {} if self.timeout is None else {"timeout": self.timeout}),
             "sampler": self.sampler if isinstance(self.sampler, str) else "tpe",
@@ -239,24 +220,13 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any, groups: Any = None) -> NASClassifier:
         """Run the study on ``(X, y)`` (``groups``: one group per sample, for group splits),
         then refit the best candidate on all of it."""
-        shape = None
-        if hasattr(X, "ndim") and X.ndim > 2 and not hasattr(X, "columns"):
-            shape = tuple(np.asarray(X).shape[1:])
-            X = np.asarray(X).reshape(len(X), -1)
-        X, y = validate_data(self, X, y, dtype=np.float32, ensure_min_samples=2)
-        check_classification_targets(y)
-        classes, codes = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ConfigError(f"{SOURCE}.fit", "y", f"one class ({classes[0]!r})",
-                              "labels of at least 2 classes")
-        helper = ArchClassifier(input_shape=self.input_shape)
-        sample_shape = helper._sample_shape(X.shape[1], shape)
+        X, y, given, classes, codes = fit_data(self, X, y, SOURCE)
+        shape = sample_shape(self.input_shape, X.shape[1], given)
         rs = self.random_state
-        seed = (int(rs) if isinstance(rs, (int, np.integer)) and not isinstance(rs, bool)
-                else int(check_random_state(rs).randint(2**31 - 1)))
+        seed = int(rs) if _is_int(rs) else engine_seed(rs)  # any int as it is (the study checks)
         if groups is not None:
             groups = np.asarray(groups)
-        data = from_arrays(X.reshape(len(X), *sample_shape), codes, name="arrays",
+        data = from_arrays(X.reshape(len(X), *shape), codes, name="arrays",
                            class_names=[str(c) for c in classes], groups=groups,
                            source=f"{SOURCE}.fit")
         splits = None
@@ -289,15 +259,14 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
                            callbacks=[optuna.study.MaxTrialsCallback(cfg.trials, FINISHED)])
         self.study_ = study
         self.classes_ = classes
-        self.input_shape_ = sample_shape
+        self.input_shape_ = shape
         self.cv_results_, self.best_index_ = self._results(study)
-        best = self.cv_results_["trial_number"][self.best_index_]
         self.best_params_ = dict(self.cv_results_["params"][self.best_index_])
         self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
-        self.best_trial_ = study.trials[int(best)]
+        self.best_trial_ = study.trials[int(self.cv_results_["trial_number"][self.best_index_])]
         if self.refit:
             self.best_estimator_ = self._refit(read_record(self.best_trial_), cfg)
-            self.best_estimator_.fit(X.reshape(len(X), *sample_shape), y)
+            self.best_estimator_.fit(X.reshape(len(X), *shape), y)
         return self
 
     def _config(self, folds: int, seed: int, groups: bool, kind: str | None = None
@@ -344,20 +313,17 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
                 fit_time[i, k] = float(row.get("seconds", np.nan))
         complete = np.array([t.state == TrialState.COMPLETE for t in trials])
         # scikit-learn's convention: a candidate that did not score every split has no mean
-        means = np.array([scores[i].mean() if complete[i] and n_splits else np.nan
-                          for i in range(len(trials))])
-        stds = np.array([scores[i].std() if complete[i] and n_splits else np.nan
-                         for i in range(len(trials))])
-        results: dict[str, Any] = {
-            "mean_fit_time": _nanmean_rows(fit_time), "std_fit_time": _nanstd_rows(fit_time)}
-        names = sorted({k for t in trials for k in t.params})
-        for name in names:
+        means = _row_stat(np.mean, scores, complete & bool(n_splits))
+        stds = _row_stat(np.std, scores, complete & bool(n_splits))
+        timed = np.isfinite(fit_time).any(axis=1)
+        results: dict[str, Any] = {"mean_fit_time": _row_stat(np.nanmean, fit_time, timed),
+                                   "std_fit_time": _row_stat(np.nanstd, fit_time, timed)}
+        for name in sorted({k for t in trials for k in t.params}):
             values = [t.params.get(name) for t in trials]
             results[f"param_{name}"] = np.ma.MaskedArray(
                 np.array(values, dtype=object), mask=[name not in t.params for t in trials])
         results["params"] = [dict(t.params) for t in trials]
-        for k in range(n_splits):
-            results[f"split{k}_test_score"] = scores[:, k]
+        results.update({f"split{k}_test_score": scores[:, k] for k in range(n_splits)})
         results["mean_test_score"] = means
         results["std_test_score"] = stds
         results["rank_test_score"] = _rank(means)
@@ -402,22 +368,12 @@ class NASClassifier(ClassifierMixin, BaseEstimator):
 
 
 def _rank(means: np.ndarray) -> np.ndarray:
-    """Rank 1 is the best mean; trials without a mean (pruned, failed) rank last."""
+    """Rank 1 is the best mean, ties share the better rank; trials without a mean (pruned,
+    failed) rank last."""
     filled = np.where(np.isfinite(means), means, -np.inf)
-    order = np.argsort(-filled, kind="stable")
-    ranks = np.empty(len(means), dtype=np.int32)
-    for position, i in enumerate(order):
-        ranks[i] = position + 1
-    for a, b in zip(order[:-1], order[1:], strict=False):  # ties share the better rank
-        if filled[a] == filled[b]:
-            ranks[b] = ranks[a]
-    return ranks
+    return rankdata(-filled, method="min").astype(np.int32)
 
 
-def _nanmean_rows(a: np.ndarray) -> np.ndarray:
-    return np.array([np.nanmean(r) if np.isfinite(r).any() else np.nan for r in a])
-
-
-def _nanstd_rows(a: np.ndarray) -> np.ndarray:
-    return np.array([np.nanstd(r) if np.isfinite(r).any() else np.nan for r in a])
-
+def _row_stat(stat: Any, a: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``stat`` of each row of ``a`` where ``keep`` is true, NaN elsewhere."""
+    return np.array([stat(row) if k else np.nan for row, k in zip(a, keep, strict=True)])
