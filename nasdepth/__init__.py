@@ -6,8 +6,9 @@ so the command line can answer ``--help`` or a bad-input error at once.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from nasdepth.lazy import lazy_exports
 
 #: public name -> the module that defines it
 _EXPORTS = {
@@ -55,18 +56,4 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
 #: the parts, reachable as attributes (``nasdepth.study.run_study``) after ``import nasdepth``
 _PARTS = ("arch", "cli", "data", "diagnosis", "errors", "probes", "report", "space", "study",
           "train")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _PARTS:
-        return importlib.import_module(f"nasdepth.{name}")
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nasdepth' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _PARTS)

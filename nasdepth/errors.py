@@ -40,9 +40,6 @@ class UnknownNameError(ConfigError):
         if self.suggestion is not None:
             self.args = (f"{self.args[0]} Did you mean '{self.suggestion}'?",)
 
-    def __str__(self) -> str:
-        return str(self.args[0])
-
 
 def check_section(spec: Any, source: str, key: str, valid: Iterable[str], expected: str
             ) -> dict[str, Any]:
@@ -56,3 +53,18 @@ def check_section(spec: Any, source: str, key: str, valid: Iterable[str], expect
         if name not in valid:
             raise UnknownNameError(source, f"{key}.{name}", name, valid)
     return spec
+
+
+def check_int(value: Any, source: str, key: str, low: int, allowed: str = "") -> int:
+    """``value`` where it is an int (not a bool) >= ``low``, else a :class:`ConfigError`
+    saying ``allowed`` (default: an int >= ``low``)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(source, key, value, allowed or f"an int >= {low}")
+    return value
+
+
+def check_bool(value: Any, source: str, key: str) -> bool:
+    """``value`` where it is true or false, else a :class:`ConfigError`."""
+    if not isinstance(value, bool):
+        raise ConfigError(source, key, value, "true or false")
+    return value

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
-def lazy_exports(package: str, exports: Mapping[str, str]
+def lazy_exports(package: str, exports: Mapping[str, str], parts: Sequence[str] = ()
                  ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """``(__getattr__, __dir__)`` for ``package``, whose names live in ``exports[name]``."""
+    """``(__getattr__, __dir__)`` for ``package``, whose names live in ``exports[name]``;
+    ``parts``: its subpackages, reachable as attributes once the package is imported."""
 
     def __getattr__(name: str) -> Any:
+        if name in parts:
+            return importlib.import_module(f"{package}.{name}")
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

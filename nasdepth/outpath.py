@@ -21,10 +21,6 @@ from nasdepth.errors import NasdepthError
 Say = Callable[[str], None]
 
 
-def _note(text: str) -> None:
-    print(f"nasdepth: note: {text}", file=sys.stderr)
-
-
 def same_file(a: Path, b: Path) -> bool:
     """Whether ``a`` and ``b`` name one file (existing: by inode; else by resolved path)."""
     try:
@@ -33,6 +29,15 @@ def same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
     except (OSError, ValueError):
         return False
+
+
+def resolve_path(path: str, study_path: Path) -> Path:
+    """A path a study file names (space, checkpoint) as written, else relative to the study
+    file, else to its parent folder."""
+    for candidate in (Path(path), study_path.parent / path, study_path.parent.parent / path):
+        if candidate.is_file():
+            return candidate
+    return Path(path)
 
 
 def input_path(spec: object) -> Path | None:
@@ -61,7 +66,7 @@ def check_output(out: str | os.PathLike, inputs: Mapping[str, object], *, flag: 
     written in; says (through ``say``, default a note on stderr) when an existing file will be
     replaced."""
     path = Path(os.fspath(out)).expanduser()
-    say = say or _note
+    say = say or (lambda text: print(f"nasdepth: note: {text}", file=sys.stderr))
     for role, given in inputs.items():
         src = input_path(given)
         if src is not None and same_file(path, src):

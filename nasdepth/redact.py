@@ -23,12 +23,9 @@ def _is_secret(name: str) -> bool:
 
 def _redact_query(query: str) -> str:
     parts = []
-    for item in re.split(r"([&;])", query):
-        if item in ("&", ";") or "=" not in item:
-            parts.append(item)
-            continue
-        name, _ = item.split("=", 1)
-        parts.append(f"{name}={MASK}" if _is_secret(name) else item)
+    for item in re.split(r"([&;])", query):  # the separators kept, as items without '='
+        name, eq, _ = item.partition("=")
+        parts.append(f"{name}={MASK}" if eq and _is_secret(name) else item)
     return "".join(parts)
 
 

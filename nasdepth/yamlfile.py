@@ -23,14 +23,21 @@ MAX_DEPTH = 64
 MAX_NODES = 200_000
 
 
-def read_yaml(path: str | Path, what: str) -> Any:
-    """The parsed content of the YAML file ``path`` (``what``: "study file", "search-space
-    file", for the messages)."""
+def existing_file(path: str | Path, what: str) -> Path:
+    """``path`` where it is a file, else one line saying it is a folder or missing (the CLI
+    asks before its heavy imports)."""
     path = Path(path)
     if path.is_dir():
         raise NasdepthError(f"The {what} {path} is a folder, not a YAML file.")
     if not path.is_file():
         raise NasdepthError(f"The {what} {path} does not exist.")
+    return path
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """The parsed content of the YAML file ``path`` (``what``: "study file", "search-space
+    file", for the messages)."""
+    path = existing_file(path, what)
     try:
         if path.stat().st_size > MAX_BYTES:
             raise NasdepthError(f"The {what} {path} is {path.stat().st_size} bytes; a {what} "

@@ -70,27 +70,19 @@ def describe(name: str, shape: tuple[int, ...], classes: int) -> dict[str, Any]:
             "flops": flops}
 
 
-def check_weights(info: dict[str, Any], path: str) -> str:
-    """What loading ``path`` into the preset gives (a NasdepthError naming the key if not)."""
+def main(args: argparse.Namespace) -> int:
     from nasdepth.arch import ArchConfig, build_model
     from nasdepth.arch.weights import read_weights
 
-    shape, classes = tuple(info["input_shape"]), int(info["num_classes"])
-    model = build_model(ArchConfig.from_dict(info["config"]), shape, classes)
-    return read_weights(model, path).describe()
-
-
-def main(args: argparse.Namespace) -> int:
-    from nasdepth.arch import ArchConfig
-
     shape = parse_shape(args.input)
     info = describe(args.name, shape, args.classes)
-    if args.weights:
-        info["weights"] = check_weights(info, args.weights)
+    cfg = ArchConfig.from_dict(info["config"])
+    if args.weights:  # what loading it into the preset gives (a NasdepthError naming the key)
+        model = build_model(cfg, shape, args.classes)
+        info["weights"] = read_weights(model, args.weights).describe()
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    cfg = ArchConfig.from_dict(info["config"])
     print(f"{args.name} for input {'x'.join(map(str, shape))}, {args.classes} classes")
     print(format_config(cfg))
     s = info["summary"]

@@ -47,8 +47,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=main)
 
 
-def _trial_candidate(args: argparse.Namespace) -> tuple[Any, TrainConfig, Any, Dataset]:
-    """The candidate a stored trial trained, its recipe, the study and its data."""
+def _trial_candidate(args: argparse.Namespace) -> tuple[Any, TrainConfig, Any, Dataset, Any]:
+    """The candidate a stored trial trained, its recipe, the study file, its data and the
+    stored study."""
     from nasdepth.data import load_data
     from nasdepth.study.candidates import candidate_of_record
     from nasdepth.study.record import read_record
@@ -69,17 +70,7 @@ def _trial_candidate(args: argparse.Namespace) -> tuple[Any, TrainConfig, Any, D
     # the recipe the trial ran with (older records lack it: the study's own then)
     training = TrainConfig.from_dict(rec.training, source) if rec.training else cfg.training
     data = load_data(cfg.data, source=str(cfg.path))
-    return candidate_of_record(rec, source), training, cfg, data
-
-
-def _study_controls(args: argparse.Namespace, cfg: Any, data: Any) -> dict[str, Any]:
-    """The study as it stands: its trials that learned on the same splits (and the reference
-    network's result where it ran), so a stalled trial is judged beside them."""
-    from nasdepth.study.peers import study_controls
-    from nasdepth.study.runner import load_stored_study
-
-    study = load_stored_study(cfg, args.storage)
-    return study_controls(study, data, cfg.cv.resolve(data, str(cfg.path)), exclude=args.trial)
+    return candidate_of_record(rec, source), training, cfg, data, study
 
 
 def _training(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
@@ -103,7 +94,7 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis | MultitaskDiagnosis:
     if args.study:
         if args.trial is None:
             raise ConfigError("the command line", "--trial", None, "set with --study")
-        candidate, trained_with, cfg, data = _trial_candidate(args)
+        candidate, trained_with, cfg, data, study = _trial_candidate(args)
         training = _training(trained_with, args)
         seed = cfg.cv_seed if args.seed is None else args.seed
         costly = [c for c in controls if c != "shallow"]
@@ -129,8 +120,13 @@ def run_diagnosis(args: argparse.Namespace) -> Diagnosis | MultitaskDiagnosis:
             from nasdepth.diagnosis.multitask import diagnose_tasks
 
             return diagnose_tasks(result, data, controls=controls)
-        return diagnose(result, data, controls=controls,
-                        precomputed=_study_controls(args, cfg, data),
+        from nasdepth.study.peers import study_controls
+
+        # the study as it stands: its trials that learned on the same splits (and the
+        # reference network's result where it ran), so a stalled trial is judged beside them
+        known = study_controls(study, data, cfg.cv.resolve(data, str(cfg.path)),
+                               exclude=args.trial)
+        return diagnose(result, data, controls=controls, precomputed=known,
                         reference_budget=args.reference_budget)
     if not (args.data and args.arch):
         raise ConfigError("the command line", "--data/--arch", None,
@@ -147,8 +143,5 @@ def main(args: argparse.Namespace) -> int:
 
     configure_threads(1)
     d = run_diagnosis(args)
-    if args.json:
-        print(json.dumps(d.to_dict(), indent=2))
-    else:
-        print(d)
+    print(json.dumps(d.to_dict(), indent=2) if args.json else d)
     return 0

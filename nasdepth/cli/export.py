@@ -26,9 +26,9 @@ def _fmt(v: Any) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from nasdepth.cli.run import need_study_file
+    from nasdepth.yamlfile import existing_file
 
-    need_study_file(args.study)
+    existing_file(args.study, "study file")  # before the heavy imports
     from nasdepth.outpath import check_output
     from nasdepth.study.study_file import load_study, study_inputs
 

@@ -12,12 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
-from nasdepth.errors import ConfigError, NasdepthError
+from nasdepth.errors import NasdepthError, check_int
 from nasdepth.train.config import LR_RULES
-
-RULES = LR_RULES
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -32,7 +29,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of splits, init and batches")
     p.add_argument("--steps", type=int, default=None,
                    help="sweep steps (default: 100, or 8%% of the CV's steps, at least 25)")
-    p.add_argument("--rule", choices=RULES, default="blend",
+    p.add_argument("--rule", choices=LR_RULES, default="blend",
                    help="choice rule (default blend; see docs/search_spaces.md)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--plot", default=None, help="write the loss-against-lr curve to this PNG")
@@ -51,8 +48,7 @@ def main(args: argparse.Namespace) -> int:
     training = TrainConfig.from_dict({
         "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer,
         "weight_decay": args.weight_decay, "device": args.device}, "the command line")
-    if args.folds < 2:
-        raise ConfigError("the command line", "--folds", args.folds, "an int >= 2")
+    check_int(args.folds, "the command line", "--folds", 2)
     found = find_lr(arch, data, training=training, folds=args.folds, seed=args.seed,
                     steps=args.steps, rule=args.rule)
     print(f"{data.name}: range test on fold 0's training part ({found.n_train} rows, batch "
@@ -68,15 +64,11 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(found.to_dict(), indent=1))
     if args.plot:
-        _plot(found.to_dict(), args.plot)
+        from nasdepth.report.figures import lr_find_figure
+
+        fig = lr_find_figure({"lr-find": found.to_dict()})
+        if fig is None:
+            raise NasdepthError("the sweep has too few points to draw")
+        fig.savefig(args.plot, dpi=110, bbox_inches="tight")
+        print(f"curve: {args.plot}")
     return 0
-
-
-def _plot(found: dict[str, Any], path: str) -> None:
-    from nasdepth.report.figures import lr_find_figure
-
-    fig = lr_find_figure({"lr-find": found})
-    if fig is None:
-        raise NasdepthError("the sweep has too few points to draw")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    print(f"curve: {path}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from nasdepth.cli.run import need_study_file, os_errors_as_messages
+from nasdepth.cli.run import os_errors_as_messages
+from nasdepth.yamlfile import existing_file
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -20,17 +21,18 @@ def register(p: argparse.ArgumentParser) -> None:
 
 @os_errors_as_messages
 def main(args: argparse.Namespace) -> int:
-    need_study_file(args.study)
+    existing_file(args.study, "study file")  # before the heavy imports
 
     from nasdepth.cli.run import write_report_or_explain
-    from nasdepth.study.names import check_writable, report_dir
+    from nasdepth.outpath import check_output
+    from nasdepth.study.names import report_dir
     from nasdepth.study.runner import load_stored_study
     from nasdepth.study.study_file import load_study, study_inputs
 
     cfg = load_study(args.study)
     out = report_dir(cfg.name, args.out)
     # before the storage is read and baselines fitted; never over what the report reads
-    check_writable(out, "report folder", study_inputs(cfg, args.storage))
+    check_output(out, study_inputs(cfg, args.storage), what="report folder", folder=True)
     study = load_stored_study(cfg, args.storage)
     write_report_or_explain(study, out, baselines=not args.no_baselines)
     return 0

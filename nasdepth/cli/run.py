@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nasdepth.errors import ConfigError, NasdepthError
+from nasdepth.errors import ConfigError, NasdepthError, check_int
+from nasdepth.yamlfile import existing_file
 
 if TYPE_CHECKING:
     import optuna
@@ -79,8 +80,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_workers(args: argparse.Namespace) -> None:
-    if args.workers < 1:
-        raise ConfigError("the command line", "--workers", args.workers, "an int >= 1")
+    check_int(args.workers, "the command line", "--workers", 1)
     if getattr(args, "device", None) is not None:  # the flag, not the study file, is wrong
         from nasdepth.study.preflight import check_device
 
@@ -90,27 +90,19 @@ def check_workers(args: argparse.Namespace) -> None:
         raise ConfigError("the command line", "--worker-index", index, "an int from 0 to 1000000")
 
 
-def need_study_file(path: str) -> None:
-    """A missing study file answered before the heavy imports (``load_study`` would say the
-    same, seconds later)."""
-    if Path(path).is_dir():
-        raise NasdepthError(f"The study file {path} is a folder, not a YAML file.")
-    if not Path(path).is_file():
-        raise NasdepthError(f"The study file {path} does not exist.")
-
-
 def run_and_report(cfg: StudyConfig, args: argparse.Namespace) -> int:
     """Run the study, print the best trials and where the report is. Exit status 1 (with the
     failure reasons on stderr) when this run started trials and none of them completed."""
+    from nasdepth.outpath import check_output
     from nasdepth.study import run_study
-    from nasdepth.study.names import check_writable, report_dir
+    from nasdepth.study.names import report_dir
     from nasdepth.study.runner import run_outcome
     from nasdepth.study.study_file import study_inputs
 
     out = report_dir(cfg.name, args.out)
     if not args.no_report:
         # before hours of training, not after; never over what the study reads
-        check_writable(out, "report folder", study_inputs(cfg))
+        check_output(out, study_inputs(cfg), what="report folder", folder=True)
     run_id = uuid.uuid4().hex
     study = run_study(cfg, progress=not args.no_progress, workers=args.workers,
                       probes=not args.no_probes, allow_changes=args.allow_changes,
@@ -201,7 +193,7 @@ def os_errors_as_messages(command: Callable[[argparse.Namespace], int]
 @os_errors_as_messages
 def main(args: argparse.Namespace) -> int:
     check_workers(args)
-    need_study_file(args.study)
+    existing_file(args.study, "study file")  # before the heavy imports
     from nasdepth.study.study_file import load_study
 
     cfg = load_study(args.study, overrides_from(args))

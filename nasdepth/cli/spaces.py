@@ -39,9 +39,7 @@ def main(args: argparse.Namespace) -> int:
     from nasdepth.space import load_space
 
     for i, name in enumerate(args.files):
-        path = Path(name)
-        space = load_space(path)
-        lines = report(space, samples=args.samples)
+        lines = report(load_space(name), samples=args.samples)
         print(("\n" if i else "") + "\n".join(lines))
     return 0
 
@@ -53,11 +51,7 @@ def report(space: SearchSpace, *, samples: int = SAMPLES) -> list[str]:
     rows = space.describe()
     header = {"parameter": "parameter", "type": "type", "count": "n", "values": "values",
               "when": "when"}
-    cols = list(header)
-    widths = {c: max(len(header[c]), *(len(str(r[c])) for r in rows)) if rows else len(header[c])
-              for c in cols}
-    for row in [header, *rows]:
-        lines.append("  " + "  ".join(str(row[c]).ljust(widths[c]) for c in cols).rstrip())
+    lines += aligned([[str(row[c]) for c in header] for row in [header, *rows]], "  ")
     if space.input_shape is not None:
         lines.append(f"  input_shape: {list(space.input_shape)}, num_classes: "
                      f"{space.num_classes}")
@@ -121,10 +115,14 @@ def scaling_lines(space: SearchSpace) -> list[str]:
                       f"{r['phi']:g}", *([f"{r['matched_phi']:.3f}"] if matched else []),
                       str(r["depth"]), ",".join(map(str, r["widths"])), str(r["resolution"]),
                       flops])
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    lines += ["    " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-              for row in table]
-    return lines
+    return lines + aligned(table, "    ")
+
+
+def aligned(table: list[list[str]], indent: str) -> list[str]:
+    """The rows of ``table`` as lines of left-aligned columns."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in table]
 
 
 def _sample_line(space: SearchSpace, samples: int) -> str:

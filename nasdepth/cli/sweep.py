@@ -15,7 +15,7 @@ from typing import Any
 from nasdepth.cli.run import add_study_flags, check_workers, overrides_from, run_and_report
 from nasdepth.errors import ConfigError
 
-#: flag -> (space key, parse one value)
+#: the words --skip takes
 ON = {"on": True, "true": True, "yes": True, "1": True,
       "off": False, "false": False, "no": False, "0": False}
 
@@ -31,12 +31,10 @@ def _ints(flag: str, text: str) -> list[int]:
 
 
 def _bools(flag: str, text: str) -> list[bool]:
-    values = []
-    for v in text.split(","):
-        if v.strip().lower() not in ON:
-            raise ConfigError("the command line", flag, text, "a comma list of on/off")
-        values.append(ON[v.strip().lower()])
-    return values
+    words = [v.strip().lower() for v in text.split(",")]
+    if any(w not in ON for w in words):
+        raise ConfigError("the command line", flag, text, "a comma list of on/off")
+    return [ON[w] for w in words]
 
 
 def _lr(text: str) -> float | str:
@@ -92,9 +90,7 @@ def main(args: argparse.Namespace) -> int:
     from nasdepth.study.study_file import merge, study_from_dict
 
     raw = sweep_study(args)
-    over = overrides_from(args)
-    over["name"] = raw["name"]
-    raw = merge(raw, over)
+    raw = merge(raw, {**overrides_from(args), "name": raw["name"]})
     cfg = study_from_dict(raw, Path("studies") / f"{raw['name']}.yaml", "the sweep flags")
     size = cfg.space.size()
     if args.trials is None and size is not None:  # the grid's points, whatever the sampler

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from nasdepth.arch.config import ArchConfig, StageConfig
-from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.errors import ConfigError, check_int, check_section
 from nasdepth.space.fields import WIDTH_KEYS, stage_problem
 
 BUDGET_KEYS = ("max_params", "max_flops", "width_divisor")
@@ -28,20 +28,13 @@ class Budget:
 
     @classmethod
     def parse(cls, spec: Any, source: str) -> Budget:
-        if not isinstance(spec, dict) or not spec:
-            raise ConfigError(source, "budget", spec,
-                              "a mapping with max_params and/or max_flops")
-        for key in spec:
-            if key not in BUDGET_KEYS:
-                raise UnknownNameError(source, f"budget.{key}", key, BUDGET_KEYS)
-        for key in spec:
-            v = spec[key]
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(source, f"budget.{key}", v, "an int >= 1")
+        spec = check_section(spec, source, "budget", BUDGET_KEYS,
+                             "a mapping with max_params and/or max_flops")
+        for key, v in spec.items():
+            check_int(v, source, f"budget.{key}", 1)
         if "max_params" not in spec and "max_flops" not in spec:
             raise ConfigError(source, "budget", spec, "a mapping with max_params and/or max_flops")
-        return cls(max_params=spec.get("max_params"), max_flops=spec.get("max_flops"),
-                   width_divisor=spec.get("width_divisor", 1))
+        return cls(**spec)  # keys and values checked above
 
     def ratio(self, cfg: ArchConfig, input_shape: Sequence[int], num_classes: int) -> float:
         """Size over budget (the larger of params and FLOPs ratios): <= 1 fits."""

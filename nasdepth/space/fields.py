@@ -36,14 +36,9 @@ WIDTH_KEYS = ("width", "growth_rate")
 
 def named() -> dict[str, Any]:
     """Registry per name-valued key (read at call time: blocks may be registered later)."""
-    out: dict[str, Any] = {"block": BLOCK_RULES, "norm": NORMS, "activation": ACTIVATION_NAMES,
-                           "init": INITS}
-    # name lists the architecture keeps beside its config (absent in older versions)
-    for key, attr in (("downsample", "DOWNSAMPLES"), ("head_pool", "HEAD_POOLS"),
-                      ("nonlinearity", "NONLINEARITIES"), ("positional", "POSITIONALS")):
-        if hasattr(arch_config, attr):
-            out[key] = getattr(arch_config, attr)
-    return out
+    return {"block": BLOCK_RULES, "norm": NORMS, "activation": ACTIVATION_NAMES, "init": INITS,
+            "downsample": arch_config.DOWNSAMPLES, "head_pool": arch_config.HEAD_POOLS,
+            "nonlinearity": arch_config.NONLINEARITIES, "positional": arch_config.POSITIONALS}
 
 
 def stage_problem(stage: StageConfig, rank: int | None = 2) -> ConfigError | None:
@@ -117,8 +112,7 @@ def describe_hint(hint: Any) -> str:
 
 def accepts(hint: Any, kind: str) -> bool:
     """Whether a key of type ``hint`` can take an Optuna ``kind`` ('int' or 'float')."""
-    probe = 1 if kind == "int" else 0.5
-    return _conforms(probe, hint)
+    return _conforms(1 if kind == "int" else 0.5, hint)
 
 
 def check_value(key: str, label: str, value: Any, hints: Mapping[str, Any], source: str) -> None:
@@ -134,9 +128,7 @@ def check_value(key: str, label: str, value: Any, hints: Mapping[str, Any], sour
         return
     if key == "dropout" and not 0 <= value < 1:
         raise ConfigError(source, label, value, "a number in [0, 1)")
-    if key == "bottleneck_ratio" and value <= 0:
-        raise ConfigError(source, label, value, "a number > 0")
-    if key in ("width_multiplier", "compression") and value <= 0:
+    if key in ("bottleneck_ratio", "width_multiplier", "compression") and value <= 0:
         raise ConfigError(source, label, value, "a number > 0")
     if key in POSITIVE and value < 1:
         raise ConfigError(source, label, value, f"{describe_hint(hint)} >= 1")

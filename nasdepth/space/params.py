@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.errors import ConfigError, UnknownNameError, check_bool
 
 if TYPE_CHECKING:
     import optuna
@@ -108,9 +108,7 @@ class Param:
         low, high = bounds["low"], bounds["high"]
         if low > high:
             raise ConfigError(source, f"{label}.low", low, f"<= {label}.high ({high})")
-        log = spec.get("log", False)
-        if not isinstance(log, bool):
-            raise ConfigError(source, f"{label}.log", log, "true or false")
+        log = check_bool(spec.get("log", False), source, f"{label}.log")
         if log and low <= 0:
             raise ConfigError(source, f"{label}.low", low, "> 0 when log: true")
         step = spec.get("step")
@@ -194,11 +192,7 @@ class Param:
         return text + (" log" if self.log else "")
 
 
-class _Missing:
-    pass
-
-
-_MISSING = _Missing()
+_MISSING = object()
 
 
 def _parse_when(when: Any, label: str, source: str) -> dict[str, tuple[Any, ...]]:

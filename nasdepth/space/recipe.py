@@ -33,8 +33,6 @@ RECIPE_KEYS: dict[str, Any] = {
 AUGMENT_KEYS: dict[str, Any] = {"augment.flip": float, "augment.crop_padding": int,
                                 "augment.rotation": float, "augment.color_jitter": float}
 ALL_KEYS: dict[str, Any] = {**RECIPE_KEYS, **AUGMENT_KEYS}
-#: recipe keys whose values are names
-NAMED = ("optimizer", "schedule")
 
 
 def is_recipe(name: str) -> bool:
@@ -47,8 +45,7 @@ def flatten(spec: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in spec.items():
         if key == "augment" and isinstance(value, dict):
-            for sub, inner in value.items():
-                out[f"augment.{sub}"] = inner
+            out.update({f"augment.{sub}": inner for sub, inner in value.items()})
         else:
             out[key] = value
     return out
@@ -138,14 +135,9 @@ def apply_recipe(base: TrainConfig, values: Mapping[str, Any],
 def training_conflicts(searched: Mapping[str, Param], training: Mapping[str, Any],
                        source: str, space_source: str) -> None:
     """A recipe key fixed under a study's ``training:`` and also searched by its space."""
-    fixed = {k: v for k, v in training.items() if k != "augment"}
-    for key, value in (training.get("augment") or {}).items():
-        fixed[f"augment.{key}"] = value
-    for key, value in fixed.items():
+    for key, value in flatten(training).items():
         if key in searched:
-            label = f"training.{key}" if not key.startswith("augment.") else \
-                f"training.augment.{key.split('.', 1)[1]}"
-            raise ConfigError(source, label, value,
+            raise ConfigError(source, f"training.{key}", value,
                               f"absent: the space ({space_source}) searches '{key}' "
                               f"({searched[key].describe()}); fix it under training: or "
                               "search it in the space, not both")

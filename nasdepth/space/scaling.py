@@ -1,34 +1,14 @@
 """Compound scaling (Tan & Le 2019): a base architecture scaled by φ in depth, width and input
-resolution, as a search dimension.
-
-A space's ``scaling:`` section::
-
-    scaling:
-      resolution: 16               # the base network's input side (the data are resized)
-      phi: [0, 1, 2]               # fixed, a list (categorical) or {type: int, low, high}
-      rule: [depth, width, resolution, compound]   # one rule, or several to compare
-      alpha: 1.2                   # compound's coefficients (the paper's, the defaults)
-      beta: 1.1
-      gamma: 1.15
-      target: 2                    # alpha * beta**2 * gamma**2: FLOPs factor per unit of phi
-      tolerance: 0.05              # how far from target a rule's product may be
-      grid: {alpha: [1.0, 1.1, 1.2], beta: [1.0, 1.1, 1.2]}   # search alpha, beta (gamma
-                                   # from the constraint): each feasible triple becomes a rule
-      width_divisor: 1             # scaled widths rounded to multiples of this
-      match_flops: true            # move each candidate's phi along its rule until its FLOPs
-                                   # are the closest rounding allows to target**phi x base's
+resolution, as a search dimension. A space's ``scaling:`` section (its keys, with an example:
+docs/architectures.md, "Compound scaling") adds the parameters ``scaling.phi`` and
+``scaling.rule``.
 
 A rule is a triple (α, β, γ): the network's total depth becomes ``round(depth * α**φ)`` (spread
 over the stages in the base's proportions), every width ``round(width * β**φ)``, the input side
-``round(resolution * γ**φ)``. FLOPs grow about as α·β²·γ² per unit of φ, so every rule of one
-space is held to the same product (``target``): ``depth`` is (target, 1, 1), ``width``
-(1, √target, 1), ``resolution`` (1, 1, √target), ``compound`` (α, β, γ). At one φ, the rules
-then compare at matched FLOPs, up to rounding; depthwise convolutions, SE gates and heads make
-FLOPs grow slower than β² with width, so ``match_flops: true`` moves each candidate along its
-own rule (an effective φ, found by bisection on counted FLOPs; the space then needs
-``input_shape``) until its FLOPs are the nearest rounding allows to ``target**phi`` times the
-base's. The report shows the FLOPs each candidate reached. A triple written
-``"1.2/1.1/1.15"`` is a rule of its own. Nothing here imports torch.
+``round(resolution * γ**φ)``. Every rule of one space is held to the same FLOPs factor per unit
+of φ, α·β²·γ² = ``target``, so that the rules compare at matched FLOPs, up to rounding (and
+layers whose FLOPs grow slower than β², which ``match_flops`` corrects by moving each
+candidate's φ along its rule). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -40,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from nasdepth.arch.config import ArchConfig, StageConfig
-from nasdepth.errors import ConfigError, UnknownNameError, check_section
+from nasdepth.errors import ConfigError, UnknownNameError, check_bool, check_int, check_section
 from nasdepth.space.params import Param
 
 SCALING_KEYS = ("resolution", "phi", "rule", "alpha", "beta", "gamma", "target", "tolerance",
@@ -68,10 +48,6 @@ class Rule:
     def product(self) -> float:
         """α·β²·γ²: the FLOPs factor per unit of φ."""
         return self.alpha * self.beta**2 * self.gamma**2
-
-
-def triple_name(alpha: float, beta: float, gamma: float) -> str:
-    return f"{alpha:g}/{beta:g}/{gamma:g}"
 
 
 @dataclass(frozen=True)
@@ -218,10 +194,7 @@ def _matched(key: tuple[int, float, int], base: ArchConfig, phi: float, rule: Ru
         return high
     for _ in range(MATCH_STEPS):
         mid = (low + high) / 2
-        if f(mid) < want:
-            low = mid
-        else:
-            high = mid
+        low, high = (mid, high) if f(mid) < want else (low, mid)
     return min((low, high), key=lambda x: abs(math.log(max(f(x), 1) / want)))
 
 
@@ -306,7 +279,7 @@ def _grid(grid: Any, target: float, source: str) -> list[Rule]:
             rest = target / (a * b * b)
             if rest >= 1 - 1e-9:
                 g = round(math.sqrt(rest), 3)
-                out.append(Rule(triple_name(a, b, g), a, b, g))
+                out.append(Rule(f"{a:g}/{b:g}/{g:g}", a, b, g))
     if not out:
         raise ConfigError(source, "scaling.grid", grid,
                           f"alpha and beta values with alpha * beta**2 <= {target:g} (the "
@@ -320,11 +293,9 @@ def parse_scaling(spec: Any, source: str) -> Scaling:
     """Read and check a space's ``scaling:`` section."""
     spec = check_section(spec, source, "scaling", SCALING_KEYS,
                          "a mapping (resolution, phi, rule, ...)")
-    res = spec.get("resolution")
-    if isinstance(res, bool) or not isinstance(res, int) or res < 1:
-        raise ConfigError(source, "scaling.resolution", res,
-                          "an int >= 1: the base network's input side (the data are resized "
-                          "to it times gamma**phi)")
+    res = check_int(spec.get("resolution"), source, "scaling.resolution", 1,
+                    "an int >= 1: the base network's input side (the data are resized to it "
+                    "times gamma**phi)")
     target = _number(source, "target", spec.get("target", 2.0), low=1.0,
                      what="a number > 1 (the FLOPs factor per unit of phi)")
     if target == 1:
@@ -333,12 +304,8 @@ def parse_scaling(spec: Any, source: str) -> Scaling:
     tol = spec.get("tolerance", 0.05)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1:
         raise ConfigError(source, "scaling.tolerance", tol, "a number in [0, 1)")
-    divisor = spec.get("width_divisor", 1)
-    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
-        raise ConfigError(source, "scaling.width_divisor", divisor, "an int >= 1")
-    match = spec.get("match_flops", False)
-    if not isinstance(match, bool):
-        raise ConfigError(source, "scaling.match_flops", match, "true or false")
+    divisor = check_int(spec.get("width_divisor", 1), source, "scaling.width_divisor", 1)
+    match = check_bool(spec.get("match_flops", False), source, "scaling.match_flops")
     rules, listed = _rules(spec, target, source)
     for r in rules:
         if abs(r.product / target - 1) > tol:
@@ -371,14 +338,12 @@ def explain(scaling: Scaling, base: ArchConfig, input_shape: Sequence[int] | Non
                                    "gamma": rule.gamma, "phi": phi}
             if scaling.match_flops and input_shape is not None:
                 eff = scaling.matched_phi(base, phi, rule, input_shape, num_classes)
-                row["matched_phi"] = round(eff, 3)
+                ratio = (scaling.flops(base, eff, rule, input_shape, num_classes)
+                         / scaling.flops(base, 0.0, rule, input_shape, num_classes))
+                row.update(matched_phi=round(eff, 3), flops_reached=round(ratio, 3))
             cfg = scaling.apply(base, eff, rule)
             row.update({"depth": cfg.depth, "widths": [s.width for s in cfg.stages],
                         "resolution": scaling.side(eff, rule),
                         "flops_target": round(scaling.target**phi, 3)})
-            if "matched_phi" in row and input_shape is not None:
-                ratio = (scaling.flops(base, eff, rule, input_shape, num_classes)
-                         / scaling.flops(base, 0.0, rule, input_shape, num_classes))
-                row["flops_reached"] = round(ratio, 3)
             rows.append(row)
     return rows

@@ -1,41 +1,27 @@
 """``SearchSpace``: a YAML file of parameters that Optuna samples into an ``ArchConfig``.
 
-Top-level keys (each fixed or a distribution, see :mod:`nasdepth.space.params`):
-
-- any ``StageConfig`` field (``block``, ``width``, ``norm``, ``bottleneck_ratio`` ...): shared
-  by every stage. ``depth`` here is the *total* number of blocks, split as evenly as possible
-  over the stages (later stages get the remainder); ``width`` is the first stage's width, stage i
-  gets ``width * width_multiplier**i``; stage i > 0 has stride 2 unless ``stride`` is set.
-- any ``ArchConfig`` field (``skip``, ``init``, ``stem_width``, ``head_hidden`` ...).
-- ``stages``: the number of stages (fixed or sampled), or a list with one mapping per stage of
-  ``StageConfig`` fields that override the shared ones for that stage (``stage2.width`` in
-  Optuna). A stage's ``depth`` is its own; setting it both per stage and shared is an error.
-- ``width_multiplier`` (default 2).
-- ``input_shape`` (e.g. ``[1, 8, 8]``, ``[30]``): the data the space is meant for; its rank
-  rules out convolution-only blocks on flat data, and a ``budget`` counts on it.
-- ``num_classes`` (default 10), used by the budget's counts.
-- ``budget: {max_params, max_flops, width_divisor}``: scale widths to the largest that fits.
-- ``scaling: {resolution, phi, rule, alpha, beta, gamma, grid, ...}``: compound scaling of the
-  base architecture the other keys describe, in depth, width and input resolution
-  (:mod:`nasdepth.space.scaling`); adds the parameters ``scaling.phi`` and ``scaling.rule``.
-- ``name``, ``description``.
-- training-recipe keys (``lr``, ``weight_decay``, ``optimizer``, ``momentum``, ``batch_size``,
-  ``schedule``, ``label_smoothing``, ``epochs``, ``patience``, ``augment: {flip, ...}`` ...,
-  see :mod:`nasdepth.space.recipe`): sampled with the architecture, applied to the study's
-  ``training:`` by :meth:`SearchSpace.training`.
+The keys (docs/search_spaces.md, "Which keys exist"): any ``StageConfig`` field (shared by every
+stage) or ``ArchConfig`` field, each fixed or a distribution (:mod:`nasdepth.space.params`);
+``stages`` (a count, or one mapping per stage); ``width_multiplier``; ``input_shape`` and
+``num_classes`` (what a ``budget:`` counts on); ``budget:`` (:mod:`nasdepth.space.budget`);
+``scaling:`` (:mod:`nasdepth.space.scaling`); ``name``, ``description``; and training-recipe
+keys (:mod:`nasdepth.space.recipe`), applied to the study's ``training:`` by
+:meth:`SearchSpace.training`. A shared ``depth`` is the *total* number of blocks, split as
+evenly as possible over the stages (later stages get the remainder); stage i gets
+``width * width_multiplier**i`` and stride 2 for i > 0 unless ``stride`` is set.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nasdepth.arch.config import ArchConfig, StageConfig
 from nasdepth.arch.rules import BLOCK_RULES
-from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError
+from nasdepth.errors import ConfigError, NasdepthError, UnknownNameError, check_int
 from nasdepth.space.budget import Budget
 from nasdepth.space.fields import (
     META_KEYS,
@@ -70,6 +56,7 @@ GRID_LIMIT = 20_000
 # (depth left out), and of at most a quarter as many distinct stages: loads stay under ~1 s.
 CHECK_LIMIT = 1_200
 STAGE_DEFAULTS = {f.name: f.default for f in fields(StageConfig)}
+_UNSET = object()  # a parameter without a value (not sampled, not fixed)
 
 
 @dataclass(frozen=True)
@@ -140,7 +127,7 @@ class SearchSpace:
             name=str(d.get("name", Path(source).stem)), shared=ordered, per_stage=stages,
             source=source, description=str(d.get("description", "")),
             input_shape=_input_shape(d.get("input_shape"), source),
-            num_classes=_num_classes(d.get("num_classes", 10), source),
+            num_classes=check_int(d.get("num_classes", 10), source, "num_classes", 2),
             budget=None if d.get("budget") is None else Budget.parse(d["budget"], source),
             scaling=scaling,
         )
@@ -156,15 +143,12 @@ class SearchSpace:
         ``input_shape``/``num_classes`` (the study's data) override the space's own for the
         budget's counts."""
         values: dict[str, Any] = {}
-        shared: dict[str, Any] = {}
-        for p in self.shared:
-            if p.active(shared):
-                values[p.key] = shared[p.name] = p.suggest(trial)
-        for stage in self.per_stage or ():
-            own: dict[str, Any] = {}
-            for p in stage:
-                if p.active(own, shared):
-                    values[p.key] = own[p.name] = p.suggest(trial)
+
+        def draw(p: Param) -> Any:
+            values[p.key] = p.suggest(trial)
+            return values[p.key]
+
+        self._walk(draw)
         return self.to_arch(values, input_shape=input_shape, num_classes=num_classes)
 
     def scopes(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -174,25 +158,27 @@ class SearchSpace:
         for key in values:
             if key not in known:
                 raise UnknownNameError(self.source, "parameter", key, known)
+        return self._walk(lambda p: p.decode(values[p.key]) if p.key in values
+                          else p.value if p.kind == "fixed" else _UNSET)
+
+    def _walk(self, value_of: Callable[[Param], Any]
+              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The shared values and one dict per stage, keyed by field: ``value_of`` each active
+        parameter in sampling order (a condition reads the values before it), unless
+        :data:`_UNSET`."""
         shared: dict[str, Any] = {}
-        for p in self.shared:
-            if p.active(shared) and (p.key in values or p.kind == "fixed"):
-                shared[p.name] = p.decode(values[p.key]) if p.key in values else p.value
         stages: list[dict[str, Any]] = []
-        for stage in self.per_stage or ():
-            own: dict[str, Any] = {}
-            for p in stage:
-                if p.active(own, shared) and (p.key in values or p.kind == "fixed"):
-                    own[p.name] = p.decode(values[p.key]) if p.key in values else p.value
-            stages.append(own)
+        for scope, params in [(shared, self.shared), *(({}, s) for s in self.per_stage or ())]:
+            for p in params:
+                if p.active(scope, shared) and (value := value_of(p)) is not _UNSET:
+                    scope[p.name] = value
+            if scope is not shared:
+                stages.append(scope)
         return shared, stages
 
     def resolution(self, values: Mapping[str, Any]) -> int | None:
         """The input side a candidate's data are resized to (``scaling:``), or None."""
-        if self.scaling is None:
-            return None
-        phi, rule = self.scaled(values)
-        return self.scaling.side(phi, rule)
+        return None if self.scaling is None else self.scaling.side(*self.scaled(values))
 
     def scaled(self, values: Mapping[str, Any], *, input_shape: Sequence[int] | None = None,
                num_classes: int | None = None) -> tuple[float, Rule]:
@@ -209,11 +195,8 @@ class SearchSpace:
         return phi, rule
 
     def _shape(self, input_shape: Sequence[int] | None) -> tuple[int, ...]:
-        shape = input_shape or self.input_shape
-        if shape is None:
-            raise ConfigError(self.source, "input_shape", None,
-                              "set (e.g. [1, 8, 8]) for scaling.match_flops to count FLOPs")
-        return tuple(shape)
+        """The data's shape, else the space's (set wherever a count needs it: ``_validate``)."""
+        return tuple(input_shape or self.input_shape or ())
 
     def to_arch(self, values: Mapping[str, Any], *, input_shape: Sequence[int] | None = None,
                 num_classes: int | None = None, apply_budget: bool = True,
@@ -259,11 +242,7 @@ class SearchSpace:
                                                num_classes or self.num_classes)
             cfg = self.scaling.apply(cfg, phi, rule)
         if self.budget is not None and apply_budget:
-            shape = input_shape or self.input_shape
-            if shape is None:
-                raise ConfigError(self.source, "input_shape", None,
-                                  "set (e.g. [1, 8, 8]) for the budget to count parameters")
-            cfg = self.budget.apply(cfg, shape, num_classes or self.num_classes)
+            cfg = self.budget.apply(cfg, self._shape(input_shape), num_classes or self.num_classes)
         return cfg
 
     # --- enumeration ----------------------------------------------------------------------
@@ -341,27 +320,17 @@ class SearchSpace:
         """Search space for ``optuna.samplers.GridSampler``: every sampled parameter's values
         under its Optuna name (as Optuna stores them), or None where a parameter is
         continuous."""
-        out: dict[str, list[Any]] = {}
-        for p in self.params:
-            vals = p.values()
-            if vals is None:
-                return None
-            if p.kind != "fixed":
-                out[p.key] = [p.encode(v) for v in vals]
-        return out
+        if self.bound() is None:
+            return None
+        return {p.key: [p.encode(v) for v in p.values() or []] for p in self.params
+                if p.kind != "fixed"}
 
     def describe(self) -> list[dict[str, Any]]:
         """One row per parameter: its Optuna name, type, values and condition."""
-        rows = []
-        for p in self.params:
-            vals = p.values()
-            rows.append({
-                "parameter": p.key, "type": p.kind, "values": p.describe(),
-                "count": "inf" if vals is None else str(len(vals)),
-                "when": "; ".join(f"{k} in {', '.join(map(str, v))}"
-                                  for k, v in p.when.items()),
-            })
-        return rows
+        return [{"parameter": p.key, "type": p.kind, "values": p.describe(),
+                 "count": "inf" if (vals := p.values()) is None else str(len(vals)),
+                 "when": "; ".join(f"{k} in {', '.join(map(str, v))}" for k, v in p.when.items())}
+                for p in self.params]
 
     # --- validation -----------------------------------------------------------------------
 
@@ -526,12 +495,6 @@ def _input_shape(spec: Any, source: str) -> tuple[int, ...] | None:
         raise ConfigError(source, "input_shape", spec,
                           "[features], [channels, length] or [channels, height, width]")
     return tuple(spec)
-
-
-def _num_classes(spec: Any, source: str) -> int:
-    if not isinstance(spec, int) or isinstance(spec, bool) or spec < 2:
-        raise ConfigError(source, "num_classes", spec, "an int >= 2")
-    return spec
 
 
 def load_space(path: str | Path) -> SearchSpace:

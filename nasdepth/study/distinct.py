@@ -24,6 +24,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 
 import optuna
 from optuna.trial import TrialState
@@ -75,11 +76,9 @@ def claim_worker_indexes(study: optuna.Study, n: int = 1) -> list[int]:
     """``n`` worker slots of ``study``, claimed in its storage: ranks in the order the claims
     were written (workers that start at once on one host get distinct, dense ranks)."""
     storage, sid = study._storage, study._study_id
-    mine = []
-    for _ in range(n):
-        key = f"{SLOT_PREFIX}{uuid.uuid4().hex}"
+    mine = [f"{SLOT_PREFIX}{uuid.uuid4().hex}" for _ in range(n)]
+    for key in mine:
         storage.set_study_system_attr(sid, key, time.time())
-        mine.append(key)
     slots = sorted((float(v), k) for k, v in storage.get_study_system_attrs(sid).items()
                    if k.startswith(SLOT_PREFIX))
     order = [k for _, k in slots]
@@ -96,27 +95,29 @@ def use_worker_sampler(study: optuna.Study, cfg: StudyConfig, index: int | None 
     if index is None:
         index = claim_worker_indexes(study)[0]
     own = worker_seed(cfg.seed, index)
-    ctx = SamplerContext(seed=own, space=cfg.space, multi_objective=len(cfg.objectives) > 1)
+    ctx = SamplerContext(seed=own, space=cfg.space)
     study.sampler = make_sampler(cfg.sampler, cfg.sampler_options, ctx, str(cfg.path))
     CURRENT.clear()
     CURRENT.update({"index": index, "sampler_seed": own})
     return index
 
 
-def _holder(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
-    """Another RUNNING trial with this trial's parameters under the same settings."""
+def same_candidate(trial: optuna.Trial, state: TrialState,
+                   usable: Callable[[optuna.trial.FrozenTrial], bool] = lambda t: True
+                   ) -> optuna.trial.FrozenTrial | None:
+    """Another trial in ``state`` with exactly this trial's parameters, trained under the same
+    settings (``settings_id``: data, CV, recipe), where ``usable``."""
     from nasdepth.study.record import read_record
 
     params, settings = trial.params, read_record(trial).settings_id
-    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.number != trial.number and t.params == params and \
-                read_record(t).settings_id == settings:
-            return t
-    return None
+    return next((t for t in trial.study.get_trials(deepcopy=False, states=(state,))
+                 if t.number != trial.number and t.params == params
+                 and read_record(t).settings_id == settings and usable(t)), None)
 
 
-def _alive(t: optuna.trial.FrozenTrial) -> bool:
-    """False when ``t``'s worker ran on this host and its process is gone."""
+def worker_alive(t: optuna.trial.FrozenTrial) -> bool:
+    """False when ``t``'s worker ran on this host and its process is gone (SIGKILL, OOM
+    killer); another user's process counts as alive."""
     from nasdepth.study.record import read_record
 
     w = read_record(t).worker or {}
@@ -127,7 +128,7 @@ def _alive(t: optuna.trial.FrozenTrial) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 
@@ -135,7 +136,7 @@ def claim_candidate(trial: optuna.Trial) -> None:
     """Call once the trial's parameters are drawn: raises :class:`CandidateTaken` when another
     running trial holds them (at most :data:`MAX_REDRAWS` times in a row in this process), else
     waits until that trial has finished (then its scores are copied as a twin)."""
-    holder = _holder(trial)
+    holder = same_candidate(trial, TrialState.RUNNING)
     if holder is None:
         _redraws[0] = 0
         return
@@ -143,9 +144,9 @@ def claim_candidate(trial: optuna.Trial) -> None:
         _redraws[0] += 1
         raise CandidateTaken(f"{TAKEN} {holder.number}; this worker draws another")
     # the lower number keeps the candidate: two workers never wait for each other
-    while holder is not None and holder.number < trial.number and _alive(holder):
+    while holder is not None and holder.number < trial.number and worker_alive(holder):
         time.sleep(POLL_S)
-        holder = _holder(trial)
+        holder = same_candidate(trial, TrialState.RUNNING)
     _redraws[0] = 0
 
 

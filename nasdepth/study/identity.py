@@ -122,12 +122,18 @@ def settings_id(identity: dict[str, Any]) -> str:
 
 
 def _flat(value: Any, prefix: str) -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flat(v, f"{prefix}.{k}"))
-        return out
-    return {prefix: value}
+    if not isinstance(value, dict):
+        return {prefix: value}
+    return {key: x for k, v in value.items() for key, x in _flat(v, f"{prefix}.{k}").items()}
+
+
+def _diff(old: Any, new: Any, part: str, *, added: bool = False, skip: str = "") -> list[str]:
+    """``key: old -> new`` for every flattened key of ``part`` that differs. A key only in
+    ``new`` counts only with ``added``: else it is a setting added by a newer nasdepth, whose
+    default is the old value."""
+    a, b = _flat(old or {}, part), _flat(new or {}, part)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if k != skip and (added or k in a) and a.get(k) != b.get(k)]
 
 
 def _space_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
@@ -149,13 +155,7 @@ def _transfer_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) ->
     out = []
     if old.get("digest") and new.get("digest") and old["digest"] != new["digest"]:
         out.append(f"transfer.weights: the checkpoint {new.get('weights')} has other contents")
-    flat_old, flat_new = _flat(old, "transfer"), _flat(new, "transfer")
-    for key in sorted(set(flat_old) | set(flat_new)):
-        if key == "transfer.digest" or key not in flat_old:
-            continue  # the digest is said above; a key added by a newer nasdepth: its default
-        if flat_old.get(key) != flat_new.get(key):
-            out.append(f"{key}: {flat_old.get(key)!r} -> {flat_new.get(key)!r}")
-    return out
+    return out + _diff(old, new, "transfer", skip="transfer.digest")  # the digest: said above
 
 
 def _describe_data(d: dict[str, Any]) -> str:
@@ -173,17 +173,10 @@ def changes(stored: dict[str, Any], mine: dict[str, Any]) -> list[str]:
                    if _describe_data(old_data) != _describe_data(new_data)
                    else "data: other samples or labels of the same size")
     for part in ("cv", "training"):
-        old, new = _flat(stored.get(part) or {}, part), _flat(mine[part], part)
-        for key in sorted(set(old) | set(new)):
-            if key not in old and key in new:
-                continue  # a setting added by a newer nasdepth: its default is the old value
-            if old.get(key) != new.get(key):
-                out.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
+        out += _diff(stored.get(part), mine[part], part)
     out += _space_changes(stored.get("space") or [], mine["space"])
-    old_s = _flat(stored.get("space_settings") or {}, "space_settings")
-    new_s = _flat(mine.get("space_settings") or {}, "space_settings")
-    out += [f"{k}: {old_s.get(k)!r} -> {new_s.get(k)!r}" for k in sorted(set(old_s) | set(new_s))
-            if old_s.get(k) != new_s.get(k)]
+    out += _diff(stored.get("space_settings"), mine.get("space_settings"), "space_settings",
+                 added=True)
     out += _transfer_changes(stored.get("transfer"), mine.get("transfer"))
     if stored.get("tasks") != mine.get("tasks"):
         out.append(f"tasks: {stored.get('tasks')} -> {mine.get('tasks')}")

@@ -20,7 +20,6 @@ record's ``multitask_baselines`` (the report's "Multitask" section reads it).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,9 +40,6 @@ from nasdepth.study.tasks_file import TASK_OBJECTIVES, TaskSettings
 from nasdepth.train import TrainConfig
 from nasdepth.train.cv import CVResult, records
 from nasdepth.train.sharing import single_task_baselines
-
-log = logging.getLogger("nasdepth.study")
-
 
 
 def study_tasks(cfg: StudyConfig, data: Dataset) -> tuple[str, ...]:
@@ -105,11 +101,8 @@ def record_tasks(cfg: StudyConfig, study: optuna.Study, result: CVResult, record
     except Exception as exc:  # a probe bug must not fail a finished candidate
         record.errors["probes"] = f"{type(exc).__name__}: {exc}"
     try:
-        known = {}
-        names: list[str] = []
-        if cfg.diagnosis.baseline:
-            known = _shallow(study, data, splits, tasks)
-            names = ["shallow"]
+        names = ["shallow"] if cfg.diagnosis.baseline else []
+        known = _shallow(study, data, splits, tasks) if names else {}
         known_tasks = task_controls(study, splits, known, exclude=record.number)
         earlier = dict(stored(study, "reference_tasks") or {})
         for task, ref in earlier.items():  # a reference an earlier trial ran for this task
@@ -152,22 +145,17 @@ def study_baselines(study: optuna.Study, cfg: StudyConfig, data: Dataset) -> dic
     """The best complete trial's architecture trained on each task alone, on the study's
     splits with the study's recipe: stored as the study record's ``multitask_baselines``
     and returned (None without a complete trial)."""
-    best = None
     key = cfg.objectives[0]
     sign = -1.0 if cfg.directions[0] == "minimize" else 1.0
+    scored = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         rec = read_record(t)
-        if not rec.cv_folds or not isinstance(rec.multitask, dict):
-            continue
-        vals = [float(r[key]) for r in rec.cv_folds if isinstance(r.get(key), (int, float))]
-        if not vals:
-            continue
-        score = sign * sum(vals) / len(vals)
-        if best is None or score > best[0]:
-            best = (score, rec)
-    if best is None:
+        vals = [float(r[key]) for r in rec.cv_folds or [] if isinstance(r.get(key), (int, float))]
+        if vals and isinstance(rec.multitask, dict):
+            scored.append((sign * sum(vals) / len(vals), rec))
+    if not scored:
         return None
-    rec = best[1]
+    rec = max(scored, key=lambda s: s[0])[1]  # the first of equal scores
     assert isinstance(rec.multitask, dict)
     mt = MultitaskConfig.from_dict(rec.multitask["config"])
     training = TrainConfig.from_dict(rec.training) if rec.training else cfg.training

@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 from nasdepth.errors import ConfigError, NasdepthError
-from nasdepth.outpath import check_output
 
 MAX_NAME = 100
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -52,12 +51,3 @@ def report_dir(name: str, out: str | Path | None) -> Path:
     if path.resolve().parent != REPORTS.resolve():  # belt and braces: never outside
         raise NasdepthError(f"The report folder for study '{name}' would leave {REPORTS}/.")
     return path
-
-
-def check_writable(folder: Path, what: str, inputs: dict[str, object] | None = None) -> None:
-    """Make ``folder`` (and check a file can be written in it) before any training, so a study
-    does not train for hours and then fail to write its report; ``inputs`` (what the command
-    reads, see :func:`study_inputs`) are refused as the folder or a file in it the report
-    would overwrite (:mod:`nasdepth.outpath`)."""
-    check_output(folder, inputs or {}, what=what, folder=True)
-

@@ -28,7 +28,7 @@ from nasdepth.arch import count_parameters
 from nasdepth.data import Dataset
 from nasdepth.errors import ConfigError
 from nasdepth.study.candidates import recipe_params, suggest_candidate
-from nasdepth.study.distinct import claim_candidate
+from nasdepth.study.distinct import claim_candidate, same_candidate
 from nasdepth.study.identity import check_checkpoint
 from nasdepth.study.measure import count_flops, measure_latency, versions, worker_info
 from nasdepth.study.multitask import record_tasks, study_tasks
@@ -117,19 +117,14 @@ class Objective:
                                   "section (scaling studies train single-task networks from "
                                   "scratch, each at its own input resolution)")
         self.tasks = study_tasks(cfg, data) if cfg.tasks is not None else ()
-        # ``data`` is what each candidate prepares (adapts) itself; ``adapted``: as the
-        # checkpoint takes it, once, for the baselines and the diagnosis
+        # ``data`` is what each candidate prepares (adapts) itself; ``view``: as the
+        # checkpoint takes it, once, for the baselines, the costs and the diagnosis
         self.cfg, self.data = cfg, data
-        self.adapted = None if cfg.transfer is None else cfg.transfer.adapt_data(
+        self.view = data if cfg.transfer is None else cfg.transfer.adapt_data(
             data, str(cfg.path))[0]
         self.fold_progress, self.extra_hooks = fold_progress, extra_hooks
         # the CV resolved once: every trial, the baselines and the controls share these splits
         self.splits = cfg.cv.resolve(data, str(cfg.path))
-
-    @property
-    def view(self) -> Dataset:
-        """The data as the candidates' networks take them (baselines, costs, diagnosis)."""
-        return self.data if self.adapted is None else self.adapted
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
         # a record the runner started (worker) or an enqueued retry's ``retry_of`` carry on
@@ -146,9 +141,8 @@ class Objective:
             rec.state, rec.reason = "failed", fail_reason(exc)
             rec.errors["traceback"] = "".join(tb[-3:])[-2000:]
             write_record(trial, rec)
-            if is_out_of_memory(exc):
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()  # leave memory for the next candidate
+            if is_out_of_memory(exc) and torch.cuda.is_available():
+                torch.cuda.empty_cache()  # leave memory for the next candidate
             raise
         bad = [v for v in (values if isinstance(values, Sequence) else [values])
                if not math.isfinite(float(v))]
@@ -187,7 +181,8 @@ class Objective:
         training = cfg.space.training(recipe_params(cfg, trial.params), cfg.training)
         rec.training = training.to_dict()
         claim_candidate(trial)  # another worker's running trial holds it: draw another
-        twin = _completed_twin(trial)
+        twin = same_candidate(trial, optuna.trial.TrialState.COMPLETE,
+                              lambda t: t.values is not None and bool(read_record(t).cv_folds))
         if twin is not None:
             # same candidate, same seeded folds: the CV would repeat the twin's scores
             # exactly; samplers on small categorical spaces propose repeats often
@@ -204,9 +199,7 @@ class Objective:
         # to its resolution): costs, probes and diagnosis read these
         view = cand.prepare(self.data, str(cfg.path))
         costs = self._measure(trial, cand.build(view), view)
-        rec.costs = {"params": float(costs["params"]), "flops": float(costs["flops"])}
-        if "latency" in costs:
-            rec.costs["latency_ms"] = float(costs["latency"])
+        rec.costs = {"latency_ms" if k == "latency" else k: float(v) for k, v in costs.items()}
         rec.summary = {**arch.summary(), "params": int(costs["params"]),
                        "flops": int(costs["flops"]), **_scaling(cfg, cand, trial.params)}
         write_record(trial, rec)
@@ -273,17 +266,6 @@ def _scaling(cfg: StudyConfig, cand: Candidate, params: dict[str, Any]) -> dict[
     phi, rule = cfg.space.scaling.values(shared)
     return {"resolution": side, "scaling.phi": phi, "scaling.rule": rule.name,
             "matched_phi": cfg.space.scaled(params)[0]}
-
-
-def _completed_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
-    """An earlier complete trial of this study with exactly this trial's parameters, trained
-    under the same settings (``settings_id``: data, CV, recipe)."""
-    params, settings = trial.params, read_record(trial).settings_id
-    for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if t.params == params and t.values is not None and read_record(t).cv_folds and \
-                read_record(t).settings_id == settings:
-            return t
-    return None
 
 
 #: what a repeated candidate keeps of its own: who ran it, when, and why it runs

@@ -69,19 +69,12 @@ def study_peers(study: optuna.Study, digest: str, chance: float, *,
     """The ``peers`` control: the COMPLETE trials on splits ``digest`` that learned (best
     first), ``checked`` how many were read. ``chance``: the study's chance accuracy on those
     splits (the shallow baseline's)."""
-    learned, checked = [], 0
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if t.number == exclude:
-            continue
-        rec = read_record(t)
-        if not rec.splits or rec.splits.get("digest") != digest:
-            continue
-        checked += 1
-        entry = peer_entry(rec, chance, task)
-        if entry is not None:
-            learned.append(entry)
-    learned.sort(key=lambda e: -e["val_accuracy"])
-    return {"splits": digest, "checked": checked, "learned": learned[:KEEP], "task": task}
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    same = [rec for rec in map(read_record, trials)
+            if rec.number != exclude and (rec.splits or {}).get("digest") == digest]
+    learned = sorted((e for rec in same if (e := peer_entry(rec, chance, task)) is not None),
+                     key=lambda e: -e["val_accuracy"])
+    return {"splits": digest, "checked": len(same), "learned": learned[:KEEP], "task": task}
 
 
 def reread_verdict(diagnosis: dict[str, Any], peers: dict[str, Any],

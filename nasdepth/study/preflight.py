@@ -58,20 +58,18 @@ def check_blocks_fit(cfg: StudyConfig, data: Dataset) -> None:
     if cfg.transfer is not None and cfg.transfer.arch is not None:
         return  # the checkpoint's architecture, not the space's, is trained
     rank = len(data.input_shape) - 1
-    for p in cfg.space.params:
-        if p.name != "block":
-            continue
-        for block in p.values() or []:
-            rules = BLOCK_RULES.get(block)
-            if rules is None or (rank in rules.ranks and not (rules.conv_only and rank == 0)):
-                continue  # fits (unknown names: reported by the space already)
-            try:  # the block's own words for what fits instead
-                check_block(block, StageConfig(block=block, depth=1, width=8), width=8,
-                            stride=1, rank=rank)
-            except ConfigError as exc:
-                raise ConfigError(cfg.space.source, p.key, block,
-                                  f"{exc.allowed}; the data {data.name} has samples shaped "
-                                  f"{tuple(data.input_shape)}") from None
+    for p, block in [(q, b) for q in cfg.space.params if q.name == "block"
+                     for b in q.values() or []]:
+        rules = BLOCK_RULES.get(block)
+        if rules is None or (rank in rules.ranks and not (rules.conv_only and rank == 0)):
+            continue  # fits (unknown names: reported by the space already)
+        try:  # the block's own words for what fits instead
+            check_block(block, StageConfig(block=block, depth=1, width=8), width=8, stride=1,
+                        rank=rank)
+        except ConfigError as exc:
+            raise ConfigError(cfg.space.source, p.key, block,
+                              f"{exc.allowed}; the data {data.name} has samples shaped "
+                              f"{tuple(data.input_shape)}") from None
 
 
 def check_device(device: object, source: str, key: str) -> None:
@@ -87,15 +85,14 @@ def check_device(device: object, source: str, key: str) -> None:
         raise ConfigError(source, key, device,
                           "a device this machine has (auto picks cuda, then mps, then cpu)"
                           + detail) from None
-    try:
+    if base == "cuda" and ":" in device:
         import torch
 
-        if base == "cuda" and ":" in device and int(device.split(":")[1]) >= \
-                torch.cuda.device_count():
+        try:
+            index = int(device.split(":")[1])
+        except ValueError:
+            raise ConfigError(source, key, device, "cuda or cuda:N") from None
+        if index >= torch.cuda.device_count():
             raise ConfigError(source, key, device,
                               f"a device this machine has ({torch.cuda.device_count()} CUDA "
                               "devices, numbered from 0)")
-    except ValueError as exc:
-        if isinstance(exc, NasdepthError):
-            raise
-        raise ConfigError(source, key, device, "cuda or cuda:N") from None

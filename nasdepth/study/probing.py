@@ -105,13 +105,8 @@ def keep_reference(trial: optuna.Trial, controls: dict[str, Any]) -> None:
 
 def wants_controls(verdict: str, settings: DiagnosisSettings) -> bool:
     """Does a trial with ``verdict`` get the study's costly controls?"""
-    if not settings.controls:
-        return False
-    if settings.on == "all":
-        return True
-    if settings.on == "unhealthy":
-        return verdict != "healthy"
-    return verdict in PLATEAUS
+    selected = {"all": True, "unhealthy": verdict != "healthy", "plateau": verdict in PLATEAUS}
+    return bool(settings.controls) and selected[settings.on]
 
 
 def record_diagnosis(trial: optuna.Trial, result: CVResult, record: TrialRecord, *,
@@ -124,14 +119,14 @@ def record_diagnosis(trial: optuna.Trial, result: CVResult, record: TrialRecord,
     costly controls. ``probes``: the trial's probe hooks (none: no probes ran)."""
     hook: Any = next((h for h in probes if hasattr(h, "summary")
                       and not isinstance(h, LinearProbeHook)), None)
-    if hook is not None and hasattr(hook, "summary"):
+    if hook is not None:
         try:
             record.probe_summary = hook.summary()
             record.trace_summary = trace_summary(hook.traces)
         except Exception as exc:  # a probe bug must not fail a finished candidate
             record.errors["probes"] = f"{type(exc).__name__}: {exc}"
     linear = next((h for h in probes if isinstance(h, LinearProbeHook)), None)
-    if isinstance(linear, LinearProbeHook):
+    if linear is not None:
         try:
             record.linear_probes = linear.summary()
         except Exception as exc:
@@ -142,12 +137,10 @@ def record_diagnosis(trial: optuna.Trial, result: CVResult, record: TrialRecord,
     try:
         known: dict[str, Any] = {}
         names: list[str] = []
+        budget = None
         if data is not None and splits is not None and settings.baseline:
             known["shallow"] = study_baseline(trial.study, data, splits)
-            names = ["shallow"]
-            names, budget = capable_controls(trial, splits, known, settings, names)
-        else:
-            budget = None
+            names, budget = capable_controls(trial, splits, known, settings, ["shallow"])
         d = diagnose(result, data, controls=names, cv=splits, precomputed=known,
                      reference_budget=budget)
         keep_reference(trial, d.controls)

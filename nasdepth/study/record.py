@@ -16,7 +16,10 @@ This module imports neither torch nor optuna: the CLI and the report read record
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optuna.trial import BaseTrial  # FrozenTrial and a live Trial
 
 #: the user attribute that holds the record
 RECORD_KEY = "nasdepth_record"
@@ -115,7 +118,7 @@ class TrialRecord:
         return rec
 
     @classmethod
-    def from_frozen_trial(cls, trial: TrialLike) -> TrialRecord:
+    def from_frozen_trial(cls, trial: BaseTrial) -> TrialRecord:
         """The record of an Optuna trial (``FrozenTrial`` or a live ``Trial``); see
         :func:`read_record`."""
         return read_record(trial)
@@ -130,17 +133,7 @@ class TrialRecord:
         return self.diagnosis.get("verdict") if isinstance(self.diagnosis, dict) else None
 
 
-class TrialLike(Protocol):
-    """What :func:`read_record` needs: Optuna's ``FrozenTrial`` and ``Trial`` both have it."""
-
-    @property
-    def number(self) -> int: ...
-
-    @property
-    def user_attrs(self) -> dict[str, Any]: ...
-
-
-def read_record(trial: TrialLike) -> TrialRecord:
+def read_record(trial: BaseTrial) -> TrialRecord:
     """The trial's record: the stored one, or one converted from the loose attributes of an
     earlier version. The state is Optuna's where the trial has one (a trial failed by
     heartbeat or by another worker never rewrote its record), and a finished trial without
@@ -153,7 +146,7 @@ def read_record(trial: TrialLike) -> TrialRecord:
     if state in _OPTUNA_STATES:
         rec.state = _OPTUNA_STATES[state]
     if not rec.params and isinstance(getattr(trial, "params", None), dict):
-        rec.params = dict(trial.params)  # type: ignore[attr-defined]
+        rec.params = dict(trial.params)
     if rec.reason is None:
         rec.reason = _default_reason(rec)
     if "resolution" in attrs and "resolution" not in rec.summary:  # scaling trials before v5
@@ -171,8 +164,7 @@ def write_record(trial: Any, rec: TrialRecord) -> None:
 
 def dashboard_attrs(rec: TrialRecord) -> dict[str, Any]:
     """The flat attributes of :data:`DASHBOARD_ATTRS` that have a value."""
-    flat = {"reason": rec.reason, "verdict": rec.verdict, "duplicate_of": rec.duplicate_of}
-    return {k: v for k, v in flat.items() if v is not None}
+    return {k: v for k in DASHBOARD_ATTRS if (v := getattr(rec, k)) is not None}
 
 
 def _default_reason(rec: TrialRecord) -> str | None:

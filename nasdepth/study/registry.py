@@ -25,7 +25,6 @@ class SamplerContext:
 
     seed: int
     space: SearchSpace
-    multi_objective: bool
 
 
 @dataclass(frozen=True)
@@ -46,29 +45,36 @@ SAMPLERS: dict[str, SamplerEntry] = {}
 PRUNERS: dict[str, PrunerEntry] = {}
 
 
-def register_sampler(name: str, *, options: dict[str, Any] | None = None,
-                     needs_finite_space: bool = False) -> Callable:
-    def deco(fn: Callable[[SamplerContext, dict[str, Any]], optuna.samplers.BaseSampler]
-             ) -> Callable:
-        if name in SAMPLERS:
-            raise ValueError(f"sampler {name!r} is already registered")
-        SAMPLERS[name] = SamplerEntry(fn, dict(options or {}), needs_finite_space)
+def _register(table: dict[str, Any], kind: str, name: str,
+              entry: Callable[[Callable], Any]) -> Callable:
+    """A decorator that files ``entry(fn)`` under ``name``; a name taken twice is refused."""
+    def deco(fn: Callable) -> Callable:
+        if name in table:
+            raise ValueError(f"{kind} {name!r} is already registered")
+        table[name] = entry(fn)
         return fn
     return deco
+
+
+def register_sampler(name: str, *, options: dict[str, Any] | None = None,
+                     needs_finite_space: bool = False) -> Callable:
+    return _register(SAMPLERS, "sampler", name,
+                     lambda fn: SamplerEntry(fn, dict(options or {}), needs_finite_space))
 
 
 def register_pruner(name: str, *, options: dict[str, Any] | None = None,
                     granularity: str = "epoch") -> Callable:
-    def deco(fn: Callable[[dict[str, Any], int], optuna.pruners.BasePruner]) -> Callable:
-        if name in PRUNERS:
-            raise ValueError(f"pruner {name!r} is already registered")
-        PRUNERS[name] = PrunerEntry(fn, dict(options or {}), granularity)
-        return fn
-    return deco
+    return _register(PRUNERS, "pruner", name,
+                     lambda fn: PrunerEntry(fn, dict(options or {}), granularity))
 
 
-def _check_options(kind: str, name: str, given: dict[str, Any], defaults: dict[str, Any],
+def _check_options(kind: str, registry: dict[str, Any], name: str, given: dict[str, Any],
                    source: str) -> dict[str, Any]:
+    """``given`` options of the ``kind`` named ``name`` checked against its entry's defaults,
+    which fill in the rest."""
+    if name not in registry:
+        raise UnknownNameError(source, kind, name, registry)
+    defaults = registry[name].options
     for key, value in given.items():
         if key not in defaults:
             raise UnknownNameError(source, f"{kind}.{key}", key, defaults or ["(no options)"])
@@ -82,15 +88,11 @@ def _check_options(kind: str, name: str, given: dict[str, Any], defaults: dict[s
 
 
 def check_sampler(name: str, options: dict[str, Any], source: str) -> dict[str, Any]:
-    if name not in SAMPLERS:
-        raise UnknownNameError(source, "sampler", name, SAMPLERS)
-    return _check_options("sampler", name, options, SAMPLERS[name].options, source)
+    return _check_options("sampler", SAMPLERS, name, options, source)
 
 
 def check_pruner(name: str, options: dict[str, Any], source: str) -> dict[str, Any]:
-    if name not in PRUNERS:
-        raise UnknownNameError(source, "pruner", name, PRUNERS)
-    return _check_options("pruner", name, options, PRUNERS[name].options, source)
+    return _check_options("pruner", PRUNERS, name, options, source)
 
 
 def make_sampler(name: str, options: dict[str, Any], ctx: SamplerContext,

@@ -14,11 +14,13 @@ it was trained under) and ``run_id`` (the run that started it, for :func:`run_ou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from tqdm.auto import tqdm
 
 from nasdepth.data import Dataset, load_data
 from nasdepth.errors import NasdepthError
-from nasdepth.study.distinct import is_yielded, use_worker_sampler
+from nasdepth.study.distinct import is_yielded, use_worker_sampler, worker_alive
 from nasdepth.study.identity import check_identity, settings_id, study_identity
 from nasdepth.study.multitask import study_baselines, study_tasks
 from nasdepth.study.names import check_name
@@ -77,7 +79,7 @@ def open_study(cfg: StudyConfig, storage: optuna.storages.BaseStorage | None = N
     check_name(cfg.name, str(cfg.path))
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = storage if storage is not None else storage_for(cfg)
-    ctx = SamplerContext(seed=cfg.seed, space=cfg.space, multi_objective=len(cfg.objectives) > 1)
+    ctx = SamplerContext(seed=cfg.seed, space=cfg.space)
     source = str(cfg.path)
     sampler = make_sampler(cfg.sampler, cfg.sampler_options, ctx, source)
     pruner = make_pruner(cfg.pruner, cfg.pruner_options,
@@ -187,26 +189,14 @@ def count_trials(study: optuna.Study) -> tuple[int, int]:
 def _fail_dead_local_trials(study: optuna.Study) -> None:
     """Storages without heartbeats (journal file, Redis): a RUNNING trial whose worker process
     on this machine is gone (SIGKILL, OOM killer) is failed and queued again."""
-    from nasdepth.study.measure import worker_info
-
-    me = worker_info()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        w = read_record(t).worker or {}
-        if w.get("host") != me["host"] or not isinstance(w.get("pid"), int) or w["pid"] == me[
-                "pid"]:
+        if worker_alive(t):
             continue
-        try:
-            os.kill(w["pid"], 0)
-            continue  # alive
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # alive, another user's
         storage = study._storage
         try:
             # the reason first: a finished trial's attributes are read-only
             rec = read_record(t)
-            rec.state, rec.reason = "failed", f"worker process {w['pid']} died"
+            rec.state, rec.reason = "failed", f"worker process {rec.worker['pid']} died"
             storage.set_trial_user_attr(t._trial_id, RECORD_KEY, rec.to_dict())
             if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                 study.enqueue_trial(t.params, user_attrs={"retry_of": t.number},
@@ -215,29 +205,25 @@ def _fail_dead_local_trials(study: optuna.Study) -> None:
             continue  # another worker got there first
 
 
-class _BudgetGuard:
-    """Wraps the objective: gives up a trial that started beyond the budget."""
+def _budget_guard(objective: Callable[[optuna.Trial], Any], budget: int, *,
+                  settings: str | None, run_id: str) -> Callable[[optuna.Trial], Any]:
+    """``objective``, giving up a trial that started beyond the budget."""
+    from nasdepth.study.measure import worker_info
 
-    def __init__(self, objective: Callable[[optuna.Trial], Any], budget: int, *,
-                 settings: str | None = None, run_id: str | None = None) -> None:
-        self.objective, self.budget = objective, budget
-        self.settings, self.run_id = settings, run_id
-
-    def __call__(self, trial: optuna.Trial) -> Any:
-        from nasdepth.study.measure import worker_info
-
+    def guarded(trial: optuna.Trial) -> Any:
         rec = read_record(trial)  # an enqueued retry carries its retry_of
         rec.worker = worker_info()
         # before the objective: duplicates match on the settings; a duplicate keeps its run
-        rec.settings_id, rec.run_id = self.settings, self.run_id
+        rec.settings_id, rec.run_id = settings, run_id
         write_record(trial, rec)
         trials = trial.study.get_trials(deepcopy=False, states=FINISHED + ACTIVE)
-        earlier = sum(t.number < trial.number for t in trials)
-        if earlier >= self.budget:
+        if sum(t.number < trial.number for t in trials) >= budget:
             rec.state, rec.reason = "failed", BUDGET_REACHED
             write_record(trial, rec)
             raise BudgetReached(BUDGET_REACHED)
-        return self.objective(trial)
+        return objective(trial)
+
+    return guarded
 
 
 def env_threads() -> int | None:
@@ -306,10 +292,10 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
         return on_fold
 
     # scaling spaces: each trial's data at its scaled input resolution
-    objective = _BudgetGuard(Objective(cfg, data, fold_progress if progress else None,
-                                  extra_hooks=probe_hooks if probes else None), budget,
-                             settings=settings_id(st.user_attrs["identity"]),
-                             run_id=run_id or uuid.uuid4().hex)
+    objective = _budget_guard(Objective(cfg, data, fold_progress if progress else None,
+                                        extra_hooks=probe_hooks if probes else None), budget,
+                              settings=settings_id(st.user_attrs["identity"]),
+                              run_id=run_id or uuid.uuid4().hex)
     deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
     failures = 0
     try:
@@ -342,12 +328,13 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
                 print(f"nasdepth: warning: a trial of this worker was taken over by another "
                       f"worker ({exc}); going on.", file=sys.stderr)
             last = _last_trial_of_this_worker(st)
-            if last is not None and last.state == TrialState.FAIL and read_record(
-                    last).reason != BUDGET_REACHED and not is_yielded(read_record(last).reason):
+            reason = None if last is None else read_record(last).reason
+            if last is not None and last.state == TrialState.FAIL and \
+                    reason != BUDGET_REACHED and not is_yielded(reason):
                 failures += 1
                 if failures >= max_failures:
                     print(f"nasdepth: {failures} trials in a row failed; last reason: "
-                          f"{read_record(last).reason}. Stopping this worker.")
+                          f"{reason}. Stopping this worker.")
                     break
             elif last is not None and last.state in FINISHED:
                 failures = 0
@@ -372,11 +359,8 @@ def run_outcome(study: optuna.Study, run_id: str) -> tuple[int, str | None]:
     failed = [rec for rec in mine if rec.state == "failed"]
     if not failed:
         return 0, None
-    reasons: dict[str, int] = {}
-    for rec in failed:
-        reason = str(rec.reason or "no reason recorded")
-        reasons[reason[:160]] = reasons.get(reason[:160], 0) + 1
-    listed = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    reasons = Counter(str(rec.reason or "no reason recorded")[:160] for rec in failed)
+    listed = "; ".join(f"{n} x {r}" for r, n in reasons.most_common())
     return 1, (f"No trial of this run completed: {len(failed)} failed ({listed}). The trials "
                f"and their tracebacks are stored; see `nasdepth report` or fix the setting and "
                "run again.")
@@ -392,10 +376,8 @@ def _last_trial_of_this_worker(st: optuna.Study) -> optuna.trial.FrozenTrial | N
 def _show_best(st: optuna.Study, bar: tqdm) -> None:
     post: dict[str, str] = {}
     if len(st.directions) == 1:
-        try:
+        with contextlib.suppress(ValueError):  # no complete trial yet
             post["best"] = f"{st.best_value:.4f}"
-        except ValueError:
-            pass
     # the cost of the study's opt-in diagnosis controls so far (docs/diagnose.md)
     spent = sum(float(read_record(t).timings.get("controls") or 0.0)
                 for t in st.get_trials(deepcopy=False, states=FINISHED))

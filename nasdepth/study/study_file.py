@@ -8,12 +8,13 @@ Names of samplers and pruners are checked against the registries of
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nasdepth.data import CVConfig
-from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.errors import ConfigError, UnknownNameError, check_bool, check_int, check_section
+from nasdepth.outpath import resolve_path
 from nasdepth.space.recipe import momentum_conflict, training_conflicts
 from nasdepth.space.space import SearchSpace, load_space
 from nasdepth.study.names import check_name
@@ -66,8 +67,7 @@ class DiagnosisSettings:
     reference_budget: float = 300.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"baseline": self.baseline, "controls": list(self.controls), "on": self.on,
-                "reference": self.reference, "reference_budget": self.reference_budget}
+        return {**asdict(self), "controls": list(self.controls)}
 
 
 def _enqueue(raw: dict[str, Any], space: SearchSpace, source: str,
@@ -95,9 +95,7 @@ def _enqueue(raw: dict[str, Any], space: SearchSpace, source: str,
 
 def _diagnosis(raw: dict[str, Any], source: str) -> DiagnosisSettings:
     section = _section(raw, "diagnosis", DIAGNOSIS_KEYS, source)
-    baseline = section.get("baseline", True)
-    if not isinstance(baseline, bool):
-        raise ConfigError(source, "diagnosis.baseline", baseline, "true or false")
+    baseline = check_bool(section.get("baseline", True), source, "diagnosis.baseline")
     spec = section.get("controls", [])
     names = [spec] if isinstance(spec, str) else spec
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -116,9 +114,7 @@ def _diagnosis(raw: dict[str, Any], source: str) -> DiagnosisSettings:
     on = section.get("on", "plateau")
     if on not in DIAGNOSIS_ON:
         raise UnknownNameError(source, "diagnosis.on", on, DIAGNOSIS_ON)
-    reference = section.get("reference", True)
-    if not isinstance(reference, bool):
-        raise ConfigError(source, "diagnosis.reference", reference, "true or false")
+    reference = check_bool(section.get("reference", True), source, "diagnosis.reference")
     budget = section.get("reference_budget", 300.0)
     if isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0:
         raise ConfigError(source, "diagnosis.reference_budget", budget,
@@ -133,9 +129,7 @@ class StudyConfig:
     data: str | dict[str, Any]
     space: SearchSpace
     path: Path
-    folds: int = 3
     cv_seed: int = 0
-    repeats: int = 1
     cv: CVConfig = field(default_factory=lambda: CVConfig(folds=3))
     training: TrainConfig = field(default_factory=TrainConfig)
     trials: int = 10
@@ -179,7 +173,7 @@ class StudyConfig:
         return {
             "name": self.name, "data": self.data, "space": self.space.source,
             "space_params": space_fingerprint(self.space),
-            "folds": self.folds, "cv_seed": self.cv_seed, "repeats": self.repeats,
+            "folds": self.cv.folds, "cv_seed": self.cv_seed, "repeats": self.cv.repeats,
             "cv": self.cv.to_dict(),
             "training": self.training.to_dict(), "trials": self.trials,
             "timeout": self.timeout, "seed": self.seed, "objective": self.objective,
@@ -194,40 +188,13 @@ class StudyConfig:
 
 def space_fingerprint(space: SearchSpace) -> list[dict[str, Any]]:
     """The parameters of a space as JSON (two spaces are the same study when these match)."""
-    out = []
-    for p in space.params:
-        out.append({"name": p.name, "kind": p.kind, "value": p.value, "low": p.low,
-                    "high": p.high, "step": p.step, "log": p.log, "choices": list(p.choices),
-                    "when": {k: list(v) for k, v in p.when.items()}})
-    return out
+    return [{"name": p.name, "kind": p.kind, "value": p.value, "low": p.low, "high": p.high,
+             "step": p.step, "log": p.log, "choices": list(p.choices),
+             "when": {k: list(v) for k, v in p.when.items()}} for p in space.params]
 
 
 def _section(raw: dict[str, Any], key: str, valid: set[str], source: str) -> dict[str, Any]:
-    section = raw.get(key) or {}
-    if not isinstance(section, dict):
-        raise ConfigError(source, key, section, "a mapping")
-    for k in section:
-        if k not in valid:
-            raise UnknownNameError(source, f"{key}.{k}", k, valid)
-    return section
-
-
-def _resolve(path: str, study_path: Path) -> Path:
-    """A space path as written, else relative to the study file, else to its parent folder."""
-    for candidate in (Path(path), study_path.parent / path, study_path.parent.parent / path):
-        if candidate.is_file():
-            return candidate
-    return Path(path)
-
-
-def _is_seed(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int(value: Any, source: str, key: str, low: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(source, key, value, f"an int >= {low}")
-    return value
+    return check_section(raw.get(key) or {}, source, key, valid, "a mapping")
 
 
 def _named(spec: Any, source: str, key: str) -> tuple[str, dict[str, Any]]:
@@ -257,21 +224,15 @@ def _objectives(raw: dict[str, Any], source: str) -> tuple[str, ...]:
 
 def _storage(raw: dict[str, Any], source: str) -> dict[str, Any]:
     spec = raw.get("storage")
-    if spec is None or isinstance(spec, str):
-        if spec is not None:
-            from nasdepth.study.storage import storage_url
-
-            spec = storage_url(spec)
-        return {"url": spec}
-    section = _section(raw, "storage", STORAGE_KEYS, source)
-    out: dict[str, Any] = {"url": section.get("url")}
-    for key in ("heartbeat_interval", "grace_period"):
-        if key in section:
-            out[key] = _int(section[key], source, f"storage.{key}", 1)
-    if "max_retry" in section:
-        out["max_retry"] = _int(section["max_retry"], source, "storage.max_retry", 0)
-    if out["url"] is not None and not isinstance(out["url"], str):
-        raise ConfigError(source, "storage.url", out["url"], "a URL or a file path")
+    out: dict[str, Any] = {"url": spec}
+    if spec is not None and not isinstance(spec, str):
+        section = _section(raw, "storage", STORAGE_KEYS, source)
+        out["url"] = section.get("url")
+        for key, low in (("heartbeat_interval", 1), ("grace_period", 1), ("max_retry", 0)):
+            if key in section:
+                out[key] = check_int(section[key], source, f"storage.{key}", low)
+        if out["url"] is not None and not isinstance(out["url"], str):
+            raise ConfigError(source, "storage.url", out["url"], "a URL or a file path")
     if out["url"] is not None:  # libpq's 'host=db ...' form as the URI it means
         from nasdepth.study.storage import storage_url
 
@@ -317,25 +278,22 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
     if not isinstance(data, (str, dict)):
         raise ConfigError(source, "data", data, "a data spec such as sklearn:digits or a mapping")
     seed = raw.get("seed", 0)
-    if not _is_seed(seed):
+    if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(source, "seed", seed, "an int")
-    space_spec = raw["space"]
-    if isinstance(space_spec, dict):
-        space = SearchSpace.from_dict(space_spec, f"{source} (space)")
-    else:
-        space = load_space(_resolve(str(space_spec), path))
+    spec = raw["space"]
+    space = (SearchSpace.from_dict(spec, f"{source} (space)") if isinstance(spec, dict)
+             else load_space(resolve_path(str(spec), path)))
     cv_raw = raw.get("cv") or {}
     if not isinstance(cv_raw, dict):
         raise ConfigError(source, "cv", cv_raw, "a mapping")
-    cv = CVConfig.from_dict({"folds": 3, "seed": seed if _is_seed(seed) else 0, **cv_raw},
-                            source)
+    cv = CVConfig.from_dict({"folds": 3, "seed": seed, **cv_raw}, source)
     budget = _section(raw, "budget", BUDGET_KEYS, source)
     training_raw = _section(raw, "training", set(TrainConfig().to_dict()), source)
     # a recipe key is fixed under training: or searched in the space, never both
     training_conflicts(space.searched_recipe(), training_raw, source, space.source)
     training = TrainConfig.from_dict(training_raw, source)
     momentum_conflict(space.searched_recipe(), training, source)
-    trials = _int(budget.get("trials", 10), source, "budget.trials", 1)
+    trials = check_int(budget.get("trials", 10), source, "budget.trials", 1)
     timeout = budget.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError(source, "budget.timeout", timeout, "a number of seconds > 0")
@@ -353,9 +311,15 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
         raise ConfigError(source, "pruner", pruner,
                           "none with several objectives (Optuna prunes single-objective studies)")
     storage = _storage(raw, source)
+    transfer = None
+    if raw.get("transfer") is not None:  # its checks read the checkpoint: torch loads only here
+        from nasdepth.study.transfer import parse_transfer
+
+        transfer = parse_transfer(raw["transfer"], path, source, space, sampler,
+                                  raw.get("diagnosis"))
     return StudyConfig(
         name=check_name(raw.get("name", path.stem), source), data=data, space=space, path=path,
-        folds=cv.folds, cv_seed=cv.seed, repeats=cv.repeats, cv=cv, training=training,
+        cv_seed=cv.seed, cv=cv, training=training,
         trials=trials, timeout=timeout, seed=seed,
         storage=storage["url"], objectives=objectives, sampler=sampler,
         sampler_options=sampler_options, pruner=pruner, pruner_options=pruner_options,
@@ -366,7 +330,7 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
         diagnosis=_diagnosis(raw, source),
         enqueue=_enqueue(raw, space, source, SEARCHED if tasks is not None else ()),
         tasks=tasks,
-        transfer=_transfer(raw, path, source, space, sampler, tasks),
+        transfer=transfer,
     )
 
 
@@ -391,29 +355,11 @@ def _task_objectives(raw: dict[str, Any], tasks: TaskSettings, space: SearchSpac
     return tasks.objectives(tasks.names) + tuple(dict.fromkeys(extra))
 
 
-def _transfer(raw: dict[str, Any], path: Path, source: str, space: SearchSpace,
-              sampler: str, tasks: TaskSettings | None) -> TransferSection | None:
-    """The ``transfer:`` section (its checks read the checkpoint: torch loads only here)."""
-    if raw.get("transfer") is None:
-        return None
-    from nasdepth.study.transfer import parse_transfer
-
-    return parse_transfer(raw["transfer"], path, source, space, sampler, raw.get("diagnosis"))
-
-
-def read_study_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    raw = read_yaml(path, "study file")
-    if not isinstance(raw, dict):
-        raise ConfigError(str(path), "study", type(raw).__name__, "a mapping")
-    return raw
-
-
 def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
     """Read and validate a study YAML file; ``overrides`` (same layout, e.g. from CLI flags,
     ``None`` values ignored) replace what the file says."""
-    raw = read_study_yaml(path)
-    if overrides:
+    raw = read_yaml(path, "study file")
+    if overrides and isinstance(raw, dict):  # else study_from_dict says what it must be
         raw = merge(raw, overrides)
     return study_from_dict(raw, Path(path), str(path))
 
@@ -422,9 +368,8 @@ def study_inputs(cfg: StudyConfig, storage: str | None = None) -> dict[str, obje
     """What a command on the study ``cfg`` reads, by role: for the output-path guard."""
     found: dict[str, object] = {"study file": cfg.path, "study storage": storage or
                                 cfg.storage_url, "data file": cfg.data}
-    space = getattr(cfg.space, "source", None)
-    if isinstance(space, str) and space.endswith((".yaml", ".yml")):
-        found["search-space file"] = space
+    if cfg.space.source.endswith((".yaml", ".yml")):
+        found["search-space file"] = cfg.space.source
     if cfg.transfer is not None:
         found["transfer checkpoint"] = cfg.transfer.weights
     return found

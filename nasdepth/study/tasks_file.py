@@ -1,22 +1,10 @@
-"""A study file's ``tasks:`` section: a multitask study (checked without importing torch).
+"""A study file's ``tasks:`` section: a multitask study (checked without importing torch; the
+keys, with an example: docs/multitask.md, "Studies").
 
-::
-
-    data: {source: data/digits2.csv, target: [digit, parity], stratify: digit}
-    tasks:
-      names: [digit, parity]       # default: every task of the data
-      objective: mean              # mean | <a task name> | all (one objective per task: Pareto)
-      metric: val_accuracy         # the CV metric each task is scored by
-      weighting: fixed             # fixed | uncertainty (Kendall et al. 2018)
-      weights: {digit: 1.0, parity: 0.5}   # fixed weighting only (default 1 each)
-      branch_at: [0, 1, 2]         # the block after which the tasks split: fixed or searched
-      head_depth: [0, 1]           # hidden layers of each task's head: fixed or searched
-      head_width: 64               # their width: fixed or searched
-      baselines: true              # after the search: the best trial's single-task baselines
-
-A searched value is a list of choices (``[0, 1, 2]``) or an int range (``{low: 0, high: 3}``);
-it becomes an Optuna parameter of that name. ``branch_at`` above a candidate's depth is
-clipped to it (every block shared); the record keeps the value trained.
+``branch_at``, ``head_depth`` and ``head_width`` are fixed (an int) or searched: a list of
+choices (``[0, 1, 2]``) or an int range (``{low: 0, high: 3}``), an Optuna parameter of that
+name. ``branch_at`` above a candidate's depth is clipped to it (every block shared); the record
+keeps the value trained.
 """
 
 from __future__ import annotations
@@ -24,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nasdepth.errors import ConfigError, UnknownNameError
+from nasdepth.errors import ConfigError, UnknownNameError, check_bool, check_int
 
 TASKS_KEYS = {"names", "objective", "metric", "weighting", "weights", "branch_at", "head_depth",
               "head_width", "baselines"}
@@ -43,10 +31,6 @@ class Searched:
     choices: tuple[int, ...] = ()
     low: int | None = None
     high: int | None = None
-
-    @property
-    def searched(self) -> bool:
-        return self.value is None and (bool(self.choices) or self.low is not None)
 
     def suggest(self, trial: Any) -> int | None:
         if self.choices:
@@ -106,9 +90,7 @@ def _searched(spec: Any, name: str, source: str, low: int, default: int | None) 
     if spec is None:
         return Searched(name, value=default)
     if isinstance(spec, int) and not isinstance(spec, bool):
-        if spec < low:
-            raise ConfigError(source, key, spec, f"an int >= {low}")
-        return Searched(name, value=spec)
+        return Searched(name, value=check_int(spec, source, key, low))
     if isinstance(spec, list):
         if not spec or not all(isinstance(v, int) and not isinstance(v, bool) and v >= low
                                for v in spec):
@@ -164,9 +146,7 @@ def parse_tasks(raw: Any, source: str, metrics: tuple[str, ...]) -> TaskSettings
     for t in weights:
         if names and t not in names:
             raise UnknownNameError(source, "tasks.weights", t, names)
-    baselines = raw.get("baselines", True)
-    if not isinstance(baselines, bool):
-        raise ConfigError(source, "tasks.baselines", baselines, "true or false")
+    baselines = check_bool(raw.get("baselines", True), source, "tasks.baselines")
     return TaskSettings(
         names=tuple(names), objective=objective, metric=metric, weighting=weighting,
         weights={str(k): float(v) for k, v in weights.items()},

@@ -1,16 +1,6 @@
 """A study's ``transfer:`` section: the checkpoint, the searched mode, blocks and learning-rate
-factor, the input adaptation and the learning curve, validated when the study file loads.
-
-.. code-block:: yaml
-
-    transfer:
-      weights: models/source.pt              # a local checkpoint (relative to the study file)
-      preset: resnet18                       # a state_dict's network (torchvision's layout)
-      mode: {type: categorical, choices: [scratch, feature_extraction, fine_tune]}
-      trainable_blocks: {type: int, low: 1, high: 4}              # fine_tune only
-      body_lr_factor: {type: float, low: 0.01, high: 1, log: true}  # fine_tune only
-      adapt: {channels: repeat, size: resize}  # only where the data's shape differs
-      learning_curve: [0.25, 0.5]              # also train each trial on these fractions
+factor, the input adaptation and the learning curve, validated when the study file loads (the
+keys, with an example: docs/transfer.md, "In a study: the two steps").
 
 Every key but ``weights``, ``adapt`` and ``learning_curve`` is fixed or searched with the
 search-space vocabulary; Optuna knows them as ``transfer.mode``, ``transfer.trainable_blocks``
@@ -39,6 +29,7 @@ from nasdepth.arch import PRESETS, ArchConfig, preset
 from nasdepth.arch.adapt import SourceModel, read_source
 from nasdepth.data import Dataset, Splits
 from nasdepth.errors import ConfigError, UnknownNameError, check_section
+from nasdepth.outpath import resolve_path
 from nasdepth.space.params import Param
 from nasdepth.space.recipe import is_recipe
 from nasdepth.space.space import SearchSpace
@@ -92,25 +83,22 @@ class TransferSection:
             return self.source.arch
         return preset(self.preset, data.input_shape, data.num_classes, small=False)
 
-    @property
-    def searched(self) -> tuple[Param, ...]:
-        return tuple(p for p in self.params if p.kind != "fixed")
-
     def _param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
 
+    def _suggest(self, name: str, trial: Any, default: Any) -> Any:
+        p = self._param(name)
+        return default if p is None else p.suggest(trial)
+
     def suggest(self, trial: optuna.Trial | optuna.trial.FixedTrial) -> TransferConfig:
         """One candidate's transfer settings (blocks and factor only for ``fine_tune``)."""
-        mode_p = self._param("mode")
-        mode = "fine_tune" if mode_p is None else mode_p.suggest(trial)  # type: ignore[arg-type]
+        mode = self._suggest("mode", trial, "fine_tune")
         blocks, factor, every = None, 1.0, 0
         if mode == "fine_tune":
-            bp, fp = self._param("trainable_blocks"), self._param("body_lr_factor")
-            up = self._param("unfreeze_every")
-            blocks = None if bp is None else bp.suggest(trial)  # type: ignore[arg-type]
-            factor = 1.0 if fp is None else float(fp.suggest(trial))  # type: ignore[arg-type]
-            if up is not None and blocks is not None:
-                every = int(up.suggest(trial))  # type: ignore[arg-type]
+            blocks = self._suggest("trainable_blocks", trial, None)
+            factor = float(self._suggest("body_lr_factor", trial, 1.0))
+            if blocks is not None:
+                every = int(self._suggest("unfreeze_every", trial, 0))
         return TransferConfig(weights=self.weights, mode=str(mode), trainable_blocks=blocks,
                               body_lr_factor=factor, adapt=self.adapt,
                               unfreeze_every=every).validate()
@@ -148,13 +136,6 @@ def file_digest(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _resolve(path: str, study_path: Path) -> Path:
-    for candidate in (Path(path), study_path.parent / path, study_path.parent.parent / path):
-        if candidate.is_file():
-            return candidate
-    return Path(path)
 
 
 def _mode_param(spec: Any, source: str) -> Param:
@@ -229,7 +210,7 @@ def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
         raise ConfigError(source, f"{PREFIX}weights", weights,
                           "the path of a local checkpoint (a nasdepth model file from "
                           "`nasdepth export`, or a state_dict)")
-    path = _resolve(weights, study_path)
+    path = resolve_path(weights, study_path)
     if not path.is_file():
         raise ConfigError(source, f"{PREFIX}weights", weights,
                           "an existing local file (relative paths: to the study file's folder "
@@ -287,7 +268,7 @@ def parse_transfer(raw: Any, study_path: Path, source: str, space: SearchSpace,
                               spelled=weights, preset=name, digest=file_digest(path),
                               adapt=adapt,
                               learning_curve=_fractions(raw.get("learning_curve"), source))
-    if sampler == "grid" and section.searched:
+    if sampler == "grid" and any(p.kind != "fixed" for p in section.params):
         raise ConfigError(source, "sampler", sampler,
                           "bruteforce, tpe or random with a searched transfer: section (the "
                           "grid lists the space's parameters only)")

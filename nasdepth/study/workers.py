@@ -64,28 +64,22 @@ def run_study(
     stream (see :mod:`nasdepth.study.distinct`; default: ``NASDEPTH_WORKER_INDEX``, else
     claimed in the storage).
     """
-    overrides = {"budget": {"trials": trials}, "storage": storage}
     if isinstance(study, StudyConfig):
-        cfg = study
-        if trials is not None or storage is not None:
-            cfg = replace(cfg, trials=trials or cfg.trials, storage=storage or cfg.storage)
+        cfg = replace(study, trials=trials or study.trials, storage=storage or study.storage)
     else:
-        cfg = load_study(study, overrides)
-    if worker_index is not None:
-        if workers > 1:
-            raise NasdepthError("--worker-index names one worker; --workers N numbers its N "
-                                "workers itself. Give one of them.")
-        with _env(**{ENV: str(worker_index)}):
-            index_from_env("--worker-index")  # checked here, named as the flag
-            return run_worker(cfg, progress=progress, probes=probes,
-                              max_failures=max_failures, allow_changes=allow_changes,
-                              run_id=run_id)
+        cfg = load_study(study, {"budget": {"trials": trials}, "storage": storage})
+    if worker_index is not None and workers > 1:
+        raise NasdepthError("--worker-index names one worker; --workers N numbers its N "
+                            "workers itself. Give one of them.")
     if workers > 1:
         return run_workers(cfg, workers=workers, progress=progress, probes=probes,
                            max_failures=max_failures, allow_changes=allow_changes,
                            run_id=run_id)
-    return run_worker(cfg, progress=progress, probes=probes, max_failures=max_failures,
-                      allow_changes=allow_changes, run_id=run_id)
+    with _env(**{ENV: None if worker_index is None else str(worker_index)}):
+        if worker_index is not None:
+            index_from_env("--worker-index")  # checked here, named as the flag
+        return run_worker(cfg, progress=progress, probes=probes, max_failures=max_failures,
+                          allow_changes=allow_changes, run_id=run_id)
 
 
 def _worker_main(cfg: StudyConfig, workers: int, probes: bool, max_failures: int,
