@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from nasdepth.arch import ArchConfig, build_model, count_parameters
-from nasdepth.arch.weights import MODEL_FORMAT, load_failure, refused_for_safety
+from nasdepth.arch.weights import MODEL_FORMAT, load_error
 from nasdepth.data.resize import resize_tensor
 from nasdepth.errors import NasdepthError
 from nasdepth.outpath import write_atomically
@@ -150,13 +150,9 @@ def read_model_file(path: str | Path) -> tuple[dict[str, Any], list[dict[str, to
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # not a torch file, truncated, or objects beyond plain data
-        refused = refused_for_safety(exc)
-        if refused is not None:
-            raise NasdepthError(f"The model file {path} {refused}.") from None
-        why = load_failure(exc)
-        raise NasdepthError(f"{path} is not a nasdepth model file: torch.load(weights_only="
-                            f"True) cannot read it as a file written by torch.save ({why})."
-                            ) from None
+        raise load_error(exc, f"The model file {path}", f"{path} is not a nasdepth model "
+                         f"file: torch.load(weights_only=True) cannot read it as a file "
+                         f"written by torch.save") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         keys = sorted(map(str, raw))[:8] if isinstance(raw, dict) else type(raw).__name__
         raise NasdepthError(f"{path} is a PyTorch file but not a nasdepth model file (no "

@@ -23,6 +23,7 @@ from nasdepth.probes.time import time_frame
 from nasdepth.report.stats import TTest, corrected_resampled_ttest, one_se_rule, pareto_mask
 from nasdepth.study.peers import study_verdicts
 from nasdepth.study.record import StudyRecord, TrialRecord, read_record, read_study_record
+from nasdepth.train.metrics import LOWER_IS_BETTER
 
 ARCH_COLUMNS = ["depth", "width", "block", "skip", "norm", "activation"]
 #: the recipe each trial trained with (``lr`` after any range test), from its ``training``
@@ -85,7 +86,7 @@ def _objective(config: dict[str, Any], directions: list[str]) -> tuple[str, bool
         metric = f"val_{metric}"
     if directions:
         return metric, directions[0] == "MAXIMIZE"
-    return metric, not metric.endswith("log_loss")
+    return metric, not metric.endswith(LOWER_IS_BETTER)
 
 
 def _test_score(metric: str, folds: pd.DataFrame) -> float:

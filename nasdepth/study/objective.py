@@ -37,7 +37,7 @@ from nasdepth.study.record import TrialRecord, read_record, write_record
 from nasdepth.study.registry import pruner_granularity
 from nasdepth.study.study_file import CONSTRAINTS, StudyConfig
 from nasdepth.study.transfer import transfer_record
-from nasdepth.train import NonFiniteLossError, TrainHook, cross_validate
+from nasdepth.train import LOWER_IS_BETTER, NonFiniteLossError, TrainHook, cross_validate
 from nasdepth.train.candidate import Candidate, TransferCandidate
 from nasdepth.train.cv import FoldCallback, records
 
@@ -77,7 +77,7 @@ def epoch_key(objective: str) -> str:
     if "." in objective:
         task, metric = objective.split(".", 1)
         return f"{task}.{epoch_key(metric)}"
-    return "val_loss" if objective.endswith("log_loss") else "val_accuracy"
+    return "val_loss" if objective.endswith(LOWER_IS_BETTER) else "val_accuracy"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

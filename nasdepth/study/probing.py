@@ -21,7 +21,6 @@ record's ``timings["reference"]``), within the study file's ``diagnosis.referenc
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +30,7 @@ import optuna
 from nasdepth.data import Dataset, Splits
 from nasdepth.diagnosis import PLATEAUS, diagnose, shallow_baseline
 from nasdepth.probes import LinearProbeHook, MultitaskProbeHook, Trace, probe_hook
+from nasdepth.probes.summary import median_of
 from nasdepth.study.record import TrialRecord, store, stored
 from nasdepth.study.study_file import DiagnosisSettings
 from nasdepth.train import TrainHook
@@ -188,11 +188,6 @@ def _geomean(values: Sequence[Any]) -> float | None:
     return 10 ** (sum(logs) / len(logs)) if logs else None
 
 
-def _median(values: Sequence[Any]) -> float | None:
-    vals = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
-    return statistics.median(vals) if vals else None
-
-
 def trace_summary(traces: Sequence[Trace]) -> dict[str, Any] | None:
     """The folds' traces as one trace-shaped dict: ``blocks``, ``folds`` and one row per
     epoch (``epoch``, 1-based) with the per-block :data:`SUMMARY_SERIES` (geometric mean over
@@ -219,7 +214,7 @@ def trace_summary(traces: Sequence[Trace]) -> dict[str, Any] | None:
                          for i in range(len(blocks))]
         for name in SUMMARY_SCALARS:
             # normalized losses sit near 1 when nothing is learned: keep their small changes
-            row[name] = _sig(_median([r.get(name) for r in at]), digits=6)
+            row[name] = _sig(median_of([r.get(name) for r in at]), digits=6)
         row.update(_time_summary(at, len(blocks)))
         rows.append(row)
     return {"blocks": blocks, "folds": len(same), "epochs": rows}

@@ -20,7 +20,7 @@ from nasdepth.space.space import SearchSpace, load_space
 from nasdepth.study.names import check_name
 from nasdepth.study.registry import check_pruner, check_sampler
 from nasdepth.study.tasks_file import SEARCHED, TaskSettings, parse_tasks
-from nasdepth.train import METRICS, TrainConfig
+from nasdepth.train import LOWER_IS_BETTER, METRICS, TrainConfig
 from nasdepth.yamlfile import read_yaml
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ CONSTRAINTS = {"max_params": "params", "max_flops": "flops", "max_latency": "lat
 
 def direction(objective: str) -> str:
     """``maximize`` for CV scores, ``minimize`` for log loss and costs."""
-    return "minimize" if objective in COST_OBJECTIVES or objective.endswith("log_loss") \
+    return "minimize" if objective in COST_OBJECTIVES or objective.endswith(LOWER_IS_BETTER) \
         else "maximize"
 
 
