@@ -1,21 +1,12 @@
 """Multitask studies: what the objective adds for a study file with a ``tasks:`` section
-(:mod:`nasdepth.study.tasks_file`).
+(:mod:`nasdepth.study.tasks_file`; for users: ``docs/multitask.md``).
 
-Each trial (of the one :class:`~nasdepth.study.objective.Objective`) samples an architecture
-from the space and the tasks' own settings (``branch_at``, ``head_depth``, ``head_width``,
-where searched), cross-validates the multitask network on the study's splits (a
-:class:`~nasdepth.train.candidate.MultitaskCandidate`), scores each task, and records:
-
-- ``TrialRecord.cv_folds``: the fold table (each task's columns and their mean);
-- ``TrialRecord.multitask``: the multitask config trained (``MultitaskConfig.to_dict()``),
-  the tasks, the objective, the per-task scores, and the per-task diagnosis
-  (``MultitaskDiagnosis.to_dict()``: a verdict per task and the trunk's gradients);
-- ``TrialRecord.diagnosis``: the verdict of the first objective's task (the mean objective:
-  the first task), so single-task readers keep one verdict per trial.
-
-After the search, :func:`study_baselines` trains the best trial's architecture on each task
-alone, on the same folds, and stores the comparison as the study
-record's ``multitask_baselines`` (the report's "Multitask" section reads it).
+Each trial cross-validates a :class:`~nasdepth.train.candidate.MultitaskCandidate` on the
+study's splits and records the fold table (each task's columns and their mean) in
+``TrialRecord.cv_folds``; the config, tasks, objective, per-task scores and per-task
+diagnosis in ``TrialRecord.multitask``; the first objective task's verdict in
+``TrialRecord.diagnosis``. After the search, :func:`study_baselines` trains the best trial's
+architecture on each task alone, on the same folds, for the report's "Multitask" section.
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
-"""A study's ``transfer:`` section: the checkpoint, the searched mode, blocks and learning-rate
-factor, the input adaptation and the learning curve, validated when the study file loads (the
-keys, with an example: docs/transfer.md, "In a study: the two steps").
-
-Every key but ``weights``, ``adapt`` and ``learning_curve`` is fixed or searched with the
-search-space vocabulary; Optuna knows them as ``transfer.mode``, ``transfer.trainable_blocks``
-``transfer.body_lr_factor`` and ``transfer.unfreeze_every`` (these three only where the mode
-is ``fine_tune``; ``unfreeze_every``, gradual unfreezing, only with a ``trainable_blocks``).
-
-A nasdepth model file names its architecture: the study's candidates then have that
-architecture, and the space may search training-recipe keys only. A ``state_dict`` checkpoint
-(torchvision's, say ``resnet18``) takes ``preset: resnet18``: every candidate is that preset
-in torchvision's own layout (``preset(name, shape, classes, small=False)``, whatever the input
-size, so that the checkpoint's weights fit), again with a recipe-only space. Without
-``preset`` the space's architecture is used, and each trial checks that the checkpoint fits
-it.
+"""A study's ``transfer:`` section, validated when the study file loads: the checkpoint, the
+searched mode, blocks, learning-rate factor and unfreezing interval (Optuna names them
+``transfer.<key>``), the input adaptation and the learning curve. The keys, which apply to
+which mode, and how a model file or a ``preset`` fixes the architecture (then the space may
+search training-recipe keys only): ``docs/transfer.md``, "In a study: the two steps".
 """
 
 from __future__ import annotations

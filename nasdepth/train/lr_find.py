@@ -1,33 +1,21 @@
 """A learning-rate range test per candidate (Smith 2015, "Cyclical learning rates"; as in
-Lightning's ``LearningRateFinder`` and fastai's ``lr_find``).
+Lightning's ``LearningRateFinder`` and fastai's ``lr_find``). For users, with the
+measurements behind the budget and the default rule: ``docs/search_spaces.md``, "lr: auto".
 
 A throwaway copy of the candidate trains for ``steps`` batches of its fold's training part
 while the learning rate grows exponentially from ``start_lr`` (1e-7) to ``end_lr`` (1); the
 sweep stops early once the smoothed loss passes ``diverge`` (4) times its best. The loss is
 smoothed with a bias-corrected exponential moving average: ``beta`` 0.98 over 100 steps
 (Lightning's and fastai's), ``0.98 ** (100 / steps)`` over fewer, so that the average spans
-the same share of the sweep.
-
-Budget: 100 steps, or 8% of the steps the candidate's cross-validation trains (folds x
-epochs x batches per epoch) where that is fewer, but at least 25 (:func:`sweep_steps`). A
-sweep step costs about what a training step of the CV costs (a little less: no evaluation,
-no probes), so the test stays under a tenth of the candidate's CV time: a short study (3
-folds x 6 epochs of 18 batches, the quickstart) gets 25 steps, a 5-fold 20-epoch study of
-the same data the full 100.
+the same share of the sweep. Budget: :func:`sweep_steps` (a sweep step costs about what a
+training step of the CV costs, so the test stays under a tenth of the candidate's CV time).
 
 Choice rules (``rule``), read on the loss averaged over 0.75 decade of learning rate around
 each point (:func:`centered`: no lag; the running average is only for the stop):
-
-- ``blend`` (default): the geometric mean of the two below. They err on opposite sides, and
-  which one is closer depends on the sweep's length: measured against grids of fixed rates
-  (AdamW and SGD, an MLP and a residual CNN on digits, 3 epochs), ``min10`` was within 2.3x
-  of the grid's best after 25 steps but 4x low after 100, ``steepest`` within 2.5x after 100
-  but 3.5-5x high after 25; their geometric mean was within 2.3x in all six cases.
-- ``steepest`` (Lightning's suggestion): where the loss falls fastest per decade, on the way
-  down to its minimum.
-- ``min10``: a tenth of the rate at the loss's minimum (fastai's original rule).
-- ``valley`` (fastai's newer default): two thirds of the way down the longest stretch over
-  which the loss keeps falling. Cautious: 4-10x below the grid's best in the cases above.
+``steepest`` (Lightning's: where the loss falls fastest per decade, on the way down to its
+minimum), ``min10`` (fastai's original: a tenth of the rate at the minimum), ``blend`` (the
+default: their geometric mean, since they err on opposite sides) and ``valley`` (fastai's
+newer default: two thirds of the way down the longest falling stretch).
 
 The optimizer, weight decay, momentum, batch size and label smoothing are the candidate's own
 (the rate suits the recipe it will train with); no schedule and no augmentation run during
@@ -69,7 +57,8 @@ BETA = 0.98
 
 def sweep_steps(n_train: int, training: TrainConfig, folds: int) -> int:
     """Steps of the sweep for a candidate that trains ``folds`` folds of about ``n_train``
-    rows for ``training.epochs`` epochs (see the module docstring)."""
+    rows for ``training.epochs`` epochs: 100, or 8% of the steps its CV trains where that is
+    fewer, but at least 25 (the quickstart's 3 folds x 6 epochs x 18 batches: 25)."""
     per_epoch = max(1, n_train // max(1, training.batch_size))
     budget = int(BUDGET * folds * training.epochs * per_epoch)
     return max(MIN_STEPS, min(STEPS, budget))
