@@ -174,8 +174,7 @@ def kernel_bound(grid: Grid, space: SearchSpace, data: Any,
                  ) -> None:
     """The kernel-only time of each candidate's CV and the ratio over skorch it allows (see
     the module's docstring); ``table`` holds skorch's (accuracy, seconds) per candidate."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import bench_cv
+    import bench_cv  # the FLOP counts and kernel timings (this script's folder)
 
     kind = "cnn" if len(data.input_shape) > 1 else "mlp"
     n, n_train = len(data), len(data) * (args.folds - 1) / args.folds
