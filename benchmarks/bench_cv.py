@@ -14,6 +14,7 @@ shows medians over repeats and the median of per-repeat ratios against ``plain``
     .venv/bin/python benchmarks/bench_cv.py --case mlp --repeats 5 --epochs 10
     .venv/bin/python benchmarks/bench_cv.py --device cuda    # on a GPU machine
     .venv/bin/python benchmarks/bench_cv.py --device cuda --precisions fp32,bf16,fp16
+    .venv/bin/python benchmarks/bench_cv.py --case cnn --precisions auto,fp32
 
 The compute bound, printed under each case's table: the FLOPs of one CV, counted exactly
 (``FlopCounterMode`` over one real training step of the case's model at the batch size, forward
@@ -32,10 +33,12 @@ them.
 The bound table is in CPU seconds of this process (the kernels are timed so too), so that the
 other processes on a shared machine do not count; the wall GFLOP/s is printed beside it.
 
-``--precisions``: the engine's variants again under each autocast precision (CUDA only: on a
-CPU the engine trains in fp32 whatever ``precision`` says; bf16 autocast measured 8-15x
-slower there, see ``docs/gpu.md``). Mean CV accuracies are printed beside the times, so that
-a faster precision that loses accuracy shows it.
+``--precisions``: the engine's variants under each ``precision`` (default ``auto``, what a
+user gets: bf16 autocast for CNNs on a CPU with AMX, fp32 otherwise; ``auto,fp32`` adds the
+fp32 engine beside it). Each variant's name carries its setting (none for ``auto``) and the
+bound table the precision it resolved to: a bf16 variant's bound takes its convolutions' rate
+under bf16 autocast. Mean CV accuracies are printed beside the times, so that a faster
+precision that loses accuracy shows it.
 """
 
 from __future__ import annotations
@@ -115,6 +118,8 @@ def plain_loop(case: Case, folds: int, epochs: int, bs: int, lr: float, device: 
 
 #: mean CV accuracy of each engine variant's last run (printed beside its time)
 ACCURACY: dict[str, float] = {}
+#: the precision each engine variant resolved to (``auto``: by model and CPU)
+RESOLVED: dict[str, str] = {}
 
 
 def engine(parallel: bool, precision: str = "fp32", name: str = ""
@@ -125,6 +130,7 @@ def engine(parallel: bool, precision: str = "fp32", name: str = ""
         res = cross_validate(case.arch, case.data, folds=folds, seed=0, training=training,
                              parallel=parallel)
         ACCURACY[name] = res.mean()
+        RESOLVED[name] = res.settings["precision"]
 
     return run
 
@@ -132,7 +138,7 @@ def engine(parallel: bool, precision: str = "fp32", name: str = ""
 def variants(precisions: list[str]) -> dict[str, Callable[..., None]]:
     out: dict[str, Callable[..., None]] = {"plain": plain_loop}
     for p in precisions:
-        tag = "" if p == "fp32" else f"-{p}"
+        tag = "" if p == "auto" else f"-{p}"
         out[f"engine-seq{tag}"] = engine(False, p, f"engine-seq{tag}")
         out[f"engine-par{tag}"] = engine(True, p, f"engine-par{tag}")
     return out
@@ -238,12 +244,13 @@ def _rate_over(steps: list[tuple[Callable[[], None], Callable[[], None]]]) -> fl
     return flops / seconds
 
 
-def layer_rate(case: Case, bs: int, folds: int = 1) -> tuple[float, int]:
+def layer_rate(case: Case, bs: int, folds: int = 1, bf16: bool = False) -> tuple[float, int]:
     """FLOP/s of the model's own convolutions (CNN, channels-last as the engine runs them)
     or linear layers (MLP) at batch ``bs``, forward and backward (weight and input gradients;
     the first layer has no input gradient, as in training), each alone in a tight loop. For
     an MLP, ``folds`` > 1 runs each layer as the fold-parallel engine does: one ``bmm`` over
-    ``folds`` stacked weights. Also the number of layers."""
+    ``folds`` stacked weights. ``bf16``: under bf16 autocast, as the engine's ``precision:
+    bf16`` runs them. Also the number of layers."""
     shapes = layer_shapes(case, bs)
     fmt = torch.channels_last if case.kind == "cnn" else torch.contiguous_format
     steps = []
@@ -263,11 +270,15 @@ def layer_rate(case: Case, bs: int, folds: int = 1) -> tuple[float, int]:
 
         def step(fn: Callable[..., torch.Tensor] = fn, x: torch.Tensor = x,
                  g: torch.Tensor = g, wrt: list[torch.Tensor] = wrt) -> None:
-            torch.autograd.grad(fn(x), wrt, g)
+            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                y = fn(x)
+            torch.autograd.grad(y, wrt, g.to(y.dtype))
 
         def counted(fn: Callable[..., torch.Tensor] = fn, x: torch.Tensor = x,
                     g: torch.Tensor = g) -> None:
-            fn(x).backward(g)
+            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                y = fn(x)
+            y.backward(g.to(y.dtype))
 
         steps.append((step, counted))
     return _rate_over(steps), len(shapes)
@@ -281,6 +292,8 @@ def bound_table(case: Case, walls: dict[str, list[float]], cpus: dict[str, list[
     per_train, per_eval = sample_flops(case, bs)
     sgemm = sgemm_rate()
     layers, n_layers = layer_rate(case, bs)
+    bf16 = any(RESOLVED.get(name) == "bf16" for name in walls)
+    layers_bf16 = layer_rate(case, bs, bf16=True)[0] if bf16 else layers
     if case.kind == "cnn":
         stacked = layers  # vmap runs the folds' convolutions as the same oneDNN kernels
         rates = (f"the model's {n_layers} convolutions at batch {bs}, forward + backward, "
@@ -292,6 +305,8 @@ def bound_table(case: Case, walls: dict[str, list[float]], cpus: dict[str, list[
                  f"{stacked / 1e9:.1f}")
     print(f"  compute (matmuls and convolutions, counted): {per_train / 1e6:,.3f} MFLOP per "
           f"training sample (forward + backward), {per_eval / 1e6:,.3f} per scored sample")
+    if bf16:
+        rates += f"; the same under bf16 autocast {layers_bf16 / 1e9:.1f}"
     print(f"  kernels alone, 1 thread, GFLOP/s: sgemm 1024^3 {sgemm / 1e9:.1f}; {rates}")
     target = TARGETS[case.kind]
     plain = statistics.median(cpus["plain"])
@@ -307,12 +322,14 @@ def bound_table(case: Case, walls: dict[str, list[float]], cpus: dict[str, list[
                                      epochs, bs)
         flops = trained * per_train + scored * per_eval
         cpu = statistics.median(cpus[name])
-        own = flops / (stacked if name.startswith("engine-par") else layers)
+        own = flops / (layers_bf16 if RESOLVED.get(name) == "bf16"
+                       else stacked if name.startswith("engine-par") else layers)
         peak = flops / sgemm
         need = (f"{'-':>8} {'-':>10}" if name == "plain"
                 else f"{plain / target:8.2f} {flops / (plain / target) / 1e9:10.1f}")
         leaves = "-" if name == "plain" else f"{plain / target - own:.2f}"
-        print(f"  {name:<16} {flops / 1e9:7.1f} {flops / statistics.median(w) / 1e9:9.1f} "
+        label = f"{name} ({RESOLVED[name]})" if name in RESOLVED else name
+        print(f"  {label:<16} {flops / 1e9:7.1f} {flops / statistics.median(w) / 1e9:9.1f} "
               f"{cpu:7.2f} {flops / cpu / 1e9:8.1f} {need} {own:7.2f} {plain / own:6.2f} "
               f"{peak:6.2f} {plain / peak:6.2f} {cpu - own:9.2f} {leaves:>13}", flush=True)
 
@@ -328,8 +345,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--mlp-samples", type=int, default=20000)
-    ap.add_argument("--precisions", default="fp32",
-                    help="comma list of engine precisions: fp32, bf16, fp16 (autocast, CUDA)")
+    ap.add_argument("--precisions", default="auto",
+                    help="comma list of engine precisions: auto (the default setting), fp32, "
+                         "bf16 (autocast), fp16 (autocast, CUDA)")
     args = ap.parse_args()
     VARIANTS = variants(args.precisions.split(","))
     torch.set_num_threads(args.threads)
@@ -354,9 +372,10 @@ def main() -> None:
         print(f"\n{case.name}: {samples:,.0f} training samples per CV")
         print(f"  {'variant':<16} {'wall s':>8} {'samples/s':>10} {'x plain':>8} {'x seq':>6} "
               f"{'CV acc':>7}")
+        seq = next(n for n in walls if n.startswith("engine-seq"))  # the first one listed
         for name, w in walls.items():
             ratio = statistics.median(np.array(walls["plain"]) / np.array(w))
-            vs_seq = statistics.median(np.array(walls["engine-seq"]) / np.array(w))
+            vs_seq = statistics.median(np.array(walls[seq]) / np.array(w))
             med = statistics.median(w)
             acc = f"{ACCURACY[name]:.4f}" if name in ACCURACY else "-"
             print(f"  {name:<16} {med:8.2f} {samples / med:10,.0f} {ratio:8.2f} {vs_seq:6.2f} "

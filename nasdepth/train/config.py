@@ -10,7 +10,7 @@ from nasdepth.errors import ConfigError, UnknownNameError
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "warmup_cosine", "wsd", "onecycle", "none")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SWITCHES = ("auto", "on", "off")
 #: where a fold's data lives while it trains: on the device, or streamed from the host
 PLACEMENTS = ("auto", "device", "stream")
@@ -62,7 +62,7 @@ class TrainConfig:
     patience: int = 0
     min_delta: float = 0.0
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     threads: int = 0
     parallel: str = "auto"
     channels_last: str = "auto"

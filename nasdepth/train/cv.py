@@ -20,7 +20,7 @@ from nasdepth.train.config import TrainConfig
 from nasdepth.train.device import configure_threads, resolve_device
 from nasdepth.train.fit import FoldResult, fit_fold
 from nasdepth.train.hooks import TrainHook
-from nasdepth.train.loop import OOM_ERRORS, out_of_memory
+from nasdepth.train.loop import OOM_ERRORS, out_of_memory, resolve_precision
 from nasdepth.train.lr_find import candidate_range_test
 from nasdepth.train.parallel import fit_folds_parallel, needs_sequential
 from nasdepth.train.stream import resolve_placement
@@ -153,7 +153,9 @@ def cross_validate(
     device = resolve_device(training.device)
     training.augment.check_input(data.input_shape, source)
     # build once before any fold: a shape the architecture cannot take fails here, not midway
-    params = count_parameters(cand.build(data))  # the trainable ones
+    model0 = cand.build(data)
+    params = count_parameters(model0)  # the trainable ones
+    precision = resolve_precision(training.precision, device, model0)
     splits, test_idx = list(resolved.folds), resolved.test
     sizes = [len(tr) for tr, _ in splits]
     # equal steps for every fold (sizes differ by at most one) keeps the paths identical
@@ -226,6 +228,7 @@ def cross_validate(
                   "splits": resolved.to_dict(indices=tasks),
                   "training": training.to_dict(), "device": str(device),
                   "parallel": use_parallel, "data_placement": placement,
+                  "precision": precision,
                   "n_test": int(len(test_idx)),
                   "lr_find": None if found is None else found.to_dict(),
                   "candidate": cand.describe(), **cand.settings(notes)},

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from nasdepth.train.loop import (
     batch_plan,
     fold_perm,
     frozen_norms_eval,
+    resolve_precision,
 )
 from nasdepth.train.step import LRGroups, TrainStep
 from nasdepth.train.stream import (
@@ -178,6 +179,7 @@ def fit_fold(
     the history see it). ``options``: see :class:`FitOptions`.
     """
     opts = options or FitOptions()
+    training = replace(training, precision=resolve_precision(training.precision, device, model))
     test_idx, placement = opts.test_idx, opts.placement
     targets = opts.targets or SINGLE
     labels = targets.labels(data)  # (N,) or, for several tasks, (N, T)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,13 @@ from nasdepth.data import Dataset, Standardizer, augment_batch
 from nasdepth.train.config import TrainConfig
 from nasdepth.train.fit import FoldResult, epoch_record, eval_rows, fold_result
 from nasdepth.train.hooks import TrainHook, steps_each_fold
-from nasdepth.train.loop import EarlyStopper, autocast, batch_plan, fold_perm
+from nasdepth.train.loop import (
+    EarlyStopper,
+    autocast,
+    batch_plan,
+    fold_perm,
+    resolve_precision,
+)
 from nasdepth.train.stacked import FoldStack, StackedFolds, can_stack
 from nasdepth.train.step import TrainStep
 from nasdepth.train.targets import SINGLE, SingleTarget
@@ -113,6 +120,8 @@ def fit_folds_parallel(
     multitask network's ``{task: logits}`` comes out of ``vmap`` with a fold dimension)."""
     start = time.perf_counter()
     k = len(models)
+    training = replace(training,
+                       precision=resolve_precision(training.precision, device, models[0]))
     targets = targets or SINGLE
     labels = targets.labels(data)
     x_all, y_all = data.x.to(device), labels.to(device)

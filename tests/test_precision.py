@@ -1,0 +1,76 @@
+"""``precision``: ``auto`` trains CNNs in bf16 autocast on a CPU with AMX and everything else
+in fp32; an explicit ``bf16`` is honoured on a CPU; the resolved precision is recorded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import nasdepth.train.loop as loop_module
+from nasdepth import ArchConfig, StageConfig, TrainConfig, build_model, cross_validate, load_data
+from nasdepth.train.hooks import TrainHook
+from nasdepth.train.loop import autocast, resolve_precision
+
+CNN = ArchConfig(stages=(StageConfig(block="residual", depth=1, width=8),))
+MLP = ArchConfig(stages=(StageConfig(block="residual", depth=1, width=16),))
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("sklearn:digits")
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_is_bf16_for_convolutions_on_an_amx_cpu_only(monkeypatch, amx):
+    monkeypatch.setattr(loop_module, "amx_bf16", lambda device: amx and device.type == "cpu")
+    cnn, mlp = build_model(CNN, (1, 8, 8), 10), build_model(MLP, (64,), 10)
+    assert resolve_precision("auto", CPU, cnn) == ("bf16" if amx else "fp32")
+    assert resolve_precision("auto", CPU, mlp) == "fp32"  # linear layers gain nothing
+    # explicit settings win; fp16 autocast is a CUDA setting
+    assert resolve_precision("bf16", CPU, mlp) == "bf16"
+    assert resolve_precision("fp32", CPU, cnn) == "fp32"
+    assert resolve_precision("fp16", CPU, cnn) == "fp32"
+
+
+def test_bf16_autocast_runs_on_the_cpu():
+    conv = torch.nn.Conv2d(1, 4, 3)
+    x = torch.randn(2, 1, 8, 8)
+    with autocast(CPU, "bf16"):
+        assert conv(x).dtype == torch.bfloat16
+    with autocast(CPU, "fp32"):
+        assert conv(x).dtype == torch.float32
+
+
+class _Dtypes(TrainHook):
+    """Records the dtype of the first convolution's output in every training step."""
+
+    def __init__(self) -> None:
+        self.seen: set[torch.dtype] = set()
+
+    def on_fit_start(self, model, fold, x, y) -> None:
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        conv.register_forward_hook(lambda m, i, o: self.seen.add(o.dtype))
+
+
+def test_cross_validate_trains_in_the_resolved_precision(monkeypatch, digits):
+    monkeypatch.setattr(loop_module, "amx_bf16", lambda device: device.type == "cpu")
+    training = TrainConfig(epochs=2, batch_size=32)  # precision: auto (the default)
+    assert training.precision == "auto"
+    hook = _Dtypes()
+    res = cross_validate(CNN, digits, folds=3, training=training, parallel=False, hooks=[hook])
+    assert res.settings["precision"] == "bf16"
+    assert hook.seen == {torch.bfloat16}
+    fp32 = cross_validate(CNN, digits, folds=3, training=TrainConfig(epochs=2, batch_size=32,
+                                                                     precision="fp32"),
+                          parallel=False)
+    assert fp32.settings["precision"] == "fp32"
+    # bf16 rounds differently (so it did run) and learns as well: accuracy within 3 points
+    assert not np.allclose(res.folds["val_log_loss"], fp32.folds["val_log_loss"])
+    assert abs(res.mean() - fp32.mean()) < 0.03
+    assert res.mean() > 0.3  # chance is 0.1
+    # the MLP stays in fp32 under auto
+    mlp = cross_validate(MLP, load_data("sklearn:wine"), folds=3,
+                         training=TrainConfig(epochs=1, batch_size=32))
+    assert mlp.settings["precision"] == "fp32"
