@@ -61,6 +61,7 @@ from torch import nn  # noqa: E402
 from nasdepth import TrainConfig, cross_validate, load_data  # noqa: E402
 from nasdepth.arch import build_model  # noqa: E402
 from nasdepth.space import SearchSpace  # noqa: E402
+from nasdepth.train.loop import amx_bf16  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,6 +151,8 @@ def training(args: argparse.Namespace) -> TrainConfig:
     """The default recipe at the grid's rate: only what the comparison fixes is set (and
     ``--schedule`` where given)."""
     extra = {} if args.schedule is None else {"schedule": args.schedule}
+    if args.precision is not None:
+        extra["precision"] = args.precision
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, **extra)
 
 
@@ -179,11 +182,16 @@ def kernel_bound(grid: Grid, space: SearchSpace, data: Any,
     kind = "cnn" if len(data.input_shape) > 1 else "mlp"
     n, n_train = len(data), len(data) * (args.folds - 1) / args.folds
     layers = "convolutions" if kind == "cnn" else "linear layers"
+    # where the engine's ``precision: auto`` trains in bf16 (CNNs, a CPU with AMX), the same
+    # kernels under bf16 autocast bound it too
+    bf16 = kind == "cnn" and amx_bf16(torch.device("cpu"))
     print(f"\nkernel-only bound ({kind}: the model's own {layers} alone, 1 thread, CPU s): "
-          f"the CV's unavoidable FLOPs at their rate")
+          f"the CV's unavoidable FLOPs at their rate" + (", in fp32 and under bf16 autocast"
+                                                          if bf16 else ""))
+    extra = f" {'bf16 GF/s':>9} {'bf16 s':>7} {'max x':>6}" if bf16 else ""
     print(f"{'depth':>5} {'width':>5} {'block':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'bound s':>8} "
-          f"{'skorch s':>9} {'max x':>6}", flush=True)
-    total_bound = total_skorch = 0.0
+          f"{'skorch s':>9} {'max x':>6}{extra}", flush=True)
+    total_bound = total_skorch = total_bf16 = 0.0
     for params in space.grid() or []:
         case = bench_cv.Case("", space.to_arch(params, input_shape=data.input_shape), data, kind)
         per_train, per_eval = bench_cv.sample_flops(case, args.batch_size)
@@ -191,11 +199,17 @@ def kernel_bound(grid: Grid, space: SearchSpace, data: Any,
         rate = bench_cv.layer_rate(case, args.batch_size)[0]
         bound, t_s = flops / rate, table[key(params)][1]
         total_bound, total_skorch = total_bound + bound, total_skorch + t_s
+        extra = ""
+        if bf16:
+            rate16 = bench_cv.layer_rate(case, args.batch_size, bf16=True)[0]
+            total_bf16 += flops / rate16
+            extra = f" {rate16 / 1e9:9.1f} {flops / rate16:7.2f} {t_s * rate16 / flops:6.2f}"
         print(f"{params['depth']:>5} {params['width']:>5} {params['block']:>8} "
               f"{flops / 1e9:7.1f} {rate / 1e9:8.1f} {bound:8.2f} {t_s:9.2f} "
-              f"{t_s / bound:6.2f}", flush=True)
+              f"{t_s / bound:6.2f}{extra}", flush=True)
+    extra = f" {'':>9} {total_bf16:7.1f} {total_skorch / total_bf16:6.2f}" if bf16 else ""
     print(f"{'grid':>20} {'':>7} {'':>8} {total_bound:8.1f} {total_skorch:9.1f} "
-          f"{total_skorch / total_bound:6.2f}")
+          f"{total_skorch / total_bound:6.2f}{extra}")
 
 
 def grid_table(grid: Grid, space: SearchSpace, data: Any, args: argparse.Namespace
@@ -346,6 +360,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--mlp-samples", type=int, default=5000)
     ap.add_argument("--schedule", default=None, help="the engine's schedule (default: its own)")
+    ap.add_argument("--precision", default=None,
+                    help="the engine's precision (default: its own, auto)")
     ap.add_argument("--tables", default=None,
                     help="save the grid's scores to PATH.<case>.json, or reuse them if there")
     ap.add_argument("--no-sweep", action="store_true")

@@ -74,3 +74,30 @@ def test_cross_validate_trains_in_the_resolved_precision(monkeypatch, digits):
     mlp = cross_validate(MLP, load_data("sklearn:wine"), folds=3,
                          training=TrainConfig(epochs=1, batch_size=32))
     assert mlp.settings["precision"] == "fp32"
+
+
+class _EndOfFit(TrainHook):
+    def __init__(self) -> None:
+        self.autocast: list[bool] = []
+
+    def on_fit_end(self, model, fold):
+        self.autocast.append(torch.is_autocast_enabled("cpu"))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_end_of_fit_hooks_run_in_the_folds_precision(digits, precision):
+    hook = _EndOfFit()
+    cross_validate(CNN, digits, folds=2, hooks=[hook],
+                   training=TrainConfig(epochs=1, batch_size=64, precision=precision))
+    assert hook.autocast == [precision == "bf16"] * 2
+
+
+def test_linear_probe_fits_stay_fp32_under_autocast():
+    from nasdepth.probes.linear import fit_linear_probes
+
+    gen = torch.Generator().manual_seed(0)
+    feats = [torch.randn(120, 6, generator=gen), torch.randn(120, 4, generator=gen)]
+    y = torch.randint(0, 3, (120,), generator=gen)
+    plain = fit_linear_probes(feats, y[:80], y[80:], 80, 3)
+    with torch.autocast("cpu", torch.bfloat16):
+        assert fit_linear_probes(feats, y[:80], y[80:], 80, 3) == plain

@@ -273,7 +273,20 @@ def fit_linear_probes(feats: Sequence[torch.Tensor], y_train: torch.Tensor,
     ``:n_train`` train, the rest validation) zero-padded to one width and stacked, and one
     batched L-BFGS (:func:`_lbfgs`: each unit its own history and step) over the units'
     independent problems: one unit's Python overhead instead of one per unit (an 8-block MLP:
-    9 fits). Same objective and optimum as :func:`fit_linear_probe` (the test compares)."""
+    9 fits). Same objective and optimum as :func:`fit_linear_probe` (the test compares).
+    Always in fp32: the features are cast and autocast is off (the engine runs hooks under the
+    fold's precision)."""
+    device = feats[0].device
+    if device.type in ("cpu", "cuda"):
+        with torch.autocast(device.type, enabled=False):
+            return _fit_linear_probes([f.float() for f in feats], y_train, y_val, n_train,
+                                      num_classes, steps, l2)
+    return _fit_linear_probes(feats, y_train, y_val, n_train, num_classes, steps, l2)
+
+
+def _fit_linear_probes(feats: Sequence[torch.Tensor], y_train: torch.Tensor,
+                       y_val: torch.Tensor, n_train: int, num_classes: int, steps: int,
+                       l2: float) -> list[tuple[float, float]]:
     width = max(int(f.shape[1]) for f in feats)
     stack = []
     for f in feats:

@@ -27,6 +27,7 @@ from nasdepth.train.loop import (
     OOM_ERRORS,
     EarlyStopper,
     NonFiniteLossError,
+    autocast,
     batch_plan,
     fold_perm,
     frozen_norms_eval,
@@ -82,16 +83,20 @@ def epoch_record(fold: int, epoch: int, train: dict[str, float], val: dict[str, 
 def fold_result(fold: int, scores: Sequence[tuple[str, np.ndarray, np.ndarray]], *,
                 n_train: int, n_val: int, num_classes: int, epochs: int, seconds: float,
                 model: nn.Module, hooks: Sequence[TrainHook], history: list[dict[str, Any]],
-                targets: SingleTarget = SINGLE) -> FoldResult:
+                targets: SingleTarget = SINGLE, precision: str = "fp32") -> FoldResult:
     """A fold's row of the CV table (metrics of each ``(split, labels, probabilities)``, gaps,
     the epochs ``history`` ran of ``epochs``, time) and what the hooks return at its end (both
-    loops finish here)."""
+    loops finish here). The hooks' end-of-fit passes run in the fold's resolved ``precision``,
+    as its scoring passes do (a probe's forward pass over the rows in bf16 where the fold
+    trained so; a numerical fit inside turns autocast off)."""
     row: dict[str, Any] = {"fold": fold, "n_train": n_train, "n_val": n_val}
     row.update(targets.metrics(scores, model, num_classes))
     row.update(epochs=len(history), stopped_early=len(history) < epochs, seconds=seconds)
     traces: list[dict[str, Any]] = []
+    device = next(model.parameters(), torch.empty(0)).device
     for hook in hooks:
-        got: Any = hook.on_fit_end(model, fold)
+        with autocast(device, precision):
+            got: Any = hook.on_fit_end(model, fold)
         traces.extend(got if isinstance(got, list) else [] if got is None else [got])
     return FoldResult(row=row, history=history, traces=traces)
 
@@ -301,4 +306,5 @@ def fit_fold(
     return fold_result(fold, scores, n_train=len(train_idx), n_val=len(val_idx),
                        num_classes=data.num_classes, epochs=training.epochs,
                        seconds=time.perf_counter() - start,
-                       model=model, hooks=hooks, history=history, targets=targets)
+                       model=model, hooks=hooks, history=history, targets=targets,
+                       precision=training.precision)

@@ -204,7 +204,8 @@ def fit_folds_parallel(
         results.append(fold_result(
             f, scores, n_train=len(tr), n_val=len(va), num_classes=data.num_classes,
             epochs=training.epochs, seconds=per_fold,
-            model=ens.materialize(f), hooks=hooks, history=history[f], targets=targets))
+            model=ens.materialize(f), hooks=hooks, history=history[f], targets=targets,
+            precision=training.precision))
     return results
 
 
