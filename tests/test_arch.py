@@ -445,3 +445,24 @@ def test_every_block_reads_its_ranks_from_the_rules() -> None:
         assert (cls.ranks, cls.conv_only) == (BLOCK_RULES[name].ranks,
                                               BLOCK_RULES[name].conv_only), name
     assert list(ACTIVATIONS) == list(ACTIVATION_NAMES)
+
+
+def test_global_average_pool_keeps_channels_last_gradients() -> None:
+    """The head's global average pool gives adaptive pooling's values, and its backward hands
+    the layer below a gradient in the input's channels-last layout (adaptive pooling's is
+    NCHW, which sends a ReLU's backward down a ~30x slower mixed-layout path)."""
+    from nasdepth.arch.layers import GlobalAvgPool2d
+
+    x = torch.randn(4, 6, 5, 7).contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = GlobalAvgPool2d()(x)
+    torch.testing.assert_close(out, torch.nn.AdaptiveAvgPool2d(1)(x))
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert grad.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(grad, torch.full_like(x, 1 / 35))
+    model = build_model(ArchConfig(stages=(StageConfig(block="plain", depth=1, width=8),)),
+                        (1, 8, 8), 3).to(memory_format=torch.channels_last)
+    seen = []
+    relu = [m for m in model.modules() if isinstance(m, torch.nn.ReLU)][-1]
+    relu.register_full_backward_hook(lambda m, gi, go: seen.append(go[0]))
+    model(torch.randn(2, 1, 8, 8).contiguous(memory_format=torch.channels_last)).sum().backward()
+    assert seen and seen[0].is_contiguous(memory_format=torch.channels_last)
