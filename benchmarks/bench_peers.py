@@ -237,8 +237,9 @@ def grid_table(grid: Grid, space: SearchSpace, data: Any, args: argparse.Namespa
     return out
 
 
-def run_sweep(grid: Grid, args: argparse.Namespace, folder: Path) -> float:
-    """The whole ``nasdepth sweep`` command (a fresh process: imports included)."""
+def run_sweep(grid: Grid, args: argparse.Namespace, folder: Path, *extra: str) -> float:
+    """The whole ``nasdepth sweep`` command (a fresh process: imports included); ``extra``
+    flags such as ``--no-probes``."""
     data = grid.data_spec if isinstance(grid.data_spec, str) else None
     if data is None:  # a mapping: through a one-line data YAML is not what sweep takes;
         return float("nan")  # sweep's --data is a spec string, so MLP grids skip it
@@ -249,7 +250,7 @@ def run_sweep(grid: Grid, args: argparse.Namespace, folder: Path) -> float:
            "--skip", "on", "--batch-size", str(args.batch_size), "--lr", str(args.lr),
            "--folds", str(args.folds), "--epochs", str(args.epochs), "--no-progress",
            "--storage", str(folder / "sweep.journal"), "--out", str(folder / "report"),
-           "--name", "peers-sweep"]
+           "--name", f"peers-sweep{len(extra)}", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=folder, stdout=subprocess.DEVNULL)
@@ -403,10 +404,16 @@ def main() -> None:
                 kernel_bound(grid, space, data, tables["skorch"], args)
             if not args.no_sweep and isinstance(grid.data_spec, str):
                 t_sweep = run_sweep(grid, args, folder)
+                # the same command without probes (and so diagnosis) and report: their cost
+                t_bare = run_sweep(grid, args, folder, "--no-probes", "--no-report")
                 ts = sum(v[1] for v in tables["skorch"].values())
                 te = sum(v[1] for v in tables["engine"].values())
                 print(f"whole `nasdepth sweep`: {t_sweep:.1f} s: {ts / t_sweep:.2f}x skorch; "
-                      f"{100 * (t_sweep / te - 1):+.0f}% over the engine's CV time")
+                      f"{100 * (t_sweep / te - 1):+.0f}% over the engine's CV time. Without "
+                      f"probes, diagnosis and report (--no-probes --no-report): {t_bare:.1f} s, "
+                      f"so they cost {t_sweep - t_bare:.1f} s, "
+                      f"{100 * (t_sweep - t_bare) / t_sweep:.0f}% of the sweep; the rest over "
+                      f"the CV time is the fresh process's imports and the study's records")
             if not args.no_search:
                 time_to_answer(grid, space, data, tables, args, folder)
 

@@ -28,6 +28,7 @@ def test_auto_is_bf16_for_convolutions_on_an_amx_cpu_only(monkeypatch, amx):
     cnn, mlp = build_model(CNN, (1, 8, 8), 10), build_model(MLP, (64,), 10)
     assert resolve_precision("auto", CPU, cnn) == ("bf16" if amx else "fp32")
     assert resolve_precision("auto", CPU, mlp) == "fp32"  # linear layers gain nothing
+    assert resolve_precision("auto", CPU, build_model(CNN, (1, 40), 10)) == "fp32"  # 1-D
     # explicit settings win; fp16 autocast is a CUDA setting
     assert resolve_precision("bf16", CPU, mlp) == "bf16"
     assert resolve_precision("fp32", CPU, cnn) == "fp32"
