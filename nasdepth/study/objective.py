@@ -238,6 +238,7 @@ class Objective:
             rec.timings = {"wall_time": time.perf_counter() - start}
         rec.cv_folds = records(result.folds)
         rec.device = str(result.settings.get("device", "cpu"))
+        rec.precision = result.settings.get("precision")
         # the recipe it trained with (lr: auto resolved) and the range test's curve
         rec.training = dict(result.settings.get("training") or rec.training)
         rec.lr_find = result.settings.get("lr_find")

@@ -81,6 +81,9 @@ class TrialRecord:
     splits: dict[str, Any] | None = None
     seed: int | None = None
     device: str | None = None
+    #: what ``training.precision`` resolved to on that device (``auto``: bf16 for 2-D CNNs on
+    #: a CPU with AMX, else fp32); None in records written before it was kept
+    precision: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     worker: dict[str, Any] = field(default_factory=dict)
     pruned_at: dict[str, Any] | None = None
