@@ -13,10 +13,14 @@ stratified k-fold CV, epochs, batch size and AdamW rate, three ways:
   automatic engine choices) at the same rate;
 * ``sweep``: the whole ``nasdepth sweep`` command on the grid (probes, diagnosis, report).
 
-Candidates are interleaved (skorch, engine, next candidate) so that foreign load hits both
-alike; the table prints wall times, ratios and mean CV accuracies per candidate and for the
-grid. Then the time to an answer: a search over the same 12-point space until the best trial
-it has finished is within ``--within`` (0.5 points) of the grid's best, for a nasdepth study
+skorch runs in a child process of its own, as its users run it: the engine tunes the
+process's ``malloc`` the first time it trains (``nasdepth.train.host_memory``), which would
+speed up a peer in the same process too (``--same-process`` runs skorch here instead, and so
+shows the engine's lead over a skorch user who tunes ``malloc`` alike). Candidates are
+interleaved (skorch, engine, next candidate) so that foreign load hits both alike; the table
+prints wall times, ratios and mean CV accuracies per candidate and for the grid. Then the
+time to an answer: a search over the same 12-point space until the best trial it has finished
+is within ``--within`` (0.5 points) of the grid's best, for a nasdepth study
 (default sampler and pruner; ``--pruners`` adds others) against optuna-integration's
 ``OptunaSearchCV`` over the skorch pipeline, each over ``--search-seeds`` sampler seeds (the
 folds and the models' seeds stay fixed). Each tool is measured against its own grid.
@@ -61,7 +65,7 @@ from torch import nn  # noqa: E402
 from nasdepth import TrainConfig, cross_validate, load_data  # noqa: E402
 from nasdepth.arch import build_model  # noqa: E402
 from nasdepth.space import SearchSpace  # noqa: E402
-from nasdepth.train.loop import amx_bf16  # noqa: E402
+from nasdepth.train.cpu_bf16 import cpu_bf16_fast  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -147,6 +151,66 @@ def run_skorch(space: SearchSpace, data: Any, params: dict[str, Any], args: argp
     return float(cross_val_score(pipe, x, y, cv=cv, scoring="accuracy").mean())
 
 
+_DATA: dict[str, Any] = {}
+
+
+def _peer_data(spec: Any) -> Any:
+    name = json.dumps(spec, sort_keys=True)
+    if name not in _DATA:
+        _DATA[name] = load_data(spec)
+    return _DATA[name]
+
+
+def _peer_init() -> None:
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+
+
+def _peer_grid_job(space_raw: dict[str, Any], spec: Any, params: dict[str, Any],
+                   args: argparse.Namespace) -> tuple[float, float]:
+    """One skorch CV in the peer process: (accuracy, seconds, timed there)."""
+    space = SearchSpace.from_dict(space_raw, "bench_peers")
+    return timed(run_skorch, space, _peer_data(spec), params, args)
+
+
+def _peer_search_job(space_raw: dict[str, Any], spec: Any, grid: Grid, target: float,
+                     seed: int, args: argparse.Namespace) -> tuple[float | None, int]:
+    space = SearchSpace.from_dict(space_raw, "bench_peers")
+    return search_cv_time_to_answer(space, _peer_data(spec), grid, target, seed, args)
+
+
+class Peer:
+    """Where skorch runs: a spawned child process (the default: untouched by the engine's
+    process-wide settings), or this process with ``--same-process``."""
+
+    def __init__(self, same_process: bool) -> None:
+        self.pool = None
+        if not same_process:
+            import multiprocessing
+
+            self.pool = multiprocessing.get_context("spawn").Pool(1, initializer=_peer_init)
+
+    def call(self, fn: Any, *a: Any) -> Any:
+        return fn(*a) if self.pool is None else self.pool.apply(fn, a)
+
+    def grid(self, grid: Grid, params: dict[str, Any], args: argparse.Namespace
+             ) -> tuple[float, float]:
+        return self.call(_peer_grid_job, grid.space_dict(), grid.data_spec, params, args)
+
+    def search(self, grid: Grid, target: float, seed: int, args: argparse.Namespace
+               ) -> tuple[float | None, int]:
+        return self.call(_peer_search_job, grid.space_dict(), grid.data_spec, grid, target,
+                         seed, args)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+
+
+PEER: list[Peer] = []
+
+
 def training(args: argparse.Namespace) -> TrainConfig:
     """The default recipe at the grid's rate: only what the comparison fixes is set (and
     ``--schedule`` where given)."""
@@ -182,9 +246,9 @@ def kernel_bound(grid: Grid, space: SearchSpace, data: Any,
     kind = "cnn" if len(data.input_shape) > 1 else "mlp"
     n, n_train = len(data), len(data) * (args.folds - 1) / args.folds
     layers = "convolutions" if kind == "cnn" else "linear layers"
-    # where the engine's ``precision: auto`` trains in bf16 (CNNs, a CPU with AMX), the same
-    # kernels under bf16 autocast bound it too
-    bf16 = kind == "cnn" and amx_bf16(torch.device("cpu"))
+    # where the engine's ``precision: auto`` trains in bf16 (CNNs, a CPU where bf16
+    # convolutions are faster), the same kernels under bf16 autocast bound it too
+    bf16 = kind == "cnn" and cpu_bf16_fast()
     print(f"\nkernel-only bound ({kind}: the model's own {layers} alone, 1 thread, CPU s): "
           f"the CV's unavoidable FLOPs at their rate" + (", in fp32 and under bf16 autocast"
                                                           if bf16 else ""))
@@ -216,14 +280,14 @@ def grid_table(grid: Grid, space: SearchSpace, data: Any, args: argparse.Namespa
                ) -> dict[str, dict[tuple[Any, ...], tuple[float, float]]]:
     combos = space.grid() or []
     out: dict[str, dict[tuple[Any, ...], tuple[float, float]]] = {"skorch": {}, "engine": {}}
-    run_skorch(space, data, combos[0], argparse.Namespace(**{**vars(args), "epochs": 1}))
+    PEER[0].grid(grid, combos[0], argparse.Namespace(**{**vars(args), "epochs": 1}))
     run_engine(space, data, combos[0], argparse.Namespace(**{**vars(args), "epochs": 1}))
     print(f"\n== {grid.name}: {len(combos)} candidates, {args.folds}-fold CV x {args.epochs} "
           f"epochs, batch {args.batch_size}, AdamW {args.lr:g} ==")
     print(f"{'depth':>5} {'width':>5} {'block':>8} {'skorch s':>9} {'engine s':>9} "
           f"{'ratio':>6} {'skorch acc':>10} {'engine acc':>10}", flush=True)
     for params in combos:
-        acc_s, t_s = timed(run_skorch, space, data, params, args)
+        acc_s, t_s = PEER[0].grid(grid, params, args)
         acc_e, t_e = timed(run_engine, space, data, params, args)
         out["skorch"][key(params)] = (acc_s, t_s)
         out["engine"][key(params)] = (acc_e, t_e)
@@ -336,7 +400,7 @@ def time_to_answer(grid: Grid, space: SearchSpace, data: Any,
         f"{f'nasdepth {p} s':>22}" for p in args.pruners))
     rows: dict[str, list[float]] = {p: [] for p in ["skorch", *args.pruners]}
     for seed in range(args.search_seeds):
-        t_s, n_s = search_cv_time_to_answer(space, data, grid, targets["skorch"], seed, args)
+        t_s, n_s = PEER[0].search(grid, targets["skorch"], seed, args)
         cells = [f"{'-' if t_s is None else f'{t_s:.1f}'} ({n_s} tr)".rjust(17)]
         rows["skorch"].append(float("inf") if t_s is None else t_s)
         for p in args.pruners:
@@ -361,6 +425,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--mlp-samples", type=int, default=5000)
     ap.add_argument("--schedule", default=None, help="the engine's schedule (default: its own)")
+    ap.add_argument("--same-process", action="store_true",
+                    help="run skorch in this process (sharing the engine's malloc setting) "
+                         "instead of a child process of its own")
     ap.add_argument("--precision", default=None,
                     help="the engine's precision (default: its own, auto)")
     ap.add_argument("--tables", default=None,
@@ -382,6 +449,8 @@ def main() -> None:
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     print(f"torch {torch.__version__}, 1 thread, load average {os.getloadavg()[0]:.1f}")
+    PEER.append(Peer(args.same_process))
+    print(f"skorch runs {'in this process' if args.same_process else 'in a child process'}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for grid in grids(args.case, args.mlp_samples):
@@ -419,4 +488,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        for peer in PEER:
+            peer.close()

@@ -1,5 +1,6 @@
-"""``precision``: ``auto`` trains CNNs in bf16 autocast on a CPU with AMX and everything else
-in fp32; an explicit ``bf16`` is honoured on a CPU; the resolved precision is recorded."""
+"""``precision``: ``auto`` trains CNNs in bf16 autocast on a CPU where that is faster (AMX, or
+measured once) and everything else in fp32; an explicit ``bf16`` is honoured on a CPU; the
+resolved precision is recorded."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ def digits():
 
 
 @pytest.mark.parametrize("amx", [True, False])
-def test_auto_is_bf16_for_convolutions_on_an_amx_cpu_only(monkeypatch, amx):
-    monkeypatch.setattr(loop_module, "amx_bf16", lambda device: amx and device.type == "cpu")
+def test_auto_is_bf16_for_convolutions_where_the_cpu_runs_them_faster(monkeypatch, amx):
+    monkeypatch.setattr(loop_module, "cpu_bf16_fast", lambda: amx)
     cnn, mlp = build_model(CNN, (1, 8, 8), 10), build_model(MLP, (64,), 10)
     assert resolve_precision("auto", CPU, cnn) == ("bf16" if amx else "fp32")
     assert resolve_precision("auto", CPU, mlp) == "fp32"  # linear layers gain nothing
@@ -56,7 +57,7 @@ class _Dtypes(TrainHook):
 
 
 def test_cross_validate_trains_in_the_resolved_precision(monkeypatch, digits):
-    monkeypatch.setattr(loop_module, "amx_bf16", lambda device: device.type == "cpu")
+    monkeypatch.setattr(loop_module, "cpu_bf16_fast", lambda: True)
     training = TrainConfig(epochs=2, batch_size=32)  # precision: auto (the default)
     assert training.precision == "auto"
     hook = _Dtypes()
@@ -102,3 +103,68 @@ def test_linear_probe_fits_stay_fp32_under_autocast():
     plain = fit_linear_probes(feats, y[:80], y[80:], 80, 3)
     with torch.autocast("cpu", torch.bfloat16):
         assert fit_linear_probes(feats, y[:80], y[80:], 80, 3) == plain
+
+
+# -- where the CPU's features do not decide: one measurement, cached ---------------------
+
+@pytest.fixture()
+def fresh_cpu_bf16(monkeypatch, tmp_path):
+    """A CPU with ``avx512_bf16`` and no AMX, an empty cache folder, nothing known yet."""
+    import nasdepth.train.cpu_bf16 as mod
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv(mod.ENV, raising=False)
+    monkeypatch.setattr(mod, "_known", {})
+    monkeypatch.setattr(mod, "_flag", lambda name: name == "_is_avx512_bf16_supported")
+    return mod
+
+
+@pytest.mark.parametrize("speedup", [1.5, 0.1])
+def test_a_cpu_without_amx_measures_once_and_caches_the_answer(fresh_cpu_bf16, monkeypatch,
+                                                               speedup):
+    mod = fresh_cpu_bf16
+    calls = []
+    monkeypatch.setattr(mod, "measure_speedup", lambda: calls.append(1) or speedup)
+    assert mod.cpu_bf16_fast() is (speedup >= mod.MIN_SPEEDUP)
+    assert mod.cpu_bf16_fast() is (speedup >= mod.MIN_SPEEDUP) and len(calls) == 1
+    # a later process reads the file instead of measuring again
+    import json
+    table = json.loads(mod.cache_file().read_text())
+    (entry,) = table.values()
+    assert entry == {"speedup": speedup, "bf16": speedup >= mod.MIN_SPEEDUP}
+    monkeypatch.setattr(mod, "_known", {})
+    monkeypatch.setattr(mod, "measure_speedup", lambda: pytest.fail("measured twice"))
+    assert mod.cpu_bf16_fast() is (speedup >= mod.MIN_SPEEDUP)
+
+
+def test_features_decide_without_measuring(fresh_cpu_bf16, monkeypatch):
+    mod = fresh_cpu_bf16
+    monkeypatch.setattr(mod, "measure_speedup", lambda: pytest.fail("measured"))
+    monkeypatch.setattr(mod, "_flag", lambda name: name == "_is_amx_tile_supported")
+    assert mod.cpu_bf16_fast() is True
+    monkeypatch.setattr(mod, "_known", {})
+    monkeypatch.setattr(mod, "_flag", lambda name: False)  # no native bf16 dot product
+    assert mod.cpu_bf16_fast() is False
+    assert not mod.cache_file().exists()
+
+
+def test_the_environment_variable_decides_and_a_bad_value_is_named(fresh_cpu_bf16,
+                                                                  monkeypatch):
+    from nasdepth.errors import ConfigError
+
+    mod = fresh_cpu_bf16
+    monkeypatch.setattr(mod, "measure_speedup", lambda: pytest.fail("measured"))
+    monkeypatch.setenv(mod.ENV, "1")
+    assert mod.cpu_bf16_fast() is True
+    monkeypatch.setenv(mod.ENV, "0")
+    assert mod.cpu_bf16_fast() is False
+    monkeypatch.setenv(mod.ENV, "yes")
+    with pytest.raises(ConfigError, match="NASDEPTH_CPU_BF16.*yes"):
+        mod.cpu_bf16_fast()
+
+
+def test_the_reference_measurement_is_a_real_ratio():
+    from nasdepth.train.cpu_bf16 import measure_speedup
+
+    speedup = measure_speedup(channels=8, depth=2, steps=1, rounds=1)
+    assert 0.001 < speedup < 1000 and np.isfinite(speedup)

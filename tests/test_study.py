@@ -7,7 +7,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import torch
 from optuna.trial import TrialState
 
 import nasdepth.study.objective as objective_module
@@ -21,7 +20,7 @@ from nasdepth.study.record import (
     read_study_record,
 )
 from nasdepth.study.study_file import load_study
-from nasdepth.train.loop import amx_bf16
+from nasdepth.train.cpu_bf16 import cpu_bf16_fast
 from tests.conftest import TINY_SPACE, write_study
 
 #: 200 digits, 1 epoch, 2 folds: a trial is a fraction of a second
@@ -61,9 +60,10 @@ def test_trial_attributes_rebuild_the_candidate(tiny_study: Path) -> None:
     assert set(rec.versions) >= {"torch", "optuna", "sklearn"}
     assert rec.wall_time is not None and rec.wall_time > 0
     assert rec.device == "cpu" and rec.worker["pid"] > 0
-    # a CNN on digits: bf16 autocast where the CPU has AMX (``precision: auto``), else fp32
+    # a CNN on digits: bf16 autocast where the CPU runs bf16 convolutions faster
+    # (``precision: auto``), else fp32
     assert rec.training["precision"] == "auto"
-    assert rec.precision == ("bf16" if amx_bf16(torch.device("cpu")) else "fp32")
+    assert rec.precision == ("bf16" if cpu_bf16_fast() else "fp32")
     assert rec.costs["flops"] > rec.costs["params"] == rec.summary["params"] > 0
     assert rec.probe_summary and {"verdict", "confidence", "evidence"} <= set(rec.diagnosis)
     # the per-epoch series the report's evidence figure draws: a few floats per epoch/block

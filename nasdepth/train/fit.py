@@ -23,6 +23,7 @@ from torch import nn
 from nasdepth.data import Dataset, Standardizer, augment_batch
 from nasdepth.train.config import TrainConfig
 from nasdepth.train.hooks import TrainHook
+from nasdepth.train.host_memory import keep_freed_memory
 from nasdepth.train.loop import (
     OOM_ERRORS,
     EarlyStopper,
@@ -184,6 +185,8 @@ def fit_fold(
     the history see it). ``options``: see :class:`FitOptions`.
     """
     opts = options or FitOptions()
+    if device.type == "cpu":
+        keep_freed_memory()  # no page faults per step: nasdepth.train.host_memory
     training = replace(training, precision=resolve_precision(training.precision, device, model))
     test_idx, placement = opts.test_idx, opts.placement
     targets = opts.targets or SINGLE

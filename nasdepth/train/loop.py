@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from nasdepth.train.config import TrainConfig
+from nasdepth.train.cpu_bf16 import cpu_bf16_fast
 
 
 class NonFiniteLossError(RuntimeError):
@@ -65,23 +66,17 @@ class EarlyStopper:
         return self.patience > 0 and self.bad_epochs >= self.patience
 
 
-def amx_bf16(device: torch.device) -> bool:
-    """Whether ``device`` is a CPU with AMX tiles, where oneDNN runs bf16 convolutions in
-    the matrix units (``docs/data_and_training.md``, "bf16 on a CPU with AMX")."""
-    return device.type == "cpu" and bool(getattr(torch.cpu, "_is_amx_tile_supported",
-                                                 lambda: False)())
-
-
 def resolve_precision(precision: str, device: torch.device, model: nn.Module) -> str:
     """The precision ``precision`` trains ``model`` in on ``device``: ``auto`` is bf16
-    autocast for a model with 2-D convolutions on a CPU with AMX (measured 1.3-2.1x faster
-    there at the same accuracy), fp32 elsewhere: MLPs (their linear layers gained nothing),
-    1-D CNNs (0.92-1.13x), CUDA (not yet measured, ``docs/gpu.md``). An explicit ``bf16``
-    is honoured on a CPU or CUDA; ``fp16`` is a CUDA setting (fp32 elsewhere, as is bf16 on
-    MPS)."""
+    autocast for a model with 2-D convolutions on a CPU where bf16 convolutions are faster
+    (AMX: 1.7-1.9x on a CNN's CV; ``avx512_bf16`` without AMX: measured once,
+    :mod:`nasdepth.train.cpu_bf16`), fp32 elsewhere: MLPs (their linear layers gained
+    nothing), 1-D CNNs (0.92-1.13x), CUDA (not yet measured, ``docs/gpu.md``). An explicit
+    ``bf16`` is honoured on a CPU or CUDA; ``fp16`` is a CUDA setting (fp32 elsewhere, as is
+    bf16 on MPS)."""
     if precision == "auto":
         convs = any(isinstance(m, nn.Conv2d) for m in model.modules())
-        return "bf16" if convs and amx_bf16(device) else "fp32"
+        return "bf16" if convs and device.type == "cpu" and cpu_bf16_fast() else "fp32"
     if precision == "fp16" and device.type != "cuda":
         return "fp32"
     return precision

@@ -28,6 +28,7 @@ from nasdepth.data import Dataset, Standardizer, augment_batch
 from nasdepth.train.config import TrainConfig
 from nasdepth.train.fit import FoldResult, epoch_record, eval_rows, fold_result
 from nasdepth.train.hooks import TrainHook, steps_each_fold
+from nasdepth.train.host_memory import keep_freed_memory
 from nasdepth.train.loop import (
     EarlyStopper,
     autocast,
@@ -120,6 +121,8 @@ def fit_folds_parallel(
     multitask network's ``{task: logits}`` comes out of ``vmap`` with a fold dimension)."""
     start = time.perf_counter()
     k = len(models)
+    if device.type == "cpu":
+        keep_freed_memory()  # no page faults per step: nasdepth.train.host_memory
     training = replace(training,
                        precision=resolve_precision(training.precision, device, models[0]))
     targets = targets or SINGLE
