@@ -5,8 +5,11 @@ batch 64 of 8x8 images, 16 and 32 channels, NCHW and channels-last, fp32 against
     .venv/bin/python benchmarks/bench_cpu_bf16.py --repeats 3
 
 Measured on an AMD EPYC without AMX: bf16 8-15x slower (``docs/gpu.md``); on a Xeon with AMX:
-0.6-0.9x fp32's time (``docs/data_and_training.md``). So ``precision: auto`` trains CNNs in
-bf16 on a CPU with AMX only.
+0.6-0.9x fp32's time (``docs/data_and_training.md``); on an AMD EPYC of Zen 5 (``avx512_bf16``,
+no AMX): 0.5-1.2x. Two convolutions say less than a deeper model (the cache footprint of fp32
+activations grows with depth), so ``precision: auto`` decides by the CPU's features or, on
+``avx512_bf16`` without AMX, by timing a six-convolution step once
+(``nasdepth/train/cpu_bf16.py``).
 """
 
 from __future__ import annotations

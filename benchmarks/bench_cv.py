@@ -38,7 +38,8 @@ The bound table is in CPU seconds of this process (the kernels are timed so too)
 other processes on a shared machine do not count; the wall GFLOP/s is printed beside it.
 
 ``--precisions``: the engine's variants under each ``precision`` (default ``auto``, what a
-user gets: bf16 autocast for CNNs on a CPU with AMX, fp32 otherwise; ``auto,fp32`` adds the
+user gets: bf16 autocast for CNNs on a CPU where bf16 convolutions are faster, fp32
+otherwise; ``auto,fp32`` adds the
 fp32 engine beside it). Each variant's name carries its setting (none for ``auto``) and the
 bound table the precision it resolved to: a bf16 variant's bound takes its convolutions' rate
 under bf16 autocast. Mean CV accuracies are printed beside the times, so that a faster

@@ -388,6 +388,38 @@ def search_cv_time_to_answer(space: SearchSpace, data: Any, grid: Grid, target: 
     return (found[0] if found else None), count[0]
 
 
+def expected_time_to_answer(table: dict[tuple[Any, ...], tuple[float, float]], target: float,
+                            draws: int = 20000) -> tuple[float, float]:
+    """Median and mean seconds to an answer of a search that draws the grid's candidates in a
+    uniformly random order without repeats (unpruned; each candidate costs its grid time), over
+    ``draws`` orders: what a sampler's luck averages to, from the grid table alone."""
+    rng = np.random.default_rng(0)
+    times = np.array([v[1] for v in table.values()])
+    hit = np.array([v[0] >= target for v in table.values()])
+    out = np.empty(draws)
+    for i in range(draws):
+        order = rng.permutation(len(times))
+        first = int(np.argmax(hit[order]))
+        out[i] = times[order[: first + 1]].sum()
+    return float(np.median(out)), float(out.mean())
+
+
+def print_expected(tables: dict[str, dict[tuple[Any, ...], tuple[float, float]]],
+                   within: float) -> None:
+    got = {}
+    for tool, t in tables.items():
+        target = max(v[0] for v in t.values()) - within / 100
+        got[tool] = (expected_time_to_answer(t, target),
+                     sum(v[0] >= target for v in t.values()))
+    (med_s, mean_s), n_s = got["skorch"]
+    (med_e, mean_e), n_e = got["engine"]
+    print(f"time to an answer by luck alone (candidates in a random order, no repeats, no "
+          f"pruning; {n_s} of {len(tables['skorch'])} answers for skorch, {n_e} for the "
+          f"engine): skorch median {med_s:.1f} s (mean {mean_s:.1f}), engine median "
+          f"{med_e:.1f} s (mean {mean_e:.1f}): {med_s / med_e:.2f}x "
+          f"(means {mean_s / mean_e:.2f}x)")
+
+
 def time_to_answer(grid: Grid, space: SearchSpace, data: Any,
                    tables: dict[str, dict[tuple[Any, ...], tuple[float, float]]],
                    args: argparse.Namespace, folder: Path) -> None:
@@ -469,6 +501,7 @@ def main() -> None:
                     saved.write_text(json.dumps({tool: {json.dumps(list(k)): v
                                                         for k, v in t.items()}
                                                  for tool, t in tables.items()}))
+            print_expected(tables, args.within)
             if args.bound:
                 kernel_bound(grid, space, data, tables["skorch"], args)
             if not args.no_sweep and isinstance(grid.data_spec, str):
