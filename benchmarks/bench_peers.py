@@ -164,6 +164,7 @@ def _peer_data(spec: Any) -> Any:
 def _peer_init() -> None:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 def _peer_grid_job(space_raw: dict[str, Any], spec: Any, params: dict[str, Any],
