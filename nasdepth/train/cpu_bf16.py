@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import time
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -35,6 +36,7 @@ MIN_SPEEDUP = 1.1
 _known: dict[str, bool] = {}
 
 
+@cache
 def cpu_model() -> str:
     """The CPU's model name (Linux: ``/proc/cpuinfo``), else what ``platform`` knows."""
     try:
