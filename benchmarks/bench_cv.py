@@ -395,32 +395,30 @@ def run_cases(args: argparse.Namespace, VARIANTS: dict[str, Callable[..., None]]
           f"{args.repeats} interleaved repeats, load average {os.getloadavg()[0]:.1f}; "
           f"the hand-written loop {'in this process' if pool is None else 'in a child process'}")
     for index, case in enumerate(cases(args.case, args.mlp_samples)):
-        def child(fn: Callable[..., None], *a: object, index: int = index
-                  ) -> tuple[float, float] | None:
-            if pool is None or fn is not plain_loop:
-                return None
-            return pool.apply(_plain_job, (args.case, args.mlp_samples, index,  # type: ignore
-                                           args.threads, *a))
+        def run(fn: Callable[..., None], *a: object, index: int = index, case: Case = case
+                ) -> tuple[float, float]:
+            """(wall s, CPU s) of one variant's CV; the hand loop in the child process."""
+            if pool is not None and fn is plain_loop:
+                return pool.apply(_plain_job, (args.case, args.mlp_samples,  # type: ignore
+                                               index, args.threads, *a))
+            sync(args.device)
+            start, cpu = time.perf_counter(), time.process_time()
+            fn(case, *a)
+            sync(args.device)
+            return time.perf_counter() - start, time.process_time() - cpu
 
         n_train = len(case.data) * (args.folds - 1) / args.folds
         samples = n_train * args.epochs * args.folds
         for fn in VARIANTS.values():  # warm-up: allocator, kernels, lazy imports
-            if child(fn, 2, 1, args.batch_size, args.lr, args.device) is None:
-                fn(case, 2, 1, args.batch_size, args.lr, args.device)
+            run(fn, 2, 1, args.batch_size, args.lr, args.device)
         walls: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        cpus: dict[str, list[float]] = {v: [] for v in VARIANTS}  # this process's CPU time
+        cpus: dict[str, list[float]] = {v: [] for v in VARIANTS}  # the CV's own CPU time
         for _ in range(args.repeats):
             for name, fn in VARIANTS.items():
-                timed = child(fn, args.folds, args.epochs, args.batch_size, args.lr,
-                              args.device)
-                if timed is None:
-                    sync(args.device)
-                    start, cpu = time.perf_counter(), time.process_time()
-                    fn(case, args.folds, args.epochs, args.batch_size, args.lr, args.device)
-                    sync(args.device)
-                    timed = (time.perf_counter() - start, time.process_time() - cpu)
-                walls[name].append(timed[0])
-                cpus[name].append(timed[1])
+                wall, cpu = run(fn, args.folds, args.epochs, args.batch_size, args.lr,
+                                args.device)
+                walls[name].append(wall)
+                cpus[name].append(cpu)
         print(f"\n{case.name}: {samples:,.0f} training samples per CV")
         print(f"  {'variant':<16} {'wall s':>8} {'samples/s':>10} {'x plain':>8} {'x seq':>6} "
               f"{'CV acc':>7}")

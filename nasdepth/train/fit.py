@@ -185,8 +185,7 @@ def fit_fold(
     the history see it). ``options``: see :class:`FitOptions`.
     """
     opts = options or FitOptions()
-    if device.type == "cpu":
-        keep_freed_memory()  # no page faults per step: nasdepth.train.host_memory
+    keep_freed_memory(device)  # no page faults per step on a CPU
     training = replace(training, precision=resolve_precision(training.precision, device, model))
     test_idx, placement = opts.test_idx, opts.placement
     targets = opts.targets or SINGLE

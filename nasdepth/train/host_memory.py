@@ -24,6 +24,8 @@ import ctypes.util
 import os
 import platform
 
+import torch
+
 from nasdepth.errors import ConfigError
 
 ENV = "NASDEPTH_MALLOC_TUNING"
@@ -34,9 +36,11 @@ MMAP = 32 * 2**20
 _state: dict[str, bool] = {}
 
 
-def keep_freed_memory() -> bool:
-    """Apply the setting once per process (see the module's docstring); whether it is in
-    effect."""
+def keep_freed_memory(device: torch.device | None = None) -> bool:
+    """Apply the setting once per process (see the module's docstring) when training on
+    ``device`` (a CPU, or None: the host); whether it is in effect."""
+    if device is not None and device.type != "cpu":
+        return _state.get("applied", False)
     if "applied" in _state:
         return _state["applied"]
     wanted = os.environ.get(ENV, "1")

@@ -121,8 +121,7 @@ def fit_folds_parallel(
     multitask network's ``{task: logits}`` comes out of ``vmap`` with a fold dimension)."""
     start = time.perf_counter()
     k = len(models)
-    if device.type == "cpu":
-        keep_freed_memory()  # no page faults per step: nasdepth.train.host_memory
+    keep_freed_memory(device)  # no page faults per step on a CPU
     training = replace(training,
                        precision=resolve_precision(training.precision, device, models[0]))
     targets = targets or SINGLE
