@@ -34,6 +34,10 @@ def test_run_end_to_end_writes_report(tmp_path: Path) -> None:
         assert col in trials.columns
     assert len(trials) == 2 and (trials["state"] == "COMPLETE").all()
     assert trials["cv_mean"].between(0.3, 1.0).all()
+    # where the run's time went: the probes, diagnosis and report beside the training
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("Time: "))
+    assert "training" in line and "probes" in line and "report" in line
+    assert line.endswith("% of the run.")
 
 
 def _one_clear_line(proc: subprocess.CompletedProcess) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from nasdepth.errors import ConfigError
 from nasdepth.probes import Probe, ProbeHook, Trace, probe_units
 from nasdepth.probes.steps import StepStats
 from nasdepth.train import NonFiniteLossError, TrainConfig, cross_validate
+from nasdepth.train.hooks import TrainHook, timed
 from nasdepth.train.stacked import FoldStack
 
 
@@ -292,3 +294,56 @@ def test_probes_on_cuda_match_and_record(data) -> None:
                             hooks=[hook], parallel=False)
     trace = hook.traces[0]
     assert len(result.traces) == 2 and all(v > 0 for v in trace.epochs[-1]["grad_rms"])
+
+
+class _Slow(TrainHook):
+    """A hook whose every call sleeps: what the engine adds to its ``seconds``."""
+
+    steps_in_parallel = True
+
+    def __init__(self, pause: float) -> None:
+        self.pause, self.calls = pause, 0
+
+    def _sleep(self) -> None:
+        self.calls += 1
+        time.sleep(self.pause)
+
+    def on_fit_start(self, model, fold, x_train, y_train) -> None:
+        self._sleep()
+
+    def after_step(self, model) -> None:
+        self._sleep()
+
+    def on_epoch_end(self, model, fold, record) -> None:
+        self._sleep()
+
+    def on_fit_end(self, model, fold) -> None:
+        self._sleep()
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_engine_times_each_hooks_calls(data, parallel: bool) -> None:
+    """The engine adds the wall time of every call of a hook to the hook's ``seconds`` (what
+    a study records as the probes' cost), on both engines: a hook without per-step calls is
+    never called per step, so its no-op calls add next to nothing."""
+    slow, idle = _Slow(0.002), TrainHook()
+    start = time.perf_counter()
+    result = cross_validate(bn_dropout_arch(), data, folds=2, seed=0, hooks=[slow, idle],
+                            training=TrainConfig(epochs=2, batch_size=64), parallel=parallel)
+    total = time.perf_counter() - start
+    assert result.settings["parallel"] is parallel
+    assert slow.calls > 2 * 2 * 2  # per step, per epoch and per fold
+    assert slow.calls * 0.002 <= slow.seconds < total
+    assert 0 <= idle.seconds < 0.01
+
+
+def test_timed_counts_a_call_that_raises() -> None:
+    hook = TrainHook()
+
+    def fail() -> None:
+        time.sleep(0.01)
+        raise RuntimeError("pruned")
+
+    with pytest.raises(RuntimeError):
+        timed(hook, fail)
+    assert hook.seconds >= 0.01

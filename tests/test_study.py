@@ -59,6 +59,8 @@ def test_trial_attributes_rebuild_the_candidate(tiny_study: Path) -> None:
     assert rec.training["epochs"] == 2 and rec.seed == 0
     assert set(rec.versions) >= {"torch", "optuna", "sklearn"}
     assert rec.wall_time is not None and rec.wall_time > 0
+    # the probes' own calls (inside the CV's wall time) and the diagnosis after it
+    assert 0 < rec.timings["probes"] < rec.wall_time and rec.timings["diagnosis"] > 0
     assert rec.device == "cpu" and rec.worker["pid"] > 0
     # a CNN on digits: bf16 autocast where the CPU runs bf16 convolutions faster
     # (``precision: auto``), else fp32

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -96,7 +97,7 @@ def run_and_report(cfg: StudyConfig, args: argparse.Namespace) -> int:
     from nasdepth.outpath import check_output
     from nasdepth.study import run_study
     from nasdepth.study.names import report_dir
-    from nasdepth.study.runner import run_outcome
+    from nasdepth.study.runner import run_outcome, run_timings
     from nasdepth.study.study_file import study_inputs
 
     out = report_dir(cfg.name, args.out)
@@ -104,13 +105,19 @@ def run_and_report(cfg: StudyConfig, args: argparse.Namespace) -> int:
         # before hours of training, not after; never over what the study reads
         check_output(out, study_inputs(cfg), what="report folder", folder=True)
     run_id = uuid.uuid4().hex
+    start = time.perf_counter()
     study = run_study(cfg, progress=not args.no_progress, workers=args.workers,
                       probes=not args.no_probes, allow_changes=args.allow_changes,
                       run_id=run_id, worker_index=getattr(args, "worker_index", None))
     print_summary(study)
     status, message = run_outcome(study, run_id)
+    reported = time.perf_counter()
     if not args.no_report:
         write_report_or_explain(study, out)
+    end = time.perf_counter()
+    if args.workers == 1:  # with several worker processes the trials' seconds overlap
+        print(time_split(run_timings(study, run_id), end - start, end - reported,
+                         not args.no_report))
     if message:
         print(f"nasdepth: error: {message}", file=sys.stderr)
     return status
@@ -129,6 +136,22 @@ def write_report_or_explain(study: optuna.Study, out: Path, **options: Any) -> N
                             f"{f' ({exc.filename})' if exc.filename else ''}. The trials are "
                             f"stored; rebuild it with `nasdepth report ... --out DIR`.") from None
     print(f"\nReport: {path}")
+
+
+def time_split(trials: dict[str, float], total: float, report: float, reported: bool) -> str:
+    """One line: where this run's ``total`` seconds went (``trials``: :func:`run_timings`),
+    and the share of the probes, diagnosis and report, the parts beyond training itself."""
+    extra = trials["probes"] + trials["diagnosis"] + report
+    rest = max(total - trials["training"] - trials["diagnosis"] - report, 0.0)
+    parts = [f"training {trials['training'] - trials['probes']:.1f} s "
+             f"({int(trials['trials'])} trials)", f"probes {trials['probes']:.1f} s",
+             f"diagnosis {trials['diagnosis']:.1f} s"]
+    if reported:
+        parts.append(f"report {report:.1f} s")
+    parts.append(f"storage and the rest {rest:.1f} s")
+    return (f"\nTime: {total:.1f} s: {', '.join(parts)}. Probes, diagnosis"
+            f"{' and report' if reported else ''}: {extra:.1f} s, "
+            f"{100 * extra / max(total, 1e-9):.1f}% of the run.")
 
 
 def print_summary(study: optuna.Study) -> None:

@@ -235,7 +235,9 @@ class Objective:
                                     training=training, on_fold=on_fold, hooks=hooks + probes,
                                     source=str(cfg.path))
         finally:
-            rec.timings = {"wall_time": time.perf_counter() - start}
+            # wall_time: the CV (training and the probes in it); probes: the probes' own calls
+            rec.timings = {"wall_time": time.perf_counter() - start,
+                           "probes": sum(h.seconds for h in probes)}
         rec.cv_folds = records(result.folds)
         rec.device = str(result.settings.get("device", "cpu"))
         rec.precision = result.settings.get("precision")
@@ -246,12 +248,16 @@ class Objective:
             check_checkpoint(self.cfg)  # replaced while this trial trained
             rec.transfer = transfer_record(result, self.cfg.transfer, self.data, cand,
                                            self.splits, training)
+        diagnosed = time.perf_counter()
         if cfg.tasks is not None:
             record_tasks(cfg, trial.study, result, rec, probes[0] if probes else None,
                          view, self.splits, self.tasks)
         else:
             record_diagnosis(trial, result, rec, data=view, splits=self.splits,
                              settings=self.cfg.diagnosis, probes=probes)
+        # the verdict with its baselines (and controls or a reference network, where they ran:
+        # their own seconds are under those names too)
+        rec.timings["diagnosis"] = time.perf_counter() - diagnosed
         values = [result.mean(o) if o not in costs else float(costs[o])
                   for o in cfg.objectives]
         return values[0] if len(values) == 1 else values

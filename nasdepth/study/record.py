@@ -48,8 +48,11 @@ class TrialRecord:
     ``params``, ``flops`` and ``latency_ms`` where measured. ``probe_summary``:
     ``ProbeHook.summary()``; ``trace_summary``: the probes' per-epoch series over folds
     (``blocks`` + ``epochs``, see :func:`nasdepth.study.probing.trace_summary`), what the
-    report's evidence figure draws; ``diagnosis``: ``Diagnosis.to_dict()``. ``timings``:
-    ``wall_time`` and ``controls`` (the study's opt-in diagnosis controls; seconds).
+    report's evidence figure draws; ``diagnosis``: ``Diagnosis.to_dict()``. ``timings``
+    (seconds): ``wall_time`` (the CV: training with the probes in it), ``probes`` (the probes'
+    own calls, inside ``wall_time``), ``diagnosis`` (after the CV: the verdict, its baselines
+    and any controls), ``controls`` (the study's opt-in diagnosis controls, inside
+    ``diagnosis``) and ``reference``.
     ``splits``: the CV the trial trained on (``Splits.to_dict()``: description and digest;
     the diagnosis controls ran on the same). ``pruned_at``: ``{fold, epoch, step}`` of a
     pruned trial; ``duplicate_of``: the trial whose results a repeated candidate copies;

@@ -366,6 +366,20 @@ def run_outcome(study: optuna.Study, run_id: str) -> tuple[int, str | None]:
                "run again.")
 
 
+def run_timings(study: optuna.Study, run_id: str) -> dict[str, float]:
+    """Where the run ``run_id``'s trials spent their time, summed over them (seconds, from
+    their records' ``timings``): ``training`` (the CVs, probes inside), ``probes`` (the
+    probes' own calls), ``diagnosis`` (verdicts, baselines, controls) and ``trials``."""
+    mine = [rec for rec in map(read_record, study.get_trials(deepcopy=False))
+            if rec.run_id == run_id]
+    out = {"trials": float(len(mine))}
+    for key, name in (("wall_time", "training"), ("probes", "probes"),
+                      ("diagnosis", "diagnosis")):
+        out[name] = float(sum(v for rec in mine
+                              if isinstance(v := rec.timings.get(key), int | float)))
+    return out
+
+
 def _last_trial_of_this_worker(st: optuna.Study) -> optuna.trial.FrozenTrial | None:
     pid = os.getpid()
     mine = [t for t in st.get_trials(deepcopy=False)

@@ -22,7 +22,7 @@ from torch import nn
 
 from nasdepth.data import Dataset, Standardizer, augment_batch
 from nasdepth.train.config import TrainConfig
-from nasdepth.train.hooks import TrainHook
+from nasdepth.train.hooks import TrainHook, timed
 from nasdepth.train.host_memory import keep_freed_memory
 from nasdepth.train.loop import (
     OOM_ERRORS,
@@ -97,7 +97,7 @@ def fold_result(fold: int, scores: Sequence[tuple[str, np.ndarray, np.ndarray]],
     device = next(model.parameters(), torch.empty(0)).device
     for hook in hooks:
         with autocast(device, precision):
-            got: Any = hook.on_fit_end(model, fold)
+            got: Any = timed(hook, hook.on_fit_end, model, fold)
         traces.extend(got if isinstance(got, list) else [] if got is None else [got])
     return FoldResult(row=row, history=history, traces=traces)
 
@@ -264,7 +264,7 @@ def fit_fold(
         x_hook = host(data.x[torch.as_tensor(train_idx)].cpu())
         y_hook = labels[torch.as_tensor(train_idx)].cpu()
     for hook in hooks:
-        hook.on_fit_start(model, fold, x_hook, y_hook)
+        timed(hook, hook.on_fit_start, model, fold, x_hook, y_hook)
     history = []
     # the last epoch's validation probabilities: the weights do not change after it, so the
     # final scores reuse them instead of a second pass over the validation rows
@@ -286,7 +286,7 @@ def fit_fold(
                               step.lr, bool(targets.tasks))
         history.append(record)
         for hook in hooks:
-            hook.on_epoch_end(model, fold, record)
+            timed(hook, hook.on_epoch_end, model, fold, record)
         if stopper.step(record["val_loss"]):
             break
 

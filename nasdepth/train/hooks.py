@@ -7,7 +7,9 @@ changes) and should keep their statistics on the device (no host sync per step).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
@@ -16,8 +18,16 @@ if TYPE_CHECKING:
     from nasdepth.train.stacked import FoldStack
 
 
+T = TypeVar("T")
+
+
 class TrainHook:
     """Base class: override the calls you need. One hook object sees every fold in turn."""
+
+    #: wall seconds of this hook's calls so far, added by the engine around each call
+    #: (:func:`timed`): what the probes cost a trial. On a GPU it is the time to queue the
+    #: hook's work (its kernels run asynchronously), so it reads low there.
+    seconds: float = 0.0
 
     #: True where the hook needs each fold's own model every step (per-step probes); the
     #: engine then trains such folds sequentially rather than as a vectorized ensemble.
@@ -80,6 +90,16 @@ class TrainHook:
         """After the last epoch; a returned dict becomes this fold's entry in
         ``CVResult.traces``."""
         return None
+
+
+def timed(hook: TrainHook, call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` (one of ``hook``'s methods), its wall time added to ``hook.seconds``
+    (also when it raises: a pruning hook's last call counts)."""
+    start = time.perf_counter()
+    try:
+        return call(*args)
+    finally:
+        hook.seconds += time.perf_counter() - start
 
 
 def steps_each_fold(hook: TrainHook) -> bool:

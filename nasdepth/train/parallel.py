@@ -27,7 +27,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from nasdepth.data import Dataset, Standardizer, augment_batch
 from nasdepth.train.config import TrainConfig
 from nasdepth.train.fit import FoldResult, epoch_record, eval_rows, fold_result
-from nasdepth.train.hooks import TrainHook, steps_each_fold
+from nasdepth.train.hooks import TrainHook, steps_each_fold, timed
 from nasdepth.train.host_memory import keep_freed_memory
 from nasdepth.train.loop import (
     EarlyStopper,
@@ -149,7 +149,8 @@ def fit_folds_parallel(
     va_kept: torch.Tensor | None = None
     for f in range(k):
         for hook in hooks:
-            hook.on_fit_start(ens.materialize(f), f, scalers[f](x_all[tr_t[f]]), y_all[tr_t[f]])
+            timed(hook, hook.on_fit_start, ens.materialize(f), f, scalers[f](x_all[tr_t[f]]),
+                  y_all[tr_t[f]])
 
     def standardize(x: torch.Tensor) -> torch.Tensor:
         return (x - mean) / std
@@ -178,7 +179,7 @@ def fit_folds_parallel(
             record = epoch_record(f, epoch, train[f], val, lr, bool(targets.tasks))
             history[f].append(record)
             for hook in hooks:
-                hook.on_epoch_end(ens.materialize(f), f, record)
+                timed(hook, hook.on_epoch_end, ens.materialize(f), f, record)
             if stoppers[f].step(record["val_loss"]):
                 # the fold keeps riding along in the batch; its stopped weights are kept
                 active[f] = False

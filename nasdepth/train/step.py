@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasdepth.train.config import TrainConfig
-from nasdepth.train.hooks import TrainHook, steps_each_fold
+from nasdepth.train.hooks import TrainHook, steps_each_fold, timed
 from nasdepth.train.loop import autocast
 from nasdepth.train.stacked import FoldStack
 
@@ -213,10 +213,10 @@ class TrainStep:
         if self.folds is not None and self.hooks:
             losses = loss.detach()
             for hook in self.hooks:
-                hook.after_backward_folds(self.folds, losses)
+                timed(hook, hook.after_backward_folds, self.folds, losses)
         elif self.model is not None:
             for hook in self.hooks:
-                hook.after_backward(self.model, loss)
+                timed(hook, hook.after_backward, self.model, loss)
         if self.grad_clip:
             if self.amp is not None:
                 self.amp.unscale_(self.opt)
@@ -231,8 +231,8 @@ class TrainStep:
             self.amp.update()
         for hook in self.hooks:
             if self.folds is not None:
-                hook.after_step_folds(self.folds)
+                timed(hook, hook.after_step_folds, self.folds)
             elif self.model is not None:
-                hook.after_step(self.model)
+                timed(hook, hook.after_step, self.model)
         if self.sched is not None:
             self.sched.step()
