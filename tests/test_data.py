@@ -261,3 +261,34 @@ def test_mnist1d_is_generated_locally_with_its_published_shape() -> None:
     again = load_data({"source": "mnist1d", "n_samples": 500, "seed": 3})
     assert (d.x == again.x).all()  # procedural: the seed fixes it
     assert len(load_data("mnist1d").y) == 4000  # the benchmark's 4,000 training samples
+
+
+def test_mnist1d_is_generated_once_per_process_and_loads_alike(monkeypatch) -> None:
+    """A second load of the same MNIST-1D (a sweep's report reloads its data) reuses the
+    generated arrays: equal data, the global generators left as the generator leaves them,
+    and a variant that edits its labels (label noise) does not touch the kept arrays."""
+    import random as pyrandom
+
+    import mnist1d.data
+
+    from nasdepth.data.sources import _mnist1d_made
+
+    made = mnist1d.data.make_dataset
+    calls: list[int] = []
+
+    def counted(args):
+        calls.append(args.num_samples)
+        return made(args)
+
+    monkeypatch.setattr(mnist1d.data, "make_dataset", counted)
+    _mnist1d_made.cache_clear()
+    first = load_data({"source": "mnist1d", "n_samples": 600, "seed": 3})
+    after = (np.random.get_state()[1].copy(), pyrandom.getstate())
+    np.random.seed(123)  # moved on by something else in between
+    noisy = load_data({"source": "mnist1d", "n_samples": 600, "seed": 3, "label_noise": 0.5})
+    again = load_data({"source": "mnist1d", "n_samples": 600, "seed": 3})
+    assert calls == [600]
+    assert torch.equal(first.x, again.x) and torch.equal(first.y, again.y)
+    assert not torch.equal(first.y, noisy.y)
+    assert (np.random.get_state()[1] == after[0]).all() and pyrandom.getstate() == after[1]
+    _mnist1d_made.cache_clear()
