@@ -14,6 +14,10 @@ mean CV accuracies.
     OMP_NUM_THREADS=1 python benchmarks/bench_sklearn.py             # 3 repeats, 10 epochs
     OMP_NUM_THREADS=1 python benchmarks/bench_sklearn.py --quick     # 1 repeat, 4 epochs
 
+skorch runs in a child process of its own (spawned), as its users run it: nasdepth tunes the
+process's ``malloc`` the first time it trains (``nasdepth.train.host_memory``), which would speed
+up a peer in the same process too; ``--same-process`` runs skorch here instead.
+
 Timings on a shared CPU are noisy: compare within one run.
 """
 
@@ -105,6 +109,35 @@ def skorch_estimator(case: dict[str, Any], epochs: int, batch: int, lr: float,
     return make_pipeline(ChannelScaler(case["shape"]), net)
 
 
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    X, y = load_digits(return_X_y=True)
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def timed_cv(who: str, name: str, args: argparse.Namespace) -> tuple[float, float]:
+    """(seconds, mean accuracy) of one ``cross_val_score`` of ``who``'s estimator on the case
+    ``name``, timed where it runs."""
+    X, y = digits()
+    case = CASES[name]
+    cv = StratifiedKFold(args.folds, shuffle=True, random_state=0)
+    n_train = len(X) - len(X) // args.folds
+    est = (nasdepth_estimator(case, args.epochs, args.batch, args.lr) if who == "nasdepth"
+           else skorch_estimator(case, args.epochs, args.batch, args.lr, n_train))
+    start = time.perf_counter()
+    scores = cross_val_score(est, X, y, cv=cv)
+    return time.perf_counter() - start, float(np.mean(scores))
+
+
+def warm_up(who: str, args: argparse.Namespace) -> None:
+    """Imports and first-call costs out of the timings: one short fit per case."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    X, y = digits()
+    for case in CASES.values():
+        est = (nasdepth_estimator(case, 1, args.batch, args.lr) if who == "nasdepth"
+               else skorch_estimator(case, 1, args.batch, args.lr, 256))
+        est.fit(X[:256], y[:256])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -113,42 +146,51 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="1 repeat, 4 epochs")
+    parser.add_argument("--same-process", action="store_true",
+                        help="run skorch in this process (sharing nasdepth's malloc setting)")
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.epochs = 1, 4
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    X, y = load_digits(return_X_y=True)
-    X = X.astype(np.float32)
-    y = y.astype(np.int64)
-    cv = StratifiedKFold(args.folds, shuffle=True, random_state=0)
-    n_train = len(X) - len(X) // args.folds
+    X, _ = digits()
+    pool = None
+    if not args.same_process:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(1)
     print(f"# digits {X.shape}, {args.folds}-fold cross_val_score, {args.epochs} epochs, batch "
           f"{args.batch}, AdamW lr {args.lr}, cosine; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}")
-    for case in CASES.values():  # imports and first-call costs out of the timings
-        nasdepth_estimator(case, 1, args.batch, args.lr).fit(X[:256], y[:256])
-        skorch_estimator(case, 1, args.batch, args.lr, 256).fit(X[:256], y[:256])
-    print("| case | nasdepth s | skorch s | ratio skorch/nasdepth | nasdepth acc | skorch acc |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for name, case in CASES.items():
-        times: dict[str, list[float]] = {"nasdepth": [], "skorch": []}
-        accs: dict[str, list[float]] = {"nasdepth": [], "skorch": []}
-        for r in range(args.repeats):
-            order = ("nasdepth", "skorch") if r % 2 == 0 else ("skorch", "nasdepth")
-            for who in order:
-                est = (nasdepth_estimator(case, args.epochs, args.batch, args.lr)
-                       if who == "nasdepth"
-                       else skorch_estimator(case, args.epochs, args.batch, args.lr, n_train))
-                start = time.perf_counter()
-                scores = cross_val_score(est, X, y, cv=cv)
-                times[who].append(time.perf_counter() - start)
-                accs[who].append(float(np.mean(scores)))
-        ratio = statistics.median(s / n for s, n in zip(times["skorch"], times["nasdepth"],
-                                                         strict=True))
-        print(f"| {name} | {statistics.median(times['nasdepth']):.1f} | "
-              f"{statistics.median(times['skorch']):.1f} | {ratio:.2f}x | "
-              f"{statistics.mean(accs['nasdepth']):.3f} | {statistics.mean(accs['skorch']):.3f} |",
-              flush=True)
+          f"{torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}; "
+          f"skorch {'in this process' if pool is None else 'in a child process'}")
+
+    def run(who: str, fn: Any, *a: Any) -> Any:
+        return fn(who, *a) if who == "nasdepth" or pool is None else pool.apply(fn, (who, *a))
+
+    try:
+        for who in ("nasdepth", "skorch"):
+            run(who, warm_up, args)
+        print("| case | nasdepth s | skorch s | ratio skorch/nasdepth | nasdepth acc | "
+              "skorch acc |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for name in CASES:
+            times: dict[str, list[float]] = {"nasdepth": [], "skorch": []}
+            accs: dict[str, list[float]] = {"nasdepth": [], "skorch": []}
+            for r in range(args.repeats):
+                order = ("nasdepth", "skorch") if r % 2 == 0 else ("skorch", "nasdepth")
+                for who in order:
+                    seconds, acc = run(who, timed_cv, name, args)
+                    times[who].append(seconds)
+                    accs[who].append(acc)
+            ratio = statistics.median(s / n for s, n in zip(times["skorch"], times["nasdepth"],
+                                                             strict=True))
+            print(f"| {name} | {statistics.median(times['nasdepth']):.1f} | "
+                  f"{statistics.median(times['skorch']):.1f} | {ratio:.2f}x | "
+                  f"{statistics.mean(accs['nasdepth']):.3f} | "
+                  f"{statistics.mean(accs['skorch']):.3f} |", flush=True)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
 
 
 if __name__ == "__main__":
