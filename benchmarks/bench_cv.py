@@ -55,6 +55,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -374,33 +375,26 @@ def main() -> None:
                          "malloc setting) instead of a child process of its own")
     args = ap.parse_args()
     VARIANTS = variants(args.precisions.split(","))
-    pool = None
-    if not args.same_process:
-        import multiprocessing
+    from peer_process import PeerProcess  # this script's folder
 
-        pool = multiprocessing.get_context("spawn").Pool(1)
-    try:
-        run_cases(args, VARIANTS, pool)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+    with PeerProcess(args.same_process) as peer:
+        run_cases(args, VARIANTS, peer)
 
 
 def run_cases(args: argparse.Namespace, VARIANTS: dict[str, Callable[..., None]],
-              pool: object) -> None:
+              peer: Any) -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, device {args.device}, {args.threads} thread(s), "
           f"{args.folds}-fold CV x {args.epochs} epochs, batch {args.batch_size}, "
           f"{args.repeats} interleaved repeats, load average {os.getloadavg()[0]:.1f}; "
-          f"the hand-written loop {'in this process' if pool is None else 'in a child process'}")
+          f"the hand-written loop {peer.where}")
     for index, case in enumerate(cases(args.case, args.mlp_samples)):
         def run(fn: Callable[..., None], *a: object, index: int = index, case: Case = case
                 ) -> tuple[float, float]:
             """(wall s, CPU s) of one variant's CV; the hand loop in the child process."""
-            if pool is not None and fn is plain_loop:
-                return pool.apply(_plain_job, (args.case, args.mlp_samples,  # type: ignore
-                                               index, args.threads, *a))
+            if fn is plain_loop:  # timed where it runs (a child process by default)
+                return peer.call(_plain_job, args.case, args.mlp_samples, index,  # type: ignore
+                                 args.threads, *a)
             sync(args.device)
             start, cpu = time.perf_counter(), time.process_time()
             fn(case, *a)

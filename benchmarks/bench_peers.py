@@ -60,6 +60,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import torch  # noqa: E402
+from peer_process import PeerProcess  # noqa: E402  (this script's folder)
 from torch import nn  # noqa: E402
 
 from nasdepth import TrainConfig, cross_validate, load_data  # noqa: E402
@@ -180,19 +181,12 @@ def _peer_search_job(space_raw: dict[str, Any], spec: Any, grid: Grid, target: f
     return search_cv_time_to_answer(space, _peer_data(spec), grid, target, seed, args)
 
 
-class Peer:
-    """Where skorch runs: a spawned child process (the default: untouched by the engine's
-    process-wide settings), or this process with ``--same-process``."""
+class Peer(PeerProcess):
+    """Where skorch runs (:class:`PeerProcess`), with its two jobs: a grid candidate's CV and
+    a search until the answer."""
 
     def __init__(self, same_process: bool) -> None:
-        self.pool = None
-        if not same_process:
-            import multiprocessing
-
-            self.pool = multiprocessing.get_context("spawn").Pool(1, initializer=_peer_init)
-
-    def call(self, fn: Any, *a: Any) -> Any:
-        return fn(*a) if self.pool is None else self.pool.apply(fn, a)
+        super().__init__(same_process, initializer=_peer_init)
 
     def grid(self, grid: Grid, params: dict[str, Any], args: argparse.Namespace
              ) -> tuple[float, float]:
@@ -202,11 +196,6 @@ class Peer:
                ) -> tuple[float | None, int]:
         return self.call(_peer_search_job, grid.space_dict(), grid.data_spec, grid, target,
                          seed, args)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool.join()
 
 
 PEER: list[Peer] = []

@@ -34,6 +34,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from peer_process import PeerProcess  # noqa: E402  (this script's folder)
 from sklearn.base import BaseEstimator, TransformerMixin  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import StratifiedKFold, cross_val_score  # noqa: E402
@@ -153,20 +154,16 @@ def main() -> None:
         args.repeats, args.epochs = 1, 4
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     X, _ = digits()
-    pool = None
-    if not args.same_process:
-        import multiprocessing
-
-        pool = multiprocessing.get_context("spawn").Pool(1)
+    peer = PeerProcess(args.same_process)
     print(f"# digits {X.shape}, {args.folds}-fold cross_val_score, {args.epochs} epochs, batch "
           f"{args.batch}, AdamW lr {args.lr}, cosine; torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}; "
-          f"skorch {'in this process' if pool is None else 'in a child process'}")
+          f"skorch {peer.where}")
 
     def run(who: str, fn: Any, *a: Any) -> Any:
-        return fn(who, *a) if who == "nasdepth" or pool is None else pool.apply(fn, (who, *a))
+        return fn(who, *a) if who == "nasdepth" else peer.call(fn, who, *a)
 
-    try:
+    with peer:
         for who in ("nasdepth", "skorch"):
             run(who, warm_up, args)
         print("| case | nasdepth s | skorch s | ratio skorch/nasdepth | nasdepth acc | "
@@ -187,10 +184,6 @@ def main() -> None:
                   f"{statistics.median(times['skorch']):.1f} | {ratio:.2f}x | "
                   f"{statistics.mean(accs['nasdepth']):.3f} | "
                   f"{statistics.mean(accs['skorch']):.3f} |", flush=True)
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
 
 
 if __name__ == "__main__":
