@@ -41,6 +41,9 @@ def add_study_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default=None, help="tpe, random, gp, nsga2, grid, bruteforce")
     p.add_argument("--pruner", default=None,
                    help="none, median, percentile, hyperband, wilcoxon")
+    p.add_argument("--screen", default=None, choices=("auto", "on", "off"),
+                   help="train a finite space's candidates briefly on one split first and run "
+                        "them best first (default auto: where the budget covers the space)")
     p.add_argument("--objectives", default=None,
                    help="comma list, first a CV metric, then costs: val_accuracy,params")
     p.add_argument("--folds", type=int, default=None, help="CV folds")
@@ -77,6 +80,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         "budget": {"trials": args.trials, "timeout": args.timeout},
         "cv": {"folds": args.folds}, "training": training, "storage": args.storage,
         "sampler": args.sampler, "pruner": args.pruner, "objectives": objectives,
+        "screen": args.screen,
     }
 
 
@@ -142,10 +146,12 @@ def time_split(trials: dict[str, float], total: float, report: float, reported: 
     """One line: where this run's ``total`` seconds went (``trials``: :func:`run_timings`),
     and the share of the probes, diagnosis and report, the parts beyond training itself."""
     extra = trials["probes"] + trials["diagnosis"] + report
-    rest = max(total - trials["training"] - trials["diagnosis"] - report, 0.0)
-    parts = [f"training {trials['training'] - trials['probes']:.1f} s "
-             f"({int(trials['trials'])} trials)", f"probes {trials['probes']:.1f} s",
-             f"diagnosis {trials['diagnosis']:.1f} s"]
+    screen = trials.get("screen", 0.0)
+    rest = max(total - screen - trials["training"] - trials["diagnosis"] - report, 0.0)
+    parts = [f"screen {screen:.1f} s"] if screen else []
+    parts += [f"training {trials['training'] - trials['probes']:.1f} s "
+              f"({int(trials['trials'])} trials)", f"probes {trials['probes']:.1f} s",
+              f"diagnosis {trials['diagnosis']:.1f} s"]
     if reported:
         parts.append(f"report {report:.1f} s")
     parts.append(f"storage and the rest {rest:.1f} s")

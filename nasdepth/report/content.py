@@ -31,6 +31,7 @@ from nasdepth.report.document import (
 from nasdepth.report.document import Table as Tab
 from nasdepth.report.multitask import multitask_section
 from nasdepth.report.scaling import scaling_section
+from nasdepth.report.screening import screening_section
 from nasdepth.report.stats import TTest, corrected_resampled_ttest
 from nasdepth.report.transfer import transfer_section
 
@@ -528,6 +529,6 @@ def build_report(study: optuna.Study, st: T.StudyTables, base_folds: pd.DataFram
                 cost_section(study, st),
                 baseline_section(st, base_folds, base, base_error), importance_section(study, st),
                 diagnoses_section(st), data_limited_section(st), still_learning_section(st),
-                problems_section(st), multitask_section(st)]
+                problems_section(st), multitask_section(st), screening_section(study)]
     return Report(name=st.name, subtitle=subtitle, sections=[s for s in sections if s])
 

@@ -47,6 +47,7 @@ from nasdepth.study.record import (
     write_record,
 )
 from nasdepth.study.registry import SamplerContext, make_pruner, make_sampler
+from nasdepth.study.screen import SCREEN_ATTR, run_screen, screen_plan
 from nasdepth.study.storage import make_storage, redact, storage_kind
 from nasdepth.study.study_file import StudyConfig
 from nasdepth.train import configure_threads
@@ -269,7 +270,7 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
     configure_threads(threads_for, threads=env_threads())
     data = prepare(cfg)
     st = open_study(cfg, data=data, allow_changes=allow_changes)
-    use_worker_sampler(st, cfg)  # a stream of its own per worker (docs/workers.md)
+    index = use_worker_sampler(st, cfg)  # a stream of its own per worker (docs/workers.md)
     heartbeat = storage_kind(cfg.storage_url) == "rdb" and cfg.storage_url.startswith(
         ("postgres", "mysql"))
     if requeue:
@@ -292,11 +293,14 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
         return on_fold
 
     # scaling spaces: each trial's data at its scaled input resolution
-    objective = _budget_guard(Objective(cfg, data, fold_progress if progress else None,
-                                        extra_hooks=probe_hooks if probes else None), budget,
-                              settings=settings_id(st.user_attrs["identity"]),
-                              run_id=run_id or uuid.uuid4().hex)
+    objective = Objective(cfg, data, fold_progress if progress else None,
+                          extra_hooks=probe_hooks if probes else None)
+    run_id = run_id or uuid.uuid4().hex
+    guarded = _budget_guard(objective, budget, settings=settings_id(st.user_attrs["identity"]),
+                            run_id=run_id)
     deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
+    if index == 0:  # one screen per study, by its first worker, before its first trial
+        _screen(st, cfg, data, objective, budget, progress, run_id)
     failures = 0
     try:
         while deadline is None or time.monotonic() < deadline:
@@ -319,7 +323,7 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
                     time.sleep(POLL_S)
                     continue
             try:
-                st.optimize(objective, n_trials=1, catch=(Exception,))
+                st.optimize(guarded, n_trials=1, catch=(Exception,))
             except ValueError as exc:
                 if "Cannot tell a" not in str(exc):
                     raise
@@ -348,6 +352,33 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
     return st
 
 
+def _screen(st: optuna.Study, cfg: StudyConfig, data: Dataset, objective: Objective,
+            budget: int, progress: bool, run_id: str) -> None:
+    """Screen a fresh study's finite space and queue it best first (:mod:`.screen`)."""
+    grid, _ = screen_plan(cfg, budget)
+    if not grid or SCREEN_ATTR in st.user_attrs or st.get_trials(deepcopy=False):
+        return
+    bar = tqdm(total=len(grid), desc=f"{cfg.name} screen", unit="candidate", leave=False,
+               disable=not progress, dynamic_ncols=True)
+
+    def step(i: int, n: int, score: float | None) -> None:
+        bar.update(1)
+        if score is not None:
+            bar.set_postfix(score=f"{score:.3f}")
+
+    try:
+        out = run_screen(st, cfg, data, objective.splits, budget, progress=step, run_id=run_id)
+    finally:
+        bar.close()
+    if out is not None and progress:
+        top = min(out["rows"], key=lambda r: r["rank"])
+        shown = ", ".join(f"{k}={v}" for k, v in top["params"].items())
+        score = "failed" if top["score"] is None else f"{top['score']:.4f}"
+        print(f"Screened {len(out['rows'])} candidates on split 0 for {out['epochs']} epochs "
+              f"in {out['seconds']:.1f} s; they run best first (first: {shown}, "
+              f"{out['objective']} {score}).")
+
+
 def run_outcome(study: optuna.Study, run_id: str) -> tuple[int, str | None]:
     """(exit status, message) of the run ``run_id``: 1 with a summary of the failure reasons
     where it started trials and none of them finished, else 0 and no message."""
@@ -369,10 +400,14 @@ def run_outcome(study: optuna.Study, run_id: str) -> tuple[int, str | None]:
 def run_timings(study: optuna.Study, run_id: str) -> dict[str, float]:
     """Where the run ``run_id``'s trials spent their time, summed over them (seconds, from
     their records' ``timings``): ``training`` (the CVs, probes inside), ``probes`` (the
-    probes' own calls), ``diagnosis`` (verdicts, baselines, controls) and ``trials``."""
+    probes' own calls), ``diagnosis`` (verdicts, baselines, controls) and ``trials``; and
+    ``screen`` (:mod:`.screen`, where this run screened the study)."""
     mine = [rec for rec in map(read_record, study.get_trials(deepcopy=False))
             if rec.run_id == run_id]
-    out = {"trials": float(len(mine))}
+    screen = study.user_attrs.get(SCREEN_ATTR) or {}
+    out = {"trials": float(len(mine)),
+           "screen": float(screen.get("seconds", 0.0)) if screen.get("run_id") == run_id
+           else 0.0}
     for key, name in (("wall_time", "training"), ("probes", "probes"),
                       ("diagnosis", "diagnosis")):
         out[name] = float(sum(v for rec in mine

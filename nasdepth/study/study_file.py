@@ -28,10 +28,11 @@ if TYPE_CHECKING:
 
 STUDY_KEYS = {"name", "description", "data", "space", "cv", "training", "budget", "seed",
               "storage", "objective", "objectives", "sampler", "pruner", "constraints",
-              "diagnosis", "enqueue", "tasks", "transfer"}
+              "diagnosis", "enqueue", "tasks", "transfer", "screen"}
 DIAGNOSIS_KEYS = {"baseline", "controls", "on", "reference", "reference_budget"}
 #: the costly controls of nasdepth.diagnosis.CONTROLS (named here so that reading a study file
 #: does not import torch; a test keeps the two lists equal)
+SCREEN_MODES = ("auto", "on", "off")
 STUDY_CONTROLS = ("shuffled", "counterfactual", "learning_curve")
 #: which trials get a study's costly controls: plateaus (no skill, gradients fine), every
 #: trial not diagnosed healthy, or every trial
@@ -153,6 +154,9 @@ class StudyConfig:
     tasks: TaskSettings | None = None
     #: the ``transfer:`` section (:mod:`nasdepth.study.transfer`), None without one
     transfer: TransferSection | None = None
+    #: ``auto``, ``on`` or ``off``: queue a finite space's candidates in order of a one-fold
+    #: screen (:mod:`nasdepth.study.screen`)
+    screen: str = "auto"
 
     @property
     def objective(self) -> str:
@@ -180,7 +184,7 @@ class StudyConfig:
             "objectives": list(self.objectives), "sampler": self.sampler,
             "sampler_options": self.sampler_options, "pruner": self.pruner,
             "pruner_options": self.pruner_options, "constraints": self.constraints,
-            "diagnosis": self.diagnosis.to_dict(),
+            "diagnosis": self.diagnosis.to_dict(), "screen": self.screen,
             **({"tasks": self.tasks.to_dict()} if self.tasks is not None else {}),
             **({} if self.transfer is None else {"transfer": self.transfer.to_dict()}),
         }
@@ -191,6 +195,17 @@ def space_fingerprint(space: SearchSpace) -> list[dict[str, Any]]:
     return [{"name": p.name, "kind": p.kind, "value": p.value, "low": p.low, "high": p.high,
              "step": p.step, "log": p.log, "choices": list(p.choices),
              "when": {k: list(v) for k, v in p.when.items()}} for p in space.params]
+
+
+def parse_screen(value: Any, source: str) -> str:
+    """A study file's ``screen:`` value (YAML reads ``on``/``off`` as booleans)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if not isinstance(value, str):
+        raise ConfigError(source, "screen", value, "one of auto, on, off")
+    if value not in SCREEN_MODES:
+        raise UnknownNameError(source, "screen", value, SCREEN_MODES)
+    return value
 
 
 def _section(raw: dict[str, Any], key: str, valid: set[str], source: str) -> dict[str, Any]:
@@ -327,7 +342,7 @@ def study_from_dict(raw: Any, path: Path, source: str | None = None) -> StudyCon
         heartbeat_interval=storage.get("heartbeat_interval", 10),
         grace_period=storage.get("grace_period", 30), max_retry=storage.get("max_retry", 3),
         description=str(raw.get("description", "")),
-        diagnosis=_diagnosis(raw, source),
+        diagnosis=_diagnosis(raw, source), screen=parse_screen(raw.get("screen", "auto"), source),
         enqueue=_enqueue(raw, space, source, SEARCHED if tasks is not None else ()),
         tasks=tasks,
         transfer=transfer,
