@@ -139,3 +139,17 @@ def test_the_report_compares_the_screen_with_the_cv(tmp_path: Path) -> None:
     plain = run_study(study(tmp_path / "off", screen="off", budget={"trials": 1}),
                       progress=False, probes=False)
     assert screen_frame(plain).empty and screening_section(plain) is None
+
+
+def test_the_command_says_what_the_screen_did(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", str(study(tmp_path)), "--no-progress", "--no-report",
+                 "--no-probes"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("Screened "))
+    assert "4 candidates on split 0 for 2 epochs" in line and "width=32" in line
+    assert "Time: " in out and ": screen " in out
+    # a second run resumes: nothing is screened again
+    assert main(["run", str(study(tmp_path)), "--no-progress", "--no-report",
+                 "--no-probes", "--trials", "5"]) == 0
+    assert "Screened" not in capsys.readouterr().out

@@ -367,16 +367,9 @@ def _screen(st: optuna.Study, cfg: StudyConfig, data: Dataset, objective: Object
             bar.set_postfix(score=f"{score:.3f}")
 
     try:
-        out = run_screen(st, cfg, data, objective.splits, budget, progress=step, run_id=run_id)
+        run_screen(st, cfg, data, objective.splits, budget, progress=step, run_id=run_id)
     finally:
         bar.close()
-    if out is not None and progress:
-        top = min(out["rows"], key=lambda r: r["rank"])
-        shown = ", ".join(f"{k}={v}" for k, v in top["params"].items())
-        score = "failed" if top["score"] is None else f"{top['score']:.4f}"
-        print(f"Screened {len(out['rows'])} candidates on split 0 for {out['epochs']} epochs "
-              f"in {out['seconds']:.1f} s; they run best first (first: {shown}, "
-              f"{out['objective']} {score}).")
 
 
 def run_outcome(study: optuna.Study, run_id: str) -> tuple[int, str | None]:

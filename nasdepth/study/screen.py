@@ -143,3 +143,14 @@ def run_screen(study: optuna.Study, cfg: StudyConfig, data: Dataset, splits: Spl
         if rows[i]["params"] not in taken:
             study.enqueue_trial(rows[i]["params"], skip_if_exists=True)
     return out
+
+
+def screen_line(screen: dict[str, Any]) -> str:
+    """One line on a stored screen (the study's ``screen`` attribute) for the command line."""
+    rows = screen.get("rows") or []
+    top = min(rows, key=lambda r: r["rank"])
+    shown = ", ".join(f"{k}={v}" for k, v in top["params"].items())
+    score = "failed" if top["score"] is None else f"{top['score']:.4f}"
+    return (f"Screened {len(rows)} candidates on split {screen.get('split', 0)} for "
+            f"{screen['epochs']} epochs in {screen['seconds']:.1f} s; queued best first "
+            f"(first: {shown}, screen {screen['objective']} {score}).")
