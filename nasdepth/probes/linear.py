@@ -238,18 +238,25 @@ def _lbfgs(a: torch.Tensor, onehot: torch.Tensor, l2: float, steps: int,
         direction[~active] = 0.0
         step = torch.ones(units, dtype=a.dtype, device=a.device)
         slack = 1e-6 * loss.abs()
+        # the full step first, with its gradient: L-BFGS's unit step is accepted by every unit
+        # on most iterations, and then that gradient is the next one (no second evaluation)
+        full_loss, full_g = _objective(a, at, onehot, theta + direction, l2)
+        new_loss = full_loss
         for _ in range(20):  # backtracking: halve each unit's step until it decreases enough
-            trial = theta + step[:, None] * direction
-            new_loss, _ = _objective(a, at, onehot, trial, l2, grad=False)
             # Armijo, with float32 rounding's slack: at the optimum no step decreases it
             ok = (new_loss <= loss + 1e-4 * step * slope + slack) | ~active
             if bool(ok.all()):
                 break
             step = torch.where(ok, step, step * 0.5)
+            new_loss, _ = _objective(a, at, onehot, theta + step[:, None] * direction, l2,
+                                     grad=False)
         else:
             step = torch.where(ok, step, torch.zeros_like(step))
         trial = theta + step[:, None] * direction
-        new_loss, new_g = _objective(a, at, onehot, trial, l2)
+        if bool((step == 1).all()):
+            new_loss, new_g = full_loss, full_g
+        else:
+            new_loss, new_g = _objective(a, at, onehot, trial, l2)
         assert new_g is not None
         s, y = trial - theta, new_g - g
         sy = (s * y).sum(1)
