@@ -21,7 +21,8 @@ interleaved (skorch, engine, next candidate) so that foreign load hits both alik
 prints wall times, ratios and mean CV accuracies per candidate and for the grid. Then the
 time to an answer: a search over the same 12-point space until the best trial it has finished
 is within ``--within`` (0.5 points) of the grid's best, for a nasdepth study
-(default sampler and pruner; ``--pruners`` adds others) against optuna-integration's
+(default sampler, pruner and screen; ``--pruners`` adds others, ``screen-off`` the
+default without its screen) against optuna-integration's
 ``OptunaSearchCV`` over the skorch pipeline, each over ``--search-seeds`` sampler seeds (the
 folds and the models' seeds stay fixed). Each tool is measured against its own grid.
 
@@ -334,7 +335,9 @@ def study_time_to_answer(grid: Grid, space: SearchSpace, target: float,
                      **({} if args.schedule is None else {"schedule": args.schedule})},
         "budget": {"trials": args.search_trials}, "seed": seed,
         "storage": str(folder / f"{name}.journal")}
-    if pruner != "default":
+    if pruner == "screen-off":  # the default study without its screen (docs/studies.md)
+        raw["screen"] = "off"
+    elif pruner != "default":
         raw["pruner"] = pruner
     cfg = study_from_dict(raw, folder / f"{name}.yaml")
     start = time.time()
@@ -468,7 +471,8 @@ def main() -> None:
     ap.add_argument("--search-trials", type=int, default=24)
     ap.add_argument("--within", type=float, default=0.5, help="points of accuracy")
     ap.add_argument("--pruners", default="default,median",
-                    help="nasdepth pruners to time (default: the study default)")
+                    help="nasdepth pruners to time (default: the study default; screen-off: "
+                         "the default study with screen: off)")
     args = ap.parse_args()
     if args.quick:
         args.folds, args.epochs, args.search_seeds = 3, 2, 1

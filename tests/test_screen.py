@@ -94,6 +94,14 @@ def test_screen_on_screens_what_auto_leaves(tmp_path: Path) -> None:
         (w, b) for w in (1, 32) for b in ("plain", "residual")}
 
 
+def test_a_screen_dearer_than_the_study_is_refused(tmp_path: Path) -> None:
+    # 4 candidates x 2 screen epochs = 8 fold-epochs: more than 1 trial of 2 folds x 3 epochs
+    cfg = load_study(study(tmp_path, screen="on", budget={"trials": 1},
+                           training={**TRAINING, "epochs": 3}))
+    grid, why = screen_plan(cfg, 1)
+    assert grid == [] and "would cost more than the study's 1 trials" in why
+
+
 def test_an_infinite_space_is_not_screened(tmp_path: Path) -> None:
     space = {**SPACE, "dropout": {"type": "float", "low": 0.0, "high": 0.5}}
     cfg = load_study(write_study(tmp_path, name="widths", space=space, data=DATA,

@@ -19,7 +19,8 @@ digits CNN grid, the first trial after the screen was within 0.5 points of the g
 candidates trained from scratch at the study's resolution, a sampler that chooses an order
 (not ``grid``/``bruteforce``, which enumerate on purpose), at least 3 epochs (a shorter budget
 leaves no shorter screen), and a fresh study. ``screen: on`` also screens a finite space larger
-than the budget and queues its best ``budget`` candidates (the rest is left to the sampler);
+than the budget, where the screen costs less than the study's trials would, and queues its
+best ``budget`` candidates (the rest is left to the sampler);
 ``screen: off`` never screens. The screen's scores are stored with the study (user attribute
 ``screen``); the runner and the report read them from there.
 """
@@ -73,6 +74,11 @@ def screen_plan(cfg: StudyConfig, budget: int) -> tuple[list[dict[str, Any]], st
         return [], "the space is infinite"
     if bound > AUTO_LIMIT and mode == "auto":
         return [], f"more than {AUTO_LIMIT} candidates"
+    # in fold-epochs: a screen that costs more than the study itself is no shortcut
+    study_cost = budget * cfg.cv.n_splits * cfg.training.epochs
+    if bound * screen_epochs(cfg.training.epochs) > study_cost:
+        return [], (f"screening up to {bound} candidates would cost more than the study's "
+                    f"{budget} trials")
     combos = cfg.space.grid(limit=max(AUTO_LIMIT, bound)) or []
     params = {p.key: p for p in cfg.space.params}
     grid = [{k: params[k].encode(v) for k, v in c.items() if params[k].kind != "fixed"}
