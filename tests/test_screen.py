@@ -102,6 +102,24 @@ def test_a_screen_dearer_than_the_study_is_refused(tmp_path: Path) -> None:
     assert grid == [] and "would cost more than the study's 1 trials" in why
 
 
+def test_a_timeout_stops_the_screen_not_the_study(tmp_path: Path) -> None:
+    import time
+
+    import optuna
+
+    from nasdepth.study.runner import open_study
+    from nasdepth.study.screen import run_screen
+
+    cfg = load_study(study(tmp_path))
+    data = load_data(DATA)
+    st = open_study(cfg, data=data)
+    # the deadline has passed: one candidate is screened and queued, the rest is the sampler's
+    out = run_screen(st, cfg, data, cfg.cv.resolve(data), 4, deadline=time.monotonic())
+    assert out is not None and len(out["rows"]) == 1 and out["candidates"] == 4
+    waiting = st.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [out["rows"][0]["params"]]
+
+
 def test_an_infinite_space_is_not_screened(tmp_path: Path) -> None:
     space = {**SPACE, "dropout": {"type": "float", "low": 0.0, "high": 0.5}}
     cfg = load_study(write_study(tmp_path, name="widths", space=space, data=DATA,

@@ -300,7 +300,7 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
                             run_id=run_id)
     deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
     if index == 0:  # one screen per study, by its first worker, before its first trial
-        _screen(st, cfg, data, objective, budget, progress, run_id)
+        _screen(st, cfg, data, objective, budget, progress, run_id, deadline)
     failures = 0
     try:
         while deadline is None or time.monotonic() < deadline:
@@ -353,7 +353,7 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
 
 
 def _screen(st: optuna.Study, cfg: StudyConfig, data: Dataset, objective: Objective,
-            budget: int, progress: bool, run_id: str) -> None:
+            budget: int, progress: bool, run_id: str, deadline: float | None) -> None:
     """Screen a fresh study's finite space and queue it best first (:mod:`.screen`)."""
     grid, _ = screen_plan(cfg, budget)
     if not grid or SCREEN_ATTR in st.user_attrs or st.get_trials(deepcopy=False):
@@ -367,7 +367,8 @@ def _screen(st: optuna.Study, cfg: StudyConfig, data: Dataset, objective: Object
             bar.set_postfix(score=f"{score:.3f}")
 
     try:
-        run_screen(st, cfg, data, objective.splits, budget, progress=step, run_id=run_id)
+        run_screen(st, cfg, data, objective.splits, budget, progress=step, run_id=run_id,
+                   deadline=deadline)
     finally:
         bar.close()
 

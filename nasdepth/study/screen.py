@@ -95,10 +95,13 @@ def _one_fold(splits: Splits) -> Splits:
 
 def run_screen(study: optuna.Study, cfg: StudyConfig, data: Dataset, splits: Splits,
                budget: int, *, progress: Callable[[int, int, float | None], None] | None = None,
-               run_id: str | None = None) -> dict[str, Any] | None:
+               run_id: str | None = None, deadline: float | None = None
+               ) -> dict[str, Any] | None:
     """Screen ``cfg``'s candidates and queue them best first in ``study``; the screen's record
     (also stored as the study's ``screen`` attribute), or None where the study is not screened
-    (:func:`screen_plan`), already was, or has trials (a resume, another worker's)."""
+    (:func:`screen_plan`), already was, or has trials (a resume, another worker's). Past
+    ``deadline`` (``time.monotonic()``; the study's ``timeout:``) no further candidate is
+    screened: those screened are queued, the rest is left to the sampler."""
     from nasdepth.study.candidates import recipe_params, suggest_candidate
 
     if SCREEN_ATTR in study.user_attrs:
@@ -111,6 +114,8 @@ def run_screen(study: optuna.Study, cfg: StudyConfig, data: Dataset, splits: Spl
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     for i, params in enumerate(grid):
+        if i and deadline is not None and time.monotonic() > deadline:
+            break
         trial = optuna.trial.FixedTrial(params)
         training = cfg.space.training(recipe_params(cfg, params), cfg.training)
         training = replace(training, epochs=screen_epochs(training.epochs))
@@ -142,7 +147,8 @@ def run_screen(study: optuna.Study, cfg: StudyConfig, data: Dataset, splits: Spl
         rows[i]["rank"] = rank
     out = {"epochs": screen_epochs(cfg.training.epochs), "split": 0,
            "objective": cfg.objective, "seconds": time.perf_counter() - start,
-           "queued": min(len(order), budget), "run_id": run_id, "rows": rows}
+           "queued": min(len(order), budget), "run_id": run_id, "candidates": len(grid),
+           "rows": rows}
     study.set_user_attr(SCREEN_ATTR, out)
     taken = [t.params for t in study.get_trials(deepcopy=False)]
     for i in order[:budget]:  # another worker may have started some meanwhile
