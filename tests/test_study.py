@@ -276,6 +276,12 @@ def test_a_repeated_candidate_reuses_its_twin_scores(tmp_path: Path) -> None:
     assert second.value == first.value
     assert b.cv_folds == a.cv_folds and b.arch == a.arch and b.costs == a.costs
     assert b.state == "complete" and b.number == second.number
+    # the best trials list the candidate once, as the trial that trained it
+    from nasdepth.report import top_trials, trials_frame
+
+    frame = trials_frame(study)
+    assert list(frame["duplicate_of"].fillna(-1)) == [-1, first.number]
+    assert list(top_trials(frame)["trial"]) == [first.number]
 
 
 def test_a_sweep_file_keeps_secrets_and_users_files_off(tmp_path: Path,

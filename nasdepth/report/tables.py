@@ -32,7 +32,7 @@ RECIPE_COLUMNS = ["lr", "lr_auto", "weight_decay", "optimizer", "momentum", "bat
 TRIAL_COLUMNS = ["trial", "state", *ARCH_COLUMNS, "params", "flops", "cv_mean", "cv_std",
                  "cv_se", "folds_done", "gap_mean", "test_score", "seconds", "verdict",
                  "confidence", "fail_reason", *RECIPE_COLUMNS, "epochs_run",
-                 "still_improving"]
+                 "still_improving", "duplicate_of"]
 #: states that are not finished successfully and appear in the "failed and pruned" table
 PROBLEM_STATES = ("FAIL", "PRUNED", "RUNNING", "WAITING")
 
@@ -187,6 +187,8 @@ def collect(study: optuna.Study) -> StudyTables:
             "epochs_run": float(folds["epochs"].astype(float).mean()) if "epochs" in folds
             else math.nan,
             "still_improving": still_improving(rec.cv_folds, training),
+            # a repeated candidate whose scores were copied from this earlier trial
+            "duplicate_of": rec.duplicate_of,
         })
         for fold in rec.cv_folds:
             fold_rows.append({"trial": t.number, "state": t.state.name, **arch,
@@ -216,8 +218,11 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
 
 def top_trials(trials: pd.DataFrame, n: int = 5, *, maximize: bool = True) -> pd.DataFrame:
-    """The ``n`` best complete trials (ties: fewer parameters first)."""
+    """The ``n`` best complete trials (ties: fewer parameters first), each candidate once: a
+    repeated candidate's copy of an earlier trial's scores (``duplicate_of``) is left out."""
     done = trials[(trials["state"] == "COMPLETE") & np.isfinite(trials["cv_mean"].astype(float))]
+    if "duplicate_of" in done:
+        done = done[done["duplicate_of"].isna()]
     return done.sort_values(["cv_mean", "params"], ascending=[not maximize, True]).head(n)
 
 
