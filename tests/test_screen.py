@@ -52,8 +52,7 @@ def test_screen_queues_every_candidate_once_best_first(tmp_path: Path) -> None:
     arch = cfg.space.to_arch({**best, "stages": 1, "depth": 1, "skip": True},
                              input_shape=(1, 8, 8))
     splits = cfg.cv.resolve(load_data(DATA))
-    one = type(splits)(cv=splits.cv, folds=splits.folds[:1], test=splits.test,
-                       n_samples=splits.n_samples)
+    one = splits.with_folds(splits.folds[:1])
     again = cross_validate(arch, load_data(DATA), cv=one, seed=cfg.cv_seed,
                            training=TrainConfig(**{**TRAINING, "epochs": 2}))
     assert again.mean() == pytest.approx(rows[0]["score"])

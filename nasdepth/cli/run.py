@@ -113,10 +113,10 @@ def run_and_report(cfg: StudyConfig, args: argparse.Namespace) -> int:
     study = run_study(cfg, progress=not args.no_progress, workers=args.workers,
                       probes=not args.no_probes, allow_changes=args.allow_changes,
                       run_id=run_id, worker_index=getattr(args, "worker_index", None))
-    screen = study.user_attrs.get("screen") or {}
-    if screen.get("run_id") == run_id:  # this run screened the study (docs/studies.md)
-        from nasdepth.study.screen import screen_line
+    from nasdepth.study.screen import screen_line, screen_of_run
 
+    screen = screen_of_run(study, run_id)
+    if screen is not None:  # this run screened the study (docs/studies.md)
         print(screen_line(screen))
     print_summary(study)
     status, message = run_outcome(study, run_id)

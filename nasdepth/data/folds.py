@@ -15,7 +15,7 @@ a ``cv=`` splitter)::
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +137,11 @@ class Splits:
 
     def __len__(self) -> int:
         return len(self.folds)
+
+    def with_folds(self, folds: Sequence[Split]) -> Splits:
+        """The same CV (description, test part, samples) over other ``(train, val)`` pairs:
+        a subset of the folds, or folds whose training parts were subsampled."""
+        return Splits(cv=self.cv, folds=list(folds), test=self.test, n_samples=self.n_samples)
 
     def __iter__(self) -> Iterator[Split]:
         return iter(self.folds)

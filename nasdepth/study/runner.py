@@ -47,7 +47,7 @@ from nasdepth.study.record import (
     write_record,
 )
 from nasdepth.study.registry import SamplerContext, make_pruner, make_sampler
-from nasdepth.study.screen import SCREEN_ATTR, run_screen, screen_plan
+from nasdepth.study.screen import run_screen, screen_of_run
 from nasdepth.study.storage import make_storage, redact, storage_kind
 from nasdepth.study.study_file import StudyConfig
 from nasdepth.train import configure_threads
@@ -354,23 +354,24 @@ def run_worker(cfg: StudyConfig, *, progress: bool = True, probes: bool = True,
 
 def _screen(st: optuna.Study, cfg: StudyConfig, data: Dataset, objective: Objective,
             budget: int, progress: bool, run_id: str, deadline: float | None) -> None:
-    """Screen a fresh study's finite space and queue it best first (:mod:`.screen`)."""
-    grid, _ = screen_plan(cfg, budget)
-    if not grid or SCREEN_ATTR in st.user_attrs or st.get_trials(deepcopy=False):
-        return
-    bar = tqdm(total=len(grid), desc=f"{cfg.name} screen", unit="candidate", leave=False,
-               disable=not progress, dynamic_ncols=True)
+    """Screen a fresh study's finite space and queue it best first (:mod:`.screen`), with a
+    progress bar per candidate (made at the first one: a study not screened shows none)."""
+    bars: list[tqdm] = []
 
     def step(i: int, n: int, score: float | None) -> None:
-        bar.update(1)
+        if not bars:
+            bars.append(tqdm(total=n, desc=f"{cfg.name} screen", unit="candidate",
+                             leave=False, disable=not progress, dynamic_ncols=True))
+        bars[0].update(1)
         if score is not None:
-            bar.set_postfix(score=f"{score:.3f}")
+            bars[0].set_postfix(score=f"{score:.3f}")
 
     try:
         run_screen(st, cfg, data, objective.splits, budget, progress=step, run_id=run_id,
                    deadline=deadline)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
 
 
 def run_outcome(study: optuna.Study, run_id: str) -> tuple[int, str | None]:
@@ -398,10 +399,9 @@ def run_timings(study: optuna.Study, run_id: str) -> dict[str, float]:
     ``screen`` (:mod:`.screen`, where this run screened the study)."""
     mine = [rec for rec in map(read_record, study.get_trials(deepcopy=False))
             if rec.run_id == run_id]
-    screen = study.user_attrs.get(SCREEN_ATTR) or {}
+    screen = screen_of_run(study, run_id)
     out = {"trials": float(len(mine)),
-           "screen": float(screen.get("seconds", 0.0)) if screen.get("run_id") == run_id
-           else 0.0}
+           "screen": 0.0 if screen is None else float(screen["seconds"])}
     for key, name in (("wall_time", "training"), ("probes", "probes"),
                       ("diagnosis", "diagnosis")):
         out[name] = float(sum(v for rec in mine

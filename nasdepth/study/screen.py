@@ -89,11 +89,6 @@ def screen_plan(cfg: StudyConfig, budget: int) -> tuple[list[dict[str, Any]], st
     return grid, "screened"
 
 
-def _one_fold(splits: Splits) -> Splits:
-    return Splits(cv=splits.cv, folds=splits.folds[:1], test=splits.test,
-                  n_samples=splits.n_samples)
-
-
 def run_screen(study: optuna.Study, cfg: StudyConfig, data: Dataset, splits: Splits,
                budget: int, *, progress: Callable[[int, int, float | None], None] | None = None,
                run_id: str | None = None, deadline: float | None = None
@@ -107,10 +102,10 @@ def run_screen(study: optuna.Study, cfg: StudyConfig, data: Dataset, splits: Spl
 
     if SCREEN_ATTR in study.user_attrs:
         return None
-    grid, why = screen_plan(cfg, budget)
+    grid, _ = screen_plan(cfg, budget)
     if not grid or study.get_trials(deepcopy=False):
         return None
-    one = _one_fold(splits)
+    one = splits.with_folds(splits.folds[:1])
     lower = cfg.objective.endswith(LOWER_IS_BETTER)
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
@@ -167,3 +162,9 @@ def screen_line(screen: dict[str, Any]) -> str:
     return (f"Screened {len(rows)} candidates on split {screen.get('split', 0)} for "
             f"{screen['epochs']} epochs in {screen['seconds']:.1f} s; queued best first "
             f"(first: {shown}, screen {screen['objective']} {score}).")
+
+
+def screen_of_run(study: optuna.Study, run_id: str) -> dict[str, Any] | None:
+    """The study's screen where the run ``run_id`` made it, else None."""
+    screen = study.user_attrs.get(SCREEN_ATTR) or {}
+    return screen if screen.get("run_id") == run_id else None

@@ -212,7 +212,7 @@ def subsampled(splits: Splits, y: np.ndarray, fraction: float, seed: int) -> Spl
     ``seed * 1000 + k``, as the fold's model); validation parts and the test part stay whole."""
     folds = [(subsample(tr, y, fraction, seed * 1000 + k), va)
              for k, (tr, va) in enumerate(splits)]
-    return Splits(cv=splits.cv, folds=folds, test=splits.test, n_samples=splits.n_samples)
+    return splits.with_folds(folds)
 
 
 # --- the model --------------------------------------------------------------------------------
