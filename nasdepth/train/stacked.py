@@ -4,16 +4,16 @@
 dispatch is most of an MLP step. For flat inputs every layer that owns state is linear or a
 batch/layer/group norm, so each is swapped for a layer holding the k folds' tensors stacked on
 a leading dimension, run as one batched call; activations travel as ``(B*k, features)``, so
-every parameter-free layer works unchanged (it acts on each sample alone).
-
-The rows are sample-major (row ``b*k + f`` is fold f's sample b), not fold-major: batch norm
-then normalizes every fold's channels in one call over a free ``(B, k*C)`` view, where the
-fold-major rows needed a transposing copy on the way in and out (forward and backward); the
-linear layers read that layout as a strided ``(k, B, in)`` batch at no cost and pay one copy
-for their output. Measured 8-10% of an 8x128 MLP's step (``docs/data_and_training.md``). What it gains:
+every parameter-free layer works unchanged (it acts on each sample alone). What it gains:
 ``docs/data_and_training.md``, "Fold-parallel training". Parameter and buffer names are those
 of the original model; each fold's own ``nn.Module`` holds views of its slices
 (:class:`FoldStack`), so hooks and probes see each fold's current weights and gradients.
+
+The rows are sample-major (row ``b*k + f`` is fold f's sample b), not fold-major: batch norm
+then normalizes every fold's channels in one call over a free ``(B, k*C)`` view, where
+fold-major rows needed a transposing copy on the way in and out (forward and backward); the
+linear layers read that layout as a strided ``(k, B, in)`` batch at no cost and pay one copy
+for their output. Measured 8-10% of an 8x128 MLP's step.
 """
 
 from __future__ import annotations
