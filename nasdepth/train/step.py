@@ -140,10 +140,13 @@ class DirectAdamW:
             self.opt.step()
             self._gather()
             return
-        grads = [[p.grad for p in params] for _, params, *_ in self.lists]
-        if any(g is None for gs in grads for g in gs):
-            self.opt.step()
-            return
+        grads: list[list[torch.Tensor]] = []
+        for _, params, *_ in self.lists:
+            gs = [p.grad for p in params]
+            if any(g is None for g in gs):
+                self.opt.step()
+                return
+            grads.append(gs)  # type: ignore[arg-type]  # none is None
         for (group, params, exp_avgs, exp_avg_sqs, steps), gs in zip(self.lists, grads,
                                                                      strict=True):
             beta1, beta2 = group["betas"]
