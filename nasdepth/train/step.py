@@ -142,11 +142,11 @@ class DirectAdamW:
             return
         grads: list[list[torch.Tensor]] = []
         for _, params, *_ in self.lists:
-            gs = [p.grad for p in params]
-            if any(g is None for g in gs):
+            gs = [p.grad for p in params if p.grad is not None]
+            if len(gs) < len(params):
                 self.opt.step()
                 return
-            grads.append(gs)  # type: ignore[arg-type]  # none is None
+            grads.append(gs)
         for (group, params, exp_avgs, exp_avg_sqs, steps), gs in zip(self.lists, grads,
                                                                      strict=True):
             beta1, beta2 = group["betas"]
