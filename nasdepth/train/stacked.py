@@ -3,17 +3,11 @@
 ``vmap`` (:mod:`nasdepth.train.parallel`) batches any model, but on the CPU its per-operator
 dispatch is most of an MLP step. For flat inputs every layer that owns state is linear or a
 batch/layer/group norm, so each is swapped for a layer holding the k folds' tensors stacked on
-a leading dimension, run as one batched call; activations travel as ``(B*k, features)``, so
+a leading dimension, run as one batched call; activations travel as ``(k*B, features)``, so
 every parameter-free layer works unchanged (it acts on each sample alone). What it gains:
 ``docs/data_and_training.md``, "Fold-parallel training". Parameter and buffer names are those
 of the original model; each fold's own ``nn.Module`` holds views of its slices
 (:class:`FoldStack`), so hooks and probes see each fold's current weights and gradients.
-
-The rows are sample-major (row ``b*k + f`` is fold f's sample b), not fold-major: batch norm
-then normalizes every fold's channels in one call over a free ``(B, k*C)`` view, where
-fold-major rows needed a transposing copy on the way in and out (forward and backward); the
-linear layers read that layout as a strided ``(k, B, in)`` batch at no cost and pay one copy
-for their output. Measured 8-10% of an 8x128 MLP's step.
 """
 
 from __future__ import annotations
@@ -37,7 +31,7 @@ def _stack(mods: Sequence[nn.Module], name: str) -> torch.Tensor | None:
 
 
 class StackedLinear(nn.Module):
-    """k ``nn.Linear`` layers as one ``baddbmm``: ``(B*k, in) -> (B*k, out)``, sample-major.
+    """k ``nn.Linear`` layers as one ``baddbmm``: ``(k*B, in) -> (k*B, out)``.
 
     The weight is stored transposed, ``(k, in, out)``: ``bmm``'s gradient then arrives in the
     parameter's own layout (with ``nn.Linear``'s ``(out, in)`` it arrives transposed and every
@@ -53,16 +47,15 @@ class StackedLinear(nn.Module):
         self.bias = None if bias is None else nn.Parameter(bias)  # (k, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xk = x.view(-1, self.k, x.shape[-1]).transpose(0, 1)  # (k, B, in), strided: no copy
+        xk = x.reshape(self.k, -1, x.shape[-1])
         w = self.weight
         out = torch.bmm(xk, w) if self.bias is None else torch.baddbmm(self.bias[:, None], xk, w)
-        return out.transpose(0, 1).reshape(-1, out.shape[-1])  # back to sample-major rows
+        return out.reshape(-1, out.shape[-1])
 
 
 class StackedBatchNorm1d(nn.Module):
-    """k ``nn.BatchNorm1d`` on sample-major ``(B*k, C)``: one ``batch_norm`` over its
-    ``(B, k*C)`` view, so each fold normalizes with its own batch statistics and updates its
-    own running buffers."""
+    """k ``nn.BatchNorm1d`` on ``(k*B, C)``: one ``batch_norm`` over ``(B, k*C)``, so each
+    fold normalizes with its own batch statistics and updates its own running buffers."""
 
     running_mean: torch.Tensor | None
     running_var: torch.Tensor | None
@@ -81,7 +74,7 @@ class StackedBatchNorm1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, c = self.k, x.shape[-1]
-        xt = x.view(-1, k * c)
+        xt = x.reshape(k, -1, c).transpose(0, 1).reshape(-1, k * c)
         momentum = self.momentum
         if self.training and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
@@ -95,12 +88,12 @@ class StackedBatchNorm1d(nn.Module):
             None if self.weight is None else self.weight.view(-1),
             None if self.bias is None else self.bias.view(-1),
             use_batch, 0.0 if momentum is None else momentum, self.eps)
-        return out.view(-1, c)
+        return out.reshape(-1, k, c).transpose(0, 1).reshape(-1, c)
 
 
 class StackedAffineNorm(nn.Module):
-    """k ``nn.LayerNorm`` (over features) or ``nn.GroupNorm`` on flat sample-major ``(B*k, C)``
-    data: the normalization is per sample; only the affine weights differ between folds."""
+    """k ``nn.LayerNorm`` (over features) or ``nn.GroupNorm`` on flat ``(k*B, C)`` data: the
+    normalization is per sample; only the affine weights differ between folds."""
 
     def __init__(self, mods: Sequence[nn.LayerNorm | nn.GroupNorm]) -> None:
         super().__init__()
@@ -118,12 +111,12 @@ class StackedAffineNorm(nn.Module):
         else:
             out = F.group_norm(x, self.groups, None, None, self.eps)
         if self.weight is None:
-            return out if self.bias is None else (out.view(-1, self.k, c)
-                                                  + self.bias).view(-1, c)
-        out = out.view(-1, self.k, c)
+            return out if self.bias is None else (out.reshape(self.k, -1, c)
+                                                  + self.bias[:, None]).reshape(-1, c)
+        out = out.reshape(self.k, -1, c)
         if self.bias is None:
-            return (out * self.weight).view(-1, c)
-        return torch.addcmul(self.bias, out, self.weight).view(-1, c)
+            return (out * self.weight[:, None]).reshape(-1, c)
+        return torch.addcmul(self.bias[:, None], out, self.weight[:, None]).reshape(-1, c)
 
 
 def _stacker(m: nn.Module) -> Any:
@@ -256,8 +249,8 @@ class StackedFolds(FoldStack):
             self.net.train(train)
             self._mode = train
         k, b = x.shape[:2]
-        out = self.net(x.transpose(0, 1).reshape(b * k, *x.shape[2:]))  # sample-major rows
+        out = self.net(x.reshape(k * b, *x.shape[2:]))
         aux = getattr(self.net, "aux_logits", None) or []
         if aux:
             self.net.aux_logits = []
-        return tuple(t.view(b, k, -1).transpose(0, 1) for t in (out, *aux))
+        return tuple(t.reshape(k, b, -1) for t in (out, *aux))
