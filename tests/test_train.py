@@ -517,23 +517,31 @@ def test_the_progress_bar_shows_every_epoch_and_changes_nothing(
     assert shown.folds["val_accuracy"].tolist() == plain.folds["val_accuracy"].tolist()
 
 
-def test_direct_adamw_steps_equal_the_optimizer_bit_for_bit() -> None:
-    """DirectAdamW calls the fused kernel without Optimizer.step's Python: the weights match
-    opt.step() exactly, through a changing rate (a schedule), a step where a frozen part has
-    no gradient (it falls back to opt.step() on the same state) and per-group rates."""
-    from nasdepth.train.step import DirectAdamW
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd", "sgd-plain"])
+def test_direct_steps_equal_the_optimizer_bit_for_bit(optimizer: str) -> None:
+    """DirectStep calls the fused AdamW or SGD kernel without Optimizer.step's Python: the
+    weights match opt.step() exactly, through a changing rate (a schedule), a step where a
+    frozen part has no gradient (it falls back to opt.step() on the same state) and
+    per-group rates."""
+    from nasdepth.train.step import DirectStep
 
     torch.manual_seed(0)
     x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
 
-    def run(direct: bool) -> tuple[list[torch.Tensor], DirectAdamW]:
+    def run(direct: bool) -> tuple[list[torch.Tensor], DirectStep]:
         torch.manual_seed(1)
         net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
         body, head = list(net[:2].parameters()), list(net[3].parameters())
-        opt = torch.optim.AdamW([{"params": body, "lr": 1e-3}, {"params": head, "lr": 1e-2}],
-                                weight_decay=1e-2, fused=True)
+        groups = [{"params": body, "lr": 1e-3}, {"params": head, "lr": 1e-2}]
+        opt: torch.optim.Optimizer
+        if optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, weight_decay=1e-2, fused=True)
+        else:
+            momentum = 0.9 if optimizer == "sgd" else 0.0
+            opt = torch.optim.SGD(groups, momentum=momentum, nesterov=momentum > 0,
+                                  weight_decay=1e-2, fused=True)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=12)
-        step = DirectAdamW(opt)
+        step = DirectStep(opt)
         for i in range(12):
             for p in body:  # a frozen body on steps 4 and 5 (gradual unfreezing)
                 p.requires_grad_(i not in (4, 5))

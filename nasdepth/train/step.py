@@ -107,8 +107,8 @@ def wsd_factor(t: int, total: int, warmup: float = WARMUP_SHARE,
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-class DirectAdamW:
-    """``opt.step()`` of a fused ``AdamW`` without its Python around the kernel.
+class DirectStep:
+    """``opt.step()`` of a fused ``AdamW`` or ``SGD`` without its Python around the kernel.
 
     ``Optimizer.step`` wraps the one fused kernel in a profiler record, hook checks, a walk
     over every parameter to gather its state and a regrouping by device and dtype: about
@@ -116,18 +116,20 @@ class DirectAdamW:
     models (``benchmarks/profile_cv.py``). Once the first step has made the state, this
     calls the same kernel on the same state tensors with lists gathered once; the weights
     come out equal bit for bit (``tests/test_train.py``). Any step it cannot take so (a
-    parameter without a gradient: a frozen part; gradient scaling) goes through
-    ``opt.step()``, which shares the state, so the two can alternate."""
+    parameter without a gradient: a frozen part; gradient scaling; optimizer hooks) goes
+    through ``opt.step()``, which shares the state, so the two can alternate."""
 
     def __init__(self, opt: torch.optim.Optimizer) -> None:
         self.opt = opt
-        self.able = (isinstance(opt, torch.optim.AdamW) and all(
+        self.kind = ("adamw" if isinstance(opt, torch.optim.AdamW)
+                     else "sgd" if isinstance(opt, torch.optim.SGD) else None)
+        self.able = self.kind is not None and all(
             g.get("fused") and not g.get("amsgrad") and not g.get("maximize")
             and not g.get("capturable") and not g.get("differentiable")
-            and not torch.is_tensor(g["lr"]) for g in opt.param_groups))
-        # per group: (group, params, exp_avgs, exp_avg_sqs, steps), gathered after step one
-        self.lists: list[tuple[dict[str, Any], list[torch.Tensor], list[torch.Tensor],
-                               list[torch.Tensor], list[torch.Tensor]]] | None = None
+            and not torch.is_tensor(g["lr"]) for g in opt.param_groups)
+        # per group: (group, params, its state's tensor lists), gathered after step one
+        self.lists: list[tuple[dict[str, Any], list[torch.Tensor],
+                               list[list[torch.Tensor]]]] | None = None
 
     def zero_grad(self) -> None:
         for group in self.opt.param_groups:
@@ -141,35 +143,47 @@ class DirectAdamW:
             self._gather()
             return
         grads: list[list[torch.Tensor]] = []
-        for _, params, *_ in self.lists:
+        for _, params, _ in self.lists:
             gs = [p.grad for p in params if p.grad is not None]
             if len(gs) < len(params):
                 self.opt.step()
                 return
             grads.append(gs)
-        for (group, params, exp_avgs, exp_avg_sqs, steps), gs in zip(self.lists, grads,
-                                                                     strict=True):
-            beta1, beta2 = group["betas"]
-            torch._foreach_add_(steps, 1)
-            torch._fused_adamw_(params, gs, exp_avgs, exp_avg_sqs, [], steps,
-                                lr=group["lr"], beta1=beta1, beta2=beta2,
-                                weight_decay=group["weight_decay"], eps=group["eps"],
-                                amsgrad=False, maximize=False)
+        for (group, params, state), gs in zip(self.lists, grads, strict=True):
+            if self.kind == "adamw":
+                exp_avgs, exp_avg_sqs, steps = state
+                beta1, beta2 = group["betas"]
+                torch._foreach_add_(steps, 1)
+                torch._fused_adamw_(params, gs, exp_avgs, exp_avg_sqs, [], steps,
+                                    lr=group["lr"], beta1=beta1, beta2=beta2,
+                                    weight_decay=group["weight_decay"], eps=group["eps"],
+                                    amsgrad=False, maximize=False)
+            else:
+                torch._fused_sgd_(params, gs, state[0] if group["momentum"] else [],
+                                  weight_decay=group["weight_decay"],
+                                  momentum=group["momentum"], lr=group["lr"],
+                                  dampening=group["dampening"], nesterov=group["nesterov"],
+                                  maximize=False, is_first_step=False)
 
     def _gather(self) -> None:
         """The state's tensors as lists, once every parameter has them (and one dtype and
         device: what the fused kernel takes in one call)."""
         if not self.able or self.lists is not None:
             return
-        lists = []
+        names = (["exp_avg", "exp_avg_sq", "step"] if self.kind == "adamw"
+                 else ["momentum_buffer"])
+        lists: list[tuple[dict[str, Any], list[torch.Tensor], list[list[torch.Tensor]]]] = []
         for group in self.opt.param_groups:
             params = list(group["params"])
-            states = [self.opt.state.get(p) for p in params]
-            if not all(states) or len({(p.device, p.dtype) for p in params}) > 1:
+            states = [self.opt.state.get(p) or {} for p in params]
+            if len({(p.device, p.dtype) for p in params}) > 1:
                 return
-            lists.append((group, params, [st["exp_avg"] for st in states],  # type: ignore[index]
-                          [st["exp_avg_sq"] for st in states],  # type: ignore[index]
-                          [st["step"] for st in states]))  # type: ignore[index]
+            if self.kind == "sgd" and not group["momentum"]:
+                lists.append((group, params, []))  # plain SGD keeps no state
+                continue
+            if not all(st.get(n) is not None for st in states for n in names):
+                return
+            lists.append((group, params, [[st[n] for st in states] for n in names]))
         self.lists = lists
 
 
@@ -225,7 +239,7 @@ class TrainStep:
         self.forward: Callable[..., Any] = compiled if compiled is not None else model
         self.opt, self.sched = make_optimizer(self.params, training, device, steps_per_epoch,
                                               lr_groups)
-        self.direct = DirectAdamW(self.opt)
+        self.direct = DirectStep(self.opt)
         # fp16 needs loss scaling against gradient underflow; bf16 has fp32's range
         self.amp = (torch.amp.GradScaler("cuda")
                     if device.type == "cuda" and training.precision == "fp16" else None)
