@@ -162,9 +162,8 @@ def width_heatmap(table: pd.DataFrame, metric: str) -> Figure | None:
         return None
     grid = table.pivot(index="width", columns="depth", values="mean").sort_index(ascending=False)
     fig, ax = plt.subplots(figsize=(8.0, max(2.5, 0.55 * len(grid) + 1.5)))
-    sns.heatmap(grid, annot=True, fmt=".3f", cmap="viridis", ax=ax, xticklabels=True,
-                yticklabels=True, cbar_kws={"label": metric_label(metric)},
-                annot_kws={"fontsize": 8})
+    sns.heatmap(grid, annot=True, fmt=".3f", cmap="viridis", ax=ax,
+                cbar_kws={"label": metric_label(metric)}, annot_kws={"fontsize": 8})
     return finish(fig, ax, title="Mean CV score by width and depth (blank: not tried)",
                   xlabel="depth (blocks)", ylabel="width (channels or units)")
 
