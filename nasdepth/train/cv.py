@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from nasdepth.arch import ArchConfig, count_parameters
 from nasdepth.arch.multitask import MultitaskConfig
@@ -19,6 +20,7 @@ from nasdepth.train.candidate import Candidate, as_candidate
 from nasdepth.train.config import TrainConfig
 from nasdepth.train.device import configure_threads, resolve_device
 from nasdepth.train.fit import FoldResult, fit_fold
+from nasdepth.train.grouped import grouping_pays, groups_cleanly
 from nasdepth.train.hooks import TrainHook
 from nasdepth.train.loop import OOM_ERRORS, out_of_memory, resolve_precision
 from nasdepth.train.lr_find import candidate_range_test
@@ -81,12 +83,16 @@ def records(rows: pd.DataFrame | Sequence[dict[str, Any]]) -> list[dict[str, Any
 def choose_parallel(mode: str | bool, data: Dataset, device: torch.device,
                     hooks: Sequence[TrainHook], splits: Sequence[tuple[np.ndarray, np.ndarray]],
                     training: TrainConfig, placement: str = "device",
-                    candidate: Candidate | None = None) -> bool:
+                    candidate: Candidate | None = None, model: nn.Module | None = None
+                    ) -> bool:
     """Train the folds as one vectorized ensemble? ``auto`` follows the measurements in
-    PERF_NOTES and ``benchmarks/bench_cv.py``: on a GPU always (one small model leaves it
-    idle); on a CPU for MLPs (overhead-bound; their folds run as stacked layers) but not for
-    CNNs (compute-bound: no gain, sometimes a loss). Never where one of the reasons below
-    holds (logged where ``on`` asked for it)."""
+    ``docs/data_and_training.md`` and ``benchmarks/bench_cv.py``: on a GPU always (one small
+    model leaves it idle); on a CPU for MLPs (overhead-bound; their folds run as stacked
+    layers) and for CNNs whose convolutions are small enough that their folds pay as grouped
+    convolutions (``model``, one fold's network: :func:`~nasdepth.train.grouped.grouping_pays`
+    and :func:`~nasdepth.train.grouped.groups_cleanly`), not for larger CNNs (compute-bound:
+    no gain, sometimes a loss). Never where one of the reasons below holds (logged where
+    ``on`` asked for it)."""
     mode = {True: "on", False: "off"}.get(mode, mode) if isinstance(mode, bool) else mode
     if mode == "off":
         return False
@@ -109,7 +115,11 @@ def choose_parallel(mode: str | bool, data: Dataset, device: torch.device,
         return False
     if mode == "on":
         return True
-    return device.type == "cuda" or (device.type == "cpu" and len(data.input_shape) == 1)
+    if device.type == "cuda" or (device.type == "cpu" and len(data.input_shape) == 1):
+        return True
+    return (device.type == "cpu" and model is not None
+            and grouping_pays(model, data.input_shape, training.batch_size)
+            and groups_cleanly(model, data.input_shape))
 
 
 def cross_validate(
@@ -165,7 +175,8 @@ def cross_validate(
     # once for all folds; the fold-parallel path keeps all N rows once, no more than this
     placement = resolve_placement(training.data_placement, data, device, max(sizes),
                                   max(len(va) for _, va in splits), len(test_idx))
-    use_parallel = choose_parallel(mode, data, device, hooks, splits, training, placement, cand)
+    use_parallel = choose_parallel(mode, data, device, hooks, splits, training, placement, cand,
+                                   model0)
 
     found = None
     if training.lr_auto:  # a range test on fold 0's training part picks every fold's rate

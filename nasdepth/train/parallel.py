@@ -1,7 +1,8 @@
 """The k folds of one candidate trained at once, as one vectorized ensemble (how and when:
 ``docs/data_and_training.md``, "Fold-parallel training").
 
-MLPs run as stacked layers (:mod:`nasdepth.train.stacked`); any other model through
+MLPs run as stacked layers (:mod:`nasdepth.train.stacked`), CNNs on a CPU as grouped
+convolutions (:mod:`nasdepth.train.grouped`); any other model through
 ``vmap(functional_call)`` over the parameters and buffers ``torch.func.stack_module_state``
 stacks, each fold on its own batch, with its own BatchNorm running statistics (buffers batched
 with ``in_dims=0``: leaving them unbatched fails under vmap). The step is the sequential path's
@@ -27,6 +28,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from nasdepth.data import Dataset, Standardizer, augment_batch
 from nasdepth.train.config import TrainConfig
 from nasdepth.train.fit import FoldResult, epoch_record, eval_rows, fold_result
+from nasdepth.train.grouped import group_folds
 from nasdepth.train.hooks import TrainHook, steps_each_fold, timed
 from nasdepth.train.host_memory import keep_freed_memory
 from nasdepth.train.loop import (
@@ -83,9 +85,15 @@ class FoldEnsemble(FoldStack):
 def make_ensemble(models: Sequence[nn.Module], device: torch.device,
                   input_shape: Sequence[int], stacking: str = "auto"
                   ) -> FoldStack:
-    """Stacked layers where every stateful layer has a stacked twin (MLPs), else vmap."""
+    """Stacked layers where every stateful layer has a stacked twin (MLPs), grouped
+    convolutions for a CNN on a CPU where its layers keep each fold's channels together
+    (:mod:`nasdepth.train.grouped`), else vmap."""
     if stacking == "auto" and can_stack(models[0], input_shape):
         return StackedFolds(models, device)
+    if stacking == "auto" and device.type == "cpu":
+        grouped = group_folds(models, device, input_shape)
+        if grouped is not None:
+            return grouped
     return FoldEnsemble(models, device)
 
 

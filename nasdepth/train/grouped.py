@@ -1,0 +1,297 @@
+"""The k folds of a CNN as one model of grouped convolutions (fold-parallel CNNs on a CPU).
+
+k models of one structure on 2-D maps become one network whose activations hold the folds side
+by side in the channels, ``(B, k*C, H, W)``, fold-major: fold f's sample b is row b of channels
+``f*C .. (f+1)*C``. Every convolution becomes one grouped convolution with ``k`` times the
+groups (a fold's channels only ever meet its own weights), every batch or group norm one call
+over ``k*C`` channels (batch norm's statistics are per channel, so per fold), and a head's
+linear layer one batched matrix product. Layers without state (activations, pooling, residual
+additions) act per channel and work unchanged. A layer that moves channels between positions
+(a concatenation, as dense and inception blocks do) would mix folds: :func:`group_folds`
+checks every stacked network against its fold models on a random batch and refuses one whose
+outputs differ.
+
+Why: a small convolution (16 channels on 8x8 maps at batch 64) is mostly per-call overhead in
+oneDNN; five of them as one grouped call ran a whole training step 1.3-1.9x faster on an AMD
+EPYC (Zen 5), while at 32 channels the two are at parity and at 16 channels on 28x28 maps the
+grouped call is slower (``docs/data_and_training.md``, "Fold-parallel CNNs as grouped
+convolutions"). :func:`grouping_pays` is that rule. Parameter and buffer names are the
+original model's; each fold's own ``nn.Module`` holds views of its slices (:class:`FoldStack`).
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasdepth.train.stacked import FoldStack, Tensors
+
+#: group the folds where a typical convolution of one fold does at most this many
+#: multiply-adds per call (forward). Measured on an AMD EPYC (Zen 5), 5-fold CVs of the digits
+#: CNNs: 16 channels on 8x8 maps at batch 64 (9.4 million) trained 1.3-1.7x faster grouped, in
+#: fp32 and under bf16 autocast; 32 channels (37.7 million) 0.97-1.06x under bf16 (interleaved
+#: medians) and 0.83-0.89x in fp32; one layer of 16 channels on 28x28 maps (115 million) 0.6x
+MAX_GROUPED_MACS = 16e6
+
+
+def _stack(mods: Sequence[nn.Module], name: str) -> torch.Tensor | None:
+    first = getattr(mods[0], name)
+    if first is None:
+        return None
+    return torch.stack([getattr(m, name).detach() for m in mods]).clone()
+
+
+class GroupedConv2d(nn.Module):
+    """k ``nn.Conv2d`` as one convolution with ``k`` times the groups on ``(B, k*C, H, W)``.
+    The weight is stored ``(k, out, in/groups, kh, kw)``: fold f's slice is its own weight."""
+
+    def __init__(self, mods: Sequence[nn.Conv2d]) -> None:
+        super().__init__()
+        m0 = mods[0]
+        self.k, self.groups = len(mods), m0.groups
+        self.stride, self.padding, self.dilation = m0.stride, m0.padding, m0.dilation
+        self.weight = nn.Parameter(_stack(mods, "weight"))  # type: ignore[arg-type]
+        bias = _stack(mods, "bias")
+        self.bias = None if bias is None else nn.Parameter(bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.flatten(0, 1)
+        b = None if self.bias is None else self.bias.flatten()
+        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation,
+                        self.k * self.groups)
+
+
+class GroupedBatchNorm2d(nn.Module):
+    """k ``nn.BatchNorm2d`` as one ``batch_norm`` over ``k*C`` channels: each fold normalizes
+    with its own batch statistics and updates its own running buffers."""
+
+    running_mean: torch.Tensor | None
+    running_var: torch.Tensor | None
+    num_batches_tracked: torch.Tensor | None
+
+    def __init__(self, mods: Sequence[nn.BatchNorm2d]) -> None:
+        super().__init__()
+        m0 = mods[0]
+        self.k, self.eps, self.momentum = len(mods), m0.eps, m0.momentum
+        w, b = _stack(mods, "weight"), _stack(mods, "bias")
+        self.weight = None if w is None else nn.Parameter(w)
+        self.bias = None if b is None else nn.Parameter(b)
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            self.register_buffer(name, _stack(mods, name) if m0.track_running_stats else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        momentum = self.momentum
+        if self.training and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if momentum is None:  # cumulative moving average, as nn.BatchNorm2d does
+                momentum = 1.0 / float(self.num_batches_tracked[0])
+        return F.batch_norm(
+            x,
+            None if self.running_mean is None else self.running_mean.view(-1),
+            None if self.running_var is None else self.running_var.view(-1),
+            None if self.weight is None else self.weight.view(-1),
+            None if self.bias is None else self.bias.view(-1),
+            self.training or self.running_mean is None,
+            0.0 if momentum is None else momentum, self.eps)
+
+
+class GroupedGroupNorm(nn.Module):
+    """k ``nn.GroupNorm`` of G groups as one ``group_norm`` of ``k*G`` groups (a fold's
+    channels form its own G groups)."""
+
+    def __init__(self, mods: Sequence[nn.GroupNorm]) -> None:
+        super().__init__()
+        m0 = mods[0]
+        self.k, self.num_groups, self.eps = len(mods), m0.num_groups, m0.eps
+        w, b = _stack(mods, "weight"), _stack(mods, "bias")
+        self.weight = None if w is None else nn.Parameter(w)
+        self.bias = None if b is None else nn.Parameter(b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x, self.k * self.num_groups,
+                            None if self.weight is None else self.weight.view(-1),
+                            None if self.bias is None else self.bias.view(-1), self.eps)
+
+
+class GroupedLinear(nn.Module):
+    """k ``nn.Linear`` on ``(B, k*in)`` (each fold's features side by side) as one ``baddbmm``,
+    back to ``(B, k*out)``. The weight is stored transposed, ``(k, in, out)``, as
+    :class:`~nasdepth.train.stacked.StackedLinear`'s."""
+
+    def __init__(self, mods: Sequence[nn.Linear]) -> None:
+        super().__init__()
+        self.k = len(mods)
+        weight = torch.stack([m.weight.detach() for m in mods])  # (k, out, in)
+        self.weight = nn.Parameter(weight.transpose(1, 2).contiguous())
+        bias = _stack(mods, "bias")
+        self.bias = None if bias is None else nn.Parameter(bias)  # (k, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        xk = x.reshape(b, self.k, -1).transpose(0, 1)  # (k, B, in)
+        w = self.weight
+        out = torch.bmm(xk, w) if self.bias is None else torch.baddbmm(self.bias[:, None], xk, w)
+        return out.transpose(0, 1).reshape(b, -1)
+
+
+def _grouper(m: nn.Module) -> Any:
+    """The grouped replacement of a leaf that owns state, or None where there is none."""
+    if type(m) is nn.Conv2d and m.padding_mode == "zeros":
+        return GroupedConv2d
+    if type(m) is nn.BatchNorm2d:
+        return GroupedBatchNorm2d
+    if type(m) is nn.GroupNorm:
+        return GroupedGroupNorm
+    if type(m) is nn.Linear:
+        return GroupedLinear
+    return None
+
+
+def _owns_state(m: nn.Module) -> bool:
+    return (any(True for _ in m.parameters(recurse=False))
+            or any(b is not None for b in m.buffers(recurse=False)))
+
+
+def can_group(model: nn.Module, input_shape: Sequence[int]) -> bool:
+    """2-D maps in, and every module that owns parameters or buffers has a grouped twin (no
+    auxiliary heads: their logits leave the network beside the output). Whether the network
+    also keeps each fold's channels together is checked on a batch by :func:`group_folds`."""
+    if len(input_shape) != 3 or len(getattr(model, "aux", ()) or ()):
+        return False
+    return all(_grouper(m) is not None for m in model.modules() if _owns_state(m))
+
+
+def conv_macs(model: nn.Module, input_shape: Sequence[int], batch: int) -> list[float]:
+    """Multiply-adds of each 2-D convolution's forward call on a batch of ``batch`` samples
+    (one shape pass on a single sample)."""
+    macs: list[float] = []
+
+    def record(m: nn.Module, _: Any, out: torch.Tensor) -> None:
+        assert isinstance(m, nn.Conv2d)
+        kh, kw = m.kernel_size
+        macs.append(batch * out[0].numel() * (m.in_channels // m.groups) * kh * kw)
+
+    handles = [m.register_forward_hook(record) for m in model.modules()
+               if isinstance(m, nn.Conv2d)]
+    was = model.training
+    try:
+        p = next(model.parameters())
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=p.device, dtype=p.dtype))
+    finally:
+        model.train(was)
+        for h in handles:
+            h.remove()
+    return macs
+
+
+def grouping_pays(model: nn.Module, input_shape: Sequence[int], batch: int) -> bool:
+    """``parallel: auto`` on a CPU: group a CNN's folds where its convolutions are small (the
+    median call at most :data:`MAX_GROUPED_MACS` multiply-adds), so that per-call overhead,
+    not arithmetic, is what the k folds share."""
+    if not can_group(model, input_shape):
+        return False
+    macs = conv_macs(model, input_shape, batch)
+    return bool(macs) and statistics.median(macs) <= MAX_GROUPED_MACS
+
+
+class GroupedFolds(FoldStack):
+    """k models of one structure on 2-D maps as one network of grouped layers."""
+
+    def __init__(self, models: Sequence[nn.Module], device: torch.device) -> None:
+        self.models = [m.to(device) for m in models]
+        self.net: Any = copy.deepcopy(self.models[0])
+        modules = [dict(m.named_modules()) for m in self.models]
+        for name, leaf in list(self.net.named_modules()):
+            if not _owns_state(leaf):
+                continue
+            grouped = _grouper(leaf)([mods[name] for mods in modules])
+            parent_name, _, attr = name.rpartition(".")
+            parent = self.net.get_submodule(parent_name) if parent_name else self.net
+            setattr(parent, attr, grouped.to(device))
+        self.params: Tensors = dict(self.net.named_parameters())
+        self.buffers: Tensors = {n: b for n, b in self.net.named_buffers() if b is not None}
+        self.transposed = frozenset(f"{name}.weight" for name, m in self.net.named_modules()
+                                    if isinstance(m, GroupedLinear))
+        self._bind()
+        self._mode: bool | None = None  # the mode ``net`` was last put in (None: not yet)
+        self.channels_last = next(self.models[0].parameters()).is_contiguous(
+            memory_format=torch.channels_last) or device.type == "cpu"
+
+    def __call__(self, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
+        """``(k, B, C, H, W)`` inputs -> ``(k, B, classes)`` logits."""
+        if self._mode is not train:  # ``train()`` walks every module: only when it changes
+            self.net.train(train)
+            self._mode = train
+        k, b, c, h, w = x.shape
+        xg = x.permute(1, 0, 2, 3, 4).reshape(b, k * c, h, w)
+        if self.channels_last:
+            xg = xg.contiguous(memory_format=torch.channels_last)
+        out = self.net(xg)
+        return (out.reshape(b, k, -1).transpose(0, 1),)
+
+    @torch.no_grad()
+    def matches_folds(self, input_shape: Sequence[int], rows: int = 3) -> bool:
+        """Whether the grouped network gives every fold model's own outputs (eval mode, fp32,
+        a random batch): False where a layer mixes the folds' channels."""
+        p = self.params[next(iter(self.params))]
+        x = torch.randn(self.k, rows, *input_shape, generator=torch.Generator().manual_seed(0))
+        x = x.to(p.device)
+        modes = [m.training for m in self.models]
+        try:
+            got = self(x, train=False)[0]
+            for f, model in enumerate(self.models):
+                model.eval()
+                want = model(x[f])
+                if not isinstance(want, torch.Tensor) or want.shape != got[f].shape \
+                        or not torch.allclose(got[f], want, rtol=1e-3, atol=1e-4):
+                    return False
+        except (RuntimeError, TypeError, AttributeError, ValueError):
+            return False  # outputs the grouped network cannot give (several tasks' logits)
+        finally:
+            for model, mode in zip(self.models, modes, strict=True):
+                model.train(mode)
+        return True
+
+
+def group_folds(models: Sequence[nn.Module], device: torch.device,
+                input_shape: Sequence[int]) -> GroupedFolds | None:
+    """The folds' models as one :class:`GroupedFolds`, or None where they cannot be grouped
+    (a layer without a grouped twin, or one that moves channels and so mixes folds)."""
+    if not can_group(models[0], input_shape):
+        return None
+    grouped = GroupedFolds(models, device)
+    if grouped.matches_folds(input_shape):
+        return grouped
+    # the fold models now hold views of the stack: give them back tensors of their own
+    for f, model in enumerate(grouped.models):
+        state = grouped.state(f)
+        for name, t in model.named_parameters():
+            t.data = state[name].clone()
+        for name, _ in list(model.named_buffers()):
+            owner, _, attr = name.rpartition(".")
+            module = model.get_submodule(owner) if owner else model
+            module._buffers[attr] = state[name].clone()
+    return None
+
+
+def groups_cleanly(model: nn.Module, input_shape: Sequence[int], k: int = 2) -> bool:
+    """Whether ``k`` folds of ``model`` (copies with weights of their own) group into a network
+    that gives each fold's outputs (:meth:`GroupedFolds.matches_folds`); ``model`` itself is
+    left as it was."""
+    if not can_group(model, input_shape):
+        return False
+    copies = [copy.deepcopy(model).cpu() for _ in range(k)]
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for f, m in enumerate(copies[1:], 1):
+            for p in m.parameters():  # distinct folds: a mix-up shows in the outputs
+                p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.1 * f)
+    return group_folds(copies, torch.device("cpu"), input_shape) is not None

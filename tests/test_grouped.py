@@ -1,0 +1,172 @@
+"""Fold-parallel CNNs as grouped convolutions (``nasdepth.train.grouped``)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import nasdepth.train.parallel as parallel_module
+from nasdepth import ArchConfig, StageConfig, TrainConfig, build_model, cross_validate, load_data
+from nasdepth.train.cv import choose_parallel
+from nasdepth.train.grouped import (
+    GroupedFolds,
+    can_group,
+    conv_macs,
+    group_folds,
+    grouping_pays,
+    groups_cleanly,
+)
+
+SHAPE = (1, 8, 8)
+
+
+def _models(arch: ArchConfig, k: int = 3) -> list[torch.nn.Module]:
+    out = []
+    for f in range(k):
+        torch.manual_seed(f)  # each fold's own initialization
+        out.append(build_model(arch, SHAPE, 10))
+    return out
+
+
+def _arch(block: str, **stage: Any) -> ArchConfig:
+    head = stage.pop("head", {})
+    stage = {"depth": 2, "width": 8, **stage}
+    return ArchConfig(stages=(StageConfig(block=block, **stage),), **head)
+
+
+@pytest.mark.parametrize("arch", [
+    _arch("plain"), _arch("residual"), _arch("bottleneck"), _arch("grouped"), _arch("dwsep"),
+    _arch("mbconv"), _arch("residual", stride=2, norm="group", se_ratio=0.25),
+    _arch("plain", norm="layer", head={"head_hidden": (12,), "head_pool_size": 2}),
+], ids=["plain", "residual", "bottleneck", "grouped", "dwsep", "mbconv", "strided-se-groupnorm",
+        "layernorm-hidden-head"])
+def test_grouped_folds_give_each_fold_its_own_outputs(arch: ArchConfig) -> None:
+    models = _models(arch)
+    x = torch.randn(3, 5, *SHAPE)
+    want = []
+    for f, m in enumerate(models):
+        m.eval()
+        with torch.no_grad():
+            want.append(m(x[f]))
+    ens = group_folds(models, torch.device("cpu"), SHAPE)
+    assert isinstance(ens, GroupedFolds)
+    with torch.no_grad():
+        got = ens(x, train=False)[0]
+    assert got.shape == (3, 5, 10)
+    for f in range(3):
+        torch.testing.assert_close(got[f], want[f], rtol=1e-4, atol=1e-5)
+    # the fold models hold views of the stack: a step on the stack moves each fold's weights
+    name, stacked = next(iter(ens.params.items()))
+    with torch.no_grad():
+        stacked[1].add_(1.0)
+    own = dict(models[1].named_parameters())[name]
+    assert own.data_ptr() == stacked[1].data_ptr() or torch.equal(own, stacked[1])
+
+
+@pytest.mark.parametrize("block", ["dense", "inception"])
+def test_layers_that_move_channels_are_not_grouped(block: str) -> None:
+    """Concatenating channels would mix the folds: refused, and the fold models keep tensors
+    of their own with their outputs unchanged."""
+    width = 16 if block == "inception" else 8
+    arch = ArchConfig(stages=(StageConfig(block=block, depth=2, width=width),))
+    models = _models(arch, 2)
+    x = torch.randn(4, *SHAPE)
+    before = [m.eval()(x).detach() for m in models]
+    assert group_folds(models, torch.device("cpu"), SHAPE) is None
+    assert not groups_cleanly(models[0], SHAPE)
+    for m, b in zip(models, before, strict=True):
+        torch.testing.assert_close(m.eval()(x), b)
+    p0, p1 = (next(m.parameters()) for m in models)
+    assert p0.data_ptr() != p1.data_ptr() and p0.shape == p1.shape
+
+
+def test_which_cnns_auto_groups() -> None:
+    """Small convolutions (16 channels on 8x8 maps: 9.4 million multiply-adds a call at batch
+    64) are grouped; wide ones on larger maps, flat inputs and auxiliary heads are not."""
+    small = build_model(_arch("residual", width=16), SHAPE, 10)
+    assert conv_macs(small, SHAPE, 64)[-1] == 64 * 64 * 16 * 16 * 9
+    assert grouping_pays(small, SHAPE, 64) and groups_cleanly(small, SHAPE)
+    assert not grouping_pays(small, (1, 28, 28), 64)  # 115 million a call
+    wide = build_model(_arch("plain", width=64), SHAPE, 10)
+    assert not grouping_pays(wide, SHAPE, 64)
+    assert not grouping_pays(build_model(_arch("plain", width=32), SHAPE, 10), SHAPE, 64)
+    aux = ArchConfig(stages=(StageConfig(block="plain", depth=2, width=8),) * 2, aux_heads=(0,))
+    assert not can_group(build_model(aux, SHAPE, 10), SHAPE)
+    flat = ArchConfig(stages=(StageConfig(block="plain", depth=2, width=8),))
+    assert not can_group(build_model(flat, (20,), 3), (20,))
+
+
+def test_auto_trains_small_cnn_folds_grouped_as_in_sequence(monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    data = load_data("sklearn:digits").subset(np.arange(450))
+    arch = _arch("residual", width=16)
+    training = TrainConfig(epochs=2, batch_size=32, lr=3e-3, precision="fp32")
+    used: list[str] = []
+    real = parallel_module.make_ensemble
+
+    def spy(models: Any, device: Any, shape: Any, stacking: str = "auto") -> Any:
+        ens = real(models, device, shape, stacking)
+        used.append(type(ens).__name__)
+        return ens
+
+    monkeypatch.setattr(parallel_module, "make_ensemble", spy)
+    auto = cross_validate(arch, data, folds=3, seed=1, training=training)
+    seq = cross_validate(arch, data, folds=3, seed=1, training=training, parallel=False)
+    assert auto.settings["parallel"] is True and used == ["GroupedFolds"]
+    assert seq.settings["parallel"] is False
+    np.testing.assert_allclose(auto.history["train_loss"], seq.history["train_loss"],
+                               rtol=2e-3)
+    np.testing.assert_allclose(auto.folds["val_log_loss"], seq.folds["val_log_loss"],
+                               rtol=2e-3)
+    # a wide CNN stays sequential under auto
+    wide = TrainConfig(epochs=1, batch_size=64, precision="fp32")
+    splits = [(np.arange(300), np.arange(300, 400))] * 2
+    model = build_model(_arch("plain", width=64), SHAPE, 10)
+    assert not choose_parallel("auto", data, torch.device("cpu"), (), splits, wide,
+                               model=model)
+    assert choose_parallel("auto", data, torch.device("cpu"), (), splits, wide,
+                           model=build_model(arch, SHAPE, 10))
+
+
+def test_grouped_state_round_trip() -> None:
+    models = _models(_arch("residual"), 2)
+    ens = GroupedFolds([copy.deepcopy(m) for m in models], torch.device("cpu"))
+    state = ens.state(1)
+    assert set(state) == set(dict(models[1].state_dict()))
+    for name, t in models[1].state_dict().items():
+        torch.testing.assert_close(state[name], t)
+    ens.load(0, state)
+    torch.testing.assert_close(ens.state(0)["head.1.weight"], state["head.1.weight"])
+
+
+def test_probes_ride_along_grouped_cnn_folds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grouped folds give each fold's probe the trace of folds trained one by one (fp32, early
+    stopping on): the grouped convolutions sum in another order, so traces agree to float
+    drift, which grows with the rate (train losses within 2e-4 at 3e-3, 3e-2 at 2e-2)."""
+    from nasdepth.probes import ProbeHook, Trace
+
+    data = load_data("sklearn:digits").subset(np.arange(360))
+    arch = _arch("residual", width=8)
+    training = TrainConfig(epochs=8, batch_size=32, patience=2, lr=3e-3, precision="fp32")
+    used: list[str] = []
+    real = parallel_module.make_ensemble
+    monkeypatch.setattr(parallel_module, "make_ensemble",
+                        lambda *a, **kw: used.append(type(e := real(*a, **kw)).__name__) or e)
+    traces, epochs = {}, {}
+    for parallel in (True, False):
+        result = cross_validate(arch, data, folds=3, seed=1, training=training,
+                                hooks=[ProbeHook()], parallel=parallel)
+        traces[parallel] = [Trace.from_dict(t) for t in result.traces]
+        epochs[parallel] = result.folds["epochs"].tolist()
+    assert used == ["GroupedFolds"]
+    assert epochs[True] == epochs[False]
+    for a, b in zip(traces[True], traces[False], strict=True):
+        assert len(a.epochs) == len(b.epochs)
+        for key in ("grad_rms", "update_ratio", "act_rms", "dead_frac"):
+            np.testing.assert_allclose(np.array(a.series(key), dtype=float),
+                                       np.array(b.series(key), dtype=float), rtol=1e-2,
+                                       atol=1e-5, err_msg=key)
