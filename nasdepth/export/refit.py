@@ -8,6 +8,7 @@ ever trained a fold or the refit.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import logging
 from collections.abc import Callable, Sequence
@@ -75,15 +76,17 @@ class ExportResult:
 
 
 class _KeepModels(TrainHook):
-    """Keeps each fold's trained model (``on_fit_end``); one fold after another."""
-
-    needs_per_fold_model = True
+    """Keeps each fold's trained model (``on_fit_end``), with tensors of its own: folds trained
+    together hand over models whose tensors are views of the folds' stacked ones."""
 
     def __init__(self) -> None:
         self.models: dict[int, nn.Module] = {}
 
     def on_fit_end(self, model: nn.Module, fold: int) -> dict[str, Any] | None:
-        self.models[fold] = model
+        kept = copy.deepcopy(model)
+        for t in [*kept.parameters(), *kept.buffers()]:
+            t.data = t.data.clone()
+        self.models[fold] = kept
         return None
 
 
@@ -203,7 +206,7 @@ def export_model(
         keep = _KeepModels()
         with epoch_progress(progress, len(splits), training.epochs, "fold models") as bar:
             result = cross_validate(candidate, data, cv=resolved, seed=settings.cv_seed,
-                                    training=training, hooks=[keep, *bar], parallel="off",
+                                    training=training, hooks=[keep, *bar],
                                     source=source)
         members = [keep.models[k].eval() for k in range(len(splits))]
         scalers = [fit_standardizer(data.x, tr, dev) for tr, _ in splits]
