@@ -171,3 +171,24 @@ def test_probes_ride_along_grouped_cnn_folds(monkeypatch: pytest.MonkeyPatch) ->
             # the first epochs before drift builds up, then all of them loosely
             np.testing.assert_allclose(got[:2], want[:2], rtol=2e-3, atol=1e-6, err_msg=key)
             np.testing.assert_allclose(got, want, rtol=0.1, atol=1e-4, err_msg=key)
+
+
+@pytest.mark.parametrize("block", ["plain", "residual", "dwsep"])
+def test_one_dimensional_cnn_folds_group_too(block: str) -> None:
+    """1-D maps (``(C, L)``: MNIST-1D's shape): grouped ``conv1d`` and batch norm give each
+    fold its own outputs, and auto groups small 1-D convolutions."""
+    shape = (1, 40)
+    arch = ArchConfig(stages=(StageConfig(block=block, depth=2, width=16),))
+    models = []
+    for f in range(3):
+        torch.manual_seed(f)
+        models.append(build_model(arch, shape, 10))
+    x = torch.randn(3, 4, *shape)
+    want = [m.eval()(x[f]).detach() for f, m in enumerate(models)]
+    assert grouping_pays(models[0], shape, 64) and groups_cleanly(models[0], shape)
+    ens = group_folds(models, torch.device("cpu"), shape)
+    assert isinstance(ens, GroupedFolds)
+    with torch.no_grad():
+        got = ens(x, train=False)[0]
+    for f in range(3):
+        torch.testing.assert_close(got[f], want[f], rtol=1e-4, atol=1e-5)

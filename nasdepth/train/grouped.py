@@ -1,15 +1,15 @@
 """The k folds of a CNN as one model of grouped convolutions (fold-parallel CNNs on a CPU).
 
-k models of one structure on 2-D maps become one network whose activations hold the folds side
-by side in the channels, ``(B, k*C, H, W)``, fold-major: fold f's sample b is row b of channels
-``f*C .. (f+1)*C``. Every convolution becomes one grouped convolution with ``k`` times the
-groups (a fold's channels only ever meet its own weights), every batch or group norm one call
-over ``k*C`` channels (batch norm's statistics are per channel, so per fold), and a head's
-linear layer one batched matrix product. Layers without state (activations, pooling, residual
-additions) act per channel and work unchanged. A layer that moves channels between positions
-(a concatenation, as dense and inception blocks do) would mix folds: :func:`group_folds`
-checks every stacked network against its fold models on a random batch and refuses one whose
-outputs differ.
+k models of one structure on 2-D (or 1-D) maps become one network whose activations hold the
+folds side by side in the channels, ``(B, k*C, H, W)`` (``(B, k*C, L)``), fold-major: fold
+f's sample b is row b of channels ``f*C .. (f+1)*C``. Every convolution becomes one grouped
+convolution with ``k`` times the groups (a fold's channels only ever meet its own weights),
+every batch or group norm one call over ``k*C`` channels (batch norm's statistics are per
+channel, so per fold), and a head's linear layer one batched matrix product. Layers without
+state (activations, pooling, residual additions) act per channel and work unchanged. A layer
+that moves channels between positions (a concatenation, as dense and inception blocks do)
+would mix folds: :func:`group_folds` checks every grouped network against its fold models on
+a random batch and refuses one whose outputs differ.
 
 Why: a small convolution (16 channels on 8x8 maps at batch 64) is mostly per-call overhead in
 oneDNN; five of them as one grouped call ran a whole training step 1.3-1.9x faster on an AMD
@@ -22,6 +22,7 @@ original model's; each fold's own ``nn.Module`` holds views of its slices (:clas
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 from collections.abc import Sequence
 from typing import Any
@@ -47,13 +48,15 @@ def _stack(mods: Sequence[nn.Module], name: str) -> torch.Tensor | None:
     return torch.stack([getattr(m, name).detach() for m in mods]).clone()
 
 
-class GroupedConv2d(nn.Module):
-    """k ``nn.Conv2d`` as one convolution with ``k`` times the groups on ``(B, k*C, H, W)``.
-    The weight is stored ``(k, out, in/groups, kh, kw)``: fold f's slice is its own weight."""
+class GroupedConv(nn.Module):
+    """k ``nn.Conv2d`` (or ``nn.Conv1d``) as one convolution with ``k`` times the groups on
+    ``(B, k*C, H, W)`` (``(B, k*C, L)``). The weight is stored ``(k, out, in/groups, *kernel)``:
+    fold f's slice is its own weight."""
 
-    def __init__(self, mods: Sequence[nn.Conv2d]) -> None:
+    def __init__(self, mods: Sequence[nn.Conv1d | nn.Conv2d]) -> None:
         super().__init__()
         m0 = mods[0]
+        self.conv = F.conv2d if isinstance(m0, nn.Conv2d) else F.conv1d
         self.k, self.groups = len(mods), m0.groups
         self.stride, self.padding, self.dilation = m0.stride, m0.padding, m0.dilation
         self.weight = nn.Parameter(_stack(mods, "weight"))  # type: ignore[arg-type]
@@ -63,19 +66,20 @@ class GroupedConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.flatten(0, 1)
         b = None if self.bias is None else self.bias.flatten()
-        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation,
-                        self.k * self.groups)
+        return self.conv(x, w, b, self.stride, self.padding, self.dilation,
+                         self.k * self.groups)
 
 
-class GroupedBatchNorm2d(nn.Module):
-    """k ``nn.BatchNorm2d`` as one ``batch_norm`` over ``k*C`` channels: each fold normalizes
-    with its own batch statistics and updates its own running buffers."""
+class GroupedBatchNorm(nn.Module):
+    """k ``nn.BatchNorm2d`` (or ``nn.BatchNorm1d`` on 1-D maps) as one ``batch_norm`` over
+    ``k*C`` channels: each fold normalizes with its own batch statistics and updates its own
+    running buffers."""
 
     running_mean: torch.Tensor | None
     running_var: torch.Tensor | None
     num_batches_tracked: torch.Tensor | None
 
-    def __init__(self, mods: Sequence[nn.BatchNorm2d]) -> None:
+    def __init__(self, mods: Sequence[nn.BatchNorm1d | nn.BatchNorm2d]) -> None:
         super().__init__()
         m0 = mods[0]
         self.k, self.eps, self.momentum = len(mods), m0.eps, m0.momentum
@@ -141,11 +145,12 @@ class GroupedLinear(nn.Module):
 
 
 def _grouper(m: nn.Module) -> Any:
-    """The grouped replacement of a leaf that owns state, or None where there is none."""
-    if type(m) is nn.Conv2d and m.padding_mode == "zeros":
-        return GroupedConv2d
-    if type(m) is nn.BatchNorm2d:
-        return GroupedBatchNorm2d
+    """The grouped replacement of a leaf that owns state, or None where there is none (batch
+    norm of flat features is :mod:`~nasdepth.train.stacked`'s, and refused by the check)."""
+    if type(m) in (nn.Conv1d, nn.Conv2d) and m.padding_mode == "zeros":
+        return GroupedConv
+    if type(m) in (nn.BatchNorm1d, nn.BatchNorm2d):
+        return GroupedBatchNorm
     if type(m) is nn.GroupNorm:
         return GroupedGroupNorm
     if type(m) is nn.Linear:
@@ -159,26 +164,27 @@ def _owns_state(m: nn.Module) -> bool:
 
 
 def can_group(model: nn.Module, input_shape: Sequence[int]) -> bool:
-    """2-D maps in, and every module that owns parameters or buffers has a grouped twin (no
-    auxiliary heads: their logits leave the network beside the output). Whether the network
-    also keeps each fold's channels together is checked on a batch by :func:`group_folds`."""
-    if len(input_shape) != 3 or len(getattr(model, "aux", ()) or ()):
+    """1-D or 2-D maps in (``(C, L)`` or ``(C, H, W)``), and every module that owns
+    parameters or buffers has a grouped twin (no auxiliary heads: their logits leave the
+    network beside the output). Whether the network also keeps each fold's channels together
+    is checked on a batch by :func:`group_folds`."""
+    if len(input_shape) not in (2, 3) or len(getattr(model, "aux", ()) or ()):
         return False
     return all(_grouper(m) is not None for m in model.modules() if _owns_state(m))
 
 
 def conv_macs(model: nn.Module, input_shape: Sequence[int], batch: int) -> list[float]:
-    """Multiply-adds of each 2-D convolution's forward call on a batch of ``batch`` samples
-    (one shape pass on a single sample)."""
+    """Multiply-adds of each convolution's forward call on a batch of ``batch`` samples (one
+    shape pass on a single sample)."""
     macs: list[float] = []
 
     def record(m: nn.Module, _: Any, out: torch.Tensor) -> None:
-        assert isinstance(m, nn.Conv2d)
-        kh, kw = m.kernel_size
-        macs.append(batch * out[0].numel() * (m.in_channels // m.groups) * kh * kw)
+        assert isinstance(m, (nn.Conv1d, nn.Conv2d))
+        macs.append(batch * out[0].numel() * (m.in_channels // m.groups)
+                    * math.prod(m.kernel_size))
 
     handles = [m.register_forward_hook(record) for m in model.modules()
-               if isinstance(m, nn.Conv2d)]
+               if isinstance(m, (nn.Conv1d, nn.Conv2d))]
     was = model.training
     try:
         p = next(model.parameters())
@@ -203,7 +209,7 @@ def grouping_pays(model: nn.Module, input_shape: Sequence[int], batch: int) -> b
 
 
 class GroupedFolds(FoldStack):
-    """k models of one structure on 2-D maps as one network of grouped layers."""
+    """k models of one structure on 1-D or 2-D maps as one network of grouped layers."""
 
     def __init__(self, models: Sequence[nn.Module], device: torch.device) -> None:
         self.models = [m.to(device) for m in models]
@@ -222,17 +228,16 @@ class GroupedFolds(FoldStack):
                                     if isinstance(m, GroupedLinear))
         self._bind()
         self._mode: bool | None = None  # the mode ``net`` was last put in (None: not yet)
-        self.channels_last = next(self.models[0].parameters()).is_contiguous(
-            memory_format=torch.channels_last) or device.type == "cpu"
+        self.channels_last = device.type == "cpu"  # 2-D maps: the faster layout there
 
     def __call__(self, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
-        """``(k, B, C, H, W)`` inputs -> ``(k, B, classes)`` logits."""
+        """``(k, B, C, *positions)`` inputs -> ``(k, B, classes)`` logits."""
         if self._mode is not train:  # ``train()`` walks every module: only when it changes
             self.net.train(train)
             self._mode = train
-        k, b, c, h, w = x.shape
-        xg = x.permute(1, 0, 2, 3, 4).reshape(b, k * c, h, w)
-        if self.channels_last:
+        k, b, c = x.shape[:3]
+        xg = x.transpose(0, 1).reshape(b, k * c, *x.shape[3:])
+        if self.channels_last and xg.dim() == 4:
             xg = xg.contiguous(memory_format=torch.channels_last)
         out = self.net(xg)
         return (out.reshape(b, k, -1).transpose(0, 1),)
