@@ -96,6 +96,10 @@ def test_which_cnns_auto_groups() -> None:
     assert not grouping_pays(build_model(_arch("plain", width=32), SHAPE, 10), SHAPE, 64)
     aux = ArchConfig(stages=(StageConfig(block="plain", depth=2, width=8),) * 2, aux_heads=(0,))
     assert not can_group(build_model(aux, SHAPE, 10), SHAPE)
+    # stochastic depth: a dropped sample's row holds every fold, so grouped folds would drop it
+    # together
+    assert not can_group(build_model(_arch("residual", drop_path=0.1), SHAPE, 10), SHAPE)
+    assert can_group(build_model(_arch("residual", drop_path=0.0), SHAPE, 10), SHAPE)
     flat = ArchConfig(stages=(StageConfig(block="plain", depth=2, width=8),))
     assert not can_group(build_model(flat, (20,), 3), (20,))
 

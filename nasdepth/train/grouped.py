@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasdepth.arch.blocks.squeeze import DropPath
 from nasdepth.train.stacked import FoldStack, Tensors
 
 #: group the folds where a typical convolution of one fold does at most this many
@@ -167,8 +168,13 @@ def can_group(model: nn.Module, input_shape: Sequence[int]) -> bool:
     """1-D or 2-D maps in (``(C, L)`` or ``(C, H, W)``), and every module that owns
     parameters or buffers has a grouped twin (no auxiliary heads: their logits leave the
     network beside the output). Whether the network also keeps each fold's channels together
-    is checked on a batch by :func:`group_folds`."""
+    is checked on a batch by :func:`group_folds`. Not with stochastic depth (``drop_path``
+    above 0)."""
     if len(input_shape) not in (2, 3) or len(getattr(model, "aux", ()) or ()):
+        return False
+    # stochastic depth drops whole samples: grouped, a sample's row holds every fold, so all
+    # folds would drop it together (each its own mask on the other engines)
+    if any(isinstance(m, DropPath) and m.p > 0 for m in model.modules()):
         return False
     return all(_grouper(m) is not None for m in model.modules() if _owns_state(m))
 
