@@ -207,6 +207,9 @@ def export_model(
         with epoch_progress(progress, len(splits), training.epochs, "fold models") as bar:
             result = cross_validate(candidate, data, cv=resolved, seed=settings.cv_seed,
                                     training=training, hooks=[keep, *bar],
+                                    # the engine the CV ran (records before version 6: the
+                                    # folds one after another, as exports then retrained them)
+                                    parallel="on" if record.parallel else "off",
                                     source=source)
         members = [keep.models[k].eval() for k in range(len(splits))]
         scalers = [fit_standardizer(data.x, tr, dev) for tr, _ in splits]

@@ -241,6 +241,7 @@ class Objective:
         rec.cv_folds = records(result.folds)
         rec.device = str(result.settings.get("device", "cpu"))
         rec.precision = result.settings.get("precision")
+        rec.parallel = bool(result.settings.get("parallel"))
         # the recipe it trained with (lr: auto resolved) and the range test's curve
         rec.training = dict(result.settings.get("training") or rec.training)
         rec.lr_find = result.settings.get("lr_find")

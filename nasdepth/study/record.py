@@ -26,7 +26,7 @@ RECORD_KEY = "nasdepth_record"
 #: 1: loose user attributes (no record); 2: this record; 3: adds ``splits``,
 #: ``settings_id`` and ``run_id``; 4: adds ``multitask`` and ``transfer``; 5: adds
 #: ``candidate`` (what the trial trained, as one object)
-RECORD_VERSION = 5
+RECORD_VERSION = 6
 #: the record's states (Optuna's, lower-case)
 STATES = ("running", "waiting", "complete", "pruned", "failed")
 #: a few flat user attributes written beside the record for Optuna's own tools (the
@@ -87,6 +87,11 @@ class TrialRecord:
     #: what ``training.precision`` resolved to on that device (``auto``: bf16 for 2-D CNNs on
     #: a CPU with AMX, else fp32); None in records written before it was kept
     precision: str | None = None
+    #: whether the CV trained the folds together (one fold-parallel ensemble: stacked MLP
+    #: layers, grouped CNN convolutions, vmap) rather than one after another: a retraining of
+    #: the folds (``export --ensemble``) takes the same engine, so the same floats. None in
+    #: records of version <= 5
+    parallel: bool | None = None
     versions: dict[str, str] = field(default_factory=dict)
     worker: dict[str, Any] = field(default_factory=dict)
     pruned_at: dict[str, Any] | None = None

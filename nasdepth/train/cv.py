@@ -237,10 +237,7 @@ def cross_validate(
                   # with the indices for several tasks: per-task diagnoses re-read these
                   # exact splits on data stratified on another task
                   "splits": resolved.to_dict(indices=tasks),
-                  # the recipe as it ran: lr: auto resolved, and the engine auto chose (a
-                  # refit that retrains the folds takes the same one, so the same floats)
-                  "training": replace(training, parallel="on" if use_parallel else "off"
-                                      ).to_dict(), "device": str(device),
+                  "training": training.to_dict(), "device": str(device),
                   "parallel": use_parallel, "data_placement": placement,
                   "precision": precision,
                   "n_test": int(len(test_idx)),
