@@ -39,7 +39,10 @@ def bootstrap_text(st: T.StudyTables, seed: int = 0) -> str | None:
     depth 2 in 2%." None with fewer than two depths."""
     if st.folds.empty or "depth" not in st.folds or st.folds["depth"].nunique() < 2:
         return None
-    boot = depth_bootstrap(st.folds, maximize=st.maximize, seed=seed)
+    key = f"depth_bootstrap:{seed}"  # 1,000 resamples: once for the summary and the section
+    if key not in st.computed:
+        st.computed[key] = depth_bootstrap(st.folds, maximize=st.maximize, seed=seed)
+    boot = st.computed[key]
     boot = boot[boot["share"] > 0].sort_values("share", ascending=False)
     if boot.empty:
         return None

@@ -62,6 +62,9 @@ class StudyTables:
     #: the study's own record (settings, data, baselines): ``config`` and ``data`` are its
     #: ``settings`` and ``data``
     study: StudyRecord = field(default_factory=StudyRecord)
+    #: results computed once per report that several sections show (the depth bootstrap:
+    #: the summary and the depth section), by name
+    computed: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def complete(self) -> pd.DataFrame:
