@@ -38,6 +38,20 @@ def _arch(block: str, **stage: Any) -> ArchConfig:
     return ArchConfig(stages=(StageConfig(block=block, **stage),), **head)
 
 
+def _ensembles_used(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The class names of the fold ensembles the engine builds from now on."""
+    used: list[str] = []
+    real = parallel_module.make_ensemble
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        ens = real(*args, **kwargs)
+        used.append(type(ens).__name__)
+        return ens
+
+    monkeypatch.setattr(parallel_module, "make_ensemble", spy)
+    return used
+
+
 @pytest.mark.parametrize("arch", [
     _arch("plain"), _arch("residual"), _arch("bottleneck"), _arch("grouped"), _arch("dwsep"),
     _arch("mbconv"), _arch("residual", stride=2, norm="group", se_ratio=0.25),
@@ -109,15 +123,7 @@ def test_auto_trains_small_cnn_folds_grouped_as_in_sequence(monkeypatch: pytest.
     data = load_data("sklearn:digits").subset(np.arange(450))
     arch = _arch("residual", width=16)
     training = TrainConfig(epochs=2, batch_size=32, lr=3e-3, precision="fp32")
-    used: list[str] = []
-    real = parallel_module.make_ensemble
-
-    def spy(models: Any, device: Any, shape: Any, stacking: str = "auto") -> Any:
-        ens = real(models, device, shape, stacking)
-        used.append(type(ens).__name__)
-        return ens
-
-    monkeypatch.setattr(parallel_module, "make_ensemble", spy)
+    used = _ensembles_used(monkeypatch)
     auto = cross_validate(arch, data, folds=3, seed=1, training=training)
     seq = cross_validate(arch, data, folds=3, seed=1, training=training, parallel=False)
     assert auto.settings["parallel"] is True and used == ["GroupedFolds"]
@@ -156,10 +162,7 @@ def test_probes_ride_along_grouped_cnn_folds(monkeypatch: pytest.MonkeyPatch) ->
     data = load_data("sklearn:digits").subset(np.arange(360))
     arch = _arch("residual", width=8)
     training = TrainConfig(epochs=8, batch_size=32, patience=2, lr=3e-3, precision="fp32")
-    used: list[str] = []
-    real = parallel_module.make_ensemble
-    monkeypatch.setattr(parallel_module, "make_ensemble",
-                        lambda *a, **kw: used.append(type(e := real(*a, **kw)).__name__) or e)
+    used = _ensembles_used(monkeypatch)
     traces, epochs = {}, {}
     for parallel in (True, False):
         result = cross_validate(arch, data, folds=3, seed=1, training=training,

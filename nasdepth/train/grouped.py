@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasdepth.arch.blocks.squeeze import DropPath
-from nasdepth.train.stacked import FoldStack, Tensors
+from nasdepth.train.stacked import StackedLinear, SwappedFolds, _owns_state, _stack
 
 #: group the folds where a typical convolution of one fold does at most this many
 #: multiply-adds per call (forward). Measured on an AMD EPYC (Zen 5), 5-fold CVs of the digits
@@ -40,13 +40,6 @@ from nasdepth.train.stacked import FoldStack, Tensors
 #: fp32 and under bf16 autocast; 32 channels (37.7 million) 0.97-1.06x under bf16 (interleaved
 #: medians) and 0.83-0.89x in fp32; one layer of 16 channels on 28x28 maps (115 million) 0.6x
 MAX_GROUPED_MACS = 16e6
-
-
-def _stack(mods: Sequence[nn.Module], name: str) -> torch.Tensor | None:
-    first = getattr(mods[0], name)
-    if first is None:
-        return None
-    return torch.stack([getattr(m, name).detach() for m in mods]).clone()
 
 
 class GroupedConv(nn.Module):
@@ -124,18 +117,10 @@ class GroupedGroupNorm(nn.Module):
                             None if self.bias is None else self.bias.view(-1), self.eps)
 
 
-class GroupedLinear(nn.Module):
+class GroupedLinear(StackedLinear):
     """k ``nn.Linear`` on ``(B, k*in)`` (each fold's features side by side) as one ``baddbmm``,
-    back to ``(B, k*out)``. The weight is stored transposed, ``(k, in, out)``, as
-    :class:`~nasdepth.train.stacked.StackedLinear`'s."""
-
-    def __init__(self, mods: Sequence[nn.Linear]) -> None:
-        super().__init__()
-        self.k = len(mods)
-        weight = torch.stack([m.weight.detach() for m in mods])  # (k, out, in)
-        self.weight = nn.Parameter(weight.transpose(1, 2).contiguous())
-        bias = _stack(mods, "bias")
-        self.bias = None if bias is None else nn.Parameter(bias)  # (k, out)
+    back to ``(B, k*out)``: :class:`~nasdepth.train.stacked.StackedLinear`'s weights (stored
+    transposed, ``(k, in, out)``) on the grouped layout."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
@@ -157,11 +142,6 @@ def _grouper(m: nn.Module) -> Any:
     if type(m) is nn.Linear:
         return GroupedLinear
     return None
-
-
-def _owns_state(m: nn.Module) -> bool:
-    return (any(True for _ in m.parameters(recurse=False))
-            or any(b is not None for b in m.buffers(recurse=False)))
 
 
 def can_group(model: nn.Module, input_shape: Sequence[int]) -> bool:
@@ -214,33 +194,16 @@ def grouping_pays(model: nn.Module, input_shape: Sequence[int], batch: int) -> b
     return bool(macs) and statistics.median(macs) <= MAX_GROUPED_MACS
 
 
-class GroupedFolds(FoldStack):
+class GroupedFolds(SwappedFolds):
     """k models of one structure on 1-D or 2-D maps as one network of grouped layers."""
 
     def __init__(self, models: Sequence[nn.Module], device: torch.device) -> None:
-        self.models = [m.to(device) for m in models]
-        self.net: Any = copy.deepcopy(self.models[0])
-        modules = [dict(m.named_modules()) for m in self.models]
-        for name, leaf in list(self.net.named_modules()):
-            if not _owns_state(leaf):
-                continue
-            grouped = _grouper(leaf)([mods[name] for mods in modules])
-            parent_name, _, attr = name.rpartition(".")
-            parent = self.net.get_submodule(parent_name) if parent_name else self.net
-            setattr(parent, attr, grouped.to(device))
-        self.params: Tensors = dict(self.net.named_parameters())
-        self.buffers: Tensors = {n: b for n, b in self.net.named_buffers() if b is not None}
-        self.transposed = frozenset(f"{name}.weight" for name, m in self.net.named_modules()
-                                    if isinstance(m, GroupedLinear))
-        self._bind()
-        self._mode: bool | None = None  # the mode ``net`` was last put in (None: not yet)
+        super().__init__(models, device, _grouper, GroupedLinear)
         self.channels_last = device.type == "cpu"  # 2-D maps: the faster layout there
 
     def __call__(self, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
         """``(k, B, C, *positions)`` inputs -> ``(k, B, classes)`` logits."""
-        if self._mode is not train:  # ``train()`` walks every module: only when it changes
-            self.net.train(train)
-            self._mode = train
+        self._set_mode(train)
         k, b, c = x.shape[:3]
         xg = x.transpose(0, 1).reshape(b, k * c, *x.shape[3:])
         if self.channels_last and xg.dim() == 4:

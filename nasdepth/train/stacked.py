@@ -13,7 +13,7 @@ of the original model; each fold's own ``nn.Module`` holds views of its slices
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -222,32 +222,45 @@ class FoldStack:
         return self.models[k]
 
 
-class StackedFolds(FoldStack):
-    """k models of one structure as one model of stacked layers."""
+class SwappedFolds(FoldStack):
+    """k models of one structure as one network: a copy of the first whose every leaf that
+    owns state is swapped for ``twin(leaf)``, a layer holding the k folds' tensors (built from
+    the k leaves). ``transposed``: the twin class whose weight is stored ``(k, in, out)``."""
 
-    def __init__(self, models: Sequence[nn.Module], device: torch.device) -> None:
+    def __init__(self, models: Sequence[nn.Module], device: torch.device,
+                 twin: Callable[[nn.Module], Any], transposed: type) -> None:
         self.models = [m.to(device) for m in models]
         self.net: Any = copy.deepcopy(self.models[0])
         modules = [dict(m.named_modules()) for m in self.models]
         for name, leaf in list(self.net.named_modules()):
             if not _owns_state(leaf):
                 continue
-            stacked = _stacker(leaf)([mods[name] for mods in modules])
+            swapped = twin(leaf)([mods[name] for mods in modules])
             parent_name, _, attr = name.rpartition(".")
             parent = self.net.get_submodule(parent_name) if parent_name else self.net
-            setattr(parent, attr, stacked.to(device))
+            setattr(parent, attr, swapped.to(device))
         self.params: Tensors = dict(self.net.named_parameters())
         self.buffers: Tensors = {n: b for n, b in self.net.named_buffers() if b is not None}
         self.transposed = frozenset(f"{name}.weight" for name, m in self.net.named_modules()
-                                    if isinstance(m, StackedLinear))
+                                    if isinstance(m, transposed))
         self._bind()
         self._mode: bool | None = None  # the mode ``net`` was last put in (None: not yet)
 
-    def __call__(self, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
-        """``(k, B, F)`` inputs -> ``(k, B, C)`` logits (and auxiliary logits)."""
+    def _set_mode(self, train: bool) -> None:
         if self._mode is not train:  # ``train()`` walks every module: only when it changes
             self.net.train(train)
             self._mode = train
+
+
+class StackedFolds(SwappedFolds):
+    """k models of one structure as one model of stacked layers."""
+
+    def __init__(self, models: Sequence[nn.Module], device: torch.device) -> None:
+        super().__init__(models, device, _stacker, StackedLinear)
+
+    def __call__(self, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
+        """``(k, B, F)`` inputs -> ``(k, B, C)`` logits (and auxiliary logits)."""
+        self._set_mode(train)
         k, b = x.shape[:2]
         out = self.net(x.reshape(k * b, *x.shape[2:]))
         aux = getattr(self.net, "aux_logits", None) or []
