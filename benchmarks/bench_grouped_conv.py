@@ -8,7 +8,11 @@ models, forward and backward, two ways on the same shapes:
     OMP_NUM_THREADS=1 python benchmarks/bench_grouped_conv.py
     python benchmarks/bench_grouped_conv.py --device cuda
 
-Prints milliseconds per step and the ratio (above 1: grouped is faster).
+Prints milliseconds per step and the ratio (above 1: grouped is faster). One layer only: the
+engine's grouped fold stack (``nasdepth/train/grouped.py``) groups whole CNNs, where a step's
+batch norms, activations and optimizer update are shared too; whole-CV figures and the rule
+``parallel: auto`` follows: ``docs/data_and_training.md``, "Fold-parallel CNNs as grouped
+convolutions".
 """
 
 from __future__ import annotations
