@@ -182,3 +182,43 @@ def test_batched_probes_need_no_torch_optim(monkeypatch) -> None:
     batched = fit_linear_probes(feats, y[:500], y[500:], 500, 5, steps=100)
     for (tr, va), (a, b) in zip(batched, reference, strict=True):
         assert abs(tr - a) <= 0.004 and abs(va - b) <= 0.005
+
+
+def test_folds_probes_fitted_together_equal_each_folds_own() -> None:
+    """``fit_probe_sets`` (the hook fits all folds' probes at the CV's end, in one batched
+    solve per shape) gives every fold the accuracies of its own ``fit_linear_probes``; a set
+    of another shape is solved apart."""
+    from nasdepth.probes.linear import fit_linear_probes, fit_probe_sets
+
+    g = torch.Generator().manual_seed(3)
+
+    def fold(rows: int) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, int]:
+        y = torch.randint(0, 4, (rows,), generator=g)
+        signal = torch.nn.functional.one_hot(y, 4).float()
+        feats = [signal * s + torch.randn(rows, 4, generator=g) for s in (0.3, 1.0, 3.0)]
+        feats.append(torch.randn(rows, 7, generator=g))  # a wider unit: padded in the stack
+        n = rows * 4 // 5
+        return feats, y[:n], y[n:], n
+
+    sets = [fold(300), fold(300), fold(300), fold(250)]
+    together = fit_probe_sets(sets, 4, steps=60)
+    for s, got in zip(sets, together, strict=True):
+        alone = fit_linear_probes(*s, num_classes=4, steps=60)
+        assert len(got) == 4
+        np.testing.assert_allclose(np.array(got), np.array(alone), atol=1e-6)
+
+
+def test_probe_hook_fits_at_the_last_fold() -> None:
+    """The hook keeps each fold's features and fits every fold's probes when the last fold
+    ends (so the engine times the fits as the probes'), with rows for every fold."""
+    from nasdepth.arch import StageConfig
+
+    data = load_data("sklearn:digits").subset(np.arange(300))
+    splits = CVConfig(folds=3, seed=0).resolve(data, "t")
+    hook = LinearProbeHook(data, splits)
+    arch = ArchConfig(stages=(StageConfig(block="plain", depth=2, width=8),))
+    cross_validate(arch, data, cv=splits, training=TrainConfig(epochs=2), hooks=[hook])
+    assert not hook._pending and len(hook._done) == 3  # fitted inside the CV
+    assert [r["fold"] for r in hook.fold_rows] == [0, 1, 2]
+    assert all(len(r["val_accuracy"]) == len(r["units"]) for r in hook.fold_rows)
+    assert hook.summary()["seconds"] > 0
