@@ -199,3 +199,25 @@ def test_one_dimensional_cnn_folds_group_too(block: str) -> None:
         got = ens(x, train=False)[0]
     for f in range(3):
         torch.testing.assert_close(got[f], want[f], rtol=1e-4, atol=1e-5)
+
+
+def test_colour_non_square_inputs_group_fold_by_fold() -> None:
+    """Three input channels per fold (fold f's are channels 3f..3f+2 of the grouped input),
+    non-square maps, a strided stage and a pooled-and-flattened head."""
+    shape = (3, 10, 12)
+    arch = ArchConfig(stages=(StageConfig(block="residual", depth=1, width=8),
+                              StageConfig(block="plain", depth=1, width=12, stride=2)),
+                      head_pool_size=2)
+    models = []
+    for f in range(4):
+        torch.manual_seed(10 + f)
+        models.append(build_model(arch, shape, 5))
+    x = torch.randn(4, 6, *shape)
+    want = [m.eval()(x[f]).detach() for f, m in enumerate(models)]
+    ens = group_folds(models, torch.device("cpu"), shape)
+    assert isinstance(ens, GroupedFolds)
+    with torch.no_grad():
+        got = ens(x, train=False)[0]
+    assert got.shape == (4, 6, 5)
+    for f in range(4):
+        torch.testing.assert_close(got[f], want[f], rtol=1e-4, atol=1e-5)
