@@ -24,12 +24,28 @@ from nasdepth.train.grouped import (
 SHAPE = (1, 8, 8)
 
 
-def _models(arch: ArchConfig, k: int = 3) -> list[torch.nn.Module]:
+def _models(arch: ArchConfig, k: int = 3, shape: tuple[int, ...] = SHAPE, classes: int = 10,
+            seed: int = 0) -> list[torch.nn.Module]:
     out = []
     for f in range(k):
-        torch.manual_seed(f)  # each fold's own initialization
-        out.append(build_model(arch, SHAPE, 10))
+        torch.manual_seed(seed + f)  # each fold's own initialization
+        out.append(build_model(arch, shape, classes))
     return out
+
+
+def _grouped_outputs(models: list[torch.nn.Module], shape: tuple[int, ...], rows: int
+                     ) -> tuple[GroupedFolds, torch.Tensor]:
+    """The folds grouped, and their logits on a random batch: each fold's equal to its own
+    model's (eval mode)."""
+    x = torch.randn(len(models), rows, *shape)
+    want = [m.eval()(x[f]).detach() for f, m in enumerate(models)]
+    ens = group_folds(models, torch.device("cpu"), shape)
+    assert isinstance(ens, GroupedFolds)
+    with torch.no_grad():
+        got = ens(x, train=False)[0]
+    for f in range(len(models)):
+        torch.testing.assert_close(got[f], want[f], rtol=1e-4, atol=1e-5)
+    return ens, got
 
 
 def _arch(block: str, **stage: Any) -> ArchConfig:
@@ -60,19 +76,8 @@ def _ensembles_used(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         "layernorm-hidden-head"])
 def test_grouped_folds_give_each_fold_its_own_outputs(arch: ArchConfig) -> None:
     models = _models(arch)
-    x = torch.randn(3, 5, *SHAPE)
-    want = []
-    for f, m in enumerate(models):
-        m.eval()
-        with torch.no_grad():
-            want.append(m(x[f]))
-    ens = group_folds(models, torch.device("cpu"), SHAPE)
-    assert isinstance(ens, GroupedFolds)
-    with torch.no_grad():
-        got = ens(x, train=False)[0]
+    ens, got = _grouped_outputs(models, SHAPE, 5)
     assert got.shape == (3, 5, 10)
-    for f in range(3):
-        torch.testing.assert_close(got[f], want[f], rtol=1e-4, atol=1e-5)
     # the fold models hold views of the stack: a step on the stack moves each fold's weights
     name, stacked = next(iter(ens.params.items()))
     with torch.no_grad():
@@ -186,19 +191,9 @@ def test_one_dimensional_cnn_folds_group_too(block: str) -> None:
     fold its own outputs, and auto groups small 1-D convolutions."""
     shape = (1, 40)
     arch = ArchConfig(stages=(StageConfig(block=block, depth=2, width=16),))
-    models = []
-    for f in range(3):
-        torch.manual_seed(f)
-        models.append(build_model(arch, shape, 10))
-    x = torch.randn(3, 4, *shape)
-    want = [m.eval()(x[f]).detach() for f, m in enumerate(models)]
+    models = _models(arch, shape=shape)
     assert grouping_pays(models[0], shape, 64) and groups_cleanly(models[0], shape)
-    ens = group_folds(models, torch.device("cpu"), shape)
-    assert isinstance(ens, GroupedFolds)
-    with torch.no_grad():
-        got = ens(x, train=False)[0]
-    for f in range(3):
-        torch.testing.assert_close(got[f], want[f], rtol=1e-4, atol=1e-5)
+    _grouped_outputs(models, shape, 4)
 
 
 def test_colour_non_square_inputs_group_fold_by_fold() -> None:
@@ -208,16 +203,5 @@ def test_colour_non_square_inputs_group_fold_by_fold() -> None:
     arch = ArchConfig(stages=(StageConfig(block="residual", depth=1, width=8),
                               StageConfig(block="plain", depth=1, width=12, stride=2)),
                       head_pool_size=2)
-    models = []
-    for f in range(4):
-        torch.manual_seed(10 + f)
-        models.append(build_model(arch, shape, 5))
-    x = torch.randn(4, 6, *shape)
-    want = [m.eval()(x[f]).detach() for f, m in enumerate(models)]
-    ens = group_folds(models, torch.device("cpu"), shape)
-    assert isinstance(ens, GroupedFolds)
-    with torch.no_grad():
-        got = ens(x, train=False)[0]
+    _, got = _grouped_outputs(_models(arch, 4, shape, 5, seed=10), shape, 6)
     assert got.shape == (4, 6, 5)
-    for f in range(4):
-        torch.testing.assert_close(got[f], want[f], rtol=1e-4, atol=1e-5)

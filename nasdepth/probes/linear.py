@@ -286,33 +286,25 @@ def fit_linear_probes(feats: Sequence[torch.Tensor], y_train: torch.Tensor,
     9 fits). Same objective and optimum as :func:`fit_linear_probe` (the test compares).
     Always in fp32: the features are cast and autocast is off (the engine runs hooks under the
     fold's precision)."""
-    device = feats[0].device
-    if device.type in ("cpu", "cuda"):
-        with torch.autocast(device.type, enabled=False):
-            return _fit_linear_probes([f.float() for f in feats], y_train, y_val, n_train,
-                                      num_classes, steps, l2)
-    return _fit_linear_probes(feats, y_train, y_val, n_train, num_classes, steps, l2)
+    return fit_probe_sets([(feats, y_train, y_val, n_train)], num_classes, steps=steps,
+                          l2=l2)[0]
 
 
 def fit_probe_sets(sets: Sequence[ProbeSet], num_classes: int, *, steps: int = FIT_STEPS,
                    l2: float = L2) -> list[list[tuple[float, float]]]:
     """:func:`fit_linear_probes` for several folds' units at once (``sets``: each fold's
     ``(features, y_train, y_val, n_train)``): per set, per unit, (train, validation)
-    accuracy. Sets of one shape share one batched L-BFGS; always in fp32, as there."""
-    if not sets:
-        return []
-    device = sets[0][0][0].device
+    accuracy (none for a set without units). Sets of one shape share one batched L-BFGS;
+    always in fp32, as there."""
+    filled = [feats for feats, *_ in sets if len(feats)]
+    if not filled:
+        return [[] for _ in sets]
+    device = filled[0][0].device
     floats = [([f.float() for f in feats], y_tr, y_va, n) for feats, y_tr, y_va, n in sets]
     if device.type in ("cpu", "cuda"):
         with torch.autocast(device.type, enabled=False):
             return _fit_probe_sets(floats, num_classes, steps, l2)
     return _fit_probe_sets(floats, num_classes, steps, l2)
-
-
-def _fit_linear_probes(feats: Sequence[torch.Tensor], y_train: torch.Tensor,
-                       y_val: torch.Tensor, n_train: int, num_classes: int, steps: int,
-                       l2: float) -> list[tuple[float, float]]:
-    return _fit_probe_sets([(feats, y_train, y_val, n_train)], num_classes, steps, l2)[0]
 
 
 #: one fold's probe problems: (each unit's features, training labels, validation labels,
@@ -341,6 +333,8 @@ def _fit_probe_sets(sets: Sequence[ProbeSet], num_classes: int, steps: int, l2: 
     out: list[list[tuple[float, float]]] = [[] for _ in sets]
     groups: dict[tuple[int, int, int], list[int]] = {}
     for i, (feats, _, _, n_train) in enumerate(sets):
+        if not len(feats):
+            continue
         shape = (int(feats[0].shape[0]), n_train, max(int(f.shape[1]) for f in feats))
         groups.setdefault(shape, []).append(i)
     for (_, n_train, width), members in groups.items():
@@ -440,14 +434,11 @@ class LinearProbeHook(TrainHook):
         if not self._pending:
             return
         start = time.perf_counter()
-        todo = [p for p in self._pending if p["finite"]]
-        fits = fit_probe_sets([p["set"] for p in todo], int(self.data.num_classes),
-                              steps=self.steps, l2=self.l2) if todo else []
-        fitted = {id(p): dict(zip(p["finite"], f, strict=True)) for p, f in zip(
-            todo, fits, strict=True)}
+        fits = fit_probe_sets([p["set"] for p in self._pending], int(self.data.num_classes),
+                              steps=self.steps, l2=self.l2)
         share = (time.perf_counter() - start) / len(self._pending)
-        for p in self._pending:
-            got = fitted.get(id(p), {})
+        for p, fit in zip(self._pending, fits, strict=True):
+            got = dict(zip(p["finite"], fit, strict=True))
             acc = [got.get(i, (None, None)) for i in range(p["n_units"])]
             row = {**p["row"],
                    "train_accuracy": [None if a is None else round(a, 5) for a, _ in acc],

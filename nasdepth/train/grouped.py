@@ -32,7 +32,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasdepth.arch.blocks.squeeze import DropPath
-from nasdepth.train.stacked import StackedLinear, SwappedFolds, _owns_state, _stack
+from nasdepth.train.stacked import (
+    StackedAffineNorm,
+    StackedBatchNorm1d,
+    StackedLinear,
+    SwappedFolds,
+    _owns_state,
+    _stack,
+)
 
 #: group the folds where a typical convolution of one fold does at most this many
 #: multiply-adds per call (forward). Measured on an AMD EPYC (Zen 5), 5-fold CVs of the digits
@@ -64,55 +71,22 @@ class GroupedConv(nn.Module):
                          self.k * self.groups)
 
 
-class GroupedBatchNorm(nn.Module):
-    """k ``nn.BatchNorm2d`` (or ``nn.BatchNorm1d`` on 1-D maps) as one ``batch_norm`` over
-    ``k*C`` channels: each fold normalizes with its own batch statistics and updates its own
-    running buffers."""
-
-    running_mean: torch.Tensor | None
-    running_var: torch.Tensor | None
-    num_batches_tracked: torch.Tensor | None
-
-    def __init__(self, mods: Sequence[nn.BatchNorm1d | nn.BatchNorm2d]) -> None:
-        super().__init__()
-        m0 = mods[0]
-        self.k, self.eps, self.momentum = len(mods), m0.eps, m0.momentum
-        w, b = _stack(mods, "weight"), _stack(mods, "bias")
-        self.weight = None if w is None else nn.Parameter(w)
-        self.bias = None if b is None else nn.Parameter(b)
-        for name in ("running_mean", "running_var", "num_batches_tracked"):
-            self.register_buffer(name, _stack(mods, name) if m0.track_running_stats else None)
+class GroupedBatchNorm(StackedBatchNorm1d):
+    """k ``nn.BatchNorm2d`` (or ``nn.BatchNorm1d`` on 1-D maps) on the grouped layout, whose
+    channels already are the folds' ``k*C`` side by side: one ``batch_norm``, each fold with its
+    own batch statistics and running buffers (:class:`StackedBatchNorm1d`'s)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        momentum = self.momentum
-        if self.training and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if momentum is None:  # cumulative moving average, as nn.BatchNorm2d does
-                momentum = 1.0 / float(self.num_batches_tracked[0])
-        return F.batch_norm(
-            x,
-            None if self.running_mean is None else self.running_mean.view(-1),
-            None if self.running_var is None else self.running_var.view(-1),
-            None if self.weight is None else self.weight.view(-1),
-            None if self.bias is None else self.bias.view(-1),
-            self.training or self.running_mean is None,
-            0.0 if momentum is None else momentum, self.eps)
+        return self.norm(x)
 
 
-class GroupedGroupNorm(nn.Module):
+class GroupedGroupNorm(StackedAffineNorm):
     """k ``nn.GroupNorm`` of G groups as one ``group_norm`` of ``k*G`` groups (a fold's
-    channels form its own G groups)."""
-
-    def __init__(self, mods: Sequence[nn.GroupNorm]) -> None:
-        super().__init__()
-        m0 = mods[0]
-        self.k, self.num_groups, self.eps = len(mods), m0.num_groups, m0.eps
-        w, b = _stack(mods, "weight"), _stack(mods, "bias")
-        self.weight = None if w is None else nn.Parameter(w)
-        self.bias = None if b is None else nn.Parameter(b)
+    channels form its own G groups), with :class:`StackedAffineNorm`'s weights."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.group_norm(x, self.k * self.num_groups,
+        assert self.groups is not None
+        return F.group_norm(x, self.k * self.groups,
                             None if self.weight is None else self.weight.view(-1),
                             None if self.bias is None else self.bias.view(-1), self.eps)
 

@@ -61,7 +61,7 @@ class StackedBatchNorm1d(nn.Module):
     running_var: torch.Tensor | None
     num_batches_tracked: torch.Tensor | None
 
-    def __init__(self, mods: Sequence[nn.BatchNorm1d]) -> None:
+    def __init__(self, mods: Sequence[nn.BatchNorm1d | nn.BatchNorm2d]) -> None:
         super().__init__()
         m0 = mods[0]
         self.k, self.eps, self.momentum = len(mods), m0.eps, m0.momentum
@@ -74,21 +74,25 @@ class StackedBatchNorm1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, c = self.k, x.shape[-1]
-        xt = x.reshape(k, -1, c).transpose(0, 1).reshape(-1, k * c)
+        out = self.norm(x.reshape(k, -1, c).transpose(0, 1).reshape(-1, k * c))
+        return out.reshape(-1, k, c).transpose(0, 1).reshape(-1, c)
+
+    def norm(self, xt: torch.Tensor) -> torch.Tensor:
+        """One ``batch_norm`` of ``xt`` whose channels (dimension 1) are the k folds' side by
+        side, ``k*C``; the running buffers updated as ``nn.BatchNorm1d`` does."""
         momentum = self.momentum
         if self.training and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             if momentum is None:  # cumulative moving average, as nn.BatchNorm1d does
                 momentum = 1.0 / float(self.num_batches_tracked[0])
         use_batch = self.training or not self.track
-        out = F.batch_norm(
+        return F.batch_norm(
             xt,
             None if self.running_mean is None else self.running_mean.view(-1),
             None if self.running_var is None else self.running_var.view(-1),
             None if self.weight is None else self.weight.view(-1),
             None if self.bias is None else self.bias.view(-1),
             use_batch, 0.0 if momentum is None else momentum, self.eps)
-        return out.reshape(-1, k, c).transpose(0, 1).reshape(-1, c)
 
 
 class StackedAffineNorm(nn.Module):
