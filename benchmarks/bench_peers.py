@@ -415,6 +415,11 @@ def print_expected(tables: dict[str, dict[tuple[Any, ...], tuple[float, float]]]
           f"engine): skorch median {med_s:.1f} s (mean {mean_s:.1f}), engine median "
           f"{med_e:.1f} s (mean {mean_e:.1f}): {med_s / med_e:.2f}x "
           f"(means {mean_s / mean_e:.2f}x)")
+    target = max(v[0] for v in tables["engine"].values()) - within / 100
+    oracle, _ = oracle_time_to_answer(tables["engine"], target)
+    print(f"an oracle search (the engine's cheapest answer first, nothing spent on finding it): "
+          f"{oracle:.1f} s, {med_s / oracle:.2f}x skorch's luck-alone median: the most a "
+          f"time-to-answer ratio can be against a search that draws at random")
 
 
 def time_to_answer(grid: Grid, space: SearchSpace, data: Any,
@@ -442,6 +447,18 @@ def time_to_answer(grid: Grid, space: SearchSpace, data: Any,
     print(f"{'med':>4} {med_s:17.1f} " + " ".join(
         f"{statistics.median(rows[p]):15.1f} ({med_s / statistics.median(rows[p]):4.2f}x)"
         for p in args.pruners))
+    oracle, name = oracle_time_to_answer(tables["engine"], targets["engine"])
+    print(f"the most any nasdepth search could show: an oracle that knows the answers and runs "
+          f"the cheapest one first, with no screen ({'x'.join(map(str, name))}: {oracle:.1f} s "
+          f"in the grid run) would reach {med_s / oracle:.2f}x this OptunaSearchCV median")
+
+
+def oracle_time_to_answer(table: dict[tuple[Any, ...], tuple[float, float]], target: float
+                          ) -> tuple[float, tuple[Any, ...]]:
+    """The grid time of the cheapest answer (within reach of the grid's best) and its key: no
+    search that must train an answer's full CV can reach one sooner."""
+    key = min((k for k, v in table.items() if v[0] >= target), key=lambda k: table[k][1])
+    return table[key][1], key
 
 
 def main() -> None:

@@ -46,7 +46,9 @@ def test_refit_scores_the_test_part_near_the_cv_mean(exported: dict) -> None:
     assert cv_mean == pytest.approx(best.values[0])
     test_acc = result.test_scores["accuracy"]
     print(f"trial {best.number}: CV accuracy {cv_mean:.4f}, refit test accuracy {test_acc:.4f}")
-    assert abs(test_acc - cv_mean) <= 0.02
+    # the refit trains on all 1,437 non-test rows, each CV fold on 958: it may score higher
+    # than the CV mean (0.997 against 0.976 under bf16 on an AMX Xeon), never much lower
+    assert test_acc >= cv_mean - 0.02
     for key in ("arch", "training", "input_shape", "class_names", "preprocessing", "data",
                 "versions", "cv"):
         assert key in meta

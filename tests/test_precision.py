@@ -78,6 +78,47 @@ def test_cross_validate_trains_in_the_resolved_precision(monkeypatch, digits):
     assert mlp.settings["precision"] == "fp32"
 
 
+WIDE_MLP = ArchConfig(stages=(StageConfig(block="plain", depth=2, width=128),))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_auto_is_bf16_for_stacked_mlp_folds_where_their_width_runs_faster(monkeypatch, fast):
+    asked: list[int] = []
+    monkeypatch.setattr(loop_module, "stacked_bf16_fast", lambda w: asked.append(w) or fast)
+    monkeypatch.setattr(loop_module, "cpu_bf16_fast", lambda: True)
+    mlp = build_model(WIDE_MLP, (64,), 10)
+    assert resolve_precision("auto", CPU, mlp, stacked=True) == ("bf16" if fast else "fp32")
+    assert asked == [128]  # the median linear width (stem, blocks and head)
+    # one fold at a time the MLP stays in fp32 (bf16 measured slower there)
+    assert resolve_precision("auto", CPU, mlp) == "fp32"
+    assert resolve_precision("fp32", CPU, mlp, stacked=True) == "fp32"
+    # a CNN keeps the convolutions' answer
+    assert resolve_precision("auto", CPU, build_model(CNN, (1, 8, 8), 10), stacked=True) == "bf16"
+
+
+def test_stacked_mlp_folds_train_in_bf16_where_measured_faster(monkeypatch):
+    import nasdepth.train.cpu_bf16 as mod
+
+    wine = load_data("sklearn:wine")
+    monkeypatch.setenv(mod.STACKED_ENV, "1")
+    training = TrainConfig(epochs=4, batch_size=32, lr=3e-3)
+    bf16 = cross_validate(WIDE_MLP, wine, folds=3, training=training, parallel=True)
+    assert bf16.settings["parallel"] and bf16.settings["precision"] == "bf16"
+    fp32 = cross_validate(WIDE_MLP, wine, folds=3, parallel=True,
+                          training=TrainConfig(epochs=4, batch_size=32, lr=3e-3,
+                                               precision="fp32"))
+    # it ran in bf16 (other rounding) and learns as well: within 5 points on 3 classes
+    assert not np.allclose(bf16.folds["val_log_loss"], fp32.folds["val_log_loss"])
+    assert abs(bf16.mean() - fp32.mean()) < 0.05 and bf16.mean() > 0.8
+    # folds trained one by one stay in fp32 under the same answer
+    seq = cross_validate(WIDE_MLP, wine, folds=3, training=training, parallel=False)
+    assert seq.settings["precision"] == "fp32"
+    monkeypatch.setenv(mod.STACKED_ENV, "0")
+    off = cross_validate(WIDE_MLP, wine, folds=3, training=training, parallel=True)
+    assert off.settings["precision"] == "fp32"
+    assert np.allclose(off.folds["val_log_loss"], fp32.folds["val_log_loss"])
+
+
 class _EndOfFit(TrainHook):
     def __init__(self) -> None:
         self.autocast: list[bool] = []
@@ -167,4 +208,51 @@ def test_the_reference_measurement_is_a_real_ratio():
     from nasdepth.train.cpu_bf16 import measure_speedup
 
     speedup = measure_speedup(channels=8, depth=2, steps=1, rounds=1)
+    assert 0.001 < speedup < 1000 and np.isfinite(speedup)
+
+
+def test_stacked_widths_are_measured_once_each_and_cached(fresh_cpu_bf16, monkeypatch):
+    mod = fresh_cpu_bf16
+    monkeypatch.delenv(mod.STACKED_ENV, raising=False)
+    measured: list[int] = []
+    speedups = {64: 0.85, 128: 1.25}
+    def measure(w):  # draws from the global stream, as building the reference models does
+        measured.append(w)
+        torch.randn(3)
+        return speedups[w]
+
+    monkeypatch.setattr(mod, "measure_stacked_speedup", measure)
+    before = torch.random.get_rng_state()
+    assert mod.stacked_bf16_fast(128) is True
+    # measuring mid-CV (after the folds' models are built) leaves the global stream alone
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert mod.stacked_bf16_fast(100) is True  # the same power of two: not measured again
+    assert mod.stacked_bf16_fast(64) is False
+    assert measured == [128, 64]
+    monkeypatch.setattr(mod, "_known", {})  # a later process reads the file
+    monkeypatch.setattr(mod, "measure_stacked_speedup", lambda w: pytest.fail("measured"))
+    assert mod.stacked_bf16_fast(128) is True and mod.stacked_bf16_fast(64) is False
+    monkeypatch.setattr(mod, "_known", {})  # no native bf16 dot product: never measured
+    monkeypatch.setattr(mod, "_flag", lambda name: False)
+    assert mod.stacked_bf16_fast(256) is False
+    assert [mod.stacked_bucket(w) for w in (3, 48, 100, 5000)] == [16, 64, 128, 1024]
+
+
+def test_the_stacked_environment_variable_decides_and_a_bad_value_is_named(fresh_cpu_bf16,
+                                                                          monkeypatch):
+    from nasdepth.errors import ConfigError
+
+    mod = fresh_cpu_bf16
+    monkeypatch.setattr(mod, "measure_stacked_speedup", lambda w: pytest.fail("measured"))
+    monkeypatch.setenv(mod.STACKED_ENV, "1")
+    assert mod.stacked_bf16_fast(64) is True
+    monkeypatch.setenv(mod.STACKED_ENV, "on")
+    with pytest.raises(ConfigError, match="NASDEPTH_CPU_BF16_STACKED.*on"):
+        mod.stacked_bf16_fast(64)
+
+
+def test_the_stacked_reference_measurement_is_a_real_ratio():
+    from nasdepth.train.cpu_bf16 import measure_stacked_speedup
+
+    speedup = measure_stacked_speedup(32, depth=2, steps=1, rounds=1)
     assert 0.001 < speedup < 1000 and np.isfinite(speedup)

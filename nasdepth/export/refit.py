@@ -50,6 +50,7 @@ from nasdepth.train.candidate import Candidate, TransferCandidate
 from nasdepth.train.device import configure_threads
 from nasdepth.train.metrics import classification_metrics
 from nasdepth.train.progress import epoch_progress
+from nasdepth.train.stacked import own_tensors
 from nasdepth.train.stream import fit_standardizer
 
 log = logging.getLogger("nasdepth.export")
@@ -83,10 +84,7 @@ class _KeepModels(TrainHook):
         self.models: dict[int, nn.Module] = {}
 
     def on_fit_end(self, model: nn.Module, fold: int) -> dict[str, Any] | None:
-        kept = copy.deepcopy(model)
-        for t in [*kept.parameters(), *kept.buffers()]:
-            t.data = t.data.clone()
-        self.models[fold] = kept
+        self.models[fold] = own_tensors(copy.deepcopy(model))
         return None
 
 

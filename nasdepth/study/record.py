@@ -84,8 +84,9 @@ class TrialRecord:
     splits: dict[str, Any] | None = None
     seed: int | None = None
     device: str | None = None
-    #: what ``training.precision`` resolved to on that device (``auto``: bf16 for 2-D CNNs on
-    #: a CPU with AMX, else fp32); None in records written before it was kept
+    #: what ``training.precision`` resolved to on that device (``auto``: bf16 for 2-D CNNs and
+    #: stacked MLP folds on a CPU where measured faster, else fp32); None in records written
+    #: before it was kept
     precision: str | None = None
     #: whether the CV trained the folds together (one fold-parallel ensemble: stacked MLP
     #: layers, grouped CNN convolutions, vmap) rather than one after another: a retraining of

@@ -25,6 +25,7 @@ from nasdepth.train.hooks import TrainHook
 from nasdepth.train.loop import OOM_ERRORS, out_of_memory, resolve_precision
 from nasdepth.train.lr_find import candidate_range_test
 from nasdepth.train.parallel import fit_folds_parallel, needs_sequential
+from nasdepth.train.stacked import can_stack
 from nasdepth.train.stream import resolve_placement
 
 log = logging.getLogger("nasdepth.train")
@@ -165,7 +166,6 @@ def cross_validate(
     # build once before any fold: a shape the architecture cannot take fails here, not midway
     model0 = cand.build(data)
     params = count_parameters(model0)  # the trainable ones
-    precision = resolve_precision(training.precision, device, model0)
     splits, test_idx = list(resolved.folds), resolved.test
     sizes = [len(tr) for tr, _ in splits]
     # equal steps for every fold (sizes differ by at most one) keeps the paths identical
@@ -228,6 +228,9 @@ def cross_validate(
     if not results:
         raise ConfigError(source, "folds", cv_cfg.folds, "a split that leaves training data")
     tasks = bool(cand.targets().tasks)
+    # as the engine that trained resolved it (stacked MLP folds: per width, measured)
+    stacked = use_parallel and len(splits) > 1 and can_stack(model0, data.input_shape)
+    precision = resolve_precision(training.precision, device, model0, stacked=stacked)
     return CVResult(
         folds=pd.DataFrame([r.row for r in results]),
         history=pd.DataFrame([h for r in results for h in r.history]),

@@ -39,6 +39,7 @@ from nasdepth.train.stacked import (
     SwappedFolds,
     _owns_state,
     _stack,
+    own_tensors,
 )
 
 #: group the folds where a typical convolution of one fold does at most this many
@@ -221,15 +222,8 @@ def group_folds(models: Sequence[nn.Module], device: torch.device,
     grouped = GroupedFolds(models, device)
     if grouped.matches_folds(input_shape):
         return grouped
-    # the fold models now hold views of the stack: give them back tensors of their own
-    for f, model in enumerate(grouped.models):
-        state = grouped.state(f)
-        for name, t in model.named_parameters():
-            t.data = state[name].clone()
-        for name, _ in list(model.named_buffers()):
-            owner, _, attr = name.rpartition(".")
-            module = model.get_submodule(owner) if owner else model
-            module._buffers[attr] = state[name].clone()
+    for model in grouped.models:  # they hold views of the stack: tensors of their own again
+        own_tensors(model)
     return None
 
 

@@ -5,12 +5,13 @@ stopping, mixed precision and the error types a study records."""
 from __future__ import annotations
 
 import contextlib
+import statistics
 
 import torch
 from torch import nn
 
 from nasdepth.train.config import TrainConfig
-from nasdepth.train.cpu_bf16 import cpu_bf16_fast
+from nasdepth.train.cpu_bf16 import cpu_bf16_fast, stacked_bf16_fast
 
 
 class NonFiniteLossError(RuntimeError):
@@ -66,17 +67,26 @@ class EarlyStopper:
         return self.patience > 0 and self.bad_epochs >= self.patience
 
 
-def resolve_precision(precision: str, device: torch.device, model: nn.Module) -> str:
+def resolve_precision(precision: str, device: torch.device, model: nn.Module,
+                      stacked: bool = False) -> str:
     """The precision ``precision`` trains ``model`` in on ``device``: ``auto`` is bf16
     autocast for a model with 2-D convolutions on a CPU where bf16 convolutions are faster
     (AMX: 1.7-1.9x on a CNN's CV; ``avx512_bf16`` without AMX: measured once,
-    :mod:`nasdepth.train.cpu_bf16`), fp32 elsewhere: MLPs (their linear layers gained
-    nothing), 1-D CNNs (0.92-1.13x), CUDA (not yet measured, ``docs/gpu.md``). An explicit
-    ``bf16`` is honoured on a CPU or CUDA; ``fp16`` is a CUDA setting (fp32 elsewhere, as is
-    bf16 on MPS)."""
+    :mod:`nasdepth.train.cpu_bf16`), and for an MLP whose folds train ``stacked`` (two or
+    more folds as the fold-parallel engine's ``bmm``) on a CPU where stacked layers of its
+    width are faster under bf16 (measured once per width:
+    :func:`~nasdepth.train.cpu_bf16.stacked_bf16_fast`); fp32
+    elsewhere: MLPs trained one fold at a time (0.89-0.96x), 1-D CNNs (0.92-1.13x), CUDA (not
+    yet measured, ``docs/gpu.md``). An explicit ``bf16`` is honoured on a CPU or CUDA;
+    ``fp16`` is a CUDA setting (fp32 elsewhere, as is bf16 on MPS)."""
     if precision == "auto":
-        convs = any(isinstance(m, nn.Conv2d) for m in model.modules())
-        return "bf16" if convs and device.type == "cpu" and cpu_bf16_fast() else "fp32"
+        if device.type != "cpu":
+            return "fp32"
+        if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+            return "bf16" if cpu_bf16_fast() else "fp32"
+        widths = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
+        fast = stacked and bool(widths) and stacked_bf16_fast(int(statistics.median(widths)))
+        return "bf16" if fast else "fp32"
     if precision == "fp16" and device.type != "cuda":
         return "fp32"
     return precision

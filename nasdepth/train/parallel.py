@@ -130,8 +130,6 @@ def fit_folds_parallel(
     start = time.perf_counter()
     k = len(models)
     keep_freed_memory(device)  # no page faults per step on a CPU
-    training = replace(training,
-                       precision=resolve_precision(training.precision, device, models[0]))
     targets = targets or SINGLE
     labels = targets.labels(data)
     x_all, y_all = data.x.to(device), labels.to(device)
@@ -139,6 +137,8 @@ def fit_folds_parallel(
     mean = torch.stack([s.mean for s in scalers])[:, None]  # (k, 1, *feature dims)
     std = torch.stack([s.std for s in scalers])[:, None]
     ens = make_ensemble(models, device, data.input_shape, stacking)
+    training = replace(training, precision=resolve_precision(
+        training.precision, device, models[0], stacked=k > 1 and isinstance(ens, StackedFolds)))
     plan = batch_plan(n_used, training.batch_size)
     # hooks with per-step calls all take the folds interleaved here (cv.py checks)
     step = TrainStep(ens, training, device, len(plan), hooks=hooks, aux_weight=aux_weight)

@@ -139,6 +139,15 @@ def _owns_state(m: nn.Module) -> bool:
             or any(b is not None for b in m.buffers(recurse=False)))
 
 
+def own_tensors(model: nn.Module) -> nn.Module:
+    """``model`` with parameters and buffers of its own (copies of their values): a fold model
+    of a :class:`FoldStack` holds views of the stack's tensors, which the stack keeps
+    changing."""
+    for t in [*model.parameters(), *model.buffers()]:
+        t.data = t.data.clone()
+    return model
+
+
 def can_stack(model: nn.Module, input_shape: Sequence[int]) -> bool:
     """Flat inputs, and every module that owns parameters or buffers has a stacked twin.
 
