@@ -13,6 +13,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # stacked MLP folds in fp32 on every machine: the tests that compare them with folds trained
 # one by one compare fp32 with fp32; tests/test_precision.py sets the bf16 answer itself
 os.environ.setdefault("NASDEPTH_CPU_BF16_STACKED", "0")
+os.environ.setdefault("NASDEPTH_CPU_GROUPED", "0")
 torch.set_num_threads(1)
 
 TINY_SPACE = {

@@ -27,6 +27,7 @@ once on a reference stacked step and cached beside the CNN answer;
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import platform
@@ -40,6 +41,7 @@ from torch import nn
 
 from nasdepth.errors import ConfigError
 
+log = logging.getLogger(__name__)
 ENV = "NASDEPTH_CPU_BF16"
 #: the same for the fold-parallel engine's stacked MLP layers (:func:`stacked_bf16_fast`)
 STACKED_ENV = "NASDEPTH_CPU_BF16_STACKED"
@@ -72,17 +74,17 @@ def _flag(name: str) -> bool:
 def cpu_bf16_fast() -> bool:
     """Whether this CPU trains 2-D convolutions faster under bf16 autocast (see the module's
     docstring): by its features, else by one cached measurement."""
-    forced = _forced(ENV, "CNNs")
+    forced = forced_answer(ENV, "CNNs")
     if forced is not None:
         return forced
-    key = _machine()
+    key = machine()
     if key not in _known:
         if _flag("_is_amx_tile_supported"):
             _known[key] = True
         elif not _flag("_is_avx512_bf16_supported"):
             _known[key] = False
         else:
-            _known[key] = _cached_or_measured(key, measure_speedup)
+            _known[key] = cached_speedup(key, measure_speedup)
     return _known[key]
 
 
@@ -91,16 +93,16 @@ def stacked_bf16_fast(width: int) -> bool:
     ``width`` features faster under bf16 autocast: no without a native bf16 dot product (no
     ``avx512_bf16`` and no AMX), else one cached measurement per width, rounded to a power of
     two (:func:`measure_stacked_speedup`)."""
-    forced = _forced(STACKED_ENV, "stacked MLP folds")
+    forced = forced_answer(STACKED_ENV, "stacked MLP folds")
     if forced is not None:
         return forced
     bucket = stacked_bucket(width)
-    key = f"{_machine()} | stacked linear {bucket}"
+    key = f"{machine()} | stacked linear {bucket}"
     if key not in _known:
         if not (_flag("_is_amx_tile_supported") or _flag("_is_avx512_bf16_supported")):
             _known[key] = False
         else:
-            _known[key] = _cached_or_measured(key, lambda: measure_stacked_speedup(bucket))
+            _known[key] = cached_speedup(key, lambda: measure_stacked_speedup(bucket))
     return _known[key]
 
 
@@ -109,11 +111,12 @@ def stacked_bucket(width: int) -> int:
     return int(min(1024, max(16, 2 ** round(math.log2(max(width, 1))))))
 
 
-def _machine() -> str:
+def machine() -> str:
+    """The cache's key for this machine: the CPU model, the torch version, the threads."""
     return f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
 
-def _forced(env: str, what: str) -> bool | None:
+def forced_answer(env: str, what: str) -> bool | None:
     forced = os.environ.get(env)
     if forced is None:
         return None
@@ -123,7 +126,10 @@ def _forced(env: str, what: str) -> bool | None:
     return forced == "1"
 
 
-def _cached_or_measured(key: str, measure: Callable[[], float]) -> bool:
+def cached_speedup(key: str, measure: Callable[[], float]) -> bool:
+    """Whether the speedup stored under ``key`` in :func:`cache_file` (else ``measure()``'s,
+    then stored) is at least :data:`MIN_SPEEDUP`: one measurement per machine and question
+    (also :mod:`nasdepth.train.cpu_grouped`'s)."""
     path = cache_file()
     try:
         table = json.loads(path.read_text())
@@ -134,9 +140,10 @@ def _cached_or_measured(key: str, measure: Callable[[], float]) -> bool:
     entry = table.get(key)
     if isinstance(entry, dict) and isinstance(entry.get("speedup"), (int, float)):
         return float(entry["speedup"]) >= MIN_SPEEDUP
+    log.info("measuring once on this machine: %s (cached in %s)", key, path)
     with torch.random.fork_rng(devices=[]):  # its models' draws leave a CV's stream alone
         speedup = measure()
-    table[key] = {"speedup": round(speedup, 3), "bf16": speedup >= MIN_SPEEDUP}
+    table[key] = {"speedup": round(speedup, 3), "faster": speedup >= MIN_SPEEDUP}
     try:  # a read-only home still gets the answer, for this process
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

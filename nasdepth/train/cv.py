@@ -118,8 +118,9 @@ def choose_parallel(mode: str | bool, data: Dataset, device: torch.device,
         return True
     if device.type == "cuda" or (device.type == "cpu" and len(data.input_shape) == 1):
         return True
-    return (device.type == "cpu" and model is not None
-            and grouping_pays(model, data.input_shape, training.batch_size)
+    return (device.type == "cpu" and model is not None and len(splits) > 1  # a screen's one
+            and grouping_pays(model, data.input_shape, training.batch_size, len(splits),
+                              resolve_precision(training.precision, device, model))
             and groups_cleanly(model, data.input_shape))
 
 

@@ -13,9 +13,11 @@ a random batch and refuses one whose outputs differ.
 
 Why: a small convolution (16 channels on 8x8 maps at batch 64) is mostly per-call overhead in
 oneDNN; five of them as one grouped call ran a whole training step 1.3-1.9x faster on an AMD
-EPYC (Zen 5), while at 32 channels the two are at parity and at 16 channels on 28x28 maps the
-grouped call is slower (``docs/data_and_training.md``, "Fold-parallel CNNs as grouped
-convolutions"). :func:`grouping_pays` is that rule. Parameter and buffer names are the
+EPYC (Zen 5), while at 32 channels the two are at parity there (1.14-1.32x on a Xeon with AMX
+under bf16) and at 16 channels on 28x28 maps the grouped call is slower
+(``docs/data_and_training.md``, "Fold-parallel CNNs as grouped convolutions").
+:func:`grouping_pays` is that rule, measured per machine between the sizes every CPU agrees
+on (:mod:`nasdepth.train.cpu_grouped`). Parameter and buffer names are the
 original model's; each fold's own ``nn.Module`` holds views of its slices (:class:`FoldStack`).
 """
 
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import math
-import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasdepth.arch.blocks.squeeze import DropPath
+from nasdepth.train.cpu_grouped import grouping_fast
 from nasdepth.train.stacked import (
     StackedAffineNorm,
     StackedBatchNorm1d,
@@ -41,13 +43,6 @@ from nasdepth.train.stacked import (
     _stack,
     own_tensors,
 )
-
-#: group the folds where a typical convolution of one fold does at most this many
-#: multiply-adds per call (forward). Measured on an AMD EPYC (Zen 5), 5-fold CVs of the digits
-#: CNNs: 16 channels on 8x8 maps at batch 64 (9.4 million) trained 1.3-1.7x faster grouped, in
-#: fp32 and under bf16 autocast; 32 channels (37.7 million) 0.97-1.06x under bf16 (interleaved
-#: medians) and 0.83-0.89x in fp32; one layer of 16 channels on 28x28 maps (115 million) 0.6x
-MAX_GROUPED_MACS = 16e6
 
 
 class GroupedConv(nn.Module):
@@ -134,15 +129,19 @@ def can_group(model: nn.Module, input_shape: Sequence[int]) -> bool:
     return all(_grouper(m) is not None for m in model.modules() if _owns_state(m))
 
 
-def conv_macs(model: nn.Module, input_shape: Sequence[int], batch: int) -> list[float]:
-    """Multiply-adds of each convolution's forward call on a batch of ``batch`` samples (one
-    shape pass on a single sample)."""
-    macs: list[float] = []
+def conv_calls(model: nn.Module, input_shape: Sequence[int], batch: int
+               ) -> list[tuple[float, int, int, int]]:
+    """Each convolution's forward call on a batch of ``batch`` samples (one shape pass on a
+    single sample): its multiply-adds, output channels, output map side (the geometric mean
+    over its axes) and number of axes."""
+    calls: list[tuple[float, int, int, int]] = []
 
     def record(m: nn.Module, _: Any, out: torch.Tensor) -> None:
         assert isinstance(m, (nn.Conv1d, nn.Conv2d))
-        macs.append(batch * out[0].numel() * (m.in_channels // m.groups)
-                    * math.prod(m.kernel_size))
+        positions = out[0].shape[1:]
+        side = round(math.prod(positions) ** (1 / len(positions)))
+        calls.append((batch * out[0].numel() * (m.in_channels // m.groups)
+                      * math.prod(m.kernel_size), m.out_channels, side, len(positions)))
 
     handles = [m.register_forward_hook(record) for m in model.modules()
                if isinstance(m, (nn.Conv1d, nn.Conv2d))]
@@ -156,20 +155,31 @@ def conv_macs(model: nn.Module, input_shape: Sequence[int], batch: int) -> list[
         model.train(was)
         for h in handles:
             h.remove()
-    return macs
+    return calls
 
 
-def grouping_pays(model: nn.Module, input_shape: Sequence[int], batch: int) -> bool:
-    """``parallel: auto`` on a CPU: group a CNN's folds where its convolutions are small (the
-    median call at most :data:`MAX_GROUPED_MACS` multiply-adds), so that per-call overhead,
-    not arithmetic, is what the k folds share."""
+def conv_macs(model: nn.Module, input_shape: Sequence[int], batch: int) -> list[float]:
+    """Multiply-adds of each convolution's forward call on a batch of ``batch`` samples."""
+    return [c[0] for c in conv_calls(model, input_shape, batch)]
+
+
+def grouping_pays(model: nn.Module, input_shape: Sequence[int], batch: int, k: int = 5,
+                  precision: str = "fp32") -> bool:
+    """``parallel: auto`` on a CPU: group a CNN's ``k`` folds where its typical convolution
+    (the median call by multiply-adds) runs faster grouped on this CPU in ``precision``
+    (:func:`~nasdepth.train.cpu_grouped.grouping_fast`: small ones always, mid-sized ones as
+    measured on this machine, large ones never), so that per-call overhead, not arithmetic,
+    is what the k folds share."""
     if not can_group(model, input_shape):
         return False
     try:
-        macs = conv_macs(model, input_shape, batch)
+        calls = sorted(conv_calls(model, input_shape, batch))
     except (RuntimeError, ValueError, TypeError):  # a network one sample cannot pass: as is
         return False
-    return bool(macs) and statistics.median(macs) <= MAX_GROUPED_MACS
+    if not calls:
+        return False
+    macs, channels, side, dims = calls[(len(calls) - 1) // 2]
+    return grouping_fast(macs, channels, side, dims, batch, k, precision)
 
 
 class GroupedFolds(SwappedFolds):

@@ -1,0 +1,108 @@
+"""Whether a CNN's folds train faster as one network of grouped convolutions on this CPU
+(``parallel: auto``; :mod:`nasdepth.train.grouped`).
+
+Five folds' convolutions as one grouped call share oneDNN's per-call overhead, so the smaller
+the convolution, the more grouping gains; how large a convolution still gains depends on the
+chip and the precision. Measured on 5-fold CVs of the digits CNNs (8x8 maps, batch 64):
+
+* 16 channels (9.4 million multiply-adds per call): 1.3-1.7x on an AMD EPYC of Zen 5, fp32
+  and bf16. Convolutions this small (at most :data:`ALWAYS_MACS`) are grouped everywhere.
+* 32 channels (37.7 million): 0.97-1.06x on Zen 5 under bf16, 0.83-0.89x in fp32; but
+  1.14-1.32x under bf16 on a Xeon with AMX (``docs/data_and_training.md``).
+* 16 channels on 28x28 maps (115 million): 0.6x on Zen 5.
+
+So between :data:`ALWAYS_MACS` and :data:`MAX_MACS` the answer is measured once per machine,
+precision and shape class (:func:`grouping_fast`): a reference CV of a small plain CNN shaped
+like the model's typical convolution (its channels, map side and batch, each rounded to a power
+of two), grouped against one fold after another (:func:`measure_grouped_speedup`); grouping is
+used where it is at least :data:`~nasdepth.train.cpu_bf16.MIN_SPEEDUP` faster. The answer is cached
+beside the bf16 ones (:func:`~nasdepth.train.cpu_bf16.cache_file`), so every later run on the
+machine picks the same engine. ``NASDEPTH_CPU_GROUPED=1`` (or ``0``) sets the measured answer
+instead (the always/never bounds still hold).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import torch
+
+from nasdepth.train.cpu_bf16 import forced_answer, cached_speedup, machine
+
+log = logging.getLogger(__name__)
+ENV = "NASDEPTH_CPU_GROUPED"
+#: typical convolutions of at most this many multiply-adds per call are grouped on every CPU
+ALWAYS_MACS = 16e6
+#: above this nothing measured gained, and a reference step would cost seconds: never grouped
+MAX_MACS = 2.0**27
+_known: dict[str, bool] = {}
+
+
+def _pow2(n: float, low: int, high: int) -> int:
+    return int(min(high, max(low, 2 ** round(math.log2(max(n, 1))))))
+
+
+def grouping_fast(macs: float, channels: int, side: int, dims: int, batch: int, k: int,
+                  precision: str) -> bool:
+    """Whether ``k`` folds of a CNN whose typical convolution does ``macs`` multiply-adds per
+    call (``channels`` out, on maps of ``side`` per axis over ``dims`` axes, at ``batch``)
+    train faster grouped on this CPU in ``precision`` (see the module's docstring)."""
+    if k < 2:
+        return False
+    if macs <= ALWAYS_MACS:
+        return True
+    if macs > MAX_MACS:
+        return False
+    forced = forced_answer(ENV, "grouped CNN folds")
+    if forced is not None:
+        return forced
+    shape = (_pow2(channels, 8, 256), _pow2(side, 1, 64), dims, _pow2(batch, 8, 256), k)
+    bf16 = precision == "bf16"
+    key = (f"{machine()} | grouped conv{dims}d c{shape[0]} s{shape[1]} b{shape[3]} k{k} "
+           f"{'bf16' if bf16 else 'fp32'}")
+    if key not in _known:
+        try:
+            _known[key] = cached_speedup(key, lambda: measure_grouped_speedup(*shape,
+                                                                              bf16=bf16))
+        except (RuntimeError, ValueError) as exc:  # a choice of engine never fails a CV
+            log.warning("could not measure %s (%s): folds train one by one", key, exc)
+            _known[key] = False
+    return _known[key]
+
+
+def measure_grouped_speedup(channels: int, side: int, dims: int, batch: int, k: int,
+                            bf16: bool, depth: int = 3, rounds: int = 2) -> float:
+    """Sequential seconds over grouped seconds of a reference CV: the engine's own
+    :func:`~nasdepth.train.cv.cross_validate`, ``parallel: off`` against ``on``, of a plain
+    CNN of ``depth`` convolutions of ``channels`` on one-channel ``side``-wide maps (random
+    data, 12 steps of ``batch`` per fold and epoch, ``k`` folds x 2 epochs), the best of
+    ``rounds`` interleaved runs after a warm-up. The whole step counts, not the convolutions
+    alone: at 32 channels on 8x8 maps under bf16 the convolutions' forward and backward ran
+    0.91-0.93x grouped on a Xeon with AMX, the CV 1.14-1.32x (one optimizer step, one
+    scoring pass and one Python loop for the k folds). About 2-4 s."""
+    from nasdepth.arch import ArchConfig, StageConfig
+    from nasdepth.data import Dataset
+    from nasdepth.train.config import TrainConfig
+    from nasdepth.train.cv import cross_validate
+
+    gen = torch.Generator().manual_seed(0)
+    rows = batch * 12 * k // (k - 1) if k > 1 else batch * 12
+    data = Dataset(torch.randn(rows, 1, *([side] * dims), generator=gen),
+                   torch.randint(0, 4, (rows,), generator=gen), "reference", 4)
+    arch = ArchConfig(stages=(StageConfig(depth=depth, width=channels, block="plain"),))
+
+    def run(parallel: str) -> float:
+        training = TrainConfig(epochs=2, batch_size=batch, parallel=parallel,
+                               precision="bf16" if bf16 else "fp32")
+        start = time.perf_counter()
+        cross_validate(arch, data, folds=k, seed=0, training=training)
+        return time.perf_counter() - start
+
+    run("off"), run("on")  # oneDNN builds its kernels on the first call
+    best = {"off": float("inf"), "on": float("inf")}
+    for _ in range(rounds):
+        for mode in best:
+            best[mode] = min(best[mode], run(mode))
+    return best["off"] / best["on"]
