@@ -150,6 +150,18 @@ def variants(precisions: list[str]) -> dict[str, Callable[..., None]]:
     return out
 
 
+def auto_variant(case: Case, folds: int, bs: int, device: str) -> str:
+    """Which engine variant ``parallel: auto`` picks for the case on this machine (the
+    engine's own rule, its measurements included)."""
+    from nasdepth.train.cv import choose_parallel
+
+    splits = make_folds(case.data.y_numpy, folds, seed=0)
+    model = build_model(case.arch, case.data.input_shape, case.data.num_classes)
+    on = choose_parallel("auto", case.data, torch.device(device), (), splits,
+                         TrainConfig(batch_size=bs, device=device), model=model)
+    return "engine-par (folds side by side)" if on else "engine-seq (one fold at a time)"
+
+
 _CASES: dict[tuple[str, int], list[Case]] = {}
 
 
@@ -424,6 +436,8 @@ def run_cases(args: argparse.Namespace, VARIANTS: dict[str, Callable[..., None]]
             acc = f"{ACCURACY[name]:.4f}" if name in ACCURACY else "-"
             print(f"  {name:<16} {med:8.2f} {samples / med:10,.0f} {ratio:8.2f} {vs_seq:6.2f} "
                   f"{acc:>7}", flush=True)
+        print(f"  `parallel: auto` (the default) runs this case as "
+              f"{auto_variant(case, args.folds, args.batch_size, args.device)}")
         if args.device == "cpu":
             bound_table(case, walls, cpus, args.folds, args.epochs, args.batch_size)
         else:  # the bound reads CPU kernels' rates in CPU seconds: nothing to say of a GPU

@@ -99,3 +99,11 @@ def test_profile_phases_group_the_operators_a_cv_runs() -> None:
     }
     for name, phase in expected.items():
         assert module.phase_of(name) == phase, name
+
+
+def test_the_benchmark_names_the_variant_auto_picks(bench: ModuleType,
+                                                    cases: dict[str, object]) -> None:
+    """MLP folds run side by side on a CPU; the residual 3x32 CNN's 32-channel convolutions
+    are in the measured range, which the test suite answers with NASDEPTH_CPU_GROUPED=0."""
+    assert bench.auto_variant(cases["mlp"], 5, 64, "cpu").startswith("engine-par")
+    assert bench.auto_variant(cases["cnn"], 5, 64, "cpu").startswith("engine-seq")

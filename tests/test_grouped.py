@@ -222,12 +222,13 @@ def fresh_cpu_grouped(monkeypatch, tmp_path):
 
 def test_small_and_large_convolutions_are_decided_without_measuring(fresh_cpu_grouped,
                                                                     monkeypatch):
-    mod = fresh_cpu_grouped
-    monkeypatch.setattr(mod, "measure_grouped_speedup", lambda *a, **k: pytest.fail("measured"))
+    def never(*a: Any) -> float:
+        pytest.fail("measured")
+
     small = build_model(_arch("residual", width=16), SHAPE, 10)
-    assert grouping_pays(small, SHAPE, 64, 5, "bf16")  # 9.4 million a call
+    assert grouping_pays(small, SHAPE, 64, 5, "bf16", never)  # 9.4 million a call
     wide = build_model(_arch("plain", width=64), (1, 32, 32), 10)
-    assert not grouping_pays(wide, (1, 32, 32), 64, 5, "bf16")  # 604 million a call
+    assert not grouping_pays(wide, (1, 32, 32), 64, 5, "bf16", never)  # 604 million a call
     from nasdepth.train.cpu_bf16 import cache_file
     assert not cache_file().exists()
 
@@ -240,34 +241,36 @@ def test_a_mid_sized_cnn_is_measured_once_per_shape_and_precision(fresh_cpu_grou
     from nasdepth.train.cpu_bf16 import MIN_SPEEDUP, cache_file
     mod = fresh_cpu_grouped
     calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(mod, "measure_grouped_speedup",
-                        lambda *a, bf16: calls.append((*a, bf16)) or speedup)
+
+    def measure(*a: Any) -> float:
+        calls.append(a)
+        return speedup
+
     model = build_model(_arch("plain", width=32), SHAPE, 10)  # 37.7 million a call
+    assert not grouping_pays(model, SHAPE, 64, 5, "bf16")  # nothing to measure with
     for _ in range(2):
-        assert grouping_pays(model, SHAPE, 64, 5, "bf16") is (speedup >= MIN_SPEEDUP)
+        assert grouping_pays(model, SHAPE, 64, 5, "bf16", measure) is (speedup >= MIN_SPEEDUP)
     assert calls == [(32, 8, 2, 64, 5, True)]  # channels, side, axes, batch, folds, bf16
-    assert grouping_pays(model, SHAPE, 64, 5, "fp32") is (speedup >= MIN_SPEEDUP)
+    assert grouping_pays(model, SHAPE, 64, 5, "fp32", measure) is (speedup >= MIN_SPEEDUP)
     assert len(calls) == 2 and calls[1][-1] is False  # another precision: its own answer
     table = json.loads(cache_file().read_text())
     assert sorted(e["speedup"] for e in table.values()) == [speedup, speedup]
-    # a later process reads the file
+    # a later process reads the file, with or without a measurement at hand
     monkeypatch.setattr(mod, "_known", {})
-    monkeypatch.setattr(mod, "measure_grouped_speedup", lambda *a, **k: pytest.fail("again"))
     assert grouping_pays(model, SHAPE, 64, 5, "bf16") is (speedup >= MIN_SPEEDUP)
     # the environment sets the measured answer, and a bad value is named
     monkeypatch.setattr(mod, "_known", {})
     monkeypatch.setenv(mod.ENV, "1")
-    assert grouping_pays(model, SHAPE, 64, 5, "bf16")
+    assert grouping_pays(model, SHAPE, 64, 5, "bf16", measure) and len(calls) == 2
     monkeypatch.setenv(mod.ENV, "yes")
     from nasdepth.errors import ConfigError
     with pytest.raises(ConfigError, match="NASDEPTH_CPU_GROUPED"):
-        grouping_pays(model, SHAPE, 64, 5, "bf16")
+        grouping_pays(model, SHAPE, 64, 5, "bf16", measure)
 
 
 def test_the_reference_measurement_times_the_engine_both_ways(monkeypatch):
     """A real (small) reference CV each way, through the engine's own cross_validate."""
     import nasdepth.train.cv as cv_module
-    from nasdepth.train import cpu_grouped
 
     seen: list[str] = []
     original = cv_module.cross_validate
@@ -277,17 +280,18 @@ def test_the_reference_measurement_times_the_engine_both_ways(monkeypatch):
         return original(*a, training=training, **k)
 
     monkeypatch.setattr(cv_module, "cross_validate", spy)
-    speedup = cpu_grouped.measure_grouped_speedup(8, 4, 2, 16, 3, bf16=False, rounds=1)
+    speedup = cv_module.reference_grouped_speedup(8, 4, 2, 16, 3, False, rounds=1)
     assert np.isfinite(speedup) and speedup > 0
     assert seen == ["off", "on", "off", "on"]
 
 
 def test_one_fold_is_never_grouped_nor_measured(fresh_cpu_grouped, monkeypatch):
     """A screen's or a refit's single split trains as is: nothing to share."""
-    mod = fresh_cpu_grouped
-    monkeypatch.setattr(mod, "measure_grouped_speedup", lambda *a, **k: pytest.fail("measured"))
+    def never(*a: Any) -> float:
+        pytest.fail("measured")
+
     model = build_model(_arch("plain", width=32), SHAPE, 10)
-    assert not grouping_pays(model, SHAPE, 64, 1, "bf16")
+    assert not grouping_pays(model, SHAPE, 64, 1, "bf16", never)
     data = load_data("sklearn:digits")
     splits = [(np.arange(100), np.arange(100, 150))]
     assert not choose_parallel("auto", data, torch.device("cpu"), (), splits,
@@ -296,11 +300,8 @@ def test_one_fold_is_never_grouped_nor_measured(fresh_cpu_grouped, monkeypatch):
 
 def test_a_failed_measurement_falls_back_to_one_fold_at_a_time(fresh_cpu_grouped,
                                                                 monkeypatch):
-    mod = fresh_cpu_grouped
-
-    def broken(*a: Any, **k: Any) -> float:
+    def broken(*a: Any) -> float:
         raise RuntimeError("no memory for the reference")
 
-    monkeypatch.setattr(mod, "measure_grouped_speedup", broken)
     model = build_model(_arch("plain", width=32), SHAPE, 10)
-    assert not grouping_pays(model, SHAPE, 64, 5, "bf16")
+    assert not grouping_pays(model, SHAPE, 64, 5, "bf16", broken)

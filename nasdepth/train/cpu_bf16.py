@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -126,17 +127,26 @@ def forced_answer(env: str, what: str) -> bool | None:
     return forced == "1"
 
 
+def _table(path: Path) -> dict[str, Any]:
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def is_cached(key: str) -> bool:
+    """Whether :func:`cache_file` holds a measured speedup under ``key``."""
+    entry = _table(cache_file()).get(key)
+    return isinstance(entry, dict) and isinstance(entry.get("speedup"), (int, float))
+
+
 def cached_speedup(key: str, measure: Callable[[], float]) -> bool:
     """Whether the speedup stored under ``key`` in :func:`cache_file` (else ``measure()``'s,
     then stored) is at least :data:`MIN_SPEEDUP`: one measurement per machine and question
     (also :mod:`nasdepth.train.cpu_grouped`'s)."""
     path = cache_file()
-    try:
-        table = json.loads(path.read_text())
-        if not isinstance(table, dict):
-            table = {}
-    except (OSError, ValueError):
-        table = {}
+    table = _table(path)
     entry = table.get(key)
     if isinstance(entry, dict) and isinstance(entry.get("speedup"), (int, float)):
         return float(entry["speedup"]) >= MIN_SPEEDUP

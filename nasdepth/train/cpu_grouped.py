@@ -14,7 +14,8 @@ chip and the precision. Measured on 5-fold CVs of the digits CNNs (8x8 maps, bat
 So between :data:`ALWAYS_MACS` and :data:`MAX_MACS` the answer is measured once per machine,
 precision and shape class (:func:`grouping_fast`): a reference CV of a small plain CNN shaped
 like the model's typical convolution (its channels, map side and batch, each rounded to a power
-of two), grouped against one fold after another (:func:`measure_grouped_speedup`); grouping is
+of two), grouped against one fold after another (the CV driver's
+:func:`~nasdepth.train.cv.reference_grouped_speedup`); grouping is
 used where it is at least :data:`~nasdepth.train.cpu_bf16.MIN_SPEEDUP` faster. The answer is cached
 beside the bf16 ones (:func:`~nasdepth.train.cpu_bf16.cache_file`), so every later run on the
 machine picks the same engine. ``NASDEPTH_CPU_GROUPED=1`` (or ``0``) sets the measured answer
@@ -25,11 +26,9 @@ from __future__ import annotations
 
 import logging
 import math
-import time
+from collections.abc import Callable
 
-import torch
-
-from nasdepth.train.cpu_bf16 import forced_answer, cached_speedup, machine
+from nasdepth.train.cpu_bf16 import cached_speedup, forced_answer, is_cached, machine
 
 log = logging.getLogger(__name__)
 ENV = "NASDEPTH_CPU_GROUPED"
@@ -44,11 +43,18 @@ def _pow2(n: float, low: int, high: int) -> int:
     return int(min(high, max(low, 2 ** round(math.log2(max(n, 1))))))
 
 
+#: a reference measurement: ``(channels, side, dims, batch, k, bf16)`` -> sequential seconds
+#: over grouped seconds (the CV driver's :func:`~nasdepth.train.cv.reference_grouped_speedup`)
+Measure = Callable[[int, int, int, int, int, bool], float]
+
+
 def grouping_fast(macs: float, channels: int, side: int, dims: int, batch: int, k: int,
-                  precision: str) -> bool:
+                  precision: str, measure: Measure | None = None) -> bool:
     """Whether ``k`` folds of a CNN whose typical convolution does ``macs`` multiply-adds per
     call (``channels`` out, on maps of ``side`` per axis over ``dims`` axes, at ``batch``)
-    train faster grouped on this CPU in ``precision`` (see the module's docstring)."""
+    train faster grouped on this CPU in ``precision`` (see the module's docstring). In the
+    measured range the cached answer, else ``measure``'s; without ``measure`` (and nothing
+    cached) no."""
     if k < 2:
         return False
     if macs <= ALWAYS_MACS:
@@ -63,46 +69,13 @@ def grouping_fast(macs: float, channels: int, side: int, dims: int, batch: int, 
     key = (f"{machine()} | grouped conv{dims}d c{shape[0]} s{shape[1]} b{shape[3]} k{k} "
            f"{'bf16' if bf16 else 'fp32'}")
     if key not in _known:
+        if measure is None and not is_cached(key):
+            return False  # nothing to measure with, nothing cached: not grouped
+        reference = measure
         try:
-            _known[key] = cached_speedup(key, lambda: measure_grouped_speedup(*shape,
-                                                                              bf16=bf16))
+            _known[key] = cached_speedup(
+                key, lambda: reference(*shape, bf16) if reference is not None else 0.0)
         except (RuntimeError, ValueError) as exc:  # a choice of engine never fails a CV
             log.warning("could not measure %s (%s): folds train one by one", key, exc)
             _known[key] = False
     return _known[key]
-
-
-def measure_grouped_speedup(channels: int, side: int, dims: int, batch: int, k: int,
-                            bf16: bool, depth: int = 3, rounds: int = 2) -> float:
-    """Sequential seconds over grouped seconds of a reference CV: the engine's own
-    :func:`~nasdepth.train.cv.cross_validate`, ``parallel: off`` against ``on``, of a plain
-    CNN of ``depth`` convolutions of ``channels`` on one-channel ``side``-wide maps (random
-    data, 12 steps of ``batch`` per fold and epoch, ``k`` folds x 2 epochs), the best of
-    ``rounds`` interleaved runs after a warm-up. The whole step counts, not the convolutions
-    alone: at 32 channels on 8x8 maps under bf16 the convolutions' forward and backward ran
-    0.91-0.93x grouped on a Xeon with AMX, the CV 1.14-1.32x (one optimizer step, one
-    scoring pass and one Python loop for the k folds). About 2-4 s."""
-    from nasdepth.arch import ArchConfig, StageConfig
-    from nasdepth.data import Dataset
-    from nasdepth.train.config import TrainConfig
-    from nasdepth.train.cv import cross_validate
-
-    gen = torch.Generator().manual_seed(0)
-    rows = batch * 12 * k // (k - 1) if k > 1 else batch * 12
-    data = Dataset(torch.randn(rows, 1, *([side] * dims), generator=gen),
-                   torch.randint(0, 4, (rows,), generator=gen), "reference", 4)
-    arch = ArchConfig(stages=(StageConfig(depth=depth, width=channels, block="plain"),))
-
-    def run(parallel: str) -> float:
-        training = TrainConfig(epochs=2, batch_size=batch, parallel=parallel,
-                               precision="bf16" if bf16 else "fp32")
-        start = time.perf_counter()
-        cross_validate(arch, data, folds=k, seed=0, training=training)
-        return time.perf_counter() - start
-
-    run("off"), run("on")  # oneDNN builds its kernels on the first call
-    best = {"off": float("inf"), "on": float("inf")}
-    for _ in range(rounds):
-        for mode in best:
-            best[mode] = min(best[mode], run(mode))
-    return best["off"] / best["on"]

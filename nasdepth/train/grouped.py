@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasdepth.arch.blocks.squeeze import DropPath
-from nasdepth.train.cpu_grouped import grouping_fast
+from nasdepth.train.cpu_grouped import Measure, grouping_fast
 from nasdepth.train.stacked import (
     StackedAffineNorm,
     StackedBatchNorm1d,
@@ -164,12 +164,13 @@ def conv_macs(model: nn.Module, input_shape: Sequence[int], batch: int) -> list[
 
 
 def grouping_pays(model: nn.Module, input_shape: Sequence[int], batch: int, k: int = 5,
-                  precision: str = "fp32") -> bool:
+                  precision: str = "fp32", measure: Measure | None = None) -> bool:
     """``parallel: auto`` on a CPU: group a CNN's ``k`` folds where its typical convolution
     (the median call by multiply-adds) runs faster grouped on this CPU in ``precision``
     (:func:`~nasdepth.train.cpu_grouped.grouping_fast`: small ones always, mid-sized ones as
     measured on this machine, large ones never), so that per-call overhead, not arithmetic,
-    is what the k folds share."""
+    is what the k folds share. ``measure``: the reference measurement for an answer not yet
+    cached (the CV driver passes its own); without it a mid-sized CNN is not grouped."""
     if not can_group(model, input_shape):
         return False
     try:
@@ -179,7 +180,7 @@ def grouping_pays(model: nn.Module, input_shape: Sequence[int], batch: int, k: i
     if not calls:
         return False
     macs, channels, side, dims = calls[(len(calls) - 1) // 2]
-    return grouping_fast(macs, channels, side, dims, batch, k, precision)
+    return grouping_fast(macs, channels, side, dims, batch, k, precision, measure)
 
 
 class GroupedFolds(SwappedFolds):
