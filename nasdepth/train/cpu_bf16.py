@@ -75,7 +75,7 @@ def _flag(name: str) -> bool:
 def cpu_bf16_fast() -> bool:
     """Whether this CPU trains 2-D convolutions faster under bf16 autocast (see the module's
     docstring): by its features, else by one cached measurement."""
-    forced = forced_answer(ENV, "CNNs")
+    forced = forced_answer(ENV, "1 (bf16 for CNNs under precision: auto) or 0 (fp32)")
     if forced is not None:
         return forced
     key = machine()
@@ -85,7 +85,7 @@ def cpu_bf16_fast() -> bool:
         elif not _flag("_is_avx512_bf16_supported"):
             _known[key] = False
         else:
-            _known[key] = cached_speedup(key, measure_speedup)
+            _known[key] = bool(cached_speedup(key, measure_speedup))
     return _known[key]
 
 
@@ -94,7 +94,8 @@ def stacked_bf16_fast(width: int) -> bool:
     ``width`` features faster under bf16 autocast: no without a native bf16 dot product (no
     ``avx512_bf16`` and no AMX), else one cached measurement per width, rounded to a power of
     two (:func:`measure_stacked_speedup`)."""
-    forced = forced_answer(STACKED_ENV, "stacked MLP folds")
+    forced = forced_answer(
+        STACKED_ENV, "1 (bf16 for stacked MLP folds under precision: auto) or 0 (fp32)")
     if forced is not None:
         return forced
     bucket = stacked_bucket(width)
@@ -103,13 +104,18 @@ def stacked_bf16_fast(width: int) -> bool:
         if not (_flag("_is_amx_tile_supported") or _flag("_is_avx512_bf16_supported")):
             _known[key] = False
         else:
-            _known[key] = cached_speedup(key, lambda: measure_stacked_speedup(bucket))
+            _known[key] = bool(cached_speedup(key, lambda: measure_stacked_speedup(bucket)))
     return _known[key]
 
 
 def stacked_bucket(width: int) -> int:
     """The power of two nearest ``width``, within 16..1024: the widths measured."""
-    return int(min(1024, max(16, 2 ** round(math.log2(max(width, 1))))))
+    return pow2_bucket(width, 16, 1024)
+
+
+def pow2_bucket(n: float, low: int, high: int) -> int:
+    """The power of two nearest ``n``, within ``low..high``: measurements are keyed by it."""
+    return int(min(high, max(low, 2 ** round(math.log2(max(n, 1))))))
 
 
 def machine() -> str:
@@ -117,13 +123,14 @@ def machine() -> str:
     return f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
 
-def forced_answer(env: str, what: str) -> bool | None:
+def forced_answer(env: str, allowed: str) -> bool | None:
+    """The answer the environment variable ``env`` sets (``1`` or ``0``), None where unset;
+    another value is named with ``allowed``, what 1 and 0 mean."""
     forced = os.environ.get(env)
     if forced is None:
         return None
     if forced not in ("0", "1"):
-        raise ConfigError(f"the environment variable {env}", env, forced,
-                          f"1 (bf16 for {what} under precision: auto) or 0 (fp32)")
+        raise ConfigError(f"the environment variable {env}", env, forced, allowed)
     return forced == "1"
 
 
@@ -135,21 +142,18 @@ def _table(path: Path) -> dict[str, Any]:
     return table if isinstance(table, dict) else {}
 
 
-def is_cached(key: str) -> bool:
-    """Whether :func:`cache_file` holds a measured speedup under ``key``."""
-    entry = _table(cache_file()).get(key)
-    return isinstance(entry, dict) and isinstance(entry.get("speedup"), (int, float))
-
-
-def cached_speedup(key: str, measure: Callable[[], float]) -> bool:
+def cached_speedup(key: str, measure: Callable[[], float] | None) -> bool | None:
     """Whether the speedup stored under ``key`` in :func:`cache_file` (else ``measure()``'s,
     then stored) is at least :data:`MIN_SPEEDUP`: one measurement per machine and question
-    (also :mod:`nasdepth.train.cpu_grouped`'s)."""
+    (also :mod:`nasdepth.train.cpu_grouped`'s). None where nothing is stored and there is no
+    ``measure``."""
     path = cache_file()
     table = _table(path)
     entry = table.get(key)
     if isinstance(entry, dict) and isinstance(entry.get("speedup"), (int, float)):
         return float(entry["speedup"]) >= MIN_SPEEDUP
+    if measure is None:
+        return None
     log.info("measuring once on this machine: %s (cached in %s)", key, path)
     with torch.random.fork_rng(devices=[]):  # its models' draws leave a CV's stream alone
         speedup = measure()

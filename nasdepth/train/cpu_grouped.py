@@ -25,10 +25,10 @@ instead (the always/never bounds still hold).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
+from functools import partial
 
-from nasdepth.train.cpu_bf16 import cached_speedup, forced_answer, is_cached, machine
+from nasdepth.train.cpu_bf16 import cached_speedup, forced_answer, machine, pow2_bucket
 
 log = logging.getLogger(__name__)
 ENV = "NASDEPTH_CPU_GROUPED"
@@ -37,10 +37,6 @@ ALWAYS_MACS = 16e6
 #: above this nothing measured gained, and a reference step would cost seconds: never grouped
 MAX_MACS = 2.0**27
 _known: dict[str, bool] = {}
-
-
-def _pow2(n: float, low: int, high: int) -> int:
-    return int(min(high, max(low, 2 ** round(math.log2(max(n, 1))))))
 
 
 #: a reference measurement: ``(channels, side, dims, batch, k, bf16)`` -> sequential seconds
@@ -61,21 +57,21 @@ def grouping_fast(macs: float, channels: int, side: int, dims: int, batch: int, 
         return True
     if macs > MAX_MACS:
         return False
-    forced = forced_answer(ENV, "grouped CNN folds")
+    forced = forced_answer(ENV, "1 (group mid-sized CNN folds under parallel: auto) or 0 (not)")
     if forced is not None:
         return forced
-    shape = (_pow2(channels, 8, 256), _pow2(side, 1, 64), dims, _pow2(batch, 8, 256), k)
+    shape = (pow2_bucket(channels, 8, 256), pow2_bucket(side, 1, 64), dims,
+             pow2_bucket(batch, 8, 256), k)
     bf16 = precision == "bf16"
     key = (f"{machine()} | grouped conv{dims}d c{shape[0]} s{shape[1]} b{shape[3]} k{k} "
            f"{'bf16' if bf16 else 'fp32'}")
     if key not in _known:
-        if measure is None and not is_cached(key):
-            return False  # nothing to measure with, nothing cached: not grouped
-        reference = measure
         try:
-            _known[key] = cached_speedup(
-                key, lambda: reference(*shape, bf16) if reference is not None else 0.0)
+            fast = cached_speedup(key, None if measure is None else partial(measure, *shape, bf16))
         except (RuntimeError, ValueError) as exc:  # a choice of engine never fails a CV
             log.warning("could not measure %s (%s): folds train one by one", key, exc)
-            _known[key] = False
+            fast = False
+        if fast is None:
+            return False  # nothing cached and nothing to measure with: not grouped
+        _known[key] = fast
     return _known[key]

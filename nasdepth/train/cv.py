@@ -284,9 +284,9 @@ def reference_grouped_speedup(channels: int, side: int, dims: int, batch: int, k
     ``rounds`` interleaved runs after a warm-up. The whole step counts, not the convolutions
     alone: at 32 channels on 8x8 maps under bf16 the convolutions' forward and backward ran
     0.91-0.93x grouped on a Xeon with AMX, the CV 1.14-1.32x (one optimizer step, one
-    scoring pass and one Python loop for the k folds). About 2-4 s."""
+    scoring pass and one Python loop for the k folds). About 2-10 s."""
     gen = torch.Generator().manual_seed(0)
-    rows = batch * 12 * k // (k - 1) if k > 1 else batch * 12
+    rows = batch * 12 * k // (k - 1)  # 12 steps a fold (k >= 2: grouping_fast asks)
     data = Dataset(torch.randn(rows, 1, *([side] * dims), generator=gen),
                    torch.randint(0, 4, (rows,), generator=gen), "reference", 4)
     arch = ArchConfig(stages=(StageConfig(depth=depth, width=channels, block="plain"),))
